@@ -1,0 +1,377 @@
+//! SVM enabling, VMCB set-up and the `ArchVcpu` implementation for AMD-V.
+
+use crate::caps::SvmCaps;
+use crate::entry::svm_run;
+use crate::exit::{decode, VMEXIT_INVALID, VMEXIT_IOIO};
+use crate::npt::Npt;
+use crate::vmcb::{misc1, misc2, Vmcb, VmcbSegment};
+use vmm_core::addr::{GuestVirt, HostPhys};
+use vmm_core::decode::{insn_length, CpuMode};
+use vmm_core::exit::VmExit;
+use vmm_core::memory::GuestMemory;
+use vmm_core::nested::{self, FrameAllocator};
+use vmm_core::vcpu::{
+    ArchBackend, ArchVcpu, ControlReg, Event, Gpr, GprFile, SegReg, Segment, StartMode, StateMsr, VcpuError,
+};
+use vmm_core::walk::{read_virt, Access};
+use x86::msr::{rdmsr, wrmsr, IA32_EFER};
+
+const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;
+const EFER_SVME: u64 = 1 << 12;
+const EFER_LMA: u64 = 1 << 10;
+const V_INTR_MASKING: u64 = 1 << 24;
+
+/// EVENTINJ layout (APM Vol 2 15.20).
+const EVENT_VALID: u64 = 1 << 31;
+const EVENT_ERROR_VALID: u64 = 1 << 11;
+const EVENT_TYPE_INTR: u64 = 0 << 8;
+const EVENT_TYPE_NMI: u64 = 2 << 8;
+const EVENT_TYPE_EXCEPTION: u64 = 3 << 8;
+
+/// I/O and MSR permission maps: 12 KiB and 8 KiB (APM Vol 2 15.10.1, 15.11).
+const IOPM_PAGES: usize = 3;
+const MSRPM_PAGES: usize = 2;
+
+/// AMD-V, switched on: EFER.SVME is set and the host save area is programmed.
+pub struct Svm {
+    caps: SvmCaps,
+    host_save: HostPhys,
+    next_asid: u32,
+}
+
+impl Svm {
+    /// Sets EFER.SVME and VM_HSAVE_PA (APM Vol 2 15.4, 15.30.4), and saves Janus' own
+    /// VMLOAD/VMSAVE state for the return from each guest.
+    pub fn enable<A: FrameAllocator>(caps: SvmCaps, frames: &mut A) -> Result<Svm, &'static str> {
+        let hsave = frames.alloc_table().ok_or("no memory for the host save area")?;
+        let host_save = frames.alloc_table().ok_or("no memory for the host state page")?;
+        // SAFETY: the CPU has SVM (probe checked CPUID and VM_CR); setting EFER.SVME only
+        // enables the SVM instructions, and both pages are 4 KiB-aligned and ours.
+        unsafe {
+            wrmsr(IA32_EFER, rdmsr(IA32_EFER) | EFER_SVME);
+            wrmsr(MSR_VM_HSAVE_PA, hsave.0);
+            core::arch::asm!("vmsave rax", in("rax") host_save.0, options(nostack));
+        }
+        Ok(Svm { caps, host_save, next_asid: 1 })
+    }
+}
+
+/// One guest CPU on AMD-V.
+pub struct SvmVcpu {
+    vmcb_pa: HostPhys,
+    vmcb: &'static mut Vmcb,
+    host_save: HostPhys,
+    gprs: GprFile,
+    caps: SvmCaps,
+    /// Where the instruction behind the last exit ends, when the CPU said.
+    next_rip: Option<u64>,
+}
+
+fn seg(s: Segment) -> VmcbSegment {
+    VmcbSegment { selector: s.selector, attrib: s.attr, limit: s.limit, base: s.base }
+}
+
+impl ArchBackend for Svm {
+    type Vcpu = SvmVcpu;
+
+    fn create_vcpu<A: FrameAllocator>(
+        &mut self,
+        mem: &GuestMemory,
+        start: StartMode,
+        frames: &mut A,
+    ) -> Result<SvmVcpu, VcpuError> {
+        let oom = VcpuError { what: "out of memory for the VMCB", code: 0 };
+        let vmcb_pa = frames.alloc_table().ok_or(oom)?;
+        let iopm = frames.alloc_contiguous(IOPM_PAGES).ok_or(oom)?;
+        let msrpm = frames.alloc_contiguous(MSRPM_PAGES).ok_or(oom)?;
+        // Every port and every MSR is intercepted.
+        for p in 0..IOPM_PAGES as u64 {
+            frames.table(HostPhys(iopm.0 + p * 4096)).fill(u64::MAX);
+        }
+        for p in 0..MSRPM_PAGES as u64 {
+            frames.table(HostPhys(msrpm.0 + p * 4096)).fill(u64::MAX);
+        }
+        let (root, _) = nested::build(mem, &Npt, frames)
+            .map_err(|_| VcpuError { what: "cannot build the nested page tables", code: 0 })?;
+        let asid = self.next_asid;
+        self.next_asid = if self.next_asid + 1 >= self.caps.asids { 1 } else { self.next_asid + 1 };
+        // SAFETY: the page is a zeroed, 4 KiB-aligned frame that belongs to this vCPU from
+        // now on; `Vmcb` is exactly 4 KiB with the hardware layout (vmcb.rs asserts).
+        let vmcb = unsafe { &mut *(frames.table(vmcb_pa) as *mut [u64; 512] as *mut Vmcb) };
+        let c = &mut vmcb.control;
+        c.intercept_misc1 = misc1::INTR
+            | misc1::NMI
+            | misc1::SMI
+            | misc1::INIT
+            | misc1::RDPMC
+            | misc1::CPUID
+            | misc1::INVD
+            | misc1::HLT
+            | misc1::IOIO_PROT
+            | misc1::MSR_PROT
+            | misc1::SHUTDOWN;
+        // VMRUN must be intercepted or VMRUN fails (APM Vol 2 15.5.1).
+        c.intercept_misc2 = misc2::VMRUN
+            | misc2::VMMCALL
+            | misc2::VMLOAD
+            | misc2::VMSAVE
+            | misc2::STGI
+            | misc2::CLGI
+            | misc2::SKINIT
+            | misc2::MONITOR
+            | misc2::MWAIT
+            | misc2::XSETBV;
+        c.iopm_base_pa = iopm.0;
+        c.msrpm_base_pa = msrpm.0;
+        c.guest_asid = asid;
+        c.tlb_control = 1;
+        // The guest's IF and TPR then govern only virtual interrupts (APM Vol 2 15.21.1).
+        c.v_intr = V_INTR_MASKING;
+        c.np_control = 1;
+        c.n_cr3 = root.0;
+        let StartMode::Protected32 { entry, eax, ebx } = start;
+        let s = &mut vmcb.save;
+        let code = Segment { selector: 0x08, base: 0, limit: 0xffff_ffff, attr: 0xc9b };
+        let data = Segment { selector: 0x10, base: 0, limit: 0xffff_ffff, attr: 0xc93 };
+        s.cs = seg(code);
+        for d in [&mut s.es, &mut s.ss, &mut s.ds, &mut s.fs, &mut s.gs] {
+            *d = seg(data);
+        }
+        s.ldtr = VmcbSegment::default();
+        s.tr = VmcbSegment { selector: 0, attrib: 0x8b, limit: 0xff, base: 0 };
+        s.gdtr = VmcbSegment { limit: 0xffff, ..Default::default() };
+        s.idtr = VmcbSegment { limit: 0xffff, ..Default::default() };
+        s.cpl = 0;
+        s.efer = EFER_SVME;
+        s.cr0 = 0x11;
+        s.cr3 = 0;
+        s.cr4 = 0;
+        s.dr6 = 0xffff_0ff0;
+        s.dr7 = 0x400;
+        s.rflags = 2;
+        s.rip = entry as u64;
+        s.rsp = 0;
+        s.rax = eax as u64;
+        s.g_pat = 0x0007_0406_0007_0406;
+        let mut gprs = GprFile::default();
+        gprs.r[Gpr::Rbx as usize] = ebx as u64;
+        Ok(SvmVcpu { vmcb_pa, vmcb, host_save: self.host_save, gprs, caps: self.caps, next_rip: None })
+    }
+}
+
+impl SvmVcpu {
+    fn seg_ref(&self, s: SegReg) -> &VmcbSegment {
+        let save = &self.vmcb.save;
+        match s {
+            SegReg::Es => &save.es,
+            SegReg::Cs => &save.cs,
+            SegReg::Ss => &save.ss,
+            SegReg::Ds => &save.ds,
+            SegReg::Fs => &save.fs,
+            SegReg::Gs => &save.gs,
+        }
+    }
+
+    /// The mode that decides how the instruction at CS:RIP decodes.
+    fn cpu_mode(&self) -> CpuMode {
+        let cs = Segment { attr: self.vmcb.save.cs.attrib, ..Default::default() };
+        if self.vmcb.save.efer & EFER_LMA != 0 && cs.long() {
+            CpuMode::Long64
+        } else if self.vmcb.save.cr0 & 1 == 0 {
+            CpuMode::Real
+        } else if cs.default_big() {
+            CpuMode::Prot32
+        } else {
+            CpuMode::Prot16
+        }
+    }
+
+    /// Finds where the current instruction ends by decoding it (no NRIP save).
+    fn decoded_next_rip(&self, mem: &GuestMemory) -> Result<u64, VcpuError> {
+        let rip = self.vmcb.save.rip;
+        let la = self.vmcb.save.cs.base.wrapping_add(rip);
+        let paging = self.paging();
+        let mut bytes = [0u8; 15];
+        let mut n = 0;
+        // Fetch byte by byte so an instruction at the end of a mapped page still decodes.
+        while n < bytes.len() {
+            let fetch = Access { write: false, user: self.vmcb.save.cpl == 3, fetch: true };
+            if read_virt(mem, &paging, GuestVirt(la.wrapping_add(n as u64)), &mut bytes[n..n + 1], fetch).is_err() {
+                break;
+            }
+            n += 1;
+        }
+        let len = insn_length(&bytes[..n], self.cpu_mode())
+            .map_err(|_| VcpuError { what: "cannot decode the instruction at RIP to skip it", code: rip })?;
+        Ok(rip.wrapping_add(len as u64))
+    }
+}
+
+impl ArchVcpu for SvmVcpu {
+    fn run(&mut self) -> Result<VmExit, VcpuError> {
+        // SAFETY: this vCPU's VMCB is fully set up, Svm::enable programmed SVME, HSAVE and
+        // the host state page, and `gprs` lives in `self` for the whole call.
+        unsafe { svm_run(&mut self.gprs, self.vmcb_pa.0, self.host_save.0) };
+        let c = &mut self.vmcb.control;
+        c.tlb_control = 0;
+        c.vmcb_clean = 0;
+        let (code, info1, info2) = (c.exit_code, c.exit_info1, c.exit_info2);
+        if code == VMEXIT_INVALID {
+            return Err(VcpuError { what: "VMRUN failed: invalid guest state (VMEXIT_INVALID)", code });
+        }
+        // An event whose delivery the exit interrupted is delivered again (APM Vol 2 15.7.2).
+        let int_info = c.exit_int_info;
+        if int_info & EVENT_VALID != 0 && c.event_inj & EVENT_VALID == 0 {
+            c.event_inj = int_info;
+        }
+        self.next_rip = if code == VMEXIT_IOIO {
+            Some(info2)
+        } else if self.caps.nrip_save && c.next_rip != 0 {
+            Some(c.next_rip)
+        } else {
+            None
+        };
+        Ok(decode(code, info1, info2, |r| self.gpr(r)))
+    }
+
+    fn gpr(&self, r: Gpr) -> u64 {
+        match r {
+            Gpr::Rax => self.vmcb.save.rax,
+            Gpr::Rsp => self.vmcb.save.rsp,
+            _ => self.gprs.r[r as usize],
+        }
+    }
+
+    fn set_gpr(&mut self, r: Gpr, v: u64) {
+        match r {
+            Gpr::Rax => self.vmcb.save.rax = v,
+            Gpr::Rsp => self.vmcb.save.rsp = v,
+            _ => self.gprs.r[r as usize] = v,
+        }
+    }
+
+    fn rip(&self) -> u64 {
+        self.vmcb.save.rip
+    }
+    fn set_rip(&mut self, v: u64) {
+        self.vmcb.save.rip = v
+    }
+    fn rflags(&self) -> u64 {
+        self.vmcb.save.rflags
+    }
+    fn set_rflags(&mut self, v: u64) {
+        self.vmcb.save.rflags = v
+    }
+
+    fn segment(&self, s: SegReg) -> Segment {
+        let v = self.seg_ref(s);
+        Segment { selector: v.selector, base: v.base, limit: v.limit, attr: v.attrib }
+    }
+
+    fn cpl(&self) -> u8 {
+        self.vmcb.save.cpl
+    }
+
+    fn cr(&self, r: ControlReg) -> u64 {
+        let s = &self.vmcb.save;
+        match r {
+            ControlReg::Cr0 => s.cr0,
+            ControlReg::Cr2 => s.cr2,
+            ControlReg::Cr3 => s.cr3,
+            ControlReg::Cr4 => s.cr4,
+            ControlReg::Cr8 => self.vmcb.control.v_intr & 0xf,
+        }
+    }
+
+    fn set_cr(&mut self, r: ControlReg, v: u64) -> Result<(), Event> {
+        let s = &mut self.vmcb.save;
+        match r {
+            ControlReg::Cr0 => {
+                if v >> 32 != 0 || (v & (1 << 31) != 0 && v & 1 == 0) {
+                    return Err(Event::gp(0));
+                }
+                s.cr0 = v
+            }
+            ControlReg::Cr2 => s.cr2 = v,
+            ControlReg::Cr3 => s.cr3 = v,
+            ControlReg::Cr4 => s.cr4 = v,
+            ControlReg::Cr8 => {
+                if v > 15 {
+                    return Err(Event::gp(0));
+                }
+                self.vmcb.control.v_intr = (self.vmcb.control.v_intr & !0xf) | v;
+            }
+        }
+        Ok(())
+    }
+
+    fn state_msr(&self, m: StateMsr) -> u64 {
+        let s = &self.vmcb.save;
+        match m {
+            // SVME is Janus' business: the guest never sees it (APM Vol 2 15.5.1).
+            StateMsr::Efer => s.efer & !EFER_SVME,
+            StateMsr::Pat => s.g_pat,
+            StateMsr::FsBase => s.fs.base,
+            StateMsr::GsBase => s.gs.base,
+            StateMsr::KernelGsBase => s.kernel_gs_base,
+            StateMsr::SysenterCs => s.sysenter_cs,
+            StateMsr::SysenterEsp => s.sysenter_esp,
+            StateMsr::SysenterEip => s.sysenter_eip,
+            StateMsr::Star => s.star,
+            StateMsr::Lstar => s.lstar,
+            StateMsr::Cstar => s.cstar,
+            StateMsr::Fmask => s.sfmask,
+        }
+    }
+
+    fn set_state_msr(&mut self, m: StateMsr, v: u64) -> Result<(), Event> {
+        let s = &mut self.vmcb.save;
+        match m {
+            StateMsr::Efer => {
+                // LME cannot change while paging is on (APM Vol 2 14.6.1).
+                if s.cr0 & (1 << 31) != 0 && (s.efer ^ v) & (1 << 8) != 0 {
+                    return Err(Event::gp(0));
+                }
+                s.efer = (v & !EFER_LMA) | (s.efer & EFER_LMA) | EFER_SVME;
+            }
+            StateMsr::Pat => s.g_pat = v,
+            StateMsr::FsBase => s.fs.base = v,
+            StateMsr::GsBase => s.gs.base = v,
+            StateMsr::KernelGsBase => s.kernel_gs_base = v,
+            StateMsr::SysenterCs => s.sysenter_cs = v,
+            StateMsr::SysenterEsp => s.sysenter_esp = v,
+            StateMsr::SysenterEip => s.sysenter_eip = v,
+            StateMsr::Star => s.star = v,
+            StateMsr::Lstar => s.lstar = v,
+            StateMsr::Cstar => s.cstar = v,
+            StateMsr::Fmask => s.sfmask = v,
+        }
+        Ok(())
+    }
+
+    fn inject(&mut self, ev: Event) {
+        let protected = self.vmcb.save.cr0 & 1 != 0;
+        self.vmcb.control.event_inj = match ev {
+            Event::Exception { vector, error_code } => match error_code {
+                Some(code) if protected => {
+                    EVENT_VALID | EVENT_TYPE_EXCEPTION | EVENT_ERROR_VALID | vector as u64 | ((code as u64) << 32)
+                }
+                _ => EVENT_VALID | EVENT_TYPE_EXCEPTION | vector as u64,
+            },
+            Event::Interrupt(v) => EVENT_VALID | EVENT_TYPE_INTR | v as u64,
+            Event::Nmi => EVENT_VALID | EVENT_TYPE_NMI | 2,
+        };
+    }
+
+    fn advance_rip(&mut self, mem: &GuestMemory) -> Result<(), VcpuError> {
+        let next = match self.next_rip {
+            Some(n) => n,
+            None => self.decoded_next_rip(mem)?,
+        };
+        self.vmcb.save.rip = next;
+        // Skipping the instruction ends an STI/MOV SS interrupt shadow.
+        self.vmcb.control.interrupt_shadow &= !1;
+        self.next_rip = None;
+        Ok(())
+    }
+}

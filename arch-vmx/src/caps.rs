@@ -1,0 +1,245 @@
+//! What this CPU's VMX offers, read from CPUID and the capability MSRs (SDM Vol 3C
+//! Appendix A), and whether it is enough for Janus.
+
+use core::fmt;
+use x86::msr::{self, rdmsr};
+
+/// The allowed settings of a control field: bits that must be 1 (`must1`, from the low
+/// half of the capability MSR) and bits that may be 1 (`may1`, the high half)
+/// (SDM Vol 3C A.3.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Allowed {
+    pub must1: u32,
+    pub may1: u32,
+}
+
+impl Allowed {
+    pub const fn from_msr(v: u64) -> Self {
+        Allowed { must1: v as u32, may1: (v >> 32) as u32 }
+    }
+    /// `want` with the mandatory bits added and the unsupported ones removed.
+    pub const fn adjust(self, want: u32) -> u32 {
+        (want | self.must1) & self.may1
+    }
+    pub const fn allows(self, bits: u32) -> bool {
+        self.may1 & bits == bits
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct VmxCaps {
+    pub revision: u32,
+    pub pin: Allowed,
+    pub proc1: Allowed,
+    pub proc2: Allowed,
+    pub exit: Allowed,
+    pub entry: Allowed,
+    pub cr0_fixed0: u64,
+    pub cr0_fixed1: u64,
+    pub cr4_fixed0: u64,
+    pub cr4_fixed1: u64,
+    pub ept_vpid: u64,
+    /// VM-exit instruction information is reported for INS/OUTS (IA32_VMX_BASIC bit 54).
+    pub ins_outs_info: bool,
+}
+
+pub mod proc1 {
+    pub const HLT_EXITING: u32 = 1 << 7;
+    pub const MWAIT_EXITING: u32 = 1 << 10;
+    pub const RDPMC_EXITING: u32 = 1 << 11;
+    pub const CR3_LOAD_EXITING: u32 = 1 << 15;
+    pub const CR3_STORE_EXITING: u32 = 1 << 16;
+    pub const UNCOND_IO_EXITING: u32 = 1 << 24;
+    pub const USE_MSR_BITMAPS: u32 = 1 << 28;
+    pub const MONITOR_EXITING: u32 = 1 << 29;
+    pub const SECONDARY: u32 = 1 << 31;
+}
+pub mod proc2 {
+    pub const EPT: u32 = 1 << 1;
+    pub const RDTSCP: u32 = 1 << 3;
+    pub const VPID: u32 = 1 << 5;
+    pub const UNRESTRICTED: u32 = 1 << 7;
+}
+pub mod pin {
+    pub const EXT_INT_EXITING: u32 = 1 << 0;
+    pub const NMI_EXITING: u32 = 1 << 3;
+}
+pub mod exit_ctl {
+    pub const HOST_64: u32 = 1 << 9;
+    pub const SAVE_PAT: u32 = 1 << 18;
+    pub const LOAD_PAT: u32 = 1 << 19;
+    pub const SAVE_EFER: u32 = 1 << 20;
+    pub const LOAD_EFER: u32 = 1 << 21;
+}
+pub mod entry_ctl {
+    pub const IA32E_GUEST: u32 = 1 << 9;
+    pub const LOAD_PAT: u32 = 1 << 14;
+    pub const LOAD_EFER: u32 = 1 << 15;
+}
+
+/// IA32_VMX_EPT_VPID_CAP bits (SDM Vol 3C A.10).
+pub mod ept_cap {
+    pub const WALK_4: u64 = 1 << 6;
+    pub const WB: u64 = 1 << 14;
+    pub const PDE_2M: u64 = 1 << 16;
+    pub const INVEPT: u64 = 1 << 20;
+    pub const INVEPT_ALL: u64 = 1 << 26;
+}
+
+/// Why VT-x cannot run guests here: one line for the console.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal(pub &'static str);
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl VmxCaps {
+    pub fn ept(&self) -> bool {
+        self.proc2.allows(proc2::EPT)
+    }
+    pub fn unrestricted(&self) -> bool {
+        self.proc2.allows(proc2::UNRESTRICTED)
+    }
+    pub fn vpid(&self) -> bool {
+        self.proc2.allows(proc2::VPID)
+    }
+
+    /// Everything Janus needs, or the first thing missing (checked in the order a user
+    /// would fix them).
+    pub fn check(&self) -> Result<(), Refusal> {
+        if !self.proc1.allows(proc1::SECONDARY) || !self.ept() {
+            return Err(Refusal("VT-x without EPT (extended page tables): Janus needs nested paging"));
+        }
+        if self.ept_vpid & (ept_cap::WALK_4 | ept_cap::WB) != ept_cap::WALK_4 | ept_cap::WB {
+            return Err(Refusal("EPT without 4-level walks or write-back paging structures"));
+        }
+        if !self.unrestricted() {
+            return Err(Refusal(
+                "VT-x without unrestricted guest: Janus needs it to start guests in protected mode without paging",
+            ));
+        }
+        if !self.exit.allows(exit_ctl::HOST_64 | exit_ctl::SAVE_EFER | exit_ctl::LOAD_EFER)
+            || !self.entry.allows(entry_ctl::IA32E_GUEST | entry_ctl::LOAD_EFER)
+        {
+            return Err(Refusal("VT-x cannot save and load IA32_EFER across VM entries and exits"));
+        }
+        Ok(())
+    }
+}
+
+/// `ept=yes unrestricted=yes vpid=yes`, the features part of the `janus: cpu:` line.
+impl fmt::Display for VmxCaps {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let yn = |b: bool| if b { "yes" } else { "no" };
+        write!(
+            f,
+            "ept={} unrestricted={} vpid={} ept-2m={} vmcs-revision={:#x}",
+            yn(self.ept()),
+            yn(self.unrestricted()),
+            yn(self.vpid()),
+            yn(self.ept_vpid & ept_cap::PDE_2M != 0),
+            self.revision
+        )
+    }
+}
+
+const IA32_FEATURE_CONTROL_LOCK: u64 = 1 << 0;
+const IA32_FEATURE_CONTROL_VMX_OUTSIDE_SMX: u64 = 1 << 2;
+
+/// Reads VMX's capabilities, enabling VMX in IA32_FEATURE_CONTROL if the firmware left
+/// it unlocked (SDM Vol 3C 24.7).
+pub fn probe() -> Result<VmxCaps, Refusal> {
+    let ecx = core::arch::x86_64::__cpuid(1).ecx;
+    if ecx & (1 << 5) == 0 {
+        return Err(Refusal("no hardware virtualization: CPUID reports no VMX (Intel VT-x)"));
+    }
+    // SAFETY: IA32_FEATURE_CONTROL exists on every CPU with VMX (SDM Vol 4 Table 2-2);
+    // setting its VMX bit and locking it only enables VMXON.
+    unsafe {
+        let fc = rdmsr(msr::IA32_FEATURE_CONTROL);
+        if fc & IA32_FEATURE_CONTROL_LOCK != 0 {
+            if fc & IA32_FEATURE_CONTROL_VMX_OUTSIDE_SMX == 0 {
+                return Err(Refusal(
+                    "VT-x disabled by firmware: IA32_FEATURE_CONTROL is locked with VMX off (enable it in the firmware setup)",
+                ));
+            }
+        } else {
+            msr::wrmsr(
+                msr::IA32_FEATURE_CONTROL,
+                fc | IA32_FEATURE_CONTROL_LOCK | IA32_FEATURE_CONTROL_VMX_OUTSIDE_SMX,
+            );
+        }
+    }
+    // SAFETY: the VMX capability MSRs exist when CPUID reports VMX (SDM Vol 3C A.1);
+    // the secondary and EPT ones are read only when the primary MSR says they exist.
+    let caps = unsafe {
+        let basic = rdmsr(msr::IA32_VMX_BASIC);
+        let true_ctls = basic & (1 << 55) != 0;
+        let pick = |plain: u32, tru: u32| Allowed::from_msr(rdmsr(if true_ctls { tru } else { plain }));
+        let proc1 = pick(msr::IA32_VMX_PROCBASED_CTLS, msr::IA32_VMX_TRUE_PROCBASED_CTLS);
+        let has2 = proc1.allows(proc1::SECONDARY);
+        let proc2 = if has2 { Allowed::from_msr(rdmsr(msr::IA32_VMX_PROCBASED_CTLS2)) } else { Allowed { must1: 0, may1: 0 } };
+        VmxCaps {
+            revision: (basic & 0x7fff_ffff) as u32,
+            pin: pick(msr::IA32_VMX_PINBASED_CTLS, msr::IA32_VMX_TRUE_PINBASED_CTLS),
+            proc1,
+            proc2,
+            exit: pick(msr::IA32_VMX_EXIT_CTLS, msr::IA32_VMX_TRUE_EXIT_CTLS),
+            entry: pick(msr::IA32_VMX_ENTRY_CTLS, msr::IA32_VMX_TRUE_ENTRY_CTLS),
+            cr0_fixed0: rdmsr(msr::IA32_VMX_CR0_FIXED0),
+            cr0_fixed1: rdmsr(msr::IA32_VMX_CR0_FIXED1),
+            cr4_fixed0: rdmsr(msr::IA32_VMX_CR4_FIXED0),
+            cr4_fixed1: rdmsr(msr::IA32_VMX_CR4_FIXED1),
+            ept_vpid: if proc2.allows(proc2::EPT) { rdmsr(msr::IA32_VMX_EPT_VPID_CAP) } else { 0 },
+            ins_outs_info: basic & (1 << 54) != 0,
+        }
+    };
+    caps.check()?;
+    Ok(caps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bochs_like(proc2_may1: u32) -> VmxCaps {
+        VmxCaps {
+            revision: 0x2b,
+            pin: Allowed::from_msr(0x0000_007f_0000_0016),
+            proc1: Allowed::from_msr(0xfff9_fffe_0401_e172),
+            proc2: Allowed { must1: 0, may1: proc2_may1 },
+            exit: Allowed::from_msr(0x003f_ffff_0003_6dff),
+            entry: Allowed::from_msr(0x0000_f3ff_0000_11ff),
+            cr0_fixed0: 0x8000_0021,
+            cr0_fixed1: 0xffff_ffff,
+            cr4_fixed0: 0x2000,
+            cr4_fixed1: 0x0037_67ff,
+            ept_vpid: ept_cap::WALK_4 | ept_cap::WB | ept_cap::PDE_2M,
+            ins_outs_info: true,
+        }
+    }
+
+    #[test]
+    fn adjust_adds_mandatory_and_drops_unsupported_bits() {
+        let a = Allowed::from_msr(0x0000_00ff_0000_0016);
+        assert_eq!(a.adjust(0x1), 0x17);
+        assert_eq!(a.adjust(0x100), 0x16, "bit 8 is not allowed to be 1");
+    }
+
+    #[test]
+    fn sandy_bridge_secondary_controls_are_enough() {
+        // Bochs corei7_sandy_bridge_2600k: secondary allowed-1 = 0xff (testbench.md).
+        assert_eq!(bochs_like(0xff).check(), Ok(()));
+    }
+
+    #[test]
+    fn missing_ept_or_unrestricted_guest_is_refused_with_a_reason() {
+        let no_ept = bochs_like(0xff & !proc2::EPT).check().unwrap_err();
+        assert!(no_ept.0.contains("EPT"), "{no_ept}");
+        let no_ug = bochs_like(0xff & !proc2::UNRESTRICTED).check().unwrap_err();
+        assert!(no_ug.0.contains("unrestricted"), "{no_ug}");
+    }
+}

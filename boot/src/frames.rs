@@ -1,0 +1,73 @@
+//! Host physical memory for Janus' own use: nested page tables, VMCS/VMCB pages and
+//! guest RAM, carved from what the boot loader said is available.
+
+use crate::bootinfo::BootInfo;
+use core::ptr::NonNull;
+use vmm_core::addr::{HostPhys, MIB, PAGE_4K};
+use vmm_core::hostmem::FreeRanges;
+use vmm_core::nested::FrameAllocator;
+
+/// Janus identity-maps the first 4 GiB (entry.rs); memory above is not used yet.
+const MAPPED_END: u64 = 4 << 30;
+
+extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+pub struct HostFrames {
+    free: FreeRanges,
+}
+
+impl HostFrames {
+    pub fn new(info: &BootInfo) -> Self {
+        let mut free = FreeRanges::new();
+        for r in &info.available {
+            // Below 1 MiB lie the BIOS data areas and the boot loader's leftovers.
+            free.add(r.start.max(MIB)..r.end.min(MAPPED_END));
+        }
+        // SAFETY: only the addresses of the linker-script symbols are taken.
+        let image = unsafe { &__image_start as *const u8 as u64..&__image_end as *const u8 as u64 };
+        free.reserve(image);
+        for r in &info.reserved {
+            free.reserve(r.start & !(PAGE_4K - 1)..(r.end + PAGE_4K - 1) & !(PAGE_4K - 1));
+        }
+        HostFrames { free }
+    }
+
+    pub fn free_bytes(&self) -> u64 {
+        self.free.total()
+    }
+
+    /// Zeroed, `align`-aligned memory for a guest's RAM, and the pointer Janus uses on it.
+    pub fn alloc_ram(&mut self, size: u64, align: u64) -> Option<(HostPhys, NonNull<u8>)> {
+        let hpa = self.free.alloc(size, align)?;
+        let ptr = NonNull::new(hpa.0 as *mut u8)?;
+        // SAFETY: the range was free (never handed out before), lies below 4 GiB and so is
+        // identity-mapped; we own it from now on.
+        unsafe { core::ptr::write_bytes(ptr.as_ptr(), 0, size as usize) };
+        Some((hpa, ptr))
+    }
+
+    /// The largest guest RAM that could still be allocated.
+    pub fn largest(&self, align: u64) -> u64 {
+        self.free.largest(align)
+    }
+}
+
+impl FrameAllocator for HostFrames {
+    fn alloc_table(&mut self) -> Option<HostPhys> {
+        self.alloc_contiguous(1)
+    }
+
+    fn alloc_contiguous(&mut self, pages: usize) -> Option<HostPhys> {
+        self.alloc_ram(pages as u64 * PAGE_4K, PAGE_4K).map(|(hpa, _)| hpa)
+    }
+
+    fn table(&mut self, hpa: HostPhys) -> &mut [u64; 512] {
+        assert!(hpa.is_aligned(PAGE_4K) && hpa.0 < MAPPED_END, "table {hpa:?} outside mapped memory");
+        // SAFETY: every frame this allocator hands out is 4 KiB, aligned, identity-mapped
+        // and owned by its requester, which passes it back here to write its entries.
+        unsafe { &mut *(hpa.0 as *mut [u64; 512]) }
+    }
+}

@@ -1,0 +1,103 @@
+//! Picks the backend for this CPU at run time and runs every guest through it.
+
+use crate::bootinfo::BootInfo;
+use crate::frames::HostFrames;
+use crate::guests::{self, Guest};
+use crate::machine::EndCode;
+use crate::say;
+use raw_cpuid::CpuId;
+use vmm_core::dispatch;
+use vmm_core::vcpu::ArchBackend;
+use vmm_core::vendor::{classify, Vendor};
+use vmm_core::vm::{GuestEnd, HostHooks};
+
+fn host_cpuid(leaf: u32, sub: u32) -> [u32; 4] {
+    let r = core::arch::x86_64::__cpuid_count(leaf, sub);
+    [r.eax, r.ebx, r.ecx, r.edx]
+}
+
+fn host_tsc() -> u64 {
+    // SAFETY: RDTSC has no side effects (CR4.TSD is clear in ring 0 anyway).
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+fn host_print(args: core::fmt::Arguments<'_>) {
+    crate::console::print(args)
+}
+
+const HOOKS: HostHooks = HostHooks { printer: host_print, cpuid: host_cpuid, tsc: host_tsc };
+
+pub fn run(boot: &BootInfo, frames: &mut HostFrames) -> EndCode {
+    let cpuid = CpuId::new();
+    let vendor_info = cpuid.get_vendor_info();
+    let vendor = vendor_info.as_ref().map(|v| v.as_str()).unwrap_or("");
+    match classify(vendor) {
+        Some(Vendor::IntelCompatible) => match arch_vmx::probe() {
+            Ok(caps) => {
+                say!("cpu: vendor=Intel backend=vmx {}", caps);
+                match arch_vmx::Vmx::enable(caps, frames) {
+                    Ok(mut vmx) => run_guests(&mut vmx, boot, frames),
+                    Err(e) => refuse(format_args!("VMXON failed: {e}")),
+                }
+            }
+            Err(e) => refuse(format_args!("{e}")),
+        },
+        Some(Vendor::AmdCompatible) => match arch_svm::probe(crate::idt::rdmsr_safe) {
+            Ok(caps) => {
+                say!("cpu: vendor=AMD backend=svm {}", caps);
+                match arch_svm::Svm::enable(caps, frames) {
+                    Ok(mut svm) => run_guests(&mut svm, boot, frames),
+                    Err(e) => refuse(format_args!("enabling SVM failed: {e}")),
+                }
+            }
+            Err(e) => refuse(format_args!("{e}")),
+        },
+        None => refuse(format_args!(
+            "no hardware virtualization: unknown CPU vendor {vendor:?} (Janus knows Intel VT-x and AMD-V)"
+        )),
+    }
+}
+
+fn refuse(reason: core::fmt::Arguments<'_>) -> EndCode {
+    say!("refused: {}", reason);
+    EndCode::Refused
+}
+
+fn run_guests<B: ArchBackend>(backend: &mut B, boot: &BootInfo, frames: &mut HostFrames) -> EndCode {
+    if boot.modules.is_empty() {
+        say!("no guest modules: add `module2 /guests/FILE name=NAME mem=SIZE` lines to grub.cfg");
+        say!("done: 0 guests, 0 failed");
+        return EndCode::NoGuests;
+    }
+    let (mut guests, rejected) = guests::load_all(boot, frames, HOOKS);
+    let mut ends: arrayvec::ArrayVec<GuestEnd, 32> = arrayvec::ArrayVec::new();
+    for g in guests.iter_mut() {
+        let end = run_one(backend, g, frames);
+        say!("guest {} ended: {}", g.vm.name, end);
+        ends.push(end);
+    }
+    let mut failed = rejected;
+    for (g, end) in guests.iter().zip(ends.iter()) {
+        let status = match end {
+            GuestEnd::Exited(s) => *s as i64,
+            _ => -1,
+        };
+        if !end.succeeded() {
+            failed += 1;
+        }
+        if status >= 0 {
+            say!("summary: {} status={} {}", g.vm.name, status, g.vm.stats);
+        } else {
+            say!("summary: {} status=fault {}", g.vm.name, g.vm.stats);
+        }
+    }
+    say!("done: {} guests, {} failed", guests.len() + rejected, failed);
+    if failed == 0 { EndCode::AllPassed } else { EndCode::SomeFailed }
+}
+
+fn run_one<B: ArchBackend>(backend: &mut B, g: &mut Guest, frames: &mut HostFrames) -> GuestEnd {
+    match backend.create_vcpu(&g.vm.memory, g.start, frames) {
+        Ok(mut vcpu) => dispatch::run(&mut vcpu, &mut g.vm),
+        Err(e) => GuestEnd::error(format_args!("cannot create its vCPU: {e}")),
+    }
+}

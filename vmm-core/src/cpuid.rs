@@ -1,0 +1,155 @@
+//! The CPUID a guest sees: the host's, filtered, plus Janus' own leaves.
+//!
+//! Same answers on both vendors. Anything Janus does not virtualize is hidden so that an
+//! unmodified guest never tries to use it: VMX/SVM (no nested virtualization), XSAVE and
+//! AVX (XCR0 is not switched yet), the local APIC and x2APIC (no interrupt controller
+//! yet), MTRRs, machine-check architecture, performance monitoring and power management.
+
+/// `"JanusJanusHV"` as EBX, ECX, EDX (docs/hypercalls.md).
+pub const SIGNATURE: [u32; 3] = [
+    u32::from_le_bytes(*b"Janu"),
+    u32::from_le_bytes(*b"sJan"),
+    u32::from_le_bytes(*b"usHV"),
+];
+pub const HV_BASE: u32 = 0x4000_0000;
+pub const HV_MAX: u32 = 0x4000_0001;
+pub const ABI_VERSION: u32 = 1;
+
+mod bit {
+    // Leaf 1 ECX (SDM Vol 2A, CPUID, Table 3-10).
+    pub const MONITOR: u32 = 1 << 3;
+    pub const VMX: u32 = 1 << 5;
+    pub const SMX: u32 = 1 << 6;
+    pub const EST: u32 = 1 << 7;
+    pub const TM2: u32 = 1 << 8;
+    pub const FMA: u32 = 1 << 12;
+    pub const PDCM: u32 = 1 << 15;
+    pub const PCID: u32 = 1 << 17;
+    pub const X2APIC: u32 = 1 << 21;
+    pub const TSC_DEADLINE: u32 = 1 << 24;
+    pub const XSAVE: u32 = 1 << 26;
+    pub const OSXSAVE: u32 = 1 << 27;
+    pub const AVX: u32 = 1 << 28;
+    pub const F16C: u32 = 1 << 29;
+    pub const HYPERVISOR: u32 = 1 << 31;
+    pub const DTES64: u32 = 1 << 2;
+    pub const DS_CPL: u32 = 1 << 4;
+    // Leaf 1 EDX (Table 3-11).
+    pub const MCE: u32 = 1 << 7;
+    pub const APIC: u32 = 1 << 9;
+    pub const MTRR: u32 = 1 << 12;
+    pub const MCA: u32 = 1 << 14;
+    pub const DS: u32 = 1 << 21;
+    pub const ACPI: u32 = 1 << 22;
+    pub const HTT: u32 = 1 << 28;
+    pub const TM: u32 = 1 << 29;
+    pub const PBE: u32 = 1 << 31;
+    // Leaf 0x8000_0001 ECX (APM Vol 3, E.4.2).
+    pub const SVM: u32 = 1 << 2;
+    pub const EXTAPIC: u32 = 1 << 3;
+    pub const SKINIT: u32 = 1 << 12;
+    pub const WDT: u32 = 1 << 13;
+    pub const TOPOEXT: u32 = 1 << 22;
+    pub const PERFCTR_CORE: u32 = 1 << 23;
+}
+
+/// Leaf 7.0 EBX features a guest may use: FSGSBASE, BMI1, SMEP, BMI2, ERMS, RDSEED, ADX,
+/// SMAP, CLFLUSHOPT, CLWB, SHA (SDM Vol 2A, CPUID, Table 3-8). Everything else (AVX2,
+/// AVX-512, TSX, MPX, SGX, INVPCID, ...) is hidden.
+const LEAF7_EBX_ALLOWED: u32 =
+    (1 << 0) | (1 << 3) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 18) | (1 << 19) | (1 << 20) | (1 << 23) | (1 << 24) | (1 << 29);
+
+/// The guest's CPUID result for `(leaf, subleaf)`, given the host's.
+pub fn guest_cpuid(leaf: u32, subleaf: u32, host: impl Fn(u32, u32) -> [u32; 4]) -> [u32; 4] {
+    use bit::*;
+    match leaf {
+        HV_BASE => [HV_MAX, SIGNATURE[0], SIGNATURE[1], SIGNATURE[2]],
+        0x4000_0001 => [ABI_VERSION, 0, 0, 0],
+        0x4000_0002..=0x4fff_ffff => [0; 4],
+        1 => {
+            let [a, b, c, d] = host(1, 0);
+            // One logical processor, APIC ID 0 (EBX 31:24 and 23:16).
+            let b = b & 0xffff;
+            let c = (c
+                & !(VMX | SMX | MONITOR | EST | TM2 | FMA | PDCM | PCID | X2APIC | TSC_DEADLINE
+                    | XSAVE | OSXSAVE | AVX | F16C | DTES64 | DS_CPL))
+                | HYPERVISOR;
+            let d = d & !(MCE | APIC | MTRR | MCA | DS | ACPI | HTT | TM | PBE);
+            [a, b, c, d]
+        }
+        // MONITOR/MWAIT, thermal and power, performance monitoring, XSAVE state,
+        // topology: none of them is offered.
+        5 | 6 | 0xa | 0xb | 0xd | 0x1f => [0; 4],
+        4 => {
+            let [a, b, c, d] = host(4, subleaf);
+            // Cache parameters: one core and one thread share each cache.
+            [a & 0x3fff, b, c, d]
+        }
+        7 => {
+            if subleaf == 0 {
+                let [_, b, _, _] = host(7, 0);
+                [0, b & LEAF7_EBX_ALLOWED, 0, 0]
+            } else {
+                [0; 4]
+            }
+        }
+        0x8000_0001 => {
+            let [a, b, c, d] = host(leaf, 0);
+            [a, b, c & !(SVM | EXTAPIC | SKINIT | WDT | TOPOEXT | PERFCTR_CORE), d]
+        }
+        0x8000_0008 => {
+            let [a, b, c, d] = host(leaf, 0);
+            // AMD core count (ECX 7:0) and APIC-ID size (15:12): one core.
+            [a, b, c & !0xf0ff, d]
+        }
+        // SVM features and AMD topology: hidden along with SVM itself.
+        0x8000_000a | 0x8000_001e => [0; 4],
+        _ => host(leaf, subleaf),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(leaf: u32, _sub: u32) -> [u32; 4] {
+        match leaf {
+            1 => [0x000a_0f10, 0x0802_0800, 0xfffa_3223 | 1 << 5, 0x178b_fbff],
+            7 => [0, 0xffff_ffff, 0xffff_ffff, 0xffff_ffff],
+            0x8000_0001 => [0, 0, 0xffff_ffff, 0x2fd3_fbff],
+            0x8000_000a => [1, 16, 0, 0xff],
+            _ => [0x11, 0x22, 0x33, 0x44],
+        }
+    }
+
+    #[test]
+    fn announces_janus() {
+        let r = guest_cpuid(0x4000_0000, 0, host);
+        assert!(r[0] >= 0x4000_0001);
+        let mut sig = [0u8; 12];
+        for (i, w) in r[1..].iter().enumerate() {
+            sig[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
+        }
+        assert_eq!(&sig, b"JanusJanusHV");
+        assert_eq!(guest_cpuid(0x4000_0001, 0, host)[0], ABI_VERSION);
+    }
+
+    #[test]
+    fn sets_hypervisor_bit_and_hides_virtualization() {
+        let l1 = guest_cpuid(1, 0, host);
+        assert_ne!(l1[2] & (1 << 31), 0, "hypervisor bit");
+        assert_eq!(l1[2] & (1 << 5), 0, "VMX hidden");
+        assert_eq!(l1[2] & (1 << 26), 0, "XSAVE hidden");
+        assert_eq!(l1[1] >> 16, 0, "one logical CPU, APIC ID 0");
+        assert_eq!(guest_cpuid(0x8000_0001, 0, host)[2] & (1 << 2), 0, "SVM hidden");
+        assert_eq!(guest_cpuid(0x8000_000a, 0, host), [0; 4]);
+        assert_eq!(guest_cpuid(7, 0, host)[1] & (1 << 5), 0, "AVX2 hidden");
+        assert_ne!(guest_cpuid(7, 0, host)[1] & 1, 0, "FSGSBASE kept");
+    }
+
+    #[test]
+    fn passes_other_leaves_through() {
+        assert_eq!(guest_cpuid(0, 0, host), [0x11, 0x22, 0x33, 0x44]);
+        assert_eq!(guest_cpuid(0x8000_0002, 0, host), [0x11, 0x22, 0x33, 0x44]);
+    }
+}

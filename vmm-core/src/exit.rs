@@ -1,0 +1,95 @@
+//! The common exit enum: what each backend turns its raw VM exit into.
+
+use crate::addr::GuestPhys;
+use crate::vcpu::{ControlReg, Gpr, SegReg};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoDir { In, Out }
+
+/// The string form of an I/O instruction (INS/OUTS), as the backend decoded it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StringIo {
+    pub rep: bool,
+    /// Address size in bytes: 2, 4 or 8.
+    pub addr_size: u8,
+    /// The source segment of OUTS (DS unless overridden); INS always writes ES:rDI.
+    pub seg: SegReg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoAccess {
+    pub port: u16,
+    /// 1, 2 or 4 bytes.
+    pub size: u8,
+    pub dir: IoDir,
+    pub string: Option<StringIo>,
+}
+
+/// What kind of access faulted in the nested page tables.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NestedAccess { pub read: bool, pub write: bool, pub fetch: bool }
+
+/// Why the guest left, vendor-neutral. Each backend maps its exit reasons here and keeps
+/// [`VmExit::Raw`] for the ones the core does not know, so nothing is silently dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmExit {
+    Cpuid,
+    Io(IoAccess),
+    RdMsr,
+    WrMsr,
+    /// VMCALL on Intel, VMMCALL on AMD.
+    Hypercall,
+    Hlt,
+    CrRead { cr: ControlReg, dest: Gpr },
+    /// A control-register write the core must emulate; `value` is what the guest wrote
+    /// (for CLTS and LMSW the backend has already computed the resulting CR0).
+    CrWrite { cr: ControlReg, value: u64 },
+    Xsetbv,
+    Invd,
+    Wbinvd,
+    /// The guest touched guest-physical memory that is not mapped (MMIO or outside RAM).
+    NestedPageFault { gpa: GuestPhys, access: NestedAccess },
+    /// An exception the backend intercepted.
+    Exception { vector: u8, error_code: Option<u32> },
+    ExternalInterrupt,
+    Nmi,
+    InterruptWindow,
+    /// The guest shut down (a triple fault).
+    TripleFault,
+    /// The guest executed a VMX or SVM instruction (nested virtualization is not offered).
+    VirtInstruction,
+    /// The preemption timer or another host-side reason to look at the vCPU.
+    Preempted,
+    /// An exit the backend has no mapping for: its own reason code and qualification.
+    Raw { reason: u64, info1: u64, info2: u64 },
+}
+
+/// Exit kinds for counting (one counter each in [`crate::stats::ExitStats`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum ExitKind {
+    Io = 0, Cpuid, Msr, Hypercall, Hlt, Cr, Npf, Exception, Interrupt, Other,
+}
+
+impl ExitKind {
+    pub const COUNT: usize = 10;
+    pub const NAMES: [&'static str; Self::COUNT] =
+        ["io", "cpuid", "msr", "hypercall", "hlt", "cr", "npf", "exception", "intr", "other"];
+}
+
+impl VmExit {
+    pub fn kind(&self) -> ExitKind {
+        match self {
+            VmExit::Io(_) => ExitKind::Io,
+            VmExit::Cpuid => ExitKind::Cpuid,
+            VmExit::RdMsr | VmExit::WrMsr => ExitKind::Msr,
+            VmExit::Hypercall => ExitKind::Hypercall,
+            VmExit::Hlt => ExitKind::Hlt,
+            VmExit::CrRead { .. } | VmExit::CrWrite { .. } => ExitKind::Cr,
+            VmExit::NestedPageFault { .. } => ExitKind::Npf,
+            VmExit::Exception { .. } => ExitKind::Exception,
+            VmExit::ExternalInterrupt | VmExit::Nmi | VmExit::InterruptWindow => ExitKind::Interrupt,
+            _ => ExitKind::Other,
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! The hypercall ABI (docs/hypercalls.md), the same for VMCALL and VMMCALL.
+
+use crate::addr::GuestPhys;
+use crate::vcpu::{ArchVcpu, Gpr};
+use crate::vm::{GuestEnd, Vm};
+
+pub const VERSION: u64 = 0;
+pub const EXIT: u64 = 1;
+pub const CONSOLE_WRITE: u64 = 2;
+pub const EXIT_COUNT: u64 = 3;
+
+pub const ENOSYS: u64 = -1i64 as u64;
+pub const EPERM: u64 = -2i64 as u64;
+pub const EFAULT: u64 = -3i64 as u64;
+pub const EINVAL: u64 = -4i64 as u64;
+
+pub const CONSOLE_WRITE_MAX: u64 = 4096;
+
+/// Carries out the hypercall in the guest's registers. `Some` ends the guest.
+pub fn handle(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
+    let nr = vcpu.gpr(Gpr::Rax);
+    if vcpu.cpl() != 0 {
+        vcpu.set_gpr(Gpr::Rax, EPERM);
+        return None;
+    }
+    let rbx = vcpu.gpr(Gpr::Rbx);
+    let rcx = vcpu.gpr(Gpr::Rcx);
+    let result = match nr {
+        VERSION => {
+            vcpu.set_gpr(Gpr::Rbx, crate::cpuid::ABI_VERSION as u64);
+            0
+        }
+        EXIT => return Some(GuestEnd::Exited(rbx as u32)),
+        CONSOLE_WRITE => console_write(vm, GuestPhys(rbx), rcx),
+        EXIT_COUNT => {
+            vcpu.set_gpr(Gpr::Rbx, vm.stats.total());
+            0
+        }
+        _ => ENOSYS,
+    };
+    vcpu.set_gpr(Gpr::Rax, result);
+    None
+}
+
+fn console_write(vm: &mut Vm, gpa: GuestPhys, len: u64) -> u64 {
+    if len > CONSOLE_WRITE_MAX {
+        return EINVAL;
+    }
+    let mut buf = [0u8; CONSOLE_WRITE_MAX as usize];
+    let buf = &mut buf[..len as usize];
+    if vm.memory.read(gpa, buf).is_err() {
+        return EFAULT;
+    }
+    for &b in buf.iter() {
+        vm.console_byte(b);
+    }
+    len
+}

@@ -1,0 +1,223 @@
+//! The guest-physical memory map of one VM: RAM regions backed by host memory.
+//!
+//! Every access the VMM makes on the guest's behalf goes through here, and is bounded
+//! by the regions: a hostile guest that hands the VMM an address outside its RAM gets
+//! an error value, never host memory.
+
+use crate::addr::{GuestPhys, HostPhys};
+use arrayvec::ArrayVec;
+use core::fmt;
+use core::ptr::NonNull;
+
+/// One contiguous piece of guest RAM.
+#[derive(Clone, Copy, Debug)]
+pub struct RamRegion {
+    pub gpa: GuestPhys,
+    pub hpa: HostPhys,
+    pub len: u64,
+    host: NonNull<u8>,
+}
+
+impl RamRegion {
+    pub fn end(&self) -> u64 {
+        self.gpa.0 + self.len
+    }
+    fn offset_of(&self, gpa: GuestPhys, len: u64) -> Option<usize> {
+        let off = gpa.0.checked_sub(self.gpa.0)?;
+        (off.checked_add(len)? <= self.len).then_some(off as usize)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemError {
+    /// The access `[gpa, gpa+len)` is not inside one RAM region.
+    OutOfRange { gpa: GuestPhys, len: u64 },
+    /// The region overlaps another or there are too many regions.
+    BadRegion,
+}
+
+impl fmt::Display for MemError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MemError::OutOfRange { gpa, len } => {
+                write!(f, "guest-physical {:#x}+{:#x} is outside guest RAM", gpa.0, len)
+            }
+            MemError::BadRegion => write!(f, "overlapping or too many RAM regions"),
+        }
+    }
+}
+
+pub const MAX_REGIONS: usize = 8;
+
+/// The RAM of one VM.
+#[derive(Default)]
+pub struct GuestMemory {
+    regions: ArrayVec<RamRegion, MAX_REGIONS>,
+}
+
+// SAFETY: GuestMemory owns its regions exclusively (see `add_region`); the raw pointers
+// are only dereferenced through &self/&mut self methods, so moving it between CPUs is fine.
+unsafe impl Send for GuestMemory {}
+
+impl GuestMemory {
+    pub const fn new() -> Self {
+        Self { regions: ArrayVec::new_const() }
+    }
+
+    /// Adds `len` bytes of RAM at guest-physical `gpa`, backed by host-physical `hpa`, which
+    /// the VMM reaches through `host`.
+    ///
+    /// # Safety
+    /// `host` must point at `len` bytes that stay valid and are used by nothing else for
+    /// as long as this `GuestMemory` lives (the guest itself excepted).
+    pub unsafe fn add_region(
+        &mut self,
+        gpa: GuestPhys,
+        hpa: HostPhys,
+        len: u64,
+        host: NonNull<u8>,
+    ) -> Result<(), MemError> {
+        let end = gpa.0.checked_add(len).ok_or(MemError::BadRegion)?;
+        if len == 0 || self.regions.iter().any(|r| gpa.0 < r.end() && r.gpa.0 < end) {
+            return Err(MemError::BadRegion);
+        }
+        self.regions
+            .try_push(RamRegion { gpa, hpa, len, host })
+            .map_err(|_| MemError::BadRegion)
+    }
+
+    pub fn regions(&self) -> &[RamRegion] {
+        &self.regions
+    }
+
+    /// Total RAM in bytes.
+    pub fn size(&self) -> u64 {
+        self.regions.iter().map(|r| r.len).sum()
+    }
+
+    /// The host slice behind `[gpa, gpa+len)`, if it lies in one region.
+    fn locate(&self, gpa: GuestPhys, len: u64) -> Result<(NonNull<u8>, usize), MemError> {
+        self.regions
+            .iter()
+            .find_map(|r| r.offset_of(gpa, len).map(|off| (r.host, off)))
+            .ok_or(MemError::OutOfRange { gpa, len })
+    }
+
+    /// Whether `[gpa, gpa+len)` is guest RAM.
+    pub fn contains(&self, gpa: GuestPhys, len: u64) -> bool {
+        self.locate(gpa, len).is_ok()
+    }
+
+    pub fn slice(&self, gpa: GuestPhys, len: usize) -> Result<&[u8], MemError> {
+        let (base, off) = self.locate(gpa, len as u64)?;
+        // SAFETY: `locate` checked that [off, off+len) lies inside a region, whose host
+        // memory is valid and exclusively ours (the contract of `add_region`).
+        Ok(unsafe { core::slice::from_raw_parts(base.as_ptr().add(off), len) })
+    }
+
+    pub fn slice_mut(&mut self, gpa: GuestPhys, len: usize) -> Result<&mut [u8], MemError> {
+        let (base, off) = self.locate(gpa, len as u64)?;
+        // SAFETY: as in `slice`; &mut self makes the borrow unique.
+        Ok(unsafe { core::slice::from_raw_parts_mut(base.as_ptr().add(off), len) })
+    }
+
+    pub fn read(&self, gpa: GuestPhys, buf: &mut [u8]) -> Result<(), MemError> {
+        buf.copy_from_slice(self.slice(gpa, buf.len())?);
+        Ok(())
+    }
+
+    pub fn write(&mut self, gpa: GuestPhys, data: &[u8]) -> Result<(), MemError> {
+        self.slice_mut(gpa, data.len())?.copy_from_slice(data);
+        Ok(())
+    }
+
+    pub fn fill(&mut self, gpa: GuestPhys, len: usize, byte: u8) -> Result<(), MemError> {
+        self.slice_mut(gpa, len)?.fill(byte);
+        Ok(())
+    }
+
+    pub fn read_u8(&self, gpa: GuestPhys) -> Result<u8, MemError> {
+        Ok(self.slice(gpa, 1)?[0])
+    }
+    pub fn read_u16(&self, gpa: GuestPhys) -> Result<u16, MemError> {
+        let mut b = [0; 2];
+        self.read(gpa, &mut b)?;
+        Ok(u16::from_le_bytes(b))
+    }
+    pub fn read_u32(&self, gpa: GuestPhys) -> Result<u32, MemError> {
+        let mut b = [0; 4];
+        self.read(gpa, &mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+    pub fn read_u64(&self, gpa: GuestPhys) -> Result<u64, MemError> {
+        let mut b = [0; 8];
+        self.read(gpa, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+    pub fn write_u16(&mut self, gpa: GuestPhys, v: u16) -> Result<(), MemError> {
+        self.write(gpa, &v.to_le_bytes())
+    }
+    pub fn write_u32(&mut self, gpa: GuestPhys, v: u32) -> Result<(), MemError> {
+        self.write(gpa, &v.to_le_bytes())
+    }
+    pub fn write_u64(&mut self, gpa: GuestPhys, v: u64) -> Result<(), MemError> {
+        self.write(gpa, &v.to_le_bytes())
+    }
+}
+
+/// Test support: guest RAM backed by a leaked heap buffer.
+#[cfg(test)]
+pub(crate) mod testing {
+    extern crate std;
+    use super::*;
+    use std::vec;
+
+    pub fn ram(size: usize) -> GuestMemory {
+        let buf = vec![0u8; size].leak();
+        let mut m = GuestMemory::new();
+        // SAFETY: the leaked buffer lives forever and nothing else uses it.
+        unsafe {
+            m.add_region(GuestPhys(0), HostPhys(0x1000_0000), size as u64, NonNull::new(buf.as_mut_ptr()).unwrap())
+                .unwrap()
+        };
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::ram;
+    use super::*;
+
+    #[test]
+    fn reads_and_writes_inside_ram() {
+        let mut m = ram(0x2000);
+        m.write_u32(GuestPhys(0x1ffc), 0xdead_beef).unwrap();
+        assert_eq!(m.read_u32(GuestPhys(0x1ffc)).unwrap(), 0xdead_beef);
+        assert_eq!(m.read_u8(GuestPhys(0x1fff)).unwrap(), 0xde);
+    }
+
+    #[test]
+    fn refuses_accesses_past_the_end_or_wrapping() {
+        let mut m = ram(0x2000);
+        assert_eq!(
+            m.read_u32(GuestPhys(0x1ffd)),
+            Err(MemError::OutOfRange { gpa: GuestPhys(0x1ffd), len: 4 })
+        );
+        assert!(m.write_u64(GuestPhys(u64::MAX - 3), 1).is_err());
+        assert!(m.slice(GuestPhys(0x2000), 1).is_err());
+        assert!(m.contains(GuestPhys(0), 0x2000));
+        assert!(!m.contains(GuestPhys(0), 0x2001));
+    }
+
+    #[test]
+    fn overlapping_regions_are_refused() {
+        let mut m = ram(0x2000);
+        let mut b = [0u8; 16];
+        // SAFETY: `b` outlives `m` in this test and is not otherwise used.
+        let r = unsafe {
+            m.add_region(GuestPhys(0x1000), HostPhys(0), 16, NonNull::new(b.as_mut_ptr()).unwrap())
+        };
+        assert_eq!(r, Err(MemError::BadRegion));
+    }
+}

@@ -1,0 +1,138 @@
+//! A scripted vCPU for testing the dispatcher and policies on the host.
+extern crate std;
+
+use crate::exit::VmExit;
+use crate::memory::GuestMemory;
+use crate::vcpu::{ArchVcpu, ControlReg, Event, Gpr, SegReg, Segment, StateMsr, VcpuError};
+use crate::vm::{HostHooks, Vm};
+use core::cell::RefCell;
+use core::fmt;
+use std::collections::VecDeque;
+use std::string::String;
+use std::vec::Vec;
+
+pub struct MockVcpu {
+    pub regs: [u64; 16],
+    pub rip: u64,
+    pub rflags: u64,
+    pub cpl: u8,
+    pub segs: [Segment; 6],
+    pub cr0: u64,
+    pub cr2: u64,
+    pub cr3: u64,
+    pub cr4: u64,
+    pub efer: u64,
+    pub pat: u64,
+    pub other_msrs: [u64; 10],
+    pub injected: Vec<Event>,
+    pub exits: VecDeque<VmExit>,
+    /// Length of every exiting instruction.
+    pub insn_len: u64,
+}
+
+impl MockVcpu {
+    pub fn new(exits: &[VmExit]) -> Self {
+        MockVcpu {
+            regs: [0; 16],
+            rip: 0x10_0000,
+            rflags: 2,
+            cpl: 0,
+            segs: [Segment { selector: 0x10, base: 0, limit: 0xffff_ffff, attr: 0xc93 }; 6],
+            cr0: 0x11,
+            cr2: 0,
+            cr3: 0,
+            cr4: 0,
+            efer: 0,
+            pat: 0x0007_0406_0007_0406,
+            other_msrs: [0; 10],
+            injected: Vec::new(),
+            exits: exits.iter().copied().collect(),
+            insn_len: 2,
+        }
+    }
+    pub fn reg(&self, r: Gpr) -> u64 {
+        self.regs[r as usize]
+    }
+}
+
+impl ArchVcpu for MockVcpu {
+    fn run(&mut self) -> Result<VmExit, VcpuError> {
+        self.exits.pop_front().ok_or(VcpuError { what: "script ended", code: 0 })
+    }
+    fn gpr(&self, r: Gpr) -> u64 { self.regs[r as usize] }
+    fn set_gpr(&mut self, r: Gpr, v: u64) { self.regs[r as usize] = v }
+    fn rip(&self) -> u64 { self.rip }
+    fn set_rip(&mut self, v: u64) { self.rip = v }
+    fn rflags(&self) -> u64 { self.rflags }
+    fn set_rflags(&mut self, v: u64) { self.rflags = v }
+    fn segment(&self, s: SegReg) -> Segment { self.segs[s as usize] }
+    fn cpl(&self) -> u8 { self.cpl }
+    fn cr(&self, r: ControlReg) -> u64 {
+        match r {
+            ControlReg::Cr0 => self.cr0,
+            ControlReg::Cr2 => self.cr2,
+            ControlReg::Cr3 => self.cr3,
+            ControlReg::Cr4 => self.cr4,
+            ControlReg::Cr8 => 0,
+        }
+    }
+    fn set_cr(&mut self, r: ControlReg, v: u64) -> Result<(), Event> {
+        match r {
+            ControlReg::Cr0 => self.cr0 = v,
+            ControlReg::Cr2 => self.cr2 = v,
+            ControlReg::Cr3 => self.cr3 = v,
+            ControlReg::Cr4 => self.cr4 = v,
+            ControlReg::Cr8 => return Err(Event::gp(0)),
+        }
+        Ok(())
+    }
+    fn state_msr(&self, m: StateMsr) -> u64 {
+        match m {
+            StateMsr::Efer => self.efer,
+            StateMsr::Pat => self.pat,
+            other => self.other_msrs[other as usize % 10],
+        }
+    }
+    fn set_state_msr(&mut self, m: StateMsr, v: u64) -> Result<(), Event> {
+        match m {
+            StateMsr::Efer => self.efer = v,
+            StateMsr::Pat => self.pat = v,
+            other => self.other_msrs[other as usize % 10] = v,
+        }
+        Ok(())
+    }
+    fn inject(&mut self, ev: Event) { self.injected.push(ev) }
+    fn advance_rip(&mut self, _mem: &GuestMemory) -> Result<(), VcpuError> {
+        self.rip += self.insn_len;
+        Ok(())
+    }
+}
+
+std::thread_local! {
+    static OUT: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+fn capture(args: fmt::Arguments<'_>) {
+    OUT.with(|o| fmt::Write::write_fmt(&mut *o.borrow_mut(), args).unwrap());
+}
+
+/// Everything printed on this thread since the last call.
+pub fn take_output() -> String {
+    OUT.with(|o| core::mem::take(&mut *o.borrow_mut()))
+}
+
+fn fake_cpuid(leaf: u32, _sub: u32) -> [u32; 4] {
+    match leaf {
+        0 => [0xd, u32::from_le_bytes(*b"Auth"), u32::from_le_bytes(*b"cAMD"), u32::from_le_bytes(*b"enti")],
+        1 => [0x00a2_0f10, 0x0001_0800, 0x7ed8_320b | (1 << 5), 0x178b_fbff],
+        _ => [0; 4],
+    }
+}
+
+pub const HOOKS: HostHooks = HostHooks { printer: capture, cpuid: fake_cpuid, tsc: || 123_456 };
+
+/// A VM named `t` with `mem` of RAM at 0.
+pub fn vm(mem: GuestMemory) -> Vm {
+    take_output();
+    Vm::new("t", mem, HOOKS)
+}

@@ -1,0 +1,99 @@
+//! The MSRs a guest may read and write, the same on both vendors.
+//!
+//! Every RDMSR/WRMSR exits (both backends intercept all of them for now). MSRs whose
+//! values live in the VMCS/VMCB guest state go through [`StateMsr`]; a few read-only
+//! ones get fixed answers; anything else raises #GP(0), as a CPU without that MSR does.
+
+use crate::vcpu::{ArchVcpu, Event, StateMsr};
+
+pub const IA32_TSC: u32 = 0x10;
+pub const IA32_APIC_BASE: u32 = 0x1b;
+pub const IA32_FEATURE_CONTROL: u32 = 0x3a;
+pub const IA32_BIOS_SIGN_ID: u32 = 0x8b;
+pub const IA32_MTRRCAP: u32 = 0xfe;
+pub const IA32_SYSENTER_CS: u32 = 0x174;
+pub const IA32_SYSENTER_ESP: u32 = 0x175;
+pub const IA32_SYSENTER_EIP: u32 = 0x176;
+pub const IA32_PAT: u32 = 0x277;
+pub const IA32_EFER: u32 = 0xc000_0080;
+pub const IA32_STAR: u32 = 0xc000_0081;
+pub const IA32_LSTAR: u32 = 0xc000_0082;
+pub const IA32_CSTAR: u32 = 0xc000_0083;
+pub const IA32_FMASK: u32 = 0xc000_0084;
+pub const IA32_FS_BASE: u32 = 0xc000_0100;
+pub const IA32_GS_BASE: u32 = 0xc000_0101;
+pub const IA32_KERNEL_GS_BASE: u32 = 0xc000_0102;
+
+/// EFER bits a guest may set: SCE, LME, NXE (SDM Vol 3A 2.2.1); LMA is read-only and
+/// kept by the backend. SVME and the rest raise #GP: nothing else is offered.
+pub const EFER_WRITABLE: u64 = (1 << 0) | (1 << 8) | (1 << 11);
+pub const EFER_LMA: u64 = 1 << 10;
+
+fn state_msr(msr: u32) -> Option<StateMsr> {
+    Some(match msr {
+        IA32_EFER => StateMsr::Efer,
+        IA32_PAT => StateMsr::Pat,
+        IA32_FS_BASE => StateMsr::FsBase,
+        IA32_GS_BASE => StateMsr::GsBase,
+        IA32_KERNEL_GS_BASE => StateMsr::KernelGsBase,
+        IA32_SYSENTER_CS => StateMsr::SysenterCs,
+        IA32_SYSENTER_ESP => StateMsr::SysenterEsp,
+        IA32_SYSENTER_EIP => StateMsr::SysenterEip,
+        IA32_STAR => StateMsr::Star,
+        IA32_LSTAR => StateMsr::Lstar,
+        IA32_CSTAR => StateMsr::Cstar,
+        IA32_FMASK => StateMsr::Fmask,
+        _ => return None,
+    })
+}
+
+/// A guest RDMSR: the value, or the exception to inject.
+pub fn read(vcpu: &impl ArchVcpu, msr: u32, tsc: u64) -> Result<u64, Event> {
+    if let Some(m) = state_msr(msr) {
+        return Ok(vcpu.state_msr(m));
+    }
+    match msr {
+        IA32_TSC => Ok(tsc),
+        // xAPIC at the architectural base, enabled, this is the bootstrap processor.
+        IA32_APIC_BASE => Ok(0xfee0_0000 | (1 << 11) | (1 << 8)),
+        // Locked with VMX disabled: a guest that looks sees no way to enable it.
+        IA32_FEATURE_CONTROL => Ok(1),
+        IA32_BIOS_SIGN_ID => Ok(0),
+        IA32_MTRRCAP => Ok(0),
+        _ => Err(Event::gp(0)),
+    }
+}
+
+fn valid_pat(v: u64) -> bool {
+    // Each of the 8 entries must be UC, WC, WT, WP, WB or UC- (SDM Vol 3A 11.12.2).
+    v.to_le_bytes().iter().all(|&t| matches!(t, 0 | 1 | 4 | 5 | 6 | 7))
+}
+
+fn canonical(v: u64) -> bool {
+    ((v as i64) << 16 >> 16) as u64 == v
+}
+
+/// A guest WRMSR of `v`: `Err` is the exception to inject.
+pub fn write(vcpu: &mut impl ArchVcpu, msr: u32, v: u64) -> Result<(), Event> {
+    match state_msr(msr) {
+        Some(StateMsr::Efer) => {
+            if v & !(EFER_WRITABLE | EFER_LMA) != 0 {
+                return Err(Event::gp(0));
+            }
+            let lma = vcpu.state_msr(StateMsr::Efer) & EFER_LMA;
+            vcpu.set_state_msr(StateMsr::Efer, (v & EFER_WRITABLE) | lma)
+        }
+        Some(StateMsr::Pat) if !valid_pat(v) => Err(Event::gp(0)),
+        Some(
+            m @ (StateMsr::FsBase | StateMsr::GsBase | StateMsr::KernelGsBase | StateMsr::Lstar
+            | StateMsr::Cstar | StateMsr::SysenterEsp | StateMsr::SysenterEip),
+        ) if !canonical(v) => {
+            let _ = m;
+            Err(Event::gp(0))
+        }
+        Some(m) => vcpu.set_state_msr(m, v),
+        // The TSC keeps running as the host's; writes are ignored for now (no offsetting yet).
+        None if msr == IA32_TSC => Ok(()),
+        None => Err(Event::gp(0)),
+    }
+}

@@ -1,0 +1,189 @@
+//! The one trait every vendor backend implements.
+//!
+//! A backend (arch-vmx, arch-svm) owns the hardware structure (VMCS or VMCB) and the
+//! world switch. It turns each raw exit into a [`VmExit`], and keeps everything that is
+//! vendor-only (VMX fixed bits, the SVM EFER.SVME bit, next-RIP discovery, NMI and
+//! INIT/SIPI handling) below this trait. The core sees architectural guest state only:
+//! registers, segments, control registers as the guest wrote them, and events.
+
+use crate::exit::VmExit;
+use crate::memory::GuestMemory;
+use crate::walk::PagingState;
+use core::fmt;
+
+/// General-purpose registers, in the x86 encoding order (ModRM.reg / REX.R numbering),
+/// so that a decoded register number indexes this enum directly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Gpr {
+    Rax = 0, Rcx, Rdx, Rbx, Rsp, Rbp, Rsi, Rdi,
+    R8, R9, R10, R11, R12, R13, R14, R15,
+}
+
+impl Gpr {
+    pub const ALL: [Gpr; 16] = [
+        Gpr::Rax, Gpr::Rcx, Gpr::Rdx, Gpr::Rbx, Gpr::Rsp, Gpr::Rbp, Gpr::Rsi, Gpr::Rdi,
+        Gpr::R8, Gpr::R9, Gpr::R10, Gpr::R11, Gpr::R12, Gpr::R13, Gpr::R14, Gpr::R15,
+    ];
+    /// The register with encoding `n` (0..=15).
+    pub fn from_index(n: u8) -> Option<Gpr> {
+        Self::ALL.get(n as usize).copied()
+    }
+}
+
+/// Segment registers, in the x86 encoding order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SegReg { Es = 0, Cs, Ss, Ds, Fs, Gs }
+
+impl SegReg {
+    pub fn from_index(n: u8) -> Option<SegReg> {
+        [SegReg::Es, SegReg::Cs, SegReg::Ss, SegReg::Ds, SegReg::Fs, SegReg::Gs].get(n as usize).copied()
+    }
+}
+
+/// A segment register's visible and hidden parts, vendor-neutral. `attr` holds the
+/// descriptor's access byte in bits 7:0 (type, S, DPL, P) and AVL, L, D/B, G in bits 11:8,
+/// as in a descriptor's bytes 5 and 6 (SDM Vol 3A 3.4.5); both backends convert to it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Segment {
+    pub selector: u16,
+    pub base: u64,
+    pub limit: u32,
+    pub attr: u16,
+}
+
+impl Segment {
+    pub const fn present(&self) -> bool { self.attr & 0x80 != 0 }
+    pub const fn long(&self) -> bool { self.attr & 0x200 != 0 }
+    pub const fn default_big(&self) -> bool { self.attr & 0x400 != 0 }
+    pub const fn dpl(&self) -> u8 { ((self.attr >> 5) & 3) as u8 }
+}
+
+/// The guest's descriptor-table registers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DescTable { pub base: u64, pub limit: u16 }
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControlReg { Cr0, Cr2, Cr3, Cr4, Cr8 }
+
+/// An event to deliver to the guest at the next entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A hardware exception (vector < 32), with its error code where it has one.
+    Exception { vector: u8, error_code: Option<u32> },
+    /// An external interrupt.
+    Interrupt(u8),
+    Nmi,
+}
+
+impl Event {
+    pub const UD: Event = Event::Exception { vector: 6, error_code: None };
+    pub const fn gp(code: u32) -> Event { Event::Exception { vector: 13, error_code: Some(code) } }
+    pub const fn page_fault(code: u32) -> Event { Event::Exception { vector: 14, error_code: Some(code) } }
+}
+
+/// Why a vCPU could not run: the entry failed, or the backend met a state it cannot
+/// handle. The message is one line for the console.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VcpuError {
+    pub what: &'static str,
+    pub code: u64,
+}
+
+impl fmt::Display for VcpuError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (code {:#x})", self.what, self.code)
+    }
+}
+
+/// The guest state a vCPU starts in (the loader fills it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartMode {
+    /// 32-bit protected mode, paging off, flat 4 GiB CS=0x08/DS=0x10 (multiboot1, SDM 9.9).
+    Protected32 { entry: u32, eax: u32, ebx: u32 },
+}
+
+/// A guest-visible MSR whose value lives in the backend's guest-state area (VMCS or
+/// VMCB). The core's MSR policy reads and writes these through the trait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateMsr {
+    Efer, Pat, FsBase, GsBase, KernelGsBase, SysenterCs, SysenterEsp, SysenterEip,
+    Star, Lstar, Cstar, Fmask,
+}
+
+/// One virtual CPU of a guest, on one vendor's hardware.
+pub trait ArchVcpu {
+    /// Enters the guest and runs it until the next exit.
+    fn run(&mut self) -> Result<VmExit, VcpuError>;
+
+    fn gpr(&self, r: Gpr) -> u64;
+    fn set_gpr(&mut self, r: Gpr, v: u64);
+    fn rip(&self) -> u64;
+    fn set_rip(&mut self, v: u64);
+    fn rflags(&self) -> u64;
+    fn set_rflags(&mut self, v: u64);
+    fn segment(&self, s: SegReg) -> Segment;
+    fn cpl(&self) -> u8;
+
+    /// A control register as the guest sees it (its own writes, not the bits the
+    /// host keeps set underneath).
+    fn cr(&self, r: ControlReg) -> u64;
+    /// Emulates a guest write of a control register; the backend keeps what the host
+    /// needs (VMX fixed bits, long-mode activation) underneath. `Err` is the exception
+    /// the guest must get (e.g. #GP for a reserved bit).
+    fn set_cr(&mut self, r: ControlReg, v: u64) -> Result<(), Event>;
+
+    fn state_msr(&self, m: StateMsr) -> u64;
+    fn set_state_msr(&mut self, m: StateMsr, v: u64) -> Result<(), Event>;
+
+    /// Queues an event for delivery at the next entry.
+    fn inject(&mut self, ev: Event);
+
+    /// Moves RIP past the instruction that caused the last exit. The backend knows
+    /// where it ends (VMX: the exit's instruction length; SVM: nRIP, the IOIO exit's
+    /// next RIP, or decoding the instruction in `mem`).
+    fn advance_rip(&mut self, mem: &GuestMemory) -> Result<(), VcpuError>;
+
+    /// The guest's paging registers, for walking its page tables.
+    fn paging(&self) -> PagingState {
+        PagingState {
+            cr0: self.cr(ControlReg::Cr0),
+            cr3: self.cr(ControlReg::Cr3),
+            cr4: self.cr(ControlReg::Cr4),
+            efer: self.state_msr(StateMsr::Efer),
+        }
+    }
+}
+
+/// A vendor backend, once it has switched the CPU into VMX root operation or enabled
+/// SVM: it makes vCPUs for guests.
+pub trait ArchBackend {
+    type Vcpu: ArchVcpu;
+
+    /// Creates a vCPU for a guest whose RAM is `mem`, starting in `start`. The backend
+    /// builds its nested page tables (mapping exactly `mem`'s regions) and its control
+    /// structures from `frames`.
+    fn create_vcpu<A: crate::nested::FrameAllocator>(
+        &mut self,
+        mem: &GuestMemory,
+        start: StartMode,
+        frames: &mut A,
+    ) -> Result<Self::Vcpu, VcpuError>;
+}
+
+/// The guest's general registers while it is not running, indexed by [`Gpr`]; both
+/// backends' entry code saves and loads this (offsets via `offset_of!`). Slots a backend
+/// keeps in its hardware structure instead (RSP; RAX on AMD) are unused there.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GprFile {
+    pub r: [u64; 16],
+}
+
+impl GprFile {
+    /// Byte offset of register `r` in the file, for entry/exit assembly.
+    pub const fn offset(r: Gpr) -> usize {
+        core::mem::offset_of!(GprFile, r) + 8 * r as usize
+    }
+}

@@ -1,0 +1,116 @@
+//! A VM: one guest's memory, devices, console and counters.
+
+use crate::devices::bus::PortBus;
+use crate::memory::GuestMemory;
+use crate::stats::ExitStats;
+use arrayvec::{ArrayString, ArrayVec};
+use core::fmt::{self, Write};
+
+/// Where the VMM's console lines go (COM1 on the host; a buffer in tests).
+pub type Printer = fn(fmt::Arguments<'_>);
+/// The host's CPUID, `(leaf, subleaf) -> [eax, ebx, ecx, edx]`; the policy filters it.
+pub type CpuidSource = fn(u32, u32) -> [u32; 4];
+
+/// The host's time-stamp counter.
+pub type TscSource = fn() -> u64;
+
+/// What the host lends every VM: its console, its CPUID and its clock.
+#[derive(Clone, Copy)]
+pub struct HostHooks {
+    pub printer: Printer,
+    pub cpuid: CpuidSource,
+    pub tsc: TscSource,
+}
+
+pub type Name = ArrayString<32>;
+pub type Reason = ArrayString<160>;
+
+/// How a guest's run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GuestEnd {
+    /// Through the debug-exit port or the EXIT hypercall.
+    Exited(u32),
+    TripleFault,
+    /// HLT with interrupts disabled: nothing can ever wake it.
+    Halted,
+    /// Janus could not go on with this guest (entry failure, unsupported exit, ...).
+    Error(Reason),
+}
+
+impl GuestEnd {
+    pub fn error(args: fmt::Arguments<'_>) -> GuestEnd {
+        let mut r = Reason::new();
+        // A reason longer than the buffer is cut short; the start says what went wrong.
+        let _ = r.write_fmt(args);
+        GuestEnd::Error(r)
+    }
+    pub fn succeeded(&self) -> bool {
+        *self == GuestEnd::Exited(0)
+    }
+}
+
+impl fmt::Display for GuestEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GuestEnd::Exited(s) => write!(f, "exit status {s}"),
+            GuestEnd::TripleFault => write!(f, "triple fault"),
+            GuestEnd::Halted => write!(f, "halted with interrupts off"),
+            GuestEnd::Error(r) => write!(f, "error: {r}"),
+        }
+    }
+}
+
+const LINE: usize = 200;
+
+pub struct Vm {
+    pub name: Name,
+    pub memory: GuestMemory,
+    pub ports: PortBus,
+    pub stats: ExitStats,
+    pub host: HostHooks,
+    line: ArrayVec<u8, LINE>,
+}
+
+impl Vm {
+    pub fn new(name: &str, memory: GuestMemory, host: HostHooks) -> Self {
+        let mut n = Name::new();
+        for c in name.chars() {
+            if n.try_push(c).is_err() {
+                break;
+            }
+        }
+        Vm { name: n, memory, ports: PortBus::new(), stats: ExitStats::default(), host, line: ArrayVec::new() }
+    }
+
+    /// A line from the VMM about this guest: `janus: guest NAME: ...`.
+    pub fn say(&self, args: fmt::Arguments<'_>) {
+        (self.host.printer)(format_args!("janus: guest {}: {}\n", self.name, args));
+    }
+
+    /// A byte of guest console output; whole lines are printed as `[NAME] line`.
+    pub fn console_byte(&mut self, b: u8) {
+        match b {
+            b'\n' => self.flush_console(),
+            b'\r' => {}
+            _ => {
+                if self.line.is_full() {
+                    self.flush_console();
+                }
+                // Control characters other than tab would garble the host console.
+                let shown = if b == b'\t' || (0x20..0x7f).contains(&b) { b } else { b'?' };
+                self.line.push(shown);
+            }
+        }
+    }
+
+    /// Prints what is left of a partial console line.
+    pub fn flush_console(&mut self) {
+        if self.line.is_empty() {
+            return;
+        }
+        // Only printable ASCII was pushed, so this cannot fail.
+        let text = core::str::from_utf8(&self.line).unwrap_or("?");
+        (self.host.printer)(format_args!("[{}] {}\n", self.name, text));
+        self.line.clear();
+    }
+}
