@@ -237,3 +237,203 @@ fn string_io(vcpu: &mut impl ArchVcpu, vm: &mut Vm, io: IoAccess, s: StringIo) -
     }
     advance(vcpu, vm)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::GuestPhys;
+    use crate::exit::NestedAccess;
+    use crate::hypercall::{EFAULT, ENOSYS, EPERM};
+    use crate::memory::testing::ram;
+    use crate::mock::{take_output, vm, MockVcpu};
+    extern crate std;
+    use std::vec;
+
+    fn out(port: u16, size: u8) -> VmExit {
+        VmExit::Io(IoAccess { port, size, dir: IoDir::Out, string: None })
+    }
+    fn inp(port: u16, size: u8) -> VmExit {
+        VmExit::Io(IoAccess { port, size, dir: IoDir::In, string: None })
+    }
+
+    #[test]
+    fn com1_output_becomes_prefixed_lines_and_debug_exit_ends_the_guest() {
+        let mut v = MockVcpu::new(&[out(0x3f8, 1), out(0x3f8, 1), out(0x3f8, 1), out(0xf4, 4)]);
+        let mut m = vm(ram(1 << 20));
+        let seq = [b'h', b'i', b'\n'];
+        // Each OUT sends the byte in AL at the time of its exit: feed them one by one.
+        for &b in &seq {
+            v.regs[0] = b as u64;
+            let e = v.exits.pop_front().unwrap();
+            assert_eq!(handle_exit(&mut v, &mut m, e), None);
+        }
+        v.regs[0] = 3;
+        assert_eq!(run(&mut v, &mut m), GuestEnd::Exited(3));
+        assert_eq!(take_output(), "[t] hi\n");
+        assert_eq!(v.rip, 0x10_0000 + 3 * 2);
+    }
+
+    #[test]
+    fn in_from_an_unclaimed_port_reads_all_ones_with_x86_register_semantics() {
+        let mut v = MockVcpu::new(&[]);
+        let mut m = vm(ram(1 << 20));
+        v.regs[0] = 0x1122_3344_5566_7788;
+        assert_eq!(handle_exit(&mut v, &mut m, inp(0x510, 1)), None);
+        assert_eq!(v.reg(Gpr::Rax), 0x1122_3344_5566_77ff, "8-bit IN keeps the upper bits");
+        assert_eq!(handle_exit(&mut v, &mut m, inp(0x510, 4)), None);
+        assert_eq!(v.reg(Gpr::Rax), 0xffff_ffff, "32-bit IN zero-extends");
+    }
+
+    #[test]
+    fn rep_outsb_reads_guest_memory_and_updates_rsi_and_rcx() {
+        let mut v = MockVcpu::new(&[]);
+        let mut mem = ram(1 << 20);
+        mem.write(GuestPhys(0x1000), b"abc\n").unwrap();
+        let mut m = vm(mem);
+        v.regs[Gpr::Rsi as usize] = 0x1000;
+        v.regs[Gpr::Rcx as usize] = 4;
+        let e = VmExit::Io(IoAccess {
+            port: 0x3f8,
+            size: 1,
+            dir: IoDir::Out,
+            string: Some(StringIo { rep: true, addr_size: 4, seg: SegReg::Ds }),
+        });
+        assert_eq!(handle_exit(&mut v, &mut m, e), None);
+        assert_eq!(take_output(), "[t] abc\n");
+        assert_eq!((v.reg(Gpr::Rsi), v.reg(Gpr::Rcx)), (0x1004, 0));
+        assert_eq!(v.rip, 0x10_0002);
+    }
+
+    #[test]
+    fn rep_insb_fills_guest_memory_and_honours_the_direction_flag() {
+        let mut v = MockVcpu::new(&[]);
+        let mut m = vm(ram(1 << 20));
+        v.regs[Gpr::Rdi as usize] = 0x2000;
+        v.regs[Gpr::Rcx as usize] = 16;
+        let e = VmExit::Io(IoAccess {
+            port: 0x510,
+            size: 1,
+            dir: IoDir::In,
+            string: Some(StringIo { rep: true, addr_size: 8, seg: SegReg::Ds }),
+        });
+        assert_eq!(handle_exit(&mut v, &mut m, e), None);
+        assert_eq!(m.memory.slice(GuestPhys(0x2000), 17).unwrap(), &[[0xffu8; 16].as_slice(), &[0]].concat()[..]);
+        assert_eq!((v.reg(Gpr::Rdi), v.reg(Gpr::Rcx)), (0x2010, 0));
+        // DF=1: backwards, 2 words.
+        v.rflags |= 1 << 10;
+        v.regs[Gpr::Rdi as usize] = 0x3002;
+        v.regs[Gpr::Rcx as usize] = 2;
+        let e = VmExit::Io(IoAccess {
+            port: 0x510,
+            size: 2,
+            dir: IoDir::In,
+            string: Some(StringIo { rep: true, addr_size: 8, seg: SegReg::Ds }),
+        });
+        assert_eq!(handle_exit(&mut v, &mut m, e), None);
+        assert_eq!(v.reg(Gpr::Rdi), 0x2ffe);
+        assert_eq!(m.memory.read_u32(GuestPhys(0x3000)).unwrap(), 0xffff_ffff);
+    }
+
+    #[test]
+    fn string_io_through_unmapped_guest_pages_injects_a_page_fault() {
+        let mut v = MockVcpu::new(&[]);
+        let mut m = vm(ram(1 << 20));
+        // Long mode with an empty PML4 at 0x5000: nothing is mapped.
+        v.cr0 = 0x8000_0011;
+        v.cr4 = 0x20;
+        v.cr3 = 0x5000;
+        v.efer = 0x500;
+        v.regs[Gpr::Rsi as usize] = 0x40_0000;
+        v.regs[Gpr::Rcx as usize] = 1;
+        let e = VmExit::Io(IoAccess {
+            port: 0x3f8,
+            size: 1,
+            dir: IoDir::Out,
+            string: Some(StringIo { rep: false, addr_size: 8, seg: SegReg::Ds }),
+        });
+        assert_eq!(handle_exit(&mut v, &mut m, e), None);
+        assert!(matches!(v.injected[..], [Event::Exception { vector: 14, .. }]), "{:?}", v.injected);
+        assert_eq!(v.cr2, 0x40_0000);
+        assert_eq!(v.rip, 0x10_0000, "the faulting instruction is not skipped");
+    }
+
+    #[test]
+    fn hypercalls_follow_the_documented_abi() {
+        let mut v = MockVcpu::new(&[]);
+        let mut mem = ram(1 << 20);
+        mem.write(GuestPhys(0x800), b"hello\n").unwrap();
+        let mut m = vm(mem);
+        let call = |v: &mut MockVcpu, m: &mut Vm, rax: u64, rbx: u64, rcx: u64| {
+            v.regs[Gpr::Rax as usize] = rax;
+            v.regs[Gpr::Rbx as usize] = rbx;
+            v.regs[Gpr::Rcx as usize] = rcx;
+            handle_exit(v, m, VmExit::Hypercall)
+        };
+        assert_eq!(call(&mut v, &mut m, 0, 0, 0), None);
+        assert_eq!((v.reg(Gpr::Rax), v.reg(Gpr::Rbx)), (0, 1));
+        call(&mut v, &mut m, 0x7777, 0, 0);
+        assert_eq!(v.reg(Gpr::Rax), ENOSYS);
+        call(&mut v, &mut m, 2, 0x800, 6);
+        assert_eq!(v.reg(Gpr::Rax), 6);
+        assert_eq!(take_output(), "[t] hello\n");
+        call(&mut v, &mut m, 2, 0xffff_f000_0000, 6);
+        assert_eq!(v.reg(Gpr::Rax), EFAULT);
+        v.cpl = 3;
+        call(&mut v, &mut m, 0, 0, 0);
+        assert_eq!(v.reg(Gpr::Rax), EPERM);
+        v.cpl = 0;
+        assert_eq!(call(&mut v, &mut m, 1, 42, 0), Some(GuestEnd::Exited(42)));
+    }
+
+    #[test]
+    fn msrs_follow_the_policy_and_unknown_ones_raise_gp() {
+        let mut v = MockVcpu::new(&[]);
+        let mut m = vm(ram(1 << 20));
+        v.efer = 0x500;
+        v.regs[Gpr::Rcx as usize] = 0xc000_0080;
+        assert_eq!(handle_exit(&mut v, &mut m, VmExit::RdMsr), None);
+        assert_eq!((v.reg(Gpr::Rax), v.reg(Gpr::Rdx)), (0x500, 0));
+        // Setting SVME (bit 12): nested virtualization is not offered.
+        v.regs[Gpr::Rax as usize] = 0x1500;
+        let rip = v.rip;
+        assert_eq!(handle_exit(&mut v, &mut m, VmExit::WrMsr), None);
+        assert_eq!(v.injected, vec![Event::gp(0)]);
+        assert_eq!(v.rip, rip);
+        v.regs[Gpr::Rcx as usize] = 0x1234_5678;
+        assert_eq!(handle_exit(&mut v, &mut m, VmExit::RdMsr), None);
+        assert_eq!(v.injected, vec![Event::gp(0), Event::gp(0)]);
+        assert_eq!(v.rip, rip);
+    }
+
+    #[test]
+    fn cpuid_exits_answer_from_the_policy() {
+        let mut v = MockVcpu::new(&[]);
+        let mut m = vm(ram(1 << 20));
+        v.regs[0] = 1;
+        assert_eq!(handle_exit(&mut v, &mut m, VmExit::Cpuid), None);
+        assert_ne!(v.reg(Gpr::Rcx) & (1 << 31), 0);
+        assert_eq!(v.reg(Gpr::Rcx) & (1 << 5), 0);
+        v.regs[0] = 0x4000_0000;
+        handle_exit(&mut v, &mut m, VmExit::Cpuid);
+        assert_eq!(v.reg(Gpr::Rbx), u32::from_le_bytes(*b"Janu") as u64);
+    }
+
+    #[test]
+    fn every_other_end_is_reported_not_hidden() {
+        let mut m = vm(ram(1 << 20));
+        let mut v = MockVcpu::new(&[]);
+        assert_eq!(handle_exit(&mut v, &mut m, VmExit::Hlt), Some(GuestEnd::Halted));
+        v.rflags |= 1 << 9;
+        assert!(matches!(handle_exit(&mut v, &mut m, VmExit::Hlt), Some(GuestEnd::Error(_))));
+        assert_eq!(handle_exit(&mut v, &mut m, VmExit::TripleFault), Some(GuestEnd::TripleFault));
+        let raw = handle_exit(&mut v, &mut m, VmExit::Raw { reason: 0x99, info1: 1, info2: 2 });
+        assert!(matches!(&raw, Some(GuestEnd::Error(r)) if r.contains("unsupported exit: reason 0x99")), "{raw:?}");
+        let npf = VmExit::NestedPageFault { gpa: GuestPhys(0xfee0_0000), access: NestedAccess { write: true, ..Default::default() } };
+        assert!(matches!(handle_exit(&mut v, &mut m, npf), Some(GuestEnd::Error(r)) if r.contains("0xfee00000")));
+        assert_eq!(handle_exit(&mut v, &mut m, VmExit::VirtInstruction), None);
+        assert_eq!(v.injected, vec![Event::UD]);
+        // A vCPU that cannot enter: the reason is kept.
+        let end = run(&mut MockVcpu::new(&[]), &mut m);
+        assert!(matches!(&end, GuestEnd::Error(r) if r.contains("VM entry failed: script ended")), "{end:?}");
+    }
+}
