@@ -20,6 +20,8 @@ const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;
 const EFER_SVME: u64 = 1 << 12;
 const EFER_LMA: u64 = 1 << 10;
 const V_INTR_MASKING: u64 = 1 << 24;
+const V_IRQ: u64 = 1 << 8;
+const V_IGN_TPR: u64 = 1 << 20;
 
 /// EVENTINJ layout (APM Vol 2 15.20).
 const EVENT_VALID: u64 = 1 << 31;
@@ -129,32 +131,29 @@ impl ArchBackend for Svm {
         c.v_intr = V_INTR_MASKING;
         c.np_control = 1;
         c.n_cr3 = root.0;
-        let StartMode::Protected32 { entry, eax, ebx } = start;
+        let st = start.initial_state();
         let s = &mut vmcb.save;
-        let code = Segment { selector: 0x08, base: 0, limit: 0xffff_ffff, attr: 0xc9b };
-        let data = Segment { selector: 0x10, base: 0, limit: 0xffff_ffff, attr: 0xc93 };
-        s.cs = seg(code);
+        s.cs = seg(st.cs);
         for d in [&mut s.es, &mut s.ss, &mut s.ds, &mut s.fs, &mut s.gs] {
-            *d = seg(data);
+            *d = seg(st.data);
         }
         s.ldtr = VmcbSegment::default();
-        s.tr = VmcbSegment { selector: 0, attrib: 0x8b, limit: 0xff, base: 0 };
-        s.gdtr = VmcbSegment { limit: 0xffff, ..Default::default() };
-        s.idtr = VmcbSegment { limit: 0xffff, ..Default::default() };
+        s.tr = seg(st.tr);
+        s.gdtr = VmcbSegment { limit: st.gdt.limit as u32, base: st.gdt.base, ..Default::default() };
+        s.idtr = VmcbSegment { limit: st.idt.limit as u32, base: st.idt.base, ..Default::default() };
         s.cpl = 0;
-        s.efer = EFER_SVME;
-        s.cr0 = 0x11;
-        s.cr3 = 0;
-        s.cr4 = 0;
+        s.efer = st.efer | EFER_SVME;
+        s.cr0 = st.cr0;
+        s.cr3 = st.cr3;
+        s.cr4 = st.cr4;
         s.dr6 = 0xffff_0ff0;
         s.dr7 = 0x400;
-        s.rflags = 2;
-        s.rip = entry as u64;
+        s.rflags = st.rflags;
+        s.rip = st.rip;
         s.rsp = 0;
-        s.rax = eax as u64;
+        s.rax = st.gprs.r[Gpr::Rax as usize];
         s.g_pat = 0x0007_0406_0007_0406;
-        let mut gprs = GprFile::default();
-        gprs.r[Gpr::Rbx as usize] = ebx as u64;
+        let gprs = st.gprs;
         Ok(SvmVcpu { vmcb_pa, vmcb, host_save: self.host_save, gprs, caps: self.caps, next_rip: None })
     }
 }
@@ -347,6 +346,25 @@ impl ArchVcpu for SvmVcpu {
             StateMsr::Fmask => s.sfmask = v,
         }
         Ok(())
+    }
+
+    fn interrupts_open(&self) -> bool {
+        self.vmcb.control.event_inj & EVENT_VALID == 0
+            && self.vmcb.save.rflags & (1 << 9) != 0
+            && self.vmcb.control.interrupt_shadow & 1 == 0
+    }
+
+    /// A virtual interrupt request that ignores the TPR (V_IRQ, V_IGN_TPR) makes the CPU
+    /// exit with VINTR as soon as the guest could take it (APM Vol 2 15.21.4).
+    fn request_interrupt_window(&mut self, on: bool) {
+        let c = &mut self.vmcb.control;
+        if on {
+            c.v_intr |= V_IRQ | V_IGN_TPR;
+            c.intercept_misc1 |= misc1::VINTR;
+        } else {
+            c.v_intr &= !(V_IRQ | V_IGN_TPR);
+            c.intercept_misc1 &= !misc1::VINTR;
+        }
     }
 
     fn inject(&mut self, ev: Event) {

@@ -29,6 +29,9 @@ const EFER_LMA: u64 = 1 << 10;
 /// without the feature: VMXE, SMXE, PCIDE, OSXSAVE, LA57, PKE, CET.
 const CR4_HIDDEN: u64 = (1 << 13) | (1 << 14) | (1 << 17) | (1 << 18) | (1 << 12) | (1 << 22) | (1 << 23);
 
+/// Primary processor-based control: exit when the guest can take an interrupt.
+const INTERRUPT_WINDOW_EXITING: u64 = 1 << 2;
+
 /// Interruption-information field layout (SDM Vol 3C 25.8.3).
 const INTR_VALID: u32 = 1 << 31;
 const INTR_DELIVER_ERROR: u32 = 1 << 11;
@@ -256,23 +259,20 @@ impl VmxVcpu {
 
     /// The guest's first state (SDM Vol 3C 26.3.1 lists what VM entry checks).
     fn setup_guest(&mut self, start: StartMode) -> Result<(), VcpuError> {
-        let StartMode::Protected32 { entry, eax, ebx } = start;
-        // Multiboot: 32-bit protected mode, paging off, flat segments (Multiboot 0.6.96 3.2).
-        self.cr0_shadow = 0x11; // PE | ET
-        self.cr4_shadow = 0;
+        let st = start.initial_state();
+        self.cr0_shadow = st.cr0;
+        self.cr4_shadow = st.cr4;
         vmcs::write(control::CR0_READ_SHADOW, self.cr0_shadow)?;
         vmcs::write(control::CR4_READ_SHADOW, self.cr4_shadow)?;
-        vmcs::write(guest::CR0, self.real_cr0(self.cr0_shadow))?;
-        vmcs::write(guest::CR3, 0)?;
-        vmcs::write(guest::CR4, self.real_cr4(0))?;
+        vmcs::write(guest::CR0, self.real_cr0(st.cr0))?;
+        vmcs::write(guest::CR3, st.cr3)?;
+        vmcs::write(guest::CR4, self.real_cr4(st.cr4))?;
         vmcs::write(guest::DR7, 0x400)?;
         vmcs::write(guest::RSP, 0)?;
-        vmcs::write(guest::RIP, entry as u64)?;
-        vmcs::write(guest::RFLAGS, 0x2)?;
-        let code = Segment { selector: 0x08, base: 0, limit: 0xffff_ffff, attr: 0xc9b };
-        let data = Segment { selector: 0x10, base: 0, limit: 0xffff_ffff, attr: 0xc93 };
+        vmcs::write(guest::RIP, st.rip)?;
+        vmcs::write(guest::RFLAGS, st.rflags)?;
         for s in [SegReg::Es, SegReg::Cs, SegReg::Ss, SegReg::Ds, SegReg::Fs, SegReg::Gs] {
-            let seg = if s == SegReg::Cs { code } else { data };
+            let seg = if s == SegReg::Cs { st.cs } else { st.data };
             let (sel, base, limit, ar) = seg_fields(s);
             vmcs::write(sel, seg.selector as u64)?;
             vmcs::write(base, seg.base)?;
@@ -283,27 +283,28 @@ impl VmxVcpu {
         vmcs::write(guest::LDTR_BASE, 0)?;
         vmcs::write(guest::LDTR_LIMIT, 0)?;
         vmcs::write(guest::LDTR_ACCESS_RIGHTS, 1 << 16)?;
-        // TR must be usable: a busy 32-bit TSS (SDM Vol 3C 26.3.1.2).
-        vmcs::write(guest::TR_SELECTOR, 0)?;
-        vmcs::write(guest::TR_BASE, 0)?;
-        vmcs::write(guest::TR_LIMIT, 0xff)?;
-        vmcs::write(guest::TR_ACCESS_RIGHTS, 0x8b)?;
-        vmcs::write(guest::GDTR_BASE, 0)?;
-        vmcs::write(guest::GDTR_LIMIT, 0xffff)?;
-        vmcs::write(guest::IDTR_BASE, 0)?;
-        vmcs::write(guest::IDTR_LIMIT, 0xffff)?;
+        vmcs::write(guest::TR_SELECTOR, st.tr.selector as u64)?;
+        vmcs::write(guest::TR_BASE, st.tr.base)?;
+        vmcs::write(guest::TR_LIMIT, st.tr.limit as u64)?;
+        vmcs::write(guest::TR_ACCESS_RIGHTS, to_vmx_ar(st.tr.attr))?;
+        vmcs::write(guest::GDTR_BASE, st.gdt.base)?;
+        vmcs::write(guest::GDTR_LIMIT, st.gdt.limit as u64)?;
+        vmcs::write(guest::IDTR_BASE, st.idt.base)?;
+        vmcs::write(guest::IDTR_LIMIT, st.idt.limit as u64)?;
         vmcs::write(guest::IA32_DEBUGCTL_FULL, 0)?;
         vmcs::write(guest::IA32_SYSENTER_CS, 0)?;
         vmcs::write(guest::IA32_SYSENTER_ESP, 0)?;
         vmcs::write(guest::IA32_SYSENTER_EIP, 0)?;
-        vmcs::write(guest::IA32_EFER_FULL, 0)?;
+        vmcs::write(guest::IA32_EFER_FULL, st.efer)?;
         vmcs::write(guest::IA32_PAT_FULL, 0x0007_0406_0007_0406)?;
         vmcs::write(guest::ACTIVITY_STATE, 0)?;
         vmcs::write(guest::INTERRUPTIBILITY_STATE, 0)?;
         vmcs::write(guest::PENDING_DBG_EXCEPTIONS, 0)?;
         vmcs::write(guest::LINK_PTR_FULL, u64::MAX)?;
-        self.gprs.r[Gpr::Rax as usize] = eax as u64;
-        self.gprs.r[Gpr::Rbx as usize] = ebx as u64;
+        self.gprs = st.gprs;
+        if st.efer & EFER_LMA != 0 {
+            self.set_long_mode_active(true);
+        }
         Ok(())
     }
 
@@ -540,6 +541,19 @@ impl ArchVcpu for VmxVcpu {
             _ => {}
         }
         Ok(())
+    }
+
+    fn interrupts_open(&self) -> bool {
+        // RFLAGS.IF, and no blocking by STI or MOV SS (SDM Vol 3C 25.4.2, Table 25-3).
+        self.pending.is_none() && self.rflags() & (1 << 9) != 0 && read(guest::INTERRUPTIBILITY_STATE) & 3 == 0
+    }
+
+    fn request_interrupt_window(&mut self, on: bool) {
+        let p1 = read(control::PRIMARY_PROCBASED_EXEC_CONTROLS);
+        let want = if on { p1 | INTERRUPT_WINDOW_EXITING } else { p1 & !INTERRUPT_WINDOW_EXITING };
+        if want != p1 {
+            set(control::PRIMARY_PROCBASED_EXEC_CONTROLS, want);
+        }
     }
 
     fn inject(&mut self, ev: Event) {

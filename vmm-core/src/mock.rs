@@ -28,6 +28,7 @@ pub struct MockVcpu {
     pub exits: VecDeque<VmExit>,
     /// Length of every exiting instruction.
     pub insn_len: u64,
+    pub window: bool,
 }
 
 impl MockVcpu {
@@ -48,6 +49,7 @@ impl MockVcpu {
             injected: Vec::new(),
             exits: exits.iter().copied().collect(),
             insn_len: 2,
+            window: false,
         }
     }
     pub fn reg(&self, r: Gpr) -> u64 {
@@ -102,6 +104,8 @@ impl ArchVcpu for MockVcpu {
         Ok(())
     }
     fn inject(&mut self, ev: Event) { self.injected.push(ev) }
+    fn interrupts_open(&self) -> bool { self.rflags & (1 << 9) != 0 }
+    fn request_interrupt_window(&mut self, on: bool) { self.window = on }
     fn advance_rip(&mut self, _mem: &GuestMemory) -> Result<(), VcpuError> {
         self.rip += self.insn_len;
         Ok(())

@@ -102,6 +102,9 @@ impl fmt::Display for VcpuError {
 pub enum StartMode {
     /// 32-bit protected mode, paging off, flat 4 GiB CS=0x08/DS=0x10 (multiboot1, SDM 9.9).
     Protected32 { entry: u32, eax: u32, ebx: u32 },
+    /// 64-bit mode with paging on the given identity tables and a GDT whose selector 0x10
+    /// is 64-bit code and 0x18 data, as Linux's 64-bit boot protocol asks; RSI holds `rsi`.
+    Long64 { rip: u64, rsi: u64, cr3: u64, gdt_base: u64, gdt_limit: u16 },
 }
 
 /// A guest-visible MSR whose value lives in the backend's guest-state area (VMCS or
@@ -139,6 +142,14 @@ pub trait ArchVcpu {
 
     /// Queues an event for delivery at the next entry.
     fn inject(&mut self, ev: Event);
+
+    /// Whether an external interrupt injected now would be taken: RFLAGS.IF set, no
+    /// STI/MOV-SS shadow, and no event already queued.
+    fn interrupts_open(&self) -> bool;
+
+    /// Asks for an exit ([`VmExit::InterruptWindow`]) as soon as the guest can take an
+    /// interrupt (`on`), or stops asking.
+    fn request_interrupt_window(&mut self, on: bool);
 
     /// Moves RIP past the instruction that caused the last exit. The backend knows
     /// where it ends (VMX: the exit's instruction length; SVM: nRIP, the IOIO exit's
@@ -185,5 +196,71 @@ impl GprFile {
     /// Byte offset of register `r` in the file, for entry/exit assembly.
     pub const fn offset(r: Gpr) -> usize {
         core::mem::offset_of!(GprFile, r) + 8 * r as usize
+    }
+}
+
+/// The architectural state a vCPU starts in, computed once for both backends from a
+/// [`StartMode`]. Backends write it into their VMCS or VMCB, adding what their hardware
+/// needs underneath (VMX fixed bits, EFER.SVME).
+#[derive(Clone, Copy, Debug)]
+pub struct InitialState {
+    pub cr0: u64,
+    pub cr3: u64,
+    pub cr4: u64,
+    pub efer: u64,
+    pub rip: u64,
+    pub rflags: u64,
+    pub cs: Segment,
+    /// DS, ES, SS, FS and GS.
+    pub data: Segment,
+    /// A usable, busy TSS (VM entry insists on one, SDM Vol 3C 26.3.1.2).
+    pub tr: Segment,
+    pub gdt: DescTable,
+    pub idt: DescTable,
+    pub gprs: GprFile,
+}
+
+impl StartMode {
+    pub fn initial_state(&self) -> InitialState {
+        let tr = Segment { selector: 0, base: 0, limit: 0xff, attr: 0x8b };
+        match *self {
+            StartMode::Protected32 { entry, eax, ebx } => {
+                let mut gprs = GprFile::default();
+                gprs.r[Gpr::Rax as usize] = eax as u64;
+                gprs.r[Gpr::Rbx as usize] = ebx as u64;
+                InitialState {
+                    cr0: 0x11, // PE | ET
+                    cr3: 0,
+                    cr4: 0,
+                    efer: 0,
+                    rip: entry as u64,
+                    rflags: 2,
+                    cs: Segment { selector: 0x08, base: 0, limit: 0xffff_ffff, attr: 0xc9b },
+                    data: Segment { selector: 0x10, base: 0, limit: 0xffff_ffff, attr: 0xc93 },
+                    tr,
+                    gdt: DescTable { base: 0, limit: 0xffff },
+                    idt: DescTable { base: 0, limit: 0xffff },
+                    gprs,
+                }
+            }
+            StartMode::Long64 { rip, rsi, cr3, gdt_base, gdt_limit } => {
+                let mut gprs = GprFile::default();
+                gprs.r[Gpr::Rsi as usize] = rsi;
+                InitialState {
+                    cr0: 0x8000_0031, // PG | NE | ET | PE
+                    cr3,
+                    cr4: 0x20, // PAE
+                    efer: 0x500, // LME | LMA
+                    rip,
+                    rflags: 2,
+                    cs: Segment { selector: 0x10, base: 0, limit: 0xffff_ffff, attr: 0xa9b },
+                    data: Segment { selector: 0x18, base: 0, limit: 0xffff_ffff, attr: 0xc93 },
+                    tr,
+                    gdt: DescTable { base: gdt_base, limit: gdt_limit },
+                    idt: DescTable { base: 0, limit: 0 },
+                    gprs,
+                }
+            }
+        }
     }
 }
