@@ -16,16 +16,12 @@ fn host_cpuid(leaf: u32, sub: u32) -> [u32; 4] {
     [r.eax, r.ebx, r.ecx, r.edx]
 }
 
-fn host_tsc() -> u64 {
-    // SAFETY: RDTSC has no side effects (CR4.TSD is clear in ring 0 anyway).
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
 
 fn host_print(args: core::fmt::Arguments<'_>) {
     crate::console::print(args)
 }
 
-const HOOKS: HostHooks = HostHooks { printer: host_print, cpuid: host_cpuid, tsc: host_tsc };
+const HOOKS: HostHooks = HostHooks { printer: host_print, cpuid: host_cpuid, tsc: crate::time::tsc };
 
 pub fn run(boot: &BootInfo, frames: &mut HostFrames) -> EndCode {
     let cpuid = CpuId::new();
