@@ -205,7 +205,8 @@ fn string_io(vcpu: &mut impl ArchVcpu, vm: &mut Vm, io: IoAccess, s: StringIo) -
                 .map(|()| u32::from_le_bytes(buf)),
             IoDir::In => {
                 let v = vm.ports.read(io.port, io.size);
-                walk::write_virt(&mut vm.memory, &paging, la, &v.to_le_bytes()[..io.size as usize]).map(|()| v)
+                walk::write_virt(&mut vm.memory, &paging, la, &v.to_le_bytes()[..io.size as usize], Access { write: true, user, fetch: false })
+                    .map(|()| v)
             }
         };
         let v = match r {

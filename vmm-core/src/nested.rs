@@ -228,7 +228,7 @@ mod tests {
 
     #[test]
     fn running_out_of_tables_is_an_error() {
-        let mem = memory(&[(0, 0x4000_1000, 64 * MIB)]);
+        let mem = memory(&[(0, 0x4000_1000, 256 * MIB)]); // needs 128 PTs, the heap has 64
         let mut heap = Heap(Vec::new());
         assert_eq!(build(&mem, &Plain, &mut heap).unwrap_err(), NestedError::OutOfMemory);
     }
