@@ -13,6 +13,7 @@ pub mod decode;
 pub mod devices;
 pub mod dispatch;
 pub mod exit;
+pub mod firmware;
 pub mod hostmem;
 pub mod hypercall;
 pub mod loader;

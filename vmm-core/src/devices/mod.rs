@@ -3,3 +3,10 @@
 //! does not have, so these are our own.
 pub mod bus;
 pub mod uart16550;
+pub mod ioapic;
+pub mod lapic;
+pub mod legacy;
+pub mod pci;
+pub mod pic;
+pub mod pit;
+pub mod rtc;
