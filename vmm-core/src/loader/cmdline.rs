@@ -103,38 +103,54 @@ fn set<'a, T>(slot: &mut Option<T>, key: &'a str, v: T) -> Result<(), ArgError<'
     Ok(())
 }
 
-/// Parses a module command line.
+/// The next word of `rest`: up to whitespace outside double quotes. Returns the word and
+/// what follows it.
+fn next_word(rest: &str) -> Result<(&str, &str), ArgError<'_>> {
+    let mut quoted = false;
+    for (i, c) in rest.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => return Ok((&rest[..i], &rest[i..])),
+            _ => {}
+        }
+    }
+    if quoted {
+        return Err(ArgError::UnclosedQuote);
+    }
+    Ok((rest, ""))
+}
+
+fn unquote(s: &str) -> &str {
+    s.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(s)
+}
+
+/// Parses a module command line. Both `key="a b"` (as written in grub.cfg) and
+/// `"key=a b"` (as GRUB passes it on) are accepted.
 pub fn parse_module_args(line: &str) -> Result<ModuleArgs<'_>, ArgError<'_>> {
     let mut a = ModuleArgs::default();
     let mut rest = line.trim();
     let mut first = true;
     while !rest.is_empty() {
-        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-        let word = &rest[..end];
+        let (raw, after) = next_word(rest)?;
+        let word = unquote(raw);
         let Some((key, value)) = word.split_once('=') else {
             if first {
                 a.path = Some(word);
-                rest = rest[end..].trim_start();
+                rest = after.trim_start();
                 first = false;
                 continue;
             }
             return Err(ArgError::Stray(word));
         };
         first = false;
-        if key == "cmdline" {
-            let after = &rest[key.len() + 1..];
-            let (v, next) = if let Some(q) = after.strip_prefix('"') {
-                let close = q.find('"').ok_or(ArgError::UnclosedQuote)?;
-                (&q[..close], &q[close + 1..])
-            } else {
-                (after.trim_end(), "")
-            };
-            set(&mut a.cmdline, key, v)?;
-            rest = next.trim_start();
-            continue;
+        let value = unquote(value);
+        if key == "cmdline" && !raw.contains('"') {
+            // Unquoted: the command line is the rest of the module line.
+            set(&mut a.cmdline, key, rest[key.len() + 1..].trim_end())?;
+            break;
         }
-        let value = value.trim_matches('"');
         match key {
+            "cmdline" => set(&mut a.cmdline, key, value)?,
             "name" => {
                 if !valid_name(value) {
                     return Err(ArgError::BadName(value));
@@ -158,7 +174,7 @@ pub fn parse_module_args(line: &str) -> Result<ModuleArgs<'_>, ArgError<'_>> {
             }
             _ => return Err(ArgError::UnknownKey(key)),
         }
-        rest = rest[end..].trim_start();
+        rest = after.trim_start();
     }
     Ok(a)
 }
@@ -199,6 +215,10 @@ mod tests {
         assert_eq!(a.cmdline, Some("a=b c"));
         assert_eq!(a.mem, Some(8 << 20));
         assert_eq!(parse_module_args("/k cmdline=\"a b"), Err(ArgError::UnclosedQuote));
+        // GRUB quotes a whole argument that holds a space.
+        let a = parse_module_args("/k \"cmdline=console=ttyS0 quiet\" name=x").unwrap();
+        assert_eq!(a.cmdline, Some("console=ttyS0 quiet"));
+        assert_eq!(a.name, Some("x"));
     }
 
     #[test]

@@ -1,0 +1,357 @@
+//! Boots an ISO in QEMU (TCG) or Bochs, with a time limit, and collects the serial log.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::setup::Need;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emulator {
+    Qemu,
+    Bochs,
+}
+
+/// Bochs' CPU model names (`bochs-bin` 2.7, `cpu: model=`). Everything else goes to QEMU.
+const BOCHS_MODELS: &[&str] = &[
+    "bx_generic",
+    "pentium",
+    "pentium_mmx",
+    "amd_k6_2_chomper",
+    "p2_klamath",
+    "p3_katmai",
+    "p4_willamette",
+    "core_duo_t2400_yonah",
+    "atom_n270",
+    "p4_prescott_celeron_336",
+    "athlon64_clawhammer",
+    "athlon64_venice",
+    "turion64_tyler",
+    "phenom_8650_toliman",
+    "core2_penryn_t9600",
+    "corei5_lynnfield_750",
+    "corei5_arrandale_m520",
+    "corei7_sandy_bridge_2600k",
+    "zambezi",
+    "trinity_apu",
+    "ryzen",
+    "corei7_ivy_bridge_3770k",
+    "corei7_haswell_4770",
+    "broadwell_ult",
+    "corei7_skylake_x",
+    "corei3_cnl",
+    "corei7_icelake_u",
+    "tigerlake",
+    "sapphire_rapids",
+];
+
+impl Emulator {
+    pub fn for_model(model: &str) -> Emulator {
+        if BOCHS_MODELS.contains(&model) {
+            Emulator::Bochs
+        } else {
+            Emulator::Qemu
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Emulator::Qemu => "qemu",
+            Emulator::Bochs => "bochs",
+        }
+    }
+
+    pub fn need(self) -> Need {
+        match self {
+            Emulator::Qemu => Need::Qemu,
+            Emulator::Bochs => Need::Bochs,
+        }
+    }
+
+    pub fn default_timeout_secs(self) -> u64 {
+        match self {
+            Emulator::Qemu => 120,
+            Emulator::Bochs => 240,
+        }
+    }
+}
+
+/// A model name fit for a file name: `qemu64,-svm` → `qemu64_-svm`.
+pub fn sanitize(model: &str) -> String {
+    model
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .collect()
+}
+
+/// How a run went.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The serial log (lossily decoded).
+    pub serial: String,
+    pub seconds: f64,
+    pub timed_out: bool,
+    /// The emulator's exit code (None when killed by a signal).
+    pub exit_code: Option<i32>,
+    /// Where the emulator's own stdout/stderr went.
+    pub output_file: PathBuf,
+}
+
+/// Boots `iso` with CPU `model`; the serial log goes to `log`. With `stream`, the log is
+/// copied to stdout as it grows.
+pub fn boot(
+    root: &Path,
+    emulator: Emulator,
+    model: &str,
+    iso: &Path,
+    log: &Path,
+    timeout: Duration,
+    stream: bool,
+) -> Result<Outcome, String> {
+    let dir = log.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    // Start from an empty log so a stale one is never judged.
+    File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let output_file = log.with_extension("out");
+    let output = File::create(&output_file).map_err(|e| format!("cannot create {}: {e}", output_file.display()))?;
+    let output_err = output.try_clone().map_err(|e| e.to_string())?;
+
+    let iso = absolute(iso);
+    let log_abs = absolute(log);
+    let mut cmd = match emulator {
+        Emulator::Qemu => qemu_command(model, &iso, &log_abs),
+        Emulator::Bochs => bochs_command(root, model, &iso, &log_abs, timeout)?,
+    };
+    cmd.stdin(Stdio::null()).stdout(output).stderr(output_err);
+    // Bochs runs under `timeout -k 10`; give that a chance before killing it ourselves.
+    let hard_limit = match emulator {
+        Emulator::Qemu => timeout,
+        Emulator::Bochs => timeout + Duration::from_secs(20),
+    };
+    let mut stdout = std::io::stdout();
+    let mut sink = |bytes: &[u8]| {
+        let _ = stdout.write_all(bytes);
+        let _ = stdout.flush();
+    };
+    let sink: Option<Sink> = if stream { Some(&mut sink) } else { None };
+    let (status, timed_out, seconds) = supervise(cmd, log, hard_limit, sink)
+        .map_err(|e| format!("{}: {e}", emulator.name()))?;
+    let exit_code = status.and_then(|s| s.code());
+    // `timeout` exits 124 when it had to stop Bochs (137 when it had to SIGKILL it).
+    let timed_out = timed_out || (emulator == Emulator::Bochs && matches!(exit_code, Some(124) | Some(137)));
+    let bytes = std::fs::read(log).map_err(|e| format!("cannot read {}: {e}", log.display()))?;
+    Ok(Outcome { serial: String::from_utf8_lossy(&bytes).into_owned(), seconds, timed_out, exit_code, output_file })
+}
+
+/// Where streamed serial output goes.
+type Sink<'a> = &'a mut dyn FnMut(&[u8]);
+
+/// Starts `cmd` in its own process group, copies what is appended to `log` into `sink`
+/// while it runs, and SIGKILLs the group after `limit`. Returns the exit status (None when
+/// it could not be collected), whether the limit was hit, and the wall time.
+fn supervise(
+    mut cmd: Command,
+    log: &Path,
+    limit: Duration,
+    mut sink: Option<Sink>,
+) -> Result<(Option<ExitStatus>, bool, f64), String> {
+    // Its own process group, so a timeout can end the emulator and anything it started.
+    cmd.process_group(0);
+    let start = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start: {e}"))?;
+    let mut tail = Tail::new(log);
+    let (status, timed_out) = loop {
+        if let Some(sink) = sink.as_mut() {
+            let new = tail.read_new();
+            if !new.is_empty() {
+                sink(&new);
+            }
+        }
+        match child.try_wait() {
+            Ok(Some(status)) => break (Some(status), false),
+            Ok(None) => {}
+            Err(e) => {
+                kill_group(&mut child);
+                return Err(format!("cannot wait: {e}"));
+            }
+        }
+        if start.elapsed() >= limit {
+            kill_group(&mut child);
+            break (child.wait().ok(), true);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let seconds = start.elapsed().as_secs_f64();
+    if let Some(sink) = sink.as_mut() {
+        sink(&tail.read_new());
+    }
+    Ok((status, timed_out, seconds))
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn qemu_command(model: &str, iso: &Path, log: &Path) -> Command {
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-machine", "pc", "-accel", "tcg", "-cpu", model, "-m", "256", "-display", "none"])
+        .arg("-serial")
+        .arg(format!("file:{}", log.display()))
+        .args(["-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-cdrom"])
+        .arg(iso);
+    cmd
+}
+
+/// The Bochs configuration for one run (see /work/shared/testbench.md).
+pub fn bxrc(model: &str, iso: &Path, serial: &Path, bochs_log: &Path) -> String {
+    format!(
+        "\
+memory: guest=256, host=256
+romimage: file=/usr/share/bochs/BIOS-bochs-latest
+vgaromimage: file=/usr/share/vgabios/vgabios.bin
+cpu: model={model}, count=1, ips=4000000, reset_on_triple_fault=0
+ata0: enabled=1, ioaddr1=0x1f0, ioaddr2=0x3f0, irq=14
+ata0-master: type=cdrom, path={iso}, status=inserted
+boot: cdrom
+com1: enabled=1, mode=file, dev={serial}
+display_library: term
+log: {log}
+panic: action=fatal
+error: action=report
+info: action=report
+debug: action=ignore
+speaker: enabled=0
+sound: waveoutdrv=dummy, waveindrv=dummy, midioutdrv=dummy
+clock: sync=none, time0=local
+mouse: enabled=0
+",
+        iso = iso.display(),
+        serial = serial.display(),
+        log = bochs_log.display(),
+    )
+}
+
+fn bochs_command(root: &Path, model: &str, iso: &Path, log: &Path, timeout: Duration) -> Result<Command, String> {
+    let dir = root.join("build/bochs");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let name = sanitize(model);
+    let rc = dir.join(format!("{name}.bxrc"));
+    let bochs_log = absolute(&dir.join(format!("{name}.bochs.log")));
+    std::fs::write(&rc, bxrc(model, iso, log, &bochs_log)).map_err(|e| format!("cannot write {}: {e}", rc.display()))?;
+    // One per model: parallel runs must not rewrite a file another Bochs is reading.
+    let cont = dir.join(format!("{name}.cont.rc"));
+    std::fs::write(&cont, "c\n").map_err(|e| format!("cannot write {}: {e}", cont.display()))?;
+    let mut cmd = Command::new("timeout");
+    cmd.arg("-k")
+        .arg("10")
+        .arg(timeout.as_secs().max(1).to_string())
+        .args(["bochs-bin", "-q", "-f"])
+        .arg(&rc)
+        .arg("-rc")
+        .arg(&cont)
+        .env("TERM", "dumb");
+    Ok(cmd)
+}
+
+/// SIGKILLs the child's whole process group (it was started as the group's leader).
+fn kill_group(child: &mut Child) {
+    let pgid = child.id();
+    let killed = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !killed {
+        let _ = child.kill();
+    }
+}
+
+/// Reads what was appended to a file since the last call.
+struct Tail {
+    path: PathBuf,
+    pos: u64,
+}
+
+impl Tail {
+    fn new(path: &Path) -> Tail {
+        Tail { path: path.to_path_buf(), pos: 0 }
+    }
+
+    fn read_new(&mut self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        if let Ok(mut f) = File::open(&self.path) {
+            if f.seek(SeekFrom::Start(self.pos)).is_ok() {
+                if let Ok(n) = f.read_to_end(&mut buf) {
+                    self.pos += n as u64;
+                }
+            }
+        }
+        buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn models_choose_emulators() {
+        for m in ["EPYC", "EPYC-Rome", "Opteron_G5", "phenom", "qemu64", "qemu64,-svm", "max", "Skylake-Server"] {
+            assert_eq!(Emulator::for_model(m), Emulator::Qemu, "{m}");
+        }
+        for m in ["corei7_skylake_x", "tigerlake", "ryzen", "zambezi", "trinity_apu", "phenom_8650_toliman", "core2_penryn_t9600"] {
+            assert_eq!(Emulator::for_model(m), Emulator::Bochs, "{m}");
+        }
+    }
+
+    #[test]
+    fn sanitized_names() {
+        assert_eq!(sanitize("qemu64,-svm"), "qemu64_-svm");
+        assert_eq!(sanitize("EPYC-Rome"), "EPYC-Rome");
+        assert_eq!(sanitize("max,+x2apic/../x"), "max__x2apic_.._x");
+    }
+
+    #[test]
+    fn bxrc_has_the_essentials() {
+        let rc = bxrc("ryzen", Path::new("/b/m.iso"), Path::new("/b/logs/ryzen.log"), Path::new("/b/r.log"));
+        for line in [
+            "cpu: model=ryzen, count=1, ips=4000000, reset_on_triple_fault=0",
+            "ata0-master: type=cdrom, path=/b/m.iso, status=inserted",
+            "com1: enabled=1, mode=file, dev=/b/logs/ryzen.log",
+            "display_library: term",
+            "panic: action=fatal",
+            "clock: sync=none, time0=local",
+            "memory: guest=256, host=256",
+        ] {
+            assert!(rc.lines().any(|l| l == line), "missing `{line}`");
+        }
+    }
+    #[test]
+    fn timeout_kills_the_group() {
+        let dir = std::env::temp_dir().join(format!("janus-ci-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("serial.log");
+        // A shell that writes a line, then a child that would outlive it by far.
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(format!("echo janus: up >> {}; sleep 30 & wait", log.display()));
+        let mut seen = Vec::new();
+        let mut sink = |b: &[u8]| seen.extend_from_slice(b);
+        let (status, timed_out, secs) = supervise(cmd, &log, Duration::from_millis(500), Some(&mut sink)).unwrap();
+        assert!(timed_out);
+        assert!(secs < 5.0, "{secs}");
+        assert!(status.is_none_or(|s| !s.success()));
+        assert_eq!(String::from_utf8_lossy(&seen), "janus: up\n");
+        // A quick command is not a timeout.
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg("exit 3");
+        let (status, timed_out, _) = supervise(cmd, &log, Duration::from_secs(20), None).unwrap();
+        assert!(!timed_out);
+        assert_eq!(status.and_then(|s| s.code()), Some(3));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,237 @@
+//! Guest specifications (`--guest FILE[:KEY=VALUE,...]`) and the GRUB rescue ISO that
+//! boots Janus with them.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::build::Builtin;
+
+/// One `--guest` argument.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuestSpec {
+    pub file: PathBuf,
+    /// `key=value` pairs in the order given; `name` is always present and first.
+    pub keys: Vec<(String, String)>,
+}
+
+impl GuestSpec {
+    /// Parses `FILE[:KEY=VALUE,...]`. A comma followed by text without `=` continues the
+    /// previous value, so `cmdline=a,b` keeps its comma.
+    pub fn parse(spec: &str) -> Result<GuestSpec, String> {
+        let (file, opts) = if Path::new(spec).exists() {
+            (spec, "")
+        } else {
+            spec.split_once(':').unwrap_or((spec, ""))
+        };
+        if file.is_empty() {
+            return Err(format!("--guest `{spec}`: no file"));
+        }
+        let mut keys: Vec<(String, String)> = Vec::new();
+        for piece in opts.split(',').filter(|p| !p.is_empty()) {
+            match piece.split_once('=') {
+                Some((k, v)) if is_key(k) => {
+                    if keys.iter().any(|(old, _)| old == k) {
+                        return Err(format!("--guest `{spec}`: `{k}` given twice"));
+                    }
+                    keys.push((k.to_string(), v.to_string()));
+                }
+                _ => match keys.last_mut() {
+                    Some((_, v)) => {
+                        v.push(',');
+                        v.push_str(piece);
+                    }
+                    None => return Err(format!("--guest `{spec}`: `{piece}` is not KEY=VALUE")),
+                },
+            }
+        }
+        let file = PathBuf::from(file);
+        if !keys.iter().any(|(k, _)| k == "name") {
+            let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            if stem.is_empty() {
+                return Err(format!("--guest `{spec}`: cannot derive a name; give name=..."));
+            }
+            keys.insert(0, ("name".into(), stem));
+        } else {
+            let i = keys.iter().position(|(k, _)| k == "name").unwrap();
+            let name = keys.remove(i);
+            keys.insert(0, name);
+        }
+        for (k, v) in &keys {
+            if v.contains('\n') {
+                return Err(format!("--guest `{spec}`: `{k}` contains a newline"));
+            }
+        }
+        Ok(GuestSpec { file, keys })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.keys[0].1
+    }
+
+    /// A file name that does not exist but names a built-in guest (`smoke`, `hello`, any
+    /// other binary of the guests crate) means that guest.
+    pub fn builtin(&self) -> Option<Builtin> {
+        if self.file.exists() || self.file.components().count() != 1 {
+            return None;
+        }
+        match self.file.to_str()? {
+            "hello" | "hello.elf" | "hello-mb1" => Some(Builtin::Hello),
+            name if !name.contains('.') => Some(Builtin::Bin(name.to_string())),
+            _ => None,
+        }
+    }
+
+    pub fn with_file(&self, file: PathBuf) -> GuestSpec {
+        GuestSpec { file, keys: self.keys.clone() }
+    }
+
+    /// The file's name inside the ISO's /guests.
+    pub fn basename(&self) -> String {
+        self.file.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "guest".into())
+    }
+
+    /// `module2 /guests/BASENAME name=foo mem=32M cmdline="a b"`.
+    pub fn module_line(&self) -> String {
+        let mut line = format!("module2 /guests/{}", self.basename());
+        for (k, v) in &self.keys {
+            write!(line, " {k}={}", quote(v)).unwrap();
+        }
+        line
+    }
+}
+
+fn is_key(k: &str) -> bool {
+    !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Quotes a value for grub.cfg when it has spaces or characters GRUB treats specially.
+fn quote(v: &str) -> String {
+    let special = |c: char| c.is_whitespace() || "\"'\\$;|&<>{}#".contains(c);
+    if !v.is_empty() && !v.chars().any(special) {
+        return v.to_string();
+    }
+    let mut out = String::from("\"");
+    for c in v.chars() {
+        if matches!(c, '"' | '\\' | '$') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// The grub.cfg that boots Janus with `guests` over the serial console.
+pub fn grub_cfg(guests: &[GuestSpec]) -> String {
+    let mut cfg = String::from(
+        "set timeout=0\n\
+         set default=0\n\
+         serial --unit=0 --speed=115200\n\
+         terminal_input serial\n\
+         terminal_output serial\n\
+         menuentry \"Janus\" {\n    multiboot2 /boot/janus.elf\n",
+    );
+    for g in guests {
+        writeln!(cfg, "    {}", g.module_line()).unwrap();
+    }
+    cfg.push_str("    boot\n}\n");
+    cfg
+}
+
+/// Lays out build/iso/ROOT and runs grub-mkrescue into `out`.
+pub fn make(root: &Path, janus: &Path, guests: &[GuestSpec], out: &Path) -> Result<(), String> {
+    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "janus".into());
+    let dir = root.join("build/iso").join(stem);
+    let io = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {e}", p.display());
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| io("cannot clear", &dir, e))?;
+    }
+    let grub = dir.join("boot/grub");
+    let gdir = dir.join("guests");
+    for d in [&grub, &gdir] {
+        std::fs::create_dir_all(d).map_err(|e| io("cannot create", d, e))?;
+    }
+    std::fs::copy(janus, dir.join("boot/janus.elf")).map_err(|e| io("cannot copy", janus, e))?;
+    for (i, g) in guests.iter().enumerate() {
+        if guests[..i].iter().any(|o| o.name() == g.name()) {
+            return Err(format!("two guests are named {}", g.name()));
+        }
+    }
+    let mut seen: Vec<(String, PathBuf)> = Vec::new();
+    for g in guests {
+        let base = g.basename();
+        match seen.iter().find(|(b, _)| *b == base) {
+            Some((_, f)) if f == &g.file => continue,
+            Some(_) => return Err(format!("two different guest files are both named {base}")),
+            None => {}
+        }
+        std::fs::copy(&g.file, gdir.join(&base)).map_err(|e| io("cannot copy", &g.file, e))?;
+        seen.push((base, g.file.clone()));
+    }
+    let cfg_path = grub.join("grub.cfg");
+    std::fs::write(&cfg_path, grub_cfg(guests)).map_err(|e| io("cannot write", &cfg_path, e))?;
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| io("cannot create", parent, e))?;
+    }
+    let output = Command::new("grub-mkrescue")
+        .arg("-o")
+        .arg(out)
+        .arg(&dir)
+        .output()
+        .map_err(|e| format!("cannot run grub-mkrescue: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "grub-mkrescue failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_defaults_to_stem() {
+        let g = GuestSpec::parse("out/my-kernel.elf").unwrap();
+        assert_eq!(g.name(), "my-kernel");
+        assert_eq!(g.module_line(), "module2 /guests/my-kernel.elf name=my-kernel");
+    }
+
+    #[test]
+    fn keys_pass_through_and_quote() {
+        let g = GuestSpec::parse("k.elf:mem=32M,name=foo,cmdline=a b,c").unwrap();
+        assert_eq!(g.name(), "foo");
+        assert_eq!(g.module_line(), "module2 /guests/k.elf name=foo mem=32M cmdline=\"a b,c\"");
+        let g = GuestSpec::parse("k.elf:cmdline=say \"hi\"").unwrap();
+        assert_eq!(g.module_line(), "module2 /guests/k.elf name=k cmdline=\"say \\\"hi\\\"\"");
+    }
+
+    #[test]
+    fn bad_specs() {
+        assert!(GuestSpec::parse(":name=x").is_err());
+        assert!(GuestSpec::parse("k.elf:oops").is_err());
+        assert!(GuestSpec::parse("k.elf:mem=1M,mem=2M").is_err());
+    }
+
+    #[test]
+    fn builtins() {
+        assert_eq!(GuestSpec::parse("smoke").unwrap().builtin(), Some(Builtin::Bin("smoke".into())));
+        assert_eq!(GuestSpec::parse("hello:mem=8M").unwrap().builtin(), Some(Builtin::Hello));
+        assert_eq!(GuestSpec::parse("dir/x.elf").unwrap().builtin(), None);
+    }
+
+    #[test]
+    fn cfg_layout() {
+        let cfg = grub_cfg(&[GuestSpec::parse("smoke:name=smoke,mem=16M").unwrap()]);
+        assert_eq!(
+            cfg,
+            "set timeout=0\nset default=0\nserial --unit=0 --speed=115200\nterminal_input serial\n\
+             terminal_output serial\nmenuentry \"Janus\" {\n    multiboot2 /boot/janus.elf\n    \
+             module2 /guests/smoke name=smoke mem=16M\n    boot\n}\n"
+        );
+    }
+}

@@ -1,0 +1,455 @@
+//! Reads a serial log (docs/console.md) into a [`Report`] and judges it against an
+//! [`Expectation`].
+
+/// The `janus: cpu: ...` line.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Cpu {
+    pub vendor: String,
+    pub backend: String,
+    /// Every other `key=value` of the line, in order (npt=yes, nrip=no, ept=yes, ...).
+    pub features: Vec<(String, String)>,
+}
+
+impl Cpu {
+    pub fn feature(&self, key: &str) -> Option<&str> {
+        self.features.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A `janus: summary: NAME status=S exits=T (...)` line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub guest: String,
+    pub status: String,
+    pub exits: u64,
+}
+
+/// A `[NAME] SUITE: PASS (N checks)` line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suite {
+    pub guest: String,
+    pub suite: String,
+    pub checks: u64,
+}
+
+/// Everything the log says, as far as the judge cares.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Report {
+    /// `janus: Janus 0.1.0 (multiboot2)`
+    pub banner: Option<String>,
+    pub cpu: Option<Cpu>,
+    pub refused: Option<String>,
+    /// (guest, what follows `ended: `), in order.
+    pub ended: Vec<(String, String)>,
+    /// (guest, reason) from `janus: guest NAME: not started: REASON`.
+    pub not_started: Vec<(String, String)>,
+    pub summaries: Vec<Summary>,
+    pub suites: Vec<Suite>,
+    /// Guest lines that report a failure (`[NAME] ...: FAIL...`), whole.
+    pub failures: Vec<String>,
+    /// (guests, failed) from `janus: done: G guests, F failed`.
+    pub done: Option<(u64, u64)>,
+    /// `janus: PANIC: ...` or `janus: EXCEPTION ...`, the first one.
+    pub panic: Option<String>,
+    pub last_janus_line: Option<String>,
+    /// The last line of the log that had any text (Janus' or a guest's).
+    pub last_line: Option<String>,
+}
+
+impl Report {
+    /// Sum of the checks of all passed suites.
+    pub fn checks(&self) -> u64 {
+        self.suites.iter().map(|s| s.checks).sum()
+    }
+
+    /// Sum of the exits over all guests' summaries.
+    pub fn exits(&self) -> u64 {
+        self.summaries.iter().map(|s| s.exits).sum()
+    }
+
+    pub fn ended(&self, guest: &str) -> Option<&str> {
+        self.ended.iter().find(|(g, _)| g == guest).map(|(_, e)| e.as_str())
+    }
+}
+
+/// Removes ANSI escape sequences and other control characters (GRUB draws its menu with
+/// them) from one line.
+fn clean(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            match chars.next() {
+                // CSI: parameters and intermediates up to a final byte in @..~
+                Some('[') => {
+                    for d in chars.by_ref() {
+                        if ('@'..='~').contains(&d) {
+                            break;
+                        }
+                    }
+                }
+                // Two-character sequences such as ESC 7, ESC (B
+                Some('(') | Some(')') => {
+                    chars.next();
+                }
+                _ => {}
+            }
+        } else if c == '\t' || !c.is_control() {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Parses `key=value` words; words without `=` are skipped.
+fn key_values(text: &str) -> Vec<(String, String)> {
+    text.split_whitespace()
+        .filter_map(|w| w.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect()
+}
+
+/// Parses a serial log.
+pub fn parse(log: &str) -> Report {
+    let mut r = Report::default();
+    let mut seen_janus = false;
+    for raw in log.split('\n') {
+        let line = clean(raw);
+        let mut line = line.trim_end();
+        if !seen_janus {
+            // Before Janus' first line the log holds GRUB's screen; Janus' first line may
+            // share a line with GRUB's leftovers.
+            match line.find("janus: ") {
+                Some(i) => line = &line[i..],
+                None => {
+                    if !line.trim().is_empty() {
+                        r.last_line = Some(line.trim().to_string());
+                    }
+                    continue;
+                }
+            }
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        r.last_line = Some(line.to_string());
+        if let Some(text) = line.strip_prefix("janus: ") {
+            seen_janus = true;
+            r.last_janus_line = Some(line.to_string());
+            janus_line(&mut r, text);
+        } else if let Some(rest) = line.strip_prefix('[') {
+            if let Some((guest, text)) = rest.split_once("] ") {
+                guest_line(&mut r, guest, text, line);
+            }
+        }
+    }
+    r
+}
+
+fn janus_line(r: &mut Report, text: &str) {
+    if text.starts_with("Janus ") {
+        r.banner.get_or_insert_with(|| text.to_string());
+    } else if let Some(rest) = text.strip_prefix("cpu: ") {
+        let mut cpu = Cpu::default();
+        for (k, v) in key_values(rest) {
+            match k.as_str() {
+                "vendor" => cpu.vendor = v,
+                "backend" => cpu.backend = v,
+                _ => cpu.features.push((k, v)),
+            }
+        }
+        r.cpu = Some(cpu);
+    } else if let Some(reason) = text.strip_prefix("refused: ") {
+        r.refused.get_or_insert_with(|| reason.trim().to_string());
+    } else if text.starts_with("PANIC") || text.starts_with("EXCEPTION") {
+        r.panic.get_or_insert_with(|| text.to_string());
+    } else if let Some(rest) = text.strip_prefix("summary: ") {
+        let guest = rest.split_whitespace().next().unwrap_or("").to_string();
+        let kv = key_values(rest);
+        let get = |k: &str| kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        r.summaries.push(Summary {
+            guest,
+            status: get("status").unwrap_or_default(),
+            exits: get("exits").and_then(|v| v.parse().ok()).unwrap_or(0),
+        });
+    } else if let Some(rest) = text.strip_prefix("done: ") {
+        // "G guests, F failed"
+        let nums: Vec<u64> = rest.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect();
+        if let [g, f, ..] = nums[..] {
+            r.done = Some((g, f));
+        }
+    } else if let Some(rest) = text.strip_prefix("guest ") {
+        if let Some((guest, end)) = rest.split_once(" ended: ") {
+            r.ended.push((guest.to_string(), end.trim().to_string()));
+        } else if let Some((guest, why)) = rest.split_once(": not started: ") {
+            r.not_started.push((guest.to_string(), why.trim().to_string()));
+        }
+    }
+}
+
+fn guest_line(r: &mut Report, guest: &str, text: &str, whole: &str) {
+    // `SUITE: PASS (N checks)`
+    if let Some((suite, verdict)) = text.rsplit_once(": ") {
+        if let Some(n) = verdict.strip_prefix("PASS (").and_then(|v| v.strip_suffix(" checks)").or(v.strip_suffix(" check)"))) {
+            if let Ok(checks) = n.trim().parse() {
+                r.suites.push(Suite { guest: guest.to_string(), suite: suite.to_string(), checks });
+                return;
+            }
+        }
+    }
+    if text.contains(": FAIL") {
+        r.failures.push(whole.to_string());
+    }
+}
+
+/// What a matrix row expects.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expectation {
+    Pass {
+        vendor: &'static str,
+        backend: &'static str,
+        /// Features the cpu line must show with these values.
+        features: &'static [(&'static str, &'static str)],
+        /// Guests that must end with exit status 0.
+        guests: &'static [&'static str],
+        /// (guest, suite) pairs that must print `PASS (N checks)`.
+        suites: &'static [(&'static str, &'static str)],
+    },
+    Refused {
+        reason_contains: &'static str,
+    },
+}
+
+fn shorten(s: &str) -> String {
+    const MAX: usize = 70;
+    if s.chars().count() <= MAX {
+        s.to_string()
+    } else {
+        let cut: String = s.chars().take(MAX - 3).collect();
+        format!("{cut}...")
+    }
+}
+
+/// Judges a report; `Err` holds a short reason.
+pub fn judge(expect: &Expectation, r: &Report) -> Result<(), String> {
+    if let Some(p) = &r.panic {
+        return Err(shorten(p));
+    }
+    if r.last_janus_line.is_none() {
+        return Err(match &r.last_line {
+            Some(l) => format!("no output from Janus (log ends: {})", shorten(l)),
+            None => "no output from Janus".into(),
+        });
+    }
+    match expect {
+        Expectation::Refused { reason_contains } => match &r.refused {
+            Some(reason) if reason.contains(reason_contains) => Ok(()),
+            Some(reason) => Err(shorten(&format!("refused for another reason: {reason} (want \"{reason_contains}\")"))),
+            None => Err(format!("not refused (want refused: \"{reason_contains}\")")),
+        },
+        Expectation::Pass { vendor, backend, features, guests, suites } => {
+            if let Some(reason) = &r.refused {
+                return Err(shorten(&format!("refused: {reason}")));
+            }
+            let Some(cpu) = &r.cpu else {
+                return Err(stopped("no cpu line", r));
+            };
+            if cpu.vendor != *vendor || cpu.backend != *backend {
+                return Err(format!("cpu is {} {}, want {vendor} {backend}", cpu.vendor, cpu.backend));
+            }
+            for (k, want) in *features {
+                let got = cpu.feature(k).unwrap_or("missing");
+                if got != *want {
+                    return Err(format!("cpu {k}={got}, want {k}={want}"));
+                }
+            }
+            if let Some(f) = r.failures.first() {
+                return Err(shorten(f));
+            }
+            if let Some((g, why)) = r.not_started.first() {
+                return Err(shorten(&format!("guest {g} not started: {why}")));
+            }
+            for g in *guests {
+                match r.ended(g) {
+                    Some("exit status 0") => {}
+                    Some(other) => return Err(shorten(&format!("guest {g} ended: {other}"))),
+                    None => return Err(stopped(&format!("guest {g} did not end"), r)),
+                }
+            }
+            for (g, s) in *suites {
+                if !r.suites.iter().any(|x| x.guest == *g && x.suite == *s) {
+                    return Err(format!("no \"[{g}] {s}: PASS\" line"));
+                }
+            }
+            let want_done = format!("janus: done: {} guests, 0 failed", guests.len());
+            match r.last_janus_line.as_deref() {
+                Some(l) if l == want_done => Ok(()),
+                Some(l) if r.done.is_some() => Err(shorten(&format!("last Janus line: {}", &l["janus: ".len()..]))),
+                _ => Err(stopped("no done line", r)),
+            }
+        }
+    }
+}
+
+/// A reason for a log that stopped early: what is missing and where it stopped.
+fn stopped(what: &str, r: &Report) -> String {
+    match &r.last_line {
+        Some(l) => format!("{what}; stopped after: {}", shorten(l)),
+        None => what.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AMD: Expectation = Expectation::Pass {
+        vendor: "AMD",
+        backend: "svm",
+        features: &[("npt", "yes"), ("nrip", "no")],
+        guests: &["smoke", "hello"],
+        suites: &[("smoke", "smoke")],
+    };
+    const INTEL: Expectation = Expectation::Pass {
+        vendor: "Intel",
+        backend: "vmx",
+        features: &[("ept", "yes"), ("unrestricted", "yes")],
+        guests: &["smoke", "hello"],
+        suites: &[("smoke", "smoke")],
+    };
+    const NO_NPT: Expectation = Expectation::Refused { reason_contains: "nested paging" };
+
+    /// GRUB's screen noise, then a passing AMD run.
+    const AMD_PASS: &str = "\x1b[2J\x1b[1;1H\x1b[0mBooting `Janus'\r\n\r\n\x1b[0mjanus: Janus 0.1.0 (multiboot2)\r\n\
+janus: cpu: vendor=AMD backend=svm npt=yes nrip=no asids=16\r\n\
+janus: guest smoke: loaded ELF64, entry 0x200000, memory 16 MiB\r\n\
+janus: guest hello: loaded multiboot1, entry 0x100000, memory 8 MiB\r\n\
+[smoke] check cpuid: ok\r\n\
+[smoke] smoke: PASS (12 checks)\r\n\
+janus: guest smoke ended: exit status 0\r\n\
+[hello] Hello from a multiboot1 guest\r\n\
+janus: guest hello ended: exit status 0\r\n\
+janus: summary: smoke status=0 exits=40 (io=30 cpuid=5 hypercall=5 msr=0 cr=0 hlt=0 npf=0 other=0)\r\n\
+janus: summary: hello status=0 exits=25 (io=25 cpuid=0 hypercall=0 msr=0 cr=0 hlt=0 npf=0 other=0)\r\n\
+janus: done: 2 guests, 0 failed\r\n";
+
+    const INTEL_PASS: &str = "janus: Janus 0.1.0 (multiboot2)\n\
+janus: cpu: vendor=Intel backend=vmx ept=yes unrestricted=yes vpid=yes\n\
+[smoke] smoke: PASS (9 checks)\n\
+janus: guest smoke ended: exit status 0\n\
+janus: guest hello ended: exit status 0\n\
+janus: summary: smoke status=0 exits=7 (io=7)\n\
+janus: summary: hello status=0 exits=3 (io=3)\n\
+janus: done: 2 guests, 0 failed\n";
+
+    const REFUSED: &str = "GRUB loading...\njanus: Janus 0.1.0 (multiboot2)\n\
+janus: refused: AMD-V without nested paging (NPT)\n";
+
+    #[test]
+    fn amd_pass() {
+        let r = parse(AMD_PASS);
+        assert_eq!(r.banner.as_deref(), Some("Janus 0.1.0 (multiboot2)"));
+        let cpu = r.cpu.as_ref().unwrap();
+        assert_eq!((cpu.vendor.as_str(), cpu.backend.as_str()), ("AMD", "svm"));
+        assert_eq!(cpu.feature("nrip"), Some("no"));
+        assert_eq!(cpu.feature("asids"), Some("16"));
+        assert_eq!(r.checks(), 12);
+        assert_eq!(r.exits(), 65);
+        assert_eq!(r.done, Some((2, 0)));
+        assert_eq!(judge(&AMD, &r), Ok(()));
+        // The same log fails an Intel expectation and one with different features.
+        assert!(judge(&INTEL, &r).unwrap_err().contains("want Intel vmx"));
+        let nrip = Expectation::Pass {
+            vendor: "AMD",
+            backend: "svm",
+            features: &[("npt", "yes"), ("nrip", "yes")],
+            guests: &["smoke", "hello"],
+            suites: &[],
+        };
+        assert_eq!(judge(&nrip, &r), Err("cpu nrip=no, want nrip=yes".into()));
+    }
+
+    #[test]
+    fn intel_pass() {
+        let r = parse(INTEL_PASS);
+        assert_eq!(judge(&INTEL, &r), Ok(()));
+        assert_eq!(r.checks(), 9);
+        assert_eq!(r.exits(), 10);
+        assert!(judge(&AMD, &r).is_err());
+    }
+
+    #[test]
+    fn refusal() {
+        let r = parse(REFUSED);
+        assert_eq!(r.refused.as_deref(), Some("AMD-V without nested paging (NPT)"));
+        assert_eq!(judge(&NO_NPT, &r), Ok(()));
+        let other = Expectation::Refused { reason_contains: "no hardware virtualization" };
+        assert!(judge(&other, &r).unwrap_err().contains("another reason"));
+        // A passing run is not a refusal.
+        assert!(judge(&NO_NPT, &parse(AMD_PASS)).unwrap_err().starts_with("not refused"));
+    }
+
+    #[test]
+    fn refusal_where_pass_expected() {
+        let r = parse(REFUSED);
+        assert_eq!(judge(&AMD, &r), Err("refused: AMD-V without nested paging (NPT)".into()));
+    }
+
+    #[test]
+    fn hang_mid_way() {
+        let log = AMD_PASS.split("[hello]").next().unwrap();
+        let r = parse(log);
+        assert_eq!(r.done, None);
+        let err = judge(&AMD, &r).unwrap_err();
+        assert!(err.starts_with("guest hello did not end"), "{err}");
+        assert!(err.contains("stopped after: janus: guest smoke ended: exit status 0"), "{err}");
+        // Only GRUB's screen: no Janus at all.
+        let err = judge(&AMD, &parse("\x1b[2JGRUB loading.\r\nWelcome to GRUB!\r\n")).unwrap_err();
+        assert!(err.starts_with("no output from Janus"), "{err}");
+        assert!(err.contains("Welcome to GRUB!"), "{err}");
+    }
+
+    #[test]
+    fn failing_check() {
+        let log = AMD_PASS
+            .replace("[smoke] check cpuid: ok", "[smoke] check cpuid leaf 1: FAIL (got 0, want 1)")
+            .replace("[smoke] smoke: PASS (12 checks)", "[smoke] smoke: FAIL (1 of 12 checks failed)")
+            .replace("smoke ended: exit status 0", "smoke ended: exit status 1")
+            .replace("2 guests, 0 failed", "2 guests, 1 failed");
+        let r = parse(&log);
+        assert_eq!(r.failures.len(), 2);
+        assert_eq!(judge(&AMD, &r), Err("[smoke] check cpuid leaf 1: FAIL (got 0, want 1)".into()));
+        // A failed guest without a FAIL line is caught by its end.
+        let log = AMD_PASS.replace("hello ended: exit status 0", "hello ended: triple fault");
+        assert_eq!(judge(&AMD, &parse(&log)), Err("guest hello ended: triple fault".into()));
+        // A missing suite verdict.
+        let log = AMD_PASS.replace("[smoke] smoke: PASS (12 checks)\r\n", "");
+        assert_eq!(judge(&AMD, &parse(&log)), Err("no \"[smoke] smoke: PASS\" line".into()));
+    }
+
+    #[test]
+    fn panic() {
+        let log = AMD_PASS.replace(
+            "[hello] Hello from a multiboot1 guest",
+            "janus: PANIC: at boot/src/run.rs:42: VMRUN failed",
+        );
+        let r = parse(&log);
+        assert_eq!(r.panic.as_deref(), Some("PANIC: at boot/src/run.rs:42: VMRUN failed"));
+        assert_eq!(judge(&AMD, &r), Err("PANIC: at boot/src/run.rs:42: VMRUN failed".into()));
+        let r = parse(&format!("{REFUSED}janus: EXCEPTION #GP at 0x1234\n"));
+        assert!(judge(&NO_NPT, &r).unwrap_err().starts_with("EXCEPTION"));
+    }
+
+    #[test]
+    fn done_must_be_last_and_clean() {
+        let r = parse(&AMD_PASS.replace("2 guests, 0 failed", "2 guests, 1 failed"));
+        assert_eq!(judge(&AMD, &r), Err("last Janus line: done: 2 guests, 1 failed".into()));
+        let r = parse(&format!("{AMD_PASS}janus: guest smoke ended: error: late\n"));
+        assert!(judge(&AMD, &r).is_err());
+    }
+
+    #[test]
+    fn cleaning() {
+        assert_eq!(clean("\x1b[1;37m\x1b[44mjanus: x\r"), "janus: x");
+        assert_eq!(clean("a\x1b(Bb\x07c"), "abc");
+    }
+}
