@@ -5,15 +5,14 @@ use crate::entry::svm_run;
 use crate::exit::{decode, VMEXIT_INVALID, VMEXIT_IOIO};
 use crate::npt::Npt;
 use crate::vmcb::{misc1, misc2, Vmcb, VmcbSegment};
-use vmm_core::addr::{GuestVirt, HostPhys};
-use vmm_core::decode::{insn_length, CpuMode};
+use vmm_core::addr::HostPhys;
+use vmm_core::fetch::decode_at_rip;
 use vmm_core::exit::VmExit;
 use vmm_core::memory::GuestMemory;
 use vmm_core::nested::{self, FrameAllocator};
 use vmm_core::vcpu::{
     ArchBackend, ArchVcpu, ControlReg, Event, Gpr, GprFile, SegReg, Segment, StartMode, StateMsr, VcpuError,
 };
-use vmm_core::walk::{read_virt, Access};
 use x86::msr::{rdmsr, wrmsr, IA32_EFER};
 
 const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;
@@ -171,38 +170,12 @@ impl SvmVcpu {
         }
     }
 
-    /// The mode that decides how the instruction at CS:RIP decodes.
-    fn cpu_mode(&self) -> CpuMode {
-        let cs = Segment { attr: self.vmcb.save.cs.attrib, ..Default::default() };
-        if self.vmcb.save.efer & EFER_LMA != 0 && cs.long() {
-            CpuMode::Long64
-        } else if self.vmcb.save.cr0 & 1 == 0 {
-            CpuMode::Real
-        } else if cs.default_big() {
-            CpuMode::Prot32
-        } else {
-            CpuMode::Prot16
-        }
-    }
-
     /// Finds where the current instruction ends by decoding it (no NRIP save).
     fn decoded_next_rip(&self, mem: &GuestMemory) -> Result<u64, VcpuError> {
         let rip = self.vmcb.save.rip;
-        let la = self.vmcb.save.cs.base.wrapping_add(rip);
-        let paging = self.paging();
-        let mut bytes = [0u8; 15];
-        let mut n = 0;
-        // Fetch byte by byte so an instruction at the end of a mapped page still decodes.
-        while n < bytes.len() {
-            let fetch = Access { write: false, user: self.vmcb.save.cpl == 3, fetch: true };
-            if read_virt(mem, &paging, GuestVirt(la.wrapping_add(n as u64)), &mut bytes[n..n + 1], fetch).is_err() {
-                break;
-            }
-            n += 1;
-        }
-        let len = insn_length(&bytes[..n], self.cpu_mode())
+        let insn = decode_at_rip(self, mem)
             .map_err(|_| VcpuError { what: "cannot decode the instruction at RIP to skip it", code: rip })?;
-        Ok(rip.wrapping_add(len as u64))
+        Ok(rip.wrapping_add(insn.len as u64))
     }
 }
 
