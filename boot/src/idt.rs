@@ -115,6 +115,9 @@ pub fn init() {
         for (v, &stub) in table.iter().enumerate() {
             idt.0[v] = gate(stub, if v == 8 { 1 } else { 0 });
         }
+        for (v, handler) in crate::hosttimer::handlers() {
+            idt.0[v as usize] = gate(handler, 0);
+        }
         lidt(&DescriptorTablePointer::new(&idt.0));
     }
 }

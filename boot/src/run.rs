@@ -21,7 +21,15 @@ fn host_print(args: core::fmt::Arguments<'_>) {
     crate::console::print(args)
 }
 
-const HOOKS: HostHooks = HostHooks { printer: host_print, cpuid: host_cpuid, tsc: crate::time::tsc };
+const HOOKS: HostHooks = HostHooks {
+    printer: host_print,
+    cpuid: host_cpuid,
+    tsc: crate::time::tsc,
+    tsc_hz: crate::time::tsc_hz,
+    arm_timer: crate::hosttimer::arm,
+    take_interrupts: crate::hosttimer::take_interrupts,
+    idle: crate::hosttimer::idle,
+};
 
 pub fn run(boot: &BootInfo, frames: &mut HostFrames) -> EndCode {
     let cpuid = CpuId::new();

@@ -36,14 +36,6 @@ pub fn calibrate() -> u64 {
     hz
 }
 
-#[allow(dead_code)] // read by the guest timers of the PC platform
 pub fn tsc_hz() -> u64 {
     TSC_HZ.load(Ordering::Relaxed)
-}
-
-/// Nanoseconds since the TSC was reset, from the calibrated frequency.
-#[allow(dead_code)] // read by the guest timers of the PC platform
-pub fn now_ns() -> u64 {
-    let hz = tsc_hz().max(1) as u128;
-    (tsc() as u128 * 1_000_000_000 / hz) as u64
 }

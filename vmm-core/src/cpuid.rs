@@ -2,8 +2,9 @@
 //!
 //! Same answers on both vendors. Anything Janus does not virtualize is hidden so that an
 //! unmodified guest never tries to use it: VMX/SVM (no nested virtualization), XSAVE and
-//! AVX (XCR0 is not switched yet), the local APIC and x2APIC (no interrupt controller
-//! yet), MTRRs, machine-check architecture, performance monitoring and power management.
+//! AVX (XCR0 is not switched yet), MTRRs, machine-check architecture, performance
+//! monitoring and power management. The local APIC (xAPIC and x2APIC, with the
+//! TSC-deadline timer) is Janus' own model ([`crate::devices::lapic`]).
 
 /// `"JanusJanusHV"` as EBX, ECX, EDX (docs/hypercalls.md).
 pub const SIGNATURE: [u32; 3] = [
@@ -12,7 +13,9 @@ pub const SIGNATURE: [u32; 3] = [
     u32::from_le_bytes(*b"usHV"),
 ];
 pub const HV_BASE: u32 = 0x4000_0000;
-pub const HV_MAX: u32 = 0x4000_0001;
+pub const HV_MAX: u32 = 0x4000_0010;
+/// Timing leaf (the layout VMware and KVM use): EAX = TSC kHz, EBX = APIC timer kHz.
+pub const HV_TIMING: u32 = 0x4000_0010;
 pub const ABI_VERSION: u32 = 1;
 
 mod bit {
@@ -59,22 +62,26 @@ mod bit {
 const LEAF7_EBX_ALLOWED: u32 =
     (1 << 0) | (1 << 3) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 18) | (1 << 19) | (1 << 20) | (1 << 23) | (1 << 24) | (1 << 29);
 
-/// The guest's CPUID result for `(leaf, subleaf)`, given the host's.
-pub fn guest_cpuid(leaf: u32, subleaf: u32, host: impl Fn(u32, u32) -> [u32; 4]) -> [u32; 4] {
+/// The guest's CPUID result for `(leaf, subleaf)`, given the host's and the guest's TSC
+/// frequency in kHz.
+pub fn guest_cpuid(leaf: u32, subleaf: u32, tsc_khz: u32, host: impl Fn(u32, u32) -> [u32; 4]) -> [u32; 4] {
     use bit::*;
     match leaf {
         HV_BASE => [HV_MAX, SIGNATURE[0], SIGNATURE[1], SIGNATURE[2]],
         0x4000_0001 => [ABI_VERSION, 0, 0, 0],
+        HV_TIMING => [tsc_khz, (crate::platform::APIC_TIMER_HZ / 1000) as u32, 0, 0],
         0x4000_0002..=0x4fff_ffff => [0; 4],
         1 => {
             let [a, b, c, d] = host(1, 0);
             // One logical processor, APIC ID 0 (EBX 31:24 and 23:16).
             let b = b & 0xffff;
             let c = (c
-                & !(VMX | SMX | MONITOR | EST | TM2 | FMA | PDCM | PCID | X2APIC | TSC_DEADLINE
-                    | XSAVE | OSXSAVE | AVX | F16C | DTES64 | DS_CPL))
-                | HYPERVISOR;
-            let d = d & !(MCE | APIC | MTRR | MCA | DS | ACPI | HTT | TM | PBE);
+                & !(VMX | SMX | MONITOR | EST | TM2 | FMA | PDCM | PCID | XSAVE | OSXSAVE | AVX | F16C
+                    | DTES64 | DS_CPL))
+                | HYPERVISOR
+                | X2APIC
+                | TSC_DEADLINE;
+            let d = (d & !(MCE | MTRR | MCA | DS | ACPI | HTT | TM | PBE)) | APIC;
             [a, b, c, d]
         }
         // MONITOR/MWAIT, thermal and power, performance monitoring, XSAVE state,
@@ -123,33 +130,43 @@ mod tests {
     }
 
     #[test]
+    fn offers_the_apic_timers_and_tells_the_tsc_rate() {
+        let l1 = guest_cpuid(1, 0, 2_600_000, host);
+        assert_ne!(l1[3] & (1 << 9), 0, "APIC");
+        assert_ne!(l1[2] & (1 << 21), 0, "x2APIC");
+        assert_ne!(l1[2] & (1 << 24), 0, "TSC-deadline");
+        assert_eq!(guest_cpuid(0x4000_0000, 0, 2_600_000, host)[0], HV_TIMING);
+        assert_eq!(guest_cpuid(HV_TIMING, 0, 2_600_000, host)[..2], [2_600_000, 1_000_000]);
+    }
+
+    #[test]
     fn announces_janus() {
-        let r = guest_cpuid(0x4000_0000, 0, host);
+        let r = guest_cpuid(0x4000_0000, 0, 1000, host);
         assert!(r[0] >= 0x4000_0001);
         let mut sig = [0u8; 12];
         for (i, w) in r[1..].iter().enumerate() {
             sig[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
         }
         assert_eq!(&sig, b"JanusJanusHV");
-        assert_eq!(guest_cpuid(0x4000_0001, 0, host)[0], ABI_VERSION);
+        assert_eq!(guest_cpuid(0x4000_0001, 0, 1000, host)[0], ABI_VERSION);
     }
 
     #[test]
     fn sets_hypervisor_bit_and_hides_virtualization() {
-        let l1 = guest_cpuid(1, 0, host);
+        let l1 = guest_cpuid(1, 0, 1000, host);
         assert_ne!(l1[2] & (1 << 31), 0, "hypervisor bit");
         assert_eq!(l1[2] & (1 << 5), 0, "VMX hidden");
         assert_eq!(l1[2] & (1 << 26), 0, "XSAVE hidden");
         assert_eq!(l1[1] >> 16, 0, "one logical CPU, APIC ID 0");
-        assert_eq!(guest_cpuid(0x8000_0001, 0, host)[2] & (1 << 2), 0, "SVM hidden");
-        assert_eq!(guest_cpuid(0x8000_000a, 0, host), [0; 4]);
-        assert_eq!(guest_cpuid(7, 0, host)[1] & (1 << 5), 0, "AVX2 hidden");
-        assert_ne!(guest_cpuid(7, 0, host)[1] & 1, 0, "FSGSBASE kept");
+        assert_eq!(guest_cpuid(0x8000_0001, 0, 1000, host)[2] & (1 << 2), 0, "SVM hidden");
+        assert_eq!(guest_cpuid(0x8000_000a, 0, 1000, host), [0; 4]);
+        assert_eq!(guest_cpuid(7, 0, 1000, host)[1] & (1 << 5), 0, "AVX2 hidden");
+        assert_ne!(guest_cpuid(7, 0, 1000, host)[1] & 1, 0, "FSGSBASE kept");
     }
 
     #[test]
     fn passes_other_leaves_through() {
-        assert_eq!(guest_cpuid(0, 0, host), [0x11, 0x22, 0x33, 0x44]);
-        assert_eq!(guest_cpuid(0x8000_0002, 0, host), [0x11, 0x22, 0x33, 0x44]);
+        assert_eq!(guest_cpuid(0, 0, 1000, host), [0x11, 0x22, 0x33, 0x44]);
+        assert_eq!(guest_cpuid(0x8000_0002, 0, 1000, host), [0x11, 0x22, 0x33, 0x44]);
     }
 }

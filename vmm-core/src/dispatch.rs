@@ -6,9 +6,11 @@
 
 use crate::addr::GuestVirt;
 use crate::cpuid::guest_cpuid;
-use crate::devices::bus::PortEffect;
 use crate::exit::{IoAccess, IoDir, StringIo, VmExit};
 use crate::hypercall;
+use crate::mmio::{self, MmioOutcome};
+use crate::platform::mmio::DeviceMemory;
+use crate::platform::PlatformEffect;
 use crate::msr;
 use crate::vcpu::{ArchVcpu, ControlReg, Event, Gpr, SegReg};
 use crate::vm::{GuestEnd, Vm};
@@ -24,6 +26,10 @@ const RFLAGS_DF: u64 = 1 << 10;
 /// Runs the vCPU until its guest ends, and says how.
 pub fn run(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> GuestEnd {
     let end = loop {
+        let now = vm.now();
+        vm.platform.update(now);
+        offer_interrupt(vcpu, vm);
+        arm_host_timer(vm);
         let exit = match vcpu.run() {
             Ok(e) => e,
             Err(e) => break GuestEnd::error(format_args!("VM entry failed: {e}")),
@@ -33,8 +39,60 @@ pub fn run(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> GuestEnd {
             break end;
         }
     };
+    (vm.host.arm_timer)(None);
+    vm.armed = None;
     vm.flush_console();
     end
+}
+
+/// Injects the interrupt the platform has for the vCPU if the guest can take it now,
+/// or asks for an exit as soon as it can.
+fn offer_interrupt(vcpu: &mut impl ArchVcpu, vm: &mut Vm) {
+    if !vm.platform.interrupt_pending() {
+        vcpu.request_interrupt_window(false);
+        return;
+    }
+    if vcpu.interrupts_open() {
+        if let Some(v) = vm.platform.acknowledge_interrupt() {
+            vcpu.inject(Event::Interrupt(v));
+        }
+        vcpu.request_interrupt_window(false);
+    } else {
+        vcpu.request_interrupt_window(true);
+    }
+}
+
+/// Arms the host timer for the platform's next event, so that a guest that never exits
+/// on its own still gets its timer interrupts.
+fn arm_host_timer(vm: &mut Vm) {
+    let now = vm.now();
+    let next = vm.platform.next_event_ns(now);
+    if next != vm.armed {
+        vm.armed = next;
+        (vm.host.arm_timer)(next.map(|t| t.saturating_sub(now.ns)));
+    }
+}
+
+/// HLT with interrupts enabled: sleep until a device has an interrupt for the guest.
+fn halt(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
+    if let Some(end) = advance(vcpu, vm) {
+        return Some(end);
+    }
+    loop {
+        let now = vm.now();
+        vm.platform.update(now);
+        if vm.platform.interrupt_pending() || vm.platform.nmi_pending {
+            return None;
+        }
+        if vm.platform.next_event_ns(now).is_none() {
+            return Some(GuestEnd::error(format_args!(
+                "HLT at rip {:#x} with no timer armed and no interrupt pending: it would sleep forever",
+                vcpu.rip().wrapping_sub(1)
+            )));
+        }
+        arm_host_timer(vm);
+        (vm.host.idle)();
+    }
 }
 
 /// What to do after an exit: `None` resumes the guest, `Some` ends it.
@@ -43,7 +101,8 @@ pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Optio
         VmExit::Cpuid => {
             let leaf = vcpu.gpr(Gpr::Rax) as u32;
             let sub = vcpu.gpr(Gpr::Rcx) as u32;
-            let r = guest_cpuid(leaf, sub, vm.host.cpuid);
+            let tsc_khz = ((vm.host.tsc_hz)() / 1000) as u32;
+            let r = guest_cpuid(leaf, sub, tsc_khz, vm.host.cpuid);
             for (reg, v) in [Gpr::Rax, Gpr::Rbx, Gpr::Rcx, Gpr::Rdx].into_iter().zip(r) {
                 vcpu.set_gpr(reg, v as u64);
             }
@@ -55,7 +114,12 @@ pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Optio
         },
         VmExit::RdMsr => {
             let m = vcpu.gpr(Gpr::Rcx) as u32;
-            match msr::read(vcpu, m, (vm.host.tsc)()) {
+            let now = vm.now();
+            let r = match vm.platform.read_msr(m, now) {
+                Some(r) => r,
+                None => msr::read(vcpu, m, now.tsc),
+            };
+            match r {
                 Ok(v) => {
                     vcpu.set_gpr(Gpr::Rax, v & 0xffff_ffff);
                     vcpu.set_gpr(Gpr::Rdx, v >> 32);
@@ -67,7 +131,12 @@ pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Optio
         VmExit::WrMsr => {
             let m = vcpu.gpr(Gpr::Rcx) as u32;
             let v = (vcpu.gpr(Gpr::Rdx) << 32) | (vcpu.gpr(Gpr::Rax) & 0xffff_ffff);
-            match msr::write(vcpu, m, v) {
+            let now = vm.now();
+            let r = match vm.platform.write_msr(m, v, now) {
+                Some(r) => r,
+                None => msr::write(vcpu, m, v),
+            };
+            match r {
                 Ok(()) => advance(vcpu, vm),
                 Err(ev) => inject(vcpu, ev),
             }
@@ -80,16 +149,19 @@ pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Optio
             if vcpu.rflags() & RFLAGS_IF == 0 {
                 Some(GuestEnd::Halted)
             } else {
-                // No device can interrupt a guest yet, so this HLT would never end.
-                Some(GuestEnd::error(format_args!(
-                    "HLT with interrupts enabled at rip {:#x}, but this VM has no interrupt source yet",
-                    vcpu.rip()
-                )))
+                halt(vcpu, vm)
             }
         }
         VmExit::CrRead { cr, dest } => {
-            let v = vcpu.cr(cr);
+            let v = if cr == ControlReg::Cr8 { (vm.platform.lapic.tpr() >> 4) as u64 } else { vcpu.cr(cr) };
             vcpu.set_gpr(dest, v);
+            advance(vcpu, vm)
+        }
+        VmExit::CrWrite { cr: ControlReg::Cr8, value } => {
+            if value > 15 {
+                return inject(vcpu, Event::gp(0));
+            }
+            vm.platform.lapic.set_tpr((value as u8) << 4);
             advance(vcpu, vm)
         }
         VmExit::CrWrite { cr, value } => match vcpu.set_cr(cr, value) {
@@ -104,14 +176,37 @@ pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Optio
         // No nested virtualization: the instructions fault as on a CPU without VMX/SVM.
         VmExit::VirtInstruction => inject(vcpu, Event::UD),
         VmExit::TripleFault => Some(GuestEnd::TripleFault),
-        // The host took its interrupt or NMI, or had a reason to look: just go on.
-        VmExit::ExternalInterrupt | VmExit::Nmi | VmExit::InterruptWindow | VmExit::Preempted => None,
-        VmExit::NestedPageFault { gpa, access } => Some(GuestEnd::error(format_args!(
-            "{} of guest-physical {:#x} at rip {:#x}: no RAM or device there",
-            if access.fetch { "instruction fetch" } else if access.write { "write" } else { "read" },
-            gpa.0,
-            vcpu.rip()
-        ))),
+        // A host interrupt (Janus' timer) made the guest exit: take it and go on; the
+        // loop then updates the devices and offers their interrupts.
+        VmExit::ExternalInterrupt => {
+            (vm.host.take_interrupts)();
+            None
+        }
+        VmExit::Nmi | VmExit::InterruptWindow | VmExit::Preempted => None,
+        VmExit::NestedPageFault { gpa, access } => {
+            if access.fetch {
+                return Some(GuestEnd::error(format_args!(
+                    "instruction fetch from guest-physical {:#x} at rip {:#x}: no RAM there",
+                    gpa.0,
+                    vcpu.rip()
+                )));
+            }
+            let now = vm.now();
+            let mut dev = DeviceMemory { platform: &mut vm.platform, now };
+            match mmio::emulate(vcpu, &mut vm.memory, gpa, &mut dev) {
+                Ok(MmioOutcome::Done) => None,
+                Ok(MmioOutcome::PageFault { gva, error_code }) => {
+                    let _ = vcpu.set_cr(ControlReg::Cr2, gva.0);
+                    inject(vcpu, Event::page_fault(error_code))
+                }
+                Err(e) => Some(GuestEnd::error(format_args!(
+                    "{} of guest-physical {:#x} at rip {:#x}: {e}",
+                    if access.write { "write" } else { "read" },
+                    gpa.0,
+                    vcpu.rip()
+                ))),
+            }
+        }
         VmExit::Exception { vector, error_code } => Some(GuestEnd::error(format_args!(
             "unexpected intercepted exception {vector} (error code {error_code:?}) at rip {:#x}",
             vcpu.rip()
@@ -150,7 +245,8 @@ fn port_io(vcpu: &mut impl ArchVcpu, vm: &mut Vm, io: IoAccess) -> Option<GuestE
     let mask = size_mask(io.size);
     match io.dir {
         IoDir::In => {
-            let v = vm.ports.read(io.port, io.size) as u64;
+            let now = vm.now();
+            let v = vm.platform.port_read(io.port, io.size, now) as u64;
             let rax = vcpu.gpr(Gpr::Rax);
             let new = if io.size == 4 { v } else { (rax & !mask) | (v & mask) };
             vcpu.set_gpr(Gpr::Rax, new);
@@ -168,7 +264,8 @@ fn port_io(vcpu: &mut impl ArchVcpu, vm: &mut Vm, io: IoAccess) -> Option<GuestE
 fn port_write(vm: &mut Vm, port: u16, size: u8, v: u32) -> Option<GuestEnd> {
     let mut out = [0u8; 4];
     let mut n = 0;
-    let effect = vm.ports.write(port, size, v, &mut |b| {
+    let now = vm.now();
+    let effect = vm.platform.port_write(port, size, v, now, &mut |b| {
         out[n] = b;
         n += 1;
     });
@@ -176,8 +273,9 @@ fn port_write(vm: &mut Vm, port: u16, size: u8, v: u32) -> Option<GuestEnd> {
         vm.console_byte(b);
     }
     match effect {
-        PortEffect::Exit(status) => Some(GuestEnd::Exited(status)),
-        PortEffect::None => None,
+        PlatformEffect::Exit(status) => Some(GuestEnd::Exited(status)),
+        PlatformEffect::Reset => Some(GuestEnd::Reset),
+        PlatformEffect::None => None,
     }
 }
 
@@ -204,7 +302,8 @@ fn string_io(vcpu: &mut impl ArchVcpu, vm: &mut Vm, io: IoAccess, s: StringIo) -
             IoDir::Out => walk::read_virt(&vm.memory, &paging, la, data, Access { write: false, user, fetch: false })
                 .map(|()| u32::from_le_bytes(buf)),
             IoDir::In => {
-                let v = vm.ports.read(io.port, io.size);
+                let now = vm.now();
+                let v = vm.platform.port_read(io.port, io.size, now);
                 walk::write_virt(&mut vm.memory, &paging, la, &v.to_le_bytes()[..io.size as usize], Access { write: true, user, fetch: false })
                     .map(|()| v)
             }

@@ -22,6 +22,7 @@ pub mod memory;
 pub mod mmio;
 pub mod msr;
 pub mod nested;
+pub mod platform;
 pub mod stats;
 pub mod vcpu;
 pub mod vendor;

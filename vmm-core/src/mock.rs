@@ -133,7 +133,32 @@ fn fake_cpuid(leaf: u32, _sub: u32) -> [u32; 4] {
     }
 }
 
-pub const HOOKS: HostHooks = HostHooks { printer: capture, cpuid: fake_cpuid, tsc: || 123_456 };
+std::thread_local! {
+    /// The mock host's TSC (1 GHz, so ticks are nanoseconds); tests move it.
+    pub static TSC: core::cell::Cell<u64> = const { core::cell::Cell::new(123_456) };
+    /// What the dispatcher asked of the host timer, last first.
+    pub static ARMED: RefCell<Vec<Option<u64>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn mock_tsc() -> u64 {
+    TSC.with(|t| t.get())
+}
+
+/// Idling advances time to the armed deadline, as the host timer would.
+fn mock_idle() {
+    let next = ARMED.with(|a| a.borrow().last().copied().flatten()).unwrap_or(1_000_000);
+    TSC.with(|t| t.set(t.get() + next));
+}
+
+pub const HOOKS: HostHooks = HostHooks {
+    printer: capture,
+    cpuid: fake_cpuid,
+    tsc: mock_tsc,
+    tsc_hz: || 1_000_000_000,
+    arm_timer: |d| ARMED.with(|a| a.borrow_mut().push(d)),
+    take_interrupts: || {},
+    idle: mock_idle,
+};
 
 /// A VM named `t` with `mem` of RAM at 0.
 pub fn vm(mem: GuestMemory) -> Vm {

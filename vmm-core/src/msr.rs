@@ -2,12 +2,13 @@
 //!
 //! Every RDMSR/WRMSR exits (both backends intercept all of them for now). MSRs whose
 //! values live in the VMCS/VMCB guest state go through [`StateMsr`]; a few read-only
-//! ones get fixed answers; anything else raises #GP(0), as a CPU without that MSR does.
+//! ones get fixed answers; the platform's own (APIC base, x2APIC, TSC deadline) are
+//! answered by [`crate::platform::Platform`] before these; anything else raises #GP(0),
+//! as a CPU without that MSR does.
 
 use crate::vcpu::{ArchVcpu, Event, StateMsr};
 
 pub const IA32_TSC: u32 = 0x10;
-pub const IA32_APIC_BASE: u32 = 0x1b;
 pub const IA32_FEATURE_CONTROL: u32 = 0x3a;
 pub const IA32_BIOS_SIGN_ID: u32 = 0x8b;
 pub const IA32_MTRRCAP: u32 = 0xfe;
@@ -54,8 +55,6 @@ pub fn read(vcpu: &impl ArchVcpu, msr: u32, tsc: u64) -> Result<u64, Event> {
     }
     match msr {
         IA32_TSC => Ok(tsc),
-        // xAPIC at the architectural base, enabled, this is the bootstrap processor.
-        IA32_APIC_BASE => Ok(0xfee0_0000 | (1 << 11) | (1 << 8)),
         // Locked with VMX disabled: a guest that looks sees no way to enable it.
         IA32_FEATURE_CONTROL => Ok(1),
         IA32_BIOS_SIGN_ID => Ok(0),

@@ -1,6 +1,6 @@
 //! A VM: one guest's memory, devices, console and counters.
 
-use crate::devices::bus::PortBus;
+use crate::platform::{Now, Platform};
 use crate::memory::GuestMemory;
 use crate::stats::ExitStats;
 use arrayvec::{ArrayString, ArrayVec};
@@ -14,13 +14,26 @@ pub type CpuidSource = fn(u32, u32) -> [u32; 4];
 /// The host's time-stamp counter.
 pub type TscSource = fn() -> u64;
 
-/// What the host lends every VM: its console, its CPUID and its clock.
+/// What the host lends every VM: its console, its CPUID, its clock and its timer.
 #[derive(Clone, Copy)]
 pub struct HostHooks {
     pub printer: Printer,
     pub cpuid: CpuidSource,
     pub tsc: TscSource,
+    /// The TSC's frequency (calibrated at boot).
+    pub tsc_hz: fn() -> u64,
+    /// Arms the host's timer to interrupt (and so make a running guest exit) after
+    /// this many nanoseconds, or stops it.
+    pub arm_timer: fn(Option<u64>),
+    /// Lets a host interrupt that made the guest exit be taken.
+    pub take_interrupts: fn(),
+    /// Waits for the next host interrupt (the armed timer).
+    pub idle: fn(),
 }
+
+/// The RTC's wall-clock time when a guest starts: 2026-01-01 00:00:00 UTC. Fixed, so
+/// that runs are reproducible; guests that need the real time get it from elsewhere.
+pub const RTC_EPOCH: u64 = 1_767_225_600;
 
 pub type Name = ArrayString<32>;
 pub type Reason = ArrayString<160>;
@@ -33,6 +46,9 @@ pub enum GuestEnd {
     TripleFault,
     /// HLT with interrupts disabled: nothing can ever wake it.
     Halted,
+    /// The guest pulled its machine's reset line (i8042 command 0xFE, port 0x92 or
+    /// 0xCF9): as Janus does not restart guests, its run ends here.
+    Reset,
     /// Janus could not go on with this guest (entry failure, unsupported exit, ...).
     Error(Reason),
 }
@@ -55,6 +71,7 @@ impl fmt::Display for GuestEnd {
             GuestEnd::Exited(s) => write!(f, "exit status {s}"),
             GuestEnd::TripleFault => write!(f, "triple fault"),
             GuestEnd::Halted => write!(f, "halted with interrupts off"),
+            GuestEnd::Reset => write!(f, "reset"),
             GuestEnd::Error(r) => write!(f, "error: {r}"),
         }
     }
@@ -65,7 +82,9 @@ const LINE: usize = 200;
 pub struct Vm {
     pub name: Name,
     pub memory: GuestMemory,
-    pub ports: PortBus,
+    pub platform: Platform,
+    /// The host timer deadline currently armed (guest ns), to avoid re-arming it.
+    pub armed: Option<u64>,
     pub stats: ExitStats,
     pub host: HostHooks,
     line: ArrayVec<u8, LINE>,
@@ -79,7 +98,15 @@ impl Vm {
                 break;
             }
         }
-        Vm { name: n, memory, ports: PortBus::new(), stats: ExitStats::default(), host, line: ArrayVec::new() }
+        let platform = Platform::new(memory.size(), (host.tsc_hz)(), RTC_EPOCH);
+        Vm { name: n, memory, platform, armed: None, stats: ExitStats::default(), host, line: ArrayVec::new() }
+    }
+
+    /// Guest time now.
+    pub fn now(&self) -> Now {
+        let tsc = (self.host.tsc)();
+        let hz = (self.host.tsc_hz)().max(1) as u128;
+        Now { ns: (tsc as u128 * 1_000_000_000 / hz) as u64, tsc }
     }
 
     /// A line from the VMM about this guest: `janus: guest NAME: ...`.

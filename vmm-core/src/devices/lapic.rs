@@ -34,8 +34,12 @@
 //! Left out: directed EOI (version bit 24 is 0), the arbitration/remote-read registers,
 //! focus processor checking, level-triggered fixed interrupts on LINT0/1 (their remote
 //! IRR), interrupt delivery for the thermal, performance and CMCI LVT entries (they are
-//! registers only: the platform has no such sources), and writable xAPIC IDs (the ID
-//! register is read-only here).
+//! registers only: the platform has no such sources), writable xAPIC IDs (the ID
+//! register is read-only here), and #GP for reserved bits of LVT, SVR and divide
+//! configuration writes in x2APIC mode (those bits are dropped instead).
+//!
+//! The version register reports max LVT entry 5 (timer, thermal, performance, LINT0,
+//! LINT1, error); the CMCI LVT register exists anyway for guests that probe it.
 
 /// IA32_APIC_BASE.
 pub const MSR_APIC_BASE: u32 = 0x1b;
@@ -450,6 +454,10 @@ impl LocalApic {
                 return Err(())
             }
             (ApicMode::XApic | ApicMode::X2Apic, ApicMode::Disabled) => self.reset_registers(),
+            (ApicMode::XApic, ApicMode::X2Apic) => {
+                // The ICR destination changes format (8 bits at 31:24 to 32 bits).
+                self.icr_high = 0;
+            }
             _ => {}
         }
         self.base = value & !BASE_BSP;
@@ -796,6 +804,8 @@ impl LocalApic {
         if self.timer_mode() == TimerMode::TscDeadline {
             return;
         }
+        // An expiry the platform has not polled yet still happened.
+        self.settle(now_ns);
         self.timer.initial = value;
         self.timer.epoch_ns = now_ns;
         self.timer.epoch_ticks = 0;
@@ -1232,6 +1242,17 @@ mod tests {
         a.write_mmio(reg::LVT_TIMER, 0x60, 10);
         a.write_mmio(reg::LVT_TIMER, (2 << 17) | 0x60, 20);
         assert_eq!(a.read_tsc_deadline(), 0);
+    }
+
+    #[test]
+    fn rearming_does_not_lose_an_unpolled_expiry() {
+        let mut a = apic();
+        a.write_mmio(reg::TIMER_DIVIDE, 0xb, 0);
+        a.write_mmio(reg::LVT_TIMER, 0x40, 0);
+        a.write_mmio(reg::TIMER_INITIAL, 100, 0);
+        a.write_mmio(reg::TIMER_INITIAL, 100, 150);
+        assert_eq!(a.pending_vector(), Some(0x40));
+        assert_eq!(a.next_timer_ns(150), Some(250));
     }
 
     #[test]

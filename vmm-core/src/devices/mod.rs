@@ -1,7 +1,6 @@
 //! Device models: bus-independent state machines (read(offset) / write(offset, value)),
 //! unit-tested on the host. The rust-vmm device crates need std, which a bare-metal VMM
 //! does not have, so these are our own.
-pub mod bus;
 pub mod uart16550;
 pub mod ioapic;
 pub mod lapic;

@@ -1,0 +1,113 @@
+//! The guest's device memory: the local APIC page (xAPIC mode, at the address in
+//! IA32_APIC_BASE) and the IOAPIC page at 0xFEC00000. Neither is mapped in the nested
+//! page tables, so every access exits and [`crate::mmio::emulate`] brings it here.
+//! Registers are 32 bits wide: a narrower read takes the bytes from the register, a
+//! wider access is split into dwords.
+
+use super::{Now, Platform};
+use crate::addr::GuestPhys;
+use crate::devices::ioapic::DEFAULT_BASE as IOAPIC_BASE;
+use crate::devices::lapic::ApicMode;
+use crate::mmio::MmioBus;
+
+const PAGE: u64 = 0x1000;
+
+enum Target {
+    Lapic(u32),
+    Ioapic(u32),
+}
+
+/// The platform's device memory at one moment of guest time.
+pub struct DeviceMemory<'a> {
+    pub platform: &'a mut Platform,
+    pub now: Now,
+}
+
+impl DeviceMemory<'_> {
+    fn target(&self, gpa: u64) -> Option<Target> {
+        let lapic = self.platform.lapic.base_address();
+        if self.platform.lapic.mode() == ApicMode::XApic && (lapic..lapic + PAGE).contains(&gpa) {
+            return Some(Target::Lapic((gpa - lapic) as u32));
+        }
+        let io = IOAPIC_BASE as u64;
+        if (io..io + PAGE).contains(&gpa) {
+            return Some(Target::Ioapic((gpa - io) as u32));
+        }
+        None
+    }
+
+    fn read32(&mut self, gpa: u64) -> Option<u32> {
+        Some(match self.target(gpa & !3)? {
+            Target::Lapic(off) => self.platform.lapic.read_mmio(off, self.now.ns),
+            Target::Ioapic(off) => self.platform.ioapic.read_mmio(off),
+        })
+    }
+
+    fn write32(&mut self, gpa: u64, v: u32) -> bool {
+        match self.target(gpa & !3) {
+            Some(Target::Lapic(off)) => {
+                let e = self.platform.lapic.write_mmio(off, v, self.now.ns);
+                self.platform.apic_effect(e);
+            }
+            Some(Target::Ioapic(off)) => {
+                if let Some(d) = self.platform.ioapic.write_mmio(off, v) {
+                    self.platform.deliver_from_ioapic(d);
+                }
+            }
+            None => return false,
+        }
+        true
+    }
+}
+
+impl MmioBus for DeviceMemory<'_> {
+    fn read(&mut self, gpa: GuestPhys, size: u8) -> Option<u64> {
+        let a = gpa.0;
+        if size == 8 {
+            let lo = self.read32(a)? as u64;
+            let hi = self.read32(a + 4)? as u64;
+            return Some(lo | hi << 32);
+        }
+        let v = self.read32(a)? as u64 >> (8 * (a & 3));
+        Some(v & if size >= 4 { 0xffff_ffff } else { (1u64 << (8 * size)) - 1 })
+    }
+
+    fn write(&mut self, gpa: GuestPhys, size: u8, value: u64) -> bool {
+        let a = gpa.0;
+        match size {
+            8 => self.write32(a, value as u32) && self.write32(a + 4, (value >> 32) as u32),
+            4 => self.write32(a, value as u32),
+            // Sub-dword writes to APIC registers are undefined on hardware; merge them
+            // into the register's current value.
+            _ => {
+                let Some(old) = self.read32(a) else { return false };
+                let shift = 8 * (a & 3);
+                let m = ((1u64 << (8 * size)) - 1) << shift;
+                let new = ((old as u64 & !m) | ((value << shift) & m)) as u32;
+                self.write32(a, new)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apic_and_ioapic_pages_answer_others_do_not() {
+        let mut p = Platform::new(16 << 20, 1_000_000_000, 0);
+        let mut m = DeviceMemory { platform: &mut p, now: Now { ns: 0, tsc: 0 } };
+        // LAPIC version register (0x30): version 0x14 in the low byte.
+        assert_eq!(m.read(GuestPhys(0xfee0_0030), 4).map(|v| v & 0xff), Some(0x14));
+        assert_eq!(m.read(GuestPhys(0xfee0_0030), 1), Some(0x14));
+        // TPR write and read back.
+        assert!(m.write(GuestPhys(0xfee0_0080), 4, 0x50));
+        assert_eq!(m.read(GuestPhys(0xfee0_0080), 4), Some(0x50));
+        // IOAPIC version through IOREGSEL/IOWIN: 24 entries (max index 23).
+        assert!(m.write(GuestPhys(0xfec0_0000), 4, 1));
+        assert_eq!(m.read(GuestPhys(0xfec0_0010), 4).map(|v| (v >> 16) & 0xff), Some(23));
+        assert_eq!(m.read(GuestPhys(0xfed0_0000), 4), None, "no HPET");
+        assert!(!m.write(GuestPhys(0xfed0_0000), 4, 0));
+    }
+}

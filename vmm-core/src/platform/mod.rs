@@ -1,0 +1,295 @@
+//! The PC a guest sees: its devices, the wires between them, and guest time.
+//!
+//! One `Platform` per VM (one vCPU for now). The devices are the bus-independent models
+//! of [`crate::devices`]; this module decodes ports ([`ports`]) and device memory
+//! ([`mmio`]) to them, routes interrupt lines (ISA IRQ n to the PIC pair and to IOAPIC
+//! pin n, IRQ0 to pin 2 as on PCs and in the MP table), and picks the interrupt the
+//! vCPU takes next: the local APIC's, or the PIC's while the APIC passes it through
+//! (LINT0 in ExtINT mode, or the APIC disabled).
+//!
+//! Time: devices compute their state from guest time in nanoseconds, which is host
+//! time (the TSC, calibrated at boot); the guest's TSC is the host's.
+
+pub mod mmio;
+pub mod ports;
+
+use crate::devices::ioapic::{Delivery, DeliveryMode, IoApic};
+use crate::devices::lapic::{
+    ApicEffect, IpiMode, LocalApic, Shorthand, MSR_APIC_BASE, MSR_TSC_DEADLINE, X2APIC_MSR_BASE, X2APIC_MSR_LAST,
+};
+use crate::devices::legacy::Legacy;
+use crate::devices::pci::PciConfig;
+use crate::devices::pic::PicPair;
+use crate::devices::pit::Pit;
+use crate::devices::rtc::Rtc;
+use crate::devices::uart16550::Uart16550;
+use crate::vcpu::Event;
+
+pub const IOAPIC_ID: u8 = 1;
+/// The APIC timer's input clock: 1 GHz, so one tick is one nanosecond before the divider.
+pub const APIC_TIMER_HZ: u64 = 1_000_000_000;
+const COM1_IRQ: u8 = 4;
+
+/// A moment of guest time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Now {
+    pub ns: u64,
+    pub tsc: u64,
+}
+
+/// What the guest did through a device that concerns the whole VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlatformEffect {
+    None,
+    /// Debug-exit port: the guest ends with this status.
+    Exit(u32),
+    /// The reset line (i8042, port 0x92, 0xCF9): the guest's machine resets.
+    Reset,
+}
+
+pub struct Platform {
+    pub com1: Uart16550,
+    pub pic: PicPair,
+    pub pit: Pit,
+    pub rtc: Rtc,
+    pub legacy: Legacy,
+    pub pci: PciConfig,
+    pub lapic: LocalApic,
+    pub ioapic: IoApic,
+    /// ISA IRQ lines as the devices drive them (bit n = IRQ n).
+    lines: u16,
+    /// An NMI waiting for the vCPU.
+    pub nmi_pending: bool,
+}
+
+impl Platform {
+    /// A PC with `ram` bytes of memory whose TSC runs at `tsc_hz`; the RTC starts at
+    /// `epoch_seconds` (Unix time).
+    pub fn new(ram: u64, tsc_hz: u64, epoch_seconds: u64) -> Self {
+        Platform {
+            com1: Uart16550::new(),
+            pic: PicPair::new(),
+            pit: Pit::new(),
+            rtc: Rtc::new(epoch_seconds, ram),
+            legacy: Legacy::new(),
+            pci: PciConfig::new(),
+            lapic: LocalApic::new(0, true, tsc_hz, APIC_TIMER_HZ),
+            ioapic: IoApic::new(IOAPIC_ID),
+            lines: 0,
+            nmi_pending: false,
+        }
+    }
+
+    /// Drives ISA IRQ line `irq` to `level`, through the PIC pair and the IOAPIC.
+    pub fn set_isa_irq(&mut self, irq: u8, level: bool) {
+        let bit = 1u16 << irq;
+        if (self.lines & bit != 0) == level {
+            return;
+        }
+        self.lines = (self.lines & !bit) | if level { bit } else { 0 };
+        self.pic.set_irq(irq, level);
+        let pin = if irq == 0 { 2 } else { irq };
+        if let Some(d) = self.ioapic.set_irq(pin, level) {
+            self.deliver(d);
+        }
+    }
+
+    /// An edge on an ISA IRQ line (the PIT's IRQ0).
+    pub fn pulse_isa_irq(&mut self, irq: u8) {
+        self.set_isa_irq(irq, true);
+        self.set_isa_irq(irq, false);
+    }
+
+    /// Hands an IOAPIC message to the (only) local APIC.
+    pub fn deliver_from_ioapic(&mut self, d: Delivery) {
+        self.deliver(d)
+    }
+
+    fn deliver(&mut self, d: Delivery) {
+        match d.mode {
+            DeliveryMode::Fixed | DeliveryMode::LowestPriority => self.lapic.accept(d.vector, d.level),
+            DeliveryMode::Nmi => self.nmi_pending = true,
+            // ExtINT: the PIC's own output reaches the CPU through LINT0 / pass-through.
+            // SMI and INIT are not modelled for a single vCPU.
+            DeliveryMode::ExtInt | DeliveryMode::Smi | DeliveryMode::Init => {}
+        }
+    }
+
+    /// Acts on what a local APIC access did.
+    pub fn apic_effect(&mut self, e: ApicEffect) {
+        match e {
+            ApicEffect::None => {}
+            ApicEffect::Eoi { vector, level } => {
+                if level {
+                    if let Some(d) = self.ioapic.eoi(vector) {
+                        self.deliver(d);
+                    }
+                }
+            }
+            // One vCPU: an IPI to itself (or to all) is accepted here; others go nowhere.
+            ApicEffect::Ipi(ipi) => {
+                let to_self = match ipi.shorthand {
+                    Shorthand::ToSelf | Shorthand::AllIncludingSelf => true,
+                    Shorthand::AllExcludingSelf => false,
+                    Shorthand::Destination => self.lapic.matches_destination(ipi.dest, ipi.logical),
+                };
+                if to_self {
+                    match ipi.mode {
+                        IpiMode::Fixed | IpiMode::LowestPriority => self.lapic.accept(ipi.vector, ipi.level),
+                        IpiMode::Nmi => self.nmi_pending = true,
+                        IpiMode::Smi | IpiMode::Init | IpiMode::Startup => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// RDMSR of an MSR the platform owns (APIC base, x2APIC registers, TSC deadline):
+    /// `None` when it is not one of them.
+    pub fn read_msr(&mut self, msr: u32, now: Now) -> Option<Result<u64, Event>> {
+        Some(match msr {
+            MSR_APIC_BASE => Ok(self.lapic.apic_base()),
+            MSR_TSC_DEADLINE => Ok(self.lapic.read_tsc_deadline()),
+            X2APIC_MSR_BASE..=X2APIC_MSR_LAST => self.lapic.read_msr(msr, now.ns).ok_or(Event::gp(0)),
+            _ => return None,
+        })
+    }
+
+    /// WRMSR of an MSR the platform owns; `None` when it is not one of them.
+    pub fn write_msr(&mut self, msr: u32, value: u64, now: Now) -> Option<Result<(), Event>> {
+        Some(match msr {
+            MSR_APIC_BASE => self.lapic.set_apic_base(value).map_err(|()| Event::gp(0)),
+            MSR_TSC_DEADLINE => {
+                self.lapic.write_tsc_deadline(value, now.tsc);
+                Ok(())
+            }
+            X2APIC_MSR_BASE..=X2APIC_MSR_LAST => match self.lapic.write_msr(msr, value, now.ns) {
+                Ok(e) => {
+                    self.apic_effect(e);
+                    Ok(())
+                }
+                Err(()) => Err(Event::gp(0)),
+            },
+            _ => return None,
+        })
+    }
+
+    /// Follows COM1's interrupt output onto IRQ 4.
+    pub fn sync_uart_irq(&mut self) {
+        let level = self.com1.irq_pending();
+        self.set_isa_irq(COM1_IRQ, level);
+    }
+
+    /// Brings the timers up to `now`: PIT ticks become IRQ0 edges, the APIC timer fires.
+    pub fn update(&mut self, now: Now) {
+        if self.pit.irq0_edges(now.ns) > 0 {
+            self.pulse_isa_irq(0);
+        }
+        self.lapic.poll_timer(now.ns, now.tsc);
+    }
+
+    /// The guest time at which a device next needs [`Platform::update`], if any.
+    pub fn next_event_ns(&self, now: Now) -> Option<u64> {
+        let pit = self.pit.next_irq0_ns(now.ns);
+        let apic = self.lapic.next_timer_ns(now.ns);
+        match (pit, apic) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether an external interrupt is waiting for the vCPU.
+    pub fn interrupt_pending(&self) -> bool {
+        self.lapic.pending_vector().is_some() || (self.lapic.pic_passthrough() && self.pic.pending())
+    }
+
+    /// Takes the next external interrupt for delivery (the INTA cycle): its vector.
+    pub fn acknowledge_interrupt(&mut self) -> Option<u8> {
+        if let Some(v) = self.lapic.pending_vector() {
+            self.lapic.acknowledge(v);
+            return Some(v);
+        }
+        if self.lapic.pic_passthrough() && self.pic.pending() {
+            return self.pic.acknowledge();
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: Now = Now { ns: 1_000_000, tsc: 1_000_000 };
+
+    fn linux_like_pic(p: &mut Platform) {
+        for (port, v) in [(0x20, 0x11), (0x21, 0x30), (0x21, 4), (0x21, 1), (0xa0, 0x11), (0xa1, 0x38), (0xa1, 2), (0xa1, 1)] {
+            p.pic.write(port, v);
+        }
+        p.pic.write(0x21, 0xfe); // only IRQ0
+        p.pic.write(0xa1, 0xff);
+    }
+
+    #[test]
+    fn pit_ticks_reach_the_cpu_through_the_pic_while_the_apic_is_off() {
+        let mut p = Platform::new(16 << 20, 1_000_000_000, 0);
+        linux_like_pic(&mut p);
+        // PIT channel 0, mode 2, 1193 ticks (1 ms).
+        p.pit.write(0x43, 0x34, T0.ns);
+        p.pit.write(0x40, 0xa9, T0.ns);
+        p.pit.write(0x40, 0x04, T0.ns);
+        assert!(!p.interrupt_pending());
+        let next = p.next_event_ns(T0).expect("the PIT schedules IRQ0");
+        assert!((next - T0.ns).abs_diff(1_000_000) < 2_000, "about 1 ms: {}", next - T0.ns);
+        let later = Now { ns: next, tsc: next };
+        p.update(later);
+        assert!(p.interrupt_pending());
+        assert_eq!(p.acknowledge_interrupt(), Some(0x30));
+        assert!(!p.interrupt_pending(), "in service until EOI");
+    }
+
+    #[test]
+    fn ioapic_routes_irq0_to_pin_2_and_the_apic_delivers() {
+        let mut p = Platform::new(16 << 20, 1_000_000_000, 0);
+        // APIC software-enabled, LINT0 masked (so the PIC is not passed through).
+        p.lapic.write_mmio(0xf0, 0x1ff, T0.ns);
+        p.lapic.write_mmio(0x350, 1 << 16, T0.ns);
+        // IOAPIC pin 2 -> vector 0x31, edge, unmasked.
+        p.ioapic.write_mmio(0x00, 0x10 + 2 * 2);
+        p.ioapic.write_mmio(0x10, 0x31);
+        p.ioapic.write_mmio(0x00, 0x10 + 2 * 2 + 1);
+        p.ioapic.write_mmio(0x10, 0);
+        p.pulse_isa_irq(0);
+        assert!(p.interrupt_pending());
+        assert_eq!(p.acknowledge_interrupt(), Some(0x31));
+        // EOI clears the in-service bit; nothing else pending.
+        let e = p.lapic.write_mmio(0xb0, 0, T0.ns);
+        p.apic_effect(e);
+        assert!(!p.interrupt_pending());
+    }
+
+    #[test]
+    fn uart_interrupt_follows_its_line() {
+        let mut p = Platform::new(16 << 20, 1_000_000_000, 0);
+        p.ioapic.write_mmio(0x00, 0x10 + 2 * 4);
+        p.ioapic.write_mmio(0x10, 0x44);
+        p.lapic.write_mmio(0xf0, 0x1ff, T0.ns);
+        p.lapic.write_mmio(0x350, 1 << 16, T0.ns);
+        p.com1.write(4, 0x08); // OUT2
+        p.com1.write(1, 0x02); // THRE interrupt: the transmitter is empty
+        p.sync_uart_irq();
+        assert_eq!(p.acknowledge_interrupt(), Some(0x44));
+        p.com1.read(2); // reading IIR clears THRE
+        p.sync_uart_irq();
+        assert_eq!(p.lines & (1 << 4), 0);
+    }
+
+    #[test]
+    fn self_ipi_is_accepted() {
+        let mut p = Platform::new(16 << 20, 1_000_000_000, 0);
+        p.lapic.write_mmio(0xf0, 0x1ff, T0.ns);
+        let e = p.lapic.write_mmio(0x300, (1 << 18) | 0x55, T0.ns);
+        p.apic_effect(e);
+        assert_eq!(p.acknowledge_interrupt(), Some(0x55));
+    }
+}
