@@ -29,7 +29,11 @@ pub unsafe extern "C" fn svm_run(regs: *mut GprFile, vmcb_pa: u64, host_save_pa:
         "push r15",
         "push rdi",
         "push rdx",
+        // GIF=0 holds host interrupts off until STGI; RFLAGS.IF=1 at VMRUN is what lets a
+        // physical interrupt reach the INTR intercept while the guest runs (V_INTR_MASKING,
+        // APM Vol 2 15.21.1). CLI before STGI keeps it pending for the dispatcher.
         "clgi",
+        "sti",
         "mov rax, rsi",
         "mov rcx, [rdi + {rcx}]",
         "mov rdx, [rdi + {rdx}]",
@@ -67,6 +71,7 @@ pub unsafe extern "C" fn svm_run(regs: *mut GprFile, vmcb_pa: u64, host_save_pa:
         "mov [rdi + {rdi}], rax",
         "pop rax",
         "vmload rax",
+        "cli",
         "stgi",
         "add rsp, 8",
         "pop r15",

@@ -73,14 +73,25 @@ impl Platform {
         if port == DEBUG_EXIT {
             return all_ones(size);
         }
-        if is_pci(port, size) {
+        if is_pci(port, size) && port != RESET_CONTROL {
             return self.pci.read(port, size);
         }
         let v = (0..size).fold(0u32, |v, i| v | (self.read8(port.wrapping_add(i as u16), now) as u32) << (8 * i));
-        if (COM1..=0x3ff).contains(&port) {
-            self.sync_uart_irq();
-        }
+        self.sync_irq_lines(port);
         v
+    }
+
+    /// After an access to a device that drives an interrupt line, follows the line.
+    fn sync_irq_lines(&mut self, port: u16) {
+        match port {
+            COM1..=0x3ff => self.sync_uart_irq(),
+            0x60 | 0x64 => {
+                let (k, m) = (self.legacy.irq1_level(), self.legacy.irq12_level());
+                self.set_isa_irq(1, k);
+                self.set_isa_irq(12, m);
+            }
+            _ => {}
+        }
     }
 
     /// A guest OUT of `size` bytes. Bytes COM1 transmits go to `out`.
@@ -99,9 +110,7 @@ impl Platform {
                 effect = e;
             }
         }
-        if (COM1..=0x3ff).contains(&port) {
-            self.sync_uart_irq();
-        }
+        self.sync_irq_lines(port);
         effect
     }
 }
