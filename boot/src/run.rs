@@ -82,18 +82,10 @@ fn run_guests<B: ArchBackend>(backend: &mut B, boot: &BootInfo, frames: &mut Hos
     }
     let mut failed = rejected;
     for (g, end) in guests.iter().zip(ends.iter()) {
-        let status = match end {
-            GuestEnd::Exited(s) => *s as i64,
-            _ => -1,
-        };
         if !end.succeeded() {
             failed += 1;
         }
-        if status >= 0 {
-            say!("summary: {} status={} {}", g.vm.name, status, g.vm.stats);
-        } else {
-            say!("summary: {} status=fault {}", g.vm.name, g.vm.stats);
-        }
+        say!("summary: {} status={} {}", g.vm.name, Status(end), g.vm.stats);
     }
     say!("done: {} guests, {} failed", guests.len() + rejected, failed);
     if failed == 0 { EndCode::AllPassed } else { EndCode::SomeFailed }
@@ -103,5 +95,20 @@ fn run_one<B: ArchBackend>(backend: &mut B, g: &mut Guest, frames: &mut HostFram
     match backend.create_vcpu(&g.vm.memory, g.start, frames) {
         Ok(mut vcpu) => dispatch::run(&mut vcpu, &mut g.vm),
         Err(e) => GuestEnd::error(format_args!("cannot create its vCPU: {e}")),
+    }
+}
+
+/// A guest's end in one word for the summary line: its exit status, or how it ended.
+struct Status<'a>(&'a GuestEnd);
+
+impl core::fmt::Display for Status<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            GuestEnd::Exited(s) => write!(f, "{s}"),
+            GuestEnd::Reset => write!(f, "reset"),
+            GuestEnd::TripleFault => write!(f, "triple-fault"),
+            GuestEnd::Halted => write!(f, "halted"),
+            GuestEnd::Error(_) => write!(f, "error"),
+        }
     }
 }
