@@ -536,4 +536,54 @@ mod tests {
         let end = run(&mut MockVcpu::new(&[]), &mut m);
         assert!(matches!(&end, GuestEnd::Error(r) if r.contains("VM entry failed: script ended")), "{end:?}");
     }
+
+    #[test]
+    fn hlt_sleeps_until_the_pit_interrupts_and_the_interrupt_is_injected_when_open() {
+        let mut m = vm(ram(1 << 20));
+        let mut v = MockVcpu::new(&[]);
+        // The guest's PIC: vectors 0x20/0x28, only IRQ0 unmasked; PIT channel 0 at 1 kHz.
+        for (port, val) in [(0x20, 0x11), (0x21, 0x20), (0x21, 4), (0x21, 1), (0x21, 0xfe), (0x43, 0x34), (0x40, 0xa9), (0x40, 0x04)] {
+            v.regs[0] = val;
+            assert_eq!(handle_exit(&mut v, &mut m, out(port, 1)), None);
+        }
+        let t0 = crate::mock::TSC.with(|t| t.get());
+        v.rflags |= 1 << 9;
+        let rip = v.rip;
+        assert_eq!(handle_exit(&mut v, &mut m, VmExit::Hlt), None, "HLT returns once IRQ0 is due");
+        assert_eq!(v.rip, rip + 2, "past the HLT");
+        let slept = crate::mock::TSC.with(|t| t.get()) - t0;
+        assert!((900_000..=1_100_000).contains(&slept), "slept about 1 ms of guest time: {slept} ns");
+        assert!(m.platform.interrupt_pending());
+        // Interrupts closed: ask for a window instead of injecting.
+        v.rflags &= !(1 << 9);
+        offer_interrupt(&mut v, &mut m);
+        assert!(v.window && v.injected.is_empty());
+        v.rflags |= 1 << 9;
+        offer_interrupt(&mut v, &mut m);
+        assert_eq!(v.injected, vec![Event::Interrupt(0x20)]);
+        assert!(!v.window);
+    }
+
+    #[test]
+    fn device_memory_accesses_are_emulated() {
+        let mut mem = ram(1 << 20);
+        // mov dword [rax], 0x1ff ; c7 00 ff 01 00 00  (LAPIC SVR at 0xfee000f0)
+        mem.write(GuestPhys(0x10_0000 - 0x1000), &[0xc7, 0x00, 0xff, 0x01, 0, 0]).unwrap();
+        let mut m = vm(mem);
+        let mut v = MockVcpu::new(&[]);
+        v.rip = 0x10_0000 - 0x1000;
+        v.segs[SegReg::Cs as usize].attr = 0xc9b;
+        let npf = VmExit::NestedPageFault { gpa: GuestPhys(0xfee0_00f0), access: NestedAccess { write: true, ..Default::default() } };
+        assert_eq!(handle_exit(&mut v, &mut m, npf), None);
+        assert_eq!(v.rip, 0x10_0000 - 0x1000 + 6);
+        assert!(m.platform.lapic.sw_enabled(), "SVR write reached the local APIC");
+    }
+
+    #[test]
+    fn the_reset_line_ends_the_guest() {
+        let mut m = vm(ram(1 << 20));
+        let mut v = MockVcpu::new(&[]);
+        v.regs[0] = 0xfe;
+        assert_eq!(handle_exit(&mut v, &mut m, out(0x64, 1)), Some(GuestEnd::Reset));
+    }
 }
