@@ -24,7 +24,10 @@ pub fn decode(code: u64, info1: u64, info2: u64, gpr: impl Fn(Gpr) -> u64) -> Vm
     match code {
         // CR reads and writes; the GPR is known only with decode assists (APM Vol 2 15.33.1).
         0x00..=0x1f => {
-            let (Some(cr), true) = (control_reg(code & 0xf), info1 & (1 << 63) != 0) else { return raw };
+            let Some(cr) = control_reg(code & 0xf) else { return raw };
+            if info1 & (1 << 63) == 0 {
+                return if code >= 0x10 { VmExit::CrWriteUndecoded { cr } } else { raw };
+            }
             let Some(reg) = Gpr::from_index((info1 & 0xf) as u8) else { return raw };
             if code < 0x10 { VmExit::CrRead { cr, dest: reg } } else { VmExit::CrWrite { cr, value: gpr(reg) } }
         }
@@ -119,7 +122,8 @@ mod tests {
             }
         );
         assert_eq!(decode(0x14, (1 << 63) | 3, 0, regs), VmExit::CrWrite { cr: ControlReg::Cr4, value: 0x1003 });
-        assert_eq!(decode(0x14, 3, 0, regs), VmExit::Raw { reason: 0x14, info1: 3, info2: 0 });
+        assert_eq!(decode(0x14, 3, 0, regs), VmExit::CrWriteUndecoded { cr: ControlReg::Cr4 }, "no decode assists: the core decodes");
+        assert_eq!(decode(0x04, 3, 0, regs), VmExit::Raw { reason: 0x04, info1: 3, info2: 0 });
         assert_eq!(decode(0x4242, 1, 2, regs), VmExit::Raw { reason: 0x4242, info1: 1, info2: 2 });
     }
 }

@@ -7,6 +7,7 @@ use crate::npt::Npt;
 use crate::vmcb::{misc1, misc2, Vmcb, VmcbSegment};
 use vmm_core::addr::HostPhys;
 use vmm_core::fetch::decode_at_rip;
+use vmm_core::vcpu::CR4_HIDDEN;
 use vmm_core::exit::VmExit;
 use vmm_core::memory::GuestMemory;
 use vmm_core::nested::{self, FrameAllocator};
@@ -19,6 +20,8 @@ const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;
 const EFER_SVME: u64 = 1 << 12;
 const EFER_LMA: u64 = 1 << 10;
 const V_INTR_MASKING: u64 = 1 << 24;
+/// intercept_cr bits 31:16 are CR0-15 writes (APM Vol 2 15.9).
+const CR4_WRITE_INTERCEPT: u32 = 1 << (16 + 4);
 const V_IRQ: u64 = 1 << 8;
 const V_IGN_TPR: u64 = 1 << 20;
 
@@ -100,6 +103,8 @@ impl ArchBackend for Svm {
         // now on; `Vmcb` is exactly 4 KiB with the hardware layout (vmcb.rs asserts).
         let vmcb = unsafe { &mut *(frames.table(vmcb_pa) as *mut [u64; 512] as *mut Vmcb) };
         let c = &mut vmcb.control;
+        // CR4 writes exit so that the guest cannot set what CPUID hides (OSXSAVE, VMXE, ...).
+        c.intercept_cr = CR4_WRITE_INTERCEPT;
         c.intercept_misc1 = misc1::INTR
             | misc1::NMI
             | misc1::SMI
@@ -266,7 +271,15 @@ impl ArchVcpu for SvmVcpu {
             }
             ControlReg::Cr2 => s.cr2 = v,
             ControlReg::Cr3 => s.cr3 = v,
-            ControlReg::Cr4 => s.cr4 = v,
+            ControlReg::Cr4 => {
+                // Reserved bits, bits for features CPUID hides, and PAE off in long mode
+                // raise #GP (APM Vol 2 3.1.3).
+                const CR4_DEFINED: u64 = 0x0177_7fff;
+                if v & (!CR4_DEFINED | CR4_HIDDEN) != 0 || (s.efer & EFER_LMA != 0 && v & (1 << 5) == 0) {
+                    return Err(Event::gp(0));
+                }
+                s.cr4 = v
+            }
             ControlReg::Cr8 => {
                 if v > 15 {
                     return Err(Event::gp(0));
@@ -352,6 +365,18 @@ impl ArchVcpu for SvmVcpu {
             Event::Interrupt(v) => EVENT_VALID | EVENT_TYPE_INTR | v as u64,
             Event::Nmi => EVENT_VALID | EVENT_TYPE_NMI | 2,
         };
+    }
+
+    fn set_tsc_offset(&mut self, offset: u64) {
+        self.vmcb.control.tsc_offset = offset;
+    }
+
+    fn guest_tpr(&self) -> Option<u8> {
+        Some((self.vmcb.control.v_intr & 0xf) as u8)
+    }
+
+    fn sync_tpr(&mut self, cr8: u8) {
+        self.vmcb.control.v_intr = (self.vmcb.control.v_intr & !0xf) | (cr8 & 0xf) as u64;
     }
 
     fn advance_rip(&mut self, mem: &GuestMemory) -> Result<(), VcpuError> {

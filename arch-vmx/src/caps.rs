@@ -44,6 +44,7 @@ pub struct VmxCaps {
 }
 
 pub mod proc1 {
+    pub const USE_TSC_OFFSETTING: u32 = 1 << 3;
     pub const HLT_EXITING: u32 = 1 << 7;
     pub const MWAIT_EXITING: u32 = 1 << 10;
     pub const RDPMC_EXITING: u32 = 1 << 11;

@@ -26,8 +26,8 @@ const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
 
 /// CR4 bits for features CPUID hides from the guest; setting one raises #GP as on a CPU
-/// without the feature: VMXE, SMXE, PCIDE, OSXSAVE, LA57, PKE, CET.
-const CR4_HIDDEN: u64 = (1 << 13) | (1 << 14) | (1 << 17) | (1 << 18) | (1 << 12) | (1 << 22) | (1 << 23);
+/// without the feature (the core's list).
+use vmm_core::vcpu::CR4_HIDDEN;
 
 /// Primary processor-based control: exit when the guest can take an interrupt.
 const INTERRUPT_WINDOW_EXITING: u64 = 1 << 2;
@@ -183,6 +183,7 @@ impl VmxVcpu {
             | proc1::MWAIT_EXITING
             | proc1::MONITOR_EXITING
             | proc1::RDPMC_EXITING
+            | proc1::USE_TSC_OFFSETTING
             | (1 << 19)
             | (1 << 20)
             | proc1::SECONDARY;
@@ -567,6 +568,10 @@ impl ArchVcpu for VmxVcpu {
             Event::Interrupt(vector) => (INTR_VALID | INTR_TYPE_EXTERNAL | vector as u32, 0),
             Event::Nmi => (INTR_VALID | INTR_TYPE_NMI | 2, 0),
         });
+    }
+
+    fn set_tsc_offset(&mut self, offset: u64) {
+        set(control::TSC_OFFSET_FULL, offset);
     }
 
     fn advance_rip(&mut self, _mem: &GuestMemory) -> Result<(), VcpuError> {

@@ -12,7 +12,7 @@ use crate::mmio::{self, MmioOutcome};
 use crate::platform::mmio::DeviceMemory;
 use crate::platform::PlatformEffect;
 use crate::msr;
-use crate::vcpu::{ArchVcpu, ControlReg, Event, Gpr, SegReg};
+use crate::vcpu::{ArchVcpu, ControlReg, Event, Gpr, SegReg, StateMsr};
 use crate::vm::{GuestEnd, Vm};
 use crate::walk::{self, Access, WalkError};
 
@@ -30,11 +30,15 @@ pub fn run(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> GuestEnd {
         vm.platform.update(now);
         offer_interrupt(vcpu, vm);
         arm_host_timer(vm);
+        vcpu.sync_tpr(vm.platform.lapic.tpr() >> 4);
         let exit = match vcpu.run() {
             Ok(e) => e,
             Err(e) => break GuestEnd::error(format_args!("VM entry failed: {e}")),
         };
         vm.stats.count(exit.kind());
+        if let Some(cr8) = vcpu.guest_tpr() {
+            vm.platform.lapic.set_tpr(cr8 << 4);
+        }
         if let Some(end) = handle_exit(vcpu, vm, exit) {
             break end;
         }
@@ -117,7 +121,7 @@ pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Optio
             let now = vm.now();
             let r = match vm.platform.read_msr(m, now) {
                 Some(r) => r,
-                None => msr::read(vcpu, m, now.tsc),
+                None => msr::read(vcpu, m, now.tsc.wrapping_add(vm.tsc_offset)),
             };
             match r {
                 Ok(v) => {
@@ -132,9 +136,16 @@ pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Optio
             let m = vcpu.gpr(Gpr::Rcx) as u32;
             let v = (vcpu.gpr(Gpr::Rdx) << 32) | (vcpu.gpr(Gpr::Rax) & 0xffff_ffff);
             let now = vm.now();
-            let r = match vm.platform.write_msr(m, v, now) {
-                Some(r) => r,
-                None => msr::write(vcpu, m, v),
+            let r = if m == msr::IA32_TSC {
+                // The guest's TSC becomes `v` now and runs on with the host's.
+                vm.tsc_offset = v.wrapping_sub(now.tsc);
+                vcpu.set_tsc_offset(vm.tsc_offset);
+                Ok(())
+            } else {
+                match vm.platform.write_msr(m, v, now) {
+                    Some(r) => r,
+                    None => msr::write(vcpu, m, v),
+                }
             };
             match r {
                 Ok(()) => advance(vcpu, vm),
@@ -157,6 +168,14 @@ pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Optio
             vcpu.set_gpr(dest, v);
             advance(vcpu, vm)
         }
+        VmExit::CrWriteUndecoded { cr } => match crate::fetch::decode_at_rip(vcpu, &vm.memory) {
+            // MOV CRn, r (0F 22 /r): the source is ModRM.rm.
+            Ok(i) if i.map == crate::decode::Map::Two && i.opcode == 0x22 => {
+                let value = vcpu.gpr(Gpr::from_index(i.rm()).unwrap_or(Gpr::Rax));
+                handle_exit(vcpu, vm, VmExit::CrWrite { cr, value })
+            }
+            _ => Some(GuestEnd::error(format_args!("write of {cr:?} at rip {:#x} by an instruction Janus cannot decode", vcpu.rip()))),
+        },
         VmExit::CrWrite { cr: ControlReg::Cr8, value } => {
             if value > 15 {
                 return inject(vcpu, Event::gp(0));
@@ -175,7 +194,24 @@ pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Optio
         VmExit::Xsetbv => inject(vcpu, Event::UD),
         // No nested virtualization: the instructions fault as on a CPU without VMX/SVM.
         VmExit::VirtInstruction => inject(vcpu, Event::UD),
-        VmExit::TripleFault => Some(GuestEnd::TripleFault),
+        VmExit::TripleFault => {
+            // What an OS developer needs to find the fault: where, and in which mode.
+            let cs = vcpu.segment(SegReg::Cs);
+            vm.say(format_args!(
+                "triple fault at rip {:#x} (cs {:#x} attr {:#x}) rsp {:#x} rflags {:#x} cr0 {:#x} cr2 {:#x} cr3 {:#x} cr4 {:#x} efer {:#x}",
+                vcpu.rip(),
+                cs.selector,
+                cs.attr,
+                vcpu.gpr(Gpr::Rsp),
+                vcpu.rflags(),
+                vcpu.cr(ControlReg::Cr0),
+                vcpu.cr(ControlReg::Cr2),
+                vcpu.cr(ControlReg::Cr3),
+                vcpu.cr(ControlReg::Cr4),
+                vcpu.state_msr(StateMsr::Efer)
+            ));
+            Some(GuestEnd::TripleFault)
+        }
         // A host interrupt (Janus' timer) made the guest exit: take it and go on; the
         // loop then updates the devices and offers their interrupts.
         VmExit::ExternalInterrupt => {

@@ -44,6 +44,9 @@ pub enum VmExit {
     /// A control-register write the core must emulate; `value` is what the guest wrote
     /// (for CLTS and LMSW the backend has already computed the resulting CR0).
     CrWrite { cr: ControlReg, value: u64 },
+    /// A MOV to a control register whose source the hardware did not report (AMD-V
+    /// without decode assists): the core decodes the instruction at RIP.
+    CrWriteUndecoded { cr: ControlReg },
     Xsetbv,
     Invd,
     Wbinvd,
@@ -85,7 +88,7 @@ impl VmExit {
             VmExit::RdMsr | VmExit::WrMsr => ExitKind::Msr,
             VmExit::Hypercall => ExitKind::Hypercall,
             VmExit::Hlt => ExitKind::Hlt,
-            VmExit::CrRead { .. } | VmExit::CrWrite { .. } => ExitKind::Cr,
+            VmExit::CrRead { .. } | VmExit::CrWrite { .. } | VmExit::CrWriteUndecoded { .. } => ExitKind::Cr,
             VmExit::NestedPageFault { .. } => ExitKind::Npf,
             VmExit::Exception { .. } => ExitKind::Exception,
             VmExit::ExternalInterrupt | VmExit::Nmi | VmExit::InterruptWindow => ExitKind::Interrupt,

@@ -5,7 +5,7 @@
 //! address. Janus decodes the instruction at RIP ([`crate::decode`]), performs the
 //! access against the device, writes the result where the instruction would have put it
 //! and moves RIP past it. The forms are the ones drivers use on device memory:
-//! MOV (88/89/8A/8B/C6/C7/A0-A3), MOVZX (0F B6/B7), MOVSX (0F BE/BF), and the string
+//! MOV (88/89/8A/8B/C6/C7/A0-A3), MOVZX (0F B6/B7), MOVSX (0F BE/BF), MOVSXD (63), and the string
 //! forms STOS (AA/AB) and MOVS (A4/A5), one element per exit.
 //! Encodings: Intel SDM Vol 2 (rev. 084) instruction pages; register semantics
 //! (a 32-bit destination zero-extends, 8/16-bit ones merge): SDM Vol 1 3.4.1.1.
@@ -188,6 +188,12 @@ fn execute<B: MmioBus>(
             let v = if i.opcode >= 0xbe { sign_extend(v, src) } else { v };
             set_reg(vcpu, i.reg(), i.op_size, rex, v & mask(i.op_size));
         }
+        // MOVSXD r, r/m32 (64-bit mode; ARPL elsewhere, which never touches device memory).
+        (Map::One, 0x63) => {
+            let v = dev_read(bus, 4)?;
+            let v = if i.op_size == 8 { sign_extend(v, 4) } else { v };
+            set_reg(vcpu, i.reg(), i.op_size, rex, v);
+        }
         // STOS, MOVS: one element per exit.
         (Map::One, 0xaa | 0xab | 0xa4 | 0xa5) => {
             return string_op(vcpu, mem, bus, i);
@@ -357,7 +363,11 @@ mod tests {
         let (mut v, mut mem) = setup(&[0x48, 0x0f, 0xbf, 0x10], true);
         emulate(&mut v, &mut mem, GuestPhys(DEV), &mut d).unwrap();
         assert_eq!(v.reg(Gpr::Rdx), 0xffff_ffff_ffff_eef0);
-        assert_eq!(d.reads, [(0, 1), (0, 2)]);
+        // movsxd rbx, dword [rax]  (48 63 18)
+        let (mut v, mut mem) = setup(&[0x48, 0x63, 0x18], true);
+        emulate(&mut v, &mut mem, GuestPhys(DEV), &mut d).unwrap();
+        assert_eq!(v.reg(Gpr::Rbx), 0xffff_ffff_ccdd_eef0);
+        assert_eq!(d.reads, [(0, 1), (0, 2), (0, 4)]);
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub struct MockVcpu {
     /// Length of every exiting instruction.
     pub insn_len: u64,
     pub window: bool,
+    pub tsc_offset: u64,
 }
 
 impl MockVcpu {
@@ -50,6 +51,7 @@ impl MockVcpu {
             exits: exits.iter().copied().collect(),
             insn_len: 2,
             window: false,
+            tsc_offset: 0,
         }
     }
     pub fn reg(&self, r: Gpr) -> u64 {
@@ -106,6 +108,7 @@ impl ArchVcpu for MockVcpu {
     fn inject(&mut self, ev: Event) { self.injected.push(ev) }
     fn interrupts_open(&self) -> bool { self.rflags & (1 << 9) != 0 }
     fn request_interrupt_window(&mut self, on: bool) { self.window = on }
+    fn set_tsc_offset(&mut self, offset: u64) { self.tsc_offset = offset }
     fn advance_rip(&mut self, _mem: &GuestMemory) -> Result<(), VcpuError> {
         self.rip += self.insn_len;
         Ok(())

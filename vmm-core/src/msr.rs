@@ -91,8 +91,6 @@ pub fn write(vcpu: &mut impl ArchVcpu, msr: u32, v: u64) -> Result<(), Event> {
             Err(Event::gp(0))
         }
         Some(m) => vcpu.set_state_msr(m, v),
-        // The TSC keeps running as the host's; writes are ignored for now (no offsetting yet).
-        None if msr == IA32_TSC => Ok(()),
         None => Err(Event::gp(0)),
     }
 }

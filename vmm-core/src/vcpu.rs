@@ -97,6 +97,10 @@ impl fmt::Display for VcpuError {
     }
 }
 
+/// CR4 bits a guest may not set because CPUID hides what they enable (VMXE, SMXE, PCIDE,
+/// OSXSAVE, LA57, PKE, CET): writing them raises #GP, as on a CPU without the feature.
+pub const CR4_HIDDEN: u64 = (1 << 13) | (1 << 14) | (1 << 17) | (1 << 18) | (1 << 12) | (1 << 22) | (1 << 23);
+
 /// The guest state a vCPU starts in (the loader fills it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StartMode {
@@ -155,6 +159,20 @@ pub trait ArchVcpu {
     /// where it ends (VMX: the exit's instruction length; SVM: nRIP, the IOIO exit's
     /// next RIP, or decoding the instruction in `mem`).
     fn advance_rip(&mut self, mem: &GuestMemory) -> Result<(), VcpuError>;
+
+    /// Makes the guest's TSC read `host TSC + offset` (wrapping), for a guest write of
+    /// IA32_TSC.
+    fn set_tsc_offset(&mut self, offset: u64);
+
+    /// The task priority the guest set with MOV to CR8 without an exit (AMD-V keeps it
+    /// in V_TPR), or `None` where CR8 accesses always exit (VT-x here).
+    fn guest_tpr(&self) -> Option<u8> {
+        None
+    }
+
+    /// Tells the backend the local APIC's task priority (CR8 value, 0-15) for guests
+    /// that read CR8 without an exit.
+    fn sync_tpr(&mut self, _cr8: u8) {}
 
     /// The guest's paging registers, for walking its page tables.
     fn paging(&self) -> PagingState {

@@ -85,6 +85,8 @@ pub struct Vm {
     pub platform: Platform,
     /// The host timer deadline currently armed (guest ns), to avoid re-arming it.
     pub armed: Option<u64>,
+    /// Guest TSC minus host TSC (set by guest writes of IA32_TSC).
+    pub tsc_offset: u64,
     pub stats: ExitStats,
     pub host: HostHooks,
     line: ArrayVec<u8, LINE>,
@@ -99,7 +101,7 @@ impl Vm {
             }
         }
         let platform = Platform::new(memory.size(), (host.tsc_hz)(), RTC_EPOCH);
-        Vm { name: n, memory, platform, armed: None, stats: ExitStats::default(), host, line: ArrayVec::new() }
+        Vm { name: n, memory, platform, armed: None, tsc_offset: 0, stats: ExitStats::default(), host, line: ArrayVec::new() }
     }
 
     /// Guest time now.
