@@ -50,6 +50,27 @@ impl Suite {
         ok
     }
 
+    /// Like [`Suite::check`], but a passing check prints `check NAME: ok (NOTE)`: for
+    /// checks whose outcome depends on a CPUID bit, to say which way it went.
+    pub fn check_note(
+        &mut self,
+        name: &str,
+        ok: bool,
+        note: fmt::Arguments,
+        detail: fmt::Arguments,
+    ) -> bool {
+        self.total += 1;
+        TOTAL.store(self.total, Ordering::Relaxed);
+        if ok {
+            println!("check {}: ok ({})", name, note);
+        } else {
+            self.failed += 1;
+            FAILED.store(self.failed, Ordering::Relaxed);
+            println!("check {}: FAIL ({})", name, detail);
+        }
+        ok
+    }
+
     /// Checks run so far.
     pub fn total(&self) -> u32 {
         self.total
