@@ -100,12 +100,18 @@ pub struct Outcome {
     pub output_file: PathBuf,
 }
 
-/// Boots `iso` with CPU `model`; the serial log goes to `log`. With `stream`, the log is
-/// copied to stdout as it grows.
+/// Machine memory (MiB) when nothing asks for more: enough for Janus and the test guests.
+pub const DEFAULT_MEMORY_MIB: u32 = 256;
+
+/// Boots `iso` with CPU `model` and `memory_mib` of RAM; the serial log goes to `log` (its
+/// file stem also names the Bochs configuration files, so parallel runs need distinct
+/// logs). With `stream`, the log is copied to stdout as it grows.
+#[allow(clippy::too_many_arguments)]
 pub fn boot(
     root: &Path,
     emulator: Emulator,
     model: &str,
+    memory_mib: u32,
     iso: &Path,
     log: &Path,
     timeout: Duration,
@@ -122,8 +128,8 @@ pub fn boot(
     let iso = absolute(iso);
     let log_abs = absolute(log);
     let mut cmd = match emulator {
-        Emulator::Qemu => qemu_command(model, &iso, &log_abs),
-        Emulator::Bochs => bochs_command(root, model, &iso, &log_abs, timeout)?,
+        Emulator::Qemu => qemu_command(model, memory_mib, &iso, &log_abs),
+        Emulator::Bochs => bochs_command(root, model, memory_mib, &iso, &log_abs, timeout)?,
     };
     cmd.stdin(Stdio::null()).stdout(output).stderr(output_err);
     // Bochs runs under `timeout -k 10`; give that a chance before killing it ourselves.
@@ -191,13 +197,13 @@ fn supervise(
     Ok((status, timed_out, seconds))
 }
 
-fn absolute(p: &Path) -> PathBuf {
+pub fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-fn qemu_command(model: &str, iso: &Path, log: &Path) -> Command {
+pub fn qemu_command(model: &str, memory_mib: u32, iso: &Path, log: &Path) -> Command {
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-machine", "pc", "-accel", "tcg", "-cpu", model, "-m", "256", "-display", "none"])
+    cmd.args(["-machine", "pc", "-accel", "tcg", "-cpu", model, "-m", &memory_mib.to_string(), "-display", "none"])
         .arg("-serial")
         .arg(format!("file:{}", log.display()))
         .args(["-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-cdrom"])
@@ -206,10 +212,10 @@ fn qemu_command(model: &str, iso: &Path, log: &Path) -> Command {
 }
 
 /// The Bochs configuration for one run (see /work/shared/testbench.md).
-pub fn bxrc(model: &str, iso: &Path, serial: &Path, bochs_log: &Path) -> String {
+pub fn bxrc(model: &str, memory_mib: u32, iso: &Path, serial: &Path, bochs_log: &Path) -> String {
     format!(
         "\
-memory: guest=256, host=256
+memory: guest={memory_mib}, host={memory_mib}
 romimage: file=/usr/share/bochs/BIOS-bochs-latest
 vgaromimage: file=/usr/share/vgabios/vgabios.bin
 cpu: model={model}, count=1, ips=4000000, reset_on_triple_fault=0
@@ -234,14 +240,22 @@ mouse: enabled=0
     )
 }
 
-fn bochs_command(root: &Path, model: &str, iso: &Path, log: &Path, timeout: Duration) -> Result<Command, String> {
+fn bochs_command(
+    root: &Path,
+    model: &str,
+    memory_mib: u32,
+    iso: &Path,
+    log: &Path,
+    timeout: Duration,
+) -> Result<Command, String> {
     let dir = root.join("build/bochs");
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let name = sanitize(model);
+    // Named after the log, which is unique per run (two rows may share a model).
+    let name = log.file_stem().map(|s| sanitize(&s.to_string_lossy())).unwrap_or_else(|| sanitize(model));
     let rc = dir.join(format!("{name}.bxrc"));
     let bochs_log = absolute(&dir.join(format!("{name}.bochs.log")));
-    std::fs::write(&rc, bxrc(model, iso, log, &bochs_log)).map_err(|e| format!("cannot write {}: {e}", rc.display()))?;
-    // One per model: parallel runs must not rewrite a file another Bochs is reading.
+    std::fs::write(&rc, bxrc(model, memory_mib, iso, log, &bochs_log)).map_err(|e| format!("cannot write {}: {e}", rc.display()))?;
+    // One per run: parallel runs must not rewrite a file another Bochs is reading.
     let cont = dir.join(format!("{name}.cont.rc"));
     std::fs::write(&cont, "c\n").map_err(|e| format!("cannot write {}: {e}", cont.display()))?;
     let mut cmd = Command::new("timeout");
@@ -257,7 +271,7 @@ fn bochs_command(root: &Path, model: &str, iso: &Path, log: &Path, timeout: Dura
 }
 
 /// SIGKILLs the child's whole process group (it was started as the group's leader).
-fn kill_group(child: &mut Child) {
+pub fn kill_group(child: &mut Child) {
     let pgid = child.id();
     let killed = Command::new("kill")
         .args(["-KILL", "--", &format!("-{pgid}")])
@@ -318,7 +332,7 @@ mod tests {
 
     #[test]
     fn bxrc_has_the_essentials() {
-        let rc = bxrc("ryzen", Path::new("/b/m.iso"), Path::new("/b/logs/ryzen.log"), Path::new("/b/r.log"));
+        let rc = bxrc("ryzen", 256, Path::new("/b/m.iso"), Path::new("/b/logs/ryzen.log"), Path::new("/b/r.log"));
         for line in [
             "cpu: model=ryzen, count=1, ips=4000000, reset_on_triple_fault=0",
             "ata0-master: type=cdrom, path=/b/m.iso, status=inserted",
@@ -330,6 +344,8 @@ mod tests {
         ] {
             assert!(rc.lines().any(|l| l == line), "missing `{line}`");
         }
+        let rc = bxrc("corei7_skylake_x", 512, Path::new("/b/l.iso"), Path::new("/b/s.log"), Path::new("/b/r.log"));
+        assert!(rc.lines().any(|l| l == "memory: guest=512, host=512"));
     }
     #[test]
     fn timeout_kills_the_group() {

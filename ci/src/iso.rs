@@ -65,8 +65,15 @@ impl GuestSpec {
         Ok(GuestSpec { file, keys })
     }
 
-    pub fn name(&self) -> &str {
-        &self.keys[0].1
+    /// A spec with exactly these keys, in this order; unlike [`GuestSpec::parse`] no
+    /// `name` is added (an `initrd-of=` module has none).
+    pub fn with_keys(file: PathBuf, keys: &[(&str, &str)]) -> GuestSpec {
+        GuestSpec { file, keys: keys.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+    }
+
+    /// The guest's `name=`; None for a module that is not a guest (an initrd).
+    pub fn name(&self) -> Option<&str> {
+        self.keys.iter().find(|(k, _)| k == "name").map(|(_, v)| v.as_str())
     }
 
     /// A file name that does not exist but names a built-in guest (`smoke`, `hello`, any
@@ -154,8 +161,10 @@ pub fn make(root: &Path, janus: &Path, guests: &[GuestSpec], out: &Path) -> Resu
     }
     std::fs::copy(janus, dir.join("boot/janus.elf")).map_err(|e| io("cannot copy", janus, e))?;
     for (i, g) in guests.iter().enumerate() {
-        if guests[..i].iter().any(|o| o.name() == g.name()) {
-            return Err(format!("two guests are named {}", g.name()));
+        if let Some(name) = g.name() {
+            if guests[..i].iter().any(|o| o.name() == Some(name)) {
+                return Err(format!("two guests are named {name}"));
+            }
         }
     }
     let mut seen: Vec<(String, PathBuf)> = Vec::new();
@@ -197,14 +206,14 @@ mod tests {
     #[test]
     fn name_defaults_to_stem() {
         let g = GuestSpec::parse("out/my-kernel.elf").unwrap();
-        assert_eq!(g.name(), "my-kernel");
+        assert_eq!(g.name(), Some("my-kernel"));
         assert_eq!(g.module_line(), "module2 /guests/my-kernel.elf name=my-kernel");
     }
 
     #[test]
     fn keys_pass_through_and_quote() {
         let g = GuestSpec::parse("k.elf:mem=32M,name=foo,cmdline=a b,c").unwrap();
-        assert_eq!(g.name(), "foo");
+        assert_eq!(g.name(), Some("foo"));
         assert_eq!(g.module_line(), "module2 /guests/k.elf name=foo mem=32M cmdline=\"a b,c\"");
         let g = GuestSpec::parse("k.elf:cmdline=say \"hi\"").unwrap();
         assert_eq!(g.module_line(), "module2 /guests/k.elf name=k cmdline=\"say \\\"hi\\\"\"");

@@ -22,6 +22,17 @@ pub struct Summary {
     pub guest: String,
     pub status: String,
     pub exits: u64,
+    /// The exits by reason, from the parenthesized part: (io, 30), (cpuid, 5), ...
+    pub reasons: Vec<(String, u64)>,
+}
+
+impl Summary {
+    /// `exits=40 (io=30 cpuid=5 ...)`, reasons with 0 left out.
+    pub fn exits_text(&self) -> String {
+        let nonzero: Vec<String> =
+            self.reasons.iter().filter(|(_, n)| *n > 0).map(|(k, n)| format!("{k}={n}")).collect();
+        format!("exits={} ({})", self.exits, nonzero.join(" "))
+    }
 }
 
 /// A `[NAME] SUITE: PASS (N checks)` line.
@@ -47,6 +58,9 @@ pub struct Report {
     pub suites: Vec<Suite>,
     /// Guest lines that report a failure (`[NAME] ...: FAIL...`), whole.
     pub failures: Vec<String>,
+    /// (guest, text from the marker on) of guest lines containing `JANUS-LINUX-` (the
+    /// Linux guest's markers: `JANUS-LINUX-MARKER: ...`, `JANUS-LINUX-DONE`).
+    pub markers: Vec<(String, String)>,
     /// (guests, failed) from `janus: done: G guests, F failed`.
     pub done: Option<(u64, u64)>,
     /// `janus: PANIC: ...` or `janus: EXCEPTION ...`, the first one.
@@ -69,6 +83,15 @@ impl Report {
 
     pub fn ended(&self, guest: &str) -> Option<&str> {
         self.ended.iter().find(|(g, _)| g == guest).map(|(_, e)| e.as_str())
+    }
+
+    pub fn summary(&self, guest: &str) -> Option<&Summary> {
+        self.summaries.iter().find(|s| s.guest == guest)
+    }
+
+    /// Whether guest `guest` printed a line starting with `marker`.
+    pub fn has_marker(&self, guest: &str, marker: &str) -> bool {
+        self.markers.iter().any(|(g, t)| g == guest && t.starts_with(marker))
     }
 }
 
@@ -164,12 +187,17 @@ fn janus_line(r: &mut Report, text: &str) {
         r.panic.get_or_insert_with(|| text.to_string());
     } else if let Some(rest) = text.strip_prefix("summary: ") {
         let guest = rest.split_whitespace().next().unwrap_or("").to_string();
-        let kv = key_values(rest);
+        let (head, reasons) = match rest.split_once('(') {
+            Some((h, tail)) => (h, tail.split(')').next().unwrap_or("")),
+            None => (rest, ""),
+        };
+        let kv = key_values(head);
         let get = |k: &str| kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
         r.summaries.push(Summary {
             guest,
             status: get("status").unwrap_or_default(),
             exits: get("exits").and_then(|v| v.parse().ok()).unwrap_or(0),
+            reasons: key_values(reasons).into_iter().filter_map(|(k, v)| Some((k, v.parse().ok()?))).collect(),
         });
     } else if let Some(rest) = text.strip_prefix("done: ") {
         // "G guests, F failed"
@@ -187,6 +215,11 @@ fn janus_line(r: &mut Report, text: &str) {
 }
 
 fn guest_line(r: &mut Report, guest: &str, text: &str, whole: &str) {
+    // Anywhere in the line: a kernel message may share the line with the echo.
+    if let Some(i) = text.find("JANUS-LINUX-") {
+        r.markers.push((guest.to_string(), text[i..].to_string()));
+        return;
+    }
     // `SUITE: PASS (N checks)`
     if let Some((suite, verdict)) = text.rsplit_once(": ") {
         if let Some(n) = verdict.strip_prefix("PASS (").and_then(|v| v.strip_suffix(" checks)").or(v.strip_suffix(" check)"))) {
@@ -209,14 +242,46 @@ pub enum Expectation {
         backend: &'static str,
         /// Features the cpu line must show with these values.
         features: &'static [(&'static str, &'static str)],
-        /// Guests that must end with exit status 0.
-        guests: &'static [&'static str],
+        /// Guests that must end with exit status 0; the done line must count them all.
+        guests: Vec<String>,
         /// (guest, suite) pairs that must print `PASS (N checks)`.
-        suites: &'static [(&'static str, &'static str)],
+        suites: Vec<(String, String)>,
     },
     Refused {
         reason_contains: &'static str,
     },
+    /// A Linux guest that must reach userspace: `[GUEST] JANUS-LINUX-MARKER...`, then
+    /// `[GUEST] JANUS-LINUX-DONE`, then `janus: guest GUEST ended: ...` (any end: the
+    /// guest reboots, which Janus reports as a reset).
+    Linux {
+        guest: &'static str,
+    },
+}
+
+/// Suites that run as guests of their own name: `[NAME] NAME: PASS (N checks)` and
+/// `janus: guest NAME ended: exit status 0`.
+pub fn own_suites(names: &[String]) -> Vec<(String, String)> {
+    names.iter().map(|n| (n.clone(), n.clone())).collect()
+}
+
+/// Each expected suite and how it went: Ok(checks), or Err(short reason).
+pub fn suite_status(expect: &Expectation, r: &Report) -> Vec<(String, Result<u64, String>)> {
+    let Expectation::Pass { suites, .. } = expect else { return Vec::new() };
+    suites
+        .iter()
+        .map(|(g, s)| {
+            let pass = r.suites.iter().find(|x| x.guest == *g && x.suite == *s);
+            let status = match (pass, r.ended(g)) {
+                (Some(p), Some("exit status 0")) => Ok(p.checks),
+                (_, Some(other)) if other != "exit status 0" => Err(format!("ended: {other}")),
+                _ if r.not_started.iter().any(|(n, _)| n == g) => Err("not started".into()),
+                _ if r.failures.iter().any(|f| f.starts_with(&format!("[{g}] "))) => Err("FAIL".into()),
+                (_, Some(_)) => Err("no PASS line".into()),
+                (_, None) => Err("did not end".into()),
+            };
+            (s.clone(), status)
+        })
+        .collect()
 }
 
 fn shorten(s: &str) -> String {
@@ -268,14 +333,14 @@ pub fn judge(expect: &Expectation, r: &Report) -> Result<(), String> {
             if let Some((g, why)) = r.not_started.first() {
                 return Err(shorten(&format!("guest {g} not started: {why}")));
             }
-            for g in *guests {
+            for g in guests {
                 match r.ended(g) {
                     Some("exit status 0") => {}
                     Some(other) => return Err(shorten(&format!("guest {g} ended: {other}"))),
                     None => return Err(stopped(&format!("guest {g} did not end"), r)),
                 }
             }
-            for (g, s) in *suites {
+            for (g, s) in suites {
                 if !r.suites.iter().any(|x| x.guest == *g && x.suite == *s) {
                     return Err(format!("no \"[{g}] {s}: PASS\" line"));
                 }
@@ -285,6 +350,24 @@ pub fn judge(expect: &Expectation, r: &Report) -> Result<(), String> {
                 Some(l) if l == want_done => Ok(()),
                 Some(l) if r.done.is_some() => Err(shorten(&format!("last Janus line: {}", &l["janus: ".len()..]))),
                 _ => Err(stopped("no done line", r)),
+            }
+        }
+        Expectation::Linux { guest } => {
+            if let Some(reason) = &r.refused {
+                return Err(shorten(&format!("refused: {reason}")));
+            }
+            if let Some((_, why)) = r.not_started.iter().find(|(g, _)| g == guest) {
+                return Err(shorten(&format!("guest {guest}: not started: {why}")));
+            }
+            let marker = r.has_marker(guest, crate::linux::MARKER);
+            let done = r.has_marker(guest, crate::linux::DONE);
+            match (marker, done, r.ended(guest)) {
+                (true, true, Some(_)) => Ok(()),
+                (true, true, None) => Err(stopped(&format!("guest {guest} did not end after {}", crate::linux::DONE), r)),
+                (true, false, Some(end)) => Err(shorten(&format!("no {}; guest {guest} ended: {end}", crate::linux::DONE))),
+                (true, false, None) => Err(stopped(&format!("no {}", crate::linux::DONE), r)),
+                (false, _, Some(end)) => Err(shorten(&format!("no userspace marker; guest {guest} ended: {end}"))),
+                (false, _, None) => Err(stopped("no userspace marker", r)),
             }
         }
     }
@@ -302,20 +385,28 @@ fn stopped(what: &str, r: &Report) -> String {
 mod tests {
     use super::*;
 
-    const AMD: Expectation = Expectation::Pass {
-        vendor: "AMD",
-        backend: "svm",
-        features: &[("npt", "yes"), ("nrip", "no")],
-        guests: &["smoke", "hello"],
-        suites: &[("smoke", "smoke")],
-    };
-    const INTEL: Expectation = Expectation::Pass {
-        vendor: "Intel",
-        backend: "vmx",
-        features: &[("ept", "yes"), ("unrestricted", "yes")],
-        guests: &["smoke", "hello"],
-        suites: &[("smoke", "smoke")],
-    };
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn amd() -> Expectation {
+        Expectation::Pass {
+            vendor: "AMD",
+            backend: "svm",
+            features: &[("npt", "yes"), ("nrip", "no")],
+            guests: names(&["smoke", "hello"]),
+            suites: own_suites(&names(&["smoke"])),
+        }
+    }
+    fn intel() -> Expectation {
+        Expectation::Pass {
+            vendor: "Intel",
+            backend: "vmx",
+            features: &[("ept", "yes"), ("unrestricted", "yes")],
+            guests: names(&["smoke", "hello"]),
+            suites: own_suites(&names(&["smoke"])),
+        }
+    }
     const NO_NPT: Expectation = Expectation::Refused { reason_contains: "nested paging" };
 
     /// GRUB's screen noise, then a passing AMD run.
@@ -355,15 +446,15 @@ janus: refused: AMD-V without nested paging (NPT)\n";
         assert_eq!(r.checks(), 12);
         assert_eq!(r.exits(), 65);
         assert_eq!(r.done, Some((2, 0)));
-        assert_eq!(judge(&AMD, &r), Ok(()));
+        assert_eq!(judge(&amd(), &r), Ok(()));
         // The same log fails an Intel expectation and one with different features.
-        assert!(judge(&INTEL, &r).unwrap_err().contains("want Intel vmx"));
+        assert!(judge(&intel(), &r).unwrap_err().contains("want Intel vmx"));
         let nrip = Expectation::Pass {
             vendor: "AMD",
             backend: "svm",
             features: &[("npt", "yes"), ("nrip", "yes")],
-            guests: &["smoke", "hello"],
-            suites: &[],
+            guests: names(&["smoke", "hello"]),
+            suites: vec![],
         };
         assert_eq!(judge(&nrip, &r), Err("cpu nrip=no, want nrip=yes".into()));
     }
@@ -371,10 +462,10 @@ janus: refused: AMD-V without nested paging (NPT)\n";
     #[test]
     fn intel_pass() {
         let r = parse(INTEL_PASS);
-        assert_eq!(judge(&INTEL, &r), Ok(()));
+        assert_eq!(judge(&intel(), &r), Ok(()));
         assert_eq!(r.checks(), 9);
         assert_eq!(r.exits(), 10);
-        assert!(judge(&AMD, &r).is_err());
+        assert!(judge(&amd(), &r).is_err());
     }
 
     #[test]
@@ -391,7 +482,7 @@ janus: refused: AMD-V without nested paging (NPT)\n";
     #[test]
     fn refusal_where_pass_expected() {
         let r = parse(REFUSED);
-        assert_eq!(judge(&AMD, &r), Err("refused: AMD-V without nested paging (NPT)".into()));
+        assert_eq!(judge(&amd(), &r), Err("refused: AMD-V without nested paging (NPT)".into()));
     }
 
     #[test]
@@ -399,11 +490,11 @@ janus: refused: AMD-V without nested paging (NPT)\n";
         let log = AMD_PASS.split("[hello]").next().unwrap();
         let r = parse(log);
         assert_eq!(r.done, None);
-        let err = judge(&AMD, &r).unwrap_err();
+        let err = judge(&amd(), &r).unwrap_err();
         assert!(err.starts_with("guest hello did not end"), "{err}");
         assert!(err.contains("stopped after: janus: guest smoke ended: exit status 0"), "{err}");
         // Only GRUB's screen: no Janus at all.
-        let err = judge(&AMD, &parse("\x1b[2JGRUB loading.\r\nWelcome to GRUB!\r\n")).unwrap_err();
+        let err = judge(&amd(), &parse("\x1b[2JGRUB loading.\r\nWelcome to GRUB!\r\n")).unwrap_err();
         assert!(err.starts_with("no output from Janus"), "{err}");
         assert!(err.contains("Welcome to GRUB!"), "{err}");
     }
@@ -417,13 +508,13 @@ janus: refused: AMD-V without nested paging (NPT)\n";
             .replace("2 guests, 0 failed", "2 guests, 1 failed");
         let r = parse(&log);
         assert_eq!(r.failures.len(), 2);
-        assert_eq!(judge(&AMD, &r), Err("[smoke] check cpuid leaf 1: FAIL (got 0, want 1)".into()));
+        assert_eq!(judge(&amd(), &r), Err("[smoke] check cpuid leaf 1: FAIL (got 0, want 1)".into()));
         // A failed guest without a FAIL line is caught by its end.
         let log = AMD_PASS.replace("hello ended: exit status 0", "hello ended: triple fault");
-        assert_eq!(judge(&AMD, &parse(&log)), Err("guest hello ended: triple fault".into()));
+        assert_eq!(judge(&amd(), &parse(&log)), Err("guest hello ended: triple fault".into()));
         // A missing suite verdict.
         let log = AMD_PASS.replace("[smoke] smoke: PASS (12 checks)\r\n", "");
-        assert_eq!(judge(&AMD, &parse(&log)), Err("no \"[smoke] smoke: PASS\" line".into()));
+        assert_eq!(judge(&amd(), &parse(&log)), Err("no \"[smoke] smoke: PASS\" line".into()));
     }
 
     #[test]
@@ -434,7 +525,7 @@ janus: refused: AMD-V without nested paging (NPT)\n";
         );
         let r = parse(&log);
         assert_eq!(r.panic.as_deref(), Some("PANIC: at boot/src/run.rs:42: VMRUN failed"));
-        assert_eq!(judge(&AMD, &r), Err("PANIC: at boot/src/run.rs:42: VMRUN failed".into()));
+        assert_eq!(judge(&amd(), &r), Err("PANIC: at boot/src/run.rs:42: VMRUN failed".into()));
         let r = parse(&format!("{REFUSED}janus: EXCEPTION #GP at 0x1234\n"));
         assert!(judge(&NO_NPT, &r).unwrap_err().starts_with("EXCEPTION"));
     }
@@ -442,9 +533,102 @@ janus: refused: AMD-V without nested paging (NPT)\n";
     #[test]
     fn done_must_be_last_and_clean() {
         let r = parse(&AMD_PASS.replace("2 guests, 0 failed", "2 guests, 1 failed"));
-        assert_eq!(judge(&AMD, &r), Err("last Janus line: done: 2 guests, 1 failed".into()));
+        assert_eq!(judge(&amd(), &r), Err("last Janus line: done: 2 guests, 1 failed".into()));
         let r = parse(&format!("{AMD_PASS}janus: guest smoke ended: error: late\n"));
-        assert!(judge(&AMD, &r).is_err());
+        assert!(judge(&amd(), &r).is_err());
+    }
+
+    #[test]
+    fn summary_reasons() {
+        let r = parse(AMD_PASS);
+        let s = r.summary("smoke").unwrap();
+        assert_eq!(s.exits, 40);
+        assert_eq!(s.reasons[0], ("io".to_string(), 30));
+        assert_eq!(s.reasons.len(), 8);
+        assert_eq!(s.exits_text(), "exits=40 (io=30 cpuid=5 hypercall=5)");
+    }
+
+    /// Every suite as a guest of its own: all must pass and end, the done line counts all.
+    #[test]
+    fn many_suites() {
+        let all = names(&["smoke", "pic", "pit"]);
+        let expect = Expectation::Pass {
+            vendor: "AMD",
+            backend: "svm",
+            features: &[],
+            guests: names(&["smoke", "pic", "pit", "hello"]),
+            suites: own_suites(&all),
+        };
+        let good = "janus: cpu: vendor=AMD backend=svm npt=yes nrip=no\n\
+[smoke] smoke: PASS (28 checks)\njanus: guest smoke ended: exit status 0\n\
+[pic] pic: PASS (7 checks)\njanus: guest pic ended: exit status 0\n\
+[pit] pit: PASS (1 check)\njanus: guest pit ended: exit status 0\n\
+janus: guest hello ended: exit status 0\njanus: done: 4 guests, 0 failed\n";
+        let r = parse(good);
+        assert_eq!(judge(&expect, &r), Ok(()));
+        assert_eq!(r.checks(), 36);
+        let st = suite_status(&expect, &r);
+        assert_eq!(st, vec![("smoke".into(), Ok(28)), ("pic".into(), Ok(7)), ("pit".into(), Ok(1))]);
+        // The done line must count every guest.
+        let r = parse(&good.replace("4 guests", "3 guests"));
+        assert_eq!(judge(&expect, &r), Err("last Janus line: done: 3 guests, 0 failed".into()));
+        // A suite that prints PASS for another suite's name does not count.
+        let r = parse(&good.replace("[pic] pic: PASS", "[pic] pit: PASS"));
+        assert_eq!(judge(&expect, &r), Err("no \"[pic] pic: PASS\" line".into()));
+        assert_eq!(suite_status(&expect, &r)[1], ("pic".into(), Err("no PASS line".into())));
+        // Failures by suite.
+        let bad = good
+            .replace("[pic] pic: PASS (7 checks)", "[pic] pic: FAIL (1 of 7 checks failed)")
+            .replace("pic ended: exit status 0", "pic ended: exit status 1")
+            .replace("pit ended: exit status 0", "pit ended: triple fault");
+        let r = parse(&bad);
+        assert_eq!(judge(&expect, &r), Err("[pic] pic: FAIL (1 of 7 checks failed)".into()));
+        let st = suite_status(&expect, &r);
+        assert_eq!(st[1].1, Err("ended: exit status 1".into()));
+        assert_eq!(st[2].1, Err("ended: triple fault".into()));
+        let r = parse(good.split("[pit]").next().unwrap());
+        assert_eq!(suite_status(&expect, &r)[2].1, Err("did not end".into()));
+        let r = parse(&format!("janus: guest pit: not started: mem=1 KiB is too little\n{good}"));
+        assert!(judge(&expect, &r).unwrap_err().starts_with("guest pit not started"));
+    }
+
+    #[test]
+    fn linux_expectation() {
+        let linux = Expectation::Linux { guest: "linux" };
+        let booted = "janus: Janus 0.1.0 (multiboot2)\njanus: cpu: vendor=AMD backend=svm npt=yes nrip=no\n\
+janus: guest linux: loaded Linux, entry 0x1000000, memory 256 MiB\n[linux] [    0.000000] Linux version 6.1.0\n\
+[linux] JANUS-LINUX-MARKER: userspace reached\n[linux] flags\t\t: fpu vme de\n\
+[linux]            CPU0\n[linux] JANUS-LINUX-DONE\n[linux] [    9.1] reboot: Restarting system\n\
+janus: guest linux ended: reset\n\
+janus: summary: linux status=reset exits=12345 (io=12000 cpuid=300 msr=45 hlt=0)\n\
+janus: done: 1 guests, 0 failed\n";
+        let r = parse(booted);
+        assert!(r.has_marker("linux", "JANUS-LINUX-MARKER"));
+        assert_eq!(judge(&linux, &r), Ok(()));
+        assert_eq!(r.ended("linux"), Some("reset"));
+        assert_eq!(r.summary("linux").unwrap().exits_text(), "exits=12345 (io=12000 cpuid=300 msr=45)");
+        // Today's Janus.
+        let r = parse(
+            "janus: Janus 0.1.0 (multiboot2)\njanus: guest linux: not started: Linux guests are not supported yet\n\
+             janus: guest initramfs: not started: initrd for 'linux': Linux guests are not supported yet\n\
+             janus: done: 0 guests, 2 failed\n",
+        );
+        assert_eq!(judge(&linux, &r), Err("guest linux: not started: Linux guests are not supported yet".into()));
+        // Stuck in the kernel; userspace but no end; an end without userspace.
+        let r = parse(booted.split("[linux] JANUS-LINUX-MARKER").next().unwrap());
+        assert!(judge(&linux, &r).unwrap_err().starts_with("no userspace marker; stopped after: [linux] [    0.000000]"));
+        let r = parse(booted.split("[linux] JANUS-LINUX-DONE").next().unwrap());
+        assert!(judge(&linux, &r).unwrap_err().starts_with("no JANUS-LINUX-DONE; stopped after"));
+        let r = parse(&booted.replace("JANUS-LINUX-DONE", "x"));
+        assert_eq!(judge(&linux, &r), Err("no JANUS-LINUX-DONE; guest linux ended: reset".into()));
+        let r = parse("janus: Janus 0.1.0\n[linux] oops\njanus: guest linux ended: triple fault\n");
+        assert_eq!(judge(&linux, &r), Err("no userspace marker; guest linux ended: triple fault".into()));
+        // A marker behind a kernel message on the same line counts.
+        let r = parse(&booted.replace("[linux] JANUS-LINUX-DONE", "[linux] [    9.0] random: crng initJANUS-LINUX-DONE"));
+        assert_eq!(judge(&linux, &r), Ok(()));
+        // A marker from another guest does not count.
+        let r = parse(&booted.replace("[linux] JANUS-LINUX-MARKER", "[other] JANUS-LINUX-MARKER"));
+        assert!(judge(&linux, &r).is_err());
     }
 
     #[test]

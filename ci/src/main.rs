@@ -1,13 +1,15 @@
 //! `cargo janus`: build Janus and its test guests, boot them in emulated CPUs, judge the
 //! serial console (see docs/console.md).
 //!
-//! This file holds the command line (hand-parsed) and the three commands `run`, `iso`
-//! and `test`. The work itself lives in the modules below.
+//! This file holds the command line (hand-parsed) and the commands `run`, `iso` and
+//! `test`; `bench` lives in bench.rs. The work itself lives in the modules below.
 
+mod bench;
 mod build;
 mod emulator;
 mod iso;
 mod judge;
+mod linux;
 mod matrix;
 mod setup;
 mod table;
@@ -23,9 +25,9 @@ const USAGE: &str = "\
 cargo janus: build, boot and test Janus in emulated CPUs
 
 USAGE:
-    cargo janus run  [--cpu MODEL] [--guest FILE[:KEY=VALUE,...]]... [--timeout SECS]
-    cargo janus iso  [--guest FILE[:KEY=VALUE,...]]... -o FILE.iso
-    cargo janus test [--only SUBSTRING] [--jobs N]
+    cargo janus run  [--cpu MODEL] [--guests LIST] [--guest FILE[:KEY=VALUE,...]]... [--timeout SECS]
+    cargo janus iso  [--guests LIST] [--guest FILE[:KEY=VALUE,...]]... -o FILE.iso
+    cargo janus test [--guests LIST] [--only SUBSTRING] [--jobs N]
     cargo janus bench
     cargo janus help
 
@@ -37,8 +39,13 @@ COMMANDS:
     iso     Build only the ISO.
     test    Run the host unit tests, then boot the test guests on every CPU model of the
             matrix (in parallel), print a table and exit non-zero if any row failed.
-            Serial logs go to build/logs/MODEL.log.
-    bench   Not yet.
+            The guests are every suite in guests/src/bin plus `hello` (one ISO), and
+            Debian's Linux (its own ISO; rows `EPYC (linux)` and
+            `corei7_skylake_x (linux)`). Serial logs go to build/logs/MODEL.log and
+            build/logs/linux-MODEL.log.
+    bench   Time Linux from QEMU's launch to its userspace marker under Janus and on bare
+            QEMU (3 runs each), print the times, medians, their ratio and Janus' exits.
+            See docs/testing.md.
 
 OPTIONS:
     --cpu MODEL        CPU model. QEMU names (EPYC, EPYC-Rome, Opteron_G5, phenom, qemu64,
@@ -49,9 +56,15 @@ OPTIONS:
                        Becomes `module2 /guests/BASENAME name=foo mem=32M cmdline=\"a b\"`.
                        The name defaults to the file's stem. FILE may also be the name of a
                        built-in guest (smoke, hello). Repeat for more guests.
-    --timeout SECS     Kill the emulator after SECS seconds (default 120 QEMU, 240 Bochs).
+    --guests LIST      Comma-separated built-in guests: suite names (smoke, pic, ...), hello,
+                       linux, or all. `test`: restrict the matrix to them (default: all; a
+                       list without `linux` has no Linux rows). `run`/`iso`: boot them.
+    --timeout SECS     Kill the emulator after SECS seconds (default 120 QEMU, 240 Bochs;
+                       300/900 with the Linux guest).
     -o FILE            Where `iso` writes the ISO.
-    --only SUBSTRING   `test`: run only the matrix rows whose model contains SUBSTRING.
+    --only SUBSTRING   `test`: run only the matrix rows whose label contains SUBSTRING
+                       (`--only linux`: the Linux rows; `--only EPYC`: EPYC, EPYC-Rome and
+                       EPYC (linux)).
     --jobs N           `test`: emulator runs in parallel (default: number of CPUs).
 ";
 
@@ -59,9 +72,9 @@ OPTIONS:
 #[derive(Debug, PartialEq)]
 enum Command {
     Help,
-    Run { cpu: String, guests: Vec<GuestSpec>, timeout: Option<u64> },
-    Iso { guests: Vec<GuestSpec>, out: PathBuf },
-    Test { only: Option<String>, jobs: Option<usize> },
+    Run { cpu: String, guests: Vec<GuestSpec>, named: Option<Vec<String>>, timeout: Option<u64> },
+    Iso { guests: Vec<GuestSpec>, named: Option<Vec<String>>, out: PathBuf },
+    Test { only: Option<String>, jobs: Option<usize>, named: Option<Vec<String>> },
     Bench,
 }
 
@@ -86,13 +99,10 @@ fn main() -> ExitCode {
             print!("{USAGE}");
             Ok(0)
         }
-        Command::Bench => {
-            println!("cargo janus bench: not yet");
-            Ok(2)
-        }
-        Command::Run { cpu, guests, timeout } => cmd_run(&cpu, guests, timeout),
-        Command::Iso { guests, out } => cmd_iso(guests, &out),
-        Command::Test { only, jobs } => cmd_test(only.as_deref(), jobs),
+        Command::Bench => bench::cmd_bench(&workspace_root()),
+        Command::Run { cpu, guests, named, timeout } => cmd_run(&cpu, guests, named, timeout),
+        Command::Iso { guests, named, out } => cmd_iso(guests, named, &out),
+        Command::Test { only, jobs, named } => cmd_test(only.as_deref(), jobs, named),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -112,6 +122,7 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
     let mut out = None;
     let mut only = None;
     let mut jobs = None;
+    let mut named: Option<Vec<String>> = None;
     let mut i = 0;
     // Options take their value as the next argument or after `=`.
     while i < rest.len() {
@@ -133,6 +144,14 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
         match (first.as_str(), name.as_str()) {
             ("run", "--cpu") => cpu = Some(value()?),
             ("run" | "iso", "--guest") => guests.push(GuestSpec::parse(&value()?)?),
+            ("run" | "iso" | "test", "--guests") => {
+                let list: Vec<String> =
+                    value()?.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+                if list.is_empty() {
+                    return Err("--guests needs at least one name".into());
+                }
+                named.get_or_insert_with(Vec::new).extend(list);
+            }
             ("run", "--timeout") => {
                 let v = value()?;
                 let secs: u64 = v.parse().map_err(|_| format!("--timeout: `{v}` is not a number of seconds"))?;
@@ -155,12 +174,12 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
     match first.as_str() {
         "help" | "-h" | "--help" => Ok(Command::Help),
         "bench" => Ok(Command::Bench),
-        "run" => Ok(Command::Run { cpu: cpu.unwrap_or_else(|| "EPYC".into()), guests, timeout }),
+        "run" => Ok(Command::Run { cpu: cpu.unwrap_or_else(|| "EPYC".into()), guests, named, timeout }),
         "iso" => {
             let out = out.ok_or("iso needs -o FILE.iso")?;
-            Ok(Command::Iso { guests, out })
+            Ok(Command::Iso { guests, named, out })
         }
-        "test" => Ok(Command::Test { only, jobs }),
+        "test" => Ok(Command::Test { only, jobs, named }),
         other => Err(format!("unknown command `{other}`")),
     }
 }
@@ -171,7 +190,7 @@ fn workspace_root() -> PathBuf {
 }
 
 /// Builds Janus and whatever the guests need, then the ISO. Returns the ISO's path.
-fn prepare(root: &Path, guests: &[GuestSpec], iso_path: &Path, needs: &[setup::Need]) -> Result<PathBuf, String> {
+pub(crate) fn prepare(root: &Path, guests: &[GuestSpec], iso_path: &Path, needs: &[setup::Need]) -> Result<PathBuf, String> {
     setup::ensure(needs)?;
     let janus = build::janus(root)?;
     let mut resolved = Vec::new();
@@ -197,29 +216,57 @@ fn prepare(root: &Path, guests: &[GuestSpec], iso_path: &Path, needs: &[setup::N
     Ok(iso_path.to_path_buf())
 }
 
-fn default_guests() -> Vec<GuestSpec> {
+pub(crate) fn default_guests() -> Vec<GuestSpec> {
     vec![GuestSpec::parse("smoke:name=smoke,mem=16M").expect("built-in spec parses")]
 }
 
-fn cmd_iso(guests: Vec<GuestSpec>, out: &Path) -> Result<u8, String> {
+/// The guests of `run`/`iso`: `--guests` names (the matrix' specs; `linux` fetches and
+/// adds the Linux guest and its initrd), then `--guest` specs; the smoke guest when
+/// neither is given. Also says whether the Linux guest is among them.
+fn chosen_guests(root: &Path, specs: Vec<GuestSpec>, named: Option<Vec<String>>) -> Result<(Vec<GuestSpec>, bool), String> {
+    let Some(named) = named else {
+        return Ok((if specs.is_empty() { default_guests() } else { specs }, false));
+    };
+    let plan = matrix::Plan::new(&matrix::discover_suites(root)?, Some(&named))?;
+    let mut guests = plan.guest_specs();
+    if plan.linux {
+        setup::ensure(&[setup::Need::Linux])?;
+        guests.extend(linux::assets(root)?.guest_specs());
+    }
+    guests.extend(specs);
+    Ok((guests, plan.linux))
+}
+
+fn cmd_iso(guests: Vec<GuestSpec>, named: Option<Vec<String>>, out: &Path) -> Result<u8, String> {
     let root = workspace_root();
-    let guests = if guests.is_empty() { default_guests() } else { guests };
+    let (guests, _) = chosen_guests(&root, guests, named)?;
     prepare(&root, &guests, out, &[setup::Need::Iso])?;
     eprintln!("cargo janus: wrote {}", out.display());
     Ok(0)
 }
 
-fn cmd_run(cpu: &str, guests: Vec<GuestSpec>, timeout: Option<u64>) -> Result<u8, String> {
+fn cmd_run(cpu: &str, guests: Vec<GuestSpec>, named: Option<Vec<String>>, timeout: Option<u64>) -> Result<u8, String> {
     let root = workspace_root();
     let emulator = Emulator::for_model(cpu);
-    let guests = if guests.is_empty() { default_guests() } else { guests };
+    let (guests, with_linux) = chosen_guests(&root, guests, named)?;
     let iso = root.join("build/run.iso");
     prepare(&root, &guests, &iso, &[setup::Need::Iso, emulator.need()])?;
-    let timeout = Duration::from_secs(timeout.unwrap_or(emulator.default_timeout_secs()));
+    let default_timeout = match (with_linux, emulator) {
+        (false, _) => emulator.default_timeout_secs(),
+        (true, Emulator::Qemu) => 300,
+        (true, Emulator::Bochs) => 900,
+    };
+    let memory = if with_linux { matrix::LINUX_MACHINE_MIB } else { emulator::DEFAULT_MEMORY_MIB };
+    let timeout = Duration::from_secs(timeout.unwrap_or(default_timeout));
     let name = emulator::sanitize(cpu);
     let log = root.join("build/logs").join(format!("run-{name}.log"));
-    eprintln!("cargo janus: booting {} in {} (-cpu {cpu}), timeout {} s", iso.display(), emulator.name(), timeout.as_secs());
-    let outcome = emulator::boot(&root, emulator, cpu, &iso, &log, timeout, true)?;
+    eprintln!(
+        "cargo janus: booting {} in {} (-cpu {cpu}, {memory} MiB), timeout {} s",
+        iso.display(),
+        emulator.name(),
+        timeout.as_secs()
+    );
+    let outcome = emulator::boot(&root, emulator, cpu, memory, &iso, &log, timeout, true)?;
     let report = judge::parse(&outcome.serial);
     let (code, verdict) = run_verdict(&report);
     let mut how = format!("{} after {:.1} s", emulator.name(), outcome.seconds);
@@ -246,39 +293,83 @@ fn run_verdict(report: &judge::Report) -> (u8, String) {
     }
 }
 
-fn cmd_test(only: Option<&str>, jobs: Option<usize>) -> Result<u8, String> {
+/// Holds build/cargo-janus.lock: `test` and `bench` share ISOs, logs, Bochs files and
+/// build/linux, so a second one in the same workspace waits for the first.
+pub(crate) fn workspace_lock(root: &Path) -> Result<std::fs::File, String> {
+    let dir = root.join("build");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join("cargo-janus.lock");
+    let file = std::fs::File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            eprintln!("cargo janus: waiting for another `cargo janus test/bench` in this workspace ({})", path.display());
+            file.lock().map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
+}
+
+fn cmd_test(only: Option<&str>, jobs: Option<usize>, named: Option<Vec<String>>) -> Result<u8, String> {
     let root = workspace_root();
-    let rows: Vec<matrix::Row> = matrix::rows().into_iter().filter(|r| only.is_none_or(|s| r.model.contains(s))).collect();
+    let _lock = workspace_lock(&root)?;
+    let suites = matrix::discover_suites(&root)?;
+    let selection = named.or_else(matrix::Plan::default_selection);
+    let plan = matrix::Plan::new(&suites, selection.as_deref())?;
+    let rows: Vec<matrix::Row> =
+        matrix::rows(&plan).into_iter().filter(|r| only.is_none_or(|s| r.label.contains(s))).collect();
     if rows.is_empty() {
         return Err(format!("no matrix row matches `{}`", only.unwrap_or("")));
     }
+    let wants = |kind| rows.iter().any(|r| r.iso == kind);
     let mut needs = vec![setup::Need::Iso];
+    if wants(matrix::IsoKind::Linux) {
+        needs.push(setup::Need::Linux);
+    }
     for r in &rows {
-        let n = Emulator::for_model(r.model).need();
+        let n = r.emulator().need();
         if !needs.contains(&n) {
             needs.push(n);
         }
     }
     setup::ensure(&needs)?;
 
-    eprintln!("cargo janus: host unit tests (cargo test --workspace)");
+    eprintln!("cargo janus: host unit tests (cargo test)");
     build::host_tests(&root)?;
 
-    let guests = matrix::guests();
-    let iso = root.join("build/matrix.iso");
-    prepare(&root, &guests, &iso, &needs)?;
+    let mut isos = matrix::Isos::default();
+    if wants(matrix::IsoKind::Linux) {
+        let assets = linux::assets(&root)?;
+        eprintln!("cargo janus: Linux guest: {} + build/linux/initramfs.cpio", assets.kernel_name);
+        let iso = root.join("build/linux.iso");
+        prepare(&root, &assets.guest_specs(), &iso, &needs)?;
+        isos.linux = Some(iso);
+    }
+    if wants(matrix::IsoKind::Guests) {
+        let iso = root.join("build/matrix.iso");
+        eprintln!("cargo janus: guests: {}", plan.guest_names().join(", "));
+        prepare(&root, &plan.guest_specs(), &iso, &needs)?;
+        isos.guests = Some(iso);
+    }
 
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     eprintln!("cargo janus: running {} rows, {jobs} at a time", rows.len());
-    let results = matrix::run_all(&root, &iso, rows, jobs);
+    let results = matrix::run_all(&root, &isos, rows, jobs);
     println!();
     print!("{}", table::render(&results));
+    print!("{}", table::suites_summary(&results));
     let passed = results.iter().filter(|r| r.verdict.is_ok()).count();
-    let failed = results.len() - passed;
+    let failed = results.iter().filter(|r| r.verdict.is_err() && r.row.required).count();
+    let ignored = results.len() - passed - failed;
     for r in results.iter().filter(|r| r.verdict.is_err()) {
-        println!("log of {}: {}", r.row.model, r.log.display());
+        println!("log of {}: {}", r.row.label, r.log.display());
     }
-    println!("matrix: {passed} passed, {failed} failed");
+    if ignored > 0 {
+        println!("matrix: {passed} passed, {failed} failed, {ignored} failed but not required");
+    } else {
+        println!("matrix: {passed} passed, {failed} failed");
+    }
     Ok(if failed == 0 { 0 } else { 1 })
 }
 
@@ -300,7 +391,8 @@ mod tests {
     #[test]
     fn run_defaults_and_options() {
         match parse_args(&args(&["run"])).unwrap() {
-            Command::Run { cpu, guests, timeout } => {
+            Command::Run { cpu, guests, named, timeout } => {
+                assert_eq!(named, None);
                 assert_eq!(cpu, "EPYC");
                 assert!(guests.is_empty());
                 assert_eq!(timeout, None);
@@ -308,7 +400,7 @@ mod tests {
             c => panic!("{c:?}"),
         }
         match parse_args(&args(&["run", "--cpu", "qemu64,-svm", "--guest", "a.elf:mem=8M", "--timeout=30"])).unwrap() {
-            Command::Run { cpu, guests, timeout } => {
+            Command::Run { cpu, guests, timeout, .. } => {
                 assert_eq!(cpu, "qemu64,-svm");
                 assert_eq!(guests.len(), 1);
                 assert_eq!(timeout, Some(30));
@@ -330,8 +422,18 @@ mod tests {
     fn test_options() {
         assert_eq!(
             parse_args(&args(&["test", "--only", "EPYC", "--jobs", "3"])).unwrap(),
-            Command::Test { only: Some("EPYC".into()), jobs: Some(3) }
+            Command::Test { only: Some("EPYC".into()), jobs: Some(3), named: None }
         );
+        assert_eq!(
+            parse_args(&args(&["test", "--guests", "smoke,hello", "--only=linux"])).unwrap(),
+            Command::Test { only: Some("linux".into()), jobs: None, named: Some(vec!["smoke".into(), "hello".into()]) }
+        );
+        match parse_args(&args(&["run", "--guests=linux", "--guests", "pic"])).unwrap() {
+            Command::Run { named, .. } => assert_eq!(named, Some(vec!["linux".into(), "pic".into()])),
+            c => panic!("{c:?}"),
+        }
+        assert!(parse_args(&args(&["test", "--guests", ","])).is_err());
+        assert!(parse_args(&args(&["bench", "--guests", "smoke"])).is_err());
     }
 
     #[test]

@@ -8,68 +8,259 @@ use std::time::Duration;
 use crate::emulator::{self, Emulator};
 use crate::iso::GuestSpec;
 use crate::judge::{self, Expectation, Report};
+use crate::linux;
 
-/// The guests every matrix run boots.
-pub fn guests() -> Vec<GuestSpec> {
-    ["smoke:name=smoke,mem=16M", "hello:name=hello,mem=8M"]
-        .iter()
-        .map(|s| GuestSpec::parse(s).expect("built-in spec parses"))
-        .collect()
+/// The guests `cargo janus test` boots when no `--guests` is given. `None` means all of
+/// them: every suite in guests/src/bin, `hello`, and `linux` (the Linux rows). A list such
+/// as `Some(&["smoke", "hello"])` restricts the matrix the way `--guests smoke,hello` does.
+pub const DEFAULT_MATRIX_GUESTS: Option<&[&str]> = None;
+
+/// Whether a failing Linux row fails `cargo janus test`. When false the Linux rows still
+/// run and show in the table, marked "not required", but do not change the exit status.
+pub const LINUX_ROWS_REQUIRED: bool = true;
+
+/// The multiboot1 kernel every guest matrix run also boots.
+pub const HELLO: &str = "hello";
+
+/// Guest memory of a suite guest.
+const SUITE_MEM: &str = "16M";
+const HELLO_MEM: &str = "8M";
+
+/// Machine memory for the Linux rows: the 256 MiB guest plus Janus.
+pub const LINUX_MACHINE_MIB: u32 = 512;
+const LINUX_QEMU_TIMEOUT: u64 = 300;
+/// Bochs took 130 s to reach the marker with no VMM in between.
+const LINUX_BOCHS_TIMEOUT: u64 = 900;
+
+/// The test suites: the binaries of the guests crate, i.e. the stems of
+/// guests/src/bin/*.rs (and guests/src/bin/NAME/main.rs), sorted, `smoke` first.
+pub fn discover_suites(root: &Path) -> Result<Vec<String>, String> {
+    let dir = root.join("guests/src/bin");
+    let entries = std::fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    let mut names = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = if path.is_dir() && path.join("main.rs").is_file() {
+            path.file_name().map(|s| s.to_string_lossy().into_owned())
+        } else if path.extension().is_some_and(|e| e == "rs") && path.is_file() {
+            path.file_stem().map(|s| s.to_string_lossy().into_owned())
+        } else {
+            None
+        };
+        if let Some(name) = name.filter(|n| !n.is_empty()) {
+            names.push(name);
+        }
+    }
+    sort_suites(&mut names);
+    if names.is_empty() {
+        return Err(format!("no test suites in {}", dir.display()));
+    }
+    Ok(names)
 }
 
-const GUESTS: &[&str] = &["smoke", "hello"];
-const SUITES: &[(&str, &str)] = &[("smoke", "smoke")];
+fn sort_suites(names: &mut [String]) {
+    names.sort_by(|a, b| (a != "smoke", a).cmp(&(b != "smoke", b)));
+}
 
-const AMD_QEMU: Expectation = Expectation::Pass {
-    vendor: "AMD",
-    backend: "svm",
-    features: &[("npt", "yes"), ("nrip", "no")],
-    guests: GUESTS,
-    suites: SUITES,
-};
-const AMD_NRIP: Expectation = Expectation::Pass {
-    vendor: "AMD",
-    backend: "svm",
-    features: &[("npt", "yes"), ("nrip", "yes")],
-    guests: GUESTS,
-    suites: SUITES,
-};
-const INTEL: Expectation = Expectation::Pass {
-    vendor: "Intel",
-    backend: "vmx",
-    features: &[("ept", "yes"), ("unrestricted", "yes")],
-    guests: GUESTS,
-    suites: SUITES,
-};
+/// Which guests a matrix run boots.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Suite guests (each runs suite NAME as guest NAME).
+    pub suites: Vec<String>,
+    pub hello: bool,
+    /// The Linux rows (a separate ISO).
+    pub linux: bool,
+}
+
+impl Plan {
+    /// `selection`: guest names (`--guests`); None means everything. `all` names every
+    /// guest too.
+    pub fn new(available: &[String], selection: Option<&[String]>) -> Result<Plan, String> {
+        let Some(selection) = selection.filter(|s| !s.iter().any(|n| n == "all")) else {
+            return Ok(Plan { suites: available.to_vec(), hello: true, linux: true });
+        };
+        let mut plan = Plan { suites: Vec::new(), hello: false, linux: false };
+        for name in selection {
+            match name.as_str() {
+                HELLO => plan.hello = true,
+                linux::GUEST => plan.linux = true,
+                n if available.iter().any(|a| a == n) => {
+                    if !plan.suites.iter().any(|s| s == n) {
+                        plan.suites.push(n.to_string());
+                    }
+                }
+                n => {
+                    return Err(format!(
+                        "unknown guest `{n}` (known: {}, {HELLO}, {}, all)",
+                        available.join(", "),
+                        linux::GUEST
+                    ))
+                }
+            }
+        }
+        sort_suites(&mut plan.suites);
+        if plan.suites.is_empty() && !plan.hello && !plan.linux {
+            return Err("no guests selected".into());
+        }
+        Ok(plan)
+    }
+
+    /// The default plan: [`DEFAULT_MATRIX_GUESTS`].
+    pub fn default_selection() -> Option<Vec<String>> {
+        DEFAULT_MATRIX_GUESTS.map(|l| l.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// The guests of the guest ISO, in boot order (suites, then hello).
+    pub fn guest_names(&self) -> Vec<String> {
+        let mut v = self.suites.clone();
+        if self.hello {
+            v.push(HELLO.into());
+        }
+        v
+    }
+
+    /// Whether there is anything for the guest ISO.
+    pub fn has_guest_rows(&self) -> bool {
+        !self.guest_names().is_empty()
+    }
+
+    /// The specs of the guest ISO (built-in names; `prepare` resolves them to files):
+    /// `module2 /guests/NAME name=NAME mem=16M` per suite, then hello.
+    pub fn guest_specs(&self) -> Vec<GuestSpec> {
+        let mut v: Vec<GuestSpec> = self
+            .suites
+            .iter()
+            .map(|n| GuestSpec::with_keys(PathBuf::from(n), &[("name", n), ("mem", SUITE_MEM)]))
+            .collect();
+        if self.hello {
+            v.push(GuestSpec::with_keys(PathBuf::from(HELLO), &[("name", HELLO), ("mem", HELLO_MEM)]));
+        }
+        v
+    }
+
+    fn pass(
+        &self,
+        vendor: &'static str,
+        backend: &'static str,
+        features: &'static [(&'static str, &'static str)],
+    ) -> Expectation {
+        Expectation::Pass {
+            vendor,
+            backend,
+            features,
+            guests: self.guest_names(),
+            suites: judge::own_suites(&self.suites),
+        }
+    }
+}
+
+/// Which ISO a row boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsoKind {
+    /// build/matrix.iso: the suites and hello.
+    Guests,
+    /// build/linux.iso: only the Linux guest.
+    Linux,
+}
+
+/// The ISOs of a run; a row whose ISO is missing fails with a reason.
+#[derive(Debug, Clone, Default)]
+pub struct Isos {
+    pub guests: Option<PathBuf>,
+    pub linux: Option<PathBuf>,
+}
+
+impl Isos {
+    fn get(&self, kind: IsoKind) -> Option<&Path> {
+        match kind {
+            IsoKind::Guests => self.guests.as_deref(),
+            IsoKind::Linux => self.linux.as_deref(),
+        }
+    }
+}
 
 /// One emulated CPU and what Janus must do on it.
 #[derive(Debug, Clone)]
 pub struct Row {
+    /// What the table shows: the model, plus ` (linux)` for a Linux row.
+    pub label: String,
     pub model: &'static str,
+    pub iso: IsoKind,
     pub expect: Expectation,
+    pub memory_mib: u32,
+    pub timeout: Duration,
+    /// Whether a failure fails the matrix ([`LINUX_ROWS_REQUIRED`] for Linux rows).
+    pub required: bool,
 }
 
 impl Row {
     pub fn emulator(&self) -> Emulator {
         Emulator::for_model(self.model)
     }
+
+    /// The serial log's file name (also names the Bochs files): `EPYC.log`, `linux-EPYC.log`.
+    pub fn log_name(&self) -> String {
+        match self.iso {
+            IsoKind::Guests => format!("{}.log", emulator::sanitize(self.model)),
+            IsoKind::Linux => format!("linux-{}.log", emulator::sanitize(self.model)),
+        }
+    }
+
+    fn guests(model: &'static str, expect: Expectation) -> Row {
+        let emulator = Emulator::for_model(model);
+        Row {
+            label: model.to_string(),
+            model,
+            iso: IsoKind::Guests,
+            expect,
+            memory_mib: emulator::DEFAULT_MEMORY_MIB,
+            timeout: Duration::from_secs(emulator.default_timeout_secs()),
+            required: true,
+        }
+    }
+
+    fn linux(model: &'static str) -> Row {
+        let timeout = match Emulator::for_model(model) {
+            Emulator::Qemu => LINUX_QEMU_TIMEOUT,
+            Emulator::Bochs => LINUX_BOCHS_TIMEOUT,
+        };
+        Row {
+            label: format!("{model} (linux)"),
+            model,
+            iso: IsoKind::Linux,
+            expect: Expectation::Linux { guest: linux::GUEST },
+            memory_mib: LINUX_MACHINE_MIB,
+            timeout: Duration::from_secs(timeout),
+            required: LINUX_ROWS_REQUIRED,
+        }
+    }
 }
 
-pub fn rows() -> Vec<Row> {
-    let row = |model, expect: &Expectation| Row { model, expect: expect.clone() };
+/// The rows of a plan, longest first: the Linux rows, then the guest rows.
+pub fn rows(plan: &Plan) -> Vec<Row> {
     let mut rows = Vec::new();
-    for m in ["EPYC", "EPYC-Rome", "Opteron_G5", "phenom"] {
-        rows.push(row(m, &AMD_QEMU));
+    if plan.linux {
+        rows.push(Row::linux("EPYC"));
+        rows.push(Row::linux("corei7_skylake_x"));
     }
-    rows.push(row("qemu64", &Expectation::Refused { reason_contains: "nested paging" }));
-    rows.push(row("qemu64,-svm", &Expectation::Refused { reason_contains: "no hardware virtualization" }));
+    if !plan.has_guest_rows() {
+        return rows;
+    }
+    let amd_qemu = plan.pass("AMD", "svm", &[("npt", "yes"), ("nrip", "no")]);
+    let amd_nrip = plan.pass("AMD", "svm", &[("npt", "yes"), ("nrip", "yes")]);
+    let intel = plan.pass("Intel", "vmx", &[("ept", "yes"), ("unrestricted", "yes")]);
+    for m in ["EPYC", "EPYC-Rome", "Opteron_G5", "phenom"] {
+        rows.push(Row::guests(m, amd_qemu.clone()));
+    }
+    rows.push(Row::guests("qemu64", Expectation::Refused { reason_contains: "nested paging" }));
+    rows.push(Row::guests("qemu64,-svm", Expectation::Refused { reason_contains: "no hardware virtualization" }));
     for m in ["corei7_sandy_bridge_2600k", "corei7_haswell_4770", "corei7_skylake_x", "corei7_icelake_u", "tigerlake"] {
-        rows.push(row(m, &INTEL));
+        rows.push(Row::guests(m, intel.clone()));
     }
     for m in ["ryzen", "zambezi", "trinity_apu"] {
-        rows.push(row(m, &AMD_NRIP));
+        rows.push(Row::guests(m, amd_nrip.clone()));
     }
-    rows.push(row("phenom_8650_toliman", &AMD_QEMU));
+    rows.push(Row::guests("phenom_8650_toliman", amd_qemu));
     rows
 }
 
@@ -84,12 +275,16 @@ pub struct RowResult {
     pub log: PathBuf,
 }
 
-/// Runs one row: boots the ISO, judges the log.
-pub fn run_row(root: &Path, iso: &Path, row: Row) -> RowResult {
+/// Runs one row: boots its ISO, judges the log.
+pub fn run_row(root: &Path, isos: &Isos, row: Row) -> RowResult {
     let emulator = row.emulator();
-    let log = root.join("build/logs").join(format!("{}.log", emulator::sanitize(row.model)));
-    let timeout = Duration::from_secs(emulator.default_timeout_secs());
-    match emulator::boot(root, emulator, row.model, iso, &log, timeout, false) {
+    let log = root.join("build/logs").join(row.log_name());
+    let timeout = row.timeout;
+    let Some(iso) = isos.get(row.iso) else {
+        let verdict = Err(format!("no {:?} ISO was built", row.iso));
+        return RowResult { row, report: Report::default(), seconds: 0.0, verdict, log };
+    };
+    match emulator::boot(root, emulator, row.model, row.memory_mib, iso, &log, timeout, false) {
         Ok(outcome) => {
             let report = judge::parse(&outcome.serial);
             let verdict = judge::judge(&row.expect, &report).map_err(|reason| {
@@ -111,7 +306,7 @@ pub fn run_row(root: &Path, iso: &Path, row: Row) -> RowResult {
 
 /// Runs `rows` on `jobs` threads, printing a progress line as each finishes. Results come
 /// back in matrix order.
-pub fn run_all(root: &Path, iso: &Path, rows: Vec<Row>, jobs: usize) -> Vec<RowResult> {
+pub fn run_all(root: &Path, isos: &Isos, rows: Vec<Row>, jobs: usize) -> Vec<RowResult> {
     let total = rows.len();
     let queue = Arc::new(Mutex::new(rows.into_iter().enumerate().collect::<Vec<_>>().into_iter()));
     let (tx, rx) = mpsc::channel();
@@ -120,11 +315,11 @@ pub fn run_all(root: &Path, iso: &Path, rows: Vec<Row>, jobs: usize) -> Vec<RowR
         let queue = Arc::clone(&queue);
         let tx = tx.clone();
         let root = root.to_path_buf();
-        let iso = iso.to_path_buf();
+        let isos = isos.clone();
         workers.push(std::thread::spawn(move || loop {
             let next = queue.lock().unwrap().next();
             let Some((i, row)) = next else { break };
-            if tx.send((i, run_row(&root, &iso, row))).is_err() {
+            if tx.send((i, run_row(&root, &isos, row))).is_err() {
                 break;
             }
         }));
@@ -145,7 +340,7 @@ pub fn run_all(root: &Path, iso: &Path, rows: Vec<Row>, jobs: usize) -> Vec<RowR
 pub fn progress_line(n: usize, total: usize, r: &RowResult) -> String {
     format!(
         "[{n}/{total}] {} ({}): {} {:.1} s",
-        r.row.model,
+        r.row.label,
         r.row.emulator().name(),
         crate::table::result_text(r),
         r.seconds
@@ -156,27 +351,94 @@ pub fn progress_line(n: usize, total: usize, r: &RowResult) -> String {
 mod tests {
     use super::*;
 
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn all_suites() -> Vec<String> {
+        names(&["smoke", "exceptions", "ioapic", "lapic", "mmio", "pic", "pit", "policy", "uart"])
+    }
+
     #[test]
     fn matrix_shape() {
-        let rows = rows();
-        assert_eq!(rows.len(), 15);
+        let plan = Plan::new(&all_suites(), None).unwrap();
+        let rows = rows(&plan);
+        assert_eq!(rows.len(), 17);
+        // The Linux rows come first: they take longest.
+        assert_eq!(rows[0].label, "EPYC (linux)");
+        assert_eq!(rows[1].label, "corei7_skylake_x (linux)");
+        assert_eq!(rows[0].timeout, Duration::from_secs(300));
+        assert_eq!(rows[1].timeout, Duration::from_secs(900));
+        assert!(rows[..2].iter().all(|r| r.iso == IsoKind::Linux && r.memory_mib == 512));
+        assert!(rows[..2].iter().all(|r| r.required == LINUX_ROWS_REQUIRED));
         let bochs = rows.iter().filter(|r| r.emulator() == Emulator::Bochs).count();
-        assert_eq!(bochs, 9);
+        assert_eq!(bochs, 10);
         let refused: Vec<_> =
             rows.iter().filter(|r| matches!(r.expect, Expectation::Refused { .. })).map(|r| r.model).collect();
         assert_eq!(refused, ["qemu64", "qemu64,-svm"]);
-        let mut models: Vec<_> = rows.iter().map(|r| r.model).collect();
-        models.sort();
-        models.dedup();
-        assert_eq!(models.len(), rows.len(), "models are unique (they name the logs)");
+        let mut logs: Vec<_> = rows.iter().map(|r| r.log_name()).collect();
+        logs.sort();
+        logs.dedup();
+        assert_eq!(logs.len(), rows.len(), "log names are unique (they also name the Bochs files)");
+        match &rows[2].expect {
+            Expectation::Pass { guests, suites, .. } => {
+                assert_eq!(guests.len(), 10);
+                assert_eq!(guests[0], "smoke");
+                assert_eq!(guests[9], "hello");
+                assert_eq!(suites.len(), 9);
+                assert!(suites.contains(&("pic".to_string(), "pic".to_string())));
+            }
+            e => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn selection() {
+        let all = all_suites();
+        let plan = Plan::new(&all, Some(&names(&["hello", "smoke"]))).unwrap();
+        assert_eq!(plan, Plan { suites: names(&["smoke"]), hello: true, linux: false });
+        let rows = rows(&plan);
+        assert_eq!(rows.len(), 15, "no Linux rows");
+        assert_eq!(rows[0].label, "EPYC");
+        let plan = Plan::new(&all, Some(&names(&["linux"]))).unwrap();
+        assert!(!plan.has_guest_rows());
+        assert_eq!(rows_of(&plan), ["EPYC (linux)", "corei7_skylake_x (linux)"]);
+        let plan = Plan::new(&all, Some(&names(&["pit", "smoke", "pit"]))).unwrap();
+        assert_eq!(plan.suites, names(&["smoke", "pit"]));
+        assert_eq!(Plan::new(&all, Some(&names(&["all"]))).unwrap(), Plan::new(&all, None).unwrap());
+        let err = Plan::new(&all, Some(&names(&["nope"]))).unwrap_err();
+        assert!(err.contains("unknown guest `nope`"), "{err}");
+        assert!(Plan::new(&all, Some(&[])).is_err());
+    }
+
+    fn rows_of(plan: &Plan) -> Vec<String> {
+        rows(plan).into_iter().map(|r| r.label).collect()
     }
 
     #[test]
     fn matrix_guests() {
-        let lines: Vec<_> = guests().iter().map(|g| g.module_line()).collect();
+        let plan = Plan::new(&names(&["smoke", "pic"]), None).unwrap();
+        let lines: Vec<_> = plan.guest_specs().iter().map(|g| g.module_line()).collect();
         // Before the build, `hello` is the built-in name; the ISO uses the built file's name.
         assert_eq!(lines[0], "module2 /guests/smoke name=smoke mem=16M");
-        let hello = guests()[1].with_file(PathBuf::from("build/hello-mb1/hello.elf"));
+        assert_eq!(lines[1], "module2 /guests/pic name=pic mem=16M");
+        let hello = plan.guest_specs()[2].with_file(PathBuf::from("build/hello-mb1/hello.elf"));
         assert_eq!(hello.module_line(), "module2 /guests/hello.elf name=hello mem=8M");
+    }
+
+    #[test]
+    fn suites_are_discovered() {
+        let root = std::env::temp_dir().join(format!("janus-ci-suites-{}", std::process::id()));
+        let bin = root.join("guests/src/bin");
+        std::fs::create_dir_all(bin.join("multi")).unwrap();
+        for f in ["pit.rs", "smoke.rs", "apic.rs", "notes.txt"] {
+            std::fs::write(bin.join(f), "").unwrap();
+        }
+        std::fs::write(bin.join("multi/main.rs"), "").unwrap();
+        assert_eq!(discover_suites(&root).unwrap(), names(&["smoke", "apic", "multi", "pit"]));
+        let _ = std::fs::remove_dir_all(&root);
+        // The real workspace has at least the smoke suite.
+        let real = discover_suites(&crate::workspace_root()).unwrap();
+        assert_eq!(real[0], "smoke");
     }
 }

@@ -12,6 +12,8 @@ pub enum Need {
     Iso,
     Qemu,
     Bochs,
+    /// Fetching and unpacking Debian's kernel and busybox (the Linux guest).
+    Linux,
 }
 
 /// One thing to check and the Debian package that provides it.
@@ -55,6 +57,12 @@ fn checks(need: Need) -> Vec<Check> {
             ),
             c(Path("/usr/share/bochs/BIOS-bochs-latest"), "bochsbios"),
             c(Path("/usr/share/vgabios/vgabios.bin"), "vgabios"),
+        ],
+        Need::Linux => vec![
+            c(Command("apt-get"), "apt"),
+            c(Command("apt-cache"), "apt"),
+            c(Command("dpkg-deb"), "dpkg"),
+            c(Command("tar"), "tar"),
         ],
     }
 }
@@ -162,7 +170,7 @@ mod tests {
 
     #[test]
     fn every_need_names_packages() {
-        for need in [Need::Iso, Need::Qemu, Need::Bochs] {
+        for need in [Need::Iso, Need::Qemu, Need::Bochs, Need::Linux] {
             assert!(!checks(need).is_empty());
         }
         let bochs: Vec<_> = checks(Need::Bochs).iter().map(|c| c.package).collect();

@@ -5,13 +5,43 @@ use crate::matrix::RowResult;
 
 const HEADERS: [&str; 8] = ["model", "emulator", "vendor", "features", "result", "seconds", "checks", "exits"];
 
-/// `pass`, `refused (expected)` or `FAIL: reason`.
+/// `pass`, `refused (expected)`, `pass (ended: reset)` for Linux, or `FAIL: reason`
+/// (`FAIL (not required): reason` for a row that does not count).
 pub fn result_text(r: &RowResult) -> String {
     match (&r.verdict, &r.row.expect) {
         (Ok(()), Expectation::Refused { .. }) => "refused (expected)".into(),
         (Ok(()), Expectation::Pass { .. }) => "pass".into(),
+        (Ok(()), Expectation::Linux { guest }) => format!("pass (ended: {})", r.report.ended(guest).unwrap_or("?")),
+        (Err(reason), _) if !r.row.required => format!("FAIL (not required): {reason}"),
         (Err(reason), _) => format!("FAIL: {reason}"),
     }
+}
+
+/// The per-suite lines after the table: the checks of each suite on the first passing
+/// guest row, and which suites failed on each failing row.
+pub fn suites_summary(results: &[RowResult]) -> String {
+    let mut out = String::new();
+    let statuses = |r: &RowResult| crate::judge::suite_status(&r.row.expect, &r.report);
+    if let Some(r) = results.iter().find(|r| r.verdict.is_ok() && matches!(r.row.expect, Expectation::Pass { .. })) {
+        let parts: Vec<String> = statuses(r)
+            .into_iter()
+            .map(|(s, st)| match st {
+                Ok(n) => format!("{s} {n}"),
+                Err(e) => format!("{s} ({e})"),
+            })
+            .collect();
+        out.push_str(&format!("suites: {} ({}, {} checks)\n", parts.join(", "), r.row.label, r.report.checks()));
+    }
+    for r in results.iter().filter(|r| r.verdict.is_err()) {
+        let failed: Vec<String> = statuses(r)
+            .into_iter()
+            .filter_map(|(s, st)| st.err().map(|e| format!("{s} ({e})")))
+            .collect();
+        if !failed.is_empty() {
+            out.push_str(&format!("suites failed on {}: {}\n", r.row.label, failed.join(", ")));
+        }
+    }
+    out
 }
 
 /// The cpu line's features that matter, e.g. `NPT nrip=no` or `EPT unrestricted`.
@@ -37,7 +67,7 @@ fn row_cells(r: &RowResult) -> [String; 8] {
     let vendor = r.report.cpu.as_ref().map(|c| c.vendor.clone()).filter(|v| !v.is_empty()).unwrap_or_else(|| "-".into());
     let count = |n: u64| if n == 0 { "-".to_string() } else { n.to_string() };
     [
-        r.row.model.to_string(),
+        r.row.label.clone(),
         r.row.emulator().name().to_string(),
         vendor,
         features_text(&r.report),
@@ -93,11 +123,15 @@ fn render_cells(rows: &[[String; 8]]) -> String {
 mod tests {
     use super::*;
     use crate::judge;
-    use crate::matrix::{rows, Row};
+    use crate::matrix::{rows, Plan, Row};
     use std::path::PathBuf;
 
-    fn result(model: &str, log: &str, verdict: Result<(), String>) -> RowResult {
-        let row: Row = rows().into_iter().find(|r| r.model == model).unwrap();
+    fn plan() -> Plan {
+        Plan::new(&["smoke".to_string(), "pic".to_string()], None).unwrap()
+    }
+
+    fn result(label: &str, log: &str, verdict: Result<(), String>) -> RowResult {
+        let row: Row = rows(&plan()).into_iter().find(|r| r.label == label).unwrap();
         RowResult { row, report: judge::parse(log), seconds: 1.25, verdict, log: PathBuf::from("x.log") }
     }
 
@@ -130,5 +164,36 @@ mod tests {
         let col = lines[0].find("result").unwrap();
         assert_eq!(&lines[2][col..col + 4], "pass");
         assert_eq!(&lines[3][col..col + 5], "FAIL:");
+    }
+
+    #[test]
+    fn linux_rows() {
+        let log = "janus: cpu: vendor=AMD backend=svm npt=yes nrip=no\n[linux] JANUS-LINUX-MARKER: userspace reached\n\
+                   [linux] JANUS-LINUX-DONE\njanus: guest linux ended: reset\n";
+        let mut ok = result("EPYC (linux)", log, Ok(()));
+        assert_eq!(result_text(&ok), "pass (ended: reset)");
+        ok.verdict = Err("no userspace marker".into());
+        ok.row.required = false;
+        assert_eq!(result_text(&ok), "FAIL (not required): no userspace marker");
+        let text = render(&[ok]);
+        assert!(text.lines().nth(2).unwrap().starts_with("EPYC (linux)  qemu"), "{text}");
+    }
+
+    #[test]
+    fn suite_lines() {
+        let pass = "janus: cpu: vendor=AMD backend=svm npt=yes nrip=no\n[smoke] smoke: PASS (28 checks)\n\
+                    janus: guest smoke ended: exit status 0\n[pic] pic: PASS (7 checks)\n\
+                    janus: guest pic ended: exit status 0\njanus: guest hello ended: exit status 0\n\
+                    janus: done: 3 guests, 0 failed\n";
+        let fail = "janus: cpu: vendor=AMD backend=svm npt=yes nrip=yes\n[smoke] smoke: PASS (28 checks)\n\
+                    janus: guest smoke ended: exit status 0\njanus: guest pic ended: triple fault\n";
+        let a = result("EPYC", pass, Ok(()));
+        let b = result("ryzen", fail, Err("guest pic ended: triple fault".into()));
+        let refused = result("qemu64", "janus: refused: no nested paging\n", Ok(()));
+        let text = suites_summary(&[refused, a, b]);
+        assert_eq!(
+            text,
+            "suites: smoke 28, pic 7 (EPYC, 35 checks)\nsuites failed on ryzen: pic (ended: triple fault)\n"
+        );
     }
 }
