@@ -36,8 +36,11 @@ pub fn run(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> GuestEnd {
             Err(e) => break GuestEnd::error(format_args!("VM entry failed: {e}")),
         };
         vm.stats.count(exit.kind());
+        // A MOV to CR8 that did not exit changed the priority class only (CR8 is TPR[7:4]).
         if let Some(cr8) = vcpu.guest_tpr() {
-            vm.platform.lapic.set_tpr(cr8 << 4);
+            if vm.platform.lapic.tpr() >> 4 != cr8 {
+                vm.platform.lapic.set_tpr(cr8 << 4);
+            }
         }
         if let Some(end) = handle_exit(vcpu, vm, exit) {
             break end;
@@ -96,6 +99,7 @@ fn halt(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
         }
         arm_host_timer(vm);
         (vm.host.idle)();
+        vm.armed = None;
     }
 }
 
@@ -216,6 +220,9 @@ pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Optio
         // loop then updates the devices and offers their interrupts.
         VmExit::ExternalInterrupt => {
             (vm.host.take_interrupts)();
+            // The one-shot host timer may have fired (a little early, with rounding): arm
+            // it again for whatever is due next.
+            vm.armed = None;
             None
         }
         VmExit::Nmi | VmExit::InterruptWindow | VmExit::Preempted => None,
