@@ -59,7 +59,12 @@ pub fn init() {
     let hz = (counted as u64 * 1000).max(1);
     APIC_HZ.store(hz, Ordering::Relaxed);
     write(LVT_TIMER, VECTOR as u32);
-    log::info!("host APIC timer {}.{:03} MHz", hz / 1_000_000, hz / 1000 % 1000);
+    // Check it: a 1 ms one-shot must wake an idle CPU after about 1 ms.
+    let t0 = crate::time::tsc();
+    arm(Some(1_000_000));
+    idle();
+    let took_us = (crate::time::tsc() - t0) * 1_000_000 / tsc_hz.max(1);
+    log::info!("host APIC timer {}.{:03} MHz; a 1 ms one-shot woke the CPU after {} us", hz / 1_000_000, hz / 1000 % 1000, took_us);
 }
 
 /// Arms the timer to fire `ns` nanoseconds from now (at least one tick), or stops it.
@@ -68,7 +73,8 @@ pub fn arm(ns: Option<u64>) {
         None => write(INITIAL_COUNT, 0),
         Some(ns) => {
             let hz = APIC_HZ.load(Ordering::Relaxed) as u128;
-            let ticks = (ns as u128 * hz / 1_000_000_000).clamp(1, u32::MAX as u128);
+            // Round up, so the timer never fires before the deadline.
+            let ticks = (ns as u128 * hz).div_ceil(1_000_000_000).clamp(1, u32::MAX as u128);
             write(INITIAL_COUNT, ticks as u32);
         }
     }

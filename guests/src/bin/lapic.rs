@@ -8,7 +8,7 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 use janus_guests::rt::apic::{self, *};
 use janus_guests::rt::idt::{self, Frame};
-use janus_guests::rt::time::{self, Stopwatch};
+use janus_guests::rt::time;
 use janus_guests::rt::x86::{self, rdtsc, wrmsr, MSR_APIC_BASE, MSR_TSC_DEADLINE};
 use janus_guests::rt::{irq, pc};
 use janus_guests::{cpuid, entry, println, rdmsr, BootInfo, Suite};
@@ -98,63 +98,71 @@ fn main(_boot: &BootInfo) -> ! {
         format_args!("the current count fell by {} ticks per ms (divide 16)", per_ms),
     );
 
-    // One-shot, 2 ms.
-    let n = (per_ms * 2) as u32;
+    // One-shot, 10 ms. Timed from the write of the initial count, which starts it; long
+    // enough that an emulated CPU's exit costs (a fraction of a ms each) stay inside the
+    // tolerance.
+    let n = (per_ms * 10) as u32;
     irq::reset(TIMER_VEC);
+    apic::write(TIMER_DIVIDE, DIVIDE_16);
+    apic::write(LVT_TIMER, u32::from(TIMER_VEC));
     let t0 = rdtsc();
-    apic::timer_oneshot(TIMER_VEC, n);
-    let fired = wait_irqs(TIMER_VEC, 1, 50_000);
+    apic::write(TIMER_INITIAL, n);
+    let fired = wait_irqs(TIMER_VEC, 1, 100_000);
     let us = time::ticks_to_us(LAST_TSC.load(Ordering::SeqCst).wrapping_sub(t0));
     s.check(
         "lapic.oneshot_fires",
         fired,
-        format_args!("no interrupt at {:#x} within 50 ms of a one-shot count {} (~2 ms)", TIMER_VEC, n),
+        format_args!("no interrupt at {:#x} within 100 ms of a one-shot count {} (~10 ms)", TIMER_VEC, n),
     );
     s.check(
         "lapic.oneshot_timing",
-        fired && (1_500..=3_000).contains(&us),
-        format_args!("one-shot of {} ticks fired after {} us, expected ~2000 (+-25%)", n, us),
+        fired && (7_500..=13_000).contains(&us),
+        format_args!("one-shot of {} ticks fired after {} us, expected ~10000 (-25%..+30%)", n, us),
     );
-    let _ = wait_irqs(TIMER_VEC, 2, 6_000);
+    let _ = wait_irqs(TIMER_VEC, 2, 12_000);
     let cur = apic::read(TIMER_CURRENT);
     s.check(
         "lapic.oneshot_once",
         irq::count(TIMER_VEC) == 1 && cur == 0,
-        format_args!("{} interrupts 6 ms after the one-shot (want 1); current count {} (want 0)", irq::count(TIMER_VEC), cur),
+        format_args!("{} interrupts 12 ms after the one-shot (want 1); current count {} (want 0)", irq::count(TIMER_VEC), cur),
     );
 
-    // Periodic, 1 ms.
+    // Periodic, 5 ms: the third interrupt after about 15 ms.
+    let period = (per_ms * 5) as u32;
     irq::reset(TIMER_VEC);
     apic::write(TIMER_DIVIDE, DIVIDE_16);
     apic::write(LVT_TIMER, TIMER_PERIODIC | u32::from(TIMER_VEC));
-    let sw = Stopwatch::start();
-    apic::write(TIMER_INITIAL, per_ms as u32);
-    let got = wait_irqs(TIMER_VEC, 3, 50_000);
-    let us = sw.us();
+    let t0 = rdtsc();
+    apic::write(TIMER_INITIAL, period);
+    let got = wait_irqs(TIMER_VEC, 3, 100_000);
+    let us = time::ticks_to_us(LAST_TSC.load(Ordering::SeqCst).wrapping_sub(t0));
     let cur = apic::read(TIMER_CURRENT);
     apic::timer_stop();
     s.check(
         "lapic.periodic_repeats",
-        got && (2_000..=6_000).contains(&us),
-        format_args!("{} interrupts of a 1 ms periodic timer; the third after {} us (want 3 within ~3 ms)", irq::count(TIMER_VEC), us),
+        got && (11_000..=20_000).contains(&us),
+        format_args!("{} interrupts of a 5 ms periodic timer; the third after {} us (want ~15000)", irq::count(TIMER_VEC), us),
     );
     s.check(
         "lapic.periodic_reloads",
-        cur != 0 && cur <= per_ms as u32,
-        format_args!("current count {} in periodic mode, want 1..={}", cur, per_ms),
+        cur != 0 && cur <= period,
+        format_args!("current count {} in periodic mode, want 1..={}", cur, period),
     );
+    // An interrupt the periodic timer raised just before it was stopped may still be
+    // pending (stopping does not clear IRR): let it in before the next test.
+    let _ = wait_irqs(TIMER_VEC, u32::MAX, 1_000);
 
     // Masked LVT: the count still runs out, nothing is delivered.
     irq::reset(TIMER_VEC);
     apic::write(LVT_TIMER, LVT_MASKED | TIMER_ONESHOT | u32::from(TIMER_VEC));
     apic::write(TIMER_INITIAL, per_ms as u32);
-    let _ = wait_irqs(TIMER_VEC, 1, 4_000);
+    let _ = wait_irqs(TIMER_VEC, 1, 5_000);
     let cur = apic::read(TIMER_CURRENT);
     apic::timer_stop();
     s.check(
         "lapic.masked_timer_silent",
         irq::count(TIMER_VEC) == 0 && cur == 0,
-        format_args!("masked 1 ms one-shot: {} interrupts in 4 ms (want 0), current count {} (want 0)", irq::count(TIMER_VEC), cur),
+        format_args!("masked 1 ms one-shot: {} interrupts in 5 ms (want 0), current count {} (want 0)", irq::count(TIMER_VEC), cur),
     );
 
     tsc_deadline(&mut s);

@@ -835,6 +835,12 @@ impl LocalApic {
                 self.timer.initial = 0;
                 self.timer.deadline = 0;
                 self.timer.expiries = 0;
+            } else if old == TimerMode::OneShot && new == TimerMode::Periodic && self.timer.expiries > 0 {
+                // An expired one-shot has stopped at 0; changing the mode does not restart
+                // it (only a write of the initial count does), so it must not fire at once
+                // as if its old count had been periodic all along.
+                self.timer.initial = 0;
+                self.timer.expiries = 0;
             }
         } else {
             self.lvt[slot] = v;
@@ -1404,5 +1410,27 @@ mod tests {
         assert!(!a.matches_destination(0x31, true));
         assert!(a.matches_destination(0xff, false));
         assert!(a.matches_destination(0x00, false));
+    }
+
+    #[test]
+    fn an_expired_one_shot_switched_to_periodic_stays_stopped() {
+        let mut a = LocalApic::new(0, true, 1_000_000_000, 1_000_000_000);
+        a.write_mmio(reg::SVR, 0x1ff, 0);
+        a.write_mmio(reg::TIMER_DIVIDE, 0xb, 0); // divide by 1
+        a.write_mmio(reg::LVT_TIMER, 0x40, 0);
+        a.write_mmio(reg::TIMER_INITIAL, 1000, 0);
+        a.poll_timer(5_000, 5_000);
+        assert_eq!(a.pending_vector(), Some(0x40));
+        a.acknowledge(0x40);
+        a.write_mmio(reg::EOI, 0, 5_000);
+        // Periodic mode much later: nothing fires until a new initial count is written.
+        a.write_mmio(reg::LVT_TIMER, 0x40 | (1 << 17), 100_000);
+        a.poll_timer(100_500, 100_500);
+        assert_eq!(a.pending_vector(), None, "no interrupt from the old count");
+        a.write_mmio(reg::TIMER_INITIAL, 1000, 100_500);
+        a.poll_timer(101_000, 101_000);
+        assert_eq!(a.pending_vector(), None);
+        a.poll_timer(101_600, 101_600);
+        assert_eq!(a.pending_vector(), Some(0x40), "one period after the write");
     }
 }
