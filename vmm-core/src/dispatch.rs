@@ -546,6 +546,18 @@ mod tests {
         assert_eq!(handle_exit(&mut v, &mut m, VmExit::RdMsr), None);
         assert_eq!(v.injected, vec![Event::gp(0), Event::gp(0)]);
         assert_eq!(v.rip, rip);
+        // IA32_MISC_ENABLE, which Linux reads on Intel without a fault handler.
+        v.regs[Gpr::Rcx as usize] = 0x1a0;
+        assert_eq!(handle_exit(&mut v, &mut m, VmExit::RdMsr), None);
+        assert_eq!(v.reg(Gpr::Rax), msr::MISC_ENABLE_VALUE);
+        // The guest TSC: a write moves it, and reads follow the host's from there.
+        v.regs[Gpr::Rcx as usize] = 0x10;
+        v.regs[Gpr::Rax as usize] = 0;
+        v.regs[Gpr::Rdx as usize] = 1;
+        assert_eq!(handle_exit(&mut v, &mut m, VmExit::WrMsr), None);
+        assert_eq!(v.tsc_offset, (1u64 << 32).wrapping_sub(crate::mock::TSC.with(|t| t.get())));
+        assert_eq!(handle_exit(&mut v, &mut m, VmExit::RdMsr), None);
+        assert_eq!((v.reg(Gpr::Rdx), v.reg(Gpr::Rax)), (1, 0));
     }
 
     #[test]

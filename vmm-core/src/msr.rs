@@ -12,6 +12,11 @@ pub const IA32_TSC: u32 = 0x10;
 pub const IA32_FEATURE_CONTROL: u32 = 0x3a;
 pub const IA32_BIOS_SIGN_ID: u32 = 0x8b;
 pub const IA32_MTRRCAP: u32 = 0xfe;
+pub const IA32_MISC_ENABLE: u32 = 0x1a0;
+/// IA32_MISC_ENABLE as the guest reads it: fast strings on, branch trace and PEBS
+/// unavailable, XD not disabled (SDM Vol 4, Table 2-2). Linux's early boot code reads it
+/// (with a plain RDMSR) on Intel CPUs.
+pub const MISC_ENABLE_VALUE: u64 = (1 << 0) | (1 << 11) | (1 << 12);
 pub const IA32_SYSENTER_CS: u32 = 0x174;
 pub const IA32_SYSENTER_ESP: u32 = 0x175;
 pub const IA32_SYSENTER_EIP: u32 = 0x176;
@@ -59,6 +64,7 @@ pub fn read(vcpu: &impl ArchVcpu, msr: u32, tsc: u64) -> Result<u64, Event> {
         IA32_FEATURE_CONTROL => Ok(1),
         IA32_BIOS_SIGN_ID => Ok(0),
         IA32_MTRRCAP => Ok(0),
+        IA32_MISC_ENABLE => Ok(MISC_ENABLE_VALUE),
         _ => Err(Event::gp(0)),
     }
 }
@@ -91,6 +97,8 @@ pub fn write(vcpu: &mut impl ArchVcpu, msr: u32, v: u64) -> Result<(), Event> {
             Err(Event::gp(0))
         }
         Some(m) => vcpu.set_state_msr(m, v),
+        // Writes that keep the value are accepted (Linux clears XD-disable, already clear).
+        None if msr == IA32_MISC_ENABLE && v == MISC_ENABLE_VALUE => Ok(()),
         None => Err(Event::gp(0)),
     }
 }
