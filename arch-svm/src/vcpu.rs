@@ -75,6 +75,27 @@ fn seg(s: Segment) -> VmcbSegment {
     VmcbSegment { selector: s.selector, attrib: s.attr, limit: s.limit, base: s.base }
 }
 
+/// Clears the intercept bits of the core's pass-through MSRs in the MSR permission map
+/// (APM Vol 2 15.11): two bits per MSR (read, then write); MSRs 0-0x1FFF at byte 0 and
+/// 0xC0000000-0xC0001FFF at byte 0x800, both in the first page.
+fn msrpm_allow(page: &mut [u64; 512]) {
+    let mut clear = |msr: u32, write: bool| {
+        let (base, index) = match msr {
+            0..=0x1fff => (0, msr),
+            0xc000_0000..=0xc000_1fff => (0x800, msr - 0xc000_0000),
+            _ => return,
+        };
+        let bit = base * 8 + index as usize * 2 + write as usize;
+        page[bit / 64] &= !(1 << (bit % 64));
+    };
+    for &m in vmm_core::msr::PASSTHROUGH_READ {
+        clear(m, false);
+    }
+    for &m in vmm_core::msr::PASSTHROUGH_WRITE {
+        clear(m, true);
+    }
+}
+
 impl ArchBackend for Svm {
     type Vcpu = SvmVcpu;
 
@@ -95,6 +116,7 @@ impl ArchBackend for Svm {
         for p in 0..MSRPM_PAGES as u64 {
             frames.table(HostPhys(msrpm.0 + p * 4096)).fill(u64::MAX);
         }
+        msrpm_allow(frames.table(msrpm));
         let (root, _) = nested::build(mem, &Npt, frames)
             .map_err(|_| VcpuError { what: "cannot build the nested page tables", code: 0 })?;
         let asid = self.next_asid;
@@ -389,5 +411,27 @@ impl ArchVcpu for SvmVcpu {
         self.vmcb.control.interrupt_shadow &= !1;
         self.next_rip = None;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::msrpm_allow;
+
+    fn exits(page: &[u64; 512], msr: u32, write: bool) -> bool {
+        let (base, index) = if msr >= 0xc000_0000 { (0x800, msr - 0xc000_0000) } else { (0, msr) };
+        let bit = base * 8 + index as usize * 2 + write as usize;
+        page[bit / 64] & (1 << (bit % 64)) != 0
+    }
+
+    #[test]
+    fn only_the_pass_through_msrs_skip_the_exit() {
+        let mut page = [u64::MAX; 512];
+        msrpm_allow(&mut page);
+        assert!(!exits(&page, 0xc000_0101, false) && !exits(&page, 0xc000_0101, true), "GS base");
+        assert!(!exits(&page, 0x10, false) && exits(&page, 0x10, true), "TSC: reads pass, writes exit");
+        assert!(exits(&page, 0xc000_0080, false) && exits(&page, 0xc000_0080, true), "EFER exits");
+        assert!(exits(&page, 0x1b, true), "APIC base exits");
+        assert!(exits(&page, 0x1a0, false), "MISC_ENABLE exits");
     }
 }

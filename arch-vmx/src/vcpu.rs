@@ -127,6 +127,28 @@ fn from_vmx_ar(ar: u64) -> u16 {
     ((ar & 0xff) | ((ar >> 4) & 0xf00)) as u16
 }
 
+/// The MSR bitmap (SDM Vol 3C 25.6.9): four 1 KiB bitmaps, reads of 0-0x1FFF, reads of
+/// 0xC0000000-0xC0001FFF, then the same for writes; a set bit makes the access exit.
+/// Everything exits except the core's pass-through lists.
+fn msr_bitmap_fill(page: &mut [u64; 512]) {
+    page.fill(u64::MAX);
+    let mut clear = |msr: u32, write: bool| {
+        let (base, index) = match msr {
+            0..=0x1fff => (0, msr),
+            0xc000_0000..=0xc000_1fff => (1024, msr - 0xc000_0000),
+            _ => return,
+        };
+        let bit = (base + if write { 2048 } else { 0 }) * 8 + index as usize;
+        page[bit / 64] &= !(1 << (bit % 64));
+    };
+    for &m in vmm_core::msr::PASSTHROUGH_READ {
+        clear(m, false);
+    }
+    for &m in vmm_core::msr::PASSTHROUGH_WRITE {
+        clear(m, true);
+    }
+}
+
 impl ArchBackend for Vmx {
     type Vcpu = VmxVcpu;
 
@@ -141,6 +163,8 @@ impl ArchBackend for Vmx {
         frames.table(vmcs)[0] = self.caps.revision as u64;
         let (root, _) = nested::build(mem, &Ept, frames)
             .map_err(|_| VcpuError { what: "cannot build the EPT", code: 0 })?;
+        let msr_bitmap = frames.alloc_table().ok_or(oom)?;
+        msr_bitmap_fill(frames.table(msr_bitmap));
         vmcs::load_fresh(vmcs)?;
         let vpid = if self.caps.vpid() {
             let v = self.next_vpid;
@@ -166,6 +190,7 @@ impl ArchBackend for Vmx {
             swapped_loaded: false,
         };
         v.setup_controls(eptp(root), vpid)?;
+        vmcs::write(control::MSR_BITMAPS_ADDR_FULL, msr_bitmap.0)?;
         v.setup_host()?;
         v.setup_guest(start)?;
         Ok(v)
@@ -187,7 +212,7 @@ impl VmxVcpu {
             | (1 << 19)
             | (1 << 20)
             | proc1::SECONDARY;
-        let p1 = c.proc1.adjust(want1) & !(proc1::CR3_LOAD_EXITING | proc1::CR3_STORE_EXITING | proc1::USE_MSR_BITMAPS)
+        let p1 = c.proc1.adjust(want1 | proc1::USE_MSR_BITMAPS) & !(proc1::CR3_LOAD_EXITING | proc1::CR3_STORE_EXITING)
             | (c.proc1.must1 & (proc1::CR3_LOAD_EXITING | proc1::CR3_STORE_EXITING));
         vmcs::write(control::PRIMARY_PROCBASED_EXEC_CONTROLS, p1 as u64)?;
         let mut want2 = proc2::EPT | proc2::UNRESTRICTED | proc2::RDTSCP;
@@ -588,3 +613,25 @@ impl ArchVcpu for VmxVcpu {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::msr_bitmap_fill;
+
+    fn exits(page: &[u64; 512], msr: u32, write: bool) -> bool {
+        let (base, index) = if msr >= 0xc000_0000 { (1024, msr - 0xc000_0000) } else { (0, msr) };
+        let bit = (base + if write { 2048 } else { 0 }) * 8 + index as usize;
+        page[bit / 64] & (1 << (bit % 64)) != 0
+    }
+
+    #[test]
+    fn only_the_pass_through_msrs_skip_the_exit() {
+        let mut page = [0u64; 512];
+        msr_bitmap_fill(&mut page);
+        assert!(!exits(&page, 0xc000_0082, false) && !exits(&page, 0xc000_0082, true), "LSTAR");
+        assert!(!exits(&page, 0x10, false) && exits(&page, 0x10, true), "TSC: reads pass, writes exit");
+        assert!(exits(&page, 0xc000_0080, false) && exits(&page, 0xc000_0080, true), "EFER exits");
+        assert!(exits(&page, 0x1b, false), "APIC base exits");
+        assert!(exits(&page, 0x6e0, true), "TSC deadline exits");
+    }
+}
