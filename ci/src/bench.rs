@@ -29,12 +29,23 @@ const POLL: Duration = Duration::from_millis(10);
 /// Machine memory of the Janus half.
 const JANUS_MACHINE_MIB: u32 = 512;
 const CPU: &str = "EPYC";
+/// The kernel's first console line.
+const KERNEL_FIRST_LINE: &str = "Linux version";
+
+/// Seconds of the kernel phase (first kernel line to the marker).
+fn kernel_phase(t: &Timed) -> Option<f64> {
+    Some(t.to_marker? - t.to_kernel?)
+}
 
 /// One timed emulator run.
 #[derive(Debug)]
 pub struct Timed {
     /// Seconds from launch to the first line containing the marker.
     pub to_marker: Option<f64>,
+    /// Seconds from launch to the kernel's first line (`Linux version`), where the
+    /// kernel phase starts: the part of the run both halves share (no BIOS, GRUB or
+    /// decompression before it).
+    pub to_kernel: Option<f64>,
     /// Seconds until the emulator exited (or was killed).
     pub total: f64,
     pub timed_out: bool,
@@ -57,10 +68,14 @@ pub fn timed_run(mut cmd: Command, log: &Path, marker: &str, limit: Duration) ->
     let mut seen: Vec<u8> = Vec::new();
     let mut pos = 0u64;
     let mut to_marker = None;
+    let mut to_kernel = None;
     let mut timed_out = false;
     loop {
         let exited = matches!(child.try_wait(), Ok(Some(_)));
         read_new(log, &mut pos, &mut seen);
+        if to_kernel.is_none() && marker_line_complete(&seen, KERNEL_FIRST_LINE) {
+            to_kernel = Some(start.elapsed().as_secs_f64());
+        }
         if to_marker.is_none() && marker_line_complete(&seen, marker) {
             to_marker = Some(start.elapsed().as_secs_f64());
         }
@@ -77,7 +92,7 @@ pub fn timed_run(mut cmd: Command, log: &Path, marker: &str, limit: Duration) ->
     }
     let total = start.elapsed().as_secs_f64();
     read_new(log, &mut pos, &mut seen);
-    Ok(Timed { to_marker, total, timed_out, serial: String::from_utf8_lossy(&seen).into_owned() })
+    Ok(Timed { to_marker, to_kernel, total, timed_out, serial: String::from_utf8_lossy(&seen).into_owned() })
 }
 
 fn read_new(path: &Path, pos: &mut u64, into: &mut Vec<u8>) {
@@ -144,6 +159,8 @@ pub fn cmd_bench(root: &Path) -> Result<u8, String> {
 
     let mut janus_times: Vec<Option<f64>> = Vec::new();
     let mut bare_times: Vec<Option<f64>> = Vec::new();
+    let mut janus_kernel: Vec<Option<f64>> = Vec::new();
+    let mut bare_kernel: Vec<Option<f64>> = Vec::new();
     let mut janus_summary: Option<judge::Summary> = None;
     let mut janus_failed: Option<String> = None;
     let mut bare_failed: Option<String> = None;
@@ -165,6 +182,7 @@ pub fn cmd_bench(root: &Path) -> Result<u8, String> {
                 janus_summary = Some(s.clone());
             }
             janus_times.push(t.to_marker);
+            janus_kernel.push(kernel_phase(&t));
         }
         if bare_failed.is_none() {
             let log = logs.join(format!("bench-bare-{i}.log"));
@@ -183,6 +201,7 @@ pub fn cmd_bench(root: &Path) -> Result<u8, String> {
                 }
             }
             bare_times.push(t.to_marker);
+            bare_kernel.push(kernel_phase(&t));
         }
     }
 
@@ -205,6 +224,15 @@ pub fn cmd_bench(root: &Path) -> Result<u8, String> {
     match (janus_median, bare_median) {
         (Some(j), Some(b)) if b > 0.0 => println!("  ratio janus/bare: {:.2}", j / b),
         _ => println!("  ratio janus/bare: - (both halves must reach the marker)"),
+    }
+    let jk: Vec<f64> = janus_kernel.iter().flatten().copied().collect();
+    let bk: Vec<f64> = bare_kernel.iter().flatten().copied().collect();
+    println!("kernel phase, `{KERNEL_FIRST_LINE}` to the marker (the same work in both halves):");
+    println!("  janus: {}", times_text(&janus_kernel));
+    println!("  bare:  {}", times_text(&bare_kernel));
+    match (median(&jk), median(&bk)) {
+        (Some(j), Some(b)) if b > 0.0 => println!("  ratio janus/bare: {:.2} (medians {j:.2} s / {b:.2} s)", j / b),
+        _ => println!("  ratio janus/bare: -"),
     }
     match &janus_summary {
         Some(s) => println!("janus exits for linux: {}", s.exits_text()),

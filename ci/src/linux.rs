@@ -22,7 +22,7 @@ pub const DONE: &str = "JANUS-LINUX-DONE";
 /// The guest's name in Janus (and in its `[linux] ` console prefix).
 pub const GUEST: &str = "linux";
 /// The kernel command line under Janus.
-pub const JANUS_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 earlyprintk=serial,ttyS0";
+pub const JANUS_CMDLINE: &str = BARE_CMDLINE;
 /// The kernel command line for bare QEMU (`cargo janus bench`).
 pub const BARE_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1";
 /// Guest memory, MiB.
@@ -484,7 +484,7 @@ mod tests {
             lines,
             [
                 "module2 /guests/vmlinuz name=linux mem=256M kind=linux \
-                 cmdline=\"console=ttyS0 reboot=k panic=-1 earlyprintk=serial,ttyS0\"",
+                 cmdline=\"console=ttyS0 reboot=k panic=-1\"",
                 "module2 /guests/initramfs.cpio initrd-of=linux",
             ]
         );

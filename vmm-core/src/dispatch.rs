@@ -55,6 +55,16 @@ pub fn run(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> GuestEnd {
 /// Injects the interrupt the platform has for the vCPU if the guest can take it now,
 /// or asks for an exit as soon as it can.
 fn offer_interrupt(vcpu: &mut impl ArchVcpu, vm: &mut Vm) {
+    if vm.platform.nmi_pending {
+        if vcpu.nmi_open() {
+            vm.platform.nmi_pending = false;
+            vcpu.inject(Event::Nmi);
+            vcpu.request_interrupt_window(vm.platform.interrupt_pending());
+        } else {
+            vcpu.request_interrupt_window(true);
+        }
+        return;
+    }
     if !vm.platform.interrupt_pending() {
         vcpu.request_interrupt_window(false);
         return;
@@ -632,6 +642,25 @@ mod tests {
         assert_eq!(handle_exit(&mut v, &mut m, npf), None);
         assert_eq!(v.rip, 0x10_0000 - 0x1000 + 6);
         assert!(m.platform.lapic.sw_enabled(), "SVR write reached the local APIC");
+    }
+
+    #[test]
+    fn an_nmi_ipi_is_injected_as_an_nmi() {
+        let mut m = vm(ram(1 << 20));
+        let mut v = MockVcpu::new(&[]);
+        let now = m.now();
+        m.platform.lapic.write_mmio(0xf0, 0x1ff, now.ns);
+        // ICR: NMI (delivery mode 4) to all including self (the self shorthand is for
+        // fixed delivery only).
+        let e = m.platform.lapic.write_mmio(0x300, (2 << 18) | (4 << 8), now.ns);
+        m.platform.apic_effect(e);
+        assert!(m.platform.nmi_pending);
+        offer_interrupt(&mut v, &mut m);
+        assert!(v.injected.is_empty() && v.window, "IF=0: wait for a window");
+        v.rflags |= 1 << 9;
+        offer_interrupt(&mut v, &mut m);
+        assert_eq!(v.injected, vec![Event::Nmi]);
+        assert!(!m.platform.nmi_pending);
     }
 
     #[test]

@@ -151,6 +151,13 @@ pub trait ArchVcpu {
     /// STI/MOV-SS shadow, and no event already queued.
     fn interrupts_open(&self) -> bool;
 
+    /// Whether an NMI injected now would be taken. The default is conservative (the same
+    /// window as an external interrupt); a backend that tracks NMI blocking may open it
+    /// wider.
+    fn nmi_open(&self) -> bool {
+        self.interrupts_open()
+    }
+
     /// Asks for an exit ([`VmExit::InterruptWindow`]) as soon as the guest can take an
     /// interrupt (`on`), or stops asking.
     fn request_interrupt_window(&mut self, on: bool);
