@@ -16,6 +16,9 @@ const BUSYBOX_PACKAGE: &str = "busybox-static";
 
 /// The line /init prints once userspace runs.
 pub const MARKER: &str = "JANUS-LINUX-MARKER";
+/// The line /init prints right after the marker: the kernel's own uptime (seconds since
+/// its clock started, early in its boot), the time `cargo janus bench` compares.
+pub const UPTIME: &str = "JANUS-LINUX-UPTIME:";
 /// The line /init prints after its report, just before rebooting.
 pub const DONE: &str = "JANUS-LINUX-DONE";
 
@@ -33,6 +36,7 @@ pub const INIT_SCRIPT: &str = "#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sysfs /sys
 echo JANUS-LINUX-MARKER: userspace reached
+echo \"JANUS-LINUX-UPTIME: $(/bin/busybox cat /proc/uptime)\"
 /bin/busybox grep -m1 '^flags' /proc/cpuinfo
 /bin/busybox cat /proc/interrupts
 echo JANUS-LINUX-DONE
@@ -55,6 +59,11 @@ impl Assets {
     /// `module2 /guests/vmlinuz name=linux mem=256M kind=linux cmdline="..."` and
     /// `module2 /guests/initramfs.cpio initrd-of=linux`.
     pub fn guest_specs(&self) -> Vec<GuestSpec> {
+        self.guest_specs_with(JANUS_CMDLINE)
+    }
+
+    /// The two modules with another kernel command line.
+    pub fn guest_specs_with(&self, cmdline: &str) -> Vec<GuestSpec> {
         vec![
             GuestSpec::with_keys(
                 self.kernel.clone(),
@@ -62,7 +71,7 @@ impl Assets {
                     ("name", GUEST),
                     ("mem", &format!("{GUEST_MEM_MIB}M")),
                     ("kind", "linux"),
-                    ("cmdline", JANUS_CMDLINE),
+                    ("cmdline", cmdline),
                 ],
             ),
             GuestSpec::with_keys(self.initramfs.clone(), &[("initrd-of", GUEST)]),
@@ -312,14 +321,14 @@ impl Cpio {
 }
 
 /// The bare QEMU command `cargo janus bench` compares Janus with.
-pub fn bare_qemu_command(assets: &Assets, log: &Path) -> Command {
+pub fn bare_qemu_command(assets: &Assets, log: &Path, cmdline: &str) -> Command {
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args(["-machine", "pc", "-accel", "tcg", "-cpu", "EPYC", "-m", &GUEST_MEM_MIB.to_string()])
         .arg("-kernel")
         .arg(&assets.kernel)
         .arg("-initrd")
         .arg(&assets.initramfs)
-        .args(["-append", BARE_CMDLINE, "-display", "none"])
+        .args(["-append", cmdline, "-display", "none"])
         .arg("-serial")
         .arg(format!("file:{}", log.display()))
         .arg("-no-reboot");
