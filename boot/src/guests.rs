@@ -99,6 +99,11 @@ pub fn load(index: usize, modules: &[Module], frames: &mut HostFrames, hooks: Ho
     } else {
         None
     };
+    if image_linux.is_some() && initrd_for(&name, modules).is_none() {
+        return Err(reject(format_args!(
+            "no initrd: a Linux guest needs one here (Janus has no disks); add `module2 FILE initrd-of={name}`"
+        )));
+    }
     let want = args.mem.unwrap_or(if kind == GuestKind::Linux { LINUX_DEFAULT_MEM } else { DEFAULT_MEM });
     if want < MIN_MEM {
         return Err(reject(format_args!("mem={} KiB is too little: a guest needs at least 2 MiB", want / 1024)));

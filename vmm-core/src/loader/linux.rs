@@ -292,6 +292,12 @@ pub fn parse(image: &[u8]) -> Result<LinuxImage<'_>, LinuxError> {
     if payload_offset >= image.len() {
         return Err(LinuxError::Truncated);
     }
+    // syssize (0x1F4): the protected-mode payload's size in 16-byte units. A file shorter
+    // than that lost its tail (a partial copy or download).
+    let syssize = u32_at(image, 0x1F4) as usize;
+    if syssize != 0 && payload_offset + syssize * 16 > image.len() {
+        return Err(LinuxError::Truncated);
+    }
     let relocatable = u8_at(image, hdr::RELOCATABLE_KERNEL) != 0;
     let kernel_alignment = u32_at(image, hdr::KERNEL_ALIGNMENT);
     if relocatable && !kernel_alignment.is_power_of_two() {
@@ -528,6 +534,9 @@ mod tests {
         // Truncated: in the header, and with no payload after the setup sectors.
         assert_eq!(parse(&b[..0x250]).err(), Some(LinuxError::Truncated));
         assert_eq!(parse(&b[..5 * 512]).err(), Some(LinuxError::Truncated));
+        // A payload shorter than syssize says.
+        let long = with(b.clone(), 0x1F4, &((b.len() as u32) / 16 + 1).to_le_bytes());
+        assert_eq!(parse(&long).err(), Some(LinuxError::Truncated));
         // setup_sects 39 (as Debian's) puts the payload past this small file.
         assert_eq!(parse(&with(b.clone(), hdr::SETUP_SECTS, &[39])).err(), Some(LinuxError::Truncated));
         // Every error has a one-line reason.
