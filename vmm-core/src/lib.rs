@@ -28,6 +28,7 @@ pub mod vcpu;
 pub mod vendor;
 pub mod vm;
 pub mod walk;
+pub mod world_switch;
 
 #[cfg(test)]
 pub(crate) mod mock;
