@@ -88,10 +88,8 @@ fn msrpm_allow(page: &mut [u64; 512]) {
         let bit = base * 8 + index as usize * 2 + write as usize;
         page[bit / 64] &= !(1 << (bit % 64));
     };
-    for &m in vmm_core::msr::PASSTHROUGH_READ {
+    for &m in vmm_core::msr::PASSTHROUGH {
         clear(m, false);
-    }
-    for &m in vmm_core::msr::PASSTHROUGH_WRITE {
         clear(m, true);
     }
 }

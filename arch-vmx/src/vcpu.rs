@@ -129,7 +129,7 @@ fn from_vmx_ar(ar: u64) -> u16 {
 
 /// The MSR bitmap (SDM Vol 3C 25.6.9): four 1 KiB bitmaps, reads of 0-0x1FFF, reads of
 /// 0xC0000000-0xC0001FFF, then the same for writes; a set bit makes the access exit.
-/// Everything exits except the core's pass-through lists.
+/// Everything exits except the core's pass-through list.
 fn msr_bitmap_fill(page: &mut [u64; 512]) {
     page.fill(u64::MAX);
     let mut clear = |msr: u32, write: bool| {
@@ -141,10 +141,8 @@ fn msr_bitmap_fill(page: &mut [u64; 512]) {
         let bit = (base + if write { 2048 } else { 0 }) * 8 + index as usize;
         page[bit / 64] &= !(1 << (bit % 64));
     };
-    for &m in vmm_core::msr::PASSTHROUGH_READ {
+    for &m in vmm_core::msr::PASSTHROUGH {
         clear(m, false);
-    }
-    for &m in vmm_core::msr::PASSTHROUGH_WRITE {
         clear(m, true);
     }
 }

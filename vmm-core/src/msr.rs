@@ -35,32 +35,16 @@ pub const IA32_KERNEL_GS_BASE: u32 = 0xc000_0102;
 pub const EFER_WRITABLE: u64 = (1 << 0) | (1 << 8) | (1 << 11);
 pub const EFER_LMA: u64 = 1 << 10;
 
-/// MSRs the guest reads without an exit: their guest values are live in the hardware
-/// while the guest runs (VMCS/VMCB guest state, or loaded around VM entry), and any value
-/// the hardware holds is one the guest may see. Both backends build their MSR bitmaps
-/// from these lists; every other MSR access exits to this module.
+/// MSRs the guest reads and writes without an exit: their guest values are live in the
+/// hardware while the guest runs (VMCS/VMCB guest state, or loaded around VM entry), the
+/// hardware checks writes itself (#GP for a non-canonical base or an invalid PAT type),
+/// and no VMM state depends on them. Both backends build their MSR bitmaps from this
+/// list; every other MSR access exits to this module.
 ///
 /// IA32_TSC is not here although hardware would apply the TSC offset to RDMSR too: QEMU's
-/// AMD-V returns 0 for it (the policy suite caught that), and guests read the TSC with
-/// RDTSC, which does not exit, anyway.
-pub const PASSTHROUGH_READ: &[u32] = &[
-    IA32_SYSENTER_CS,
-    IA32_SYSENTER_ESP,
-    IA32_SYSENTER_EIP,
-    IA32_PAT,
-    IA32_STAR,
-    IA32_LSTAR,
-    IA32_CSTAR,
-    IA32_FMASK,
-    IA32_FS_BASE,
-    IA32_GS_BASE,
-    IA32_KERNEL_GS_BASE,
-];
-
-/// MSRs the guest writes without an exit: the hardware checks them itself (#GP for a
-/// non-canonical base or an invalid PAT type) and no VMM state depends on them. The TSC
-/// is not here: a write becomes a TSC offset.
-pub const PASSTHROUGH_WRITE: &[u32] = &[
+/// AMD-V returns 0 for it (the policy suite caught that), guests read the TSC with RDTSC
+/// (which does not exit) anyway, and a write becomes a TSC offset.
+pub const PASSTHROUGH: &[u32] = &[
     IA32_SYSENTER_CS,
     IA32_SYSENTER_ESP,
     IA32_SYSENTER_EIP,
