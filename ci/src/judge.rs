@@ -256,6 +256,18 @@ pub enum Expectation {
     Linux {
         guest: &'static str,
     },
+    /// Bad modules next to good guests: each bad module must be answered with one
+    /// `janus: guest LABEL: not started: REASON` line, the good guests must still run, and
+    /// Janus must end with exactly `done`.
+    Rejects {
+        /// (guest label as printed, substring of the reason). The label is the module's
+        /// `name=`, or `module<index>` when its command line could not be parsed.
+        rejected: Vec<(String, &'static str)>,
+        /// Guests that must print `[NAME] NAME: PASS (N checks)` and end with exit status 0.
+        good: Vec<String>,
+        /// The exact last Janus line, e.g. `janus: done: 7 guests, 6 failed`.
+        done: String,
+    },
 }
 
 /// Suites that run as guests of their own name: `[NAME] NAME: PASS (N checks)` and
@@ -266,7 +278,15 @@ pub fn own_suites(names: &[String]) -> Vec<(String, String)> {
 
 /// Each expected suite and how it went: Ok(checks), or Err(short reason).
 pub fn suite_status(expect: &Expectation, r: &Report) -> Vec<(String, Result<u64, String>)> {
-    let Expectation::Pass { suites, .. } = expect else { return Vec::new() };
+    let owned;
+    let suites = match expect {
+        Expectation::Pass { suites, .. } => suites,
+        Expectation::Rejects { good, .. } => {
+            owned = own_suites(good);
+            &owned
+        }
+        _ => return Vec::new(),
+    };
     suites
         .iter()
         .map(|(g, s)| {
@@ -370,6 +390,47 @@ pub fn judge(expect: &Expectation, r: &Report) -> Result<(), String> {
                 (false, _, None) => Err(stopped("no userspace marker", r)),
             }
         }
+        Expectation::Rejects { rejected, good, done } => judge_rejects(rejected, good, done, r),
+    }
+}
+
+fn judge_rejects(rejected: &[(String, &'static str)], good: &[String], done: &str, r: &Report) -> Result<(), String> {
+    if let Some(reason) = &r.refused {
+        return Err(shorten(&format!("refused: {reason}")));
+    }
+    for (label, want) in rejected {
+        let mine: Vec<&str> = r.not_started.iter().filter(|(g, _)| g == label).map(|(_, w)| w.as_str()).collect();
+        match mine[..] {
+            [why] if why.contains(want) => {}
+            [] => return Err(stopped(&format!("no rejection of {label} (want \"{want}\")"), r)),
+            [why] => return Err(shorten(&format!("{label} rejected for another reason: {why} (want \"{want}\")"))),
+            _ => return Err(format!("{label} rejected {} times, want one line", mine.len())),
+        }
+    }
+    if let Some((g, why)) = r.not_started.iter().find(|(g, _)| !rejected.iter().any(|(l, _)| l == g)) {
+        return Err(shorten(&format!("guest {g} not started: {why}")));
+    }
+    if let Some(f) = r.failures.first() {
+        return Err(shorten(f));
+    }
+    for g in good {
+        match r.ended(g) {
+            Some("exit status 0") => {}
+            Some(other) => return Err(shorten(&format!("guest {g} ended: {other}"))),
+            None => return Err(stopped(&format!("guest {g} did not end"), r)),
+        }
+        if !r.suites.iter().any(|x| x.guest == *g && x.suite == *g) {
+            return Err(format!("no \"[{g}] {g}: PASS\" line"));
+        }
+    }
+    match r.last_janus_line.as_deref() {
+        Some(l) if l == done => Ok(()),
+        Some(l) if l.starts_with("janus: done: ") => {
+            let want = done.strip_prefix("janus: done: ").unwrap_or(done);
+            Err(shorten(&format!("{}, want {want}", &l["janus: ".len()..])))
+        }
+        Some(l) if r.done.is_some() => Err(shorten(&format!("last Janus line: {}", &l["janus: ".len()..]))),
+        _ => Err(stopped("no done line", r)),
     }
 }
 
@@ -629,6 +690,100 @@ janus: done: 1 guests, 0 failed\n";
         // A marker from another guest does not count.
         let r = parse(&booted.replace("[linux] JANUS-LINUX-MARKER", "[other] JANUS-LINUX-MARKER"));
         assert!(judge(&linux, &r).is_err());
+    }
+
+    fn rejects() -> Expectation {
+        Expectation::Rejects {
+            rejected: vec![
+                ("junk".into(), "not a multiboot1 kernel"),
+                ("module1".into(), "unknown key 'colour'"),
+                ("huge".into(), "needs 65536 MiB"),
+                ("tiny".into(), "too little"),
+                ("module4".into(), "no guest has that name"),
+                ("truncated".into(), "truncated"),
+            ],
+            good: names(&["smoke"]),
+            done: "janus: done: 7 guests, 6 failed".into(),
+        }
+    }
+
+    /// Janus answering the hostile ISO: six rejections, then smoke passes.
+    const HOSTILE: &str = "janus: Janus 0.1.0 (multiboot2)\n\
+janus: cpu: vendor=AMD backend=svm npt=yes nrip=no asids=16\n\
+janus: guest junk: not started: not a multiboot1 kernel (no multiboot header in the first 8 KiB) nor a Linux bzImage (4096 bytes)\n\
+janus: guest module1: not started: bad module command line \"name=badline colour=blue\": unknown key 'colour' (known: name, mem, kind, cmdline, initrd-of)\n\
+janus: guest huge: not started: needs 65536 MiB of RAM but at most 247 MiB are free\n\
+janus: guest tiny: not started: mem=1024 KiB is too little: a guest needs at least 2 MiB\n\
+janus: guest module4: not started: initrd for 'nobody', but no guest has that name\n\
+janus: guest truncated: not started: image is truncated: its headers point past its end\n\
+janus: guest smoke: loaded multiboot1, entry 0x100020, memory 16 MiB\n\
+[smoke] smoke: PASS (28 checks)\n\
+janus: guest smoke ended: exit status 0\n\
+janus: summary: smoke status=0 exits=2262 (io=2200 cpuid=62)\n\
+janus: done: 7 guests, 6 failed\n";
+
+    #[test]
+    fn rejects_pass() {
+        let r = parse(HOSTILE);
+        assert_eq!(r.not_started.len(), 6);
+        assert_eq!(r.not_started[1].0, "module1");
+        assert_eq!(judge(&rejects(), &r), Ok(()));
+        assert_eq!(suite_status(&rejects(), &r), vec![("smoke".into(), Ok(28))]);
+        // A Pass expectation fails on the same log: it wants no rejected module.
+        assert!(judge(&amd(), &r).unwrap_err().starts_with("guest junk not started"));
+    }
+
+    #[test]
+    fn rejects_missing_line() {
+        let log = HOSTILE.replace("janus: guest tiny: not started: mem=1024 KiB is too little: a guest needs at least 2 MiB\n", "");
+        let err = judge(&rejects(), &parse(&log)).unwrap_err();
+        assert!(err.starts_with("no rejection of tiny (want \"too little\"); stopped after: janus: done:"), "{err}");
+        // Rejected, but for another reason.
+        let log = HOSTILE.replace("needs 65536 MiB of RAM", "needs 1 MiB of RAM");
+        let err = judge(&rejects(), &parse(&log)).unwrap_err();
+        assert!(err.starts_with("huge rejected for another reason: needs 1 MiB"), "{err}");
+        // A rejection nobody expected.
+        let log = HOSTILE.replace("janus: guest smoke: loaded", "janus: guest smoke: not started: oops\njanus: guest smoke: loaded");
+        assert_eq!(judge(&rejects(), &parse(&log)), Err("guest smoke not started: oops".into()));
+        // The same module answered twice.
+        let log = HOSTILE.replace("janus: guest junk:", "janus: guest junk: not started: not a multiboot1 kernel\njanus: guest junk:");
+        assert_eq!(judge(&rejects(), &parse(&log)), Err("junk rejected 2 times, want one line".into()));
+    }
+
+    #[test]
+    fn rejects_panic_after_first() {
+        let first = HOSTILE.split("janus: guest module1").next().unwrap();
+        let log = format!("{first}janus: PANIC: at vmm-core/src/loader/cmdline.rs:80: index out of bounds\n");
+        let r = parse(&log);
+        assert_eq!(r.not_started.len(), 1);
+        assert_eq!(judge(&rejects(), &r), Err("PANIC: at vmm-core/src/loader/cmdline.rs:80: index out of bounds".into()));
+        // Stopped without a panic: the first missing rejection and where the log stopped.
+        let err = judge(&rejects(), &parse(first)).unwrap_err();
+        assert!(err.starts_with("no rejection of module1"), "{err}");
+        assert!(err.contains("stopped after: janus: guest junk: not started"), "{err}");
+    }
+
+    #[test]
+    fn rejects_smoke_failed() {
+        let log = HOSTILE
+            .replace("[smoke] smoke: PASS (28 checks)", "[smoke] check cpuid: FAIL (got 0, want 1)\n[smoke] smoke: FAIL (1 of 28 checks failed)")
+            .replace("smoke ended: exit status 0", "smoke ended: exit status 1")
+            .replace("7 guests, 6 failed", "7 guests, 7 failed");
+        let r = parse(&log);
+        assert_eq!(judge(&rejects(), &r), Err("[smoke] check cpuid: FAIL (got 0, want 1)".into()));
+        assert_eq!(suite_status(&rejects(), &r), vec![("smoke".into(), Err("ended: exit status 1".into()))]);
+        // Smoke ends badly without a FAIL line; smoke never ends; smoke passes but the count is off.
+        let log = HOSTILE.replace("smoke ended: exit status 0", "smoke ended: triple fault");
+        assert_eq!(judge(&rejects(), &parse(&log)), Err("guest smoke ended: triple fault".into()));
+        let log = HOSTILE.split("janus: guest smoke ended").next().unwrap();
+        assert!(judge(&rejects(), &parse(log)).unwrap_err().starts_with("guest smoke did not end; stopped after: [smoke] smoke: PASS"));
+        let log = HOSTILE.replace("[smoke] smoke: PASS (28 checks)\n", "");
+        assert_eq!(judge(&rejects(), &parse(&log)), Err("no \"[smoke] smoke: PASS\" line".into()));
+        let log = HOSTILE.replace("7 guests, 6 failed", "1 guests, 0 failed");
+        assert_eq!(
+            judge(&rejects(), &parse(&log)),
+            Err("done: 1 guests, 0 failed, want 7 guests, 6 failed".into())
+        );
     }
 
     #[test]

@@ -41,8 +41,10 @@ COMMANDS:
             matrix (in parallel), print a table and exit non-zero if any row failed.
             The guests are every suite in guests/src/bin plus `hello` (one ISO), and
             Debian's Linux (its own ISO; rows `EPYC (linux)` and
-            `corei7_skylake_x (linux)`). Serial logs go to build/logs/MODEL.log and
-            build/logs/linux-MODEL.log.
+            `corei7_skylake_x (linux)`), and bad modules next to the smoke guest (its own
+            ISO; rows `EPYC (bad modules)` and `corei7_skylake_x (bad modules)`). Serial
+            logs go to build/logs/MODEL.log, build/logs/linux-MODEL.log and
+            build/logs/bad-MODEL.log.
     bench   Time Linux from QEMU's launch to its userspace marker under Janus and on bare
             QEMU (3 runs each), print the times, medians, their ratio and Janus' exits.
             See docs/testing.md.
@@ -57,14 +59,16 @@ OPTIONS:
                        The name defaults to the file's stem. FILE may also be the name of a
                        built-in guest (smoke, hello). Repeat for more guests.
     --guests LIST      Comma-separated built-in guests: suite names (smoke, pic, ...), hello,
-                       linux, or all. `test`: restrict the matrix to them (default: all; a
-                       list without `linux` has no Linux rows). `run`/`iso`: boot them.
+                       linux, bad (the bad modules and a smoke guest), or all. `test`:
+                       restrict the matrix to them (default: all; a list without `linux`
+                       has no Linux rows, one without `bad` no bad-modules rows).
+                       `run`/`iso`: boot them.
     --timeout SECS     Kill the emulator after SECS seconds (default 120 QEMU, 240 Bochs;
                        300/900 with the Linux guest).
     -o FILE            Where `iso` writes the ISO.
     --only SUBSTRING   `test`: run only the matrix rows whose label contains SUBSTRING
-                       (`--only linux`: the Linux rows; `--only EPYC`: EPYC, EPYC-Rome and
-                       EPYC (linux)).
+                       (`--only linux`: the Linux rows; `--only bad`: the bad-modules rows;
+                       `--only EPYC`: EPYC, EPYC-Rome, EPYC (linux) and EPYC (bad modules)).
     --jobs N           `test`: emulator runs in parallel (default: number of CPUs).
 ";
 
@@ -221,8 +225,9 @@ pub(crate) fn default_guests() -> Vec<GuestSpec> {
 }
 
 /// The guests of `run`/`iso`: `--guests` names (the matrix' specs; `linux` fetches and
-/// adds the Linux guest and its initrd), then `--guest` specs; the smoke guest when
-/// neither is given. Also says whether the Linux guest is among them.
+/// adds the Linux guest and its initrd; `bad` adds the bad modules and a smoke guest, only
+/// when named, not with `all`), then `--guest` specs; the smoke guest when neither is
+/// given. Also says whether the Linux guest is among them.
 fn chosen_guests(root: &Path, specs: Vec<GuestSpec>, named: Option<Vec<String>>) -> Result<(Vec<GuestSpec>, bool), String> {
     let Some(named) = named else {
         return Ok((if specs.is_empty() { default_guests() } else { specs }, false));
@@ -232,6 +237,9 @@ fn chosen_guests(root: &Path, specs: Vec<GuestSpec>, named: Option<Vec<String>>)
     if plan.linux {
         setup::ensure(&[setup::Need::Linux])?;
         guests.extend(linux::assets(root)?.guest_specs());
+    }
+    if named.iter().any(|n| n == matrix::BAD) {
+        guests.extend(matrix::hostile_guests(root)?);
     }
     guests.extend(specs);
     Ok((guests, plan.linux))
@@ -345,6 +353,12 @@ fn cmd_test(only: Option<&str>, jobs: Option<usize>, named: Option<Vec<String>>)
         let iso = root.join("build/linux.iso");
         prepare(&root, &assets.guest_specs(), &iso, &needs)?;
         isos.linux = Some(iso);
+    }
+    if wants(matrix::IsoKind::Hostile) {
+        let iso = root.join("build/hostile.iso");
+        eprintln!("cargo janus: bad modules: {} and a smoke guest", matrix::HOSTILE_DIR);
+        prepare(&root, &matrix::hostile_guests(&root)?, &iso, &needs)?;
+        isos.hostile = Some(iso);
     }
     if wants(matrix::IsoKind::Guests) {
         let iso = root.join("build/matrix.iso");

@@ -22,6 +22,50 @@ pub const LINUX_ROWS_REQUIRED: bool = true;
 /// The multiboot1 kernel every guest matrix run also boots.
 pub const HELLO: &str = "hello";
 
+/// The `--guests` name of the bad-modules rows (ISO build/hostile.iso).
+pub const BAD: &str = "bad";
+
+/// Where the bad module files are written at run time.
+pub const HOSTILE_DIR: &str = "build/hostile";
+
+/// The suite that runs as the good guest next to the bad modules.
+const HOSTILE_GOOD: &str = "smoke";
+
+/// One module of the hostile ISO, in boot order, and how Janus must answer it.
+struct BadModule {
+    /// A file in [`HOSTILE_DIR`], or the built-in `smoke`.
+    file: &'static str,
+    keys: &'static [(&'static str, &'static str)],
+    /// The guest as Janus names it: `name=`, or `module<index>` when there is no usable name.
+    label: &'static str,
+    /// A distinctive part of Janus' reason.
+    reason: &'static str,
+}
+
+const BAD_MODULES: &[BadModule] = &[
+    BadModule { file: "junk.bin", keys: &[("name", "junk")], label: "junk", reason: "not a multiboot1 kernel" },
+    BadModule {
+        file: HOSTILE_GOOD,
+        keys: &[("name", "badline"), ("colour", "blue")],
+        label: "module1",
+        reason: "unknown key 'colour'",
+    },
+    BadModule { file: HOSTILE_GOOD, keys: &[("name", "huge"), ("mem", "64G")], label: "huge", reason: "needs 65536 MiB" },
+    BadModule { file: HOSTILE_GOOD, keys: &[("name", "tiny"), ("mem", "1M")], label: "tiny", reason: "too little" },
+    BadModule {
+        file: "orphan.cpio",
+        keys: &[("initrd-of", "nobody")],
+        label: "module4",
+        reason: "no guest has that name",
+    },
+    BadModule {
+        file: "truncated.elf",
+        keys: &[("name", "truncated")],
+        label: "truncated",
+        reason: "image is truncated",
+    },
+];
+
 /// Guest memory of a suite guest.
 const SUITE_MEM: &str = "16M";
 const HELLO_MEM: &str = "8M";
@@ -70,20 +114,25 @@ pub struct Plan {
     pub hello: bool,
     /// The Linux rows (a separate ISO).
     pub linux: bool,
+    /// The bad-modules rows (a separate ISO; `bad`).
+    pub hostile: bool,
 }
 
 impl Plan {
     /// `selection`: guest names (`--guests`); None means everything. `all` names every
-    /// guest too.
+    /// guest too. `bad` is the bad-modules rows; they need the smoke suite.
     pub fn new(available: &[String], selection: Option<&[String]>) -> Result<Plan, String> {
+        let has_good = available.iter().any(|a| a == HOSTILE_GOOD);
         let Some(selection) = selection.filter(|s| !s.iter().any(|n| n == "all")) else {
-            return Ok(Plan { suites: available.to_vec(), hello: true, linux: true });
+            return Ok(Plan { suites: available.to_vec(), hello: true, linux: true, hostile: has_good });
         };
-        let mut plan = Plan { suites: Vec::new(), hello: false, linux: false };
+        let mut plan = Plan { suites: Vec::new(), hello: false, linux: false, hostile: false };
         for name in selection {
             match name.as_str() {
                 HELLO => plan.hello = true,
                 linux::GUEST => plan.linux = true,
+                BAD if has_good => plan.hostile = true,
+                BAD => return Err(format!("`{BAD}` needs the {HOSTILE_GOOD} suite (guests/src/bin/{HOSTILE_GOOD}.rs)")),
                 n if available.iter().any(|a| a == n) => {
                     if !plan.suites.iter().any(|s| s == n) {
                         plan.suites.push(n.to_string());
@@ -91,7 +140,7 @@ impl Plan {
                 }
                 n => {
                     return Err(format!(
-                        "unknown guest `{n}` (known: {}, {HELLO}, {}, all)",
+                        "unknown guest `{n}` (known: {}, {HELLO}, {}, {BAD}, all)",
                         available.join(", "),
                         linux::GUEST
                     ))
@@ -99,7 +148,7 @@ impl Plan {
             }
         }
         sort_suites(&mut plan.suites);
-        if plan.suites.is_empty() && !plan.hello && !plan.linux {
+        if plan.suites.is_empty() && !plan.hello && !plan.linux && !plan.hostile {
             return Err("no guests selected".into());
         }
         Ok(plan)
@@ -138,6 +187,14 @@ impl Plan {
         v
     }
 
+    /// What a bad-modules row expects: each bad module rejected with its reason, smoke
+    /// passing, and `janus: done: 7 guests, 6 failed`.
+    pub fn hostile_expectation() -> Expectation {
+        let rejected: Vec<(String, &'static str)> = BAD_MODULES.iter().map(|b| (b.label.to_string(), b.reason)).collect();
+        let done = format!("janus: done: {} guests, {} failed", rejected.len() + 1, rejected.len());
+        Expectation::Rejects { rejected, good: vec![HOSTILE_GOOD.to_string()], done }
+    }
+
     fn pass(
         &self,
         vendor: &'static str,
@@ -161,6 +218,8 @@ pub enum IsoKind {
     Guests,
     /// build/linux.iso: only the Linux guest.
     Linux,
+    /// build/hostile.iso: bad modules, then the smoke guest ([`hostile_specs`]).
+    Hostile,
 }
 
 /// The ISOs of a run; a row whose ISO is missing fails with a reason.
@@ -168,6 +227,7 @@ pub enum IsoKind {
 pub struct Isos {
     pub guests: Option<PathBuf>,
     pub linux: Option<PathBuf>,
+    pub hostile: Option<PathBuf>,
 }
 
 impl Isos {
@@ -175,6 +235,7 @@ impl Isos {
         match kind {
             IsoKind::Guests => self.guests.as_deref(),
             IsoKind::Linux => self.linux.as_deref(),
+            IsoKind::Hostile => self.hostile.as_deref(),
         }
     }
 }
@@ -198,11 +259,13 @@ impl Row {
         Emulator::for_model(self.model)
     }
 
-    /// The serial log's file name (also names the Bochs files): `EPYC.log`, `linux-EPYC.log`.
+    /// The serial log's file name (also names the Bochs files): `EPYC.log`, `linux-EPYC.log`,
+    /// `bad-EPYC.log`.
     pub fn log_name(&self) -> String {
         match self.iso {
             IsoKind::Guests => format!("{}.log", emulator::sanitize(self.model)),
             IsoKind::Linux => format!("linux-{}.log", emulator::sanitize(self.model)),
+            IsoKind::Hostile => format!("bad-{}.log", emulator::sanitize(self.model)),
         }
     }
 
@@ -213,6 +276,19 @@ impl Row {
             model,
             iso: IsoKind::Guests,
             expect,
+            memory_mib: emulator::DEFAULT_MEMORY_MIB,
+            timeout: Duration::from_secs(emulator.default_timeout_secs()),
+            required: true,
+        }
+    }
+
+    fn hostile(model: &'static str) -> Row {
+        let emulator = Emulator::for_model(model);
+        Row {
+            label: format!("{model} (bad modules)"),
+            model,
+            iso: IsoKind::Hostile,
+            expect: Plan::hostile_expectation(),
             memory_mib: emulator::DEFAULT_MEMORY_MIB,
             timeout: Duration::from_secs(emulator.default_timeout_secs()),
             required: true,
@@ -236,12 +312,17 @@ impl Row {
     }
 }
 
-/// The rows of a plan, longest first: the Linux rows, then the guest rows.
+/// The rows of a plan, longest first: the Linux rows, the bad-modules rows, then the
+/// guest rows.
 pub fn rows(plan: &Plan) -> Vec<Row> {
     let mut rows = Vec::new();
     if plan.linux {
         rows.push(Row::linux("EPYC"));
         rows.push(Row::linux("corei7_skylake_x"));
+    }
+    if plan.hostile {
+        rows.push(Row::hostile("EPYC"));
+        rows.push(Row::hostile("corei7_skylake_x"));
     }
     if !plan.has_guest_rows() {
         return rows;
@@ -262,6 +343,55 @@ pub fn rows(plan: &Plan) -> Vec<Row> {
     }
     rows.push(Row::guests("phenom_8650_toliman", amd_qemu));
     rows
+}
+
+/// The modules of build/hostile.iso, in boot order: the bad modules (files in `dir`, or
+/// the built-in smoke), then `smoke name=smoke mem=16M`.
+pub fn hostile_specs(dir: &Path) -> Vec<GuestSpec> {
+    let mut v: Vec<GuestSpec> = BAD_MODULES
+        .iter()
+        .map(|b| {
+            let file = if b.file == HOSTILE_GOOD { PathBuf::from(b.file) } else { dir.join(b.file) };
+            GuestSpec::with_keys(file, b.keys)
+        })
+        .collect();
+    v.push(GuestSpec::with_keys(PathBuf::from(HOSTILE_GOOD), &[("name", HOSTILE_GOOD), ("mem", SUITE_MEM)]));
+    v
+}
+
+/// Writes the bad files into `dir`: `junk.bin` (4 KiB of text), `orphan.cpio` (a small
+/// file) and `truncated.elf` (the first 8 KiB of `smoke_elf`, whose multiboot header lies
+/// within them but whose load addresses point past them).
+pub fn write_hostile_files(dir: &Path, smoke_elf: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let write = |name: &str, data: &[u8]| {
+        let p = dir.join(name);
+        std::fs::write(&p, data).map_err(|e| format!("cannot write {}: {e}", p.display()))
+    };
+    let line = b"This is not a kernel: Janus must refuse it and run the other guests.\n";
+    let junk: Vec<u8> = line.iter().copied().cycle().take(4096).collect();
+    write("junk.bin", &junk)?;
+    write("orphan.cpio", b"an initrd for a guest that does not exist\n")?;
+    const CUT: usize = 8192;
+    let elf = std::fs::read(smoke_elf).map_err(|e| format!("cannot read {}: {e}", smoke_elf.display()))?;
+    // The multiboot1 magic 0x1BADB002, 4-byte aligned, little-endian.
+    let has_header = elf.len() > CUT && elf[..CUT].chunks_exact(4).any(|w| w == [0x02, 0xb0, 0xad, 0x1b]);
+    if !has_header {
+        return Err(format!(
+            "{} has no multiboot header in its first 8 KiB (or is not longer): truncated.elf would not test truncation",
+            smoke_elf.display()
+        ));
+    }
+    write("truncated.elf", &elf[..CUT])
+}
+
+/// Builds the smoke guest and writes the bad files into build/hostile; returns the specs
+/// of build/hostile.iso.
+pub fn hostile_guests(root: &Path) -> Result<Vec<GuestSpec>, String> {
+    crate::build::guests(root)?;
+    let dir = root.join(HOSTILE_DIR);
+    write_hostile_files(&dir, &crate::build::guest_bin(root, HOSTILE_GOOD))?;
+    Ok(hostile_specs(&dir))
 }
 
 /// A finished row.
@@ -363,16 +493,30 @@ mod tests {
     fn matrix_shape() {
         let plan = Plan::new(&all_suites(), None).unwrap();
         let rows = rows(&plan);
-        assert_eq!(rows.len(), 17);
-        // The Linux rows come first: they take longest.
+        assert_eq!(rows.len(), 19);
+        // The Linux rows come first: they take longest. Then the bad modules.
         assert_eq!(rows[0].label, "EPYC (linux)");
         assert_eq!(rows[1].label, "corei7_skylake_x (linux)");
+        assert_eq!(rows[2].label, "EPYC (bad modules)");
+        assert_eq!(rows[3].label, "corei7_skylake_x (bad modules)");
+        assert_eq!(rows[3].emulator(), Emulator::Bochs);
+        assert!(rows[2..4].iter().all(|r| r.iso == IsoKind::Hostile && r.required));
+        assert_eq!(rows[2].log_name(), "bad-EPYC.log");
+        match &rows[2].expect {
+            Expectation::Rejects { rejected, good, done } => {
+                assert_eq!(rejected.len(), 6);
+                assert_eq!(rejected[1], ("module1".to_string(), "unknown key 'colour'"));
+                assert_eq!(good, &names(&["smoke"]));
+                assert_eq!(done, "janus: done: 7 guests, 6 failed");
+            }
+            e => panic!("{e:?}"),
+        }
         assert_eq!(rows[0].timeout, Duration::from_secs(300));
         assert_eq!(rows[1].timeout, Duration::from_secs(900));
         assert!(rows[..2].iter().all(|r| r.iso == IsoKind::Linux && r.memory_mib == 512));
         assert!(rows[..2].iter().all(|r| r.required == LINUX_ROWS_REQUIRED));
         let bochs = rows.iter().filter(|r| r.emulator() == Emulator::Bochs).count();
-        assert_eq!(bochs, 10);
+        assert_eq!(bochs, 11);
         let refused: Vec<_> =
             rows.iter().filter(|r| matches!(r.expect, Expectation::Refused { .. })).map(|r| r.model).collect();
         assert_eq!(refused, ["qemu64", "qemu64,-svm"]);
@@ -380,7 +524,7 @@ mod tests {
         logs.sort();
         logs.dedup();
         assert_eq!(logs.len(), rows.len(), "log names are unique (they also name the Bochs files)");
-        match &rows[2].expect {
+        match &rows[4].expect {
             Expectation::Pass { guests, suites, .. } => {
                 assert_eq!(guests.len(), 10);
                 assert_eq!(guests[0], "smoke");
@@ -396,13 +540,22 @@ mod tests {
     fn selection() {
         let all = all_suites();
         let plan = Plan::new(&all, Some(&names(&["hello", "smoke"]))).unwrap();
-        assert_eq!(plan, Plan { suites: names(&["smoke"]), hello: true, linux: false });
+        assert_eq!(plan, Plan { suites: names(&["smoke"]), hello: true, linux: false, hostile: false });
         let rows = rows(&plan);
         assert_eq!(rows.len(), 15, "no Linux rows");
         assert_eq!(rows[0].label, "EPYC");
         let plan = Plan::new(&all, Some(&names(&["linux"]))).unwrap();
         assert!(!plan.has_guest_rows());
         assert_eq!(rows_of(&plan), ["EPYC (linux)", "corei7_skylake_x (linux)"]);
+        let plan = Plan::new(&all, Some(&names(&["bad"]))).unwrap();
+        assert!(plan.hostile && !plan.has_guest_rows() && !plan.linux);
+        assert_eq!(rows_of(&plan), ["EPYC (bad modules)", "corei7_skylake_x (bad modules)"]);
+        let plan = Plan::new(&all, Some(&names(&["linux", "bad", "hello"]))).unwrap();
+        assert_eq!(rows_of(&plan).len(), 4 + 15);
+        // Without a smoke suite there is no good guest for the bad-modules rows.
+        let no_smoke = names(&["pic"]);
+        assert!(!Plan::new(&no_smoke, None).unwrap().hostile);
+        assert!(Plan::new(&no_smoke, Some(&names(&["bad"]))).is_err());
         let plan = Plan::new(&all, Some(&names(&["pit", "smoke", "pit"]))).unwrap();
         assert_eq!(plan.suites, names(&["smoke", "pit"]));
         assert_eq!(Plan::new(&all, Some(&names(&["all"]))).unwrap(), Plan::new(&all, None).unwrap());
@@ -424,6 +577,40 @@ mod tests {
         assert_eq!(lines[1], "module2 /guests/pic name=pic mem=16M");
         let hello = plan.guest_specs()[2].with_file(PathBuf::from("build/hello-mb1/hello.elf"));
         assert_eq!(hello.module_line(), "module2 /guests/hello.elf name=hello mem=8M");
+    }
+
+    #[test]
+    fn hostile_iso() {
+        let dir = std::env::temp_dir().join(format!("janus-ci-hostile-{}", std::process::id()));
+        let lines: Vec<_> = hostile_specs(&dir).iter().map(|g| g.module_line()).collect();
+        assert_eq!(
+            lines,
+            [
+                "module2 /guests/junk.bin name=junk",
+                "module2 /guests/smoke name=badline colour=blue",
+                "module2 /guests/smoke name=huge mem=64G",
+                "module2 /guests/smoke name=tiny mem=1M",
+                "module2 /guests/orphan.cpio initrd-of=nobody",
+                "module2 /guests/truncated.elf name=truncated",
+                "module2 /guests/smoke name=smoke mem=16M",
+            ]
+        );
+        // A fake smoke ELF: the multiboot magic at 0x1000, 12 KiB long.
+        let mut elf = vec![0u8; 12288];
+        elf[0x1000..0x1004].copy_from_slice(&0x1BADB002u32.to_le_bytes());
+        let fake = dir.join("fake-smoke");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(&fake, &elf).unwrap();
+        write_hostile_files(&dir, &fake).unwrap();
+        let junk = std::fs::read(dir.join("junk.bin")).unwrap();
+        assert_eq!(junk.len(), 4096);
+        assert!(junk.iter().all(|b| b.is_ascii()));
+        assert_eq!(std::fs::read(dir.join("truncated.elf")).unwrap(), &elf[..8192]);
+        assert!(!std::fs::read(dir.join("orphan.cpio")).unwrap().is_empty());
+        // Without a header in the first 8 KiB the truncated module would test nothing.
+        std::fs::write(&fake, vec![0u8; 12288]).unwrap();
+        assert!(write_hostile_files(&dir, &fake).unwrap_err().contains("no multiboot header"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

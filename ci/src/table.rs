@@ -5,13 +5,15 @@ use crate::matrix::RowResult;
 
 const HEADERS: [&str; 8] = ["model", "emulator", "vendor", "features", "result", "seconds", "checks", "exits"];
 
-/// `pass`, `refused (expected)`, `pass (ended: reset)` for Linux, or `FAIL: reason`
+/// `pass`, `refused (expected)`, `pass (ended: reset)` for Linux, `pass (6 rejected)` for
+/// bad modules, or `FAIL: reason`
 /// (`FAIL (not required): reason` for a row that does not count).
 pub fn result_text(r: &RowResult) -> String {
     match (&r.verdict, &r.row.expect) {
         (Ok(()), Expectation::Refused { .. }) => "refused (expected)".into(),
         (Ok(()), Expectation::Pass { .. }) => "pass".into(),
         (Ok(()), Expectation::Linux { guest }) => format!("pass (ended: {})", r.report.ended(guest).unwrap_or("?")),
+        (Ok(()), Expectation::Rejects { rejected, .. }) => format!("pass ({} rejected)", rejected.len()),
         (Err(reason), _) if !r.row.required => format!("FAIL (not required): {reason}"),
         (Err(reason), _) => format!("FAIL: {reason}"),
     }
@@ -177,6 +179,16 @@ mod tests {
         assert_eq!(result_text(&ok), "FAIL (not required): no userspace marker");
         let text = render(&[ok]);
         assert!(text.lines().nth(2).unwrap().starts_with("EPYC (linux)  qemu"), "{text}");
+    }
+
+    #[test]
+    fn bad_modules_rows() {
+        let log = "janus: cpu: vendor=AMD backend=svm npt=yes nrip=no\n[smoke] smoke: PASS (28 checks)\n";
+        let mut ok = result("EPYC (bad modules)", log, Ok(()));
+        assert_eq!(result_text(&ok), "pass (6 rejected)");
+        ok.verdict = Err("no rejection of tiny".into());
+        assert_eq!(result_text(&ok), "FAIL: no rejection of tiny");
+        assert_eq!(suites_summary(&[ok]), "suites failed on EPYC (bad modules): smoke (did not end)\n");
     }
 
     #[test]
