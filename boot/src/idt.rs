@@ -84,6 +84,32 @@ extern "C" {
     fn janus_rdmsr_safe(msr: u32, out: *mut u64) -> u32;
 }
 
+// POPCNT that survives a #UD: some emulated CPUs advertise it without implementing it
+// (Bochs' phenom_8650_toliman), and guests must not be told it works then.
+core::arch::global_asm!(
+    ".global janus_popcnt_probe, janus_popcnt_insn, janus_popcnt_fixup",
+    "janus_popcnt_probe:",
+    "janus_popcnt_insn:",
+    "popcnt rax, rdi",
+    "ret",
+    "janus_popcnt_fixup:",
+    "mov rax, -1",
+    "ret",
+);
+
+extern "C" {
+    fn janus_popcnt_insn();
+    fn janus_popcnt_fixup();
+    fn janus_popcnt_probe(v: u64) -> u64;
+}
+
+/// Whether POPCNT really works on this CPU (CPUID may say so when it does not).
+pub fn popcnt_works() -> bool {
+    // SAFETY: the routine only executes POPCNT; a #UD is recovered by the exception
+    // handler (IDT installed by `init` before any caller runs).
+    unsafe { janus_popcnt_probe(0xf0f0_0000_0000_0101) == 10 }
+}
+
 /// Reads an MSR, or `None` if the CPU raises #GP for it.
 pub fn rdmsr_safe(msr: u32) -> Option<u64> {
     let mut v = 0u64;
@@ -131,6 +157,10 @@ const NAMES: [&str; 32] = [
 extern "C" fn exception_handler(f: &mut Frame) {
     if f.vector == 13 && f.rip == janus_rdmsr_insn as *const () as u64 {
         f.rip = janus_rdmsr_fixup as *const () as u64;
+        return;
+    }
+    if f.vector == 6 && f.rip == janus_popcnt_insn as *const () as u64 {
+        f.rip = janus_popcnt_fixup as *const () as u64;
         return;
     }
     let p = crate::console::print_emergency;

@@ -11,9 +11,33 @@ use vmm_core::vcpu::ArchBackend;
 use vmm_core::vendor::{classify, Vendor};
 use vmm_core::vm::{GuestEnd, HostHooks};
 
+/// Features CPUID advertises that this CPU turned out not to execute (probed at boot),
+/// as (leaf, register index, bit) to clear before the guest policy sees them.
+static BROKEN_FEATURES: spin::Once<arrayvec::ArrayVec<(u32, usize, u32), 4>> = spin::Once::new();
+
+/// Probes the features guests rely on without checking; says which are broken.
+pub fn probe_features() {
+    BROKEN_FEATURES.call_once(|| {
+        let mut broken = arrayvec::ArrayVec::new();
+        let l1 = core::arch::x86_64::__cpuid_count(1, 0);
+        if l1.ecx & (1 << 23) != 0 && !crate::idt::popcnt_works() {
+            log::warn!("CPUID advertises POPCNT but it raises #UD: hidden from guests");
+            broken.push((1, 2, 1 << 23));
+            broken.push((0x8000_0001, 2, 1 << 5)); // ABM (LZCNT and POPCNT on AMD)
+        }
+        broken
+    });
+}
+
 fn host_cpuid(leaf: u32, sub: u32) -> [u32; 4] {
     let r = core::arch::x86_64::__cpuid_count(leaf, sub);
-    [r.eax, r.ebx, r.ecx, r.edx]
+    let mut v = [r.eax, r.ebx, r.ecx, r.edx];
+    for &(l, reg, bit) in BROKEN_FEATURES.get().map(|b| b.as_slice()).unwrap_or(&[]) {
+        if l == leaf {
+            v[reg] &= !bit;
+        }
+    }
+    v
 }
 
 
@@ -32,6 +56,7 @@ const HOOKS: HostHooks = HostHooks {
 };
 
 pub fn run(boot: &BootInfo, frames: &mut HostFrames) -> EndCode {
+    probe_features();
     let cpuid = CpuId::new();
     let vendor_info = cpuid.get_vendor_info();
     let vendor = vendor_info.as_ref().map(|v| v.as_str()).unwrap_or("");

@@ -39,6 +39,17 @@ fn cpuid_policy(s: &mut Suite) {
         format_args!("leaf 0x40000000 eax {:#x}; leaf 0x40000010 eax (TSC kHz) {}: want max >= 0x40000010 and nonzero", hv[0], khz));
     s.check("policy.cpuid_no_xsave", l1[2] & (1 << 26) == 0, format_args!("leaf 1 ecx {:#x}: XSAVE (bit 26) set", l1[2]));
 
+    // What CPUID advertises must work: POPCNT (leaf 1 ECX bit 23), which Linux patches in
+    // everywhere once it sees the bit.
+    if l1[2] & (1 << 23) != 0 {
+        let mut n: u64 = 0;
+        let e = catch_exception(|| unsafe { asm!("popcnt {n}, {v}", n = out(reg) n, v = in(reg) 0xf0f0_0000_0000_0101u64) });
+        s.check("policy.popcnt_works", e.is_none() && n == 10,
+            format_args!("POPCNT is advertised; popcnt of 0xf0f0000000000101 gave {} (exception {:?}), want 10", n, e.map(|e| e.vector)));
+    } else {
+        s.check_note("policy.popcnt_works", true, format_args!("not advertised"), format_args!(""));
+    }
+
     // CR4.OSXSAVE cannot be set without XSAVE: #GP.
     let cr4 = read_cr4();
     let e = expect_exception(13, || write_cr4(cr4 | (1 << 18)));
