@@ -109,8 +109,10 @@ pub fn guest_cpuid(leaf: u32, subleaf: u32, tsc_khz: u32, host: impl Fn(u32, u32
             // AMD core count (ECX 7:0) and APIC-ID size (15:12): one core.
             [a, b, c & !0xf0ff, d]
         }
-        // SVM features and AMD topology: hidden along with SVM itself.
-        0x8000_000a | 0x8000_001e => [0; 4],
+        // SVM features and AMD topology: hidden along with SVM itself. Memory encryption
+        // (SME/SEV, leaf 0x8000_001F) is not virtualized: a guest told it exists reads
+        // SEV MSRs early in boot (Linux's decompressor does, with no fault handler).
+        0x8000_000a | 0x8000_001e | 0x8000_001f => [0; 4],
         _ => host(leaf, subleaf),
     }
 }
@@ -160,6 +162,7 @@ mod tests {
         assert_eq!(l1[1] >> 16, 0, "one logical CPU, APIC ID 0");
         assert_eq!(guest_cpuid(0x8000_0001, 0, 1000, host)[2] & (1 << 2), 0, "SVM hidden");
         assert_eq!(guest_cpuid(0x8000_000a, 0, 1000, host), [0; 4]);
+        assert_eq!(guest_cpuid(0x8000_001f, 0, 1000, host), [0; 4], "no SME/SEV");
         assert_eq!(guest_cpuid(7, 0, 1000, host)[1] & (1 << 5), 0, "AVX2 hidden");
         assert_ne!(guest_cpuid(7, 0, 1000, host)[1] & 1, 0, "FSGSBASE kept");
     }
