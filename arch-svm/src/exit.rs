@@ -64,6 +64,8 @@ pub fn decode(code: u64, info1: u64, info2: u64, gpr: impl Fn(Gpr) -> u64) -> Vm
         0x80 | 0x82..=0x86 | 0x7a => VmExit::VirtInstruction,
         0x81 => VmExit::Hypercall,
         0x89 => VmExit::Wbinvd,
+        // MONITOR(X), MWAIT(X), MWAIT conditional (APM Vol 2 Appendix C).
+        0x8a..=0x8c => VmExit::MonitorMwait,
         0x8d => VmExit::Xsetbv,
         // Nested page fault: EXITINFO1 is a page-fault error code, EXITINFO2 the GPA
         // (APM Vol 2 15.25.6).

@@ -97,6 +97,8 @@ pub fn decode(raw: &RawExit, mode: ModeInfo, gpr: impl Fn(Gpr) -> u64, cr0: u64)
                 string,
             })
         }
+        // MWAIT (36) and MONITOR (39), SDM Vol 3D Appendix C.
+        36 | 39 => VmExit::MonitorMwait,
         31 => VmExit::RdMsr,
         32 => VmExit::WrMsr,
         // EPT violation (SDM Vol 3C Table 28-7).

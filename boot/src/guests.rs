@@ -8,7 +8,7 @@ use crate::say;
 use core::fmt;
 use vmm_core::addr::{GuestPhys, MIB, PAGE_2M};
 use vmm_core::devices::ioapic::DEFAULT_BASE as IOAPIC_BASE;
-use vmm_core::firmware::mptable;
+use vmm_core::firmware::{acpi, mptable};
 use vmm_core::loader::cmdline::{parse_module_args, GuestKind, ModuleArgs};
 use vmm_core::loader::e820::EBDA_START;
 use vmm_core::loader::{linux, multiboot1};
@@ -131,6 +131,9 @@ pub fn load(index: usize, modules: &[Module], frames: &mut HostFrames, hooks: Ho
         };
         if let Err(e) = mptable::write(&mut mem, GuestPhys(EBDA_START), 1, IOAPIC_ID, IOAPIC_BASE as u32) {
             return Err(reject(format_args!("cannot write the MP table: {e}")));
+        }
+        if let Err(e) = acpi::write(&mut mem, GuestPhys(acpi::RSDP_ADDR), 1, IOAPIC_ID, IOAPIC_BASE as u32, acpi::PmPorts::PC) {
+            return Err(reject(format_args!("cannot write the ACPI tables: {e}")));
         }
         say!(
             "guest {}: loaded Linux (boot protocol {}.{:02}), kernel at {:#x}, initrd {}, memory {} MiB",

@@ -131,6 +131,7 @@ impl core::fmt::Display for Status<'_> {
         match self.0 {
             GuestEnd::Exited(s) => write!(f, "{s}"),
             GuestEnd::Reset => write!(f, "reset"),
+            GuestEnd::PoweredOff => write!(f, "powered-off"),
             GuestEnd::TripleFault => write!(f, "triple-fault"),
             GuestEnd::Halted => write!(f, "halted"),
             GuestEnd::Error(_) => write!(f, "error"),

@@ -40,7 +40,7 @@ echo \"JANUS-LINUX-UPTIME: $(/bin/busybox cat /proc/uptime)\"
 /bin/busybox grep -m1 '^flags' /proc/cpuinfo
 /bin/busybox cat /proc/interrupts
 echo JANUS-LINUX-DONE
-/bin/busybox reboot -f
+/bin/busybox poweroff -f
 ";
 
 /// The kernel and initramfs, ready to boot.
@@ -464,7 +464,7 @@ mod tests {
         assert!(init.data.starts_with(b"#!/bin/busybox sh\n"));
         let script = String::from_utf8(init.data.clone()).unwrap();
         assert!(script.contains("echo JANUS-LINUX-MARKER: userspace reached\n"));
-        assert!(script.contains("echo JANUS-LINUX-DONE\n/bin/busybox reboot -f\n"));
+        assert!(script.contains("echo JANUS-LINUX-DONE\n/bin/busybox poweroff -f\n"));
         assert_eq!(get("bin/busybox").data, busybox);
         let trailer = entries.last().unwrap();
         assert_eq!((trailer.ino, trailer.mode, trailer.data.len()), (0, 0, 0));

@@ -54,6 +54,7 @@ mod bit {
     pub const WDT: u32 = 1 << 13;
     pub const TOPOEXT: u32 = 1 << 22;
     pub const PERFCTR_CORE: u32 = 1 << 23;
+    pub const MONITORX: u32 = 1 << 29;
 }
 
 /// Leaf 7.0 EBX features a guest may use: FSGSBASE, BMI1, SMEP, BMI2, ERMS, RDSEED, ADX,
@@ -102,7 +103,7 @@ pub fn guest_cpuid(leaf: u32, subleaf: u32, tsc_khz: u32, host: impl Fn(u32, u32
         }
         0x8000_0001 => {
             let [a, b, c, d] = host(leaf, 0);
-            [a, b, c & !(SVM | EXTAPIC | SKINIT | WDT | TOPOEXT | PERFCTR_CORE), d]
+            [a, b, c & !(SVM | EXTAPIC | SKINIT | WDT | TOPOEXT | PERFCTR_CORE | MONITORX), d]
         }
         0x8000_0008 => {
             let [a, b, c, d] = host(leaf, 0);
@@ -163,6 +164,7 @@ mod tests {
         assert_eq!(guest_cpuid(0x8000_0001, 0, 1000, host)[2] & (1 << 2), 0, "SVM hidden");
         assert_eq!(guest_cpuid(0x8000_000a, 0, 1000, host), [0; 4]);
         assert_eq!(guest_cpuid(0x8000_001f, 0, 1000, host), [0; 4], "no SME/SEV");
+        assert_eq!(guest_cpuid(0x8000_0001, 0, 1000, host)[2] & (1 << 29), 0, "MONITORX hidden");
         assert_eq!(guest_cpuid(7, 0, 1000, host)[1] & (1 << 5), 0, "AVX2 hidden");
         assert_ne!(guest_cpuid(7, 0, 1000, host)[1] & 1, 0, "FSGSBASE kept");
     }

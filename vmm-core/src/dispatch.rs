@@ -208,6 +208,8 @@ pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Optio
         VmExit::Xsetbv => inject(vcpu, Event::UD),
         // No nested virtualization: the instructions fault as on a CPU without VMX/SVM.
         VmExit::VirtInstruction => inject(vcpu, Event::UD),
+        // CPUID hides MONITOR/MWAIT and MONITORX/MWAITX: #UD, as on a CPU without them.
+        VmExit::MonitorMwait => inject(vcpu, Event::UD),
         VmExit::TripleFault => {
             // What an OS developer needs to find the fault: where, and in which mode.
             let cs = vcpu.segment(SegReg::Cs);
@@ -328,6 +330,7 @@ fn port_write(vm: &mut Vm, port: u16, size: u8, v: u32) -> Option<GuestEnd> {
     match effect {
         PlatformEffect::Exit(status) => Some(GuestEnd::Exited(status)),
         PlatformEffect::Reset => Some(GuestEnd::Reset),
+        PlatformEffect::PowerOff => Some(GuestEnd::PoweredOff),
         PlatformEffect::None => None,
     }
 }

@@ -61,6 +61,8 @@ pub enum VmExit {
     TripleFault,
     /// The guest executed a VMX or SVM instruction (nested virtualization is not offered).
     VirtInstruction,
+    /// MONITOR/MWAIT (or AMD's MONITORX/MWAITX), which CPUID hides.
+    MonitorMwait,
     /// The preemption timer or another host-side reason to look at the vCPU.
     Preempted,
     /// An exit the backend has no mapping for: its own reason code and qualification.

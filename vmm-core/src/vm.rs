@@ -49,6 +49,8 @@ pub enum GuestEnd {
     /// The guest pulled its machine's reset line (i8042 command 0xFE, port 0x92 or
     /// 0xCF9): as Janus does not restart guests, its run ends here.
     Reset,
+    /// The guest powered its machine off (ACPI S5): a clean end.
+    PoweredOff,
     /// Janus could not go on with this guest (entry failure, unsupported exit, ...).
     Error(Reason),
 }
@@ -61,7 +63,7 @@ impl GuestEnd {
         GuestEnd::Error(r)
     }
     pub fn succeeded(&self) -> bool {
-        *self == GuestEnd::Exited(0)
+        matches!(self, GuestEnd::Exited(0) | GuestEnd::PoweredOff)
     }
 }
 
@@ -72,6 +74,7 @@ impl fmt::Display for GuestEnd {
             GuestEnd::TripleFault => write!(f, "triple fault"),
             GuestEnd::Halted => write!(f, "halted with interrupts off"),
             GuestEnd::Reset => write!(f, "reset"),
+            GuestEnd::PoweredOff => write!(f, "powered off"),
             GuestEnd::Error(r) => write!(f, "error: {r}"),
         }
     }

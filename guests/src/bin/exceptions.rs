@@ -268,6 +268,13 @@ fn virtualization(s: &mut Suite) {
     expect_ud(s, "exceptions.ud_vmload", "VMLOAD", ud_asm!("vmload rax"));
     expect_ud(s, "exceptions.ud_vmsave", "VMSAVE", ud_asm!("vmsave rax"));
     expect_ud(s, "exceptions.ud_clgi", "CLGI", ud_asm!("clgi"));
+    // MONITOR/MWAIT when CPUID says there are none (leaf 1 ECX bit 3): #UD, as on such a CPU.
+    if janus_guests::cpuid(1, 0)[2] & (1 << 3) == 0 {
+        expect_ud(s, "exceptions.ud_monitor", "MONITOR without CPUID.MONITOR", ud_asm!("monitor"));
+        expect_ud(s, "exceptions.ud_mwait", "MWAIT without CPUID.MONITOR", ud_asm!("mwait"));
+    } else {
+        s.check_note("exceptions.ud_monitor", true, format_args!("MONITOR is advertised"), format_args!(""));
+    }
 }
 
 fn software_int(s: &mut Suite) {

@@ -25,6 +25,15 @@
 /// what [`crate::firmware::acpi`] puts in the FADT by default.
 pub const PM1A_EVT: u16 = 0x600;
 pub const PM1A_CNT: u16 = 0x604;
+/// The ACPI PM timer's port (FADT PM_TMR_BLK): a free-running 24-bit counter at
+/// 3.579545 MHz (ACPI 6.5, 4.8.3.3), which OSes use to calibrate their clocks.
+pub const PM_TMR: u16 = 0x608;
+pub const PM_TMR_HZ: u64 = 3_579_545;
+
+/// The PM timer's value at guest time `now_ns` (24 bits).
+pub fn pm_timer(now_ns: u64) -> u32 {
+    ((now_ns as u128 * PM_TMR_HZ as u128 / 1_000_000_000) & 0xff_ffff) as u32
+}
 /// Block lengths in bytes (FADT PM1_EVT_LEN, PM1_CNT_LEN).
 pub const PM1_EVT_LEN: u8 = 4;
 pub const PM1_CNT_LEN: u8 = 2;
@@ -374,5 +383,13 @@ mod tests {
         pm.write(EVT + 2, 2, en::ALL as u32);
         pm.set_status(sts::WAK);
         assert!(!pm.sci_level());
+    }
+
+    #[test]
+    fn pm_timer_counts_at_its_rate_and_wraps_at_24_bits() {
+        assert_eq!(pm_timer(0), 0);
+        assert_eq!(pm_timer(1_000_000_000), (PM_TMR_HZ & 0xff_ffff) as u32);
+        assert_eq!(pm_timer(1_000_000), 3579);
+        assert!(pm_timer(5_000_000_000) < 1 << 24);
     }
 }

@@ -2,6 +2,7 @@
 //! unit-tested on the host. The rust-vmm device crates need std, which a bare-metal VMM
 //! does not have, so these are our own.
 pub mod uart16550;
+pub mod acpi_pm;
 pub mod ioapic;
 pub mod lapic;
 pub mod legacy;

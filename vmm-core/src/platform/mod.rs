@@ -13,6 +13,7 @@
 pub mod mmio;
 pub mod ports;
 
+use crate::devices::acpi_pm::AcpiPm;
 use crate::devices::ioapic::{Delivery, DeliveryMode, IoApic};
 use crate::devices::lapic::{
     ApicEffect, IpiMode, LocalApic, Shorthand, MSR_APIC_BASE, MSR_TSC_DEADLINE, X2APIC_MSR_BASE, X2APIC_MSR_LAST,
@@ -45,6 +46,8 @@ pub enum PlatformEffect {
     Exit(u32),
     /// The reset line (i8042, port 0x92, 0xCF9): the guest's machine resets.
     Reset,
+    /// ACPI S5 (soft off) through PM1a_CNT.
+    PowerOff,
 }
 
 pub struct Platform {
@@ -56,6 +59,7 @@ pub struct Platform {
     pub pci: PciConfig,
     pub lapic: LocalApic,
     pub ioapic: IoApic,
+    pub acpi_pm: AcpiPm,
     /// ISA IRQ lines as the devices drive them (bit n = IRQ n).
     lines: u16,
     /// An NMI waiting for the vCPU.
@@ -75,6 +79,7 @@ impl Platform {
             pci: PciConfig::new(),
             lapic: LocalApic::new(0, true, tsc_hz, APIC_TIMER_HZ),
             ioapic: IoApic::new(IOAPIC_ID),
+            acpi_pm: AcpiPm::default(),
             lines: 0,
             nmi_pending: false,
         }

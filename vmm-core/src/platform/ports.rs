@@ -6,6 +6,7 @@
 //! into consecutive byte accesses, as the ISA bus does.
 
 use super::{Now, Platform, PlatformEffect};
+use crate::devices::acpi_pm::{pm_timer, PmEffect, PM_TMR};
 use crate::devices::legacy::{Legacy, LegacyEffect};
 use crate::devices::pic::PicPair;
 use crate::devices::pit::Pit;
@@ -43,6 +44,8 @@ impl Platform {
             p if PicPair::claims(p) => self.pic.read(p),
             RTC_INDEX | RTC_DATA => self.rtc.read(port, now.ns),
             p if Legacy::claims(p) => self.legacy.read(p),
+            p if self.acpi_pm.claims(p) => self.acpi_pm.read(p, 1) as u8,
+            p if (PM_TMR..PM_TMR + 4).contains(&p) => (pm_timer(now.ns) >> (8 * (p - PM_TMR))) as u8,
             _ => 0xff,
         }
     }
@@ -61,6 +64,13 @@ impl Platform {
             p if Legacy::claims(p) => {
                 if self.legacy.write(p, value) == LegacyEffect::Reset {
                     return PlatformEffect::Reset;
+                }
+            }
+            // SLP_TYP and SLP_EN share PM1_CNT's high byte, so byte writes are enough.
+            // Sleep states other than S5 set WAK_STS at once: the guest wakes up.
+            p if self.acpi_pm.claims(p) => {
+                if self.acpi_pm.write(p, 1, value as u32) == PmEffect::PowerOff {
+                    return PlatformEffect::PowerOff;
                 }
             }
             _ => {}
@@ -167,5 +177,11 @@ mod tests {
         assert_eq!(p.port_write(0x64, 1, 0xfe, NOW, &mut |_| {}), PlatformEffect::Reset);
         // So does the reset control register.
         assert_eq!(p.port_write(0xcf9, 1, 0x06, NOW, &mut |_| {}), PlatformEffect::Reset);
+        // ACPI: SCI_EN reads 1; S5 (SLP_TYP 5 | SLP_EN) powers off, as Linux writes it.
+        assert_eq!(p.port_read(0x604, 2, NOW) & 1, 1);
+        assert_eq!(p.port_write(0x604, 2, (5 << 10) | (1 << 13) | 1, NOW, &mut |_| {}), PlatformEffect::PowerOff);
+        // The PM timer runs at 3.579545 MHz.
+        let t = Now { ns: 1_000_000, tsc: 0 };
+        assert_eq!(p.port_read(0x608, 4, t), 3579);
     }
 }
