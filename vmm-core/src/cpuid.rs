@@ -55,6 +55,7 @@ mod bit {
     pub const TOPOEXT: u32 = 1 << 22;
     pub const PERFCTR_CORE: u32 = 1 << 23;
     pub const MONITORX: u32 = 1 << 29;
+    pub const IBS: u32 = 1 << 10;
 }
 
 /// Leaf 7.0 EBX features a guest may use: FSGSBASE, BMI1, SMEP, BMI2, ERMS, RDSEED, ADX,
@@ -103,7 +104,7 @@ pub fn guest_cpuid(leaf: u32, subleaf: u32, tsc_khz: u32, host: impl Fn(u32, u32
         }
         0x8000_0001 => {
             let [a, b, c, d] = host(leaf, 0);
-            [a, b, c & !(SVM | EXTAPIC | SKINIT | WDT | TOPOEXT | PERFCTR_CORE | MONITORX), d]
+            [a, b, c & !(SVM | EXTAPIC | IBS | SKINIT | WDT | TOPOEXT | PERFCTR_CORE | MONITORX), d]
         }
         0x8000_0008 => {
             let [a, b, c, d] = host(leaf, 0);
