@@ -58,6 +58,7 @@ fn at(s: &mut Suite, name: &str, vector: u8, e: Option<ErrorInfo>, rip: u64) -> 
 }
 
 fn divide(s: &mut Suite) {
+    // SAFETY: the instruction is meant to fault; the runtime's exception catcher resumes after it, and the asm touches only the registers it names.
     let e = expect_exception(0, || unsafe {
         asm!(
             "lea rax, [rip + 2f]",
@@ -74,6 +75,7 @@ fn divide(s: &mut Suite) {
 }
 
 fn invalid_opcode(s: &mut Suite) {
+    // SAFETY: the instruction is meant to fault; the runtime's exception catcher resumes after it, and the asm touches only the registers it names.
     let e = expect_exception(6, || unsafe {
         asm!(
             "lea rax, [rip + 2f]",
@@ -121,6 +123,7 @@ fn breakpoint(s: &mut Suite) {
 
 fn general_protection(s: &mut Suite) {
     // Loading selector 0x18 (beyond the 3-entry GDT) into DS: #GP(0x18).
+    // SAFETY: the instruction is meant to fault; the runtime's exception catcher resumes after it, and the asm touches only the registers it names.
     let e = expect_exception(13, || unsafe {
         asm!(
             "lea rax, [rip + 2f]",
@@ -139,6 +142,7 @@ fn general_protection(s: &mut Suite) {
         );
     }
     // A non-canonical address: #GP(0).
+    // SAFETY: the instruction is meant to fault; the runtime's exception catcher resumes after it, and the asm touches only the registers it names.
     let e = expect_exception(13, || unsafe {
         asm!(
             "lea rax, [rip + 2f]",
@@ -161,6 +165,7 @@ fn general_protection(s: &mut Suite) {
 fn page_fault(s: &mut Suite) {
     // 1 GiB + 0x1234 lies outside the runtime's 1 GiB identity map.
     const ADDR: u64 = 0x4000_1234;
+    // SAFETY: the instruction is meant to fault; the runtime's exception catcher resumes after it, and the asm touches only the registers it names.
     let e = expect_exception(14, || unsafe {
         asm!(
             "lea rax, [rip + 2f]",
@@ -184,6 +189,7 @@ fn page_fault(s: &mut Suite) {
         );
     }
     const WADDR: u64 = 0x7fff_0008;
+    // SAFETY: the instruction is meant to fault; the runtime's exception catcher resumes after it, and the asm touches only the registers it names.
     let e = expect_exception(14, || unsafe {
         asm!(
             "lea rax, [rip + 2f]",
@@ -216,6 +222,7 @@ fn expect_ud(s: &mut Suite, name: &str, what: &str, f: impl FnOnce()) {
 
 macro_rules! ud_asm {
     ($($insn:literal),+) => {
+        // SAFETY: the instruction is meant to fault; the runtime's exception catcher resumes after it, and the asm touches only the registers it names.
         || unsafe {
             asm!(
                 "lea rax, [rip + 2f]",

@@ -17,12 +17,14 @@ const INIT: u64 = LAPIC_BASE + 0x380;
 
 /// `mov dword ptr [rdi], esi`
 fn store(addr: u64, v: u32) {
+    // SAFETY: the asm accesses only the local APIC/IOAPIC page (mapped uncached by apic::map_mmio), this test's own buffers and the registers it names.
     unsafe { asm!("mov dword ptr [rdi], esi", in("rdi") addr, in("esi") v, options(nostack)) };
 }
 
 /// `mov eax, dword ptr [rdi]`
 fn load(addr: u64) -> u32 {
     let v: u32;
+    // SAFETY: the asm accesses only the local APIC/IOAPIC page (mapped uncached by apic::map_mmio), this test's own buffers and the registers it names.
     unsafe { asm!("mov eax, dword ptr [rdi]", in("rdi") addr, out("eax") v, options(nostack)) };
     v
 }
@@ -46,6 +48,7 @@ fn main(_boot: &BootInfo) -> ! {
     s.check("mmio.tpr_round_trip", v == 0x40, format_args!("TPR wrote 0x40 with mov [rdi], esi; mov eax, [rdi] read {:#x}", v));
 
     // mov [mem], imm32
+    // SAFETY: the asm accesses only the local APIC/IOAPIC page (mapped uncached by apic::map_mmio), this test's own buffers and the registers it names.
     unsafe { asm!("mov dword ptr [rdi], 0x0badf00d", in("rdi") INIT, options(nostack)) };
     let v = load(INIT);
     s.check("mmio.mov_store_imm32", v == 0x0bad_f00d, format_args!("mov dword [rdi], 0x0badf00d; read {:#x}", v));
@@ -53,38 +56,46 @@ fn main(_boot: &BootInfo) -> ! {
     // movzx / movsx
     store(TPR, 0x5a);
     let v: u32;
+    // SAFETY: the asm accesses only the local APIC/IOAPIC page (mapped uncached by apic::map_mmio), this test's own buffers and the registers it names.
     unsafe { asm!("mov eax, 0xffffffff", "movzx eax, byte ptr [rdi]", in("rdi") TPR, out("eax") v, options(nostack)) };
     s.check("mmio.movzx_byte", v == 0x5a, format_args!("movzx eax, byte [TPR] with TPR 0x5a: {:#x}", v));
     store(INIT, 0x1234_5678);
     let v: u32;
+    // SAFETY: the asm accesses only the local APIC/IOAPIC page (mapped uncached by apic::map_mmio), this test's own buffers and the registers it names.
     unsafe { asm!("mov eax, 0xffffffff", "movzx eax, word ptr [rdi]", in("rdi") INIT, out("eax") v, options(nostack)) };
     s.check("mmio.movzx_word", v == 0x5678, format_args!("movzx eax, word [0xfee00380] holding 0x12345678: {:#x}", v));
     store(TPR, 0x9c);
     let v: u32;
+    // SAFETY: the asm accesses only the local APIC/IOAPIC page (mapped uncached by apic::map_mmio), this test's own buffers and the registers it names.
     unsafe { asm!("movsx eax, byte ptr [rdi]", in("rdi") TPR, out("eax") v, options(nostack)) };
     s.check("mmio.movsx_byte", v == 0xffff_ff9c, format_args!("movsx eax, byte [TPR] with TPR 0x9c: {:#x}", v));
     store(INIT, 0x1234_8765);
     let v: u32;
+    // SAFETY: the asm accesses only the local APIC/IOAPIC page (mapped uncached by apic::map_mmio), this test's own buffers and the registers it names.
     unsafe { asm!("movsx eax, word ptr [rdi]", in("rdi") INIT, out("eax") v, options(nostack)) };
     s.check("mmio.movsx_word", v == 0xffff_8765, format_args!("movsx eax, word [0xfee00380] holding 0x12348765: {:#x}", v));
     store(INIT, 0x8000_0001);
     let v: u64;
+    // SAFETY: the asm accesses only the local APIC/IOAPIC page (mapped uncached by apic::map_mmio), this test's own buffers and the registers it names.
     unsafe { asm!("mov rax, -1", "movsxd rax, dword ptr [rdi]", in("rdi") INIT, out("rax") v, options(nostack)) };
     s.check("mmio.movsxd_qword", v == 0xffff_ffff_8000_0001, format_args!("movsxd rax, dword [0xfee00380] holding 0x80000001: {:#x}", v));
     // A 32-bit load into a 64-bit register's low half clears the high half.
     store(INIT, 0xfedc_ba98);
     let v: u64;
+    // SAFETY: the asm accesses only the local APIC/IOAPIC page (mapped uncached by apic::map_mmio), this test's own buffers and the registers it names.
     unsafe { asm!("mov rax, -1", "mov eax, dword ptr [rdi]", in("rdi") INIT, out("rax") v, options(nostack)) };
     s.check("mmio.load_zero_extends", v == 0xfedc_ba98, format_args!("mov eax, [mmio] after rax=-1: rax {:#x}, want 0xfedcba98", v));
 
     // REX.R / REX.B / REX.X registers.
     let v: u32;
+    // SAFETY: the asm accesses only the local APIC/IOAPIC page (mapped uncached by apic::map_mmio), this test's own buffers and the registers it names.
     unsafe {
         asm!("mov dword ptr [r11], r9d", "mov r13d, dword ptr [r11]",
              in("r11") INIT, in("r9d") 0x2468_ace0u32, out("r13d") v, options(nostack))
     };
     s.check("mmio.rex_registers", v == 0x2468_ace0, format_args!("mov [r11], r9d; mov r13d, [r11] with 0x2468ace0: {:#x}", v));
     let v: u32;
+    // SAFETY: the asm accesses only the local APIC/IOAPIC page (mapped uncached by apic::map_mmio), this test's own buffers and the registers it names.
     unsafe {
         asm!("mov dword ptr [r12 + r13*4], r14d", "mov r15d, dword ptr [r12 + r13*4]",
              in("r12") LAPIC_BASE, in("r13") 0xe0u64, in("r14d") 0x1357_9bdfu32, out("r15d") v, options(nostack))
@@ -92,6 +103,7 @@ fn main(_boot: &BootInfo) -> ! {
     s.check("mmio.sib_rex_index", v == 0x1357_9bdf && apic::mmio_read(0x380) == 0x1357_9bdf,
         format_args!("[r12 + r13*4] (0xfee00000 + 0xe0*4): read back {:#x}, register {:#x}, wrote 0x13579bdf", v, apic::mmio_read(0x380)));
     let v: u32;
+    // SAFETY: the asm accesses only the local APIC/IOAPIC page (mapped uncached by apic::map_mmio), this test's own buffers and the registers it names.
     unsafe {
         asm!("mov dword ptr [rsi + rcx*2 + 0x40], edx", "mov r8d, dword ptr [rsi + rcx*2 + 0x40]",
              in("rsi") LAPIC_BASE, in("rcx") 0x20u64, in("edx") 0x70u32, out("r8d") v, options(nostack))
@@ -99,6 +111,7 @@ fn main(_boot: &BootInfo) -> ! {
     s.check("mmio.sib_disp8", v == 0x70 && apic::mmio_read(0x80) == 0x70,
         format_args!("[rsi + rcx*2 + 0x40] = TPR: read {:#x}, TPR {:#x}, wrote 0x70", v, apic::mmio_read(0x80)));
     let v: u32;
+    // SAFETY: the asm accesses only the local APIC/IOAPIC page (mapped uncached by apic::map_mmio), this test's own buffers and the registers it names.
     unsafe {
         asm!("xchg rbx, {b}",
              "mov dword ptr [rbx + 0x1380], eax", "mov r10d, dword ptr [rbx + 0x1380]",
@@ -112,17 +125,20 @@ fn main(_boot: &BootInfo) -> ! {
 
     // moffs forms (A1 / A3 with a 64-bit absolute address).
     let v: u32;
+    // SAFETY: the asm accesses only the local APIC/IOAPIC page (mapped uncached by apic::map_mmio), this test's own buffers and the registers it names.
     unsafe { asm!("movabs dword ptr [0xfee00380], eax", "xor eax, eax", "movabs eax, dword ptr [0xfee00380]",
                   inout("eax") 0x5555_aaaau32 => v, options(nostack)) };
     s.check("mmio.moffs", v == 0x5555_aaaa, format_args!("movabs [0xfee00380], eax / movabs eax, [0xfee00380] with 0x5555aaaa: {:#x}", v));
 
     // String forms.
     let (rdi, rcx): (u64, u64);
+    // SAFETY: the asm accesses only the local APIC/IOAPIC page (mapped uncached by apic::map_mmio), this test's own buffers and the registers it names.
     unsafe { asm!("rep stosd", inout("rdi") TPR => rdi, inout("rcx") 1u64 => rcx, in("eax") 0x3cu32, options(nostack)) };
     let v = apic::mmio_read(0x80);
     s.check("mmio.rep_stosd", v == 0x3c && rdi == TPR + 4 && rcx == 0,
         format_args!("rep stosd (count 1, eax 0x3c) to TPR: TPR {:#x}, rdi advanced {}, rcx {}", v, rdi.wrapping_sub(TPR), rcx));
     let rdi: u64;
+    // SAFETY: the asm accesses only the local APIC/IOAPIC page (mapped uncached by apic::map_mmio), this test's own buffers and the registers it names.
     unsafe { asm!("stosd", inout("rdi") INIT => rdi, in("eax") 0x7777_1111u32, options(nostack)) };
     let v = apic::mmio_read(0x380);
     s.check("mmio.stosd", v == 0x7777_1111 && rdi == INIT + 4,
@@ -131,6 +147,7 @@ fn main(_boot: &BootInfo) -> ! {
     apic::mmio_write(0x80, 0x66);
     let (rsi, rdi): (u64, u64);
     let dst = buf.as_mut_ptr() as u64;
+    // SAFETY: the asm accesses only the local APIC/IOAPIC page (mapped uncached by apic::map_mmio), this test's own buffers and the registers it names.
     unsafe { asm!("movsd", inout("rsi") TPR => rsi, inout("rdi") dst => rdi, options(nostack)) };
     let buf = core::hint::black_box(buf);
     s.check("mmio.movsd_from_mmio", buf[0] == 0x66 && rsi == TPR + 4 && rdi == dst + 4,
@@ -138,6 +155,7 @@ fn main(_boot: &BootInfo) -> ! {
     let src = [0x0102_0304u32];
     let sp = src.as_ptr() as u64;
     let (rsi, rdi, rcx): (u64, u64, u64);
+    // SAFETY: the asm accesses only the local APIC/IOAPIC page (mapped uncached by apic::map_mmio), this test's own buffers and the registers it names.
     unsafe { asm!("rep movsd", inout("rsi") sp => rsi, inout("rdi") INIT => rdi, inout("rcx") 1u64 => rcx, options(nostack, readonly)) };
     let v = apic::mmio_read(0x380);
     s.check("mmio.rep_movsd_to_mmio", v == 0x0102_0304 && rsi == sp + 4 && rdi == INIT + 4 && rcx == 0,
@@ -145,14 +163,17 @@ fn main(_boot: &BootInfo) -> ! {
 
     // IOAPIC: select the version register, read the window.
     let v: u32;
+    // SAFETY: the asm accesses only the local APIC/IOAPIC page (mapped uncached by apic::map_mmio), this test's own buffers and the registers it names.
     unsafe { asm!("mov dword ptr [rdi], 1", "mov eax, dword ptr [rdi + 0x10]", in("rdi") IOAPIC_BASE, out("eax") v, options(nostack)) };
     s.check("mmio.ioapic_window", (v >> 16) & 0xff == 23, format_args!("IOREGSEL=1, IOWIN read {:#x}: want max redirection entry 23 in bits 23:16", v));
     let v: u32;
+    // SAFETY: the asm accesses only the local APIC/IOAPIC page (mapped uncached by apic::map_mmio), this test's own buffers and the registers it names.
     unsafe { asm!("mov dword ptr [r8], r9d", "mov r10d, dword ptr [r8 + 0x10]", in("r8") IOAPIC_BASE, in("r9d") 1u32, out("r10d") v, options(nostack)) };
     s.check("mmio.ioapic_window_rex", (v >> 16) & 0xff == 23, format_args!("IOREGSEL=1 via [r8], r9d; IOWIN via r10d: {:#x}", v));
 
     // IOREGSEL is an 8-bit read/write register: byte and word forms.
     let (b, w, sb): (u32, u32, u32);
+    // SAFETY: the asm accesses only the local APIC/IOAPIC page (mapped uncached by apic::map_mmio), this test's own buffers and the registers it names.
     unsafe {
         asm!("mov dword ptr [rdi], 0x3f", "movzx {b:e}, byte ptr [rdi]", "movzx {w:e}, word ptr [rdi]",
              "mov dword ptr [rdi], 0x9c", "movsx {sb:e}, byte ptr [rdi]", "mov dword ptr [rdi], 0",

@@ -43,6 +43,7 @@ fn cpuid_policy(s: &mut Suite) {
     // everywhere once it sees the bit.
     if l1[2] & (1 << 23) != 0 {
         let mut n: u64 = 0;
+        // SAFETY: the asm touches only the registers it names; a fault is recovered by catch_exception.
         let e = catch_exception(|| unsafe { asm!("popcnt {n}, {v}", n = out(reg) n, v = in(reg) 0xf0f0_0000_0000_0101u64) });
         s.check("policy.popcnt_works", e.is_none() && n == 10,
             format_args!("POPCNT is advertised; popcnt of 0xf0f0000000000101 gave {} (exception {:?}), want 10", n, e.map(|e| e.vector)));
@@ -59,6 +60,7 @@ fn cpuid_policy(s: &mut Suite) {
     }
     s.check("policy.cr4_osxsave_gp", e.is_some() && after & (1 << 18) == 0,
         format_args!("mov cr4 with OSXSAVE: {:?}, CR4 after {:#x}; want #GP and the bit clear", e.map(|e| e.vector), after));
+    // SAFETY: the asm touches only the registers it names; a fault is recovered by catch_exception.
     let e = expect_exception(6, || unsafe { asm!("xsetbv", in("ecx") 0u32, in("eax") 1u32, in("edx") 0u32) });
     s.check("policy.xsetbv_ud", e.is_some(), format_args!("xsetbv (XCR0 = 1) did not raise #UD"));
 }
@@ -102,8 +104,10 @@ fn msr_policy(s: &mut Suite) {
     let gs = gs_base();
     wrmsr(MSR_GS_BASE, 0x1111_0000);
     wrmsr(MSR_KERNEL_GS_BASE, 0x2222_0000);
+    // SAFETY: the asm touches only the registers it names; a fault is recovered by catch_exception.
     unsafe { asm!("swapgs", options(nostack, nomem, preserves_flags)) };
     let (g, k) = (rdmsr(MSR_GS_BASE), rdmsr(MSR_KERNEL_GS_BASE));
+    // SAFETY: the asm touches only the registers it names; a fault is recovered by catch_exception.
     unsafe { asm!("swapgs", options(nostack, nomem, preserves_flags)) };
     let (g2, k2) = (rdmsr(MSR_GS_BASE), rdmsr(MSR_KERNEL_GS_BASE));
     wrmsr(MSR_GS_BASE, gs);
