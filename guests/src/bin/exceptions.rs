@@ -277,8 +277,41 @@ fn virtualization(s: &mut Suite) {
     expect_ud(s, "exceptions.ud_clgi", "CLGI", ud_asm!("clgi"));
     // MONITOR/MWAIT when CPUID says there are none (leaf 1 ECX bit 3): #UD, as on such a CPU.
     if janus_guests::cpuid(1, 0)[2] & (1 << 3) == 0 {
-        expect_ud(s, "exceptions.ud_monitor", "MONITOR without CPUID.MONITOR", ud_asm!("monitor"));
-        expect_ud(s, "exceptions.ud_mwait", "MWAIT without CPUID.MONITOR", ud_asm!("mwait"));
+        // ECX/EDX (MONITOR) and EAX/ECX (MWAIT) zero: a CPU that does implement them
+        // checks those before the hypervisor's intercept (#GP for bad extensions).
+        expect_ud(s, "exceptions.ud_monitor", "MONITOR without CPUID.MONITOR", || {
+            // SAFETY: MONITOR is meant to fault; the catcher resumes after it. RAX points
+            // at MARK (valid memory), the clobbered registers are declared.
+            unsafe {
+                asm!(
+                    "lea rax, [rip + 2f]",
+                    "mov qword ptr [rip + {m}], rax",
+                    "lea rax, [rip + {m}]",
+                    "2:",
+                    "monitor",
+                    m = sym MARK,
+                    out("rax") _,
+                    in("ecx") 0u32,
+                    in("edx") 0u32,
+                )
+            }
+        });
+        expect_ud(s, "exceptions.ud_mwait", "MWAIT without CPUID.MONITOR", || {
+            // SAFETY: MWAIT is meant to fault; the catcher resumes after it; EAX and ECX
+            // (hints and extensions) are zero, the clobbered registers are declared.
+            unsafe {
+                asm!(
+                    "lea rdx, [rip + 2f]",
+                    "mov qword ptr [rip + {m}], rdx",
+                    "2:",
+                    "mwait",
+                    m = sym MARK,
+                    out("rdx") _,
+                    in("eax") 0u32,
+                    in("ecx") 0u32,
+                )
+            }
+        });
     } else {
         s.check_note("exceptions.ud_monitor", true, format_args!("MONITOR is advertised"), format_args!(""));
     }
