@@ -59,7 +59,9 @@ pub fn init() {
     let hz = (counted as u64 * 1000).max(1);
     APIC_HZ.store(hz, Ordering::Relaxed);
     write(LVT_TIMER, VECTOR as u32);
-    // Check it: a 1 ms one-shot must wake an idle CPU after about 1 ms.
+    // Check it: a 1 ms one-shot must wake an idle CPU after about 1 ms (with the console
+    // drained first, or `idle` would return at once to send it).
+    crate::console::drain();
     let t0 = crate::time::tsc();
     arm(Some(1_000_000));
     idle();
@@ -90,6 +92,12 @@ pub fn take_interrupts() {
 
 /// Sleeps until the next host interrupt (the armed timer).
 pub fn idle() {
+    // Queued console output goes out while the CPU has nothing else to do; the caller
+    // comes back here until it is gone.
+    if crate::console::pending() {
+        crate::console::pump();
+        return;
+    }
     // SAFETY: as in `take_interrupts`; STI's shadow makes STI;HLT atomic, so an interrupt
     // that is already pending wakes the HLT instead of being lost.
     unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) }

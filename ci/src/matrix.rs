@@ -319,9 +319,9 @@ pub fn rows(plan: &Plan) -> Vec<Row> {
     if plan.linux {
         rows.push(Row::linux("EPYC"));
         rows.push(Row::linux("corei7_skylake_x"));
-        // AMD-V under Bochs too: with NRIP save (ryzen) and without (phenom).
-        rows.push(Row::linux("ryzen"));
-        rows.push(Row::linux("phenom_8650_toliman"));
+        // Not here yet: Linux under Bochs' AMD models (ryzen, phenom_8650_toliman) reaches
+        // the marker and powers off, but takes 150-250 s and its clock runs off (lost timer
+        // ticks while exits are slow); `cargo janus run --cpu ryzen --guests linux`.
     }
     if plan.hostile {
         rows.push(Row::hostile("EPYC"));
@@ -496,18 +496,16 @@ mod tests {
     fn matrix_shape() {
         let plan = Plan::new(&all_suites(), None).unwrap();
         let rows = rows(&plan);
-        assert_eq!(rows.len(), 21);
+        assert_eq!(rows.len(), 19);
         // The Linux rows come first: they take longest. Then the bad modules.
         assert_eq!(rows[0].label, "EPYC (linux)");
         assert_eq!(rows[1].label, "corei7_skylake_x (linux)");
-        assert_eq!(rows[2].label, "ryzen (linux)");
-        assert_eq!(rows[3].label, "phenom_8650_toliman (linux)");
-        assert_eq!(rows[4].label, "EPYC (bad modules)");
-        assert_eq!(rows[5].label, "corei7_skylake_x (bad modules)");
-        assert_eq!(rows[5].emulator(), Emulator::Bochs);
-        assert!(rows[4..6].iter().all(|r| r.iso == IsoKind::Hostile && r.required));
-        assert_eq!(rows[4].log_name(), "bad-EPYC.log");
-        match &rows[4].expect {
+        assert_eq!(rows[2].label, "EPYC (bad modules)");
+        assert_eq!(rows[3].label, "corei7_skylake_x (bad modules)");
+        assert_eq!(rows[3].emulator(), Emulator::Bochs);
+        assert!(rows[2..4].iter().all(|r| r.iso == IsoKind::Hostile && r.required));
+        assert_eq!(rows[2].log_name(), "bad-EPYC.log");
+        match &rows[2].expect {
             Expectation::Rejects { rejected, good, done } => {
                 assert_eq!(rejected.len(), 6);
                 assert_eq!(rejected[1], ("module1".to_string(), "unknown key 'colour'"));
@@ -518,10 +516,10 @@ mod tests {
         }
         assert_eq!(rows[0].timeout, Duration::from_secs(300));
         assert_eq!(rows[1].timeout, Duration::from_secs(900));
-        assert!(rows[..4].iter().all(|r| r.iso == IsoKind::Linux && r.memory_mib == 512));
-        assert!(rows[..4].iter().all(|r| r.required == LINUX_ROWS_REQUIRED));
+        assert!(rows[..2].iter().all(|r| r.iso == IsoKind::Linux && r.memory_mib == 512));
+        assert!(rows[..2].iter().all(|r| r.required == LINUX_ROWS_REQUIRED));
         let bochs = rows.iter().filter(|r| r.emulator() == Emulator::Bochs).count();
-        assert_eq!(bochs, 13);
+        assert_eq!(bochs, 11);
         let refused: Vec<_> =
             rows.iter().filter(|r| matches!(r.expect, Expectation::Refused { .. })).map(|r| r.model).collect();
         assert_eq!(refused, ["qemu64", "qemu64,-svm"]);
@@ -529,7 +527,7 @@ mod tests {
         logs.sort();
         logs.dedup();
         assert_eq!(logs.len(), rows.len(), "log names are unique (they also name the Bochs files)");
-        match &rows[6].expect {
+        match &rows[4].expect {
             Expectation::Pass { guests, suites, .. } => {
                 assert_eq!(guests.len(), 10);
                 assert_eq!(guests[0], "smoke");
@@ -551,12 +549,12 @@ mod tests {
         assert_eq!(rows[0].label, "EPYC");
         let plan = Plan::new(&all, Some(&names(&["linux"]))).unwrap();
         assert!(!plan.has_guest_rows());
-        assert_eq!(rows_of(&plan), ["EPYC (linux)", "corei7_skylake_x (linux)", "ryzen (linux)", "phenom_8650_toliman (linux)"]);
+        assert_eq!(rows_of(&plan), ["EPYC (linux)", "corei7_skylake_x (linux)"]);
         let plan = Plan::new(&all, Some(&names(&["bad"]))).unwrap();
         assert!(plan.hostile && !plan.has_guest_rows() && !plan.linux);
         assert_eq!(rows_of(&plan), ["EPYC (bad modules)", "corei7_skylake_x (bad modules)"]);
         let plan = Plan::new(&all, Some(&names(&["linux", "bad", "hello"]))).unwrap();
-        assert_eq!(rows_of(&plan).len(), 6 + 15);
+        assert_eq!(rows_of(&plan).len(), 4 + 15);
         // Without a smoke suite there is no good guest for the bad-modules rows.
         let no_smoke = names(&["pic"]);
         assert!(!Plan::new(&no_smoke, None).unwrap().hostile);

@@ -31,6 +31,7 @@ pub fn run(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> GuestEnd {
         offer_interrupt(vcpu, vm);
         arm_host_timer(vm);
         vcpu.sync_tpr(vm.platform.lapic.tpr() >> 4);
+        (vm.host.service)();
         let exit = match vcpu.run() {
             Ok(e) => e,
             Err(e) => break GuestEnd::error(format_args!("VM entry failed: {e}")),

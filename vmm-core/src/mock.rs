@@ -161,6 +161,7 @@ pub const HOOKS: HostHooks = HostHooks {
     arm_timer: |d| ARMED.with(|a| a.borrow_mut().push(d)),
     take_interrupts: || {},
     idle: mock_idle,
+    service: || {},
 };
 
 /// A VM named `t` with `mem` of RAM at 0.

@@ -27,8 +27,11 @@ pub struct HostHooks {
     pub arm_timer: fn(Option<u64>),
     /// Lets a host interrupt that made the guest exit be taken.
     pub take_interrupts: fn(),
-    /// Waits for the next host interrupt (the armed timer).
+    /// Waits for the next host interrupt (the armed timer), or does other host work and
+    /// returns early; the caller checks its guest's devices and calls again.
     pub idle: fn(),
+    /// Host housekeeping between two entries (Janus sends queued console output).
+    pub service: fn(),
 }
 
 /// The RTC's wall-clock time when a guest starts: 2026-01-01 00:00:00 UTC. Fixed, so

@@ -116,8 +116,9 @@ fn main(_boot: &BootInfo) -> ! {
     );
     s.check(
         "lapic.oneshot_timing",
-        fired && (7_500..=13_000).contains(&us),
-        format_args!("one-shot of {} ticks fired after {} us, expected ~10000 (-25%..+30%)", n, us),
+        // Never early; late by up to 80 % (an emulator's process can lose the host CPU).
+        fired && (7_500..=18_000).contains(&us),
+        format_args!("one-shot of {} ticks fired after {} us, expected ~10000 (-25%..+80%)", n, us),
     );
     let _ = wait_irqs(TIMER_VEC, 2, 12_000);
     let cur = apic::read(TIMER_CURRENT);
@@ -140,7 +141,7 @@ fn main(_boot: &BootInfo) -> ! {
     apic::timer_stop();
     s.check(
         "lapic.periodic_repeats",
-        got && (11_000..=20_000).contains(&us),
+        got && (11_000..=27_000).contains(&us),
         format_args!("{} interrupts of a 5 ms periodic timer; the third after {} us (want ~15000)", irq::count(TIMER_VEC), us),
     );
     s.check(

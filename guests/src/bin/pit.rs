@@ -107,7 +107,8 @@ fn main(_boot: &BootInfo) -> ! {
         let b = pc::pit_read_count(0);
         // Down-counting modulo 65536: ~358 ticks in 300 us.
         let diff = a.wrapping_sub(b);
-        if !(100..=3000).contains(&diff) {
+        // Late reads (the emulator lost the host CPU) only make the difference larger.
+        if !(100..=30_000).contains(&diff) {
             bad = Some((a, b));
         }
     }
