@@ -72,39 +72,6 @@ pub fn guest_cpuid(leaf: u32, subleaf: u32, tsc_khz: u32, host: impl Fn(u32, u32
         HV_BASE => [HV_MAX, SIGNATURE[0], SIGNATURE[1], SIGNATURE[2]],
         0x4000_0001 => [ABI_VERSION, 0, 0, 0],
         HV_TIMING => [tsc_khz, (crate::platform::APIC_TIMER_HZ / 1000) as u32, 0, 0],
-        // TSC and core crystal (SDM Vol 2A, CPUID leaf 15H): TSC = ECX * EBX / EAX Hz. The
-        // host's may describe a clock the TSC does not run at (emulators keep the model's
-        // nominal figures); the guest gets the rate Janus measured, as a 1 kHz crystal.
-        0x15 => {
-            if host(0, 0)[0] < 0x15 {
-                [0; 4]
-            } else {
-                [1, tsc_khz, 1000, 0]
-            }
-        }
-        // Processor frequency information (leaf 16H), in MHz: the measured TSC rate.
-        0x16 => {
-            if host(0, 0)[0] < 0x16 {
-                [0; 4]
-            } else {
-                let mhz = tsc_khz / 1000;
-                [mhz, mhz, 0, 0]
-            }
-        }
-        0x4000_0002..=0x4fff_ffff => [0; 4],
-        1 => {
-            let [a, b, c, d] = host(1, 0);
-            // One logical processor, APIC ID 0 (EBX 31:24 and 23:16).
-            let b = b & 0xffff;
-            let c = (c
-                & !(VMX | SMX | MONITOR | EST | TM2 | FMA | PDCM | PCID | XSAVE | OSXSAVE | AVX | F16C
-                    | DTES64 | DS_CPL))
-                | HYPERVISOR
-                | X2APIC
-                | TSC_DEADLINE;
-            let d = (d & !(MCE | MTRR | MCA | DS | ACPI | HTT | TM | PBE)) | APIC;
-            [a, b, c, d]
-        }
         // MONITOR/MWAIT, thermal and power, performance monitoring, XSAVE state,
         // topology: none of them is offered.
         5 | 6 | 0xa | 0xb | 0xd | 0x1f => [0; 4],
@@ -160,16 +127,6 @@ mod tests {
         assert_ne!(l1[2] & (1 << 24), 0, "TSC-deadline");
         assert_eq!(guest_cpuid(0x4000_0000, 0, 2_600_000, host)[0], HV_TIMING);
         assert_eq!(guest_cpuid(HV_TIMING, 0, 2_600_000, host)[..2], [2_600_000, 1_000_000]);
-    }
-
-    #[test]
-    fn tsc_leaves_give_the_measured_rate() {
-        let max15 = |leaf: u32, _sub: u32| if leaf == 0 { [0x16, 0, 0, 0] } else { [7, 7, 7, 7] };
-        let l15 = guest_cpuid(0x15, 0, 2_600_000, max15);
-        assert_eq!(l15[2] as u64 * l15[1] as u64 / l15[0] as u64, 2_600_000_000, "TSC Hz = ECX * EBX / EAX");
-        assert_eq!(guest_cpuid(0x16, 0, 2_600_000, max15)[0], 2600);
-        // A CPU without the leaves keeps answering zeros.
-        assert_eq!(guest_cpuid(0x15, 0, 2_600_000, host), [0; 4]);
     }
 
     #[test]
