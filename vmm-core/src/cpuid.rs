@@ -72,6 +72,20 @@ pub fn guest_cpuid(leaf: u32, subleaf: u32, tsc_khz: u32, host: impl Fn(u32, u32
         HV_BASE => [HV_MAX, SIGNATURE[0], SIGNATURE[1], SIGNATURE[2]],
         0x4000_0001 => [ABI_VERSION, 0, 0, 0],
         HV_TIMING => [tsc_khz, (crate::platform::APIC_TIMER_HZ / 1000) as u32, 0, 0],
+        0x4000_0002..=0x4fff_ffff => [0; 4],
+        1 => {
+            let [a, b, c, d] = host(1, 0);
+            // One logical processor, APIC ID 0 (EBX 31:24 and 23:16).
+            let b = b & 0xffff;
+            let c = (c
+                & !(VMX | SMX | MONITOR | EST | TM2 | FMA | PDCM | PCID | XSAVE | OSXSAVE | AVX | F16C
+                    | DTES64 | DS_CPL))
+                | HYPERVISOR
+                | X2APIC
+                | TSC_DEADLINE;
+            let d = (d & !(MCE | MTRR | MCA | DS | ACPI | HTT | TM | PBE)) | APIC;
+            [a, b, c, d]
+        }
         // MONITOR/MWAIT, thermal and power, performance monitoring, XSAVE state,
         // topology: none of them is offered.
         5 | 6 | 0xa | 0xb | 0xd | 0x1f => [0; 4],
