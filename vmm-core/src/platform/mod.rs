@@ -64,16 +64,7 @@ pub struct Platform {
     lines: u16,
     /// An NMI waiting for the vCPU.
     pub nmi_pending: bool,
-    /// PIT ticks the guest has not taken yet: they came while the previous one was still
-    /// waiting (the guest had interrupts off, or exits made it late). Re-injected one by
-    /// one, as KVM's PIT does, so a guest that counts ticks (jiffies) does not fall behind.
-    irq0_backlog: u32,
-    /// An IRQ0 edge was raised and its interrupt not yet taken by the CPU.
-    irq0_in_flight: bool,
 }
-
-/// At most this many late PIT ticks are kept (beyond, the guest lost them anyway).
-const IRQ0_BACKLOG_MAX: u32 = 32;
 
 impl Platform {
     /// A PC with `ram` bytes of memory whose TSC runs at `tsc_hz`; the RTC starts at
@@ -91,8 +82,6 @@ impl Platform {
             acpi_pm: AcpiPm::default(),
             lines: 0,
             nmi_pending: false,
-            irq0_backlog: 0,
-            irq0_in_flight: false,
         }
     }
 
@@ -198,34 +187,10 @@ impl Platform {
 
     /// Brings the timers up to `now`: PIT ticks become IRQ0 edges, the APIC timer fires.
     pub fn update(&mut self, now: Now) {
-        let edges = self.pit.irq0_edges(now.ns);
-        self.irq0_backlog = (self.irq0_backlog + edges).min(IRQ0_BACKLOG_MAX);
-        if self.irq0_in_flight && !self.irq0_deliverable() {
-            // Masked everywhere: nothing will take it; late ticks are not owed.
-            self.irq0_in_flight = false;
-            self.irq0_backlog = 0;
-        }
-        if self.irq0_backlog > 0 && !self.irq0_in_flight {
-            self.irq0_backlog -= 1;
-            self.irq0_in_flight = self.irq0_deliverable();
+        if self.pit.irq0_edges(now.ns) > 0 {
             self.pulse_isa_irq(0);
         }
         self.lapic.poll_timer(now.ns, now.tsc);
-    }
-
-    /// The vector IRQ0 arrives with through the IOAPIC (pin 2, unmasked), if any.
-    fn irq0_ioapic_vector(&self) -> Option<u8> {
-        let e = self.ioapic.entry(2)?;
-        (e & (1 << 16) == 0).then_some(e as u8)
-    }
-
-    /// The vector IRQ0 arrives with through the PIC, if it reaches the CPU.
-    fn irq0_pic_vector(&self) -> Option<u8> {
-        (self.lapic.pic_passthrough() && self.pic.masks().0 & 1 == 0).then_some(self.pic.vector_bases().0)
-    }
-
-    fn irq0_deliverable(&self) -> bool {
-        self.irq0_ioapic_vector().is_some() || self.irq0_pic_vector().is_some()
     }
 
     /// The guest time at which a device next needs [`Platform::update`], if any.
@@ -245,18 +210,14 @@ impl Platform {
 
     /// Takes the next external interrupt for delivery (the INTA cycle): its vector.
     pub fn acknowledge_interrupt(&mut self) -> Option<u8> {
-        let v = if let Some(v) = self.lapic.pending_vector() {
+        if let Some(v) = self.lapic.pending_vector() {
             self.lapic.acknowledge(v);
-            Some(v)
-        } else if self.lapic.pic_passthrough() && self.pic.pending() {
-            self.pic.acknowledge()
-        } else {
-            None
-        };
-        if v.is_some() && (v == self.irq0_ioapic_vector() || v == self.irq0_pic_vector()) {
-            self.irq0_in_flight = false;
+            return Some(v);
         }
-        v
+        if self.lapic.pic_passthrough() && self.pic.pending() {
+            return self.pic.acknowledge();
+        }
+        None
     }
 }
 
@@ -290,29 +251,6 @@ mod tests {
         assert!(p.interrupt_pending());
         assert_eq!(p.acknowledge_interrupt(), Some(0x30));
         assert!(!p.interrupt_pending(), "in service until EOI");
-    }
-
-    #[test]
-    fn late_pit_ticks_are_delivered_one_by_one() {
-        let mut p = Platform::new(16 << 20, 1_000_000_000, 0);
-        linux_like_pic(&mut p);
-        p.pit.write(0x43, 0x34, T0.ns);
-        p.pit.write(0x40, 0xa9, T0.ns);
-        p.pit.write(0x40, 0x04, T0.ns);
-        // 5 ms pass with the guest not taking interrupts: 5 ticks are due.
-        let later = Now { ns: T0.ns + 5_000_000, tsc: 0 };
-        p.update(later);
-        let mut taken = 0;
-        for _ in 0..10 {
-            p.update(later);
-            if let Some(v) = p.acknowledge_interrupt() {
-                assert_eq!(v, 0x30);
-                taken += 1;
-                p.pic.write(0x20, 0x20); // EOI
-            }
-        }
-        assert_eq!(taken, 5, "every tick arrives, one after another");
-        assert!(!p.interrupt_pending());
     }
 
     #[test]
