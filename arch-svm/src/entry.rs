@@ -17,13 +17,6 @@ use vmm_core::vcpu::GprFile;
 pub unsafe extern "C" fn svm_run(regs: *mut GprFile, vmcb_pa: u64, host_save_pa: u64) {
     vmm_core::world_switch_asm!(
         enter: [
-            "push rbp",
-            "push rbx",
-            "push r12",
-            "push r13",
-            "push r14",
-            "push r15",
-            "push rdi",
             "push rdx",
             // GIF=0 holds host interrupts off until STGI; RFLAGS.IF=1 at VMRUN is what lets
             // a physical interrupt reach the INTR intercept while the guest runs
@@ -45,14 +38,6 @@ pub unsafe extern "C" fn svm_run(regs: *mut GprFile, vmcb_pa: u64, host_save_pa:
             "vmload rax",
             "cli",
             "stgi",
-            "add rsp, 8",
-            "pop r15",
-            "pop r14",
-            "pop r13",
-            "pop r12",
-            "pop rbx",
-            "pop rbp",
-            "ret",
         ],
         operands: [],
     )

@@ -22,13 +22,6 @@ extern "C" {
 pub unsafe extern "C" fn vmx_run(regs: *mut Gprs, launched: u64) -> u64 {
     vmm_core::world_switch_asm!(
         enter: [
-            "push rbp",
-            "push rbx",
-            "push r12",
-            "push r13",
-            "push r14",
-            "push r15",
-            "push rdi",
             "mov rax, {host_rsp}",
             "vmwrite rax, rsp",
             "cmp rsi, 0",
@@ -42,15 +35,8 @@ pub unsafe extern "C" fn vmx_run(regs: *mut Gprs, launched: u64) -> u64 {
             "vmresume",
             // Still here: the entry failed (VMfail); nothing of the guest ran.
             "3:",
-            "add rsp, 8",
-            "pop r15",
-            "pop r14",
-            "pop r13",
-            "pop r12",
-            "pop rbx",
-            "pop rbp",
             "mov eax, 1",
-            "ret",
+            "jmp 4f",
             ".global janus_vmx_exit",
             "janus_vmx_exit:",
             "push rdi",
@@ -58,15 +44,8 @@ pub unsafe extern "C" fn vmx_run(regs: *mut Gprs, launched: u64) -> u64 {
             "mov [rdi + {rax}], rax",
         ],
         leave: [
-            "add rsp, 8",
-            "pop r15",
-            "pop r14",
-            "pop r13",
-            "pop r12",
-            "pop rbx",
-            "pop rbp",
             "xor eax, eax",
-            "ret",
+            "4:",
         ],
         operands: [
             host_rsp = const host::RSP,

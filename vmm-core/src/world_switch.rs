@@ -7,11 +7,14 @@
 //! RAX and RSP are the backends' business (SVM keeps both in the VMCB, VMX keeps RSP in
 //! the VMCS and RAX in the file): the shared blocks cover RCX-R15 and RDI.
 
-/// Expands to a `naked_asm!` that runs `enter`, loads the guest's RCX-R15 and then RDI
-/// from the `GprFile` at RDI, runs `switch` (which enters the guest, comes back on its
-/// exit and points RDI at the `GprFile` again with the guest's RDI pushed), stores the
-/// guest's RCX-R15 there, and runs `leave`. `operands` are the backend's own extra
-/// operands.
+/// Expands to a `naked_asm!` for an `extern "C" fn(regs: *mut GprFile, ...)` that saves
+/// the callee-saved registers and `regs` (so `[rsp]` holds `regs` until `leave`), runs
+/// `enter`, loads the guest's RCX-R15 and then RDI from the `GprFile` at RDI, runs
+/// `switch` (which enters the guest, comes back on its exit and points RDI at the
+/// `GprFile` again with the guest's RDI pushed), stores the guest's RCX-R15 there, runs
+/// `leave`, and restores the callee-saved registers and returns. `leave` must leave the
+/// stack as `enter` found it; a path that bails out early jumps to its own label at the
+/// end of `leave`. `operands` are the backend's own extra operands.
 #[macro_export]
 macro_rules! world_switch_asm {
     (
@@ -21,6 +24,13 @@ macro_rules! world_switch_asm {
         operands: [$($operands:tt)*] $(,)?
     ) => {
         core::arch::naked_asm!(
+            "push rbp",
+            "push rbx",
+            "push r12",
+            "push r13",
+            "push r14",
+            "push r15",
+            "push rdi",
             $($enter,)*
             "mov rcx, [rdi + {rcx}]",
             "mov rdx, [rdi + {rdx}]",
@@ -53,6 +63,14 @@ macro_rules! world_switch_asm {
             "pop rax",
             "mov [rdi + {rdi}], rax",
             $($leave,)*
+            "add rsp, 8",
+            "pop r15",
+            "pop r14",
+            "pop r13",
+            "pop r12",
+            "pop rbx",
+            "pop rbp",
+            "ret",
             rcx = const $crate::vcpu::GprFile::offset($crate::vcpu::Gpr::Rcx),
             rdx = const $crate::vcpu::GprFile::offset($crate::vcpu::Gpr::Rdx),
             rbx = const $crate::vcpu::GprFile::offset($crate::vcpu::Gpr::Rbx),

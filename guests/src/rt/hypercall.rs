@@ -72,34 +72,31 @@ pub fn insn() -> Insn {
 pub fn hypercall(nr: u64, rbx: u64, rcx: u64, rdx: u64, rsi: u64) -> (u64, u64) {
     let rax: u64;
     let mut b = rbx;
-    // SAFETY: the hypercall may read guest memory named by the arguments (hence no
-    // `nomem`); it preserves every register not named as an output. RBX is reserved by
-    // LLVM, so the argument travels in a scratch register and is swapped in and out.
-    unsafe {
-        match insn() {
-            Insn::Vmcall => asm!(
-                "xchg {b}, rbx",
-                ".byte 0x0f, 0x01, 0xc1",
-                "xchg {b}, rbx",
-                b = inout(reg) b,
-                inout("rax") nr => rax,
-                in("rcx") rcx,
-                in("rdx") rdx,
-                in("rsi") rsi,
-                options(nostack),
-            ),
-            Insn::Vmmcall => asm!(
-                "xchg {b}, rbx",
-                ".byte 0x0f, 0x01, 0xd9",
-                "xchg {b}, rbx",
-                b = inout(reg) b,
-                inout("rax") nr => rax,
-                in("rcx") rcx,
-                in("rdx") rdx,
-                in("rsi") rsi,
-                options(nostack),
-            ),
-        }
+    // The same sequence for both vendors, only the instruction's bytes differ.
+    macro_rules! call {
+        ($insn:literal) => {
+            // SAFETY: the hypercall may read guest memory named by the arguments (hence
+            // no `nomem`); it preserves every register not named as an output. RBX is
+            // reserved by LLVM, so the argument travels in a scratch register and is
+            // swapped in and out.
+            unsafe {
+                asm!(
+                    "xchg {b}, rbx",
+                    $insn,
+                    "xchg {b}, rbx",
+                    b = inout(reg) b,
+                    inout("rax") nr => rax,
+                    in("rcx") rcx,
+                    in("rdx") rdx,
+                    in("rsi") rsi,
+                    options(nostack),
+                )
+            }
+        };
+    }
+    match insn() {
+        Insn::Vmcall => call!(".byte 0x0f, 0x01, 0xc1"),
+        Insn::Vmmcall => call!(".byte 0x0f, 0x01, 0xd9"),
     }
     (rax, b)
 }
