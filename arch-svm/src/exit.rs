@@ -7,16 +7,6 @@ use vmm_core::vcpu::{ControlReg, Gpr, SegReg};
 pub const VMEXIT_IOIO: u64 = 0x7b;
 pub const VMEXIT_INVALID: u64 = u64::MAX;
 
-fn control_reg(n: u64) -> Option<ControlReg> {
-    Some(match n {
-        0 => ControlReg::Cr0,
-        3 => ControlReg::Cr3,
-        4 => ControlReg::Cr4,
-        8 => ControlReg::Cr8,
-        _ => return None,
-    })
-}
-
 /// Decodes one #VMEXIT from EXITCODE, EXITINFO1 and EXITINFO2. `gpr` reads guest
 /// registers (for CR writes reported with decode assists).
 pub fn decode(code: u64, info1: u64, info2: u64, gpr: impl Fn(Gpr) -> u64) -> VmExit {
@@ -24,7 +14,7 @@ pub fn decode(code: u64, info1: u64, info2: u64, gpr: impl Fn(Gpr) -> u64) -> Vm
     match code {
         // CR reads and writes; the GPR is known only with decode assists (APM Vol 2 15.33.1).
         0x00..=0x1f => {
-            let Some(cr) = control_reg(code & 0xf) else { return raw };
+            let Some(cr) = ControlReg::from_number(code & 0xf) else { return raw };
             if info1 & (1 << 63) == 0 {
                 return if code >= 0x10 { VmExit::CrWriteUndecoded { cr } } else { raw };
             }

@@ -27,16 +27,6 @@ pub struct ModeInfo {
 
 const CR0_TS: u64 = 1 << 3;
 
-fn control_reg(n: u64) -> Option<ControlReg> {
-    Some(match n {
-        0 => ControlReg::Cr0,
-        3 => ControlReg::Cr3,
-        4 => ControlReg::Cr4,
-        8 => ControlReg::Cr8,
-        _ => return None,
-    })
-}
-
 /// Decodes one exit. `gpr` reads guest registers (for MOV to CR), `cr0` is the CR0 the
 /// guest sees (for CLTS and LMSW).
 pub fn decode(raw: &RawExit, mode: ModeInfo, gpr: impl Fn(Gpr) -> u64, cr0: u64) -> VmExit {
@@ -66,7 +56,7 @@ pub fn decode(raw: &RawExit, mode: ModeInfo, gpr: impl Fn(Gpr) -> u64, cr0: u64)
         19..=27 | 50 | 53 | 59 => VmExit::VirtInstruction,
         // Control-register access (SDM Vol 3C Table 28-3).
         28 => {
-            let Some(cr) = control_reg(q & 0xf) else { return raw_exit };
+            let Some(cr) = ControlReg::from_number(q & 0xf) else { return raw_exit };
             let Some(reg) = Gpr::from_index(((q >> 8) & 0xf) as u8) else { return raw_exit };
             match (q >> 4) & 3 {
                 0 => VmExit::CrWrite { cr, value: gpr(reg) },

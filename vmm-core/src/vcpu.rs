@@ -67,6 +67,20 @@ pub struct DescTable { pub base: u64, pub limit: u16 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ControlReg { Cr0, Cr2, Cr3, Cr4, Cr8 }
 
+impl ControlReg {
+    /// The register a MOV CR exit names by number (VMX exit qualification bits 3:0, SVM
+    /// exit code bits 3:0). CR2 moves never exit, so it is not among them.
+    pub fn from_number(n: u64) -> Option<ControlReg> {
+        Some(match n {
+            0 => ControlReg::Cr0,
+            3 => ControlReg::Cr3,
+            4 => ControlReg::Cr4,
+            8 => ControlReg::Cr8,
+            _ => return None,
+        })
+    }
+}
+
 /// An event to deliver to the guest at the next entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
