@@ -41,20 +41,40 @@ impl fmt::Display for SvmCaps {
 
 /// Decides from the raw facts: CPUID 0x8000_0001 ECX, the highest extended leaf,
 /// 0x8000_000A EBX/EDX, and VM_CR (`None` when reading it faulted, as in Bochs).
-pub fn evaluate(ext1_ecx: u32, max_ext: u32, leaf_a: Option<(u32, u32)>, vm_cr: Option<u64>) -> Result<SvmCaps, Refusal> {
+pub fn evaluate(
+    ext1_ecx: u32,
+    max_ext: u32,
+    leaf_a: Option<(u32, u32)>,
+    vm_cr: Option<u64>,
+) -> Result<SvmCaps, Refusal> {
     if ext1_ecx & (1 << 2) == 0 {
-        return Err(Refusal("no hardware virtualization: CPUID reports no SVM (AMD-V)"));
+        return Err(Refusal(
+            "no hardware virtualization: CPUID reports no SVM (AMD-V)",
+        ));
     }
     if vm_cr.is_some_and(|v| v & VM_CR_SVMDIS != 0) {
-        return Err(Refusal("AMD-V disabled by firmware: VM_CR.SVMDIS is set (enable SVM in the firmware setup)"));
+        return Err(Refusal(
+            "AMD-V disabled by firmware: VM_CR.SVMDIS is set (enable SVM in the firmware setup)",
+        ));
     }
     let (ebx, edx) = match leaf_a {
         Some(l) if max_ext >= 0x8000_000a => l,
-        _ => return Err(Refusal("AMD-V without CPUID leaf 0x8000000A: cannot tell its features")),
+        _ => {
+            return Err(Refusal(
+                "AMD-V without CPUID leaf 0x8000000A: cannot tell its features",
+            ))
+        }
     };
-    let caps = SvmCaps { npt: edx & 1 != 0, nrip_save: edx & (1 << 3) != 0, asids: ebx, decode_assists: edx & (1 << 7) != 0 };
+    let caps = SvmCaps {
+        npt: edx & 1 != 0,
+        nrip_save: edx & (1 << 3) != 0,
+        asids: ebx,
+        decode_assists: edx & (1 << 7) != 0,
+    };
     if !caps.npt {
-        return Err(Refusal("AMD-V without nested paging (NPT): Janus needs nested paging"));
+        return Err(Refusal(
+            "AMD-V without nested paging (NPT): Janus needs nested paging",
+        ));
     }
     if caps.asids < 2 {
         return Err(Refusal("AMD-V with no ASID for guests"));
@@ -67,10 +87,18 @@ pub fn evaluate(ext1_ecx: u32, max_ext: u32, leaf_a: Option<(u32, u32)>, vm_cr: 
 pub fn probe(rdmsr_safe: fn(u32) -> Option<u64>) -> Result<SvmCaps, Refusal> {
     use core::arch::x86_64::__cpuid;
     let max_ext = __cpuid(0x8000_0000).eax;
-    let ecx = if max_ext >= 0x8000_0001 { __cpuid(0x8000_0001).ecx } else { 0 };
+    let ecx = if max_ext >= 0x8000_0001 {
+        __cpuid(0x8000_0001).ecx
+    } else {
+        0
+    };
     let leaf_a = __cpuid(0x8000_000a);
     let a = (leaf_a.ebx, leaf_a.edx);
-    let vm_cr = if ecx & (1 << 2) != 0 { rdmsr_safe(MSR_VM_CR) } else { None };
+    let vm_cr = if ecx & (1 << 2) != 0 {
+        rdmsr_safe(MSR_VM_CR)
+    } else {
+        None
+    };
     evaluate(ecx, max_ext, Some(a), vm_cr)
 }
 
@@ -87,11 +115,24 @@ mod tests {
 
     #[test]
     fn refusals_name_what_is_missing() {
-        assert!(evaluate(0, 0x8000_001f, Some((16, 1)), None).unwrap_err().0.contains("no hardware virtualization"));
-        assert!(evaluate(4, 0x8000_001f, Some((16, 0)), None).unwrap_err().0.contains("nested paging"));
-        assert!(evaluate(4, 0x8000_001f, Some((16, 1)), Some(1 << 4)).unwrap_err().0.contains("disabled by firmware"));
+        assert!(evaluate(0, 0x8000_001f, Some((16, 1)), None)
+            .unwrap_err()
+            .0
+            .contains("no hardware virtualization"));
+        assert!(evaluate(4, 0x8000_001f, Some((16, 0)), None)
+            .unwrap_err()
+            .0
+            .contains("nested paging"));
+        assert!(evaluate(4, 0x8000_001f, Some((16, 1)), Some(1 << 4))
+            .unwrap_err()
+            .0
+            .contains("disabled by firmware"));
         assert!(evaluate(4, 0x8000_0008, Some((16, 1)), None).is_err());
         // VM_CR missing (Bochs): not a reason to refuse.
-        assert!(evaluate(4, 0x8000_001f, Some((16, 9)), None).unwrap().nrip_save);
+        assert!(
+            evaluate(4, 0x8000_001f, Some((16, 9)), None)
+                .unwrap()
+                .nrip_save
+        );
     }
 }

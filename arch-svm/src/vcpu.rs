@@ -6,13 +6,14 @@ use crate::exit::{decode, VMEXIT_INVALID, VMEXIT_IOIO};
 use crate::npt::Npt;
 use crate::vmcb::{misc1, misc2, Vmcb, VmcbSegment};
 use vmm_core::addr::HostPhys;
-use vmm_core::fetch::decode_at_rip;
-use vmm_core::vcpu::CR4_HIDDEN;
 use vmm_core::exit::VmExit;
+use vmm_core::fetch::decode_at_rip;
 use vmm_core::memory::GuestMemory;
 use vmm_core::nested::{self, FrameAllocator};
+use vmm_core::vcpu::CR4_HIDDEN;
 use vmm_core::vcpu::{
-    ArchBackend, ArchVcpu, ControlReg, Event, Gpr, GprFile, SegReg, Segment, StartMode, StateMsr, VcpuError,
+    ArchBackend, ArchVcpu, ControlReg, Event, Gpr, GprFile, SegReg, Segment, StartMode, StateMsr,
+    VcpuError,
 };
 use x86::msr::{rdmsr, wrmsr, IA32_EFER};
 
@@ -47,8 +48,12 @@ impl Svm {
     /// Sets EFER.SVME and VM_HSAVE_PA (APM Vol 2 15.4, 15.30.4), and saves Janus' own
     /// VMLOAD/VMSAVE state for the return from each guest.
     pub fn enable<A: FrameAllocator>(caps: SvmCaps, frames: &mut A) -> Result<Svm, &'static str> {
-        let hsave = frames.alloc_table().ok_or("no memory for the host save area")?;
-        let host_save = frames.alloc_table().ok_or("no memory for the host state page")?;
+        let hsave = frames
+            .alloc_table()
+            .ok_or("no memory for the host save area")?;
+        let host_save = frames
+            .alloc_table()
+            .ok_or("no memory for the host state page")?;
         // SAFETY: the CPU has SVM (probe checked CPUID and VM_CR); setting EFER.SVME only
         // enables the SVM instructions, and both pages are 4 KiB-aligned and ours.
         unsafe {
@@ -56,7 +61,11 @@ impl Svm {
             wrmsr(MSR_VM_HSAVE_PA, hsave.0);
             core::arch::asm!("vmsave rax", in("rax") host_save.0, options(nostack));
         }
-        Ok(Svm { caps, host_save, next_asid: 1 })
+        Ok(Svm {
+            caps,
+            host_save,
+            next_asid: 1,
+        })
     }
 }
 
@@ -72,7 +81,12 @@ pub struct SvmVcpu {
 }
 
 fn seg(s: Segment) -> VmcbSegment {
-    VmcbSegment { selector: s.selector, attrib: s.attr, limit: s.limit, base: s.base }
+    VmcbSegment {
+        selector: s.selector,
+        attrib: s.attr,
+        limit: s.limit,
+        base: s.base,
+    }
 }
 
 /// Clears the intercept bits of the core's pass-through MSRs in the MSR permission map
@@ -103,7 +117,10 @@ impl ArchBackend for Svm {
         start: StartMode,
         frames: &mut A,
     ) -> Result<SvmVcpu, VcpuError> {
-        let oom = VcpuError { what: "out of memory for the VMCB", code: 0 };
+        let oom = VcpuError {
+            what: "out of memory for the VMCB",
+            code: 0,
+        };
         let vmcb_pa = frames.alloc_table().ok_or(oom)?;
         let iopm = frames.alloc_contiguous(IOPM_PAGES).ok_or(oom)?;
         let msrpm = frames.alloc_contiguous(MSRPM_PAGES).ok_or(oom)?;
@@ -115,10 +132,16 @@ impl ArchBackend for Svm {
             frames.table(HostPhys(msrpm.0 + p * 4096)).fill(u64::MAX);
         }
         msrpm_allow(frames.table(msrpm));
-        let (root, _) = nested::build(mem, &Npt, frames)
-            .map_err(|_| VcpuError { what: "cannot build the nested page tables", code: 0 })?;
+        let (root, _) = nested::build(mem, &Npt, frames).map_err(|_| VcpuError {
+            what: "cannot build the nested page tables",
+            code: 0,
+        })?;
         let asid = self.next_asid;
-        self.next_asid = if self.next_asid + 1 >= self.caps.asids { 1 } else { self.next_asid + 1 };
+        self.next_asid = if self.next_asid + 1 >= self.caps.asids {
+            1
+        } else {
+            self.next_asid + 1
+        };
         // SAFETY: the page is a zeroed, 4 KiB-aligned frame that belongs to this vCPU from
         // now on; `Vmcb` is exactly 4 KiB with the hardware layout (vmcb.rs asserts).
         let vmcb = unsafe { &mut *(frames.table(vmcb_pa) as *mut [u64; 512] as *mut Vmcb) };
@@ -163,8 +186,16 @@ impl ArchBackend for Svm {
         }
         s.ldtr = VmcbSegment::default();
         s.tr = seg(st.tr);
-        s.gdtr = VmcbSegment { limit: st.gdt.limit as u32, base: st.gdt.base, ..Default::default() };
-        s.idtr = VmcbSegment { limit: st.idt.limit as u32, base: st.idt.base, ..Default::default() };
+        s.gdtr = VmcbSegment {
+            limit: st.gdt.limit as u32,
+            base: st.gdt.base,
+            ..Default::default()
+        };
+        s.idtr = VmcbSegment {
+            limit: st.idt.limit as u32,
+            base: st.idt.base,
+            ..Default::default()
+        };
         s.cpl = 0;
         s.efer = st.efer | EFER_SVME;
         s.cr0 = st.cr0;
@@ -178,7 +209,14 @@ impl ArchBackend for Svm {
         s.rax = st.gprs.r[Gpr::Rax as usize];
         s.g_pat = 0x0007_0406_0007_0406;
         let gprs = st.gprs;
-        Ok(SvmVcpu { vmcb_pa, vmcb, host_save: self.host_save, gprs, caps: self.caps, next_rip: None })
+        Ok(SvmVcpu {
+            vmcb_pa,
+            vmcb,
+            host_save: self.host_save,
+            gprs,
+            caps: self.caps,
+            next_rip: None,
+        })
     }
 }
 
@@ -198,8 +236,10 @@ impl SvmVcpu {
     /// Finds where the current instruction ends by decoding it (no NRIP save).
     fn decoded_next_rip(&self, mem: &GuestMemory) -> Result<u64, VcpuError> {
         let rip = self.vmcb.save.rip;
-        let insn = decode_at_rip(self, mem)
-            .map_err(|_| VcpuError { what: "cannot decode the instruction at RIP to skip it", code: rip })?;
+        let insn = decode_at_rip(self, mem).map_err(|_| VcpuError {
+            what: "cannot decode the instruction at RIP to skip it",
+            code: rip,
+        })?;
         Ok(rip.wrapping_add(insn.len as u64))
     }
 }
@@ -214,7 +254,10 @@ impl ArchVcpu for SvmVcpu {
         c.vmcb_clean = 0;
         let (code, info1, info2) = (c.exit_code, c.exit_info1, c.exit_info2);
         if code == VMEXIT_INVALID {
-            return Err(VcpuError { what: "VMRUN failed: invalid guest state (VMEXIT_INVALID)", code });
+            return Err(VcpuError {
+                what: "VMRUN failed: invalid guest state (VMEXIT_INVALID)",
+                code,
+            });
         }
         // An event whose delivery the exit interrupted is delivered again (APM Vol 2 15.7.2).
         let int_info = c.exit_int_info;
@@ -262,7 +305,12 @@ impl ArchVcpu for SvmVcpu {
 
     fn segment(&self, s: SegReg) -> Segment {
         let v = self.seg_ref(s);
-        Segment { selector: v.selector, base: v.base, limit: v.limit, attr: v.attrib }
+        Segment {
+            selector: v.selector,
+            base: v.base,
+            limit: v.limit,
+            attr: v.attrib,
+        }
     }
 
     fn cpl(&self) -> u8 {
@@ -295,7 +343,9 @@ impl ArchVcpu for SvmVcpu {
                 // Reserved bits, bits for features CPUID hides, and PAE off in long mode
                 // raise #GP (APM Vol 2 3.1.3).
                 const CR4_DEFINED: u64 = 0x0177_7fff;
-                if v & (!CR4_DEFINED | CR4_HIDDEN) != 0 || (s.efer & EFER_LMA != 0 && v & (1 << 5) == 0) {
+                if v & (!CR4_DEFINED | CR4_HIDDEN) != 0
+                    || (s.efer & EFER_LMA != 0 && v & (1 << 5) == 0)
+                {
                     return Err(Event::gp(0));
                 }
                 s.cr4 = v
@@ -378,7 +428,11 @@ impl ArchVcpu for SvmVcpu {
         self.vmcb.control.event_inj = match ev {
             Event::Exception { vector, error_code } => match error_code {
                 Some(code) if protected => {
-                    EVENT_VALID | EVENT_TYPE_EXCEPTION | EVENT_ERROR_VALID | vector as u64 | ((code as u64) << 32)
+                    EVENT_VALID
+                        | EVENT_TYPE_EXCEPTION
+                        | EVENT_ERROR_VALID
+                        | vector as u64
+                        | ((code as u64) << 32)
                 }
                 _ => EVENT_VALID | EVENT_TYPE_EXCEPTION | vector as u64,
             },
@@ -417,7 +471,11 @@ mod tests {
     use super::msrpm_allow;
 
     fn exits(page: &[u64; 512], msr: u32, write: bool) -> bool {
-        let (base, index) = if msr >= 0xc000_0000 { (0x800, msr - 0xc000_0000) } else { (0, msr) };
+        let (base, index) = if msr >= 0xc000_0000 {
+            (0x800, msr - 0xc000_0000)
+        } else {
+            (0, msr)
+        };
         let bit = base * 8 + index as usize * 2 + write as usize;
         page[bit / 64] & (1 << (bit % 64)) != 0
     }
@@ -426,9 +484,18 @@ mod tests {
     fn only_the_pass_through_msrs_skip_the_exit() {
         let mut page = [u64::MAX; 512];
         msrpm_allow(&mut page);
-        assert!(!exits(&page, 0xc000_0101, false) && !exits(&page, 0xc000_0101, true), "GS base");
-        assert!(exits(&page, 0x10, false) && exits(&page, 0x10, true), "TSC exits");
-        assert!(exits(&page, 0xc000_0080, false) && exits(&page, 0xc000_0080, true), "EFER exits");
+        assert!(
+            !exits(&page, 0xc000_0101, false) && !exits(&page, 0xc000_0101, true),
+            "GS base"
+        );
+        assert!(
+            exits(&page, 0x10, false) && exits(&page, 0x10, true),
+            "TSC exits"
+        );
+        assert!(
+            exits(&page, 0xc000_0080, false) && exits(&page, 0xc000_0080, true),
+            "EFER exits"
+        );
         assert!(exits(&page, 0x1b, true), "APIC base exits");
         assert!(exits(&page, 0x1a0, false), "MISC_ENABLE exits");
     }

@@ -15,7 +15,10 @@ pub struct Allowed {
 
 impl Allowed {
     pub const fn from_msr(v: u64) -> Self {
-        Allowed { must1: v as u32, may1: (v >> 32) as u32 }
+        Allowed {
+            must1: v as u32,
+            may1: (v >> 32) as u32,
+        }
     }
     /// `want` with the mandatory bits added and the unsupported ones removed.
     pub const fn adjust(self, want: u32) -> u32 {
@@ -112,20 +115,30 @@ impl VmxCaps {
     /// would fix them).
     pub fn check(&self) -> Result<(), Refusal> {
         if !self.proc1.allows(proc1::SECONDARY) || !self.ept() {
-            return Err(Refusal("VT-x without EPT (extended page tables): Janus needs nested paging"));
+            return Err(Refusal(
+                "VT-x without EPT (extended page tables): Janus needs nested paging",
+            ));
         }
         if self.ept_vpid & (ept_cap::WALK_4 | ept_cap::WB) != ept_cap::WALK_4 | ept_cap::WB {
-            return Err(Refusal("EPT without 4-level walks or write-back paging structures"));
+            return Err(Refusal(
+                "EPT without 4-level walks or write-back paging structures",
+            ));
         }
         if !self.unrestricted() {
             return Err(Refusal(
                 "VT-x without unrestricted guest: Janus needs it to start guests in protected mode without paging",
             ));
         }
-        if !self.exit.allows(exit_ctl::HOST_64 | exit_ctl::SAVE_EFER | exit_ctl::LOAD_EFER)
-            || !self.entry.allows(entry_ctl::IA32E_GUEST | entry_ctl::LOAD_EFER)
+        if !self
+            .exit
+            .allows(exit_ctl::HOST_64 | exit_ctl::SAVE_EFER | exit_ctl::LOAD_EFER)
+            || !self
+                .entry
+                .allows(entry_ctl::IA32E_GUEST | entry_ctl::LOAD_EFER)
         {
-            return Err(Refusal("VT-x cannot save and load IA32_EFER across VM entries and exits"));
+            return Err(Refusal(
+                "VT-x cannot save and load IA32_EFER across VM entries and exits",
+            ));
         }
         Ok(())
     }
@@ -155,7 +168,9 @@ const IA32_FEATURE_CONTROL_VMX_OUTSIDE_SMX: u64 = 1 << 2;
 pub fn probe() -> Result<VmxCaps, Refusal> {
     let ecx = core::arch::x86_64::__cpuid(1).ecx;
     if ecx & (1 << 5) == 0 {
-        return Err(Refusal("no hardware virtualization: CPUID reports no VMX (Intel VT-x)"));
+        return Err(Refusal(
+            "no hardware virtualization: CPUID reports no VMX (Intel VT-x)",
+        ));
     }
     // SAFETY: IA32_FEATURE_CONTROL exists on every CPU with VMX (SDM Vol 4 Table 2-2);
     // setting its VMX bit and locking it only enables VMXON.
@@ -179,13 +194,24 @@ pub fn probe() -> Result<VmxCaps, Refusal> {
     let caps = unsafe {
         let basic = rdmsr(msr::IA32_VMX_BASIC);
         let true_ctls = basic & (1 << 55) != 0;
-        let pick = |plain: u32, tru: u32| Allowed::from_msr(rdmsr(if true_ctls { tru } else { plain }));
-        let proc1 = pick(msr::IA32_VMX_PROCBASED_CTLS, msr::IA32_VMX_TRUE_PROCBASED_CTLS);
+        let pick =
+            |plain: u32, tru: u32| Allowed::from_msr(rdmsr(if true_ctls { tru } else { plain }));
+        let proc1 = pick(
+            msr::IA32_VMX_PROCBASED_CTLS,
+            msr::IA32_VMX_TRUE_PROCBASED_CTLS,
+        );
         let has2 = proc1.allows(proc1::SECONDARY);
-        let proc2 = if has2 { Allowed::from_msr(rdmsr(msr::IA32_VMX_PROCBASED_CTLS2)) } else { Allowed { must1: 0, may1: 0 } };
+        let proc2 = if has2 {
+            Allowed::from_msr(rdmsr(msr::IA32_VMX_PROCBASED_CTLS2))
+        } else {
+            Allowed { must1: 0, may1: 0 }
+        };
         VmxCaps {
             revision: (basic & 0x7fff_ffff) as u32,
-            pin: pick(msr::IA32_VMX_PINBASED_CTLS, msr::IA32_VMX_TRUE_PINBASED_CTLS),
+            pin: pick(
+                msr::IA32_VMX_PINBASED_CTLS,
+                msr::IA32_VMX_TRUE_PINBASED_CTLS,
+            ),
             proc1,
             proc2,
             exit: pick(msr::IA32_VMX_EXIT_CTLS, msr::IA32_VMX_TRUE_EXIT_CTLS),
@@ -194,7 +220,11 @@ pub fn probe() -> Result<VmxCaps, Refusal> {
             cr0_fixed1: rdmsr(msr::IA32_VMX_CR0_FIXED1),
             cr4_fixed0: rdmsr(msr::IA32_VMX_CR4_FIXED0),
             cr4_fixed1: rdmsr(msr::IA32_VMX_CR4_FIXED1),
-            ept_vpid: if proc2.allows(proc2::EPT) { rdmsr(msr::IA32_VMX_EPT_VPID_CAP) } else { 0 },
+            ept_vpid: if proc2.allows(proc2::EPT) {
+                rdmsr(msr::IA32_VMX_EPT_VPID_CAP)
+            } else {
+                0
+            },
             ins_outs_info: basic & (1 << 54) != 0,
         }
     };
@@ -211,7 +241,10 @@ mod tests {
             revision: 0x2b,
             pin: Allowed::from_msr(0x0000_007f_0000_0016),
             proc1: Allowed::from_msr(0xfff9_fffe_0401_e172),
-            proc2: Allowed { must1: 0, may1: proc2_may1 },
+            proc2: Allowed {
+                must1: 0,
+                may1: proc2_may1,
+            },
             exit: Allowed::from_msr(0x003f_ffff_0003_6dff),
             entry: Allowed::from_msr(0x0000_f3ff_0000_11ff),
             cr0_fixed0: 0x8000_0021,

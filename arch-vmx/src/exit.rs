@@ -31,7 +31,11 @@ const CR0_TS: u64 = 1 << 3;
 /// guest sees (for CLTS and LMSW).
 pub fn decode(raw: &RawExit, mode: ModeInfo, gpr: impl Fn(Gpr) -> u64, cr0: u64) -> VmExit {
     let q = raw.qualification;
-    let raw_exit = VmExit::Raw { reason: raw.reason as u64, info1: q, info2: raw.guest_physical };
+    let raw_exit = VmExit::Raw {
+        reason: raw.reason as u64,
+        info1: q,
+        info2: raw.guest_physical,
+    };
     match raw.reason & 0xffff {
         // Exception or NMI (SDM Vol 3C 25.9.2: interruption type in bits 10:8).
         0 => {
@@ -56,16 +60,29 @@ pub fn decode(raw: &RawExit, mode: ModeInfo, gpr: impl Fn(Gpr) -> u64, cr0: u64)
         19..=27 | 50 | 53 | 59 => VmExit::VirtInstruction,
         // Control-register access (SDM Vol 3C Table 28-3).
         28 => {
-            let Some(cr) = ControlReg::from_number(q & 0xf) else { return raw_exit };
-            let Some(reg) = Gpr::from_index(((q >> 8) & 0xf) as u8) else { return raw_exit };
+            let Some(cr) = ControlReg::from_number(q & 0xf) else {
+                return raw_exit;
+            };
+            let Some(reg) = Gpr::from_index(((q >> 8) & 0xf) as u8) else {
+                return raw_exit;
+            };
             match (q >> 4) & 3 {
-                0 => VmExit::CrWrite { cr, value: gpr(reg) },
+                0 => VmExit::CrWrite {
+                    cr,
+                    value: gpr(reg),
+                },
                 1 => VmExit::CrRead { cr, dest: reg },
-                2 => VmExit::CrWrite { cr: ControlReg::Cr0, value: cr0 & !CR0_TS },
+                2 => VmExit::CrWrite {
+                    cr: ControlReg::Cr0,
+                    value: cr0 & !CR0_TS,
+                },
                 // LMSW loads CR0 bits 3:0 but cannot clear PE (SDM Vol 2A, LMSW).
                 _ => {
                     let src = (q >> 16) & 0xf;
-                    VmExit::CrWrite { cr: ControlReg::Cr0, value: (cr0 & !0xe) | src }
+                    VmExit::CrWrite {
+                        cr: ControlReg::Cr0,
+                        value: (cr0 & !0xe) | src,
+                    }
                 }
             }
         }
@@ -74,16 +91,36 @@ pub fn decode(raw: &RawExit, mode: ModeInfo, gpr: impl Fn(Gpr) -> u64, cr0: u64)
             let string = (q & (1 << 4) != 0).then(|| {
                 let info = raw.instruction_info;
                 let (addr_size, seg) = if mode.ins_outs_info {
-                    (2u8 << ((info >> 7) & 3), SegReg::from_index(((info >> 15) & 7) as u8).unwrap_or(SegReg::Ds))
+                    (
+                        2u8 << ((info >> 7) & 3),
+                        SegReg::from_index(((info >> 15) & 7) as u8).unwrap_or(SegReg::Ds),
+                    )
                 } else {
-                    (if mode.long64 { 8 } else if mode.cs_big { 4 } else { 2 }, SegReg::Ds)
+                    (
+                        if mode.long64 {
+                            8
+                        } else if mode.cs_big {
+                            4
+                        } else {
+                            2
+                        },
+                        SegReg::Ds,
+                    )
                 };
-                StringIo { rep: q & (1 << 5) != 0, addr_size, seg }
+                StringIo {
+                    rep: q & (1 << 5) != 0,
+                    addr_size,
+                    seg,
+                }
             });
             VmExit::Io(IoAccess {
                 port: (q >> 16) as u16,
                 size: (q & 7) as u8 + 1,
-                dir: if q & (1 << 3) != 0 { IoDir::In } else { IoDir::Out },
+                dir: if q & (1 << 3) != 0 {
+                    IoDir::In
+                } else {
+                    IoDir::Out
+                },
                 string,
             })
         }
@@ -94,7 +131,11 @@ pub fn decode(raw: &RawExit, mode: ModeInfo, gpr: impl Fn(Gpr) -> u64, cr0: u64)
         // EPT violation (SDM Vol 3C Table 28-7).
         48 => VmExit::NestedPageFault {
             gpa: GuestPhys(raw.guest_physical),
-            access: NestedAccess { read: q & 1 != 0, write: q & 2 != 0, fetch: q & 4 != 0 },
+            access: NestedAccess {
+                read: q & 1 != 0,
+                write: q & 2 != 0,
+                fetch: q & 4 != 0,
+            },
         },
         52 => VmExit::Preempted,
         54 => VmExit::Wbinvd,
@@ -107,7 +148,11 @@ pub fn decode(raw: &RawExit, mode: ModeInfo, gpr: impl Fn(Gpr) -> u64, cr0: u64)
 mod tests {
     use super::*;
 
-    const MODE: ModeInfo = ModeInfo { long64: true, cs_big: false, ins_outs_info: true };
+    const MODE: ModeInfo = ModeInfo {
+        long64: true,
+        cs_big: false,
+        ins_outs_info: true,
+    };
 
     fn regs(r: Gpr) -> u64 {
         0x1000 + r as u64
@@ -116,10 +161,19 @@ mod tests {
     #[test]
     fn decodes_io_including_string_forms() {
         // OUT DX, AL to 0x3f8: size 0 (1 byte), direction out, port in bits 31:16.
-        let raw = RawExit { reason: 30, qualification: 0x03f8_0000, ..Default::default() };
+        let raw = RawExit {
+            reason: 30,
+            qualification: 0x03f8_0000,
+            ..Default::default()
+        };
         assert_eq!(
             decode(&raw, MODE, regs, 0),
-            VmExit::Io(IoAccess { port: 0x3f8, size: 1, dir: IoDir::Out, string: None })
+            VmExit::Io(IoAccess {
+                port: 0x3f8,
+                size: 1,
+                dir: IoDir::Out,
+                string: None
+            })
         );
         // REP INSD from 0x510 with a 64-bit address (info bits 9:7 = 2) and ES (bits 17:15 = 0).
         let raw = RawExit {
@@ -134,7 +188,11 @@ mod tests {
                 port: 0x510,
                 size: 4,
                 dir: IoDir::In,
-                string: Some(StringIo { rep: true, addr_size: 8, seg: SegReg::Es })
+                string: Some(StringIo {
+                    rep: true,
+                    addr_size: 8,
+                    seg: SegReg::Es
+                })
             })
         );
     }
@@ -142,28 +200,88 @@ mod tests {
     #[test]
     fn decodes_control_register_accesses() {
         // MOV CR4, RBX (CR 4, type 0, register 3).
-        let raw = RawExit { reason: 28, qualification: 4 | (3 << 8), ..Default::default() };
-        assert_eq!(decode(&raw, MODE, regs, 0), VmExit::CrWrite { cr: ControlReg::Cr4, value: 0x1003 });
+        let raw = RawExit {
+            reason: 28,
+            qualification: 4 | (3 << 8),
+            ..Default::default()
+        };
+        assert_eq!(
+            decode(&raw, MODE, regs, 0),
+            VmExit::CrWrite {
+                cr: ControlReg::Cr4,
+                value: 0x1003
+            }
+        );
         // MOV R9, CR8.
-        let raw = RawExit { reason: 28, qualification: 8 | (1 << 4) | (9 << 8), ..Default::default() };
-        assert_eq!(decode(&raw, MODE, regs, 0), VmExit::CrRead { cr: ControlReg::Cr8, dest: Gpr::R9 });
+        let raw = RawExit {
+            reason: 28,
+            qualification: 8 | (1 << 4) | (9 << 8),
+            ..Default::default()
+        };
+        assert_eq!(
+            decode(&raw, MODE, regs, 0),
+            VmExit::CrRead {
+                cr: ControlReg::Cr8,
+                dest: Gpr::R9
+            }
+        );
         // CLTS clears TS; LMSW cannot clear PE.
-        let raw = RawExit { reason: 28, qualification: 2 << 4, ..Default::default() };
-        assert_eq!(decode(&raw, MODE, regs, 0x8000_0019), VmExit::CrWrite { cr: ControlReg::Cr0, value: 0x8000_0011 });
-        let raw = RawExit { reason: 28, qualification: (3 << 4) | (0x0 << 16), ..Default::default() };
-        assert_eq!(decode(&raw, MODE, regs, 0x11), VmExit::CrWrite { cr: ControlReg::Cr0, value: 0x11 });
+        let raw = RawExit {
+            reason: 28,
+            qualification: 2 << 4,
+            ..Default::default()
+        };
+        assert_eq!(
+            decode(&raw, MODE, regs, 0x8000_0019),
+            VmExit::CrWrite {
+                cr: ControlReg::Cr0,
+                value: 0x8000_0011
+            }
+        );
+        let raw = RawExit {
+            reason: 28,
+            qualification: (3 << 4) | (0x0 << 16),
+            ..Default::default()
+        };
+        assert_eq!(
+            decode(&raw, MODE, regs, 0x11),
+            VmExit::CrWrite {
+                cr: ControlReg::Cr0,
+                value: 0x11
+            }
+        );
     }
 
     #[test]
     fn unknown_reasons_keep_their_raw_values() {
-        let raw = RawExit { reason: 62, qualification: 5, ..Default::default() };
-        assert_eq!(decode(&raw, MODE, regs, 0), VmExit::Raw { reason: 62, info1: 5, info2: 0 });
-        let raw = RawExit { reason: 48, qualification: 2, guest_physical: 0xfee0_0000, ..Default::default() };
+        let raw = RawExit {
+            reason: 62,
+            qualification: 5,
+            ..Default::default()
+        };
+        assert_eq!(
+            decode(&raw, MODE, regs, 0),
+            VmExit::Raw {
+                reason: 62,
+                info1: 5,
+                info2: 0
+            }
+        );
+        let raw = RawExit {
+            reason: 48,
+            qualification: 2,
+            guest_physical: 0xfee0_0000,
+            ..Default::default()
+        };
         assert_eq!(
             decode(&raw, MODE, regs, 0),
             VmExit::NestedPageFault {
                 gpa: GuestPhys(0xfee0_0000),
-                access: NestedAccess { read: false, write: true, fetch: false }
+                access: NestedAccess {
+                    read: false,
+                    write: true,
+                    fetch: false
+                }
             }
         );
     }

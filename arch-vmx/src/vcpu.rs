@@ -1,6 +1,6 @@
 //! VMX root operation, VMCS set-up and the `ArchVcpu` implementation for VT-x.
 
-use crate::caps::{entry_ctl, exit_ctl, ept_cap, pin, proc1, proc2, VmxCaps};
+use crate::caps::{entry_ctl, ept_cap, exit_ctl, pin, proc1, proc2, VmxCaps};
 use crate::entry::{janus_vmx_exit, vmx_run};
 use crate::ept::{eptp, Ept};
 use crate::exit::{decode, ModeInfo, RawExit};
@@ -10,8 +10,8 @@ use vmm_core::exit::VmExit;
 use vmm_core::memory::GuestMemory;
 use vmm_core::nested::{self, FrameAllocator};
 use vmm_core::vcpu::{
-    ArchBackend, ArchVcpu, ControlReg, Event, Gpr, GprFile as Gprs, SegReg, Segment, StartMode, StateMsr,
-    VcpuError,
+    ArchBackend, ArchVcpu, ControlReg, Event, Gpr, GprFile as Gprs, SegReg, Segment, StartMode,
+    StateMsr, VcpuError,
 };
 use x86::controlregs::{cr0, cr0_write, cr3, cr4, cr4_write, Cr0, Cr4};
 use x86::msr::{self, rdmsr, wrmsr};
@@ -48,7 +48,9 @@ pub struct Vmx {
 impl Vmx {
     /// Sets CR0/CR4 as VMX requires and executes VMXON (SDM Vol 3C 24.7, 24.8).
     pub fn enable<A: FrameAllocator>(caps: VmxCaps, frames: &mut A) -> Result<Vmx, &'static str> {
-        let region = frames.alloc_table().ok_or("no memory for the VMXON region")?;
+        let region = frames
+            .alloc_table()
+            .ok_or("no memory for the VMXON region")?;
         frames.table(region)[0] = caps.revision as u64;
         // SAFETY: setting the bits the FIXED0 MSRs require (NE, and VMXE) and clearing none
         // that Janus relies on; VMXON gets a 4 KiB-aligned page holding the revision ID.
@@ -59,7 +61,9 @@ impl Vmx {
             cr4_write(Cr4::from_bits_truncate(c4 as usize));
             x86::bits64::vmx::vmxon(region.0).map_err(|_| "VMXON failed")?;
         }
-        if caps.ept_vpid & (ept_cap::INVEPT | ept_cap::INVEPT_ALL) == ept_cap::INVEPT | ept_cap::INVEPT_ALL {
+        if caps.ept_vpid & (ept_cap::INVEPT | ept_cap::INVEPT_ALL)
+            == ept_cap::INVEPT | ept_cap::INVEPT_ALL
+        {
             vmcs::invept_all();
         }
         Ok(Vmx { caps, next_vpid: 1 })
@@ -111,13 +115,22 @@ fn swapped_index(m: StateMsr) -> Option<usize> {
 /// (SDM Vol 3C Appendix B), the same order as `SegReg`.
 fn seg_fields(s: SegReg) -> (u32, u32, u32, u32) {
     let i = s as u32 * 2;
-    (guest::ES_SELECTOR + i, guest::ES_BASE + i, guest::ES_LIMIT + i, guest::ES_ACCESS_RIGHTS + i)
+    (
+        guest::ES_SELECTOR + i,
+        guest::ES_BASE + i,
+        guest::ES_LIMIT + i,
+        guest::ES_ACCESS_RIGHTS + i,
+    )
 }
 
 /// VMX access rights (SDM Vol 3C 25.4.1) from the neutral attribute format.
 fn to_vmx_ar(attr: u16) -> u64 {
     let ar = (attr as u64 & 0xff) | ((attr as u64 & 0xf00) << 4);
-    if attr & 0x80 == 0 { ar | (1 << 16) } else { ar }
+    if attr & 0x80 == 0 {
+        ar | (1 << 16)
+    } else {
+        ar
+    }
 }
 
 fn from_vmx_ar(ar: u64) -> u16 {
@@ -156,11 +169,16 @@ impl ArchBackend for Vmx {
         start: StartMode,
         frames: &mut A,
     ) -> Result<VmxVcpu, VcpuError> {
-        let oom = VcpuError { what: "out of memory for the VMCS", code: 0 };
+        let oom = VcpuError {
+            what: "out of memory for the VMCS",
+            code: 0,
+        };
         let vmcs = frames.alloc_table().ok_or(oom)?;
         frames.table(vmcs)[0] = self.caps.revision as u64;
-        let (root, _) = nested::build(mem, &Ept, frames)
-            .map_err(|_| VcpuError { what: "cannot build the EPT", code: 0 })?;
+        let (root, _) = nested::build(mem, &Ept, frames).map_err(|_| VcpuError {
+            what: "cannot build the EPT",
+            code: 0,
+        })?;
         let msr_bitmap = frames.alloc_table().ok_or(oom)?;
         msr_bitmap_fill(frames.table(msr_bitmap));
         vmcs::load_fresh(vmcs)?;
@@ -198,7 +216,10 @@ impl ArchBackend for Vmx {
 impl VmxVcpu {
     fn setup_controls(&mut self, eptp: u64, vpid: Option<u16>) -> Result<(), VcpuError> {
         let c = &self.caps;
-        vmcs::write(control::PINBASED_EXEC_CONTROLS, c.pin.adjust(pin::EXT_INT_EXITING | pin::NMI_EXITING) as u64)?;
+        vmcs::write(
+            control::PINBASED_EXEC_CONTROLS,
+            c.pin.adjust(pin::EXT_INT_EXITING | pin::NMI_EXITING) as u64,
+        )?;
         // Every port and MSR access exits (no bitmaps), and so do HLT, MWAIT/MONITOR,
         // RDPMC and CR8 accesses; CR3 accesses do not (EPT, SDM Vol 3C 26.6.2).
         let want1 = proc1::HLT_EXITING
@@ -210,17 +231,28 @@ impl VmxVcpu {
             | (1 << 19)
             | (1 << 20)
             | proc1::SECONDARY;
-        let p1 = c.proc1.adjust(want1 | proc1::USE_MSR_BITMAPS) & !(proc1::CR3_LOAD_EXITING | proc1::CR3_STORE_EXITING)
+        let p1 = c.proc1.adjust(want1 | proc1::USE_MSR_BITMAPS)
+            & !(proc1::CR3_LOAD_EXITING | proc1::CR3_STORE_EXITING)
             | (c.proc1.must1 & (proc1::CR3_LOAD_EXITING | proc1::CR3_STORE_EXITING));
         vmcs::write(control::PRIMARY_PROCBASED_EXEC_CONTROLS, p1 as u64)?;
         let mut want2 = proc2::EPT | proc2::UNRESTRICTED | proc2::RDTSCP;
         if vpid.is_some() {
             want2 |= proc2::VPID;
         }
-        vmcs::write(control::SECONDARY_PROCBASED_EXEC_CONTROLS, c.proc2.adjust(want2) as u64)?;
-        let exit = c.exit.adjust(exit_ctl::HOST_64 | exit_ctl::SAVE_EFER | exit_ctl::LOAD_EFER | exit_ctl::SAVE_PAT | exit_ctl::LOAD_PAT);
+        vmcs::write(
+            control::SECONDARY_PROCBASED_EXEC_CONTROLS,
+            c.proc2.adjust(want2) as u64,
+        )?;
+        let exit = c.exit.adjust(
+            exit_ctl::HOST_64
+                | exit_ctl::SAVE_EFER
+                | exit_ctl::LOAD_EFER
+                | exit_ctl::SAVE_PAT
+                | exit_ctl::LOAD_PAT,
+        );
         vmcs::write(control::VMEXIT_CONTROLS, exit as u64)?;
-        let entry = c.entry.adjust(entry_ctl::LOAD_EFER | entry_ctl::LOAD_PAT) & !entry_ctl::IA32E_GUEST;
+        let entry =
+            c.entry.adjust(entry_ctl::LOAD_EFER | entry_ctl::LOAD_PAT) & !entry_ctl::IA32E_GUEST;
         vmcs::write(control::VMENTRY_CONTROLS, entry as u64)?;
         vmcs::write(control::EXCEPTION_BITMAP, 0)?;
         vmcs::write(control::CR3_TARGET_COUNT, 0)?;
@@ -255,14 +287,27 @@ impl VmxVcpu {
             let tr = x86::task::tr().bits() & !7;
             let desc = (gdtr.base as *const u8).add(tr as usize) as *const u64;
             let (lo, hi) = (desc.read_unaligned(), desc.add(1).read_unaligned());
-            let tr_base = ((lo >> 16) & 0xff_ffff) | (((lo >> 56) & 0xff) << 24) | ((hi & 0xffff_ffff) << 32);
+            let tr_base =
+                ((lo >> 16) & 0xff_ffff) | (((lo >> 56) & 0xff) << 24) | ((hi & 0xffff_ffff) << 32);
             vmcs::write(host::CR0, cr0().bits() as u64)?;
             vmcs::write(host::CR3, cr3())?;
             vmcs::write(host::CR4, cr4().bits() as u64)?;
-            vmcs::write(host::CS_SELECTOR, (x86::segmentation::cs().bits() & !7) as u64)?;
-            vmcs::write(host::SS_SELECTOR, (x86::segmentation::ss().bits() & !7) as u64)?;
-            vmcs::write(host::DS_SELECTOR, (x86::segmentation::ds().bits() & !7) as u64)?;
-            vmcs::write(host::ES_SELECTOR, (x86::segmentation::es().bits() & !7) as u64)?;
+            vmcs::write(
+                host::CS_SELECTOR,
+                (x86::segmentation::cs().bits() & !7) as u64,
+            )?;
+            vmcs::write(
+                host::SS_SELECTOR,
+                (x86::segmentation::ss().bits() & !7) as u64,
+            )?;
+            vmcs::write(
+                host::DS_SELECTOR,
+                (x86::segmentation::ds().bits() & !7) as u64,
+            )?;
+            vmcs::write(
+                host::ES_SELECTOR,
+                (x86::segmentation::es().bits() & !7) as u64,
+            )?;
             vmcs::write(host::FS_SELECTOR, 0)?;
             vmcs::write(host::GS_SELECTOR, 0)?;
             vmcs::write(host::TR_SELECTOR, tr as u64)?;
@@ -295,7 +340,14 @@ impl VmxVcpu {
         vmcs::write(guest::RSP, 0)?;
         vmcs::write(guest::RIP, st.rip)?;
         vmcs::write(guest::RFLAGS, st.rflags)?;
-        for s in [SegReg::Es, SegReg::Cs, SegReg::Ss, SegReg::Ds, SegReg::Fs, SegReg::Gs] {
+        for s in [
+            SegReg::Es,
+            SegReg::Cs,
+            SegReg::Ss,
+            SegReg::Ds,
+            SegReg::Fs,
+            SegReg::Gs,
+        ] {
             let seg = if s == SegReg::Cs { st.cs } else { st.data };
             let (sel, base, limit, ar) = seg_fields(s);
             vmcs::write(sel, seg.selector as u64)?;
@@ -349,9 +401,20 @@ impl VmxVcpu {
     /// requires them equal (SDM Vol 3C 26.3.1.1).
     fn set_long_mode_active(&mut self, active: bool) {
         let efer = self.efer();
-        set(guest::IA32_EFER_FULL, if active { efer | EFER_LMA } else { efer & !EFER_LMA });
+        set(
+            guest::IA32_EFER_FULL,
+            if active {
+                efer | EFER_LMA
+            } else {
+                efer & !EFER_LMA
+            },
+        );
         let entry = read(control::VMENTRY_CONTROLS) as u32;
-        let entry = if active { entry | entry_ctl::IA32E_GUEST } else { entry & !entry_ctl::IA32E_GUEST };
+        let entry = if active {
+            entry | entry_ctl::IA32E_GUEST
+        } else {
+            entry & !entry_ctl::IA32E_GUEST
+        };
         set(control::VMENTRY_CONTROLS, entry as u64);
     }
 
@@ -397,7 +460,11 @@ impl ArchVcpu for VmxVcpu {
         self.cr2 = unsafe { x86::controlregs::cr2() } as u64;
         if failed != 0 {
             return Err(VcpuError {
-                what: if self.launched { "VMRESUME failed" } else { "VMLAUNCH failed" },
+                what: if self.launched {
+                    "VMRESUME failed"
+                } else {
+                    "VMLAUNCH failed"
+                },
                 code: read(ro::VM_INSTRUCTION_ERROR),
             });
         }
@@ -410,13 +477,19 @@ impl ArchVcpu for VmxVcpu {
                 41 => "VM entry failed: machine-check event",
                 _ => "VM entry failed",
             };
-            return Err(VcpuError { what, code: raw.qualification });
+            return Err(VcpuError {
+                what,
+                code: raw.qualification,
+            });
         }
         self.exit_insn_len = read(ro::VMEXIT_INSTRUCTION_LEN);
         // An event whose delivery the exit interrupted is delivered again (SDM Vol 3C 28.2.4).
         let vectoring = read(ro::IDT_VECTORING_INFO) as u32;
         if vectoring & INTR_VALID != 0 && self.pending.is_none() {
-            self.pending = Some((vectoring & !(1 << 12), read(ro::IDT_VECTORING_ERR_CODE) as u32));
+            self.pending = Some((
+                vectoring & !(1 << 12),
+                read(ro::IDT_VECTORING_ERR_CODE) as u32,
+            ));
         }
         let cs_ar = read(guest::CS_ACCESS_RIGHTS);
         let mode = ModeInfo {
@@ -429,11 +502,19 @@ impl ArchVcpu for VmxVcpu {
     }
 
     fn gpr(&self, r: Gpr) -> u64 {
-        if r == Gpr::Rsp { read(guest::RSP) } else { self.gprs.r[r as usize] }
+        if r == Gpr::Rsp {
+            read(guest::RSP)
+        } else {
+            self.gprs.r[r as usize]
+        }
     }
 
     fn set_gpr(&mut self, r: Gpr, v: u64) {
-        if r == Gpr::Rsp { set(guest::RSP, v) } else { self.gprs.r[r as usize] = v }
+        if r == Gpr::Rsp {
+            set(guest::RSP, v)
+        } else {
+            self.gprs.r[r as usize] = v
+        }
     }
 
     fn rip(&self) -> u64 {
@@ -466,10 +547,14 @@ impl ArchVcpu for VmxVcpu {
 
     fn cr(&self, r: ControlReg) -> u64 {
         match r {
-            ControlReg::Cr0 => (read(guest::CR0) & !self.cr0_mask) | (self.cr0_shadow & self.cr0_mask),
+            ControlReg::Cr0 => {
+                (read(guest::CR0) & !self.cr0_mask) | (self.cr0_shadow & self.cr0_mask)
+            }
             ControlReg::Cr2 => self.cr2,
             ControlReg::Cr3 => read(guest::CR3),
-            ControlReg::Cr4 => (read(guest::CR4) & !self.cr4_mask) | (self.cr4_shadow & self.cr4_mask),
+            ControlReg::Cr4 => {
+                (read(guest::CR4) & !self.cr4_mask) | (self.cr4_shadow & self.cr4_mask)
+            }
             ControlReg::Cr8 => self.cr8,
         }
     }
@@ -478,7 +563,10 @@ impl ArchVcpu for VmxVcpu {
         match r {
             ControlReg::Cr0 => {
                 // SDM Vol 3A 2.5 and MOV CR: reserved bits, PG without PE, NW without CD.
-                if v >> 32 != 0 || (v & CR0_PG != 0 && v & CR0_PE == 0) || (v & CR0_NW != 0 && v & CR0_CD == 0) {
+                if v >> 32 != 0
+                    || (v & CR0_PG != 0 && v & CR0_PE == 0)
+                    || (v & CR0_NW != 0 && v & CR0_CD == 0)
+                {
                     return Err(Event::gp(0));
                 }
                 let old = self.cr(ControlReg::Cr0);
@@ -523,7 +611,11 @@ impl ArchVcpu for VmxVcpu {
         if let Some(i) = swapped_index(m) {
             // SAFETY: the MSR exists on every x86-64 CPU; while this vCPU is loaded the
             // hardware holds the guest's value (SWAPGS may have changed it).
-            return if self.swapped_loaded { unsafe { rdmsr(SWAPPED[i]) } } else { self.swapped[i] };
+            return if self.swapped_loaded {
+                unsafe { rdmsr(SWAPPED[i]) }
+            } else {
+                self.swapped[i]
+            };
         }
         match m {
             StateMsr::Efer => self.efer(),
@@ -569,12 +661,18 @@ impl ArchVcpu for VmxVcpu {
 
     fn interrupts_open(&self) -> bool {
         // RFLAGS.IF, and no blocking by STI or MOV SS (SDM Vol 3C 25.4.2, Table 25-3).
-        self.pending.is_none() && self.rflags() & (1 << 9) != 0 && read(guest::INTERRUPTIBILITY_STATE) & 3 == 0
+        self.pending.is_none()
+            && self.rflags() & (1 << 9) != 0
+            && read(guest::INTERRUPTIBILITY_STATE) & 3 == 0
     }
 
     fn request_interrupt_window(&mut self, on: bool) {
         let p1 = read(control::PRIMARY_PROCBASED_EXEC_CONTROLS);
-        let want = if on { p1 | INTERRUPT_WINDOW_EXITING } else { p1 & !INTERRUPT_WINDOW_EXITING };
+        let want = if on {
+            p1 | INTERRUPT_WINDOW_EXITING
+        } else {
+            p1 & !INTERRUPT_WINDOW_EXITING
+        };
         if want != p1 {
             set(control::PRIMARY_PROCBASED_EXEC_CONTROLS, want);
         }
@@ -585,7 +683,10 @@ impl ArchVcpu for VmxVcpu {
         self.pending = Some(match ev {
             Event::Exception { vector, error_code } => match error_code {
                 // Real mode delivers no error codes (SDM Vol 3C 26.2.1.3).
-                Some(code) if protected => (INTR_VALID | INTR_TYPE_HW_EXCEPTION | INTR_DELIVER_ERROR | vector as u32, code),
+                Some(code) if protected => (
+                    INTR_VALID | INTR_TYPE_HW_EXCEPTION | INTR_DELIVER_ERROR | vector as u32,
+                    code,
+                ),
                 _ => (INTR_VALID | INTR_TYPE_HW_EXCEPTION | vector as u32, 0),
             },
             Event::Interrupt(vector) => (INTR_VALID | INTR_TYPE_EXTERNAL | vector as u32, 0),
@@ -599,7 +700,10 @@ impl ArchVcpu for VmxVcpu {
 
     fn advance_rip(&mut self, _mem: &GuestMemory) -> Result<(), VcpuError> {
         if self.exit_insn_len == 0 || self.exit_insn_len > 15 {
-            return Err(VcpuError { what: "no VM-exit instruction length for this exit", code: self.exit_insn_len });
+            return Err(VcpuError {
+                what: "no VM-exit instruction length for this exit",
+                code: self.exit_insn_len,
+            });
         }
         set(guest::RIP, self.rip().wrapping_add(self.exit_insn_len));
         // Skipping the instruction ends any STI or MOV-SS interrupt shadow (SDM Vol 3C 25.4.2).
@@ -611,13 +715,16 @@ impl ArchVcpu for VmxVcpu {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::msr_bitmap_fill;
 
     fn exits(page: &[u64; 512], msr: u32, write: bool) -> bool {
-        let (base, index) = if msr >= 0xc000_0000 { (1024, msr - 0xc000_0000) } else { (0, msr) };
+        let (base, index) = if msr >= 0xc000_0000 {
+            (1024, msr - 0xc000_0000)
+        } else {
+            (0, msr)
+        };
         let bit = (base + if write { 2048 } else { 0 }) * 8 + index as usize;
         page[bit / 64] & (1 << (bit % 64)) != 0
     }
@@ -626,9 +733,18 @@ mod tests {
     fn only_the_pass_through_msrs_skip_the_exit() {
         let mut page = [0u64; 512];
         msr_bitmap_fill(&mut page);
-        assert!(!exits(&page, 0xc000_0082, false) && !exits(&page, 0xc000_0082, true), "LSTAR");
-        assert!(exits(&page, 0x10, false) && exits(&page, 0x10, true), "TSC exits");
-        assert!(exits(&page, 0xc000_0080, false) && exits(&page, 0xc000_0080, true), "EFER exits");
+        assert!(
+            !exits(&page, 0xc000_0082, false) && !exits(&page, 0xc000_0082, true),
+            "LSTAR"
+        );
+        assert!(
+            exits(&page, 0x10, false) && exits(&page, 0x10, true),
+            "TSC exits"
+        );
+        assert!(
+            exits(&page, 0xc000_0080, false) && exits(&page, 0xc000_0080, true),
+            "EFER exits"
+        );
         assert!(exits(&page, 0x1b, false), "APIC base exits");
         assert!(exits(&page, 0x6e0, true), "TSC deadline exits");
     }

@@ -20,7 +20,10 @@ pub fn read(field: u32) -> u64 {
 
 pub fn write(field: u32, v: u64) -> Result<(), VcpuError> {
     // SAFETY: a VMCS is current; VMWRITE only changes that VMCS.
-    unsafe { vmx::vmwrite(field, v) }.map_err(|_| VcpuError { what: "VMWRITE failed", code: field as u64 })
+    unsafe { vmx::vmwrite(field, v) }.map_err(|_| VcpuError {
+        what: "VMWRITE failed",
+        code: field as u64,
+    })
 }
 
 /// Writes a field whose value Janus computed from the capability MSRs; failure would be
@@ -36,8 +39,14 @@ pub fn load_fresh(vmcs: HostPhys) -> Result<(), VcpuError> {
     // SAFETY: `vmcs` is a 4 KiB page owned by the caller holding the VMCS revision ID;
     // VMX root operation is on (the `Vmx` object exists only after VMXON).
     unsafe {
-        vmx::vmclear(vmcs.0).map_err(|_| VcpuError { what: "VMCLEAR failed", code: vmcs.0 })?;
-        vmx::vmptrld(vmcs.0).map_err(|_| VcpuError { what: "VMPTRLD failed", code: vmcs.0 })?;
+        vmx::vmclear(vmcs.0).map_err(|_| VcpuError {
+            what: "VMCLEAR failed",
+            code: vmcs.0,
+        })?;
+        vmx::vmptrld(vmcs.0).map_err(|_| VcpuError {
+            what: "VMPTRLD failed",
+            code: vmcs.0,
+        })?;
     }
     CURRENT.store(vmcs.0, Ordering::Relaxed);
     Ok(())
@@ -49,7 +58,10 @@ pub fn make_current(vmcs: HostPhys) -> Result<(), VcpuError> {
         return Ok(());
     }
     // SAFETY: as in `load_fresh`; this VMCS was initialised by `load_fresh` before.
-    unsafe { vmx::vmptrld(vmcs.0) }.map_err(|_| VcpuError { what: "VMPTRLD failed", code: vmcs.0 })?;
+    unsafe { vmx::vmptrld(vmcs.0) }.map_err(|_| VcpuError {
+        what: "VMPTRLD failed",
+        code: vmcs.0,
+    })?;
     CURRENT.store(vmcs.0, Ordering::Relaxed);
     Ok(())
 }

@@ -5,8 +5,8 @@
 //! parses it.
 
 use arrayvec::ArrayVec;
-use core::ops::Range;
 use core::mem::{offset_of, size_of};
+use core::ops::Range;
 
 pub const MB2_MAGIC: u32 = 0x36d7_6289;
 pub const MB1_MAGIC: u32 = 0x2bad_b002;
@@ -23,7 +23,9 @@ impl Module {
     pub fn bytes(&self) -> &'static [u8] {
         // SAFETY: the loader placed the module at [start, end) below 4 GiB, which is
         // identity-mapped, and the frame allocator never hands that range out.
-        unsafe { core::slice::from_raw_parts(self.start as *const u8, (self.end - self.start) as usize) }
+        unsafe {
+            core::slice::from_raw_parts(self.start as *const u8, (self.end - self.start) as usize)
+        }
     }
 }
 
@@ -48,21 +50,36 @@ fn parse_mb2(info: u32) -> Result<BootInfo, &'static str> {
     // 4 GiB and identity-mapped, and nothing writes to it while we read.
     let bi = unsafe { BootInformation::load(info as usize as *const BootInformationHeader) }
         .map_err(|_| "the multiboot2 boot information is malformed")?;
-    let mut out = BootInfo { protocol: "multiboot2", available: ArrayVec::new(), reserved: ArrayVec::new(), modules: ArrayVec::new() };
-    let mmap = bi.memory_map_tag().ok_or("the multiboot2 boot information has no memory map")?;
+    let mut out = BootInfo {
+        protocol: "multiboot2",
+        available: ArrayVec::new(),
+        reserved: ArrayVec::new(),
+        modules: ArrayVec::new(),
+    };
+    let mmap = bi
+        .memory_map_tag()
+        .ok_or("the multiboot2 boot information has no memory map")?;
     for a in mmap.memory_areas() {
         if a.typ() == MemoryAreaType::Available {
             let _ = out.available.try_push(a.start_address()..a.end_address());
         }
     }
-    let _ = out.reserved.try_push(bi.start_address() as u64..bi.end_address() as u64);
+    let _ = out
+        .reserved
+        .try_push(bi.start_address() as u64..bi.end_address() as u64);
     for m in bi.module_tags() {
         let cmdline = m.cmdline().unwrap_or("");
         // SAFETY: the string lives in the boot information, which is reserved for good.
         let cmdline: &'static str = unsafe { &*(cmdline as *const str) };
-        let module = Module { start: m.start_address() as u64, end: m.end_address() as u64, cmdline };
+        let module = Module {
+            start: m.start_address() as u64,
+            end: m.end_address() as u64,
+            cmdline,
+        };
         let _ = out.reserved.try_push(module.start..module.end);
-        out.modules.try_push(module).map_err(|_| "more than 32 modules")?;
+        out.modules
+            .try_push(module)
+            .map_err(|_| "more than 32 modules")?;
     }
     Ok(out)
 }
@@ -112,10 +129,19 @@ fn parse_mb1(info: u32) -> Result<BootInfo, &'static str> {
     // SAFETY: the loader passed the info structure's physical address in EBX; low memory
     // is identity-mapped and the structure is never written.
     let mbi = unsafe { &*(info as usize as *const Mb1Info) };
-    let mut out = BootInfo { protocol: "multiboot1", available: ArrayVec::new(), reserved: ArrayVec::new(), modules: ArrayVec::new() };
-    let _ = out.reserved.try_push(info as u64..info as u64 + size_of::<Mb1Info>() as u64);
+    let mut out = BootInfo {
+        protocol: "multiboot1",
+        available: ArrayVec::new(),
+        reserved: ArrayVec::new(),
+        modules: ArrayVec::new(),
+    };
+    let _ = out
+        .reserved
+        .try_push(info as u64..info as u64 + size_of::<Mb1Info>() as u64);
     if mbi.flags & (1 << 6) != 0 {
-        let _ = out.reserved.try_push(mbi.mmap_addr as u64..(mbi.mmap_addr + mbi.mmap_length) as u64);
+        let _ = out
+            .reserved
+            .try_push(mbi.mmap_addr as u64..(mbi.mmap_addr + mbi.mmap_length) as u64);
         let mut p = mbi.mmap_addr;
         while p + 24 <= mbi.mmap_addr + mbi.mmap_length {
             // SAFETY: inside the memory map the loader described; entries are
@@ -135,21 +161,31 @@ fn parse_mb1(info: u32) -> Result<BootInfo, &'static str> {
             p += size + 4;
         }
     } else if mbi.flags & 1 != 0 {
-        let _ = out.available.try_push(0x10_0000..0x10_0000 + mbi.mem_upper as u64 * 1024);
+        let _ = out
+            .available
+            .try_push(0x10_0000..0x10_0000 + mbi.mem_upper as u64 * 1024);
     } else {
         return Err("the multiboot1 boot information has no memory map");
     }
     if mbi.flags & (1 << 3) != 0 {
         let n = mbi.mods_count as usize;
-        let _ = out.reserved.try_push(mbi.mods_addr as u64..(mbi.mods_addr as u64 + 16 * n as u64));
+        let _ = out
+            .reserved
+            .try_push(mbi.mods_addr as u64..(mbi.mods_addr as u64 + 16 * n as u64));
         for i in 0..n.min(32) {
             // SAFETY: the loader's module list, identity-mapped, `mods_count` entries long.
             let m = unsafe { &*((mbi.mods_addr as usize + i * 16) as *const Mb1Module) };
             // SAFETY: the loader's command-line string, reserved below with the module.
             let cmdline = unsafe { c_str(m.string) };
-            let _ = out.reserved.try_push(m.string as u64..m.string as u64 + cmdline.len() as u64 + 1);
+            let _ = out
+                .reserved
+                .try_push(m.string as u64..m.string as u64 + cmdline.len() as u64 + 1);
             let _ = out.reserved.try_push(m.start as u64..m.end as u64);
-            let _ = out.modules.try_push(Module { start: m.start as u64, end: m.end as u64, cmdline });
+            let _ = out.modules.try_push(Module {
+                start: m.start as u64,
+                end: m.end as u64,
+                cmdline,
+            });
         }
     }
     Ok(out)

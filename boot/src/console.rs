@@ -27,7 +27,11 @@ struct Ring {
     len: usize,
 }
 
-static OUT: Mutex<Ring> = Mutex::new(Ring { buf: [0; RING], head: 0, len: 0 });
+static OUT: Mutex<Ring> = Mutex::new(Ring {
+    buf: [0; RING],
+    head: 0,
+    len: 0,
+});
 static READY: AtomicBool = AtomicBool::new(false);
 /// Whether the ring holds bytes (checked without the lock on every exit).
 static PENDING: AtomicBool = AtomicBool::new(false);
@@ -109,7 +113,6 @@ pub fn pump() {
 pub fn pending() -> bool {
     PENDING.load(Ordering::Relaxed)
 }
-
 
 /// Prints from a context that may have interrupted a print (an exception handler):
 /// takes the port without waiting for the lock.

@@ -61,11 +61,15 @@ impl FrameAllocator for HostFrames {
     }
 
     fn alloc_contiguous(&mut self, pages: usize) -> Option<HostPhys> {
-        self.alloc_ram(pages as u64 * PAGE_4K, PAGE_4K).map(|(hpa, _)| hpa)
+        self.alloc_ram(pages as u64 * PAGE_4K, PAGE_4K)
+            .map(|(hpa, _)| hpa)
     }
 
     fn table(&mut self, hpa: HostPhys) -> &mut [u64; 512] {
-        assert!(hpa.is_aligned(PAGE_4K) && hpa.0 < MAPPED_END, "table {hpa:?} outside mapped memory");
+        assert!(
+            hpa.is_aligned(PAGE_4K) && hpa.0 < MAPPED_END,
+            "table {hpa:?} outside mapped memory"
+        );
         // SAFETY: every frame this allocator hands out is 4 KiB, aligned, identity-mapped
         // and owned by its requester, which passes it back here to write its entries.
         unsafe { &mut *(hpa.0 as *mut [u64; 512]) }

@@ -12,8 +12,8 @@ use vmm_core::firmware::{acpi, mptable};
 use vmm_core::loader::cmdline::{parse_module_args, GuestKind, ModuleArgs};
 use vmm_core::loader::e820::EBDA_START;
 use vmm_core::loader::{linux, multiboot1};
-use vmm_core::platform::IOAPIC_ID;
 use vmm_core::memory::GuestMemory;
+use vmm_core::platform::IOAPIC_ID;
 use vmm_core::vcpu::StartMode;
 use vmm_core::vm::{HostHooks, Name, Vm};
 
@@ -47,20 +47,32 @@ fn name_of(index: usize, args: &ModuleArgs<'_>) -> Name {
 
 /// The initrd module given for guest `name` (`initrd-of=NAME`), if any.
 fn initrd_for(name: &str, modules: &[Module]) -> Option<&'static [u8]> {
-    modules.iter().find_map(|m| match parse_module_args(m.cmdline) {
-        Ok(a) if a.initrd_of == Some(name) => Some(m.bytes()),
-        _ => None,
-    })
+    modules
+        .iter()
+        .find_map(|m| match parse_module_args(m.cmdline) {
+            Ok(a) if a.initrd_of == Some(name) => Some(m.bytes()),
+            _ => None,
+        })
 }
 
 /// Loads module `index` as a guest, or says why not. An initrd module is not a guest:
 /// `Ok(None)`.
-pub fn load(index: usize, modules: &[Module], frames: &mut HostFrames, hooks: HostHooks) -> Result<Option<Guest>, Rejected> {
+pub fn load(
+    index: usize,
+    modules: &[Module],
+    frames: &mut HostFrames,
+    hooks: HostHooks,
+) -> Result<Option<Guest>, Rejected> {
     let m = &modules[index];
     let args = match parse_module_args(m.cmdline) {
         Ok(a) => a,
         Err(e) => {
-            say!("guest module{}: not started: bad module command line {:?}: {}", index, m.cmdline, e);
+            say!(
+                "guest module{}: not started: bad module command line {:?}: {}",
+                index,
+                m.cmdline,
+                e
+            );
             return Err(Rejected);
         }
     };
@@ -71,10 +83,15 @@ pub fn load(index: usize, modules: &[Module], frames: &mut HostFrames, hooks: Ho
     };
     if let Some(of) = args.initrd_of {
         let owner = modules.iter().enumerate().any(|(i, g)| {
-            parse_module_args(g.cmdline).is_ok_and(|a| a.initrd_of.is_none() && name_of(i, &a).as_str() == of)
+            parse_module_args(g.cmdline)
+                .is_ok_and(|a| a.initrd_of.is_none() && name_of(i, &a).as_str() == of)
         });
         if !owner {
-            say!("guest module{}: not started: initrd for '{}', but no guest has that name", index, of);
+            say!(
+                "guest module{}: not started: initrd for '{}', but no guest has that name",
+                index,
+                of
+            );
             return Err(Rejected);
         }
         return Ok(None);
@@ -104,9 +121,16 @@ pub fn load(index: usize, modules: &[Module], frames: &mut HostFrames, hooks: Ho
             "no initrd: a Linux guest needs one here (Janus has no disks); add `module2 FILE initrd-of={name}`"
         )));
     }
-    let want = args.mem.unwrap_or(if kind == GuestKind::Linux { LINUX_DEFAULT_MEM } else { DEFAULT_MEM });
+    let want = args.mem.unwrap_or(if kind == GuestKind::Linux {
+        LINUX_DEFAULT_MEM
+    } else {
+        DEFAULT_MEM
+    });
     if want < MIN_MEM {
-        return Err(reject(format_args!("mem={} KiB is too little: a guest needs at least 2 MiB", want / 1024)));
+        return Err(reject(format_args!(
+            "mem={} KiB is too little: a guest needs at least 2 MiB",
+            want / 1024
+        )));
     }
     let size = want.div_ceil(PAGE_2M) * PAGE_2M;
     let Some((hpa, ptr)) = frames.alloc_ram(size, PAGE_2M) else {
@@ -124,15 +148,32 @@ pub fn load(index: usize, modules: &[Module], frames: &mut HostFrames, hooks: Ho
     if let Some(img) = image_linux {
         let initrd = initrd_for(&name, modules);
         let cmdline = args.cmdline.unwrap_or("console=ttyS0");
-        let setup = linux::LinuxSetup { ram: size, cmdline, initrd };
+        let setup = linux::LinuxSetup {
+            ram: size,
+            cmdline,
+            initrd,
+        };
         let boot = match linux::load(&img, &mut mem, &setup) {
             Ok(b) => b,
             Err(e) => return Err(reject(format_args!("{e}"))),
         };
-        if let Err(e) = mptable::write(&mut mem, GuestPhys(EBDA_START), 1, IOAPIC_ID, IOAPIC_BASE as u32) {
+        if let Err(e) = mptable::write(
+            &mut mem,
+            GuestPhys(EBDA_START),
+            1,
+            IOAPIC_ID,
+            IOAPIC_BASE as u32,
+        ) {
             return Err(reject(format_args!("cannot write the MP table: {e}")));
         }
-        if let Err(e) = acpi::write(&mut mem, GuestPhys(acpi::RSDP_ADDR), 1, IOAPIC_ID, IOAPIC_BASE as u32, acpi::PmPorts::PC) {
+        if let Err(e) = acpi::write(
+            &mut mem,
+            GuestPhys(acpi::RSDP_ADDR),
+            1,
+            IOAPIC_ID,
+            IOAPIC_BASE as u32,
+            acpi::PmPorts::PC,
+        ) {
             return Err(reject(format_args!("cannot write the ACPI tables: {e}")));
         }
         say!(
@@ -147,17 +188,29 @@ pub fn load(index: usize, modules: &[Module], frames: &mut HostFrames, hooks: Ho
             },
             size / MIB
         );
-        return Ok(Some(Guest { vm: Vm::new(&name, mem, hooks), start: boot.start }));
+        return Ok(Some(Guest {
+            vm: Vm::new(&name, mem, hooks),
+            start: boot.start,
+        }));
     }
     let cmdline = args.cmdline.unwrap_or(m.cmdline);
     let boot = match multiboot1::load(image, &mut mem, cmdline) {
         Ok(b) => b,
         Err(e) => return Err(reject(format_args!("{e}"))),
     };
-    say!("guest {}: loaded multiboot1, entry {:#x}, memory {} MiB", name, boot.entry, size / MIB);
+    say!(
+        "guest {}: loaded multiboot1, entry {:#x}, memory {} MiB",
+        name,
+        boot.entry,
+        size / MIB
+    );
     Ok(Some(Guest {
         vm: Vm::new(&name, mem, hooks),
-        start: StartMode::Protected32 { entry: boot.entry, eax: boot.eax, ebx: boot.ebx },
+        start: StartMode::Protected32 {
+            entry: boot.entry,
+            eax: boot.eax,
+            ebx: boot.ebx,
+        },
     }))
 }
 
@@ -175,9 +228,12 @@ impl fmt::Display for InitrdNote {
     }
 }
 
-
 /// All modules, in order: the guests that loaded and the number rejected.
-pub fn load_all(info: &BootInfo, frames: &mut HostFrames, hooks: HostHooks) -> (arrayvec::ArrayVec<Guest, 32>, usize) {
+pub fn load_all(
+    info: &BootInfo,
+    frames: &mut HostFrames,
+    hooks: HostHooks,
+) -> (arrayvec::ArrayVec<Guest, 32>, usize) {
     let mut guests = arrayvec::ArrayVec::new();
     let mut rejected = 0;
     for i in 0..info.modules.len() {

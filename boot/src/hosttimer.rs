@@ -66,7 +66,12 @@ pub fn init() {
     arm(Some(1_000_000));
     idle();
     let took_us = (crate::time::tsc() - t0) * 1_000_000 / tsc_hz.max(1);
-    log::info!("host APIC timer {}.{:03} MHz; a 1 ms one-shot woke the CPU after {} us", hz / 1_000_000, hz / 1000 % 1000, took_us);
+    log::info!(
+        "host APIC timer {}.{:03} MHz; a 1 ms one-shot woke the CPU after {} us",
+        hz / 1_000_000,
+        hz / 1000 % 1000,
+        took_us
+    );
 }
 
 /// Arms the timer to fire `ns` nanoseconds from now (at least one tick), or stops it.
@@ -76,7 +81,9 @@ pub fn arm(ns: Option<u64>) {
         Some(ns) => {
             let hz = APIC_HZ.load(Ordering::Relaxed) as u128;
             // Round up, so the timer never fires before the deadline.
-            let ticks = (ns as u128 * hz).div_ceil(1_000_000_000).clamp(1, u32::MAX as u128);
+            let ticks = (ns as u128 * hz)
+                .div_ceil(1_000_000_000)
+                .clamp(1, u32::MAX as u128);
             write(INITIAL_COUNT, ticks as u32);
         }
     }
@@ -123,5 +130,8 @@ extern "C" {
 
 /// The handlers for the IDT: (vector, address).
 pub fn handlers() -> [(u8, u64); 2] {
-    [(VECTOR, janus_timer_irq as *const () as u64), (SPURIOUS, janus_spurious_irq as *const () as u64)]
+    [
+        (VECTOR, janus_timer_irq as *const () as u64),
+        (SPURIOUS, janus_spurious_irq as *const () as u64),
+    ]
 }

@@ -13,12 +13,28 @@ use x86::dtables::{lidt, DescriptorTablePointer};
 #[repr(C)]
 #[derive(Debug)]
 pub struct Frame {
-    pub r15: u64, pub r14: u64, pub r13: u64, pub r12: u64,
-    pub r11: u64, pub r10: u64, pub r9: u64, pub r8: u64,
-    pub rbp: u64, pub rdi: u64, pub rsi: u64, pub rdx: u64,
-    pub rcx: u64, pub rbx: u64, pub rax: u64,
-    pub vector: u64, pub error_code: u64,
-    pub rip: u64, pub cs: u64, pub rflags: u64, pub rsp: u64, pub ss: u64,
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    pub vector: u64,
+    pub error_code: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
 }
 const _: () = assert!(size_of::<Frame>() == 22 * 8);
 
@@ -182,6 +198,9 @@ extern "C" fn exception_handler(f: &mut Frame) {
         "janus:   r9  {:#018x} r10 {:#018x} r11 {:#018x} r12 {:#018x}\n",
         f.r9, f.r10, f.r11, f.r12
     ));
-    p(format_args!("janus:   r13 {:#018x} r14 {:#018x} r15 {:#018x}\n", f.r13, f.r14, f.r15));
+    p(format_args!(
+        "janus:   r13 {:#018x} r14 {:#018x} r15 {:#018x}\n",
+        f.r13, f.r14, f.r15
+    ));
     end(EndCode::Fatal)
 }

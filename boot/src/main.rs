@@ -33,10 +33,18 @@ extern "C" fn janus_main(magic: u32, info: u32) -> ! {
     };
     say!("Janus {} ({})", env!("CARGO_PKG_VERSION"), boot.protocol);
     let tsc_hz = time::calibrate();
-    log::info!("TSC {}.{:03} MHz (calibrated against the PIT)", tsc_hz / 1_000_000, tsc_hz / 1000 % 1000);
+    log::info!(
+        "TSC {}.{:03} MHz (calibrated against the PIT)",
+        tsc_hz / 1_000_000,
+        tsc_hz / 1000 % 1000
+    );
     hosttimer::init();
     let mut frames = frames::HostFrames::new(&boot);
-    log::info!("{} MiB of host memory free, {} modules", frames.free_bytes() >> 20, boot.modules.len());
+    log::info!(
+        "{} MiB of host memory free, {} modules",
+        frames.free_bytes() >> 20,
+        boot.modules.len()
+    );
     end(run::run(&boot, &mut frames))
 }
 

@@ -40,7 +40,6 @@ fn host_cpuid(leaf: u32, sub: u32) -> [u32; 4] {
     v
 }
 
-
 fn host_print(args: core::fmt::Arguments<'_>) {
     crate::console::print(args)
 }
@@ -93,7 +92,11 @@ fn refuse(reason: core::fmt::Arguments<'_>) -> EndCode {
     EndCode::Refused
 }
 
-fn run_guests<B: ArchBackend>(backend: &mut B, boot: &BootInfo, frames: &mut HostFrames) -> EndCode {
+fn run_guests<B: ArchBackend>(
+    backend: &mut B,
+    boot: &BootInfo,
+    frames: &mut HostFrames,
+) -> EndCode {
     if boot.modules.is_empty() {
         say!("no guest modules: add `module2 /guests/FILE name=NAME mem=SIZE` lines to grub.cfg");
         say!("done: 0 guests, 0 failed");
@@ -111,10 +114,23 @@ fn run_guests<B: ArchBackend>(backend: &mut B, boot: &BootInfo, frames: &mut Hos
         if !end.succeeded() {
             failed += 1;
         }
-        say!("summary: {} status={} {}", g.vm.name, Status(end), g.vm.stats);
+        say!(
+            "summary: {} status={} {}",
+            g.vm.name,
+            Status(end),
+            g.vm.stats
+        );
     }
-    say!("done: {} guests, {} failed", guests.len() + rejected, failed);
-    if failed == 0 { EndCode::AllPassed } else { EndCode::SomeFailed }
+    say!(
+        "done: {} guests, {} failed",
+        guests.len() + rejected,
+        failed
+    );
+    if failed == 0 {
+        EndCode::AllPassed
+    } else {
+        EndCode::SomeFailed
+    }
 }
 
 fn run_one<B: ArchBackend>(backend: &mut B, g: &mut Guest, frames: &mut HostFrames) -> GuestEnd {

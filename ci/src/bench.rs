@@ -34,7 +34,6 @@ const POLL: Duration = Duration::from_millis(10);
 const JANUS_MACHINE_MIB: u32 = 512;
 const CPU: &str = "EPYC";
 
-
 /// One timed emulator run.
 #[derive(Debug)]
 pub struct Timed {
@@ -48,17 +47,29 @@ pub struct Timed {
 
 /// Runs `cmd` (its own process group) until it exits or `limit` passes, reading `log`
 /// every 10 ms and noting when a line containing `marker` is complete.
-pub fn timed_run(mut cmd: Command, log: &Path, marker: &str, limit: Duration) -> Result<Timed, String> {
+pub fn timed_run(
+    mut cmd: Command,
+    log: &Path,
+    marker: &str,
+    limit: Duration,
+) -> Result<Timed, String> {
     if let Some(dir) = log.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let out = log.with_extension("out");
-    let out_file = File::create(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let out_file =
+        File::create(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let err_file = out_file.try_clone().map_err(|e| e.to_string())?;
-    cmd.stdin(Stdio::null()).stdout(out_file).stderr(err_file).process_group(0);
+    cmd.stdin(Stdio::null())
+        .stdout(out_file)
+        .stderr(err_file)
+        .process_group(0);
     let start = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start {:?}: {e}", cmd.get_program()))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {:?}: {e}", cmd.get_program()))?;
     let mut seen: Vec<u8> = Vec::new();
     let mut pos = 0u64;
     let mut to_marker = None;
@@ -82,7 +93,12 @@ pub fn timed_run(mut cmd: Command, log: &Path, marker: &str, limit: Duration) ->
     }
     let total = start.elapsed().as_secs_f64();
     read_new(log, &mut pos, &mut seen);
-    Ok(Timed { to_marker, total, timed_out, serial: String::from_utf8_lossy(&seen).into_owned() })
+    Ok(Timed {
+        to_marker,
+        total,
+        timed_out,
+        serial: String::from_utf8_lossy(&seen).into_owned(),
+    })
 }
 
 fn read_new(path: &Path, pos: &mut u64, into: &mut Vec<u8>) {
@@ -101,7 +117,9 @@ fn marker_line_complete(bytes: &[u8], marker: &str) -> bool {
         Some(i) => i,
         None => return false,
     };
-    bytes[..end].windows(marker.len()).any(|w| w == marker.as_bytes())
+    bytes[..end]
+        .windows(marker.len())
+        .any(|w| w == marker.as_bytes())
 }
 
 /// The median of some numbers (the mean of the middle two for an even count).
@@ -112,14 +130,22 @@ pub fn median(values: &[f64]) -> Option<f64> {
     let mut v = values.to_vec();
     v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     let n = v.len();
-    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
 }
-
 
 /// What one Janus run said about why it did not reach the marker.
 fn janus_failure(t: &Timed) -> String {
     let r = judge::parse(&t.serial);
-    let why = match judge::judge(&judge::Expectation::Linux { guest: linux::GUEST }, &r) {
+    let why = match judge::judge(
+        &judge::Expectation::Linux {
+            guest: linux::GUEST,
+        },
+        &r,
+    ) {
         Err(e) => e,
         Ok(()) => "no marker".into(),
     };
@@ -151,10 +177,18 @@ impl Half {
         self.uptime.push(uptime_at_marker(&t.serial));
     }
     fn median_launch(&self) -> Option<f64> {
-        if self.failed.is_some() { None } else { median(&self.launch.iter().flatten().copied().collect::<Vec<_>>()) }
+        if self.failed.is_some() {
+            None
+        } else {
+            median(&self.launch.iter().flatten().copied().collect::<Vec<_>>())
+        }
     }
     fn median_uptime(&self) -> Option<f64> {
-        if self.failed.is_some() { None } else { median(&self.uptime.iter().flatten().copied().collect::<Vec<_>>()) }
+        if self.failed.is_some() {
+            None
+        } else {
+            median(&self.uptime.iter().flatten().copied().collect::<Vec<_>>())
+        }
     }
 }
 
@@ -166,7 +200,12 @@ fn ratio_text(j: Option<f64>, b: Option<f64>) -> String {
 }
 
 /// Runs one kernel command line: RUNS of each half, alternating.
-fn bench_config(root: &Path, assets: &linux::Assets, tag: &str, cmdline: &str) -> Result<(Half, Half, Option<judge::Summary>), String> {
+fn bench_config(
+    root: &Path,
+    assets: &linux::Assets,
+    tag: &str,
+    cmdline: &str,
+) -> Result<(Half, Half, Option<judge::Summary>), String> {
     let linux_iso = root.join(format!("build/bench-linux-{tag}.iso"));
     crate::prepare(root, &assets.guest_specs_with(cmdline), &linux_iso, &[])?;
     let logs = root.join("build/logs");
@@ -175,13 +214,26 @@ fn bench_config(root: &Path, assets: &linux::Assets, tag: &str, cmdline: &str) -
     for i in 1..=RUNS {
         if janus.failed.is_none() {
             let log = logs.join(format!("bench-{tag}-janus-{i}.log"));
-            let cmd = emulator::qemu_command(CPU, JANUS_MACHINE_MIB, &emulator::absolute(&linux_iso), &emulator::absolute(&log));
+            let cmd = emulator::qemu_command(
+                CPU,
+                JANUS_MACHINE_MIB,
+                &emulator::absolute(&linux_iso),
+                &emulator::absolute(&log),
+            );
             let t = timed_run(cmd, &log, linux::MARKER, TIMEOUT)?;
             match t.to_marker {
-                Some(s) => println!("  janus run {i}: marker after {s:.2} s, kernel uptime {} (log {})", opt(uptime_at_marker(&t.serial)), log.display()),
+                Some(s) => println!(
+                    "  janus run {i}: marker after {s:.2} s, kernel uptime {} (log {})",
+                    opt(uptime_at_marker(&t.serial)),
+                    log.display()
+                ),
                 None => {
                     let why = janus_failure(&t);
-                    println!("  janus run {i}: no marker after {:.1} s: {why} (log {})", t.total, log.display());
+                    println!(
+                        "  janus run {i}: no marker after {:.1} s: {why} (log {})",
+                        t.total,
+                        log.display()
+                    );
                     janus.failed = Some(why);
                 }
             }
@@ -195,10 +247,22 @@ fn bench_config(root: &Path, assets: &linux::Assets, tag: &str, cmdline: &str) -
             let cmd = linux::bare_qemu_command(assets, &emulator::absolute(&log), cmdline);
             let t = timed_run(cmd, &log, linux::MARKER, TIMEOUT)?;
             match t.to_marker {
-                Some(s) => println!("  bare  run {i}: marker after {s:.2} s, kernel uptime {} (log {})", opt(uptime_at_marker(&t.serial)), log.display()),
+                Some(s) => println!(
+                    "  bare  run {i}: marker after {s:.2} s, kernel uptime {} (log {})",
+                    opt(uptime_at_marker(&t.serial)),
+                    log.display()
+                ),
                 None => {
-                    let why = if t.timed_out { format!("timeout ({} s)", TIMEOUT.as_secs()) } else { "QEMU exited".into() };
-                    println!("  bare  run {i}: no marker after {:.1} s: {why} (log {})", t.total, log.display());
+                    let why = if t.timed_out {
+                        format!("timeout ({} s)", TIMEOUT.as_secs())
+                    } else {
+                        "QEMU exited".into()
+                    };
+                    println!(
+                        "  bare  run {i}: no marker after {:.1} s: {why} (log {})",
+                        t.total,
+                        log.display()
+                    );
                     bare.failed = Some(why);
                 }
             }
@@ -240,7 +304,10 @@ pub fn cmd_bench(root: &Path) -> Result<u8, String> {
     for (tag, cmdline, janus, bare, summary) in &report {
         println!("{tag} (`{cmdline}`):");
         println!("  kernel uptime at the marker (the guest's own clock; the same work in both halves): janus/bare = {}", ratio_text(janus.median_uptime(), bare.median_uptime()));
-        println!("  launch to the marker (Janus adds BIOS, GRUB and its own boot): janus/bare = {}", ratio_text(janus.median_launch(), bare.median_launch()));
+        println!(
+            "  launch to the marker (Janus adds BIOS, GRUB and its own boot): janus/bare = {}",
+            ratio_text(janus.median_launch(), bare.median_launch())
+        );
         for (who, h) in [("janus", janus), ("bare", bare)] {
             if let Some(why) = &h.failed {
                 println!("  {who}: FAILED: {why}");
@@ -257,11 +324,26 @@ pub fn cmd_bench(root: &Path) -> Result<u8, String> {
     let smoke = crate::default_guests();
     crate::prepare(root, &smoke, &smoke_iso, &[])?;
     let log = root.join("build/logs/bench-smoke.log");
-    let cmd = emulator::qemu_command(CPU, emulator::DEFAULT_MEMORY_MIB, &emulator::absolute(&smoke_iso), &emulator::absolute(&log));
-    let t = timed_run(cmd, &log, "janus: done:", Duration::from_secs(Emulator::Qemu.default_timeout_secs()))?;
+    let cmd = emulator::qemu_command(
+        CPU,
+        emulator::DEFAULT_MEMORY_MIB,
+        &emulator::absolute(&smoke_iso),
+        &emulator::absolute(&log),
+    );
+    let t = timed_run(
+        cmd,
+        &log,
+        "janus: done:",
+        Duration::from_secs(Emulator::Qemu.default_timeout_secs()),
+    )?;
     let r = judge::parse(&t.serial);
     match r.summary("smoke") {
-        Some(s) => println!("janus exits for smoke: {} (status {}, {:.1} s)", s.exits_text(), s.status, t.total),
+        Some(s) => println!(
+            "janus exits for smoke: {} (status {}, {:.1} s)",
+            s.exits_text(),
+            s.status,
+            t.total
+        ),
         None => println!(
             "janus exits for smoke: - (no summary line; last Janus line: {})",
             r.last_janus_line.as_deref().unwrap_or("none")
@@ -291,9 +373,18 @@ mod tests {
 
     #[test]
     fn marker_needs_a_whole_line() {
-        assert!(!marker_line_complete(b"boot\nJANUS-LINUX-MAR", "JANUS-LINUX-MARKER"));
-        assert!(!marker_line_complete(b"boot\nJANUS-LINUX-MARKER: userspace", "JANUS-LINUX-MARKER"));
-        assert!(marker_line_complete(b"boot\n[linux] JANUS-LINUX-MARKER: userspace reached\r\n", "JANUS-LINUX-MARKER"));
+        assert!(!marker_line_complete(
+            b"boot\nJANUS-LINUX-MAR",
+            "JANUS-LINUX-MARKER"
+        ));
+        assert!(!marker_line_complete(
+            b"boot\nJANUS-LINUX-MARKER: userspace",
+            "JANUS-LINUX-MARKER"
+        ));
+        assert!(marker_line_complete(
+            b"boot\n[linux] JANUS-LINUX-MARKER: userspace reached\r\n",
+            "JANUS-LINUX-MARKER"
+        ));
     }
 
     #[test]
@@ -301,7 +392,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("janus-ci-bench-{}", std::process::id()));
         let log = dir.join("serial.log");
         let mut cmd = Command::new("sh");
-        cmd.arg("-c").arg(format!("sleep 0.2; echo 'x MARK y' >> {}; sleep 0.2", log.display()));
+        cmd.arg("-c").arg(format!(
+            "sleep 0.2; echo 'x MARK y' >> {}; sleep 0.2",
+            log.display()
+        ));
         let t = timed_run(cmd, &log, "MARK", Duration::from_secs(20)).unwrap();
         let m = t.to_marker.unwrap();
         assert!((0.15..2.0).contains(&m), "{m}");

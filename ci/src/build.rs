@@ -20,7 +20,9 @@ fn cargo() -> Command {
 }
 
 fn run(mut cmd: Command, what: &str) -> Result<(), String> {
-    let status = cmd.status().map_err(|e| format!("{what}: cannot start: {e}"))?;
+    let status = cmd
+        .status()
+        .map_err(|e| format!("{what}: cannot start: {e}"))?;
     if status.success() {
         Ok(())
     } else {
@@ -35,7 +37,8 @@ fn release_dir(root: &Path) -> PathBuf {
 /// `cargo build --release -p janus-boot --target x86_64-unknown-none`; returns the ELF.
 pub fn janus(root: &Path) -> Result<PathBuf, String> {
     let mut cmd = cargo();
-    cmd.current_dir(root).args(["build", "--release", "-p", "janus-boot", "--target", TARGET]);
+    cmd.current_dir(root)
+        .args(["build", "--release", "-p", "janus-boot", "--target", TARGET]);
     run(cmd, "building Janus (cargo build --release -p janus-boot)")?;
     let elf = release_dir(root).join("janus");
     if !elf.is_file() {
@@ -47,8 +50,19 @@ pub fn janus(root: &Path) -> Result<PathBuf, String> {
 /// `cargo build --release -p janus-guests --target x86_64-unknown-none --bins`.
 pub fn guests(root: &Path) -> Result<(), String> {
     let mut cmd = cargo();
-    cmd.current_dir(root).args(["build", "--release", "-p", "janus-guests", "--target", TARGET, "--bins"]);
-    run(cmd, "building the test guests (cargo build --release -p janus-guests)")
+    cmd.current_dir(root).args([
+        "build",
+        "--release",
+        "-p",
+        "janus-guests",
+        "--target",
+        TARGET,
+        "--bins",
+    ]);
+    run(
+        cmd,
+        "building the test guests (cargo build --release -p janus-guests)",
+    )
 }
 
 /// Where the guests crate puts binary `name`.
@@ -64,7 +78,11 @@ pub fn hello(root: &Path) -> Result<PathBuf, String> {
     let obj = out.join("hello.o");
     let elf = out.join("hello.elf");
     let mut cmd = Command::new("as");
-    cmd.current_dir(root).arg("--32").arg("-o").arg(&obj).arg(src.join("hello.S"));
+    cmd.current_dir(root)
+        .arg("--32")
+        .arg("-o")
+        .arg(&obj)
+        .arg(src.join("hello.S"));
     run(cmd, "assembling guests/hello-mb1/hello.S")?;
     let mut cmd = Command::new("ld");
     cmd.current_dir(root)

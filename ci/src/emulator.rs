@@ -83,7 +83,13 @@ impl Emulator {
 pub fn sanitize(model: &str) -> String {
     model
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -122,7 +128,8 @@ pub fn boot(
     // Start from an empty log so a stale one is never judged.
     File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let output_file = log.with_extension("out");
-    let output = File::create(&output_file).map_err(|e| format!("cannot create {}: {e}", output_file.display()))?;
+    let output = File::create(&output_file)
+        .map_err(|e| format!("cannot create {}: {e}", output_file.display()))?;
     let output_err = output.try_clone().map_err(|e| e.to_string())?;
 
     let iso = absolute(iso);
@@ -143,13 +150,20 @@ pub fn boot(
         let _ = stdout.flush();
     };
     let sink: Option<Sink> = if stream { Some(&mut sink) } else { None };
-    let (status, timed_out, seconds) = supervise(cmd, log, hard_limit, sink)
-        .map_err(|e| format!("{}: {e}", emulator.name()))?;
+    let (status, timed_out, seconds) =
+        supervise(cmd, log, hard_limit, sink).map_err(|e| format!("{}: {e}", emulator.name()))?;
     let exit_code = status.and_then(|s| s.code());
     // `timeout` exits 124 when it had to stop Bochs (137 when it had to SIGKILL it).
-    let timed_out = timed_out || (emulator == Emulator::Bochs && matches!(exit_code, Some(124) | Some(137)));
+    let timed_out =
+        timed_out || (emulator == Emulator::Bochs && matches!(exit_code, Some(124) | Some(137)));
     let bytes = std::fs::read(log).map_err(|e| format!("cannot read {}: {e}", log.display()))?;
-    Ok(Outcome { serial: String::from_utf8_lossy(&bytes).into_owned(), seconds, timed_out, exit_code, output_file })
+    Ok(Outcome {
+        serial: String::from_utf8_lossy(&bytes).into_owned(),
+        seconds,
+        timed_out,
+        exit_code,
+        output_file,
+    })
 }
 
 /// Where streamed serial output goes.
@@ -203,11 +217,27 @@ pub fn absolute(p: &Path) -> PathBuf {
 
 pub fn qemu_command(model: &str, memory_mib: u32, iso: &Path, log: &Path) -> Command {
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-machine", "pc", "-accel", "tcg", "-cpu", model, "-m", &memory_mib.to_string(), "-display", "none"])
-        .arg("-serial")
-        .arg(format!("file:{}", log.display()))
-        .args(["-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-cdrom"])
-        .arg(iso);
+    cmd.args([
+        "-machine",
+        "pc",
+        "-accel",
+        "tcg",
+        "-cpu",
+        model,
+        "-m",
+        &memory_mib.to_string(),
+        "-display",
+        "none",
+    ])
+    .arg("-serial")
+    .arg(format!("file:{}", log.display()))
+    .args([
+        "-no-reboot",
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        "-cdrom",
+    ])
+    .arg(iso);
     cmd
 }
 
@@ -251,10 +281,14 @@ fn bochs_command(
     let dir = root.join("build/bochs");
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     // Named after the log, which is unique per run (two rows may share a model).
-    let name = log.file_stem().map(|s| sanitize(&s.to_string_lossy())).unwrap_or_else(|| sanitize(model));
+    let name = log
+        .file_stem()
+        .map(|s| sanitize(&s.to_string_lossy()))
+        .unwrap_or_else(|| sanitize(model));
     let rc = dir.join(format!("{name}.bxrc"));
     let bochs_log = absolute(&dir.join(format!("{name}.bochs.log")));
-    std::fs::write(&rc, bxrc(model, memory_mib, iso, log, &bochs_log)).map_err(|e| format!("cannot write {}: {e}", rc.display()))?;
+    std::fs::write(&rc, bxrc(model, memory_mib, iso, log, &bochs_log))
+        .map_err(|e| format!("cannot write {}: {e}", rc.display()))?;
     // One per run: parallel runs must not rewrite a file another Bochs is reading.
     let cont = dir.join(format!("{name}.cont.rc"));
     std::fs::write(&cont, "c\n").map_err(|e| format!("cannot write {}: {e}", cont.display()))?;
@@ -293,7 +327,10 @@ struct Tail {
 
 impl Tail {
     fn new(path: &Path) -> Tail {
-        Tail { path: path.to_path_buf(), pos: 0 }
+        Tail {
+            path: path.to_path_buf(),
+            pos: 0,
+        }
     }
 
     fn read_new(&mut self) -> Vec<u8> {
@@ -315,10 +352,27 @@ mod tests {
 
     #[test]
     fn models_choose_emulators() {
-        for m in ["EPYC", "EPYC-Rome", "Opteron_G5", "phenom", "qemu64", "qemu64,-svm", "max", "Skylake-Server"] {
+        for m in [
+            "EPYC",
+            "EPYC-Rome",
+            "Opteron_G5",
+            "phenom",
+            "qemu64",
+            "qemu64,-svm",
+            "max",
+            "Skylake-Server",
+        ] {
             assert_eq!(Emulator::for_model(m), Emulator::Qemu, "{m}");
         }
-        for m in ["corei7_skylake_x", "tigerlake", "ryzen", "zambezi", "trinity_apu", "phenom_8650_toliman", "core2_penryn_t9600"] {
+        for m in [
+            "corei7_skylake_x",
+            "tigerlake",
+            "ryzen",
+            "zambezi",
+            "trinity_apu",
+            "phenom_8650_toliman",
+            "core2_penryn_t9600",
+        ] {
             assert_eq!(Emulator::for_model(m), Emulator::Bochs, "{m}");
         }
     }
@@ -332,7 +386,13 @@ mod tests {
 
     #[test]
     fn bxrc_has_the_essentials() {
-        let rc = bxrc("ryzen", 256, Path::new("/b/m.iso"), Path::new("/b/logs/ryzen.log"), Path::new("/b/r.log"));
+        let rc = bxrc(
+            "ryzen",
+            256,
+            Path::new("/b/m.iso"),
+            Path::new("/b/logs/ryzen.log"),
+            Path::new("/b/r.log"),
+        );
         for line in [
             "cpu: model=ryzen, count=1, ips=4000000, reset_on_triple_fault=0",
             "ata0-master: type=cdrom, path=/b/m.iso, status=inserted",
@@ -344,7 +404,13 @@ mod tests {
         ] {
             assert!(rc.lines().any(|l| l == line), "missing `{line}`");
         }
-        let rc = bxrc("corei7_skylake_x", 512, Path::new("/b/l.iso"), Path::new("/b/s.log"), Path::new("/b/r.log"));
+        let rc = bxrc(
+            "corei7_skylake_x",
+            512,
+            Path::new("/b/l.iso"),
+            Path::new("/b/s.log"),
+            Path::new("/b/r.log"),
+        );
         assert!(rc.lines().any(|l| l == "memory: guest=512, host=512"));
     }
     #[test]
@@ -354,10 +420,14 @@ mod tests {
         let log = dir.join("serial.log");
         // A shell that writes a line, then a child that would outlive it by far.
         let mut cmd = Command::new("sh");
-        cmd.arg("-c").arg(format!("echo janus: up >> {}; sleep 30 & wait", log.display()));
+        cmd.arg("-c").arg(format!(
+            "echo janus: up >> {}; sleep 30 & wait",
+            log.display()
+        ));
         let mut seen = Vec::new();
         let mut sink = |b: &[u8]| seen.extend_from_slice(b);
-        let (status, timed_out, secs) = supervise(cmd, &log, Duration::from_millis(500), Some(&mut sink)).unwrap();
+        let (status, timed_out, secs) =
+            supervise(cmd, &log, Duration::from_millis(500), Some(&mut sink)).unwrap();
         assert!(timed_out);
         assert!(secs < 5.0, "{secs}");
         assert!(status.is_none_or(|s| !s.success()));

@@ -47,9 +47,14 @@ impl GuestSpec {
         }
         let file = PathBuf::from(file);
         if !keys.iter().any(|(k, _)| k == "name") {
-            let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let stem = file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
             if stem.is_empty() {
-                return Err(format!("--guest `{spec}`: cannot derive a name; give name=..."));
+                return Err(format!(
+                    "--guest `{spec}`: cannot derive a name; give name=..."
+                ));
             }
             keys.insert(0, ("name".into(), stem));
         } else {
@@ -68,12 +73,21 @@ impl GuestSpec {
     /// A spec with exactly these keys, in this order; unlike [`GuestSpec::parse`] no
     /// `name` is added (an `initrd-of=` module has none).
     pub fn with_keys(file: PathBuf, keys: &[(&str, &str)]) -> GuestSpec {
-        GuestSpec { file, keys: keys.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+        GuestSpec {
+            file,
+            keys: keys
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
     }
 
     /// The guest's `name=`; None for a module that is not a guest (an initrd).
     pub fn name(&self) -> Option<&str> {
-        self.keys.iter().find(|(k, _)| k == "name").map(|(_, v)| v.as_str())
+        self.keys
+            .iter()
+            .find(|(k, _)| k == "name")
+            .map(|(_, v)| v.as_str())
     }
 
     /// A file name that does not exist but names a built-in guest (`smoke`, `hello`, any
@@ -90,12 +104,18 @@ impl GuestSpec {
     }
 
     pub fn with_file(&self, file: PathBuf) -> GuestSpec {
-        GuestSpec { file, keys: self.keys.clone() }
+        GuestSpec {
+            file,
+            keys: self.keys.clone(),
+        }
     }
 
     /// The file's name inside the ISO's /guests.
     pub fn basename(&self) -> String {
-        self.file.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "guest".into())
+        self.file
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "guest".into())
     }
 
     /// `module2 /guests/BASENAME name=foo mem=32M cmdline="a b"`.
@@ -109,7 +129,9 @@ impl GuestSpec {
 }
 
 fn is_key(k: &str) -> bool {
-    !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// Quotes a value for grub.cfg when it has spaces or characters GRUB treats specially.
@@ -148,7 +170,10 @@ pub fn grub_cfg(guests: &[GuestSpec]) -> String {
 
 /// Lays out build/iso/ROOT and runs grub-mkrescue into `out`.
 pub fn make(root: &Path, janus: &Path, guests: &[GuestSpec], out: &Path) -> Result<(), String> {
-    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "janus".into());
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "janus".into());
     let dir = root.join("build/iso").join(stem);
     let io = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {e}", p.display());
     if dir.exists() {
@@ -207,16 +232,25 @@ mod tests {
     fn name_defaults_to_stem() {
         let g = GuestSpec::parse("out/my-kernel.elf").unwrap();
         assert_eq!(g.name(), Some("my-kernel"));
-        assert_eq!(g.module_line(), "module2 /guests/my-kernel.elf name=my-kernel");
+        assert_eq!(
+            g.module_line(),
+            "module2 /guests/my-kernel.elf name=my-kernel"
+        );
     }
 
     #[test]
     fn keys_pass_through_and_quote() {
         let g = GuestSpec::parse("k.elf:mem=32M,name=foo,cmdline=a b,c").unwrap();
         assert_eq!(g.name(), Some("foo"));
-        assert_eq!(g.module_line(), "module2 /guests/k.elf name=foo mem=32M cmdline=\"a b,c\"");
+        assert_eq!(
+            g.module_line(),
+            "module2 /guests/k.elf name=foo mem=32M cmdline=\"a b,c\""
+        );
         let g = GuestSpec::parse("k.elf:cmdline=say \"hi\"").unwrap();
-        assert_eq!(g.module_line(), "module2 /guests/k.elf name=k cmdline=\"say \\\"hi\\\"\"");
+        assert_eq!(
+            g.module_line(),
+            "module2 /guests/k.elf name=k cmdline=\"say \\\"hi\\\"\""
+        );
     }
 
     #[test]
@@ -228,8 +262,14 @@ mod tests {
 
     #[test]
     fn builtins() {
-        assert_eq!(GuestSpec::parse("smoke").unwrap().builtin(), Some(Builtin::Bin("smoke".into())));
-        assert_eq!(GuestSpec::parse("hello:mem=8M").unwrap().builtin(), Some(Builtin::Hello));
+        assert_eq!(
+            GuestSpec::parse("smoke").unwrap().builtin(),
+            Some(Builtin::Bin("smoke".into()))
+        );
+        assert_eq!(
+            GuestSpec::parse("hello:mem=8M").unwrap().builtin(),
+            Some(Builtin::Hello)
+        );
         assert_eq!(GuestSpec::parse("dir/x.elf").unwrap().builtin(), None);
     }
 

@@ -12,7 +12,10 @@ pub struct Cpu {
 
 impl Cpu {
     pub fn feature(&self, key: &str) -> Option<&str> {
-        self.features.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.features
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -29,8 +32,12 @@ pub struct Summary {
 impl Summary {
     /// `exits=40 (io=30 cpuid=5 ...)`, reasons with 0 left out.
     pub fn exits_text(&self) -> String {
-        let nonzero: Vec<String> =
-            self.reasons.iter().filter(|(_, n)| *n > 0).map(|(k, n)| format!("{k}={n}")).collect();
+        let nonzero: Vec<String> = self
+            .reasons
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
         format!("exits={} ({})", self.exits, nonzero.join(" "))
     }
 }
@@ -82,7 +89,10 @@ impl Report {
     }
 
     pub fn ended(&self, guest: &str) -> Option<&str> {
-        self.ended.iter().find(|(g, _)| g == guest).map(|(_, e)| e.as_str())
+        self.ended
+            .iter()
+            .find(|(g, _)| g == guest)
+            .map(|(_, e)| e.as_str())
     }
 
     pub fn summary(&self, guest: &str) -> Option<&Summary> {
@@ -91,7 +101,9 @@ impl Report {
 
     /// Whether guest `guest` printed a line starting with `marker`.
     pub fn has_marker(&self, guest: &str, marker: &str) -> bool {
-        self.markers.iter().any(|(g, t)| g == guest && t.starts_with(marker))
+        self.markers
+            .iter()
+            .any(|(g, t)| g == guest && t.starts_with(marker))
     }
 }
 
@@ -127,7 +139,10 @@ fn clean(line: &str) -> String {
 /// Parses `key=value` words; words without `=` are skipped.
 fn key_values(text: &str) -> Vec<(String, String)> {
     text.split_whitespace()
-        .filter_map(|w| w.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .filter_map(|w| {
+            w.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
         .collect()
 }
 
@@ -197,11 +212,17 @@ fn janus_line(r: &mut Report, text: &str) {
             guest,
             status: get("status").unwrap_or_default(),
             exits: get("exits").and_then(|v| v.parse().ok()).unwrap_or(0),
-            reasons: key_values(reasons).into_iter().filter_map(|(k, v)| Some((k, v.parse().ok()?))).collect(),
+            reasons: key_values(reasons)
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v.parse().ok()?)))
+                .collect(),
         });
     } else if let Some(rest) = text.strip_prefix("done: ") {
         // "G guests, F failed"
-        let nums: Vec<u64> = rest.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect();
+        let nums: Vec<u64> = rest
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse().ok())
+            .collect();
         if let [g, f, ..] = nums[..] {
             r.done = Some((g, f));
         }
@@ -209,7 +230,8 @@ fn janus_line(r: &mut Report, text: &str) {
         if let Some((guest, end)) = rest.split_once(" ended: ") {
             r.ended.push((guest.to_string(), end.trim().to_string()));
         } else if let Some((guest, why)) = rest.split_once(": not started: ") {
-            r.not_started.push((guest.to_string(), why.trim().to_string()));
+            r.not_started
+                .push((guest.to_string(), why.trim().to_string()));
         }
     }
 }
@@ -222,9 +244,16 @@ fn guest_line(r: &mut Report, guest: &str, text: &str, whole: &str) {
     }
     // `SUITE: PASS (N checks)`
     if let Some((suite, verdict)) = text.rsplit_once(": ") {
-        if let Some(n) = verdict.strip_prefix("PASS (").and_then(|v| v.strip_suffix(" checks)").or(v.strip_suffix(" check)"))) {
+        if let Some(n) = verdict
+            .strip_prefix("PASS (")
+            .and_then(|v| v.strip_suffix(" checks)").or(v.strip_suffix(" check)")))
+        {
             if let Ok(checks) = n.trim().parse() {
-                r.suites.push(Suite { guest: guest.to_string(), suite: suite.to_string(), checks });
+                r.suites.push(Suite {
+                    guest: guest.to_string(),
+                    suite: suite.to_string(),
+                    checks,
+                });
                 return;
             }
         }
@@ -295,7 +324,9 @@ pub fn suite_status(expect: &Expectation, r: &Report) -> Vec<(String, Result<u64
                 (Some(p), Some("exit status 0")) => Ok(p.checks),
                 (_, Some(other)) if other != "exit status 0" => Err(format!("ended: {other}")),
                 _ if r.not_started.iter().any(|(n, _)| n == g) => Err("not started".into()),
-                _ if r.failures.iter().any(|f| f.starts_with(&format!("[{g}] "))) => Err("FAIL".into()),
+                _ if r.failures.iter().any(|f| f.starts_with(&format!("[{g}] "))) => {
+                    Err("FAIL".into())
+                }
                 (_, Some(_)) => Err("no PASS line".into()),
                 (_, None) => Err("did not end".into()),
             };
@@ -328,10 +359,18 @@ pub fn judge(expect: &Expectation, r: &Report) -> Result<(), String> {
     match expect {
         Expectation::Refused { reason_contains } => match &r.refused {
             Some(reason) if reason.contains(reason_contains) => Ok(()),
-            Some(reason) => Err(shorten(&format!("refused for another reason: {reason} (want \"{reason_contains}\")"))),
+            Some(reason) => Err(shorten(&format!(
+                "refused for another reason: {reason} (want \"{reason_contains}\")"
+            ))),
             None => Err(format!("not refused (want refused: \"{reason_contains}\")")),
         },
-        Expectation::Pass { vendor, backend, features, guests, suites } => {
+        Expectation::Pass {
+            vendor,
+            backend,
+            features,
+            guests,
+            suites,
+        } => {
             if let Some(reason) = &r.refused {
                 return Err(shorten(&format!("refused: {reason}")));
             }
@@ -339,7 +378,10 @@ pub fn judge(expect: &Expectation, r: &Report) -> Result<(), String> {
                 return Err(stopped("no cpu line", r));
             };
             if cpu.vendor != *vendor || cpu.backend != *backend {
-                return Err(format!("cpu is {} {}, want {vendor} {backend}", cpu.vendor, cpu.backend));
+                return Err(format!(
+                    "cpu is {} {}, want {vendor} {backend}",
+                    cpu.vendor, cpu.backend
+                ));
             }
             for (k, want) in *features {
                 let got = cpu.feature(k).unwrap_or("missing");
@@ -368,7 +410,10 @@ pub fn judge(expect: &Expectation, r: &Report) -> Result<(), String> {
             let want_done = format!("janus: done: {} guests, 0 failed", guests.len());
             match r.last_janus_line.as_deref() {
                 Some(l) if l == want_done => Ok(()),
-                Some(l) if r.done.is_some() => Err(shorten(&format!("last Janus line: {}", &l["janus: ".len()..]))),
+                Some(l) if r.done.is_some() => Err(shorten(&format!(
+                    "last Janus line: {}",
+                    &l["janus: ".len()..]
+                ))),
                 _ => Err(stopped("no done line", r)),
             }
         }
@@ -383,31 +428,71 @@ pub fn judge(expect: &Expectation, r: &Report) -> Result<(), String> {
             let done = r.has_marker(guest, crate::linux::DONE);
             match (marker, done, r.ended(guest)) {
                 (true, true, Some(_)) => Ok(()),
-                (true, true, None) => Err(stopped(&format!("guest {guest} did not end after {}", crate::linux::DONE), r)),
-                (true, false, Some(end)) => Err(shorten(&format!("no {}; guest {guest} ended: {end}", crate::linux::DONE))),
+                (true, true, None) => Err(stopped(
+                    &format!("guest {guest} did not end after {}", crate::linux::DONE),
+                    r,
+                )),
+                (true, false, Some(end)) => Err(shorten(&format!(
+                    "no {}; guest {guest} ended: {end}",
+                    crate::linux::DONE
+                ))),
                 (true, false, None) => Err(stopped(&format!("no {}", crate::linux::DONE), r)),
-                (false, _, Some(end)) => Err(shorten(&format!("no userspace marker; guest {guest} ended: {end}"))),
+                (false, _, Some(end)) => Err(shorten(&format!(
+                    "no userspace marker; guest {guest} ended: {end}"
+                ))),
                 (false, _, None) => Err(stopped("no userspace marker", r)),
             }
         }
-        Expectation::Rejects { rejected, good, done } => judge_rejects(rejected, good, done, r),
+        Expectation::Rejects {
+            rejected,
+            good,
+            done,
+        } => judge_rejects(rejected, good, done, r),
     }
 }
 
-fn judge_rejects(rejected: &[(String, &'static str)], good: &[String], done: &str, r: &Report) -> Result<(), String> {
+fn judge_rejects(
+    rejected: &[(String, &'static str)],
+    good: &[String],
+    done: &str,
+    r: &Report,
+) -> Result<(), String> {
     if let Some(reason) = &r.refused {
         return Err(shorten(&format!("refused: {reason}")));
     }
     for (label, want) in rejected {
-        let mine: Vec<&str> = r.not_started.iter().filter(|(g, _)| g == label).map(|(_, w)| w.as_str()).collect();
+        let mine: Vec<&str> = r
+            .not_started
+            .iter()
+            .filter(|(g, _)| g == label)
+            .map(|(_, w)| w.as_str())
+            .collect();
         match mine[..] {
             [why] if why.contains(want) => {}
-            [] => return Err(stopped(&format!("no rejection of {label} (want \"{want}\")"), r)),
-            [why] => return Err(shorten(&format!("{label} rejected for another reason: {why} (want \"{want}\")"))),
-            _ => return Err(format!("{label} rejected {} times, want one line", mine.len())),
+            [] => {
+                return Err(stopped(
+                    &format!("no rejection of {label} (want \"{want}\")"),
+                    r,
+                ))
+            }
+            [why] => {
+                return Err(shorten(&format!(
+                    "{label} rejected for another reason: {why} (want \"{want}\")"
+                )))
+            }
+            _ => {
+                return Err(format!(
+                    "{label} rejected {} times, want one line",
+                    mine.len()
+                ))
+            }
         }
     }
-    if let Some((g, why)) = r.not_started.iter().find(|(g, _)| !rejected.iter().any(|(l, _)| l == g)) {
+    if let Some((g, why)) = r
+        .not_started
+        .iter()
+        .find(|(g, _)| !rejected.iter().any(|(l, _)| l == g))
+    {
         return Err(shorten(&format!("guest {g} not started: {why}")));
     }
     if let Some(f) = r.failures.first() {
@@ -429,7 +514,10 @@ fn judge_rejects(rejected: &[(String, &'static str)], good: &[String], done: &st
             let want = done.strip_prefix("janus: done: ").unwrap_or(done);
             Err(shorten(&format!("{}, want {want}", &l["janus: ".len()..])))
         }
-        Some(l) if r.done.is_some() => Err(shorten(&format!("last Janus line: {}", &l["janus: ".len()..]))),
+        Some(l) if r.done.is_some() => Err(shorten(&format!(
+            "last Janus line: {}",
+            &l["janus: ".len()..]
+        ))),
         _ => Err(stopped("no done line", r)),
     }
 }
@@ -468,7 +556,9 @@ mod tests {
             suites: own_suites(&names(&["smoke"])),
         }
     }
-    const NO_NPT: Expectation = Expectation::Refused { reason_contains: "nested paging" };
+    const NO_NPT: Expectation = Expectation::Refused {
+        reason_contains: "nested paging",
+    };
 
     /// GRUB's screen noise, then a passing AMD run.
     const AMD_PASS: &str = "\x1b[2J\x1b[1;1H\x1b[0mBooting `Janus'\r\n\r\n\x1b[0mjanus: Janus 0.1.0 (multiboot2)\r\n\
@@ -532,18 +622,28 @@ janus: refused: AMD-V without nested paging (NPT)\n";
     #[test]
     fn refusal() {
         let r = parse(REFUSED);
-        assert_eq!(r.refused.as_deref(), Some("AMD-V without nested paging (NPT)"));
+        assert_eq!(
+            r.refused.as_deref(),
+            Some("AMD-V without nested paging (NPT)")
+        );
         assert_eq!(judge(&NO_NPT, &r), Ok(()));
-        let other = Expectation::Refused { reason_contains: "no hardware virtualization" };
+        let other = Expectation::Refused {
+            reason_contains: "no hardware virtualization",
+        };
         assert!(judge(&other, &r).unwrap_err().contains("another reason"));
         // A passing run is not a refusal.
-        assert!(judge(&NO_NPT, &parse(AMD_PASS)).unwrap_err().starts_with("not refused"));
+        assert!(judge(&NO_NPT, &parse(AMD_PASS))
+            .unwrap_err()
+            .starts_with("not refused"));
     }
 
     #[test]
     fn refusal_where_pass_expected() {
         let r = parse(REFUSED);
-        assert_eq!(judge(&amd(), &r), Err("refused: AMD-V without nested paging (NPT)".into()));
+        assert_eq!(
+            judge(&amd(), &r),
+            Err("refused: AMD-V without nested paging (NPT)".into())
+        );
     }
 
     #[test]
@@ -553,9 +653,16 @@ janus: refused: AMD-V without nested paging (NPT)\n";
         assert_eq!(r.done, None);
         let err = judge(&amd(), &r).unwrap_err();
         assert!(err.starts_with("guest hello did not end"), "{err}");
-        assert!(err.contains("stopped after: janus: guest smoke ended: exit status 0"), "{err}");
+        assert!(
+            err.contains("stopped after: janus: guest smoke ended: exit status 0"),
+            "{err}"
+        );
         // Only GRUB's screen: no Janus at all.
-        let err = judge(&amd(), &parse("\x1b[2JGRUB loading.\r\nWelcome to GRUB!\r\n")).unwrap_err();
+        let err = judge(
+            &amd(),
+            &parse("\x1b[2JGRUB loading.\r\nWelcome to GRUB!\r\n"),
+        )
+        .unwrap_err();
         assert!(err.starts_with("no output from Janus"), "{err}");
         assert!(err.contains("Welcome to GRUB!"), "{err}");
     }
@@ -563,19 +670,34 @@ janus: refused: AMD-V without nested paging (NPT)\n";
     #[test]
     fn failing_check() {
         let log = AMD_PASS
-            .replace("[smoke] check cpuid: ok", "[smoke] check cpuid leaf 1: FAIL (got 0, want 1)")
-            .replace("[smoke] smoke: PASS (12 checks)", "[smoke] smoke: FAIL (1 of 12 checks failed)")
+            .replace(
+                "[smoke] check cpuid: ok",
+                "[smoke] check cpuid leaf 1: FAIL (got 0, want 1)",
+            )
+            .replace(
+                "[smoke] smoke: PASS (12 checks)",
+                "[smoke] smoke: FAIL (1 of 12 checks failed)",
+            )
             .replace("smoke ended: exit status 0", "smoke ended: exit status 1")
             .replace("2 guests, 0 failed", "2 guests, 1 failed");
         let r = parse(&log);
         assert_eq!(r.failures.len(), 2);
-        assert_eq!(judge(&amd(), &r), Err("[smoke] check cpuid leaf 1: FAIL (got 0, want 1)".into()));
+        assert_eq!(
+            judge(&amd(), &r),
+            Err("[smoke] check cpuid leaf 1: FAIL (got 0, want 1)".into())
+        );
         // A failed guest without a FAIL line is caught by its end.
         let log = AMD_PASS.replace("hello ended: exit status 0", "hello ended: triple fault");
-        assert_eq!(judge(&amd(), &parse(&log)), Err("guest hello ended: triple fault".into()));
+        assert_eq!(
+            judge(&amd(), &parse(&log)),
+            Err("guest hello ended: triple fault".into())
+        );
         // A missing suite verdict.
         let log = AMD_PASS.replace("[smoke] smoke: PASS (12 checks)\r\n", "");
-        assert_eq!(judge(&amd(), &parse(&log)), Err("no \"[smoke] smoke: PASS\" line".into()));
+        assert_eq!(
+            judge(&amd(), &parse(&log)),
+            Err("no \"[smoke] smoke: PASS\" line".into())
+        );
     }
 
     #[test]
@@ -585,8 +707,14 @@ janus: refused: AMD-V without nested paging (NPT)\n";
             "janus: PANIC: at boot/src/run.rs:42: VMRUN failed",
         );
         let r = parse(&log);
-        assert_eq!(r.panic.as_deref(), Some("PANIC: at boot/src/run.rs:42: VMRUN failed"));
-        assert_eq!(judge(&amd(), &r), Err("PANIC: at boot/src/run.rs:42: VMRUN failed".into()));
+        assert_eq!(
+            r.panic.as_deref(),
+            Some("PANIC: at boot/src/run.rs:42: VMRUN failed")
+        );
+        assert_eq!(
+            judge(&amd(), &r),
+            Err("PANIC: at boot/src/run.rs:42: VMRUN failed".into())
+        );
         let r = parse(&format!("{REFUSED}janus: EXCEPTION #GP at 0x1234\n"));
         assert!(judge(&NO_NPT, &r).unwrap_err().starts_with("EXCEPTION"));
     }
@@ -594,8 +722,13 @@ janus: refused: AMD-V without nested paging (NPT)\n";
     #[test]
     fn done_must_be_last_and_clean() {
         let r = parse(&AMD_PASS.replace("2 guests, 0 failed", "2 guests, 1 failed"));
-        assert_eq!(judge(&amd(), &r), Err("last Janus line: done: 2 guests, 1 failed".into()));
-        let r = parse(&format!("{AMD_PASS}janus: guest smoke ended: error: late\n"));
+        assert_eq!(
+            judge(&amd(), &r),
+            Err("last Janus line: done: 2 guests, 1 failed".into())
+        );
+        let r = parse(&format!(
+            "{AMD_PASS}janus: guest smoke ended: error: late\n"
+        ));
         assert!(judge(&amd(), &r).is_err());
     }
 
@@ -629,28 +762,54 @@ janus: guest hello ended: exit status 0\njanus: done: 4 guests, 0 failed\n";
         assert_eq!(judge(&expect, &r), Ok(()));
         assert_eq!(r.checks(), 36);
         let st = suite_status(&expect, &r);
-        assert_eq!(st, vec![("smoke".into(), Ok(28)), ("pic".into(), Ok(7)), ("pit".into(), Ok(1))]);
+        assert_eq!(
+            st,
+            vec![
+                ("smoke".into(), Ok(28)),
+                ("pic".into(), Ok(7)),
+                ("pit".into(), Ok(1))
+            ]
+        );
         // The done line must count every guest.
         let r = parse(&good.replace("4 guests", "3 guests"));
-        assert_eq!(judge(&expect, &r), Err("last Janus line: done: 3 guests, 0 failed".into()));
+        assert_eq!(
+            judge(&expect, &r),
+            Err("last Janus line: done: 3 guests, 0 failed".into())
+        );
         // A suite that prints PASS for another suite's name does not count.
         let r = parse(&good.replace("[pic] pic: PASS", "[pic] pit: PASS"));
-        assert_eq!(judge(&expect, &r), Err("no \"[pic] pic: PASS\" line".into()));
-        assert_eq!(suite_status(&expect, &r)[1], ("pic".into(), Err("no PASS line".into())));
+        assert_eq!(
+            judge(&expect, &r),
+            Err("no \"[pic] pic: PASS\" line".into())
+        );
+        assert_eq!(
+            suite_status(&expect, &r)[1],
+            ("pic".into(), Err("no PASS line".into()))
+        );
         // Failures by suite.
         let bad = good
-            .replace("[pic] pic: PASS (7 checks)", "[pic] pic: FAIL (1 of 7 checks failed)")
+            .replace(
+                "[pic] pic: PASS (7 checks)",
+                "[pic] pic: FAIL (1 of 7 checks failed)",
+            )
             .replace("pic ended: exit status 0", "pic ended: exit status 1")
             .replace("pit ended: exit status 0", "pit ended: triple fault");
         let r = parse(&bad);
-        assert_eq!(judge(&expect, &r), Err("[pic] pic: FAIL (1 of 7 checks failed)".into()));
+        assert_eq!(
+            judge(&expect, &r),
+            Err("[pic] pic: FAIL (1 of 7 checks failed)".into())
+        );
         let st = suite_status(&expect, &r);
         assert_eq!(st[1].1, Err("ended: exit status 1".into()));
         assert_eq!(st[2].1, Err("ended: triple fault".into()));
         let r = parse(good.split("[pit]").next().unwrap());
         assert_eq!(suite_status(&expect, &r)[2].1, Err("did not end".into()));
-        let r = parse(&format!("janus: guest pit: not started: mem=1 KiB is too little\n{good}"));
-        assert!(judge(&expect, &r).unwrap_err().starts_with("guest pit not started"));
+        let r = parse(&format!(
+            "janus: guest pit: not started: mem=1 KiB is too little\n{good}"
+        ));
+        assert!(judge(&expect, &r)
+            .unwrap_err()
+            .starts_with("guest pit not started"));
     }
 
     #[test]
@@ -667,25 +826,44 @@ janus: done: 1 guests, 0 failed\n";
         assert!(r.has_marker("linux", "JANUS-LINUX-MARKER"));
         assert_eq!(judge(&linux, &r), Ok(()));
         assert_eq!(r.ended("linux"), Some("reset"));
-        assert_eq!(r.summary("linux").unwrap().exits_text(), "exits=12345 (io=12000 cpuid=300 msr=45)");
+        assert_eq!(
+            r.summary("linux").unwrap().exits_text(),
+            "exits=12345 (io=12000 cpuid=300 msr=45)"
+        );
         // Today's Janus.
         let r = parse(
             "janus: Janus 0.1.0 (multiboot2)\njanus: guest linux: not started: Linux guests are not supported yet\n\
              janus: guest initramfs: not started: initrd for 'linux': Linux guests are not supported yet\n\
              janus: done: 0 guests, 2 failed\n",
         );
-        assert_eq!(judge(&linux, &r), Err("guest linux: not started: Linux guests are not supported yet".into()));
+        assert_eq!(
+            judge(&linux, &r),
+            Err("guest linux: not started: Linux guests are not supported yet".into())
+        );
         // Stuck in the kernel; userspace but no end; an end without userspace.
         let r = parse(booted.split("[linux] JANUS-LINUX-MARKER").next().unwrap());
-        assert!(judge(&linux, &r).unwrap_err().starts_with("no userspace marker; stopped after: [linux] [    0.000000]"));
+        assert!(judge(&linux, &r)
+            .unwrap_err()
+            .starts_with("no userspace marker; stopped after: [linux] [    0.000000]"));
         let r = parse(booted.split("[linux] JANUS-LINUX-DONE").next().unwrap());
-        assert!(judge(&linux, &r).unwrap_err().starts_with("no JANUS-LINUX-DONE; stopped after"));
+        assert!(judge(&linux, &r)
+            .unwrap_err()
+            .starts_with("no JANUS-LINUX-DONE; stopped after"));
         let r = parse(&booted.replace("JANUS-LINUX-DONE", "x"));
-        assert_eq!(judge(&linux, &r), Err("no JANUS-LINUX-DONE; guest linux ended: reset".into()));
+        assert_eq!(
+            judge(&linux, &r),
+            Err("no JANUS-LINUX-DONE; guest linux ended: reset".into())
+        );
         let r = parse("janus: Janus 0.1.0\n[linux] oops\njanus: guest linux ended: triple fault\n");
-        assert_eq!(judge(&linux, &r), Err("no userspace marker; guest linux ended: triple fault".into()));
+        assert_eq!(
+            judge(&linux, &r),
+            Err("no userspace marker; guest linux ended: triple fault".into())
+        );
         // A marker behind a kernel message on the same line counts.
-        let r = parse(&booted.replace("[linux] JANUS-LINUX-DONE", "[linux] [    9.0] random: crng initJANUS-LINUX-DONE"));
+        let r = parse(&booted.replace(
+            "[linux] JANUS-LINUX-DONE",
+            "[linux] [    9.0] random: crng initJANUS-LINUX-DONE",
+        ));
         assert_eq!(judge(&linux, &r), Ok(()));
         // A marker from another guest does not count.
         let r = parse(&booted.replace("[linux] JANUS-LINUX-MARKER", "[other] JANUS-LINUX-MARKER"));
@@ -730,37 +908,67 @@ janus: done: 7 guests, 6 failed\n";
         assert_eq!(judge(&rejects(), &r), Ok(()));
         assert_eq!(suite_status(&rejects(), &r), vec![("smoke".into(), Ok(28))]);
         // A Pass expectation fails on the same log: it wants no rejected module.
-        assert!(judge(&amd(), &r).unwrap_err().starts_with("guest junk not started"));
+        assert!(judge(&amd(), &r)
+            .unwrap_err()
+            .starts_with("guest junk not started"));
     }
 
     #[test]
     fn rejects_missing_line() {
         let log = HOSTILE.replace("janus: guest tiny: not started: mem=1024 KiB is too little: a guest needs at least 2 MiB\n", "");
         let err = judge(&rejects(), &parse(&log)).unwrap_err();
-        assert!(err.starts_with("no rejection of tiny (want \"too little\"); stopped after: janus: done:"), "{err}");
+        assert!(
+            err.starts_with(
+                "no rejection of tiny (want \"too little\"); stopped after: janus: done:"
+            ),
+            "{err}"
+        );
         // Rejected, but for another reason.
         let log = HOSTILE.replace("needs 65536 MiB of RAM", "needs 1 MiB of RAM");
         let err = judge(&rejects(), &parse(&log)).unwrap_err();
-        assert!(err.starts_with("huge rejected for another reason: needs 1 MiB"), "{err}");
+        assert!(
+            err.starts_with("huge rejected for another reason: needs 1 MiB"),
+            "{err}"
+        );
         // A rejection nobody expected.
-        let log = HOSTILE.replace("janus: guest smoke: loaded", "janus: guest smoke: not started: oops\njanus: guest smoke: loaded");
-        assert_eq!(judge(&rejects(), &parse(&log)), Err("guest smoke not started: oops".into()));
+        let log = HOSTILE.replace(
+            "janus: guest smoke: loaded",
+            "janus: guest smoke: not started: oops\njanus: guest smoke: loaded",
+        );
+        assert_eq!(
+            judge(&rejects(), &parse(&log)),
+            Err("guest smoke not started: oops".into())
+        );
         // The same module answered twice.
-        let log = HOSTILE.replace("janus: guest junk:", "janus: guest junk: not started: not a multiboot1 kernel\njanus: guest junk:");
-        assert_eq!(judge(&rejects(), &parse(&log)), Err("junk rejected 2 times, want one line".into()));
+        let log = HOSTILE.replace(
+            "janus: guest junk:",
+            "janus: guest junk: not started: not a multiboot1 kernel\njanus: guest junk:",
+        );
+        assert_eq!(
+            judge(&rejects(), &parse(&log)),
+            Err("junk rejected 2 times, want one line".into())
+        );
     }
 
     #[test]
     fn rejects_panic_after_first() {
         let first = HOSTILE.split("janus: guest module1").next().unwrap();
-        let log = format!("{first}janus: PANIC: at vmm-core/src/loader/cmdline.rs:80: index out of bounds\n");
+        let log = format!(
+            "{first}janus: PANIC: at vmm-core/src/loader/cmdline.rs:80: index out of bounds\n"
+        );
         let r = parse(&log);
         assert_eq!(r.not_started.len(), 1);
-        assert_eq!(judge(&rejects(), &r), Err("PANIC: at vmm-core/src/loader/cmdline.rs:80: index out of bounds".into()));
+        assert_eq!(
+            judge(&rejects(), &r),
+            Err("PANIC: at vmm-core/src/loader/cmdline.rs:80: index out of bounds".into())
+        );
         // Stopped without a panic: the first missing rejection and where the log stopped.
         let err = judge(&rejects(), &parse(first)).unwrap_err();
         assert!(err.starts_with("no rejection of module1"), "{err}");
-        assert!(err.contains("stopped after: janus: guest junk: not started"), "{err}");
+        assert!(
+            err.contains("stopped after: janus: guest junk: not started"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -770,15 +978,29 @@ janus: done: 7 guests, 6 failed\n";
             .replace("smoke ended: exit status 0", "smoke ended: exit status 1")
             .replace("7 guests, 6 failed", "7 guests, 7 failed");
         let r = parse(&log);
-        assert_eq!(judge(&rejects(), &r), Err("[smoke] check cpuid: FAIL (got 0, want 1)".into()));
-        assert_eq!(suite_status(&rejects(), &r), vec![("smoke".into(), Err("ended: exit status 1".into()))]);
+        assert_eq!(
+            judge(&rejects(), &r),
+            Err("[smoke] check cpuid: FAIL (got 0, want 1)".into())
+        );
+        assert_eq!(
+            suite_status(&rejects(), &r),
+            vec![("smoke".into(), Err("ended: exit status 1".into()))]
+        );
         // Smoke ends badly without a FAIL line; smoke never ends; smoke passes but the count is off.
         let log = HOSTILE.replace("smoke ended: exit status 0", "smoke ended: triple fault");
-        assert_eq!(judge(&rejects(), &parse(&log)), Err("guest smoke ended: triple fault".into()));
+        assert_eq!(
+            judge(&rejects(), &parse(&log)),
+            Err("guest smoke ended: triple fault".into())
+        );
         let log = HOSTILE.split("janus: guest smoke ended").next().unwrap();
-        assert!(judge(&rejects(), &parse(log)).unwrap_err().starts_with("guest smoke did not end; stopped after: [smoke] smoke: PASS"));
+        assert!(judge(&rejects(), &parse(log))
+            .unwrap_err()
+            .starts_with("guest smoke did not end; stopped after: [smoke] smoke: PASS"));
         let log = HOSTILE.replace("[smoke] smoke: PASS (28 checks)\n", "");
-        assert_eq!(judge(&rejects(), &parse(&log)), Err("no \"[smoke] smoke: PASS\" line".into()));
+        assert_eq!(
+            judge(&rejects(), &parse(&log)),
+            Err("no \"[smoke] smoke: PASS\" line".into())
+        );
         let log = HOSTILE.replace("7 guests, 6 failed", "1 guests, 0 failed");
         assert_eq!(
             judge(&rejects(), &parse(&log)),

@@ -106,13 +106,22 @@ pub fn assets(root: &Path) -> Result<Assets, String> {
     let out = root.join("build/linux");
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let kernel_copy = out.join("vmlinuz");
-    std::fs::copy(&kernel, &kernel_copy).map_err(|e| format!("cannot copy {}: {e}", kernel.display()))?;
-    let busybox_bytes = std::fs::read(&busybox).map_err(|e| format!("cannot read {}: {e}", busybox.display()))?;
+    std::fs::copy(&kernel, &kernel_copy)
+        .map_err(|e| format!("cannot copy {}: {e}", kernel.display()))?;
+    let busybox_bytes =
+        std::fs::read(&busybox).map_err(|e| format!("cannot read {}: {e}", busybox.display()))?;
     let initramfs = out.join("initramfs.cpio");
     std::fs::write(&initramfs, initramfs_bytes(&busybox_bytes))
         .map_err(|e| format!("cannot write {}: {e}", initramfs.display()))?;
-    let kernel_name = kernel.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    Ok(Assets { kernel: kernel_copy, initramfs, kernel_name })
+    let kernel_name = kernel
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(Assets {
+        kernel: kernel_copy,
+        initramfs,
+        kernel_name,
+    })
 }
 
 /// `boot/vmlinuz-*` under `dir`, if unpacked already. Never the -cloud kernel (it has no
@@ -123,7 +132,10 @@ fn find_kernel(dir: &Path) -> Option<PathBuf> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
-            let name = p.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = p
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
             name.starts_with("vmlinuz-") && !name.contains("cloud") && p.is_file()
         })
         .collect();
@@ -134,13 +146,22 @@ fn find_kernel(dir: &Path) -> Option<PathBuf> {
 /// Resolves the metapackage `linux-image-amd64` to the real kernel package
 /// (`linux-image-6.1.0-NN-amd64`) with `apt-cache depends`.
 fn kernel_package() -> Result<String, String> {
-    let query = || Command::new("apt-cache").args(["depends", KERNEL_META]).stderr(Stdio::null()).output();
+    let query = || {
+        Command::new("apt-cache")
+            .args(["depends", KERNEL_META])
+            .stderr(Stdio::null())
+            .output()
+    };
     let mut out = query().map_err(|e| format!("cannot run apt-cache: {e}"))?;
     let mut package = parse_kernel_depends(&String::from_utf8_lossy(&out.stdout));
     if package.is_none() && is_root() {
         // No package lists yet (a fresh container): fetch them once.
         eprintln!("cargo janus: apt-get update (to resolve {KERNEL_META})");
-        let _ = Command::new("apt-get").arg("update").stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let _ = Command::new("apt-get")
+            .arg("update")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         out = query().map_err(|e| format!("cannot run apt-cache: {e}"))?;
         package = parse_kernel_depends(&String::from_utf8_lossy(&out.stdout));
     }
@@ -158,7 +179,12 @@ pub fn parse_kernel_depends(text: &str) -> Option<String> {
     text.lines()
         .filter_map(|l| l.trim().trim_start_matches('|').strip_prefix("Depends:"))
         .map(|p| p.trim())
-        .find(|p| p.starts_with("linux-image-") && p.ends_with("-amd64") && !p.contains("cloud") && !p.starts_with('<'))
+        .find(|p| {
+            p.starts_with("linux-image-")
+                && p.ends_with("-amd64")
+                && !p.contains("cloud")
+                && !p.starts_with('<')
+        })
         .map(str::to_string)
 }
 
@@ -181,7 +207,10 @@ fn download(cache: &Path, package: &str) -> Result<PathBuf, String> {
             .flatten()
             .map(|e| e.path())
             .filter(|p| {
-                let n = p.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                let n = p
+                    .file_name()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 n.starts_with(&prefix) && n.ends_with(".deb")
             })
             .collect();
@@ -191,7 +220,10 @@ fn download(cache: &Path, package: &str) -> Result<PathBuf, String> {
     if let Some(deb) = find() {
         return Ok(deb);
     }
-    eprintln!("cargo janus: apt-get download {package} (into {})", debs.display());
+    eprintln!(
+        "cargo janus: apt-get download {package} (into {})",
+        debs.display()
+    );
     let out = Command::new("apt-get")
         // As root, apt drops to the `_apt` user, which cannot write into our directory.
         .args(["-o", "APT::Sandbox::User=root", "download", package])
@@ -208,7 +240,12 @@ fn download(cache: &Path, package: &str) -> Result<PathBuf, String> {
             err.trim()
         ));
     }
-    find().ok_or_else(|| format!("`apt-get download {package}` left no {package}_*.deb in {}", debs.display()))
+    find().ok_or_else(|| {
+        format!(
+            "`apt-get download {package}` left no {package}_*.deb in {}",
+            debs.display()
+        )
+    })
 }
 
 /// `dpkg-deb --fsys-tarfile DEB | tar -x -C DIR MEMBERS...`: unpacks only what we need
@@ -222,13 +259,22 @@ fn extract(deb: &Path, dir: &Path, members: &[&str]) -> Result<(), String> {
         .spawn()
         .map_err(|e| format!("cannot run dpkg-deb: {e}"))?;
     let tar_in = dpkg.stdout.take().expect("piped");
-    let tar = Command::new("tar").arg("-x").arg("-C").arg(dir).args(members).stdin(tar_in).status();
+    let tar = Command::new("tar")
+        .arg("-x")
+        .arg("-C")
+        .arg(dir)
+        .args(members)
+        .stdin(tar_in)
+        .status();
     let dpkg_status = dpkg.wait().map_err(|e| e.to_string())?;
     let tar = tar.map_err(|e| format!("cannot run tar: {e}"))?;
     if !dpkg_status.success() || !tar.success() {
         // Leave nothing half-unpacked behind for the next run to trust.
         let _ = std::fs::remove_dir_all(dir);
-        return Err(format!("unpacking {} failed (dpkg-deb {dpkg_status}, tar {tar})", deb.display()));
+        return Err(format!(
+            "unpacking {} failed (dpkg-deb {dpkg_status}, tar {tar})",
+            deb.display()
+        ));
     }
     Ok(())
 }
@@ -259,7 +305,10 @@ pub const S_IFCHR: u32 = 0o020000;
 
 impl Cpio {
     pub fn new() -> Cpio {
-        Cpio { out: Vec::new(), ino: 1 }
+        Cpio {
+            out: Vec::new(),
+            ino: 1,
+        }
     }
 
     pub fn dir(&mut self, name: &str) {
@@ -323,15 +372,24 @@ impl Cpio {
 /// The bare QEMU command `cargo janus bench` compares Janus with.
 pub fn bare_qemu_command(assets: &Assets, log: &Path, cmdline: &str) -> Command {
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-machine", "pc", "-accel", "tcg", "-cpu", "EPYC", "-m", &GUEST_MEM_MIB.to_string()])
-        .arg("-kernel")
-        .arg(&assets.kernel)
-        .arg("-initrd")
-        .arg(&assets.initramfs)
-        .args(["-append", cmdline, "-display", "none"])
-        .arg("-serial")
-        .arg(format!("file:{}", log.display()))
-        .arg("-no-reboot");
+    cmd.args([
+        "-machine",
+        "pc",
+        "-accel",
+        "tcg",
+        "-cpu",
+        "EPYC",
+        "-m",
+        &GUEST_MEM_MIB.to_string(),
+    ])
+    .arg("-kernel")
+    .arg(&assets.kernel)
+    .arg("-initrd")
+    .arg(&assets.initramfs)
+    .args(["-append", cmdline, "-display", "none"])
+    .arg("-serial")
+    .arg(format!("file:{}", log.display()))
+    .arg("-no-reboot");
     cmd
 }
 
@@ -369,7 +427,10 @@ mod tests {
             assert_eq!(at % 4, 0, "header at {at} is not 4-aligned");
             let h = &a[at..at + 110];
             assert_eq!(&h[..6], b"070701", "magic at {at}");
-            assert!(h[6..].iter().all(|c| c.is_ascii_hexdigit()), "hex fields at {at}");
+            assert!(
+                h[6..].iter().all(|c| c.is_ascii_hexdigit()),
+                "hex fields at {at}"
+            );
             let f = |i: usize| hex(&h[6 + 8 * i..14 + 8 * i]);
             let (namesize, filesize) = (f(11) as usize, f(6) as usize);
             assert_eq!(f(12), 0, "check field");
@@ -378,10 +439,16 @@ mod tests {
             assert_eq!(a[name_end - 1], 0, "name is NUL-terminated");
             let name = String::from_utf8(a[name_start..name_end - 1].to_vec()).unwrap();
             let data_start = align4(name_end);
-            assert!(a[name_end..data_start].iter().all(|&b| b == 0), "name padding is zeros");
+            assert!(
+                a[name_end..data_start].iter().all(|&b| b == 0),
+                "name padding is zeros"
+            );
             let data_end = data_start + filesize;
             let next = align4(data_end);
-            assert!(a[data_end..next].iter().all(|&b| b == 0), "data padding is zeros");
+            assert!(
+                a[data_end..next].iter().all(|&b| b == 0),
+                "data padding is zeros"
+            );
             let e = Entry {
                 name,
                 ino: f(0),
@@ -407,8 +474,12 @@ mod tests {
         w.file("ab", 0o644, b"xyz");
         let a = w.finish();
         // 110 + "ab\0" = 113 → 116; data 3 → 119 → 120; then the trailer.
-        let fields = ["00000001", "000081A4", "00000000", "00000000", "00000001", "00000000", "00000003"];
-        let rest = ["00000000", "00000000", "00000000", "00000000", "00000003", "00000000"];
+        let fields = [
+            "00000001", "000081A4", "00000000", "00000000", "00000001", "00000000", "00000003",
+        ];
+        let rest = [
+            "00000000", "00000000", "00000000", "00000000", "00000003", "00000000",
+        ];
         let expect_header = format!("070701{}{}", fields.concat(), rest.concat());
         assert_eq!(expect_header.len(), 110);
         assert_eq!(&a[..110], expect_header.as_bytes());
@@ -450,7 +521,19 @@ mod tests {
         let busybox = b"\x7fELF fake busybox".to_vec();
         let entries = parse(&initramfs_bytes(&busybox));
         let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(names, ["bin", "proc", "sys", "dev", "dev/console", "init", "bin/busybox", "TRAILER!!!"]);
+        assert_eq!(
+            names,
+            [
+                "bin",
+                "proc",
+                "sys",
+                "dev",
+                "dev/console",
+                "init",
+                "bin/busybox",
+                "TRAILER!!!"
+            ]
+        );
         let get = |n: &str| entries.iter().find(|e| e.name == n).unwrap();
         for d in ["bin", "proc", "sys", "dev"] {
             assert_eq!(get(d).mode, S_IFDIR | 0o755);
@@ -474,11 +557,20 @@ mod tests {
     #[test]
     fn kernel_package_from_apt_cache() {
         let text = "linux-image-amd64\n  Depends: linux-image-6.1.0-56-amd64\n";
-        assert_eq!(parse_kernel_depends(text).as_deref(), Some("linux-image-6.1.0-56-amd64"));
+        assert_eq!(
+            parse_kernel_depends(text).as_deref(),
+            Some("linux-image-6.1.0-56-amd64")
+        );
         let text = "linux-image-amd64\n |Depends: linux-image-6.1.0-56-cloud-amd64\n  Depends: <linux-image-x>\n  \
                     Depends: linux-image-6.1.0-57-amd64\n";
-        assert_eq!(parse_kernel_depends(text).as_deref(), Some("linux-image-6.1.0-57-amd64"));
-        assert_eq!(parse_kernel_depends("N: Unable to locate package linux-image-amd64\n"), None);
+        assert_eq!(
+            parse_kernel_depends(text).as_deref(),
+            Some("linux-image-6.1.0-57-amd64")
+        );
+        assert_eq!(
+            parse_kernel_depends("N: Unable to locate package linux-image-amd64\n"),
+            None
+        );
     }
 
     #[test]

@@ -76,9 +76,22 @@ OPTIONS:
 #[derive(Debug, PartialEq)]
 enum Command {
     Help,
-    Run { cpu: String, guests: Vec<GuestSpec>, named: Option<Vec<String>>, timeout: Option<u64> },
-    Iso { guests: Vec<GuestSpec>, named: Option<Vec<String>>, out: PathBuf },
-    Test { only: Option<String>, jobs: Option<usize>, named: Option<Vec<String>> },
+    Run {
+        cpu: String,
+        guests: Vec<GuestSpec>,
+        named: Option<Vec<String>>,
+        timeout: Option<u64>,
+    },
+    Iso {
+        guests: Vec<GuestSpec>,
+        named: Option<Vec<String>>,
+        out: PathBuf,
+    },
+    Test {
+        only: Option<String>,
+        jobs: Option<usize>,
+        named: Option<Vec<String>>,
+    },
     Bench,
 }
 
@@ -104,7 +117,12 @@ fn main() -> ExitCode {
             Ok(0)
         }
         Command::Bench => bench::cmd_bench(&workspace_root()),
-        Command::Run { cpu, guests, named, timeout } => cmd_run(&cpu, guests, named, timeout),
+        Command::Run {
+            cpu,
+            guests,
+            named,
+            timeout,
+        } => cmd_run(&cpu, guests, named, timeout),
         Command::Iso { guests, named, out } => cmd_iso(guests, named, &out),
         Command::Test { only, jobs, named } => cmd_test(only.as_deref(), jobs, named),
     };
@@ -118,7 +136,9 @@ fn main() -> ExitCode {
 }
 
 fn parse_args(args: &[String]) -> Result<Command, String> {
-    let Some(first) = args.first() else { return Ok(Command::Help) };
+    let Some(first) = args.first() else {
+        return Ok(Command::Help);
+    };
     let rest = &args[1..];
     let mut cpu: Option<String> = None;
     let mut guests = Vec::new();
@@ -143,14 +163,19 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
                 return Ok(v);
             }
             i += 1;
-            rest.get(i).cloned().ok_or_else(|| format!("{name} needs a value"))
+            rest.get(i)
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
         };
         match (first.as_str(), name.as_str()) {
             ("run", "--cpu") => cpu = Some(value()?),
             ("run" | "iso", "--guest") => guests.push(GuestSpec::parse(&value()?)?),
             ("run" | "iso" | "test", "--guests") => {
-                let list: Vec<String> =
-                    value()?.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+                let list: Vec<String> = value()?
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect();
                 if list.is_empty() {
                     return Err("--guests needs at least one name".into());
                 }
@@ -158,7 +183,9 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             }
             ("run", "--timeout") => {
                 let v = value()?;
-                let secs: u64 = v.parse().map_err(|_| format!("--timeout: `{v}` is not a number of seconds"))?;
+                let secs: u64 = v
+                    .parse()
+                    .map_err(|_| format!("--timeout: `{v}` is not a number of seconds"))?;
                 if secs == 0 {
                     return Err("--timeout must be at least 1".into());
                 }
@@ -168,7 +195,9 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             ("test", "--only") => only = Some(value()?),
             ("test", "--jobs" | "-j") => {
                 let v = value()?;
-                let n: usize = v.parse().map_err(|_| format!("--jobs: `{v}` is not a number"))?;
+                let n: usize = v
+                    .parse()
+                    .map_err(|_| format!("--jobs: `{v}` is not a number"))?;
                 jobs = Some(n.max(1));
             }
             _ => return Err(format!("unexpected argument `{arg}` for `{first}`")),
@@ -178,7 +207,12 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
     match first.as_str() {
         "help" | "-h" | "--help" => Ok(Command::Help),
         "bench" => Ok(Command::Bench),
-        "run" => Ok(Command::Run { cpu: cpu.unwrap_or_else(|| "EPYC".into()), guests, named, timeout }),
+        "run" => Ok(Command::Run {
+            cpu: cpu.unwrap_or_else(|| "EPYC".into()),
+            guests,
+            named,
+            timeout,
+        }),
         "iso" => {
             let out = out.ok_or("iso needs -o FILE.iso")?;
             Ok(Command::Iso { guests, named, out })
@@ -190,11 +224,19 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
 
 /// The workspace root: the parent of this crate's directory.
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("ci/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("ci/ has a parent")
+        .to_path_buf()
 }
 
 /// Builds Janus and whatever the guests need, then the ISO. Returns the ISO's path.
-pub(crate) fn prepare(root: &Path, guests: &[GuestSpec], iso_path: &Path, needs: &[setup::Need]) -> Result<PathBuf, String> {
+pub(crate) fn prepare(
+    root: &Path,
+    guests: &[GuestSpec],
+    iso_path: &Path,
+    needs: &[setup::Need],
+) -> Result<PathBuf, String> {
     setup::ensure(needs)?;
     let janus = build::janus(root)?;
     let mut resolved = Vec::new();
@@ -228,9 +270,20 @@ pub(crate) fn default_guests() -> Vec<GuestSpec> {
 /// adds the Linux guest and its initrd; `bad` adds the bad modules and a smoke guest, only
 /// when named, not with `all`), then `--guest` specs; the smoke guest when neither is
 /// given. Also says whether the Linux guest is among them.
-fn chosen_guests(root: &Path, specs: Vec<GuestSpec>, named: Option<Vec<String>>) -> Result<(Vec<GuestSpec>, bool), String> {
+fn chosen_guests(
+    root: &Path,
+    specs: Vec<GuestSpec>,
+    named: Option<Vec<String>>,
+) -> Result<(Vec<GuestSpec>, bool), String> {
     let Some(named) = named else {
-        return Ok((if specs.is_empty() { default_guests() } else { specs }, false));
+        return Ok((
+            if specs.is_empty() {
+                default_guests()
+            } else {
+                specs
+            },
+            false,
+        ));
     };
     let plan = matrix::Plan::new(&matrix::discover_suites(root)?, Some(&named))?;
     let mut guests = plan.guest_specs();
@@ -253,7 +306,12 @@ fn cmd_iso(guests: Vec<GuestSpec>, named: Option<Vec<String>>, out: &Path) -> Re
     Ok(0)
 }
 
-fn cmd_run(cpu: &str, guests: Vec<GuestSpec>, named: Option<Vec<String>>, timeout: Option<u64>) -> Result<u8, String> {
+fn cmd_run(
+    cpu: &str,
+    guests: Vec<GuestSpec>,
+    named: Option<Vec<String>>,
+    timeout: Option<u64>,
+) -> Result<u8, String> {
     let root = workspace_root();
     let emulator = Emulator::for_model(cpu);
     let (guests, with_linux) = chosen_guests(&root, guests, named)?;
@@ -264,7 +322,11 @@ fn cmd_run(cpu: &str, guests: Vec<GuestSpec>, named: Option<Vec<String>>, timeou
         (true, Emulator::Qemu) => 300,
         (true, Emulator::Bochs) => 900,
     };
-    let memory = if with_linux { matrix::LINUX_MACHINE_MIB } else { emulator::DEFAULT_MEMORY_MIB };
+    let memory = if with_linux {
+        matrix::LINUX_MACHINE_MIB
+    } else {
+        emulator::DEFAULT_MEMORY_MIB
+    };
     let timeout = Duration::from_secs(timeout.unwrap_or(default_timeout));
     let name = emulator::sanitize(cpu);
     let log = root.join("build/logs").join(format!("run-{name}.log"));
@@ -279,7 +341,11 @@ fn cmd_run(cpu: &str, guests: Vec<GuestSpec>, named: Option<Vec<String>>, timeou
     let (code, verdict) = run_verdict(&report);
     let mut how = format!("{} after {:.1} s", emulator.name(), outcome.seconds);
     if outcome.timed_out {
-        how = format!("{} stopped at the {} s timeout", emulator.name(), timeout.as_secs());
+        how = format!(
+            "{} stopped at the {} s timeout",
+            emulator.name(),
+            timeout.as_secs()
+        );
     }
     eprintln!("cargo janus: {verdict} ({how}; log {})", log.display());
     Ok(code)
@@ -295,7 +361,9 @@ fn run_verdict(report: &judge::Report) -> (u8, String) {
         return (2, format!("refused: {r}"));
     }
     match (report.last_janus_line.as_deref(), report.done) {
-        (Some(last), Some((_, 0))) if last.starts_with("janus: done:") => (0, format!("passed: {}", &last["janus: ".len()..])),
+        (Some(last), Some((_, 0))) if last.starts_with("janus: done:") => {
+            (0, format!("passed: {}", &last["janus: ".len()..]))
+        }
         (Some(last), _) => (1, format!("failed; last Janus line: {last}")),
         (None, _) => (1, "failed: no output from Janus".into()),
     }
@@ -307,26 +375,37 @@ pub(crate) fn workspace_lock(root: &Path) -> Result<std::fs::File, String> {
     let dir = root.join("build");
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let path = dir.join("cargo-janus.lock");
-    let file = std::fs::File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    let file = std::fs::File::create(&path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => {
-            eprintln!("cargo janus: waiting for another `cargo janus test/bench` in this workspace ({})", path.display());
-            file.lock().map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
+            eprintln!(
+                "cargo janus: waiting for another `cargo janus test/bench` in this workspace ({})",
+                path.display()
+            );
+            file.lock()
+                .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
             Ok(file)
         }
         Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
     }
 }
 
-fn cmd_test(only: Option<&str>, jobs: Option<usize>, named: Option<Vec<String>>) -> Result<u8, String> {
+fn cmd_test(
+    only: Option<&str>,
+    jobs: Option<usize>,
+    named: Option<Vec<String>>,
+) -> Result<u8, String> {
     let root = workspace_root();
     let _lock = workspace_lock(&root)?;
     let suites = matrix::discover_suites(&root)?;
     let selection = named.or_else(matrix::Plan::default_selection);
     let plan = matrix::Plan::new(&suites, selection.as_deref())?;
-    let rows: Vec<matrix::Row> =
-        matrix::rows(&plan).into_iter().filter(|r| only.is_none_or(|s| r.label.contains(s))).collect();
+    let rows: Vec<matrix::Row> = matrix::rows(&plan)
+        .into_iter()
+        .filter(|r| only.is_none_or(|s| r.label.contains(s)))
+        .collect();
     if rows.is_empty() {
         return Err(format!("no matrix row matches `{}`", only.unwrap_or("")));
     }
@@ -349,14 +428,20 @@ fn cmd_test(only: Option<&str>, jobs: Option<usize>, named: Option<Vec<String>>)
     let mut isos = matrix::Isos::default();
     if wants(matrix::IsoKind::Linux) {
         let assets = linux::assets(&root)?;
-        eprintln!("cargo janus: Linux guest: {} + build/linux/initramfs.cpio", assets.kernel_name);
+        eprintln!(
+            "cargo janus: Linux guest: {} + build/linux/initramfs.cpio",
+            assets.kernel_name
+        );
         let iso = root.join("build/linux.iso");
         prepare(&root, &assets.guest_specs(), &iso, &needs)?;
         isos.linux = Some(iso);
     }
     if wants(matrix::IsoKind::Hostile) {
         let iso = root.join("build/hostile.iso");
-        eprintln!("cargo janus: bad modules: {} and a smoke guest", matrix::HOSTILE_DIR);
+        eprintln!(
+            "cargo janus: bad modules: {} and a smoke guest",
+            matrix::HOSTILE_DIR
+        );
         prepare(&root, &matrix::hostile_guests(&root)?, &iso, &needs)?;
         isos.hostile = Some(iso);
     }
@@ -367,14 +452,21 @@ fn cmd_test(only: Option<&str>, jobs: Option<usize>, named: Option<Vec<String>>)
         isos.guests = Some(iso);
     }
 
-    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let jobs = jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
     eprintln!("cargo janus: running {} rows, {jobs} at a time", rows.len());
     let results = matrix::run_all(&root, &isos, rows, jobs);
     println!();
     print!("{}", table::render(&results));
     print!("{}", table::suites_summary(&results));
     let passed = results.iter().filter(|r| r.verdict.is_ok()).count();
-    let failed = results.iter().filter(|r| r.verdict.is_err() && r.row.required).count();
+    let failed = results
+        .iter()
+        .filter(|r| r.verdict.is_err() && r.row.required)
+        .count();
     let ignored = results.len() - passed - failed;
     for r in results.iter().filter(|r| r.verdict.is_err()) {
         println!("log of {}: {}", r.row.label, r.log.display());
@@ -399,13 +491,21 @@ mod tests {
     fn no_args_is_help() {
         assert_eq!(parse_args(&[]).unwrap(), Command::Help);
         assert_eq!(parse_args(&args(&["--help"])).unwrap(), Command::Help);
-        assert_eq!(parse_args(&args(&["run", "--help"])).unwrap(), Command::Help);
+        assert_eq!(
+            parse_args(&args(&["run", "--help"])).unwrap(),
+            Command::Help
+        );
     }
 
     #[test]
     fn run_defaults_and_options() {
         match parse_args(&args(&["run"])).unwrap() {
-            Command::Run { cpu, guests, named, timeout } => {
+            Command::Run {
+                cpu,
+                guests,
+                named,
+                timeout,
+            } => {
                 assert_eq!(named, None);
                 assert_eq!(cpu, "EPYC");
                 assert!(guests.is_empty());
@@ -413,8 +513,22 @@ mod tests {
             }
             c => panic!("{c:?}"),
         }
-        match parse_args(&args(&["run", "--cpu", "qemu64,-svm", "--guest", "a.elf:mem=8M", "--timeout=30"])).unwrap() {
-            Command::Run { cpu, guests, timeout, .. } => {
+        match parse_args(&args(&[
+            "run",
+            "--cpu",
+            "qemu64,-svm",
+            "--guest",
+            "a.elf:mem=8M",
+            "--timeout=30",
+        ]))
+        .unwrap()
+        {
+            Command::Run {
+                cpu,
+                guests,
+                timeout,
+                ..
+            } => {
                 assert_eq!(cpu, "qemu64,-svm");
                 assert_eq!(guests.len(), 1);
                 assert_eq!(timeout, Some(30));
@@ -436,14 +550,24 @@ mod tests {
     fn test_options() {
         assert_eq!(
             parse_args(&args(&["test", "--only", "EPYC", "--jobs", "3"])).unwrap(),
-            Command::Test { only: Some("EPYC".into()), jobs: Some(3), named: None }
+            Command::Test {
+                only: Some("EPYC".into()),
+                jobs: Some(3),
+                named: None
+            }
         );
         assert_eq!(
             parse_args(&args(&["test", "--guests", "smoke,hello", "--only=linux"])).unwrap(),
-            Command::Test { only: Some("linux".into()), jobs: None, named: Some(vec!["smoke".into(), "hello".into()]) }
+            Command::Test {
+                only: Some("linux".into()),
+                jobs: None,
+                named: Some(vec!["smoke".into(), "hello".into()])
+            }
         );
         match parse_args(&args(&["run", "--guests=linux", "--guests", "pic"])).unwrap() {
-            Command::Run { named, .. } => assert_eq!(named, Some(vec!["linux".into(), "pic".into()])),
+            Command::Run { named, .. } => {
+                assert_eq!(named, Some(vec!["linux".into(), "pic".into()]))
+            }
             c => panic!("{c:?}"),
         }
         assert!(parse_args(&args(&["test", "--guests", ","])).is_err());
@@ -454,9 +578,12 @@ mod tests {
     fn run_exit_status() {
         let ok = judge::parse("janus: Janus 0.1.0 (multiboot2)\njanus: done: 1 guests, 0 failed\n");
         assert_eq!(run_verdict(&ok).0, 0);
-        let bad = judge::parse("janus: Janus 0.1.0 (multiboot2)\njanus: done: 1 guests, 1 failed\n");
+        let bad =
+            judge::parse("janus: Janus 0.1.0 (multiboot2)\njanus: done: 1 guests, 1 failed\n");
         assert_eq!(run_verdict(&bad).0, 1);
-        let refused = judge::parse("janus: Janus 0.1.0 (multiboot2)\njanus: refused: no hardware virtualization\n");
+        let refused = judge::parse(
+            "janus: Janus 0.1.0 (multiboot2)\njanus: refused: no hardware virtualization\n",
+        );
         assert_eq!(run_verdict(&refused).0, 2);
         let hang = judge::parse("janus: Janus 0.1.0 (multiboot2)\n");
         assert_eq!(run_verdict(&hang).0, 1);

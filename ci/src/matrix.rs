@@ -43,15 +43,30 @@ struct BadModule {
 }
 
 const BAD_MODULES: &[BadModule] = &[
-    BadModule { file: "junk.bin", keys: &[("name", "junk")], label: "junk", reason: "not a multiboot1 kernel" },
+    BadModule {
+        file: "junk.bin",
+        keys: &[("name", "junk")],
+        label: "junk",
+        reason: "not a multiboot1 kernel",
+    },
     BadModule {
         file: HOSTILE_GOOD,
         keys: &[("name", "badline"), ("colour", "blue")],
         label: "module1",
         reason: "unknown key 'colour'",
     },
-    BadModule { file: HOSTILE_GOOD, keys: &[("name", "huge"), ("mem", "64G")], label: "huge", reason: "needs 65536 MiB" },
-    BadModule { file: HOSTILE_GOOD, keys: &[("name", "tiny"), ("mem", "1M")], label: "tiny", reason: "too little" },
+    BadModule {
+        file: HOSTILE_GOOD,
+        keys: &[("name", "huge"), ("mem", "64G")],
+        label: "huge",
+        reason: "needs 65536 MiB",
+    },
+    BadModule {
+        file: HOSTILE_GOOD,
+        keys: &[("name", "tiny"), ("mem", "1M")],
+        label: "tiny",
+        reason: "too little",
+    },
     BadModule {
         file: "orphan.cpio",
         keys: &[("initrd-of", "nobody")],
@@ -80,7 +95,8 @@ const LINUX_BOCHS_TIMEOUT: u64 = 900;
 /// guests/src/bin/*.rs (and guests/src/bin/NAME/main.rs), sorted, `smoke` first.
 pub fn discover_suites(root: &Path) -> Result<Vec<String>, String> {
     let dir = root.join("guests/src/bin");
-    let entries = std::fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    let entries =
+        std::fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
     let mut names = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
@@ -124,15 +140,29 @@ impl Plan {
     pub fn new(available: &[String], selection: Option<&[String]>) -> Result<Plan, String> {
         let has_good = available.iter().any(|a| a == HOSTILE_GOOD);
         let Some(selection) = selection.filter(|s| !s.iter().any(|n| n == "all")) else {
-            return Ok(Plan { suites: available.to_vec(), hello: true, linux: true, hostile: has_good });
+            return Ok(Plan {
+                suites: available.to_vec(),
+                hello: true,
+                linux: true,
+                hostile: has_good,
+            });
         };
-        let mut plan = Plan { suites: Vec::new(), hello: false, linux: false, hostile: false };
+        let mut plan = Plan {
+            suites: Vec::new(),
+            hello: false,
+            linux: false,
+            hostile: false,
+        };
         for name in selection {
             match name.as_str() {
                 HELLO => plan.hello = true,
                 linux::GUEST => plan.linux = true,
                 BAD if has_good => plan.hostile = true,
-                BAD => return Err(format!("`{BAD}` needs the {HOSTILE_GOOD} suite (guests/src/bin/{HOSTILE_GOOD}.rs)")),
+                BAD => {
+                    return Err(format!(
+                        "`{BAD}` needs the {HOSTILE_GOOD} suite (guests/src/bin/{HOSTILE_GOOD}.rs)"
+                    ))
+                }
                 n if available.iter().any(|a| a == n) => {
                     if !plan.suites.iter().any(|s| s == n) {
                         plan.suites.push(n.to_string());
@@ -182,7 +212,10 @@ impl Plan {
             .map(|n| GuestSpec::with_keys(PathBuf::from(n), &[("name", n), ("mem", SUITE_MEM)]))
             .collect();
         if self.hello {
-            v.push(GuestSpec::with_keys(PathBuf::from(HELLO), &[("name", HELLO), ("mem", HELLO_MEM)]));
+            v.push(GuestSpec::with_keys(
+                PathBuf::from(HELLO),
+                &[("name", HELLO), ("mem", HELLO_MEM)],
+            ));
         }
         v
     }
@@ -190,9 +223,20 @@ impl Plan {
     /// What a bad-modules row expects: each bad module rejected with its reason, smoke
     /// passing, and `janus: done: 7 guests, 6 failed`.
     pub fn hostile_expectation() -> Expectation {
-        let rejected: Vec<(String, &'static str)> = BAD_MODULES.iter().map(|b| (b.label.to_string(), b.reason)).collect();
-        let done = format!("janus: done: {} guests, {} failed", rejected.len() + 1, rejected.len());
-        Expectation::Rejects { rejected, good: vec![HOSTILE_GOOD.to_string()], done }
+        let rejected: Vec<(String, &'static str)> = BAD_MODULES
+            .iter()
+            .map(|b| (b.label.to_string(), b.reason))
+            .collect();
+        let done = format!(
+            "janus: done: {} guests, {} failed",
+            rejected.len() + 1,
+            rejected.len()
+        );
+        Expectation::Rejects {
+            rejected,
+            good: vec![HOSTILE_GOOD.to_string()],
+            done,
+        }
     }
 
     fn pass(
@@ -304,7 +348,9 @@ impl Row {
             label: format!("{model} (linux)"),
             model,
             iso: IsoKind::Linux,
-            expect: Expectation::Linux { guest: linux::GUEST },
+            expect: Expectation::Linux {
+                guest: linux::GUEST,
+            },
             memory_mib: LINUX_MACHINE_MIB,
             timeout: Duration::from_secs(timeout),
             required: LINUX_ROWS_REQUIRED,
@@ -336,9 +382,25 @@ pub fn rows(plan: &Plan) -> Vec<Row> {
     for m in ["EPYC", "EPYC-Rome", "Opteron_G5", "phenom"] {
         rows.push(Row::guests(m, amd_qemu.clone()));
     }
-    rows.push(Row::guests("qemu64", Expectation::Refused { reason_contains: "nested paging" }));
-    rows.push(Row::guests("qemu64,-svm", Expectation::Refused { reason_contains: "no hardware virtualization" }));
-    for m in ["corei7_sandy_bridge_2600k", "corei7_haswell_4770", "corei7_skylake_x", "corei7_icelake_u", "tigerlake"] {
+    rows.push(Row::guests(
+        "qemu64",
+        Expectation::Refused {
+            reason_contains: "nested paging",
+        },
+    ));
+    rows.push(Row::guests(
+        "qemu64,-svm",
+        Expectation::Refused {
+            reason_contains: "no hardware virtualization",
+        },
+    ));
+    for m in [
+        "corei7_sandy_bridge_2600k",
+        "corei7_haswell_4770",
+        "corei7_skylake_x",
+        "corei7_icelake_u",
+        "tigerlake",
+    ] {
         rows.push(Row::guests(m, intel.clone()));
     }
     for m in ["ryzen", "zambezi", "trinity_apu"] {
@@ -354,11 +416,18 @@ pub fn hostile_specs(dir: &Path) -> Vec<GuestSpec> {
     let mut v: Vec<GuestSpec> = BAD_MODULES
         .iter()
         .map(|b| {
-            let file = if b.file == HOSTILE_GOOD { PathBuf::from(b.file) } else { dir.join(b.file) };
+            let file = if b.file == HOSTILE_GOOD {
+                PathBuf::from(b.file)
+            } else {
+                dir.join(b.file)
+            };
             GuestSpec::with_keys(file, b.keys)
         })
         .collect();
-    v.push(GuestSpec::with_keys(PathBuf::from(HOSTILE_GOOD), &[("name", HOSTILE_GOOD), ("mem", SUITE_MEM)]));
+    v.push(GuestSpec::with_keys(
+        PathBuf::from(HOSTILE_GOOD),
+        &[("name", HOSTILE_GOOD), ("mem", SUITE_MEM)],
+    ));
     v
 }
 
@@ -374,11 +443,18 @@ pub fn write_hostile_files(dir: &Path, smoke_elf: &Path) -> Result<(), String> {
     let line = b"This is not a kernel: Janus must refuse it and run the other guests.\n";
     let junk: Vec<u8> = line.iter().copied().cycle().take(4096).collect();
     write("junk.bin", &junk)?;
-    write("orphan.cpio", b"an initrd for a guest that does not exist\n")?;
+    write(
+        "orphan.cpio",
+        b"an initrd for a guest that does not exist\n",
+    )?;
     const CUT: usize = 8192;
-    let elf = std::fs::read(smoke_elf).map_err(|e| format!("cannot read {}: {e}", smoke_elf.display()))?;
+    let elf = std::fs::read(smoke_elf)
+        .map_err(|e| format!("cannot read {}: {e}", smoke_elf.display()))?;
     // The multiboot1 magic 0x1BADB002, 4-byte aligned, little-endian.
-    let has_header = elf.len() > CUT && elf[..CUT].chunks_exact(4).any(|w| w == [0x02, 0xb0, 0xad, 0x1b]);
+    let has_header = elf.len() > CUT
+        && elf[..CUT]
+            .chunks_exact(4)
+            .any(|w| w == [0x02, 0xb0, 0xad, 0x1b]);
     if !has_header {
         return Err(format!(
             "{} has no multiboot header in its first 8 KiB (or is not longer): truncated.elf would not test truncation",
@@ -415,9 +491,24 @@ pub fn run_row(root: &Path, isos: &Isos, row: Row) -> RowResult {
     let timeout = row.timeout;
     let Some(iso) = isos.get(row.iso) else {
         let verdict = Err(format!("no {:?} ISO was built", row.iso));
-        return RowResult { row, report: Report::default(), seconds: 0.0, verdict, log };
+        return RowResult {
+            row,
+            report: Report::default(),
+            seconds: 0.0,
+            verdict,
+            log,
+        };
     };
-    match emulator::boot(root, emulator, row.model, row.memory_mib, iso, &log, timeout, false) {
+    match emulator::boot(
+        root,
+        emulator,
+        row.model,
+        row.memory_mib,
+        iso,
+        &log,
+        timeout,
+        false,
+    ) {
         Ok(outcome) => {
             let report = judge::parse(&outcome.serial);
             let verdict = judge::judge(&row.expect, &report).map_err(|reason| {
@@ -425,15 +516,33 @@ pub fn run_row(root: &Path, isos: &Isos, row: Row) -> RowResult {
                     format!("timeout ({} s): {reason}", timeout.as_secs())
                 } else if report.last_janus_line.is_none() {
                     // Nothing from Janus: the emulator itself is the likely culprit.
-                    let code = outcome.exit_code.map_or("signal".to_string(), |c| c.to_string());
-                    format!("{reason}; {} exited {code}, see {}", emulator.name(), outcome.output_file.display())
+                    let code = outcome
+                        .exit_code
+                        .map_or("signal".to_string(), |c| c.to_string());
+                    format!(
+                        "{reason}; {} exited {code}, see {}",
+                        emulator.name(),
+                        outcome.output_file.display()
+                    )
                 } else {
                     reason
                 }
             });
-            RowResult { row, report, seconds: outcome.seconds, verdict, log }
+            RowResult {
+                row,
+                report,
+                seconds: outcome.seconds,
+                verdict,
+                log,
+            }
         }
-        Err(e) => RowResult { row, report: Report::default(), seconds: 0.0, verdict: Err(e), log },
+        Err(e) => RowResult {
+            row,
+            report: Report::default(),
+            seconds: 0.0,
+            verdict: Err(e),
+            log,
+        },
     }
 }
 
@@ -441,7 +550,9 @@ pub fn run_row(root: &Path, isos: &Isos, row: Row) -> RowResult {
 /// back in matrix order.
 pub fn run_all(root: &Path, isos: &Isos, rows: Vec<Row>, jobs: usize) -> Vec<RowResult> {
     let total = rows.len();
-    let queue = Arc::new(Mutex::new(rows.into_iter().enumerate().collect::<Vec<_>>().into_iter()));
+    let queue = Arc::new(Mutex::new(
+        rows.into_iter().enumerate().collect::<Vec<_>>().into_iter(),
+    ));
     let (tx, rx) = mpsc::channel();
     let mut workers = Vec::new();
     for _ in 0..jobs.clamp(1, total.max(1)) {
@@ -489,7 +600,17 @@ mod tests {
     }
 
     fn all_suites() -> Vec<String> {
-        names(&["smoke", "exceptions", "ioapic", "lapic", "mmio", "pic", "pit", "policy", "uart"])
+        names(&[
+            "smoke",
+            "exceptions",
+            "ioapic",
+            "lapic",
+            "mmio",
+            "pic",
+            "pit",
+            "policy",
+            "uart",
+        ])
     }
 
     #[test]
@@ -503,10 +624,16 @@ mod tests {
         assert_eq!(rows[2].label, "EPYC (bad modules)");
         assert_eq!(rows[3].label, "corei7_skylake_x (bad modules)");
         assert_eq!(rows[3].emulator(), Emulator::Bochs);
-        assert!(rows[2..4].iter().all(|r| r.iso == IsoKind::Hostile && r.required));
+        assert!(rows[2..4]
+            .iter()
+            .all(|r| r.iso == IsoKind::Hostile && r.required));
         assert_eq!(rows[2].log_name(), "bad-EPYC.log");
         match &rows[2].expect {
-            Expectation::Rejects { rejected, good, done } => {
+            Expectation::Rejects {
+                rejected,
+                good,
+                done,
+            } => {
                 assert_eq!(rejected.len(), 6);
                 assert_eq!(rejected[1], ("module1".to_string(), "unknown key 'colour'"));
                 assert_eq!(good, &names(&["smoke"]));
@@ -516,17 +643,29 @@ mod tests {
         }
         assert_eq!(rows[0].timeout, Duration::from_secs(300));
         assert_eq!(rows[1].timeout, Duration::from_secs(900));
-        assert!(rows[..2].iter().all(|r| r.iso == IsoKind::Linux && r.memory_mib == 512));
+        assert!(rows[..2]
+            .iter()
+            .all(|r| r.iso == IsoKind::Linux && r.memory_mib == 512));
         assert!(rows[..2].iter().all(|r| r.required == LINUX_ROWS_REQUIRED));
-        let bochs = rows.iter().filter(|r| r.emulator() == Emulator::Bochs).count();
+        let bochs = rows
+            .iter()
+            .filter(|r| r.emulator() == Emulator::Bochs)
+            .count();
         assert_eq!(bochs, 11);
-        let refused: Vec<_> =
-            rows.iter().filter(|r| matches!(r.expect, Expectation::Refused { .. })).map(|r| r.model).collect();
+        let refused: Vec<_> = rows
+            .iter()
+            .filter(|r| matches!(r.expect, Expectation::Refused { .. }))
+            .map(|r| r.model)
+            .collect();
         assert_eq!(refused, ["qemu64", "qemu64,-svm"]);
         let mut logs: Vec<_> = rows.iter().map(|r| r.log_name()).collect();
         logs.sort();
         logs.dedup();
-        assert_eq!(logs.len(), rows.len(), "log names are unique (they also name the Bochs files)");
+        assert_eq!(
+            logs.len(),
+            rows.len(),
+            "log names are unique (they also name the Bochs files)"
+        );
         match &rows[4].expect {
             Expectation::Pass { guests, suites, .. } => {
                 assert_eq!(guests.len(), 10);
@@ -543,7 +682,15 @@ mod tests {
     fn selection() {
         let all = all_suites();
         let plan = Plan::new(&all, Some(&names(&["hello", "smoke"]))).unwrap();
-        assert_eq!(plan, Plan { suites: names(&["smoke"]), hello: true, linux: false, hostile: false });
+        assert_eq!(
+            plan,
+            Plan {
+                suites: names(&["smoke"]),
+                hello: true,
+                linux: false,
+                hostile: false
+            }
+        );
         let rows = rows(&plan);
         assert_eq!(rows.len(), 15, "no Linux rows");
         assert_eq!(rows[0].label, "EPYC");
@@ -552,7 +699,10 @@ mod tests {
         assert_eq!(rows_of(&plan), ["EPYC (linux)", "corei7_skylake_x (linux)"]);
         let plan = Plan::new(&all, Some(&names(&["bad"]))).unwrap();
         assert!(plan.hostile && !plan.has_guest_rows() && !plan.linux);
-        assert_eq!(rows_of(&plan), ["EPYC (bad modules)", "corei7_skylake_x (bad modules)"]);
+        assert_eq!(
+            rows_of(&plan),
+            ["EPYC (bad modules)", "corei7_skylake_x (bad modules)"]
+        );
         let plan = Plan::new(&all, Some(&names(&["linux", "bad", "hello"]))).unwrap();
         assert_eq!(rows_of(&plan).len(), 4 + 15);
         // Without a smoke suite there is no good guest for the bad-modules rows.
@@ -561,7 +711,10 @@ mod tests {
         assert!(Plan::new(&no_smoke, Some(&names(&["bad"]))).is_err());
         let plan = Plan::new(&all, Some(&names(&["pit", "smoke", "pit"]))).unwrap();
         assert_eq!(plan.suites, names(&["smoke", "pit"]));
-        assert_eq!(Plan::new(&all, Some(&names(&["all"]))).unwrap(), Plan::new(&all, None).unwrap());
+        assert_eq!(
+            Plan::new(&all, Some(&names(&["all"]))).unwrap(),
+            Plan::new(&all, None).unwrap()
+        );
         let err = Plan::new(&all, Some(&names(&["nope"]))).unwrap_err();
         assert!(err.contains("unknown guest `nope`"), "{err}");
         assert!(Plan::new(&all, Some(&[])).is_err());
@@ -579,13 +732,19 @@ mod tests {
         assert_eq!(lines[0], "module2 /guests/smoke name=smoke mem=16M");
         assert_eq!(lines[1], "module2 /guests/pic name=pic mem=16M");
         let hello = plan.guest_specs()[2].with_file(PathBuf::from("build/hello-mb1/hello.elf"));
-        assert_eq!(hello.module_line(), "module2 /guests/hello.elf name=hello mem=8M");
+        assert_eq!(
+            hello.module_line(),
+            "module2 /guests/hello.elf name=hello mem=8M"
+        );
     }
 
     #[test]
     fn hostile_iso() {
         let dir = std::env::temp_dir().join(format!("janus-ci-hostile-{}", std::process::id()));
-        let lines: Vec<_> = hostile_specs(&dir).iter().map(|g| g.module_line()).collect();
+        let lines: Vec<_> = hostile_specs(&dir)
+            .iter()
+            .map(|g| g.module_line())
+            .collect();
         assert_eq!(
             lines,
             [
@@ -608,11 +767,16 @@ mod tests {
         let junk = std::fs::read(dir.join("junk.bin")).unwrap();
         assert_eq!(junk.len(), 4096);
         assert!(junk.iter().all(|b| b.is_ascii()));
-        assert_eq!(std::fs::read(dir.join("truncated.elf")).unwrap(), &elf[..8192]);
+        assert_eq!(
+            std::fs::read(dir.join("truncated.elf")).unwrap(),
+            &elf[..8192]
+        );
         assert!(!std::fs::read(dir.join("orphan.cpio")).unwrap().is_empty());
         // Without a header in the first 8 KiB the truncated module would test nothing.
         std::fs::write(&fake, vec![0u8; 12288]).unwrap();
-        assert!(write_hostile_files(&dir, &fake).unwrap_err().contains("no multiboot header"));
+        assert!(write_hostile_files(&dir, &fake)
+            .unwrap_err()
+            .contains("no multiboot header"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -625,7 +789,10 @@ mod tests {
             std::fs::write(bin.join(f), "").unwrap();
         }
         std::fs::write(bin.join("multi/main.rs"), "").unwrap();
-        assert_eq!(discover_suites(&root).unwrap(), names(&["smoke", "apic", "multi", "pit"]));
+        assert_eq!(
+            discover_suites(&root).unwrap(),
+            names(&["smoke", "apic", "multi", "pit"])
+        );
         let _ = std::fs::remove_dir_all(&root);
         // The real workspace has at least the smoke suite.
         let real = discover_suites(&crate::workspace_root()).unwrap();

@@ -75,7 +75,10 @@ pub fn ensure(needs: &[Need]) -> Result<(), String> {
         install(&missing)?;
         let still = missing_packages(needs);
         if !still.is_empty() {
-            return Err(format!("still missing after installing: {}", still.join(" ")));
+            return Err(format!(
+                "still missing after installing: {}",
+                still.join(" ")
+            ));
         }
     }
     rust_target()
@@ -88,7 +91,9 @@ fn missing_packages(needs: &[Need]) -> Vec<String> {
             let ok = match check.what {
                 Probe::Command(cmd) => on_path(cmd),
                 Probe::Path(p) => Path::new(p).exists(),
-                Probe::Package(files) => files.iter().any(|f| Path::new(f).exists()) || dpkg_installed(check.package),
+                Probe::Package(files) => {
+                    files.iter().any(|f| Path::new(f).exists()) || dpkg_installed(check.package)
+                }
             };
             if !ok && !missing.iter().any(|m| m == check.package) {
                 missing.push(check.package.to_string());
@@ -99,7 +104,9 @@ fn missing_packages(needs: &[Need]) -> Vec<String> {
 }
 
 fn on_path(cmd: &str) -> bool {
-    let Some(path) = std::env::var_os("PATH") else { return false };
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
     std::env::split_paths(&path).any(|dir| dir.join(cmd).is_file())
 }
 
@@ -128,7 +135,10 @@ fn install(packages: &[String]) -> Result<(), String> {
         ));
     }
     eprintln!("cargo janus: installing {list}");
-    let status = Command::new("apt-get").arg("update").stdout(Stdio::null()).status();
+    let status = Command::new("apt-get")
+        .arg("update")
+        .stdout(Stdio::null())
+        .status();
     if !matches!(status, Ok(s) if s.success()) {
         eprintln!("cargo janus: warning: apt-get update failed; trying the install anyway");
     }
@@ -174,7 +184,10 @@ mod tests {
             assert!(!checks(need).is_empty());
         }
         let bochs: Vec<_> = checks(Need::Bochs).iter().map(|c| c.package).collect();
-        assert!(bochs.contains(&"bochs-term"), "term display needs bochs-term");
+        assert!(
+            bochs.contains(&"bochs-term"),
+            "term display needs bochs-term"
+        );
     }
 
     #[test]

@@ -3,7 +3,9 @@
 use crate::judge::{Expectation, Report};
 use crate::matrix::RowResult;
 
-const HEADERS: [&str; 8] = ["model", "emulator", "vendor", "features", "result", "seconds", "checks", "exits"];
+const HEADERS: [&str; 8] = [
+    "model", "emulator", "vendor", "features", "result", "seconds", "checks", "exits",
+];
 
 /// `pass`, `refused (expected)`, `pass (ended: reset)` for Linux, `pass (6 rejected)` for
 /// bad modules, or `FAIL: reason`
@@ -12,8 +14,12 @@ pub fn result_text(r: &RowResult) -> String {
     match (&r.verdict, &r.row.expect) {
         (Ok(()), Expectation::Refused { .. }) => "refused (expected)".into(),
         (Ok(()), Expectation::Pass { .. }) => "pass".into(),
-        (Ok(()), Expectation::Linux { guest }) => format!("pass (ended: {})", r.report.ended(guest).unwrap_or("?")),
-        (Ok(()), Expectation::Rejects { rejected, .. }) => format!("pass ({} rejected)", rejected.len()),
+        (Ok(()), Expectation::Linux { guest }) => {
+            format!("pass (ended: {})", r.report.ended(guest).unwrap_or("?"))
+        }
+        (Ok(()), Expectation::Rejects { rejected, .. }) => {
+            format!("pass ({} rejected)", rejected.len())
+        }
         (Err(reason), _) if !r.row.required => format!("FAIL (not required): {reason}"),
         (Err(reason), _) => format!("FAIL: {reason}"),
     }
@@ -24,7 +30,10 @@ pub fn result_text(r: &RowResult) -> String {
 pub fn suites_summary(results: &[RowResult]) -> String {
     let mut out = String::new();
     let statuses = |r: &RowResult| crate::judge::suite_status(&r.row.expect, &r.report);
-    if let Some(r) = results.iter().find(|r| r.verdict.is_ok() && matches!(r.row.expect, Expectation::Pass { .. })) {
+    if let Some(r) = results
+        .iter()
+        .find(|r| r.verdict.is_ok() && matches!(r.row.expect, Expectation::Pass { .. }))
+    {
         let parts: Vec<String> = statuses(r)
             .into_iter()
             .map(|(s, st)| match st {
@@ -32,7 +41,12 @@ pub fn suites_summary(results: &[RowResult]) -> String {
                 Err(e) => format!("{s} ({e})"),
             })
             .collect();
-        out.push_str(&format!("suites: {} ({}, {} checks)\n", parts.join(", "), r.row.label, r.report.checks()));
+        out.push_str(&format!(
+            "suites: {} ({}, {} checks)\n",
+            parts.join(", "),
+            r.row.label,
+            r.report.checks()
+        ));
     }
     for r in results.iter().filter(|r| r.verdict.is_err()) {
         let failed: Vec<String> = statuses(r)
@@ -40,7 +54,11 @@ pub fn suites_summary(results: &[RowResult]) -> String {
             .filter_map(|(s, st)| st.err().map(|e| format!("{s} ({e})")))
             .collect();
         if !failed.is_empty() {
-            out.push_str(&format!("suites failed on {}: {}\n", r.row.label, failed.join(", ")));
+            out.push_str(&format!(
+                "suites failed on {}: {}\n",
+                r.row.label,
+                failed.join(", ")
+            ));
         }
     }
     out
@@ -48,7 +66,9 @@ pub fn suites_summary(results: &[RowResult]) -> String {
 
 /// The cpu line's features that matter, e.g. `NPT nrip=no` or `EPT unrestricted`.
 pub fn features_text(report: &Report) -> String {
-    let Some(cpu) = &report.cpu else { return "-".into() };
+    let Some(cpu) = &report.cpu else {
+        return "-".into();
+    };
     let mut parts = Vec::new();
     for key in ["npt", "ept", "nrip", "unrestricted"] {
         match cpu.feature(key) {
@@ -66,8 +86,20 @@ pub fn features_text(report: &Report) -> String {
 }
 
 fn row_cells(r: &RowResult) -> [String; 8] {
-    let vendor = r.report.cpu.as_ref().map(|c| c.vendor.clone()).filter(|v| !v.is_empty()).unwrap_or_else(|| "-".into());
-    let count = |n: u64| if n == 0 { "-".to_string() } else { n.to_string() };
+    let vendor = r
+        .report
+        .cpu
+        .as_ref()
+        .map(|c| c.vendor.clone())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "-".into());
+    let count = |n: u64| {
+        if n == 0 {
+            "-".to_string()
+        } else {
+            n.to_string()
+        }
+    };
     [
         r.row.label.clone(),
         r.row.emulator().name().to_string(),
@@ -133,8 +165,17 @@ mod tests {
     }
 
     fn result(label: &str, log: &str, verdict: Result<(), String>) -> RowResult {
-        let row: Row = rows(&plan()).into_iter().find(|r| r.label == label).unwrap();
-        RowResult { row, report: judge::parse(log), seconds: 1.25, verdict, log: PathBuf::from("x.log") }
+        let row: Row = rows(&plan())
+            .into_iter()
+            .find(|r| r.label == label)
+            .unwrap();
+        RowResult {
+            row,
+            report: judge::parse(log),
+            seconds: 1.25,
+            verdict,
+            log: PathBuf::from("x.log"),
+        }
     }
 
     #[test]
@@ -158,10 +199,19 @@ mod tests {
         let text = render(&[amd, intel, refused]);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 5);
-        assert!(lines[0].starts_with("model             emulator  vendor"), "{text}");
-        assert!(lines[2].starts_with("EPYC              qemu      AMD     NPT nrip=no"), "{text}");
+        assert!(
+            lines[0].starts_with("model             emulator  vendor"),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with("EPYC              qemu      AMD     NPT nrip=no"),
+            "{text}"
+        );
         assert!(lines[2].ends_with("1.2      12     42"), "{text}");
-        assert!(lines[4].contains("qemu64") && lines[4].contains("refused (expected)"), "{text}");
+        assert!(
+            lines[4].contains("qemu64") && lines[4].contains("refused (expected)"),
+            "{text}"
+        );
         // The result column starts at the same place in every line.
         let col = lines[0].find("result").unwrap();
         assert_eq!(&lines[2][col..col + 4], "pass");
@@ -178,17 +228,27 @@ mod tests {
         ok.row.required = false;
         assert_eq!(result_text(&ok), "FAIL (not required): no userspace marker");
         let text = render(&[ok]);
-        assert!(text.lines().nth(2).unwrap().starts_with("EPYC (linux)  qemu"), "{text}");
+        assert!(
+            text.lines()
+                .nth(2)
+                .unwrap()
+                .starts_with("EPYC (linux)  qemu"),
+            "{text}"
+        );
     }
 
     #[test]
     fn bad_modules_rows() {
-        let log = "janus: cpu: vendor=AMD backend=svm npt=yes nrip=no\n[smoke] smoke: PASS (28 checks)\n";
+        let log =
+            "janus: cpu: vendor=AMD backend=svm npt=yes nrip=no\n[smoke] smoke: PASS (28 checks)\n";
         let mut ok = result("EPYC (bad modules)", log, Ok(()));
         assert_eq!(result_text(&ok), "pass (6 rejected)");
         ok.verdict = Err("no rejection of tiny".into());
         assert_eq!(result_text(&ok), "FAIL: no rejection of tiny");
-        assert_eq!(suites_summary(&[ok]), "suites failed on EPYC (bad modules): smoke (did not end)\n");
+        assert_eq!(
+            suites_summary(&[ok]),
+            "suites failed on EPYC (bad modules): smoke (did not end)\n"
+        );
     }
 
     #[test]

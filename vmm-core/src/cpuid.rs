@@ -61,25 +61,55 @@ mod bit {
 /// Leaf 7.0 EBX features a guest may use: FSGSBASE, BMI1, SMEP, BMI2, ERMS, RDSEED, ADX,
 /// SMAP, CLFLUSHOPT, CLWB, SHA (SDM Vol 2A, CPUID, Table 3-8). Everything else (AVX2,
 /// AVX-512, TSX, MPX, SGX, INVPCID, ...) is hidden.
-const LEAF7_EBX_ALLOWED: u32 =
-    (1 << 0) | (1 << 3) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 18) | (1 << 19) | (1 << 20) | (1 << 23) | (1 << 24) | (1 << 29);
+const LEAF7_EBX_ALLOWED: u32 = (1 << 0)
+    | (1 << 3)
+    | (1 << 7)
+    | (1 << 8)
+    | (1 << 9)
+    | (1 << 18)
+    | (1 << 19)
+    | (1 << 20)
+    | (1 << 23)
+    | (1 << 24)
+    | (1 << 29);
 
 /// The guest's CPUID result for `(leaf, subleaf)`, given the host's and the guest's TSC
 /// frequency in kHz.
-pub fn guest_cpuid(leaf: u32, subleaf: u32, tsc_khz: u32, host: impl Fn(u32, u32) -> [u32; 4]) -> [u32; 4] {
+pub fn guest_cpuid(
+    leaf: u32,
+    subleaf: u32,
+    tsc_khz: u32,
+    host: impl Fn(u32, u32) -> [u32; 4],
+) -> [u32; 4] {
     use bit::*;
     match leaf {
         HV_BASE => [HV_MAX, SIGNATURE[0], SIGNATURE[1], SIGNATURE[2]],
         0x4000_0001 => [ABI_VERSION, 0, 0, 0],
-        HV_TIMING => [tsc_khz, (crate::platform::APIC_TIMER_HZ / 1000) as u32, 0, 0],
+        HV_TIMING => [
+            tsc_khz,
+            (crate::platform::APIC_TIMER_HZ / 1000) as u32,
+            0,
+            0,
+        ],
         0x4000_0002..=0x4fff_ffff => [0; 4],
         1 => {
             let [a, b, c, d] = host(1, 0);
             // One logical processor, APIC ID 0 (EBX 31:24 and 23:16).
             let b = b & 0xffff;
-            let c = (c
-                & !(VMX | SMX | MONITOR | EST | TM2 | FMA | PDCM | PCID | XSAVE | OSXSAVE | AVX | F16C
-                    | DTES64 | DS_CPL))
+            let c = (c & !(VMX
+                | SMX
+                | MONITOR
+                | EST
+                | TM2
+                | FMA
+                | PDCM
+                | PCID
+                | XSAVE
+                | OSXSAVE
+                | AVX
+                | F16C
+                | DTES64
+                | DS_CPL))
                 | HYPERVISOR
                 | X2APIC
                 | TSC_DEADLINE;
@@ -104,7 +134,12 @@ pub fn guest_cpuid(leaf: u32, subleaf: u32, tsc_khz: u32, host: impl Fn(u32, u32
         }
         0x8000_0001 => {
             let [a, b, c, d] = host(leaf, 0);
-            [a, b, c & !(SVM | EXTAPIC | IBS | SKINIT | WDT | TOPOEXT | PERFCTR_CORE | MONITORX), d]
+            [
+                a,
+                b,
+                c & !(SVM | EXTAPIC | IBS | SKINIT | WDT | TOPOEXT | PERFCTR_CORE | MONITORX),
+                d,
+            ]
         }
         0x8000_0008 => {
             let [a, b, c, d] = host(leaf, 0);
@@ -140,7 +175,10 @@ mod tests {
         assert_ne!(l1[2] & (1 << 21), 0, "x2APIC");
         assert_ne!(l1[2] & (1 << 24), 0, "TSC-deadline");
         assert_eq!(guest_cpuid(0x4000_0000, 0, 2_600_000, host)[0], HV_TIMING);
-        assert_eq!(guest_cpuid(HV_TIMING, 0, 2_600_000, host)[..2], [2_600_000, 1_000_000]);
+        assert_eq!(
+            guest_cpuid(HV_TIMING, 0, 2_600_000, host)[..2],
+            [2_600_000, 1_000_000]
+        );
     }
 
     #[test]
@@ -162,17 +200,36 @@ mod tests {
         assert_eq!(l1[2] & (1 << 5), 0, "VMX hidden");
         assert_eq!(l1[2] & (1 << 26), 0, "XSAVE hidden");
         assert_eq!(l1[1] >> 16, 0, "one logical CPU, APIC ID 0");
-        assert_eq!(guest_cpuid(0x8000_0001, 0, 1000, host)[2] & (1 << 2), 0, "SVM hidden");
+        assert_eq!(
+            guest_cpuid(0x8000_0001, 0, 1000, host)[2] & (1 << 2),
+            0,
+            "SVM hidden"
+        );
         assert_eq!(guest_cpuid(0x8000_000a, 0, 1000, host), [0; 4]);
-        assert_eq!(guest_cpuid(0x8000_001f, 0, 1000, host), [0; 4], "no SME/SEV");
-        assert_eq!(guest_cpuid(0x8000_0001, 0, 1000, host)[2] & (1 << 29), 0, "MONITORX hidden");
-        assert_eq!(guest_cpuid(7, 0, 1000, host)[1] & (1 << 5), 0, "AVX2 hidden");
+        assert_eq!(
+            guest_cpuid(0x8000_001f, 0, 1000, host),
+            [0; 4],
+            "no SME/SEV"
+        );
+        assert_eq!(
+            guest_cpuid(0x8000_0001, 0, 1000, host)[2] & (1 << 29),
+            0,
+            "MONITORX hidden"
+        );
+        assert_eq!(
+            guest_cpuid(7, 0, 1000, host)[1] & (1 << 5),
+            0,
+            "AVX2 hidden"
+        );
         assert_ne!(guest_cpuid(7, 0, 1000, host)[1] & 1, 0, "FSGSBASE kept");
     }
 
     #[test]
     fn passes_other_leaves_through() {
         assert_eq!(guest_cpuid(0, 0, 1000, host), [0x11, 0x22, 0x33, 0x44]);
-        assert_eq!(guest_cpuid(0x8000_0002, 0, 1000, host), [0x11, 0x22, 0x33, 0x44]);
+        assert_eq!(
+            guest_cpuid(0x8000_0002, 0, 1000, host),
+            [0x11, 0x22, 0x33, 0x44]
+        );
     }
 }

@@ -115,7 +115,8 @@ impl Insn {
     }
     /// ModRM.reg extended by REX.R.
     pub fn reg(&self) -> u8 {
-        self.modrm.map_or(0, |m| ((m >> 3) & 7) | ((self.rex & 4) << 1))
+        self.modrm
+            .map_or(0, |m| ((m >> 3) & 7) | ((self.rex & 4) << 1))
     }
     /// ModRM.mod.
     pub fn mod_(&self) -> u8 {
@@ -155,7 +156,10 @@ impl Cursor<'_> {
         if self.pos >= 15 {
             return Err(DecodeError::TooLong);
         }
-        self.bytes.get(self.pos).copied().ok_or(DecodeError::Truncated)
+        self.bytes
+            .get(self.pos)
+            .copied()
+            .ok_or(DecodeError::Truncated)
     }
     fn next(&mut self) -> Result<u8, DecodeError> {
         let b = self.peek()?;
@@ -235,8 +239,22 @@ fn one_byte(op: u8, long: bool, modrm_reg: impl Fn() -> Option<u8>) -> Option<(b
         0xec..=0xef => (false, Nil),
         0xf1 | 0xf4 | 0xf5 => (false, Nil),
         // TEST r/m, imm is /0 and /1 of the group-3 opcodes.
-        0xf6 => (true, if matches!(modrm_reg(), Some(0 | 1)) { B } else { Nil }),
-        0xf7 => (true, if matches!(modrm_reg(), Some(0 | 1)) { Z } else { Nil }),
+        0xf6 => (
+            true,
+            if matches!(modrm_reg(), Some(0 | 1)) {
+                B
+            } else {
+                Nil
+            },
+        ),
+        0xf7 => (
+            true,
+            if matches!(modrm_reg(), Some(0 | 1)) {
+                Z
+            } else {
+                Nil
+            },
+        ),
         0xf8..=0xfd => (false, Nil),
         0xfe | 0xff => (true, Nil),
         // Prefixes and 0F are handled before this table.
@@ -248,7 +266,17 @@ fn one_byte(op: u8, long: bool, modrm_reg: impl Fn() -> Option<u8>) -> Option<(b
 fn two_byte(op: u8) -> Option<(bool, Imm)> {
     use Imm::*;
     Some(match op {
-        0x04 | 0x0a | 0x0c | 0x24..=0x27 | 0x36 | 0x39 | 0x3b..=0x3f | 0x7a | 0x7b | 0xa6 | 0xa7 => return None,
+        0x04
+        | 0x0a
+        | 0x0c
+        | 0x24..=0x27
+        | 0x36
+        | 0x39
+        | 0x3b..=0x3f
+        | 0x7a
+        | 0x7b
+        | 0xa6
+        | 0xa7 => return None,
         0x05..=0x09 | 0x0b | 0x0e => (false, Nil),
         0x0f => (true, B),
         0x30..=0x35 | 0x37 => (false, Nil),
@@ -291,7 +319,10 @@ pub fn decode(bytes: &[u8], mode: CpuMode) -> Result<Insn, DecodeError> {
                 rex = b;
                 c.pos += 1;
                 // A legacy prefix after REX makes the REX ignored (SDM 2.2.1).
-                if matches!(c.peek()?, 0x66 | 0x67 | 0xf0 | 0xf2 | 0xf3 | 0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65) {
+                if matches!(
+                    c.peek()?,
+                    0x66 | 0x67 | 0xf0 | 0xf2 | 0xf3 | 0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65
+                ) {
                     rex = 0;
                     continue;
                 }
@@ -364,7 +395,14 @@ pub fn decode(bytes: &[u8], mode: CpuMode) -> Result<Insn, DecodeError> {
     let modrm_byte = c.peek().ok();
     let (has_modrm, imm) = match map {
         Map::One => one_byte(opcode, long, || modrm_byte.map(|m| (m >> 3) & 7)),
-        Map::Two if vex => Some((true, if matches!(opcode, 0x70..=0x73 | 0xc2 | 0xc4..=0xc6) { Imm::B } else { Imm::Nil })),
+        Map::Two if vex => Some((
+            true,
+            if matches!(opcode, 0x70..=0x73 | 0xc2 | 0xc4..=0xc6) {
+                Imm::B
+            } else {
+                Imm::Nil
+            },
+        )),
         Map::Two => two_byte(opcode),
         Map::Three38 => Some((true, Imm::Nil)),
         Map::Three3A => Some((true, Imm::B)),
@@ -409,10 +447,22 @@ pub fn decode(bytes: &[u8], mode: CpuMode) -> Result<Insn, DecodeError> {
         Imm::Nil => 0,
         Imm::B => 1,
         Imm::W => 2,
-        Imm::Z => if op_size == 2 { 2 } else { 4 },
+        Imm::Z => {
+            if op_size == 2 {
+                2
+            } else {
+                4
+            }
+        }
         Imm::V => op_size as usize,
         Imm::Enter => 3,
-        Imm::Far => if op_size == 2 { 4 } else { 6 },
+        Imm::Far => {
+            if op_size == 2 {
+                4
+            } else {
+                6
+            }
+        }
         Imm::Moffs => addr_size as usize,
     };
     let imm_val = c.le(imm_size)?;
@@ -489,7 +539,10 @@ mod tests {
         // mov eax, [disp32] via SIB with base 5 and mod 0
         assert_eq!(len(&[0x8b, 0x04, 0x25, 0, 0, 0xe0, 0xfe], Long64), 7);
         // mov dword [rdi+0x100], 0x11223344
-        assert_eq!(len(&[0xc7, 0x87, 0, 1, 0, 0, 0x44, 0x33, 0x22, 0x11], Long64), 10);
+        assert_eq!(
+            len(&[0xc7, 0x87, 0, 1, 0, 0, 0x44, 0x33, 0x22, 0x11], Long64),
+            10
+        );
         // 16-bit addressing: mov ax, [0x1234] (mod 0 rm 6 -> disp16); mov ax, [bx+si+0x12]
         assert_eq!(len(&[0x8b, 0x06, 0x34, 0x12], Real), 4);
         assert_eq!(len(&[0x8b, 0x40, 0x12], Real), 3);
@@ -536,7 +589,10 @@ mod tests {
     fn operand_fields() {
         // mov [rbx+0x10], r9d  (44 89 4b 10)
         let i = decode(&[0x44, 0x89, 0x4b, 0x10], Long64).unwrap();
-        assert_eq!((i.len, i.opcode, i.reg(), i.mod_(), i.disp, i.op_size), (4, 0x89, 9, 1, 0x10, 4));
+        assert_eq!(
+            (i.len, i.opcode, i.reg(), i.mod_(), i.disp, i.op_size),
+            (4, 0x89, 9, 1, 0x10, 4)
+        );
         // movzx eax, word [rdi-8]
         let i = decode(&[0x0f, 0xb7, 0x47, 0xf8], Long64).unwrap();
         assert_eq!((i.map, i.opcode, i.disp), (Map::Two, 0xb7, -8));
@@ -553,11 +609,20 @@ mod tests {
     #[test]
     fn errors() {
         assert_eq!(insn_length(&[0x0f], Long64), Err(DecodeError::Truncated));
-        assert_eq!(insn_length(&[0xb8, 1, 2], Prot32), Err(DecodeError::Truncated));
+        assert_eq!(
+            insn_length(&[0xb8, 1, 2], Prot32),
+            Err(DecodeError::Truncated)
+        );
         assert_eq!(insn_length(&[], Long64), Err(DecodeError::Truncated));
         assert_eq!(insn_length(&[0x66; 20], Long64), Err(DecodeError::TooLong));
-        assert_eq!(insn_length(&[0x06], Long64), Err(DecodeError::Invalid { opcode: 0x06 }));
+        assert_eq!(
+            insn_length(&[0x06], Long64),
+            Err(DecodeError::Invalid { opcode: 0x06 })
+        );
         assert_eq!(insn_length(&[0x06], Prot32), Ok(1));
-        assert_eq!(insn_length(&[0x0f, 0x0a], Long64), Err(DecodeError::Invalid { opcode: 0x0a }));
+        assert_eq!(
+            insn_length(&[0x0f, 0x0a], Long64),
+            Err(DecodeError::Invalid { opcode: 0x0a })
+        );
     }
 }

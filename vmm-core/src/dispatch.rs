@@ -9,9 +9,9 @@ use crate::cpuid::guest_cpuid;
 use crate::exit::{IoAccess, IoDir, StringIo, VmExit};
 use crate::hypercall;
 use crate::mmio::{self, MmioOutcome};
+use crate::msr;
 use crate::platform::mmio::DeviceMemory;
 use crate::platform::PlatformEffect;
-use crate::msr;
 use crate::vcpu::{ArchVcpu, ControlReg, Event, Gpr, SegReg, StateMsr};
 use crate::vm::{GuestEnd, Vm};
 use crate::walk::{self, Access, WalkError};
@@ -179,7 +179,11 @@ pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Optio
             }
         }
         VmExit::CrRead { cr, dest } => {
-            let v = if cr == ControlReg::Cr8 { (vm.platform.lapic.tpr() >> 4) as u64 } else { vcpu.cr(cr) };
+            let v = if cr == ControlReg::Cr8 {
+                (vm.platform.lapic.tpr() >> 4) as u64
+            } else {
+                vcpu.cr(cr)
+            };
             vcpu.set_gpr(dest, v);
             advance(vcpu, vm)
         }
@@ -189,9 +193,15 @@ pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Optio
                 let value = vcpu.gpr(Gpr::from_index(i.rm()).unwrap_or(Gpr::Rax));
                 handle_exit(vcpu, vm, VmExit::CrWrite { cr, value })
             }
-            _ => Some(GuestEnd::error(format_args!("write of {cr:?} at rip {:#x} by an instruction Janus cannot decode", vcpu.rip()))),
+            _ => Some(GuestEnd::error(format_args!(
+                "write of {cr:?} at rip {:#x} by an instruction Janus cannot decode",
+                vcpu.rip()
+            ))),
         },
-        VmExit::CrWrite { cr: ControlReg::Cr8, value } => {
+        VmExit::CrWrite {
+            cr: ControlReg::Cr8,
+            value,
+        } => {
             if value > 15 {
                 return inject(vcpu, Event::gp(0));
             }
@@ -248,7 +258,10 @@ pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Optio
                 )));
             }
             let now = vm.now();
-            let mut dev = DeviceMemory { platform: &mut vm.platform, now };
+            let mut dev = DeviceMemory {
+                platform: &mut vm.platform,
+                now,
+            };
             match mmio::emulate(vcpu, &mut vm.memory, gpa, &mut dev) {
                 Ok(MmioOutcome::Done) => None,
                 Ok(MmioOutcome::PageFault { gva, error_code }) => {
@@ -267,7 +280,11 @@ pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Optio
             "unexpected intercepted exception {vector} (error code {error_code:?}) at rip {:#x}",
             vcpu.rip()
         ))),
-        VmExit::Raw { reason, info1, info2 } => Some(GuestEnd::error(format_args!(
+        VmExit::Raw {
+            reason,
+            info1,
+            info2,
+        } => Some(GuestEnd::error(format_args!(
             "unsupported exit: reason {reason:#x}, info {info1:#x} {info2:#x}, at rip {:#x}",
             vcpu.rip()
         ))),
@@ -277,7 +294,9 @@ pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Optio
 fn advance(vcpu: &mut impl ArchVcpu, vm: &Vm) -> Option<GuestEnd> {
     match vcpu.advance_rip(&vm.memory) {
         Ok(()) => None,
-        Err(e) => Some(GuestEnd::error(format_args!("cannot find the next instruction: {e}"))),
+        Err(e) => Some(GuestEnd::error(format_args!(
+            "cannot find the next instruction: {e}"
+        ))),
     }
 }
 
@@ -304,7 +323,11 @@ fn port_io(vcpu: &mut impl ArchVcpu, vm: &mut Vm, io: IoAccess) -> Option<GuestE
             let now = vm.now();
             let v = vm.platform.port_read(io.port, io.size, now) as u64;
             let rax = vcpu.gpr(Gpr::Rax);
-            let new = if io.size == 4 { v } else { (rax & !mask) | (v & mask) };
+            let new = if io.size == 4 {
+                v
+            } else {
+                (rax & !mask) | (v & mask)
+            };
             vcpu.set_gpr(Gpr::Rax, new);
         }
         IoDir::Out => {
@@ -345,7 +368,11 @@ fn string_io(vcpu: &mut impl ArchVcpu, vm: &mut Vm, io: IoAccess, s: StringIo) -
         IoDir::In => (Gpr::Rdi, SegReg::Es),
     };
     let base = vcpu.segment(seg).base;
-    let step = if vcpu.rflags() & RFLAGS_DF != 0 { (io.size as u64).wrapping_neg() } else { io.size as u64 };
+    let step = if vcpu.rflags() & RFLAGS_DF != 0 {
+        (io.size as u64).wrapping_neg()
+    } else {
+        io.size as u64
+    };
     let paging = vcpu.paging();
     let user = vcpu.cpl() == 3;
     let mut count = if s.rep { vcpu.gpr(Gpr::Rcx) & amask } else { 1 };
@@ -356,13 +383,33 @@ fn string_io(vcpu: &mut impl ArchVcpu, vm: &mut Vm, io: IoAccess, s: StringIo) -
         let mut buf = [0u8; 4];
         let data = &mut buf[..io.size as usize];
         let r = match io.dir {
-            IoDir::Out => walk::read_virt(&vm.memory, &paging, la, data, Access { write: false, user, fetch: false })
-                .map(|()| u32::from_le_bytes(buf)),
+            IoDir::Out => walk::read_virt(
+                &vm.memory,
+                &paging,
+                la,
+                data,
+                Access {
+                    write: false,
+                    user,
+                    fetch: false,
+                },
+            )
+            .map(|()| u32::from_le_bytes(buf)),
             IoDir::In => {
                 let now = vm.now();
                 let v = vm.platform.port_read(io.port, io.size, now);
-                walk::write_virt(&mut vm.memory, &paging, la, &v.to_le_bytes()[..io.size as usize], Access { write: true, user, fetch: false })
-                    .map(|()| v)
+                walk::write_virt(
+                    &mut vm.memory,
+                    &paging,
+                    la,
+                    &v.to_le_bytes()[..io.size as usize],
+                    Access {
+                        write: true,
+                        user,
+                        fetch: false,
+                    },
+                )
+                .map(|()| v)
             }
         };
         let v = match r {
@@ -372,7 +419,10 @@ fn string_io(vcpu: &mut impl ArchVcpu, vm: &mut Vm, io: IoAccess, s: StringIo) -
                 return inject(vcpu, Event::page_fault(error_code));
             }
             Err(WalkError::Memory(e)) => {
-                return Some(GuestEnd::error(format_args!("string I/O on port {:#x}: {e}", io.port)));
+                return Some(GuestEnd::error(format_args!(
+                    "string I/O on port {:#x}: {e}",
+                    io.port
+                )));
             }
         };
         if io.dir == IoDir::Out {
@@ -407,10 +457,20 @@ mod tests {
     use std::vec;
 
     fn out(port: u16, size: u8) -> VmExit {
-        VmExit::Io(IoAccess { port, size, dir: IoDir::Out, string: None })
+        VmExit::Io(IoAccess {
+            port,
+            size,
+            dir: IoDir::Out,
+            string: None,
+        })
     }
     fn inp(port: u16, size: u8) -> VmExit {
-        VmExit::Io(IoAccess { port, size, dir: IoDir::In, string: None })
+        VmExit::Io(IoAccess {
+            port,
+            size,
+            dir: IoDir::In,
+            string: None,
+        })
     }
 
     #[test]
@@ -436,7 +496,11 @@ mod tests {
         let mut m = vm(ram(1 << 20));
         v.regs[0] = 0x1122_3344_5566_7788;
         assert_eq!(handle_exit(&mut v, &mut m, inp(0x510, 1)), None);
-        assert_eq!(v.reg(Gpr::Rax), 0x1122_3344_5566_77ff, "8-bit IN keeps the upper bits");
+        assert_eq!(
+            v.reg(Gpr::Rax),
+            0x1122_3344_5566_77ff,
+            "8-bit IN keeps the upper bits"
+        );
         assert_eq!(handle_exit(&mut v, &mut m, inp(0x510, 4)), None);
         assert_eq!(v.reg(Gpr::Rax), 0xffff_ffff, "32-bit IN zero-extends");
     }
@@ -453,7 +517,11 @@ mod tests {
             port: 0x3f8,
             size: 1,
             dir: IoDir::Out,
-            string: Some(StringIo { rep: true, addr_size: 4, seg: SegReg::Ds }),
+            string: Some(StringIo {
+                rep: true,
+                addr_size: 4,
+                seg: SegReg::Ds,
+            }),
         });
         assert_eq!(handle_exit(&mut v, &mut m, e), None);
         assert_eq!(take_output(), "[t] abc\n");
@@ -471,10 +539,17 @@ mod tests {
             port: 0x510,
             size: 1,
             dir: IoDir::In,
-            string: Some(StringIo { rep: true, addr_size: 8, seg: SegReg::Ds }),
+            string: Some(StringIo {
+                rep: true,
+                addr_size: 8,
+                seg: SegReg::Ds,
+            }),
         });
         assert_eq!(handle_exit(&mut v, &mut m, e), None);
-        assert_eq!(m.memory.slice(GuestPhys(0x2000), 17).unwrap(), &[[0xffu8; 16].as_slice(), &[0]].concat()[..]);
+        assert_eq!(
+            m.memory.slice(GuestPhys(0x2000), 17).unwrap(),
+            &[[0xffu8; 16].as_slice(), &[0]].concat()[..]
+        );
         assert_eq!((v.reg(Gpr::Rdi), v.reg(Gpr::Rcx)), (0x2010, 0));
         // DF=1: backwards, 2 words.
         v.rflags |= 1 << 10;
@@ -484,7 +559,11 @@ mod tests {
             port: 0x510,
             size: 2,
             dir: IoDir::In,
-            string: Some(StringIo { rep: true, addr_size: 8, seg: SegReg::Ds }),
+            string: Some(StringIo {
+                rep: true,
+                addr_size: 8,
+                seg: SegReg::Ds,
+            }),
         });
         assert_eq!(handle_exit(&mut v, &mut m, e), None);
         assert_eq!(v.reg(Gpr::Rdi), 0x2ffe);
@@ -506,10 +585,18 @@ mod tests {
             port: 0x3f8,
             size: 1,
             dir: IoDir::Out,
-            string: Some(StringIo { rep: false, addr_size: 8, seg: SegReg::Ds }),
+            string: Some(StringIo {
+                rep: false,
+                addr_size: 8,
+                seg: SegReg::Ds,
+            }),
         });
         assert_eq!(handle_exit(&mut v, &mut m, e), None);
-        assert!(matches!(v.injected[..], [Event::Exception { vector: 14, .. }]), "{:?}", v.injected);
+        assert!(
+            matches!(v.injected[..], [Event::Exception { vector: 14, .. }]),
+            "{:?}",
+            v.injected
+        );
         assert_eq!(v.cr2, 0x40_0000);
         assert_eq!(v.rip, 0x10_0000, "the faulting instruction is not skipped");
     }
@@ -569,7 +656,10 @@ mod tests {
         v.regs[Gpr::Rax as usize] = 0;
         v.regs[Gpr::Rdx as usize] = 1;
         assert_eq!(handle_exit(&mut v, &mut m, VmExit::WrMsr), None);
-        assert_eq!(v.tsc_offset, (1u64 << 32).wrapping_sub(crate::mock::TSC.with(|t| t.get())));
+        assert_eq!(
+            v.tsc_offset,
+            (1u64 << 32).wrapping_sub(crate::mock::TSC.with(|t| t.get()))
+        );
         assert_eq!(handle_exit(&mut v, &mut m, VmExit::RdMsr), None);
         assert_eq!((v.reg(Gpr::Rdx), v.reg(Gpr::Rax)), (1, 0));
     }
@@ -591,19 +681,50 @@ mod tests {
     fn every_other_end_is_reported_not_hidden() {
         let mut m = vm(ram(1 << 20));
         let mut v = MockVcpu::new(&[]);
-        assert_eq!(handle_exit(&mut v, &mut m, VmExit::Hlt), Some(GuestEnd::Halted));
+        assert_eq!(
+            handle_exit(&mut v, &mut m, VmExit::Hlt),
+            Some(GuestEnd::Halted)
+        );
         v.rflags |= 1 << 9;
-        assert!(matches!(handle_exit(&mut v, &mut m, VmExit::Hlt), Some(GuestEnd::Error(_))));
-        assert_eq!(handle_exit(&mut v, &mut m, VmExit::TripleFault), Some(GuestEnd::TripleFault));
-        let raw = handle_exit(&mut v, &mut m, VmExit::Raw { reason: 0x99, info1: 1, info2: 2 });
-        assert!(matches!(&raw, Some(GuestEnd::Error(r)) if r.contains("unsupported exit: reason 0x99")), "{raw:?}");
-        let npf = VmExit::NestedPageFault { gpa: GuestPhys(0xfee0_0000), access: NestedAccess { write: true, ..Default::default() } };
-        assert!(matches!(handle_exit(&mut v, &mut m, npf), Some(GuestEnd::Error(r)) if r.contains("0xfee00000")));
+        assert!(matches!(
+            handle_exit(&mut v, &mut m, VmExit::Hlt),
+            Some(GuestEnd::Error(_))
+        ));
+        assert_eq!(
+            handle_exit(&mut v, &mut m, VmExit::TripleFault),
+            Some(GuestEnd::TripleFault)
+        );
+        let raw = handle_exit(
+            &mut v,
+            &mut m,
+            VmExit::Raw {
+                reason: 0x99,
+                info1: 1,
+                info2: 2,
+            },
+        );
+        assert!(
+            matches!(&raw, Some(GuestEnd::Error(r)) if r.contains("unsupported exit: reason 0x99")),
+            "{raw:?}"
+        );
+        let npf = VmExit::NestedPageFault {
+            gpa: GuestPhys(0xfee0_0000),
+            access: NestedAccess {
+                write: true,
+                ..Default::default()
+            },
+        };
+        assert!(
+            matches!(handle_exit(&mut v, &mut m, npf), Some(GuestEnd::Error(r)) if r.contains("0xfee00000"))
+        );
         assert_eq!(handle_exit(&mut v, &mut m, VmExit::VirtInstruction), None);
         assert_eq!(v.injected, vec![Event::UD]);
         // A vCPU that cannot enter: the reason is kept.
         let end = run(&mut MockVcpu::new(&[]), &mut m);
-        assert!(matches!(&end, GuestEnd::Error(r) if r.contains("VM entry failed: script ended")), "{end:?}");
+        assert!(
+            matches!(&end, GuestEnd::Error(r) if r.contains("VM entry failed: script ended")),
+            "{end:?}"
+        );
     }
 
     #[test]
@@ -611,17 +732,33 @@ mod tests {
         let mut m = vm(ram(1 << 20));
         let mut v = MockVcpu::new(&[]);
         // The guest's PIC: vectors 0x20/0x28, only IRQ0 unmasked; PIT channel 0 at 1 kHz.
-        for (port, val) in [(0x20, 0x11), (0x21, 0x20), (0x21, 4), (0x21, 1), (0x21, 0xfe), (0x43, 0x34), (0x40, 0xa9), (0x40, 0x04)] {
+        for (port, val) in [
+            (0x20, 0x11),
+            (0x21, 0x20),
+            (0x21, 4),
+            (0x21, 1),
+            (0x21, 0xfe),
+            (0x43, 0x34),
+            (0x40, 0xa9),
+            (0x40, 0x04),
+        ] {
             v.regs[0] = val;
             assert_eq!(handle_exit(&mut v, &mut m, out(port, 1)), None);
         }
         let t0 = crate::mock::TSC.with(|t| t.get());
         v.rflags |= 1 << 9;
         let rip = v.rip;
-        assert_eq!(handle_exit(&mut v, &mut m, VmExit::Hlt), None, "HLT returns once IRQ0 is due");
+        assert_eq!(
+            handle_exit(&mut v, &mut m, VmExit::Hlt),
+            None,
+            "HLT returns once IRQ0 is due"
+        );
         assert_eq!(v.rip, rip + 2, "past the HLT");
         let slept = crate::mock::TSC.with(|t| t.get()) - t0;
-        assert!((900_000..=1_100_000).contains(&slept), "slept about 1 ms of guest time: {slept} ns");
+        assert!(
+            (900_000..=1_100_000).contains(&slept),
+            "slept about 1 ms of guest time: {slept} ns"
+        );
         assert!(m.platform.interrupt_pending());
         // Interrupts closed: ask for a window instead of injecting.
         v.rflags &= !(1 << 9);
@@ -637,15 +774,28 @@ mod tests {
     fn device_memory_accesses_are_emulated() {
         let mut mem = ram(1 << 20);
         // mov dword [rax], 0x1ff ; c7 00 ff 01 00 00  (LAPIC SVR at 0xfee000f0)
-        mem.write(GuestPhys(0x10_0000 - 0x1000), &[0xc7, 0x00, 0xff, 0x01, 0, 0]).unwrap();
+        mem.write(
+            GuestPhys(0x10_0000 - 0x1000),
+            &[0xc7, 0x00, 0xff, 0x01, 0, 0],
+        )
+        .unwrap();
         let mut m = vm(mem);
         let mut v = MockVcpu::new(&[]);
         v.rip = 0x10_0000 - 0x1000;
         v.segs[SegReg::Cs as usize].attr = 0xc9b;
-        let npf = VmExit::NestedPageFault { gpa: GuestPhys(0xfee0_00f0), access: NestedAccess { write: true, ..Default::default() } };
+        let npf = VmExit::NestedPageFault {
+            gpa: GuestPhys(0xfee0_00f0),
+            access: NestedAccess {
+                write: true,
+                ..Default::default()
+            },
+        };
         assert_eq!(handle_exit(&mut v, &mut m, npf), None);
         assert_eq!(v.rip, 0x10_0000 - 0x1000 + 6);
-        assert!(m.platform.lapic.sw_enabled(), "SVR write reached the local APIC");
+        assert!(
+            m.platform.lapic.sw_enabled(),
+            "SVR write reached the local APIC"
+        );
     }
 
     #[test]
@@ -656,7 +806,10 @@ mod tests {
         m.platform.lapic.write_mmio(0xf0, 0x1ff, now.ns);
         // ICR: NMI (delivery mode 4) to all including self (the self shorthand is for
         // fixed delivery only).
-        let e = m.platform.lapic.write_mmio(0x300, (2 << 18) | (4 << 8), now.ns);
+        let e = m
+            .platform
+            .lapic
+            .write_mmio(0x300, (2 << 18) | (4 << 8), now.ns);
         m.platform.apic_effect(e);
         assert!(m.platform.nmi_pending);
         offer_interrupt(&mut v, &mut m);
@@ -672,6 +825,9 @@ mod tests {
         let mut m = vm(ram(1 << 20));
         let mut v = MockVcpu::new(&[]);
         v.regs[0] = 0xfe;
-        assert_eq!(handle_exit(&mut v, &mut m, out(0x64, 1)), Some(GuestEnd::Reset));
+        assert_eq!(
+            handle_exit(&mut v, &mut m, out(0x64, 1)),
+            Some(GuestEnd::Reset)
+        );
     }
 }

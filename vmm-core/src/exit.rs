@@ -4,7 +4,10 @@ use crate::addr::GuestPhys;
 use crate::vcpu::{ControlReg, Gpr, SegReg};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IoDir { In, Out }
+pub enum IoDir {
+    In,
+    Out,
+}
 
 /// The string form of an I/O instruction (INS/OUTS), as the backend decoded it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,7 +30,11 @@ pub struct IoAccess {
 
 /// What kind of access faulted in the nested page tables.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NestedAccess { pub read: bool, pub write: bool, pub fetch: bool }
+pub struct NestedAccess {
+    pub read: bool,
+    pub write: bool,
+    pub fetch: bool,
+}
 
 /// Why the guest left, vendor-neutral. Each backend maps its exit reasons here and keeps
 /// [`VmExit::Raw`] for the ones the core does not know, so nothing is silently dropped.
@@ -40,20 +47,34 @@ pub enum VmExit {
     /// VMCALL on Intel, VMMCALL on AMD.
     Hypercall,
     Hlt,
-    CrRead { cr: ControlReg, dest: Gpr },
+    CrRead {
+        cr: ControlReg,
+        dest: Gpr,
+    },
     /// A control-register write the core must emulate; `value` is what the guest wrote
     /// (for CLTS and LMSW the backend has already computed the resulting CR0).
-    CrWrite { cr: ControlReg, value: u64 },
+    CrWrite {
+        cr: ControlReg,
+        value: u64,
+    },
     /// A MOV to a control register whose source the hardware did not report (AMD-V
     /// without decode assists): the core decodes the instruction at RIP.
-    CrWriteUndecoded { cr: ControlReg },
+    CrWriteUndecoded {
+        cr: ControlReg,
+    },
     Xsetbv,
     Invd,
     Wbinvd,
     /// The guest touched guest-physical memory that is not mapped (MMIO or outside RAM).
-    NestedPageFault { gpa: GuestPhys, access: NestedAccess },
+    NestedPageFault {
+        gpa: GuestPhys,
+        access: NestedAccess,
+    },
     /// An exception the backend intercepted.
-    Exception { vector: u8, error_code: Option<u32> },
+    Exception {
+        vector: u8,
+        error_code: Option<u32>,
+    },
     ExternalInterrupt,
     Nmi,
     InterruptWindow,
@@ -66,20 +87,43 @@ pub enum VmExit {
     /// The preemption timer or another host-side reason to look at the vCPU.
     Preempted,
     /// An exit the backend has no mapping for: its own reason code and qualification.
-    Raw { reason: u64, info1: u64, info2: u64 },
+    Raw {
+        reason: u64,
+        info1: u64,
+        info2: u64,
+    },
 }
 
 /// Exit kinds for counting (one counter each in [`crate::stats::ExitStats`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
 pub enum ExitKind {
-    Io = 0, Cpuid, Msr, Hypercall, Hlt, Cr, Npf, Exception, Interrupt, Other,
+    Io = 0,
+    Cpuid,
+    Msr,
+    Hypercall,
+    Hlt,
+    Cr,
+    Npf,
+    Exception,
+    Interrupt,
+    Other,
 }
 
 impl ExitKind {
     pub const COUNT: usize = 10;
-    pub const NAMES: [&'static str; Self::COUNT] =
-        ["io", "cpuid", "msr", "hypercall", "hlt", "cr", "npf", "exception", "intr", "other"];
+    pub const NAMES: [&'static str; Self::COUNT] = [
+        "io",
+        "cpuid",
+        "msr",
+        "hypercall",
+        "hlt",
+        "cr",
+        "npf",
+        "exception",
+        "intr",
+        "other",
+    ];
 }
 
 impl VmExit {
@@ -90,10 +134,14 @@ impl VmExit {
             VmExit::RdMsr | VmExit::WrMsr => ExitKind::Msr,
             VmExit::Hypercall => ExitKind::Hypercall,
             VmExit::Hlt => ExitKind::Hlt,
-            VmExit::CrRead { .. } | VmExit::CrWrite { .. } | VmExit::CrWriteUndecoded { .. } => ExitKind::Cr,
+            VmExit::CrRead { .. } | VmExit::CrWrite { .. } | VmExit::CrWriteUndecoded { .. } => {
+                ExitKind::Cr
+            }
             VmExit::NestedPageFault { .. } => ExitKind::Npf,
             VmExit::Exception { .. } => ExitKind::Exception,
-            VmExit::ExternalInterrupt | VmExit::Nmi | VmExit::InterruptWindow => ExitKind::Interrupt,
+            VmExit::ExternalInterrupt | VmExit::Nmi | VmExit::InterruptWindow => {
+                ExitKind::Interrupt
+            }
             _ => ExitKind::Other,
         }
     }

@@ -30,13 +30,26 @@ pub fn cpu_mode(vcpu: &impl ArchVcpu) -> CpuMode {
 pub fn fetch(vcpu: &impl ArchVcpu, mem: &GuestMemory) -> ArrayVec<u8, 15> {
     let la = vcpu.segment(SegReg::Cs).base.wrapping_add(vcpu.rip());
     let paging = vcpu.paging();
-    let access = Access { write: false, user: vcpu.cpl() == 3, fetch: true };
+    let access = Access {
+        write: false,
+        user: vcpu.cpl() == 3,
+        fetch: true,
+    };
     let mut buf = [0u8; 15];
     let first = (0x1000 - (la & 0xfff)).min(15) as usize;
     let mut n = 0;
     if read_virt(mem, &paging, GuestVirt(la), &mut buf[..first], access).is_ok() {
         n = first;
-        if n < 15 && read_virt(mem, &paging, GuestVirt(la.wrapping_add(n as u64)), &mut buf[n..], access).is_ok() {
+        if n < 15
+            && read_virt(
+                mem,
+                &paging,
+                GuestVirt(la.wrapping_add(n as u64)),
+                &mut buf[n..],
+                access,
+            )
+            .is_ok()
+        {
             n = 15;
         }
     }

@@ -18,7 +18,9 @@ pub struct FreeRanges {
 
 impl FreeRanges {
     pub const fn new() -> Self {
-        Self { free: ArrayVec::new_const() }
+        Self {
+            free: ArrayVec::new_const(),
+        }
     }
 
     /// Adds an available range (from the firmware's memory map). Ranges that overlap one
@@ -56,7 +58,9 @@ impl FreeRanges {
         let mut best: Option<(usize, u64)> = None;
         for (i, f) in self.free.iter().enumerate() {
             let start = f.start.checked_add(align - 1)? & !(align - 1);
-            if start.checked_add(size).is_some_and(|e| e <= f.end) && best.is_none_or(|(_, b)| start < b) {
+            if start.checked_add(size).is_some_and(|e| e <= f.end)
+                && best.is_none_or(|(_, b)| start < b)
+            {
                 best = Some((i, start));
             }
         }
@@ -97,7 +101,11 @@ mod tests {
         let a = f.alloc(4096, 4096).unwrap();
         assert_eq!(a, HostPhys(0x14_0000));
         let big = f.alloc(2 * MIB, 2 * MIB).unwrap();
-        assert_eq!(big, HostPhys(0x40_0000), "0x200000 is partly reserved, so the next 2 MiB boundary");
+        assert_eq!(
+            big,
+            HostPhys(0x40_0000),
+            "0x200000 is partly reserved, so the next 2 MiB boundary"
+        );
         for _ in 0..100 {
             let p = f.alloc(4096, 4096).unwrap().0;
             assert!(!(0x20_0000..0x21_0000).contains(&p));

@@ -40,7 +40,11 @@ impl fmt::Display for MemError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             MemError::OutOfRange { gpa, len } => {
-                write!(f, "guest-physical {:#x}+{:#x} is outside guest RAM", gpa.0, len)
+                write!(
+                    f,
+                    "guest-physical {:#x}+{:#x} is outside guest RAM",
+                    gpa.0, len
+                )
             }
             MemError::BadRegion => write!(f, "overlapping or too many RAM regions"),
         }
@@ -61,7 +65,9 @@ unsafe impl Send for GuestMemory {}
 
 impl GuestMemory {
     pub const fn new() -> Self {
-        Self { regions: ArrayVec::new_const() }
+        Self {
+            regions: ArrayVec::new_const(),
+        }
     }
 
     /// Adds `len` bytes of RAM at guest-physical `gpa`, backed by host-physical `hpa`, which
@@ -78,11 +84,21 @@ impl GuestMemory {
         host: NonNull<u8>,
     ) -> Result<(), MemError> {
         let end = gpa.0.checked_add(len).ok_or(MemError::BadRegion)?;
-        if len == 0 || self.regions.iter().any(|r| gpa.0 < r.end() && r.gpa.0 < end) {
+        if len == 0
+            || self
+                .regions
+                .iter()
+                .any(|r| gpa.0 < r.end() && r.gpa.0 < end)
+        {
             return Err(MemError::BadRegion);
         }
         self.regions
-            .try_push(RamRegion { gpa, hpa, len, host })
+            .try_push(RamRegion {
+                gpa,
+                hpa,
+                len,
+                host,
+            })
             .map_err(|_| MemError::BadRegion)
     }
 
@@ -177,8 +193,13 @@ pub(crate) mod testing {
         let mut m = GuestMemory::new();
         // SAFETY: the leaked buffer lives forever and nothing else uses it.
         unsafe {
-            m.add_region(GuestPhys(0), HostPhys(0x1000_0000), size as u64, NonNull::new(buf.as_mut_ptr()).unwrap())
-                .unwrap()
+            m.add_region(
+                GuestPhys(0),
+                HostPhys(0x1000_0000),
+                size as u64,
+                NonNull::new(buf.as_mut_ptr()).unwrap(),
+            )
+            .unwrap()
         };
         m
     }
@@ -202,7 +223,10 @@ mod tests {
         let mut m = ram(0x2000);
         assert_eq!(
             m.read_u32(GuestPhys(0x1ffd)),
-            Err(MemError::OutOfRange { gpa: GuestPhys(0x1ffd), len: 4 })
+            Err(MemError::OutOfRange {
+                gpa: GuestPhys(0x1ffd),
+                len: 4
+            })
         );
         assert!(m.write_u64(GuestPhys(u64::MAX - 3), 1).is_err());
         assert!(m.slice(GuestPhys(0x2000), 1).is_err());
@@ -216,7 +240,12 @@ mod tests {
         let mut b = [0u8; 16];
         // SAFETY: `b` outlives `m` in this test and is not otherwise used.
         let r = unsafe {
-            m.add_region(GuestPhys(0x1000), HostPhys(0), 16, NonNull::new(b.as_mut_ptr()).unwrap())
+            m.add_region(
+                GuestPhys(0x1000),
+                HostPhys(0),
+                16,
+                NonNull::new(b.as_mut_ptr()).unwrap(),
+            )
         };
         assert_eq!(r, Err(MemError::BadRegion));
     }

@@ -30,7 +30,10 @@ pub trait MmioBus {
 pub enum MmioError {
     Decode(DecodeError),
     /// An instruction form the emulator does not carry out on device memory.
-    Unsupported { opcode: u8, map: Map },
+    Unsupported {
+        opcode: u8,
+        map: Map,
+    },
     /// No device (and no RAM) at this address.
     NoDevice(GuestPhys),
     /// A string operand's other side lies outside guest RAM.
@@ -48,10 +51,16 @@ impl fmt::Display for MmioError {
                     Map::Three38 => "0f 38 ",
                     Map::Three3A => "0f 3a ",
                 };
-                write!(f, "instruction {prefix}{opcode:02x} is not emulated on device memory")
+                write!(
+                    f,
+                    "instruction {prefix}{opcode:02x} is not emulated on device memory"
+                )
             }
             MmioError::NoDevice(gpa) => write!(f, "no RAM or device at guest-physical {gpa}"),
-            MmioError::Memory(gpa) => write!(f, "string operand at guest-physical {gpa} is outside guest RAM"),
+            MmioError::Memory(gpa) => write!(
+                f,
+                "string operand at guest-physical {gpa} is outside guest RAM"
+            ),
         }
     }
 }
@@ -61,11 +70,18 @@ impl fmt::Display for MmioError {
 pub enum MmioOutcome {
     Done,
     /// The guest's own page tables fault on a string operand: inject this #PF.
-    PageFault { gva: GuestVirt, error_code: u32 },
+    PageFault {
+        gva: GuestVirt,
+        error_code: u32,
+    },
 }
 
 fn mask(size: u8) -> u64 {
-    if size >= 8 { u64::MAX } else { (1u64 << (8 * size)) - 1 }
+    if size >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * size)) - 1
+    }
 }
 
 fn sign_extend(v: u64, size: u8) -> u64 {
@@ -111,20 +127,38 @@ fn seg_of(o: Option<SegOverride>) -> SegReg {
 }
 
 /// One side of a string instruction: device or RAM.
-fn string_read(bus: &mut impl MmioBus, mem: &GuestMemory, gpa: GuestPhys, size: u8) -> Result<u64, MmioError> {
+fn string_read(
+    bus: &mut impl MmioBus,
+    mem: &GuestMemory,
+    gpa: GuestPhys,
+    size: u8,
+) -> Result<u64, MmioError> {
     if mem.contains(gpa, size as u64) {
         let mut b = [0u8; 8];
-        mem.read(gpa, &mut b[..size as usize]).map_err(|_| MmioError::Memory(gpa))?;
+        mem.read(gpa, &mut b[..size as usize])
+            .map_err(|_| MmioError::Memory(gpa))?;
         return Ok(u64::from_le_bytes(b));
     }
     bus.read(gpa, size).ok_or(MmioError::NoDevice(gpa))
 }
 
-fn string_write(bus: &mut impl MmioBus, mem: &mut GuestMemory, gpa: GuestPhys, size: u8, v: u64) -> Result<(), MmioError> {
+fn string_write(
+    bus: &mut impl MmioBus,
+    mem: &mut GuestMemory,
+    gpa: GuestPhys,
+    size: u8,
+    v: u64,
+) -> Result<(), MmioError> {
     if mem.contains(gpa, size as u64) {
-        return mem.write(gpa, &v.to_le_bytes()[..size as usize]).map_err(|_| MmioError::Memory(gpa));
+        return mem
+            .write(gpa, &v.to_le_bytes()[..size as usize])
+            .map_err(|_| MmioError::Memory(gpa));
     }
-    if bus.write(gpa, size, v) { Ok(()) } else { Err(MmioError::NoDevice(gpa)) }
+    if bus.write(gpa, size, v) {
+        Ok(())
+    } else {
+        Err(MmioError::NoDevice(gpa))
+    }
 }
 
 /// Emulates the instruction at RIP, which accessed device memory at `gpa`.
@@ -146,7 +180,10 @@ fn execute<B: MmioBus>(
     i: &Insn,
 ) -> Result<MmioOutcome, MmioError> {
     let rex = i.rex != 0;
-    let unsupported = MmioError::Unsupported { opcode: i.opcode, map: i.map };
+    let unsupported = MmioError::Unsupported {
+        opcode: i.opcode,
+        map: i.map,
+    };
     let dev_read = |bus: &mut B, size: u8| bus.read(gpa, size).ok_or(MmioError::NoDevice(gpa));
     match (i.map, i.opcode) {
         // MOV r/m, r
@@ -166,7 +203,11 @@ fn execute<B: MmioBus>(
         // MOV r/m, imm (the /0 form only)
         (Map::One, 0xc6 | 0xc7) if i.reg() & 7 == 0 => {
             let size = if i.opcode == 0xc6 { 1 } else { i.op_size };
-            let v = if size == 8 { sign_extend(i.imm, 4) } else { i.imm & mask(size) };
+            let v = if size == 8 {
+                sign_extend(i.imm, 4)
+            } else {
+                i.imm & mask(size)
+            };
             if !bus.write(gpa, size, v) {
                 return Err(MmioError::NoDevice(gpa));
             }
@@ -185,7 +226,11 @@ fn execute<B: MmioBus>(
         (Map::Two, 0xb6 | 0xb7 | 0xbe | 0xbf) => {
             let src = if i.opcode & 1 == 0 { 1 } else { 2 };
             let v = dev_read(bus, src)?;
-            let v = if i.opcode >= 0xbe { sign_extend(v, src) } else { v };
+            let v = if i.opcode >= 0xbe {
+                sign_extend(v, src)
+            } else {
+                v
+            };
             set_reg(vcpu, i.reg(), i.op_size, rex, v & mask(i.op_size));
         }
         // MOVSXD r, r/m32 (64-bit mode; ARPL elsewhere, which never touches device memory).
@@ -204,7 +249,12 @@ fn execute<B: MmioBus>(
     Ok(MmioOutcome::Done)
 }
 
-fn string_op(vcpu: &mut impl ArchVcpu, mem: &mut GuestMemory, bus: &mut impl MmioBus, i: &Insn) -> Result<MmioOutcome, MmioError> {
+fn string_op(
+    vcpu: &mut impl ArchVcpu,
+    mem: &mut GuestMemory,
+    bus: &mut impl MmioBus,
+    i: &Insn,
+) -> Result<MmioOutcome, MmioError> {
     const RFLAGS_DF: u64 = 1 << 10;
     let size = if i.opcode & 1 == 0 { 1 } else { i.op_size };
     let amask = mask(i.addr_size);
@@ -218,9 +268,20 @@ fn string_op(vcpu: &mut impl ArchVcpu, mem: &mut GuestMemory, bus: &mut impl Mmi
     let user = vcpu.cpl() == 3;
     let di = vcpu.gpr(Gpr::Rdi) & amask;
     let dst_va = GuestVirt(vcpu.segment(SegReg::Es).base.wrapping_add(di));
-    let dst = match translate(mem, &paging, dst_va, Access { write: true, user, fetch: false }) {
+    let dst = match translate(
+        mem,
+        &paging,
+        dst_va,
+        Access {
+            write: true,
+            user,
+            fetch: false,
+        },
+    ) {
         Ok(g) => g,
-        Err(WalkError::PageFault { gva, error_code }) => return Ok(MmioOutcome::PageFault { gva, error_code }),
+        Err(WalkError::PageFault { gva, error_code }) => {
+            return Ok(MmioOutcome::PageFault { gva, error_code })
+        }
         Err(WalkError::Memory(_)) => return Err(MmioError::Memory(GuestPhys(dst_va.0))),
     };
     let value = if i.opcode >= 0xaa {
@@ -228,15 +289,30 @@ fn string_op(vcpu: &mut impl ArchVcpu, mem: &mut GuestMemory, bus: &mut impl Mmi
     } else {
         let si = vcpu.gpr(Gpr::Rsi) & amask;
         let src_va = GuestVirt(vcpu.segment(seg_of(i.seg)).base.wrapping_add(si));
-        let src = match translate(mem, &paging, src_va, Access { write: false, user, fetch: false }) {
+        let src = match translate(
+            mem,
+            &paging,
+            src_va,
+            Access {
+                write: false,
+                user,
+                fetch: false,
+            },
+        ) {
             Ok(g) => g,
-            Err(WalkError::PageFault { gva, error_code }) => return Ok(MmioOutcome::PageFault { gva, error_code }),
+            Err(WalkError::PageFault { gva, error_code }) => {
+                return Ok(MmioOutcome::PageFault { gva, error_code })
+            }
             Err(WalkError::Memory(_)) => return Err(MmioError::Memory(GuestPhys(src_va.0))),
         };
         string_read(bus, mem, src, size)?
     };
     string_write(bus, mem, dst, size, value)?;
-    let step = if vcpu.rflags() & RFLAGS_DF != 0 { (size as u64).wrapping_neg() } else { size as u64 };
+    let step = if vcpu.rflags() & RFLAGS_DF != 0 {
+        (size as u64).wrapping_neg()
+    } else {
+        size as u64
+    };
     let bump = |v: u64| (v & !amask) | (v.wrapping_add(step) & amask);
     let rdi = vcpu.gpr(Gpr::Rdi);
     vcpu.set_gpr(Gpr::Rdi, bump(rdi));
@@ -314,7 +390,10 @@ mod tests {
         let (mut v, mut mem) = setup(&[0x44, 0x89, 0x8b, 0x80, 0, 0, 0], true);
         v.regs[9] = 0xffff_ffff_1234_5678;
         let mut d = Dev::default();
-        assert_eq!(emulate(&mut v, &mut mem, GuestPhys(DEV + 0x80), &mut d), Ok(MmioOutcome::Done));
+        assert_eq!(
+            emulate(&mut v, &mut mem, GuestPhys(DEV + 0x80), &mut d),
+            Ok(MmioOutcome::Done)
+        );
         assert_eq!(d.writes, [(0x80, 4, 0x1234_5678)]);
         assert_eq!(v.rip, 0x1007);
 
@@ -379,7 +458,11 @@ mod tests {
         v.regs[0] = 0x42;
         let mut d = Dev::default();
         emulate(&mut v, &mut mem, GuestPhys(DEV + 0x80), &mut d).unwrap();
-        assert_eq!((v.rip, v.reg(Gpr::Rcx), v.reg(Gpr::Rdi)), (0x1000, 1, DEV + 0x84), "re-executes for the rest");
+        assert_eq!(
+            (v.rip, v.reg(Gpr::Rcx), v.reg(Gpr::Rdi)),
+            (0x1000, 1, DEV + 0x84),
+            "re-executes for the rest"
+        );
         emulate(&mut v, &mut mem, GuestPhys(DEV + 0x84), &mut d).unwrap();
         assert_eq!((v.rip, v.reg(Gpr::Rcx)), (0x1002, 0));
         assert_eq!(d.writes, [(0x80, 4, 0x42), (0x84, 4, 0x42)]);
@@ -390,7 +473,10 @@ mod tests {
         v.regs[Gpr::Rdi as usize] = 0x2000;
         emulate(&mut v, &mut mem, GuestPhys(DEV + 0x30), &mut d).unwrap();
         assert_eq!(mem.read_u32(GuestPhys(0x2000)).unwrap(), 0xccdd_eef0);
-        assert_eq!((v.reg(Gpr::Rsi), v.reg(Gpr::Rdi), v.rip), (DEV + 0x34, 0x2004, 0x1001));
+        assert_eq!(
+            (v.reg(Gpr::Rsi), v.reg(Gpr::Rdi), v.rip),
+            (DEV + 0x34, 0x2004, 0x1001)
+        );
     }
 
     #[test]
@@ -399,16 +485,28 @@ mod tests {
         // add [rax], ecx: not emulated on device memory.
         let (mut v, mut mem) = setup(&[0x01, 0x08], true);
         let e = emulate(&mut v, &mut mem, GuestPhys(DEV), &mut d).unwrap_err();
-        assert_eq!(e, MmioError::Unsupported { opcode: 0x01, map: Map::One });
+        assert_eq!(
+            e,
+            MmioError::Unsupported {
+                opcode: 0x01,
+                map: Map::One
+            }
+        );
         assert!(std::format!("{e}").contains("01"));
         assert_eq!(v.rip, 0x1000, "RIP unchanged");
         // A load from where nothing is.
         let (mut v, mut mem) = setup(&[0x8b, 0x07], true);
-        assert_eq!(emulate(&mut v, &mut mem, GuestPhys(0xd000_0000), &mut d), Err(MmioError::NoDevice(GuestPhys(0xd000_0000))));
+        assert_eq!(
+            emulate(&mut v, &mut mem, GuestPhys(0xd000_0000), &mut d),
+            Err(MmioError::NoDevice(GuestPhys(0xd000_0000)))
+        );
         // Truncated bytes (code at the end of RAM).
         let (mut v, mut mem) = setup(&[], true);
         v.rip = 0xf_ffff;
         mem.write(GuestPhys(0xf_ffff), &[0x8b]).unwrap();
-        assert!(matches!(emulate(&mut v, &mut mem, GuestPhys(DEV), &mut d), Err(MmioError::Decode(_))));
+        assert!(matches!(
+            emulate(&mut v, &mut mem, GuestPhys(DEV), &mut d),
+            Err(MmioError::Decode(_))
+        ));
     }
 }

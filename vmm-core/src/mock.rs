@@ -39,7 +39,12 @@ impl MockVcpu {
             rip: 0x10_0000,
             rflags: 2,
             cpl: 0,
-            segs: [Segment { selector: 0x10, base: 0, limit: 0xffff_ffff, attr: 0xc93 }; 6],
+            segs: [Segment {
+                selector: 0x10,
+                base: 0,
+                limit: 0xffff_ffff,
+                attr: 0xc93,
+            }; 6],
             cr0: 0x11,
             cr2: 0,
             cr3: 0,
@@ -61,16 +66,35 @@ impl MockVcpu {
 
 impl ArchVcpu for MockVcpu {
     fn run(&mut self) -> Result<VmExit, VcpuError> {
-        self.exits.pop_front().ok_or(VcpuError { what: "script ended", code: 0 })
+        self.exits.pop_front().ok_or(VcpuError {
+            what: "script ended",
+            code: 0,
+        })
     }
-    fn gpr(&self, r: Gpr) -> u64 { self.regs[r as usize] }
-    fn set_gpr(&mut self, r: Gpr, v: u64) { self.regs[r as usize] = v }
-    fn rip(&self) -> u64 { self.rip }
-    fn set_rip(&mut self, v: u64) { self.rip = v }
-    fn rflags(&self) -> u64 { self.rflags }
-    fn set_rflags(&mut self, v: u64) { self.rflags = v }
-    fn segment(&self, s: SegReg) -> Segment { self.segs[s as usize] }
-    fn cpl(&self) -> u8 { self.cpl }
+    fn gpr(&self, r: Gpr) -> u64 {
+        self.regs[r as usize]
+    }
+    fn set_gpr(&mut self, r: Gpr, v: u64) {
+        self.regs[r as usize] = v
+    }
+    fn rip(&self) -> u64 {
+        self.rip
+    }
+    fn set_rip(&mut self, v: u64) {
+        self.rip = v
+    }
+    fn rflags(&self) -> u64 {
+        self.rflags
+    }
+    fn set_rflags(&mut self, v: u64) {
+        self.rflags = v
+    }
+    fn segment(&self, s: SegReg) -> Segment {
+        self.segs[s as usize]
+    }
+    fn cpl(&self) -> u8 {
+        self.cpl
+    }
     fn cr(&self, r: ControlReg) -> u64 {
         match r {
             ControlReg::Cr0 => self.cr0,
@@ -105,10 +129,18 @@ impl ArchVcpu for MockVcpu {
         }
         Ok(())
     }
-    fn inject(&mut self, ev: Event) { self.injected.push(ev) }
-    fn interrupts_open(&self) -> bool { self.rflags & (1 << 9) != 0 }
-    fn request_interrupt_window(&mut self, on: bool) { self.window = on }
-    fn set_tsc_offset(&mut self, offset: u64) { self.tsc_offset = offset }
+    fn inject(&mut self, ev: Event) {
+        self.injected.push(ev)
+    }
+    fn interrupts_open(&self) -> bool {
+        self.rflags & (1 << 9) != 0
+    }
+    fn request_interrupt_window(&mut self, on: bool) {
+        self.window = on
+    }
+    fn set_tsc_offset(&mut self, offset: u64) {
+        self.tsc_offset = offset
+    }
     fn advance_rip(&mut self, _mem: &GuestMemory) -> Result<(), VcpuError> {
         self.rip += self.insn_len;
         Ok(())
@@ -130,8 +162,18 @@ pub fn take_output() -> String {
 
 fn fake_cpuid(leaf: u32, _sub: u32) -> [u32; 4] {
     match leaf {
-        0 => [0xd, u32::from_le_bytes(*b"Auth"), u32::from_le_bytes(*b"cAMD"), u32::from_le_bytes(*b"enti")],
-        1 => [0x00a2_0f10, 0x0001_0800, 0x7ed8_320b | (1 << 5), 0x178b_fbff],
+        0 => [
+            0xd,
+            u32::from_le_bytes(*b"Auth"),
+            u32::from_le_bytes(*b"cAMD"),
+            u32::from_le_bytes(*b"enti"),
+        ],
+        1 => [
+            0x00a2_0f10,
+            0x0001_0800,
+            0x7ed8_320b | (1 << 5),
+            0x178b_fbff,
+        ],
         _ => [0; 4],
     }
 }
@@ -149,7 +191,9 @@ fn mock_tsc() -> u64 {
 
 /// Idling advances time to the armed deadline, as the host timer would.
 fn mock_idle() {
-    let next = ARMED.with(|a| a.borrow().last().copied().flatten()).unwrap_or(1_000_000);
+    let next = ARMED
+        .with(|a| a.borrow().last().copied().flatten())
+        .unwrap_or(1_000_000);
     TSC.with(|t| t.set(t.get() + next));
 }
 

@@ -94,7 +94,9 @@ pub fn read(vcpu: &impl ArchVcpu, msr: u32, tsc: u64) -> Result<u64, Event> {
 
 fn valid_pat(v: u64) -> bool {
     // Each of the 8 entries must be UC, WC, WT, WP, WB or UC- (SDM Vol 3A 11.12.2).
-    v.to_le_bytes().iter().all(|&t| matches!(t, 0 | 1 | 4 | 5 | 6 | 7))
+    v.to_le_bytes()
+        .iter()
+        .all(|&t| matches!(t, 0 | 1 | 4 | 5 | 6 | 7))
 }
 
 fn canonical(v: u64) -> bool {
@@ -113,8 +115,13 @@ pub fn write(vcpu: &mut impl ArchVcpu, msr: u32, v: u64) -> Result<(), Event> {
         }
         Some(StateMsr::Pat) if !valid_pat(v) => Err(Event::gp(0)),
         Some(
-            m @ (StateMsr::FsBase | StateMsr::GsBase | StateMsr::KernelGsBase | StateMsr::Lstar
-            | StateMsr::Cstar | StateMsr::SysenterEsp | StateMsr::SysenterEip),
+            m @ (StateMsr::FsBase
+            | StateMsr::GsBase
+            | StateMsr::KernelGsBase
+            | StateMsr::Lstar
+            | StateMsr::Cstar
+            | StateMsr::SysenterEsp
+            | StateMsr::SysenterEip),
         ) if !canonical(v) => {
             let _ = m;
             Err(Event::gp(0))

@@ -49,7 +49,9 @@ impl fmt::Display for NestedError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NestedError::OutOfMemory => write!(f, "out of host memory for nested page tables"),
-            NestedError::TooHigh(g) => write!(f, "guest-physical {g} is beyond 4-level nested paging"),
+            NestedError::TooHigh(g) => {
+                write!(f, "guest-physical {g} is beyond 4-level nested paging")
+            }
             NestedError::Overlap(g) => write!(f, "guest-physical {g} mapped twice"),
         }
     }
@@ -61,7 +63,11 @@ fn index(gpa: u64, level: u32) -> usize {
 
 /// Counts of what [`build`] mapped, for the log and for tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MapStats { pub tables: u32, pub pages_2m: u32, pub pages_4k: u32 }
+pub struct MapStats {
+    pub tables: u32,
+    pub pages_2m: u32,
+    pub pages_4k: u32,
+}
 
 /// Builds tables mapping every RAM region of `mem` and returns the root (PML4) and counts.
 /// 2 MiB pages are used wherever guest- and host-physical addresses are both 2 MiB-aligned.
@@ -71,14 +77,25 @@ pub fn build(
     alloc: &mut impl FrameAllocator,
 ) -> Result<(HostPhys, MapStats), NestedError> {
     let root = alloc.alloc_table().ok_or(NestedError::OutOfMemory)?;
-    let mut stats = MapStats { tables: 1, ..Default::default() };
+    let mut stats = MapStats {
+        tables: 1,
+        ..Default::default()
+    };
     for r in mem.regions() {
         let mut off = 0;
         while off < r.len {
             let gpa = r.gpa.0 + off;
             let hpa = r.hpa.0 + off;
             let large = gpa % PAGE_2M == 0 && hpa % PAGE_2M == 0 && r.len - off >= PAGE_2M;
-            map_one(root, GuestPhys(gpa), HostPhys(hpa), large, fmt, alloc, &mut stats)?;
+            map_one(
+                root,
+                GuestPhys(gpa),
+                HostPhys(hpa),
+                large,
+                fmt,
+                alloc,
+                &mut stats,
+            )?;
             off += if large { PAGE_2M } else { PAGE_4K };
         }
     }
@@ -119,7 +136,11 @@ fn map_one(
         return Err(NestedError::Overlap(gpa));
     }
     *slot = fmt.leaf(hpa, large);
-    if large { stats.pages_2m += 1 } else { stats.pages_4k += 1 }
+    if large {
+        stats.pages_2m += 1
+    } else {
+        stats.pages_4k += 1
+    }
     Ok(())
 }
 
@@ -141,7 +162,9 @@ pub fn translate(
         }
         let page = 1u64 << (12 + 9 * (level - 1));
         if level == 1 || (level <= 3 && fmt.is_large(e)) {
-            return Some(HostPhys((e & ADDR_MASK & !(page - 1)) + (gpa.0 & (page - 1))));
+            return Some(HostPhys(
+                (e & ADDR_MASK & !(page - 1)) + (gpa.0 & (page - 1)),
+            ));
         }
         table = HostPhys(e & ADDR_MASK);
     }
@@ -181,10 +204,18 @@ mod tests {
     /// A plain x86-64 paging format (the shape of NPT entries).
     struct Plain;
     impl EntryFormat for Plain {
-        fn table(&self, next: HostPhys) -> u64 { next.0 | 7 }
-        fn leaf(&self, hpa: HostPhys, large: bool) -> u64 { hpa.0 | 7 | if large { 0x80 } else { 0 } }
-        fn present(&self, e: u64) -> bool { e & 1 != 0 }
-        fn is_large(&self, e: u64) -> bool { e & 0x80 != 0 }
+        fn table(&self, next: HostPhys) -> u64 {
+            next.0 | 7
+        }
+        fn leaf(&self, hpa: HostPhys, large: bool) -> u64 {
+            hpa.0 | 7 | if large { 0x80 } else { 0 }
+        }
+        fn present(&self, e: u64) -> bool {
+            e & 1 != 0
+        }
+        fn is_large(&self, e: u64) -> bool {
+            e & 0x80 != 0
+        }
     }
 
     fn memory(regions: &[(u64, u64, u64)]) -> GuestMemory {
@@ -192,7 +223,10 @@ mod tests {
         for &(gpa, hpa, len) in regions {
             // SAFETY: the builder never touches guest RAM through this pointer; a dangling
             // but non-null pointer is enough for the region bookkeeping in this test.
-            unsafe { m.add_region(GuestPhys(gpa), HostPhys(hpa), len, NonNull::dangling()).unwrap() };
+            unsafe {
+                m.add_region(GuestPhys(gpa), HostPhys(hpa), len, NonNull::dangling())
+                    .unwrap()
+            };
         }
         m
     }
@@ -202,14 +236,30 @@ mod tests {
         let mem = memory(&[(0, 0x4000_0000, 16 * MIB)]);
         let mut heap = Heap(Vec::new());
         let (root, stats) = build(&mem, &Plain, &mut heap).unwrap();
-        assert_eq!(stats, MapStats { tables: 3, pages_2m: 8, pages_4k: 0 });
-        assert_eq!(translate(root, GuestPhys(0), &Plain, &mut heap), Some(HostPhys(0x4000_0000)));
+        assert_eq!(
+            stats,
+            MapStats {
+                tables: 3,
+                pages_2m: 8,
+                pages_4k: 0
+            }
+        );
+        assert_eq!(
+            translate(root, GuestPhys(0), &Plain, &mut heap),
+            Some(HostPhys(0x4000_0000))
+        );
         assert_eq!(
             translate(root, GuestPhys(0x12_3456), &Plain, &mut heap),
             Some(HostPhys(0x4012_3456))
         );
-        assert_eq!(translate(root, GuestPhys(16 * MIB), &Plain, &mut heap), None);
-        assert_eq!(translate(root, GuestPhys(0xfee0_0000), &Plain, &mut heap), None);
+        assert_eq!(
+            translate(root, GuestPhys(16 * MIB), &Plain, &mut heap),
+            None
+        );
+        assert_eq!(
+            translate(root, GuestPhys(0xfee0_0000), &Plain, &mut heap),
+            None
+        );
     }
 
     #[test]
@@ -223,13 +273,19 @@ mod tests {
             translate(root, GuestPhys(0x20_2fff), &Plain, &mut heap),
             Some(HostPhys(0x4020_3fff))
         );
-        assert_eq!(translate(root, GuestPhys(0x20_3000), &Plain, &mut heap), None);
+        assert_eq!(
+            translate(root, GuestPhys(0x20_3000), &Plain, &mut heap),
+            None
+        );
     }
 
     #[test]
     fn running_out_of_tables_is_an_error() {
         let mem = memory(&[(0, 0x4000_1000, 256 * MIB)]); // needs 128 PTs, the heap has 64
         let mut heap = Heap(Vec::new());
-        assert_eq!(build(&mem, &Plain, &mut heap).unwrap_err(), NestedError::OutOfMemory);
+        assert_eq!(
+            build(&mem, &Plain, &mut heap).unwrap_err(),
+            NestedError::OutOfMemory
+        );
     }
 }

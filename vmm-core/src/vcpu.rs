@@ -16,14 +16,42 @@ use core::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Gpr {
-    Rax = 0, Rcx, Rdx, Rbx, Rsp, Rbp, Rsi, Rdi,
-    R8, R9, R10, R11, R12, R13, R14, R15,
+    Rax = 0,
+    Rcx,
+    Rdx,
+    Rbx,
+    Rsp,
+    Rbp,
+    Rsi,
+    Rdi,
+    R8,
+    R9,
+    R10,
+    R11,
+    R12,
+    R13,
+    R14,
+    R15,
 }
 
 impl Gpr {
     pub const ALL: [Gpr; 16] = [
-        Gpr::Rax, Gpr::Rcx, Gpr::Rdx, Gpr::Rbx, Gpr::Rsp, Gpr::Rbp, Gpr::Rsi, Gpr::Rdi,
-        Gpr::R8, Gpr::R9, Gpr::R10, Gpr::R11, Gpr::R12, Gpr::R13, Gpr::R14, Gpr::R15,
+        Gpr::Rax,
+        Gpr::Rcx,
+        Gpr::Rdx,
+        Gpr::Rbx,
+        Gpr::Rsp,
+        Gpr::Rbp,
+        Gpr::Rsi,
+        Gpr::Rdi,
+        Gpr::R8,
+        Gpr::R9,
+        Gpr::R10,
+        Gpr::R11,
+        Gpr::R12,
+        Gpr::R13,
+        Gpr::R14,
+        Gpr::R15,
     ];
     /// The register with encoding `n` (0..=15).
     pub fn from_index(n: u8) -> Option<Gpr> {
@@ -34,11 +62,27 @@ impl Gpr {
 /// Segment registers, in the x86 encoding order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
-pub enum SegReg { Es = 0, Cs, Ss, Ds, Fs, Gs }
+pub enum SegReg {
+    Es = 0,
+    Cs,
+    Ss,
+    Ds,
+    Fs,
+    Gs,
+}
 
 impl SegReg {
     pub fn from_index(n: u8) -> Option<SegReg> {
-        [SegReg::Es, SegReg::Cs, SegReg::Ss, SegReg::Ds, SegReg::Fs, SegReg::Gs].get(n as usize).copied()
+        [
+            SegReg::Es,
+            SegReg::Cs,
+            SegReg::Ss,
+            SegReg::Ds,
+            SegReg::Fs,
+            SegReg::Gs,
+        ]
+        .get(n as usize)
+        .copied()
     }
 }
 
@@ -54,18 +98,35 @@ pub struct Segment {
 }
 
 impl Segment {
-    pub const fn present(&self) -> bool { self.attr & 0x80 != 0 }
-    pub const fn long(&self) -> bool { self.attr & 0x200 != 0 }
-    pub const fn default_big(&self) -> bool { self.attr & 0x400 != 0 }
-    pub const fn dpl(&self) -> u8 { ((self.attr >> 5) & 3) as u8 }
+    pub const fn present(&self) -> bool {
+        self.attr & 0x80 != 0
+    }
+    pub const fn long(&self) -> bool {
+        self.attr & 0x200 != 0
+    }
+    pub const fn default_big(&self) -> bool {
+        self.attr & 0x400 != 0
+    }
+    pub const fn dpl(&self) -> u8 {
+        ((self.attr >> 5) & 3) as u8
+    }
 }
 
 /// The guest's descriptor-table registers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DescTable { pub base: u64, pub limit: u16 }
+pub struct DescTable {
+    pub base: u64,
+    pub limit: u16,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ControlReg { Cr0, Cr2, Cr3, Cr4, Cr8 }
+pub enum ControlReg {
+    Cr0,
+    Cr2,
+    Cr3,
+    Cr4,
+    Cr8,
+}
 
 impl ControlReg {
     /// The register a MOV CR exit names by number (VMX exit qualification bits 3:0, SVM
@@ -85,16 +146,32 @@ impl ControlReg {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
     /// A hardware exception (vector < 32), with its error code where it has one.
-    Exception { vector: u8, error_code: Option<u32> },
+    Exception {
+        vector: u8,
+        error_code: Option<u32>,
+    },
     /// An external interrupt.
     Interrupt(u8),
     Nmi,
 }
 
 impl Event {
-    pub const UD: Event = Event::Exception { vector: 6, error_code: None };
-    pub const fn gp(code: u32) -> Event { Event::Exception { vector: 13, error_code: Some(code) } }
-    pub const fn page_fault(code: u32) -> Event { Event::Exception { vector: 14, error_code: Some(code) } }
+    pub const UD: Event = Event::Exception {
+        vector: 6,
+        error_code: None,
+    };
+    pub const fn gp(code: u32) -> Event {
+        Event::Exception {
+            vector: 13,
+            error_code: Some(code),
+        }
+    }
+    pub const fn page_fault(code: u32) -> Event {
+        Event::Exception {
+            vector: 14,
+            error_code: Some(code),
+        }
+    }
 }
 
 /// Why a vCPU could not run: the entry failed, or the backend met a state it cannot
@@ -113,7 +190,8 @@ impl fmt::Display for VcpuError {
 
 /// CR4 bits a guest may not set because CPUID hides what they enable (VMXE, SMXE, PCIDE,
 /// OSXSAVE, LA57, PKE, CET): writing them raises #GP, as on a CPU without the feature.
-pub const CR4_HIDDEN: u64 = (1 << 13) | (1 << 14) | (1 << 17) | (1 << 18) | (1 << 12) | (1 << 22) | (1 << 23);
+pub const CR4_HIDDEN: u64 =
+    (1 << 13) | (1 << 14) | (1 << 17) | (1 << 18) | (1 << 12) | (1 << 22) | (1 << 23);
 
 /// The guest state a vCPU starts in (the loader fills it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,15 +200,31 @@ pub enum StartMode {
     Protected32 { entry: u32, eax: u32, ebx: u32 },
     /// 64-bit mode with paging on the given identity tables and a GDT whose selector 0x10
     /// is 64-bit code and 0x18 data, as Linux's 64-bit boot protocol asks; RSI holds `rsi`.
-    Long64 { rip: u64, rsi: u64, cr3: u64, gdt_base: u64, gdt_limit: u16 },
+    Long64 {
+        rip: u64,
+        rsi: u64,
+        cr3: u64,
+        gdt_base: u64,
+        gdt_limit: u16,
+    },
 }
 
 /// A guest-visible MSR whose value lives in the backend's guest-state area (VMCS or
 /// VMCB). The core's MSR policy reads and writes these through the trait.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StateMsr {
-    Efer, Pat, FsBase, GsBase, KernelGsBase, SysenterCs, SysenterEsp, SysenterEip,
-    Star, Lstar, Cstar, Fmask,
+    Efer,
+    Pat,
+    FsBase,
+    GsBase,
+    KernelGsBase,
+    SysenterCs,
+    SysenterEsp,
+    SysenterEip,
+    Star,
+    Lstar,
+    Cstar,
+    Fmask,
 }
 
 /// One virtual CPU of a guest, on one vendor's hardware.
@@ -261,7 +355,12 @@ pub struct InitialState {
 
 impl StartMode {
     pub fn initial_state(&self) -> InitialState {
-        let tr = Segment { selector: 0, base: 0, limit: 0xff, attr: 0x8b };
+        let tr = Segment {
+            selector: 0,
+            base: 0,
+            limit: 0xff,
+            attr: 0x8b,
+        };
         match *self {
             StartMode::Protected32 { entry, eax, ebx } => {
                 let mut gprs = GprFile::default();
@@ -274,28 +373,63 @@ impl StartMode {
                     efer: 0,
                     rip: entry as u64,
                     rflags: 2,
-                    cs: Segment { selector: 0x08, base: 0, limit: 0xffff_ffff, attr: 0xc9b },
-                    data: Segment { selector: 0x10, base: 0, limit: 0xffff_ffff, attr: 0xc93 },
+                    cs: Segment {
+                        selector: 0x08,
+                        base: 0,
+                        limit: 0xffff_ffff,
+                        attr: 0xc9b,
+                    },
+                    data: Segment {
+                        selector: 0x10,
+                        base: 0,
+                        limit: 0xffff_ffff,
+                        attr: 0xc93,
+                    },
                     tr,
-                    gdt: DescTable { base: 0, limit: 0xffff },
-                    idt: DescTable { base: 0, limit: 0xffff },
+                    gdt: DescTable {
+                        base: 0,
+                        limit: 0xffff,
+                    },
+                    idt: DescTable {
+                        base: 0,
+                        limit: 0xffff,
+                    },
                     gprs,
                 }
             }
-            StartMode::Long64 { rip, rsi, cr3, gdt_base, gdt_limit } => {
+            StartMode::Long64 {
+                rip,
+                rsi,
+                cr3,
+                gdt_base,
+                gdt_limit,
+            } => {
                 let mut gprs = GprFile::default();
                 gprs.r[Gpr::Rsi as usize] = rsi;
                 InitialState {
                     cr0: 0x8000_0031, // PG | NE | ET | PE
                     cr3,
-                    cr4: 0x20, // PAE
+                    cr4: 0x20,   // PAE
                     efer: 0x500, // LME | LMA
                     rip,
                     rflags: 2,
-                    cs: Segment { selector: 0x10, base: 0, limit: 0xffff_ffff, attr: 0xa9b },
-                    data: Segment { selector: 0x18, base: 0, limit: 0xffff_ffff, attr: 0xc93 },
+                    cs: Segment {
+                        selector: 0x10,
+                        base: 0,
+                        limit: 0xffff_ffff,
+                        attr: 0xa9b,
+                    },
+                    data: Segment {
+                        selector: 0x18,
+                        base: 0,
+                        limit: 0xffff_ffff,
+                        attr: 0xc93,
+                    },
                     tr,
-                    gdt: DescTable { base: gdt_base, limit: gdt_limit },
+                    gdt: DescTable {
+                        base: gdt_base,
+                        limit: gdt_limit,
+                    },
                     idt: DescTable { base: 0, limit: 0 },
                     gprs,
                 }

@@ -28,6 +28,10 @@ mod tests {
         assert_eq!(classify("AuthenticAMD"), Some(Vendor::AmdCompatible));
         assert_eq!(classify("HygonGenuine"), Some(Vendor::AmdCompatible));
         assert_eq!(classify("GenuineIotel"), None);
-        assert_eq!(classify("Shanghai"), None, "the real string has two spaces each side");
+        assert_eq!(
+            classify("Shanghai"),
+            None,
+            "the real string has two spaces each side"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! A VM: one guest's memory, devices, console and counters.
 
-use crate::platform::{Now, Platform};
 use crate::memory::GuestMemory;
+use crate::platform::{Now, Platform};
 use crate::stats::ExitStats;
 use arrayvec::{ArrayString, ArrayVec};
 use core::fmt::{self, Write};
@@ -110,7 +110,17 @@ impl Vm {
         }
         let platform = Platform::new(memory.size(), (host.tsc_hz)(), RTC_EPOCH);
         let ns_per_tick = ((1_000_000_000u128 << 32) / (host.tsc_hz)().max(1) as u128) as u64;
-        Vm { name: n, memory, platform, armed: None, tsc_offset: 0, ns_per_tick, stats: ExitStats::default(), host, line: ArrayVec::new() }
+        Vm {
+            name: n,
+            memory,
+            platform,
+            armed: None,
+            tsc_offset: 0,
+            ns_per_tick,
+            stats: ExitStats::default(),
+            host,
+            line: ArrayVec::new(),
+        }
     }
 
     /// Guest time now.
@@ -118,7 +128,10 @@ impl Vm {
         let tsc = (self.host.tsc)();
         // Fixed-point ns per tick, 32 fractional bits: a multiply, no division, on the
         // path of every exit.
-        Now { ns: ((tsc as u128 * self.ns_per_tick as u128) >> 32) as u64, tsc }
+        Now {
+            ns: ((tsc as u128 * self.ns_per_tick as u128) >> 32) as u64,
+            tsc,
+        }
     }
 
     /// A line from the VMM about this guest: `janus: guest NAME: ...`.
@@ -136,7 +149,11 @@ impl Vm {
                     self.flush_console();
                 }
                 // Control characters other than tab would garble the host console.
-                let shown = if b == b'\t' || (0x20..0x7f).contains(&b) { b } else { b'?' };
+                let shown = if b == b'\t' || (0x20..0x7f).contains(&b) {
+                    b
+                } else {
+                    b'?'
+                };
                 self.line.push(shown);
             }
         }

@@ -122,7 +122,11 @@ struct Rights {
 
 impl Rights {
     fn all() -> Self {
-        Rights { write: true, user: true, exec: true }
+        Rights {
+            write: true,
+            user: true,
+            exec: true,
+        }
     }
     fn restrict(&mut self, entry: u64, nxe: bool) {
         self.write &= entry & RW != 0;
@@ -147,17 +151,29 @@ fn fault(gva: GuestVirt, access: Access, present: bool) -> WalkError {
     if access.fetch {
         code |= pf::FETCH;
     }
-    WalkError::PageFault { gva, error_code: code }
+    WalkError::PageFault {
+        gva,
+        error_code: code,
+    }
 }
 
 /// Translates `gva` for `access`, checking the rights the guest's tables grant.
-pub fn translate(mem: &GuestMemory, paging: &PagingState, gva: GuestVirt, access: Access) -> Result<GuestPhys, WalkError> {
+pub fn translate(
+    mem: &GuestMemory,
+    paging: &PagingState,
+    gva: GuestVirt,
+    access: Access,
+) -> Result<GuestPhys, WalkError> {
     let nxe = paging.efer & EFER_NXE != 0;
     let mut rights = Rights::all();
     let va = gva.0;
     let (gpa, _) = match paging.mode() {
         PagingMode::Off => {
-            let pa = if paging.efer & EFER_LMA != 0 { va } else { va & 0xffff_ffff };
+            let pa = if paging.efer & EFER_LMA != 0 {
+                va
+            } else {
+                va & 0xffff_ffff
+            };
             return Ok(GuestPhys(pa));
         }
         PagingMode::Bits32 => {
@@ -190,10 +206,37 @@ pub fn translate(mem: &GuestMemory, paging: &PagingState, gva: GuestVirt, access
                 return Err(fault(gva, access, false));
             }
             // PDPTEs carry no access rights in PAE mode (SDM 4.4.1).
-            (walk_levels(mem, pdpte & ADDR_MASK, va, 2, access, nxe, &mut rights, gva)?, ())
+            (
+                walk_levels(mem, pdpte & ADDR_MASK, va, 2, access, nxe, &mut rights, gva)?,
+                (),
+            )
         }
-        PagingMode::Level4 => (walk_levels(mem, paging.cr3 & ADDR_MASK, va, 4, access, nxe, &mut rights, gva)?, ()),
-        PagingMode::Level5 => (walk_levels(mem, paging.cr3 & ADDR_MASK, va, 5, access, nxe, &mut rights, gva)?, ()),
+        PagingMode::Level4 => (
+            walk_levels(
+                mem,
+                paging.cr3 & ADDR_MASK,
+                va,
+                4,
+                access,
+                nxe,
+                &mut rights,
+                gva,
+            )?,
+            (),
+        ),
+        PagingMode::Level5 => (
+            walk_levels(
+                mem,
+                paging.cr3 & ADDR_MASK,
+                va,
+                5,
+                access,
+                nxe,
+                &mut rights,
+                gva,
+            )?,
+            (),
+        ),
     };
     // Access rights (SDM 4.6): user accesses need U/S everywhere; writes need R/W
     // everywhere, for supervisor writes only when CR0.WP is set.
@@ -252,8 +295,17 @@ fn pieces(gva: GuestVirt, len: usize) -> impl Iterator<Item = (GuestVirt, usize,
 }
 
 /// Reads `buf.len()` bytes at guest-virtual `gva` as the guest would with `access`.
-pub fn read_virt(mem: &GuestMemory, paging: &PagingState, gva: GuestVirt, buf: &mut [u8], access: Access) -> Result<(), WalkError> {
-    let access = Access { write: false, ..access };
+pub fn read_virt(
+    mem: &GuestMemory,
+    paging: &PagingState,
+    gva: GuestVirt,
+    buf: &mut [u8],
+    access: Access,
+) -> Result<(), WalkError> {
+    let access = Access {
+        write: false,
+        ..access
+    };
     for (va, off, n) in pieces(gva, buf.len()) {
         let gpa = translate(mem, paging, va, access)?;
         mem.read(gpa, &mut buf[off..off + n])?;
@@ -264,12 +316,25 @@ pub fn read_virt(mem: &GuestMemory, paging: &PagingState, gva: GuestVirt, buf: &
 /// Writes `data` at guest-virtual `gva` as the guest would (a data write at CPL 0 unless
 /// `access.user`). Every page is translated before any byte is written, so a fault
 /// leaves memory unchanged.
-pub fn write_virt(mem: &mut GuestMemory, paging: &PagingState, gva: GuestVirt, data: &[u8], access: Access) -> Result<(), WalkError> {
-    let access = Access { write: true, fetch: false, ..access };
+pub fn write_virt(
+    mem: &mut GuestMemory,
+    paging: &PagingState,
+    gva: GuestVirt,
+    data: &[u8],
+    access: Access,
+) -> Result<(), WalkError> {
+    let access = Access {
+        write: true,
+        fetch: false,
+        ..access
+    };
     for (va, _, n) in pieces(gva, data.len()) {
         let gpa = translate(mem, paging, va, access)?;
         if !mem.contains(gpa, n as u64) {
-            return Err(WalkError::Memory(MemError::OutOfRange { gpa, len: n as u64 }));
+            return Err(WalkError::Memory(MemError::OutOfRange {
+                gpa,
+                len: n as u64,
+            }));
         }
     }
     for (va, off, n) in pieces(gva, data.len()) {
@@ -295,11 +360,19 @@ mod tests {
         let mut m = ram(0x40_0000);
         m.write_u64(GuestPhys(0x1000), 0x2000 | RW_USER).unwrap();
         m.write_u64(GuestPhys(0x2000), 0x3000 | RW_USER).unwrap();
-        m.write_u64(GuestPhys(0x3000 + 2 * 8), 0x4000 | RW_USER).unwrap();
-        m.write_u64(GuestPhys(0x3000 + 3 * 8), 0x20_0000 | RW_USER | PS).unwrap();
+        m.write_u64(GuestPhys(0x3000 + 2 * 8), 0x4000 | RW_USER)
+            .unwrap();
+        m.write_u64(GuestPhys(0x3000 + 3 * 8), 0x20_0000 | RW_USER | PS)
+            .unwrap();
         m.write_u64(GuestPhys(0x4000), 0x9000 | RW_USER).unwrap();
-        m.write_u64(GuestPhys(0x4000 + 8), 0xa000 | RO_KERNEL | XD).unwrap();
-        let p = PagingState { cr0: PG | CR0_WP, cr3: 0x1000, cr4: CR4_PAE, efer: EFER_LMA | EFER_NXE | (1 << 8) };
+        m.write_u64(GuestPhys(0x4000 + 8), 0xa000 | RO_KERNEL | XD)
+            .unwrap();
+        let p = PagingState {
+            cr0: PG | CR0_WP,
+            cr3: 0x1000,
+            cr4: CR4_PAE,
+            efer: EFER_LMA | EFER_NXE | (1 << 8),
+        };
         (m, p)
     }
 
@@ -308,7 +381,10 @@ mod tests {
         let m = ram(0x1000);
         let p = PagingState::default();
         assert_eq!(p.mode(), PagingMode::Off);
-        assert_eq!(translate(&m, &p, GuestVirt(0x1_0000_0123), Access::default()), Ok(GuestPhys(0x123)));
+        assert_eq!(
+            translate(&m, &p, GuestVirt(0x1_0000_0123), Access::default()),
+            Ok(GuestPhys(0x123))
+        );
     }
 
     #[test]
@@ -316,31 +392,107 @@ mod tests {
         let (m, p) = long_mode();
         assert_eq!(p.mode(), PagingMode::Level4);
         let a = Access::default();
-        assert_eq!(translate(&m, &p, GuestVirt(0x40_0123), a), Ok(GuestPhys(0x9123)));
-        assert_eq!(translate(&m, &p, GuestVirt(0x61_2345), a), Ok(GuestPhys(0x21_2345)));
+        assert_eq!(
+            translate(&m, &p, GuestVirt(0x40_0123), a),
+            Ok(GuestPhys(0x9123))
+        );
+        assert_eq!(
+            translate(&m, &p, GuestVirt(0x61_2345), a),
+            Ok(GuestPhys(0x21_2345))
+        );
     }
 
     #[test]
     fn faults_carry_the_error_code() {
         let (m, p) = long_mode();
-        let not_present = translate(&m, &p, GuestVirt(0x40_2000), Access { write: true, ..Default::default() });
-        assert_eq!(not_present, Err(WalkError::PageFault { gva: GuestVirt(0x40_2000), error_code: pf::WRITE }));
-        let user_on_kernel = translate(&m, &p, GuestVirt(0x40_1000), Access { user: true, ..Default::default() });
-        assert_eq!(user_on_kernel, Err(WalkError::PageFault { gva: GuestVirt(0x40_1000), error_code: pf::PRESENT | pf::USER }));
-        let wp = translate(&m, &p, GuestVirt(0x40_1008), Access { write: true, ..Default::default() });
-        assert_eq!(wp, Err(WalkError::PageFault { gva: GuestVirt(0x40_1008), error_code: pf::PRESENT | pf::WRITE }));
-        let nx = translate(&m, &p, GuestVirt(0x40_1000), Access { fetch: true, ..Default::default() });
-        assert_eq!(nx, Err(WalkError::PageFault { gva: GuestVirt(0x40_1000), error_code: pf::PRESENT | pf::FETCH }));
+        let not_present = translate(
+            &m,
+            &p,
+            GuestVirt(0x40_2000),
+            Access {
+                write: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            not_present,
+            Err(WalkError::PageFault {
+                gva: GuestVirt(0x40_2000),
+                error_code: pf::WRITE
+            })
+        );
+        let user_on_kernel = translate(
+            &m,
+            &p,
+            GuestVirt(0x40_1000),
+            Access {
+                user: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            user_on_kernel,
+            Err(WalkError::PageFault {
+                gva: GuestVirt(0x40_1000),
+                error_code: pf::PRESENT | pf::USER
+            })
+        );
+        let wp = translate(
+            &m,
+            &p,
+            GuestVirt(0x40_1008),
+            Access {
+                write: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            wp,
+            Err(WalkError::PageFault {
+                gva: GuestVirt(0x40_1008),
+                error_code: pf::PRESENT | pf::WRITE
+            })
+        );
+        let nx = translate(
+            &m,
+            &p,
+            GuestVirt(0x40_1000),
+            Access {
+                fetch: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            nx,
+            Err(WalkError::PageFault {
+                gva: GuestVirt(0x40_1000),
+                error_code: pf::PRESENT | pf::FETCH
+            })
+        );
         // Without CR0.WP a supervisor write to a read-only page succeeds.
         let p2 = PagingState { cr0: PG, ..p };
-        assert_eq!(translate(&m, &p2, GuestVirt(0x40_1008), Access { write: true, ..Default::default() }), Ok(GuestPhys(0xa008)));
+        assert_eq!(
+            translate(
+                &m,
+                &p2,
+                GuestVirt(0x40_1008),
+                Access {
+                    write: true,
+                    ..Default::default()
+                }
+            ),
+            Ok(GuestPhys(0xa008))
+        );
     }
 
     #[test]
     fn tables_outside_ram_are_a_memory_error() {
         let (m, mut p) = long_mode();
         p.cr3 = 0x1_0000_0000;
-        assert!(matches!(translate(&m, &p, GuestVirt(0), Access::default()), Err(WalkError::Memory(_))));
+        assert!(matches!(
+            translate(&m, &p, GuestVirt(0), Access::default()),
+            Err(WalkError::Memory(_))
+        ));
     }
 
     #[test]
@@ -348,13 +500,28 @@ mod tests {
         let mut m = ram(0x80_0000);
         m.write_u32(GuestPhys(0x1000 + 4), 0x2000 | 7).unwrap(); // VA 4M..8M -> PT at 0x2000
         m.write_u32(GuestPhys(0x2000 + 5 * 4), 0x7000 | 7).unwrap();
-        m.write_u32(GuestPhys(0x1000 + 0x300 * 4), 0x40_0000 | 0x83).unwrap(); // VA 0xC000_0000 -> 4 MiB page at 4M
-        let p = PagingState { cr0: PG, cr3: 0x1000, cr4: CR4_PSE, efer: 0 };
+        m.write_u32(GuestPhys(0x1000 + 0x300 * 4), 0x40_0000 | 0x83)
+            .unwrap(); // VA 0xC000_0000 -> 4 MiB page at 4M
+        let p = PagingState {
+            cr0: PG,
+            cr3: 0x1000,
+            cr4: CR4_PSE,
+            efer: 0,
+        };
         assert_eq!(p.mode(), PagingMode::Bits32);
         let a = Access::default();
-        assert_eq!(translate(&m, &p, GuestVirt(0x40_5abc), a), Ok(GuestPhys(0x7abc)));
-        assert_eq!(translate(&m, &p, GuestVirt(0xc012_3456), a), Ok(GuestPhys(0x52_3456)));
-        assert!(matches!(translate(&m, &p, GuestVirt(0x80_0000), a), Err(WalkError::PageFault { .. })));
+        assert_eq!(
+            translate(&m, &p, GuestVirt(0x40_5abc), a),
+            Ok(GuestPhys(0x7abc))
+        );
+        assert_eq!(
+            translate(&m, &p, GuestVirt(0xc012_3456), a),
+            Ok(GuestPhys(0x52_3456))
+        );
+        assert!(matches!(
+            translate(&m, &p, GuestVirt(0x80_0000), a),
+            Err(WalkError::PageFault { .. })
+        ));
     }
 
     #[test]
@@ -363,12 +530,24 @@ mod tests {
         m.write_u64(GuestPhys(0x1000 + 3 * 8), 0x2000 | P).unwrap(); // VA 3G..4G
         m.write_u64(GuestPhys(0x2000), 0x3000 | 7).unwrap();
         m.write_u64(GuestPhys(0x3000 + 8), 0x8000 | 7).unwrap();
-        m.write_u64(GuestPhys(0x2000 + 8), 0x20_0000 | 0x87).unwrap(); // 2 MiB page
-        let p = PagingState { cr0: PG, cr3: 0x1000, cr4: CR4_PAE, efer: 0 };
+        m.write_u64(GuestPhys(0x2000 + 8), 0x20_0000 | 0x87)
+            .unwrap(); // 2 MiB page
+        let p = PagingState {
+            cr0: PG,
+            cr3: 0x1000,
+            cr4: CR4_PAE,
+            efer: 0,
+        };
         assert_eq!(p.mode(), PagingMode::Pae);
         let a = Access::default();
-        assert_eq!(translate(&m, &p, GuestVirt(0xc000_1010), a), Ok(GuestPhys(0x8010)));
-        assert_eq!(translate(&m, &p, GuestVirt(0xc020_0010), a), Ok(GuestPhys(0x20_0010)));
+        assert_eq!(
+            translate(&m, &p, GuestVirt(0xc000_1010), a),
+            Ok(GuestPhys(0x8010))
+        );
+        assert_eq!(
+            translate(&m, &p, GuestVirt(0xc020_0010), a),
+            Ok(GuestPhys(0x20_0010))
+        );
     }
 
     #[test]
@@ -381,8 +560,20 @@ mod tests {
         read_virt(&m, &p, GuestVirt(0x40_0ffe), &mut buf, Access::default()).unwrap();
         assert_eq!(buf, [1, 2, 3, 4]);
         // The write faults on the second page and leaves the first unchanged.
-        let r = write_virt(&mut m, &p, GuestVirt(0x40_0ffe), &[9, 9, 9, 9], Access::default());
-        assert!(matches!(r, Err(WalkError::PageFault { gva: GuestVirt(0x40_1000), .. })));
+        let r = write_virt(
+            &mut m,
+            &p,
+            GuestVirt(0x40_0ffe),
+            &[9, 9, 9, 9],
+            Access::default(),
+        );
+        assert!(matches!(
+            r,
+            Err(WalkError::PageFault {
+                gva: GuestVirt(0x40_1000),
+                ..
+            })
+        ));
         assert_eq!(m.read_u16(GuestPhys(0x9ffe)).unwrap(), 0x0201);
         write_virt(&mut m, &p, GuestVirt(0x40_0100), &[7, 7], Access::default()).unwrap();
         assert_eq!(m.read_u16(GuestPhys(0x9100)).unwrap(), 0x0707);

@@ -42,7 +42,12 @@ fn at(s: &mut Suite, name: &str, vector: u8, e: Option<ErrorInfo>, rip: u64) -> 
             s.check(
                 name,
                 e.rip == rip,
-                format_args!("{} raised at rip {:#x}, expected {:#x}", idt::mnemonic(vector.into()), e.rip, rip),
+                format_args!(
+                    "{} raised at rip {:#x}, expected {:#x}",
+                    idt::mnemonic(vector.into()),
+                    e.rip,
+                    rip
+                ),
             );
             Some(e)
         }
@@ -50,7 +55,11 @@ fn at(s: &mut Suite, name: &str, vector: u8, e: Option<ErrorInfo>, rip: u64) -> 
             s.check(
                 name,
                 false,
-                format_args!("no {} (vector {}) raised", idt::mnemonic(vector.into()), vector),
+                format_args!(
+                    "no {} (vector {}) raised",
+                    idt::mnemonic(vector.into()),
+                    vector
+                ),
             );
             None
         }
@@ -138,7 +147,10 @@ fn general_protection(s: &mut Suite) {
         s.check(
             "exceptions.gp_error_code",
             e.error == 0x18,
-            format_args!("#GP error code {:#x}, expected 0x18 (the selector)", e.error),
+            format_args!(
+                "#GP error code {:#x}, expected 0x18 (the selector)",
+                e.error
+            ),
         );
     }
     // A non-canonical address: #GP(0).
@@ -204,7 +216,10 @@ fn page_fault(s: &mut Suite) {
         s.check(
             "exceptions.pf_write_cr2_error",
             e.cr2 == WADDR && e.error & 0x7 == 0x2,
-            format_args!("CR2 {:#x} error {:#x}: want CR2 {:#x} and P=0 W=1 U=0", e.cr2, e.error, WADDR),
+            format_args!(
+                "CR2 {:#x} error {:#x}: want CR2 {:#x} and P=0 W=1 U=0",
+                e.cr2, e.error, WADDR
+            ),
         );
     }
 }
@@ -266,10 +281,30 @@ fn virtualization(s: &mut Suite) {
         ),
     );
     // VMX instructions with CR4.VMXE clear, SVM instructions with EFER.SVME clear.
-    expect_ud(s, "exceptions.ud_vmxon", "VMXON [rax]", ud_asm!("vmxon qword ptr [rax]"));
-    expect_ud(s, "exceptions.ud_vmptrld", "VMPTRLD [rax]", ud_asm!("vmptrld qword ptr [rax]"));
-    expect_ud(s, "exceptions.ud_vmclear", "VMCLEAR [rax]", ud_asm!("vmclear qword ptr [rax]"));
-    expect_ud(s, "exceptions.ud_vmread", "VMREAD rax, rcx", ud_asm!("vmread rcx, rax"));
+    expect_ud(
+        s,
+        "exceptions.ud_vmxon",
+        "VMXON [rax]",
+        ud_asm!("vmxon qword ptr [rax]"),
+    );
+    expect_ud(
+        s,
+        "exceptions.ud_vmptrld",
+        "VMPTRLD [rax]",
+        ud_asm!("vmptrld qword ptr [rax]"),
+    );
+    expect_ud(
+        s,
+        "exceptions.ud_vmclear",
+        "VMCLEAR [rax]",
+        ud_asm!("vmclear qword ptr [rax]"),
+    );
+    expect_ud(
+        s,
+        "exceptions.ud_vmread",
+        "VMREAD rax, rcx",
+        ud_asm!("vmread rcx, rax"),
+    );
     expect_ud(s, "exceptions.ud_vmlaunch", "VMLAUNCH", ud_asm!("vmlaunch"));
     expect_ud(s, "exceptions.ud_vmrun", "VMRUN", ud_asm!("vmrun rax"));
     expect_ud(s, "exceptions.ud_vmload", "VMLOAD", ud_asm!("vmload rax"));
@@ -279,41 +314,56 @@ fn virtualization(s: &mut Suite) {
     if janus_guests::cpuid(1, 0)[2] & (1 << 3) == 0 {
         // ECX/EDX (MONITOR) and EAX/ECX (MWAIT) zero: a CPU that does implement them
         // checks those before the hypervisor's intercept (#GP for bad extensions).
-        expect_ud(s, "exceptions.ud_monitor", "MONITOR without CPUID.MONITOR", || {
-            // SAFETY: MONITOR is meant to fault; the catcher resumes after it. RAX points
-            // at MARK (valid memory), the clobbered registers are declared.
-            unsafe {
-                asm!(
-                    "lea rax, [rip + 2f]",
-                    "mov qword ptr [rip + {m}], rax",
-                    "lea rax, [rip + {m}]",
-                    "2:",
-                    "monitor",
-                    m = sym MARK,
-                    out("rax") _,
-                    in("ecx") 0u32,
-                    in("edx") 0u32,
-                )
-            }
-        });
-        expect_ud(s, "exceptions.ud_mwait", "MWAIT without CPUID.MONITOR", || {
-            // SAFETY: MWAIT is meant to fault; the catcher resumes after it; EAX and ECX
-            // (hints and extensions) are zero, the clobbered registers are declared.
-            unsafe {
-                asm!(
-                    "lea rdx, [rip + 2f]",
-                    "mov qword ptr [rip + {m}], rdx",
-                    "2:",
-                    "mwait",
-                    m = sym MARK,
-                    out("rdx") _,
-                    in("eax") 0u32,
-                    in("ecx") 0u32,
-                )
-            }
-        });
+        expect_ud(
+            s,
+            "exceptions.ud_monitor",
+            "MONITOR without CPUID.MONITOR",
+            || {
+                // SAFETY: MONITOR is meant to fault; the catcher resumes after it. RAX points
+                // at MARK (valid memory), the clobbered registers are declared.
+                unsafe {
+                    asm!(
+                        "lea rax, [rip + 2f]",
+                        "mov qword ptr [rip + {m}], rax",
+                        "lea rax, [rip + {m}]",
+                        "2:",
+                        "monitor",
+                        m = sym MARK,
+                        out("rax") _,
+                        in("ecx") 0u32,
+                        in("edx") 0u32,
+                    )
+                }
+            },
+        );
+        expect_ud(
+            s,
+            "exceptions.ud_mwait",
+            "MWAIT without CPUID.MONITOR",
+            || {
+                // SAFETY: MWAIT is meant to fault; the catcher resumes after it; EAX and ECX
+                // (hints and extensions) are zero, the clobbered registers are declared.
+                unsafe {
+                    asm!(
+                        "lea rdx, [rip + 2f]",
+                        "mov qword ptr [rip + {m}], rdx",
+                        "2:",
+                        "mwait",
+                        m = sym MARK,
+                        out("rdx") _,
+                        in("eax") 0u32,
+                        in("ecx") 0u32,
+                    )
+                }
+            },
+        );
     } else {
-        s.check_note("exceptions.ud_monitor", true, format_args!("MONITOR is advertised"), format_args!(""));
+        s.check_note(
+            "exceptions.ud_monitor",
+            true,
+            format_args!("MONITOR is advertised"),
+            format_args!(""),
+        );
     }
 }
 
@@ -331,7 +381,11 @@ fn software_int(s: &mut Suite) {
     s.check(
         "exceptions.int80_handler",
         irq::count(0x80) == 1 && rax == 0x3007,
-        format_args!("handler ran {} times, rax {:#x} (expected 1 and 0x3007)", irq::count(0x80), rax),
+        format_args!(
+            "handler ran {} times, rax {:#x} (expected 1 and 0x3007)",
+            irq::count(0x80),
+            rax
+        ),
     );
 }
 
@@ -339,7 +393,10 @@ fn external_hlt(s: &mut Suite) {
     let khz = time::tsc_khz();
     println!("tsc: {} kHz ({:?})", khz, time::tsc_source());
     let (svr, lint0) = apic::virtual_wire();
-    println!("lapic at boot: svr {:#x} lint0 {:#x}; now virtual wire (LINT0 ExtINT)", svr, lint0);
+    println!(
+        "lapic at boot: svr {:#x} lint0 {:#x}; now virtual wire (LINT0 ExtINT)",
+        svr, lint0
+    );
     // A guard: the LAPIC timer at vector 0x41 wakes the HLT after 200 ms if the PIT
     // interrupt never comes.
     let per_ms = apic::timer_ticks_per_ms(2);
@@ -360,7 +417,9 @@ fn external_hlt(s: &mut Suite) {
         irq::count(0x20) == 1 && irq::count(0x41) == 0,
         format_args!(
             "after sti;hlt: {} PIT interrupts at 0x20, {} guard timer interrupts at 0x41, {} us",
-            irq::count(0x20), irq::count(0x41), us
+            irq::count(0x20),
+            irq::count(0x41),
+            us
         ),
     );
     s.check(

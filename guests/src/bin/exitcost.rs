@@ -30,11 +30,20 @@ fn measure(s: &mut Suite, name: &str, mut op: impl FnMut()) {
     }
     let ticks = rdtsc() - t0;
     let taken = exits() - before;
-    println!("exit cost {}: {} TSC ticks per round trip ({} exits for {} iterations)", name, ticks / N, taken, N);
+    println!(
+        "exit cost {}: {} TSC ticks per round trip ({} exits for {} iterations)",
+        name,
+        ticks / N,
+        taken,
+        N
+    );
     s.check(
         &name_of(name),
         taken > N,
-        format_args!("{} iterations of {} took {} exits; each should exit", N, name, taken),
+        format_args!(
+            "{} iterations of {} took {} exits; each should exit",
+            N, name, taken
+        ),
     );
 }
 
@@ -55,7 +64,10 @@ mod arrayvec_name {
             buf[..prefix.len()].copy_from_slice(prefix);
             let m = n.len().min(48 - prefix.len());
             buf[prefix.len()..prefix.len() + m].copy_from_slice(&n.as_bytes()[..m]);
-            Name { buf, len: prefix.len() + m }
+            Name {
+                buf,
+                len: prefix.len() + m,
+            }
         }
     }
     impl core::ops::Deref for Name {

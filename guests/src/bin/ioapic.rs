@@ -53,7 +53,11 @@ fn main(_boot: &BootInfo) -> ! {
     let dest = apic::id();
 
     let ver = apic::ioapic_read(1);
-    println!("ioapic: id register {:#x}, version register {:#x}", apic::ioapic_read(0), ver);
+    println!(
+        "ioapic: id register {:#x}, version register {:#x}",
+        apic::ioapic_read(0),
+        ver
+    );
     s.check(
         "ioapic.version",
         (ver >> 16) & 0xff == 23 && matches!(ver & 0xff, 0x11 | 0x20),
@@ -71,7 +75,10 @@ fn main(_boot: &BootInfo) -> ! {
     s.check(
         "ioapic.entries_masked_at_boot",
         unmasked == 0,
-        format_args!("pins {:#x} were unmasked before the guest programmed them", unmasked),
+        format_args!(
+            "pins {:#x} were unmasked before the guest programmed them",
+            unmasked
+        ),
     );
 
     // Pin 4 (COM1) -> 0x51, fixed, physical, edge, active high.
@@ -97,7 +104,10 @@ fn main(_boot: &BootInfo) -> ! {
     s.check(
         "ioapic.com1_irq4_delivered",
         got,
-        format_args!("no interrupt at {:#x} within 20 ms of enabling COM1's THRE interrupt (pin 4)", UART_VEC),
+        format_args!(
+            "no interrupt at {:#x} within 20 ms of enabling COM1's THRE interrupt (pin 4)",
+            UART_VEC
+        ),
     );
     s.check(
         "ioapic.com1_irq4_source",
@@ -135,24 +145,38 @@ fn main(_boot: &BootInfo) -> ! {
     s.check(
         "ioapic.pit_irq0_on_pin2",
         got,
-        format_args!("{} interrupts at {:#x} (pin 2) within 50 ms of a 1 kHz PIT, want >= 3", irq::count(PIT_VEC), PIT_VEC),
+        format_args!(
+            "{} interrupts at {:#x} (pin 2) within 50 ms of a 1 kHz PIT, want >= 3",
+            irq::count(PIT_VEC),
+            PIT_VEC
+        ),
     );
     s.check(
         "ioapic.pit_not_on_pin0",
         irq::count(PIN0_VEC) == 0,
-        format_args!("{} interrupts at {:#x} (pin 0), want 0", irq::count(PIN0_VEC), PIN0_VEC),
+        format_args!(
+            "{} interrupts at {:#x} (pin 0), want 0",
+            irq::count(PIN0_VEC),
+            PIN0_VEC
+        ),
     );
     let isr = (0..8u32).fold(0u32, |a, i| a | apic::read(apic::ISR0 + i * 0x10));
     s.check(
         "ioapic.isr_clear",
         isr == 0,
-        format_args!("LAPIC ISR not empty after EOIs (OR of the 8 words {:#x})", isr),
+        format_args!(
+            "LAPIC ISR not empty after EOIs (OR of the 8 words {:#x})",
+            isr
+        ),
     );
     let (stray, last) = idt::unexpected();
     s.check(
         "ioapic.no_stray_vectors",
         stray == 0,
-        format_args!("{} interrupts at vectors without a handler (last {:#x})", stray, last),
+        format_args!(
+            "{} interrupts at vectors without a handler (last {:#x})",
+            stray, last
+        ),
     );
     s.finish()
 }

@@ -58,7 +58,10 @@ fn main(_boot: &BootInfo) -> ! {
     s.check(
         "lapic.base_msr",
         base & 0xffff_f900 == 0xfee0_0900,
-        format_args!("IA32_APIC_BASE {:#x}: want base 0xfee00000, BSP (bit 8) and enable (bit 11)", base),
+        format_args!(
+            "IA32_APIC_BASE {:#x}: want base 0xfee00000, BSP (bit 8) and enable (bit 11)",
+            base
+        ),
     );
 
     apic::enable();
@@ -73,18 +76,30 @@ fn main(_boot: &BootInfo) -> ! {
     s.check(
         "lapic.id",
         id == initial,
-        format_args!("APIC ID register {:#x} (id {}), CPUID.1:EBX[31:24] = {}", apic::read(ID), id, initial),
+        format_args!(
+            "APIC ID register {:#x} (id {}), CPUID.1:EBX[31:24] = {}",
+            apic::read(ID),
+            id,
+            initial
+        ),
     );
     let ver = apic::read(VERSION);
     s.check(
         "lapic.version",
         (0x10..=0x15).contains(&(ver & 0xff)) && (ver >> 16) & 0xff >= 3,
-        format_args!("version register {:#x}: want version 0x10-0x15 and max LVT >= 3", ver),
+        format_args!(
+            "version register {:#x}: want version 0x10-0x15 and max LVT >= 3",
+            ver
+        ),
     );
     apic::write(TPR, 0x20);
     let tpr = apic::read(TPR);
     apic::write(TPR, 0);
-    s.check("lapic.tpr_round_trip", tpr == 0x20, format_args!("wrote TPR 0x20, read {:#x}", tpr));
+    s.check(
+        "lapic.tpr_round_trip",
+        tpr == 0x20,
+        format_args!("wrote TPR 0x20, read {:#x}", tpr),
+    );
 
     for v in [TIMER_VEC, DEADLINE_VEC] {
         idt::set_handler(v, timer_handler);
@@ -95,7 +110,10 @@ fn main(_boot: &BootInfo) -> ! {
     s.check(
         "lapic.timer_counts_down",
         per_ms > 10,
-        format_args!("the current count fell by {} ticks per ms (divide 16)", per_ms),
+        format_args!(
+            "the current count fell by {} ticks per ms (divide 16)",
+            per_ms
+        ),
     );
 
     // One-shot, 10 ms. Timed from the write of the initial count, which starts it; long
@@ -112,20 +130,30 @@ fn main(_boot: &BootInfo) -> ! {
     s.check(
         "lapic.oneshot_fires",
         fired,
-        format_args!("no interrupt at {:#x} within 100 ms of a one-shot count {} (~10 ms)", TIMER_VEC, n),
+        format_args!(
+            "no interrupt at {:#x} within 100 ms of a one-shot count {} (~10 ms)",
+            TIMER_VEC, n
+        ),
     );
     s.check(
         "lapic.oneshot_timing",
         // Never early; late by up to 80 % (an emulator's process can lose the host CPU).
         fired && (7_500..=18_000).contains(&us),
-        format_args!("one-shot of {} ticks fired after {} us, expected ~10000 (-25%..+80%)", n, us),
+        format_args!(
+            "one-shot of {} ticks fired after {} us, expected ~10000 (-25%..+80%)",
+            n, us
+        ),
     );
     let _ = wait_irqs(TIMER_VEC, 2, 12_000);
     let cur = apic::read(TIMER_CURRENT);
     s.check(
         "lapic.oneshot_once",
         irq::count(TIMER_VEC) == 1 && cur == 0,
-        format_args!("{} interrupts 12 ms after the one-shot (want 1); current count {} (want 0)", irq::count(TIMER_VEC), cur),
+        format_args!(
+            "{} interrupts 12 ms after the one-shot (want 1); current count {} (want 0)",
+            irq::count(TIMER_VEC),
+            cur
+        ),
     );
 
     // Periodic, 5 ms: the third interrupt after about 15 ms.
@@ -142,12 +170,19 @@ fn main(_boot: &BootInfo) -> ! {
     s.check(
         "lapic.periodic_repeats",
         got && (11_000..=27_000).contains(&us),
-        format_args!("{} interrupts of a 5 ms periodic timer; the third after {} us (want ~15000)", irq::count(TIMER_VEC), us),
+        format_args!(
+            "{} interrupts of a 5 ms periodic timer; the third after {} us (want ~15000)",
+            irq::count(TIMER_VEC),
+            us
+        ),
     );
     s.check(
         "lapic.periodic_reloads",
         cur != 0 && cur <= period,
-        format_args!("current count {} in periodic mode, want 1..={}", cur, period),
+        format_args!(
+            "current count {} in periodic mode, want 1..={}",
+            cur, period
+        ),
     );
     // An interrupt the periodic timer raised just before it was stopped may still be
     // pending (stopping does not clear IRR): let it in before the next test.
@@ -163,7 +198,11 @@ fn main(_boot: &BootInfo) -> ! {
     s.check(
         "lapic.masked_timer_silent",
         irq::count(TIMER_VEC) == 0 && cur == 0,
-        format_args!("masked 1 ms one-shot: {} interrupts in 5 ms (want 0), current count {} (want 0)", irq::count(TIMER_VEC), cur),
+        format_args!(
+            "masked 1 ms one-shot: {} interrupts in 5 ms (want 0), current count {} (want 0)",
+            irq::count(TIMER_VEC),
+            cur
+        ),
     );
 
     tsc_deadline(&mut s);
@@ -174,7 +213,10 @@ fn main(_boot: &BootInfo) -> ! {
     s.check(
         "lapic.no_stray_vectors",
         stray == 0,
-        format_args!("{} interrupts at vectors without a handler (last {:#x})", stray, last),
+        format_args!(
+            "{} interrupts at vectors without a handler (last {:#x})",
+            stray, last
+        ),
     );
     s.finish()
 }
@@ -214,12 +256,19 @@ fn tsc_deadline(s: &mut Suite) {
     s.check(
         "lapic.tsc_deadline_not_early",
         early == 0 && (!fired || at >= deadline),
-        format_args!("{} interrupts 1 ms before the deadline; fired at TSC {:#x}, deadline {:#x}", early, at, deadline),
+        format_args!(
+            "{} interrupts 1 ms before the deadline; fired at TSC {:#x}, deadline {:#x}",
+            early, at, deadline
+        ),
     );
     s.check(
         "lapic.tsc_deadline_fires",
         fired && irq::count(DEADLINE_VEC) == 1,
-        format_args!("{} interrupts at {:#x} within 50 ms after a 3 ms deadline (want 1)", irq::count(DEADLINE_VEC), DEADLINE_VEC),
+        format_args!(
+            "{} interrupts at {:#x} within 50 ms after a 3 ms deadline (want 1)",
+            irq::count(DEADLINE_VEC),
+            DEADLINE_VEC
+        ),
     );
     s.check(
         "lapic.tsc_deadline_msr_cleared",
@@ -234,7 +283,10 @@ fn tsc_deadline(s: &mut Suite) {
     s.check(
         "lapic.tsc_deadline_disarm",
         irq::count(DEADLINE_VEC) == 0,
-        format_args!("{} interrupts after writing 0 to IA32_TSC_DEADLINE (want 0)", irq::count(DEADLINE_VEC)),
+        format_args!(
+            "{} interrupts after writing 0 to IA32_TSC_DEADLINE (want 0)",
+            irq::count(DEADLINE_VEC)
+        ),
     );
     apic::timer_stop();
 }
@@ -256,19 +308,31 @@ fn tpr_and_ipi(s: &mut Suite) {
     s.check(
         "lapic.self_ipi_icr",
         icr & 0xff == u32::from(IPI_VEC) && icr & (1 << 12) == 0,
-        format_args!("ICR low reads {:#x} after a self-IPI: want vector {:#x}, delivery status idle", icr, IPI_VEC),
+        format_args!(
+            "ICR low reads {:#x} after a self-IPI: want vector {:#x}, delivery status idle",
+            icr, IPI_VEC
+        ),
     );
     s.check(
         "lapic.tpr_holds_ipi",
         held == 0 && pending,
-        format_args!("TPR 0x50, self-IPI {:#x}: {} deliveries in 1 ms (want 0), IRR bit {} (want set)", IPI_VEC, held, pending),
+        format_args!(
+            "TPR 0x50, self-IPI {:#x}: {} deliveries in 1 ms (want 0), IRR bit {} (want set)",
+            IPI_VEC, held, pending
+        ),
     );
     apic::self_ipi(HIGH_IPI_VEC);
     let high = wait_irqs(HIGH_IPI_VEC, 1, 1_000);
     s.check(
         "lapic.tpr_passes_higher_class",
         high && irq::count(IPI_VEC) == 0,
-        format_args!("TPR 0x50, self-IPI {:#x}: delivered {}, and {:#x} {} times (want 1 and 0)", HIGH_IPI_VEC, irq::count(HIGH_IPI_VEC), IPI_VEC, irq::count(IPI_VEC)),
+        format_args!(
+            "TPR 0x50, self-IPI {:#x}: delivered {}, and {:#x} {} times (want 1 and 0)",
+            HIGH_IPI_VEC,
+            irq::count(HIGH_IPI_VEC),
+            IPI_VEC,
+            irq::count(IPI_VEC)
+        ),
     );
     apic::write(TPR, 0);
     ISR_SEEN.store(0, Ordering::SeqCst);
@@ -276,15 +340,23 @@ fn tpr_and_ipi(s: &mut Suite) {
     s.check(
         "lapic.tpr_lowered_delivers",
         got && irq::count(IPI_VEC) == 1,
-        format_args!("after TPR 0: {} deliveries of {:#x} (want 1)", irq::count(IPI_VEC), IPI_VEC),
+        format_args!(
+            "after TPR 0: {} deliveries of {:#x} (want 1)",
+            irq::count(IPI_VEC),
+            IPI_VEC
+        ),
     );
     let isr_in = ISR_SEEN.load(Ordering::SeqCst);
     let isr_after = apic::bit_set(ISR0, IPI_VEC);
     s.check(
         "lapic.isr_and_eoi",
         isr_in == 1 && !isr_after,
-        format_args!("ISR bit {:#x}: inside the handler {}, after EOI {} (want set, clear)", IPI_VEC,
-            if isr_in == 1 { "set" } else { "clear" }, if isr_after { "set" } else { "clear" }),
+        format_args!(
+            "ISR bit {:#x}: inside the handler {}, after EOI {} (want set, clear)",
+            IPI_VEC,
+            if isr_in == 1 { "set" } else { "clear" },
+            if isr_after { "set" } else { "clear" }
+        ),
     );
 }
 
@@ -315,7 +387,11 @@ fn x2apic(s: &mut Suite, per_ms: u64) {
     let id = rdmsr(0x802) as u32;
     let x2id = cpuid(0xb, 0)[3];
     let max_basic = cpuid(0, 0)[0];
-    let want = if max_basic >= 0xb { x2id } else { cpuid(1, 0)[1] >> 24 };
+    let want = if max_basic >= 0xb {
+        x2id
+    } else {
+        cpuid(1, 0)[1] >> 24
+    };
     s.check(
         "lapic.x2apic_id",
         id == want,
@@ -325,7 +401,10 @@ fn x2apic(s: &mut Suite, per_ms: u64) {
     s.check(
         "lapic.x2apic_version",
         ver & 0xff00ff == mmio_ver & 0xff00ff,
-        format_args!("version MSR 0x803 = {:#x}, the xAPIC MMIO version was {:#x}", ver, mmio_ver),
+        format_args!(
+            "version MSR 0x803 = {:#x}, the xAPIC MMIO version was {:#x}",
+            ver, mmio_ver
+        ),
     );
     idt::set_handler(X2_VEC, ipi_handler);
     irq::reset(X2_VEC);
@@ -334,7 +413,10 @@ fn x2apic(s: &mut Suite, per_ms: u64) {
     s.check(
         "lapic.x2apic_self_ipi",
         got,
-        format_args!("no interrupt at {:#x} within 1 ms of a SELF IPI (MSR 0x83f)", X2_VEC),
+        format_args!(
+            "no interrupt at {:#x} within 1 ms of a SELF IPI (MSR 0x83f)",
+            X2_VEC
+        ),
     );
     irq::reset(TIMER_VEC);
     apic::timer_oneshot(TIMER_VEC, per_ms as u32);

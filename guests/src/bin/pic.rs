@@ -27,7 +27,10 @@ fn main(_boot: &BootInfo) -> ! {
     let mut s = Suite::new("pic");
     println!("tsc: {} kHz ({:?})", time::tsc_khz(), time::tsc_source());
     let (svr, lint0) = apic::virtual_wire();
-    println!("lapic at boot: svr {:#x} lint0 {:#x}; now virtual wire (LINT0 ExtINT)", svr, lint0);
+    println!(
+        "lapic at boot: svr {:#x} lint0 {:#x}; now virtual wire (LINT0 ExtINT)",
+        svr, lint0
+    );
 
     pc::pic_remap(0x20, 0x28);
     pc::pic_set_mask(0xa5c3);
@@ -35,7 +38,11 @@ fn main(_boot: &BootInfo) -> ! {
     s.check(
         "pic.imr_round_trip",
         m == 0xa5c3,
-        format_args!("wrote IMRs master 0xc3 slave 0xa5, read {:#x} {:#x}", m as u8, m >> 8),
+        format_args!(
+            "wrote IMRs master 0xc3 slave 0xa5, read {:#x} {:#x}",
+            m as u8,
+            m >> 8
+        ),
     );
     pc::pic_set_mask(0xffff);
     let isr = pc::pic_isr();
@@ -57,7 +64,10 @@ fn main(_boot: &BootInfo) -> ! {
     s.check(
         "pic.irr_shows_irq0_while_cli",
         pending && isr & 1 == 0,
-        format_args!("with IF=0 for up to 20 ms: IRR bit 0 {}, ISR {:#x} (want IRR bit 0 set, ISR 0)", pending, isr),
+        format_args!(
+            "with IF=0 for up to 20 ms: IRR bit 0 {}, ISR {:#x} (want IRR bit 0 set, ISR 0)",
+            pending, isr
+        ),
     );
 
     // Five interrupts in at most 200 ms.
@@ -70,18 +80,27 @@ fn main(_boot: &BootInfo) -> ! {
     s.check(
         "pic.irq0_arrives",
         got,
-        format_args!("{} IRQ0 interrupts at vector 0x20 within {} us, expected >= 5 within 200 ms", n, us),
+        format_args!(
+            "{} IRQ0 interrupts at vector 0x20 within {} us, expected >= 5 within 200 ms",
+            n, us
+        ),
     );
     s.check(
         "pic.irq0_rate",
         got && (2_500..=20_000).contains(&us),
-        format_args!("5 interrupts of a 1 kHz PIT took {} us, expected about 4000-5000", us),
+        format_args!(
+            "5 interrupts of a 1 kHz PIT took {} us, expected about 4000-5000",
+            us
+        ),
     );
     let isr_h = ISR_IN_HANDLER.load(Ordering::SeqCst);
     s.check(
         "pic.isr_in_handler",
         isr_h == 1,
-        format_args!("ISR read in the handler before EOI: {:#x}, expected 0x1 (IRQ0 only)", isr_h),
+        format_args!(
+            "ISR read in the handler before EOI: {:#x}, expected 0x1 (IRQ0 only)",
+            isr_h
+        ),
     );
     let isr = pc::pic_isr();
     s.check(
@@ -101,12 +120,18 @@ fn main(_boot: &BootInfo) -> ! {
     s.check(
         "pic.masked_irq0_not_delivered",
         n == 0,
-        format_args!("{} interrupts at 0x20 in 20 ms with IRQ0 masked, expected 0", n),
+        format_args!(
+            "{} interrupts at 0x20 in 20 ms with IRQ0 masked, expected 0",
+            n
+        ),
     );
     s.check(
         "pic.masked_irq0_pending_in_irr",
         irr & 1 != 0,
-        format_args!("IRR {:#x} with IRQ0 masked and the PIT running: want bit 0 set", irr),
+        format_args!(
+            "IRR {:#x} with IRQ0 masked and the PIT running: want bit 0 set",
+            irr
+        ),
     );
     // Unmasking delivers the pending request.
     pc::pic_set_mask(!0x0001);
@@ -127,7 +152,10 @@ fn main(_boot: &BootInfo) -> ! {
     s.check(
         "pic.no_stray_vectors",
         stray == 0,
-        format_args!("{} interrupts at vectors without a handler (last {:#x})", stray, last),
+        format_args!(
+            "{} interrupts at vectors without a handler (last {:#x})",
+            stray, last
+        ),
     );
     s.finish()
 }

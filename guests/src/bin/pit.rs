@@ -4,7 +4,7 @@
 #![no_std]
 #![no_main]
 
-use janus_guests::rt::pc::{self, PORT_61, PIT_CMD};
+use janus_guests::rt::pc::{self, PIT_CMD, PORT_61};
 use janus_guests::rt::time::{self, Stopwatch, PIT_HZ};
 use janus_guests::{entry, inb, outb, println, BootInfo, Suite};
 
@@ -50,7 +50,12 @@ fn main(_boot: &BootInfo) -> ! {
     s.check(
         "pit.ch2_mode0_out2_rises",
         rose,
-        format_args!("OUT2 did not rise within {} us of loading {} (expected after {} us)", expect_us * 4, COUNT, expect_us),
+        format_args!(
+            "OUT2 did not rise within {} us of loading {} (expected after {} us)",
+            expect_us * 4,
+            COUNT,
+            expect_us
+        ),
     );
     s.check(
         "pit.ch2_mode0_timing",
@@ -61,7 +66,10 @@ fn main(_boot: &BootInfo) -> ! {
     s.check(
         "pit.readback_status_ch2",
         st & 0x3f == 0x30 && st & 0x80 != 0,
-        format_args!("channel 2 status {:#x}: want OUT=1, access lo/hi (0x30), mode 0, binary", st),
+        format_args!(
+            "channel 2 status {:#x}: want OUT=1, access lo/hi (0x30), mode 0, binary",
+            st
+        ),
     );
 
     // Mode 3 (square wave), 1 ms period: OUT2 is seen high and low within 5 ms.
@@ -70,7 +78,11 @@ fn main(_boot: &BootInfo) -> ! {
     let d = time::Deadline::after_us(5_000);
     while !d.expired() {
         let o = out2();
-        if o { hi += 1 } else { lo += 1 }
+        if o {
+            hi += 1
+        } else {
+            lo += 1
+        }
         if o != last {
             edges += 1;
             last = o;
@@ -79,13 +91,19 @@ fn main(_boot: &BootInfo) -> ! {
     s.check(
         "pit.ch2_mode3_toggles",
         hi > 0 && lo > 0 && edges >= 4,
-        format_args!("over 5 ms of a 1 ms square wave: {} high samples, {} low, {} edges (want >= 4)", hi, lo, edges),
+        format_args!(
+            "over 5 ms of a 1 ms square wave: {} high samples, {} low, {} edges (want >= 4)",
+            hi, lo, edges
+        ),
     );
     let st = status(2);
     s.check(
         "pit.readback_status_mode3",
         st & 0x3e == 0x36,
-        format_args!("channel 2 status {:#x}: want access lo/hi, mode 3 (bits 5:1 = 0b11011)", st),
+        format_args!(
+            "channel 2 status {:#x}: want access lo/hi, mode 3 (bits 5:1 = 0b11011)",
+            st
+        ),
     );
     gate2(false);
 
@@ -96,7 +114,10 @@ fn main(_boot: &BootInfo) -> ! {
     s.check(
         "pit.readback_status_ch0",
         st & 0x3f == 0x34,
-        format_args!("channel 0 status {:#x}: want access lo/hi (0x30), mode 2 (0x04), binary", st),
+        format_args!(
+            "channel 0 status {:#x}: want access lo/hi (0x30), mode 2 (0x04), binary",
+            st
+        ),
     );
 
     // Direct lobyte/hibyte reads decrease.
@@ -115,7 +136,10 @@ fn main(_boot: &BootInfo) -> ! {
     s.check(
         "pit.ch0_count_decreases",
         bad.is_none(),
-        format_args!("reads 300 us apart {:?}: want the second ~358 lower (mod 65536)", bad),
+        format_args!(
+            "reads 300 us apart {:?}: want the second ~358 lower (mod 65536)",
+            bad
+        ),
     );
 
     // Latch: the value read is the one at the latch, and a second latch before reading
@@ -146,7 +170,10 @@ fn main(_boot: &BootInfo) -> ! {
     s.check(
         "pit.readback_count_and_status",
         st & 0x3f == 0x34 && c.wrapping_sub(live) < 2000,
-        format_args!("read-back 0xc2: status {:#x} (want 0x34 in bits 5:0), count {:#x}, then live {:#x}", st, c, live),
+        format_args!(
+            "read-back 0xc2: status {:#x} (want 0x34 in bits 5:0), count {:#x}, then live {:#x}",
+            st, c, live
+        ),
     );
     pc::pit_program(0, 0, 0xffff);
     s.finish()

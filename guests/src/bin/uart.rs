@@ -63,7 +63,11 @@ fn main(_boot: &BootInfo) -> ! {
             bad = Some((v, r));
         }
     }
-    s.check("uart.scratch", bad.is_none(), format_args!("scratch wrote/read {:x?}", bad));
+    s.check(
+        "uart.scratch",
+        bad.is_none(),
+        format_args!("scratch wrote/read {:x?}", bad),
+    );
 
     tx_idle();
     let lcr = inb(UART_LCR);
@@ -82,14 +86,21 @@ fn main(_boot: &BootInfo) -> ! {
     s.check(
         "uart.divisor_latch",
         dll == 0x0c && dlm == 0x01,
-        format_args!("DLAB=1: wrote DLL 0x0c DLM 0x01, read {:#x} {:#x}", dll, dlm),
+        format_args!(
+            "DLAB=1: wrote DLL 0x0c DLM 0x01, read {:#x} {:#x}",
+            dll, dlm
+        ),
     );
     s.check(
         "uart.lcr_round_trip",
         lcr_dlab == 0x83 && lcr_back == 0x03,
         format_args!("LCR wrote 0x83/0x03, read {:#x}/{:#x}", lcr_dlab, lcr_back),
     );
-    println!("divisor was {:#x}, LCR {:#x}", u16::from(dll0) | u16::from(dlm0) << 8, lcr);
+    println!(
+        "divisor was {:#x}, LCR {:#x}",
+        u16::from(dll0) | u16::from(dlm0) << 8,
+        lcr
+    );
 
     // Loopback: bytes come back in RBR; MSR reflects MCR's outputs.
     tx_idle();
@@ -120,12 +131,18 @@ fn main(_boot: &BootInfo) -> ! {
     s.check(
         "uart.loopback_modem_lines",
         msr_all & 0xf0 == 0xf0 && msr_none & 0xf0 == 0,
-        format_args!("loopback MSR with MCR 0x1f: {:#x} (want 0xf_), with MCR 0x10: {:#x} (want 0x0_)", msr_all, msr_none),
+        format_args!(
+            "loopback MSR with MCR 0x1f: {:#x} (want 0xf_), with MCR 0x10: {:#x} (want 0x0_)",
+            msr_all, msr_none
+        ),
     );
 
     // THRE interrupt through the PIC on IRQ4.
     let (svr, lint0) = apic::virtual_wire();
-    println!("lapic at boot: svr {:#x} lint0 {:#x}; now virtual wire (LINT0 ExtINT)", svr, lint0);
+    println!(
+        "lapic at boot: svr {:#x} lint0 {:#x}; now virtual wire (LINT0 ExtINT)",
+        svr, lint0
+    );
     pic_remap(0x20, 0x28);
     pic_set_mask(!(1 << 4));
     idt::set_handler(VEC, handler);
@@ -163,12 +180,21 @@ fn main(_boot: &BootInfo) -> ! {
     s.check(
         "uart.rx_pending_in_iir",
         dr && iir_polled & 0x0f == 0x04,
-        format_args!("loopback byte with IER=0x01: LSR.DR {}, IIR {:#x} (want 0x4, data available)", dr, iir_polled),
+        format_args!(
+            "loopback byte with IER=0x01: LSR.DR {}, IIR {:#x} (want 0x4, data available)",
+            dr, iir_polled
+        ),
     );
     s.check(
         "uart.rx_interrupt",
         got && iir & 0x0f == 0x04 && rbr == 0x3c,
-        format_args!("{} interrupts at {:#x}; IIR in the handler {:#x} (want 0x4), RBR {:#x} (want 0x3c)", irq::count(VEC), VEC, iir, rbr),
+        format_args!(
+            "{} interrupts at {:#x}; IIR in the handler {:#x} (want 0x4), RBR {:#x} (want 0x3c)",
+            irq::count(VEC),
+            VEC,
+            iir,
+            rbr
+        ),
     );
     pic_set_mask(0xffff);
     x86::open_window();
@@ -176,7 +202,10 @@ fn main(_boot: &BootInfo) -> ! {
     s.check(
         "uart.no_stray_vectors",
         stray == 0,
-        format_args!("{} interrupts at vectors without a handler (last {:#x})", stray, last),
+        format_args!(
+            "{} interrupts at vectors without a handler (last {:#x})",
+            stray, last
+        ),
     );
     s.finish()
 }

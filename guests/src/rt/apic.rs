@@ -3,7 +3,7 @@
 //! GiB below 4 GiB (uncached) first; the accessors call it.
 
 use super::cpu::{cpuid, rdmsr};
-use super::x86::{read_cr3, wrmsr, write_cr3, MSR_APIC_BASE};
+use super::x86::{read_cr3, write_cr3, wrmsr, MSR_APIC_BASE};
 use core::sync::atomic::{AtomicBool, Ordering};
 
 /// The xAPIC's default physical base.

@@ -329,7 +329,9 @@ pub fn mnemonic(vector: u64) -> &'static str {
 fn read_cr2() -> u64 {
     let v: u64;
     // SAFETY: reading CR2 has no side effects.
-    unsafe { core::arch::asm!("mov {}, cr2", out(reg) v, options(nostack, nomem, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov {}, cr2", out(reg) v, options(nostack, nomem, preserves_flags))
+    };
     v
 }
 

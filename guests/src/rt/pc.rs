@@ -88,7 +88,6 @@ pub fn pit_read_count(ch: u8) -> u16 {
     u16::from(lo) | (u16::from(hi) << 8)
 }
 
-
 /// COM1's registers.
 pub const COM1: u16 = 0x3f8;
 pub const UART_RBR: u16 = COM1; // read, DLAB=0

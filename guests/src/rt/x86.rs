@@ -16,7 +16,9 @@ pub fn wrmsr(msr: u32, v: u64) {
 pub fn rdtsc() -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: RDTSC touches no memory.
-    unsafe { asm!("rdtsc", out("eax") lo, out("edx") hi, options(nostack, nomem, preserves_flags)) };
+    unsafe {
+        asm!("rdtsc", out("eax") lo, out("edx") hi, options(nostack, nomem, preserves_flags))
+    };
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
@@ -69,7 +71,17 @@ pub fn sti_hlt_cli() {
 #[inline(always)]
 pub fn open_window() {
     // SAFETY: as for `sti`.
-    unsafe { asm!("sti", "nop", "nop", "nop", "nop", "cli", options(nostack, nomem)) };
+    unsafe {
+        asm!(
+            "sti",
+            "nop",
+            "nop",
+            "nop",
+            "nop",
+            "cli",
+            options(nostack, nomem)
+        )
+    };
 }
 
 /// RFLAGS.

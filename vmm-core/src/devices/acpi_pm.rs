@@ -129,7 +129,13 @@ impl AcpiPm {
     /// The registers at `evt_port` (4 bytes: PM1_STS, PM1_EN) and `cnt_port` (2 bytes:
     /// PM1_CNT), in their power-on state: no status, nothing enabled, ACPI mode.
     pub const fn new(evt_port: u16, cnt_port: u16) -> Self {
-        Self { evt_port, cnt_port, sts: 0, en: 0, cnt: 0 }
+        Self {
+            evt_port,
+            cnt_port,
+            sts: 0,
+            en: 0,
+            cnt: 0,
+        }
     }
 
     pub fn evt_port(&self) -> u16 {
@@ -218,7 +224,9 @@ impl AcpiPm {
     /// A guest IN of `size` (1, 2 or 4) bytes at `port`: little-endian bytes of the
     /// registers; bytes outside the blocks read 0xFF.
     pub fn read(&self, port: u16, size: u8) -> u32 {
-        (0..size.min(4)).fold(0u32, |v, i| v | (self.read8(port.wrapping_add(i as u16)) as u32) << (8 * i))
+        (0..size.min(4)).fold(0u32, |v, i| {
+            v | (self.read8(port.wrapping_add(i as u16)) as u32) << (8 * i)
+        })
     }
 
     /// A guest OUT of `size` (1, 2 or 4) bytes at `port`, byte by byte, lowest first.
@@ -276,8 +284,15 @@ mod tests {
     fn control_keeps_bm_rld_and_slp_typ_but_not_write_only_bits() {
         let mut pm = AcpiPm::default();
         let v = cnt::BM_RLD | cnt::GBL_RLS | (3 << cnt::SLP_TYP_SHIFT);
-        assert_eq!(pm.write(CNT, 2, v as u32), PmEffect::None, "no SLP_EN: nothing happens");
-        assert_eq!(pm.read(CNT, 2), (cnt::SCI_EN | cnt::BM_RLD | (3 << cnt::SLP_TYP_SHIFT)) as u32);
+        assert_eq!(
+            pm.write(CNT, 2, v as u32),
+            PmEffect::None,
+            "no SLP_EN: nothing happens"
+        );
+        assert_eq!(
+            pm.read(CNT, 2),
+            (cnt::SCI_EN | cnt::BM_RLD | (3 << cnt::SLP_TYP_SHIFT)) as u32
+        );
         // Byte access to the high byte alone.
         assert_eq!(pm.read(CNT + 1, 1), (3 << 2) as u32);
         assert_eq!(pm.write(CNT + 1, 1, 0), PmEffect::None);
@@ -290,7 +305,10 @@ mod tests {
         let mut pm = AcpiPm::default();
         let typ = (SLP_TYP_S5 as u16) << cnt::SLP_TYP_SHIFT;
         assert_eq!(pm.write(CNT, 2, (cnt::SCI_EN | typ) as u32), PmEffect::None);
-        assert_eq!(pm.write(CNT, 2, (cnt::SCI_EN | typ | cnt::SLP_EN) as u32), PmEffect::PowerOff);
+        assert_eq!(
+            pm.write(CNT, 2, (cnt::SCI_EN | typ | cnt::SLP_EN) as u32),
+            PmEffect::PowerOff
+        );
         // In one go, as a word, and as a byte to the high half.
         let mut pm = AcpiPm::default();
         assert_eq!(pm.write(CNT, 2, slp(5)), PmEffect::PowerOff);

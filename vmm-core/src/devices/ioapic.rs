@@ -92,7 +92,12 @@ pub struct IoApic {
 impl IoApic {
     /// The state after reset: every entry masked, edge-triggered, vector 0.
     pub fn new(id: u8) -> Self {
-        Self { id: id & 0xf, ioregsel: 0, redir: [ENTRY_MASKED; PINS], lines: 0 }
+        Self {
+            id: id & 0xf,
+            ioregsel: 0,
+            redir: [ENTRY_MASKED; PINS],
+            lines: 0,
+        }
     }
 
     /// The 4-bit IOAPIC ID (register 0x00 bits 27:24).
@@ -133,7 +138,11 @@ impl IoApic {
             i if (REG_REDIR..REG_REDIR + 2 * PINS as u8).contains(&i) => {
                 let pin = ((i - REG_REDIR) / 2) as usize;
                 let old = self.redir[pin];
-                let (mask, shift) = if i & 1 == 0 { (0xffff_ffffu64, 0) } else { (0xffff_ffff << 32, 32) };
+                let (mask, shift) = if i & 1 == 0 {
+                    (0xffff_ffffu64, 0)
+                } else {
+                    (0xffff_ffff << 32, 32)
+                };
                 let writable = ENTRY_WRITABLE & mask;
                 let mut e = (old & !writable) | (((value as u64) << shift) & writable);
                 if e & ENTRY_LEVEL == 0 {
@@ -295,7 +304,11 @@ mod tests {
         assert_eq!(read_reg(&mut io, REG_ID), 5 << 24, "only bits 27:24");
         assert_eq!(io.id(), 5);
         write_reg(&mut io, REG_VERSION, 0);
-        assert_eq!(read_reg(&mut io, REG_VERSION), VERSION, "version is read-only");
+        assert_eq!(
+            read_reg(&mut io, REG_VERSION),
+            VERSION,
+            "version is read-only"
+        );
         io.write_mmio(IOREGSEL, 0x2b);
         assert_eq!(io.read_mmio(IOREGSEL), 0x2b);
         assert_eq!(read_reg(&mut io, 0x40), 0, "no register past the table");
@@ -312,7 +325,11 @@ mod tests {
         // Delivery status (12) and remote IRR (14) are read-only.
         assert_eq!(read_reg(&mut io, REG_REDIR + 8), 0x0001_afff);
         write_reg(&mut io, REG_REDIR + 9, 0xffff_ffff);
-        assert_eq!(read_reg(&mut io, REG_REDIR + 9), 0xff00_0000, "bits 55:32 reserved");
+        assert_eq!(
+            read_reg(&mut io, REG_REDIR + 9),
+            0xff00_0000,
+            "bits 55:32 reserved"
+        );
         assert_eq!(io.entry(4), Some(0xff00_0000_0001_afff));
         assert_eq!(io.entry(24), None);
     }
@@ -321,7 +338,13 @@ mod tests {
     fn edge_delivers_once_per_rising_edge() {
         let mut io = IoApic::new(0);
         assert_eq!(program(&mut io, 1, 0x31, 0x02), None);
-        let d = Delivery { vector: 0x31, dest: 2, logical: false, mode: DeliveryMode::Fixed, level: false };
+        let d = Delivery {
+            vector: 0x31,
+            dest: 2,
+            logical: false,
+            mode: DeliveryMode::Fixed,
+            level: false,
+        };
         assert_eq!(io.set_irq(1, true), Some(d));
         assert_eq!(io.set_irq(1, true), None, "no edge while held");
         assert_eq!(io.set_irq(1, false), None);
@@ -337,7 +360,11 @@ mod tests {
         io.set_irq(3, false);
         program(&mut io, 3, 0x33 | MASKED, 0);
         assert_eq!(io.set_irq(3, true), None);
-        assert_eq!(program(&mut io, 3, 0x33, 0), None, "edge lost while masked is not replayed");
+        assert_eq!(
+            program(&mut io, 3, 0x33, 0),
+            None,
+            "edge lost while masked is not replayed"
+        );
         io.set_irq(3, false);
         assert!(io.set_irq(3, true).is_some());
     }
@@ -347,14 +374,23 @@ mod tests {
         let mut io = IoApic::new(0);
         program(&mut io, 9, 0x49 | LEVEL | ENTRY_LOGICAL as u32, 0x01);
         let d = io.set_irq(9, true).expect("delivered");
-        assert_eq!((d.vector, d.level, d.logical, d.dest), (0x49, true, true, 1));
-        assert_ne!(read_reg(&mut io, REG_REDIR + 18) & ENTRY_REMOTE_IRR as u32, 0);
+        assert_eq!(
+            (d.vector, d.level, d.logical, d.dest),
+            (0x49, true, true, 1)
+        );
+        assert_ne!(
+            read_reg(&mut io, REG_REDIR + 18) & ENTRY_REMOTE_IRR as u32,
+            0
+        );
         assert_eq!(io.set_irq(9, true), None, "remote IRR holds it");
         assert_eq!(io.eoi(0x48), None, "other vector");
         assert_eq!(io.eoi(0x49), Some(d), "still asserted: re-delivered");
         io.set_irq(9, false);
         assert_eq!(io.eoi(0x49), None);
-        assert_eq!(read_reg(&mut io, REG_REDIR + 18) & ENTRY_REMOTE_IRR as u32, 0);
+        assert_eq!(
+            read_reg(&mut io, REG_REDIR + 18) & ENTRY_REMOTE_IRR as u32,
+            0
+        );
         assert_eq!(io.set_irq(9, true), Some(d));
         // The EOI register does the same as a broadcast EOI.
         assert_eq!(io.write_mmio(IOEOI, 0x49), Some(d));
@@ -367,7 +403,11 @@ mod tests {
         assert_eq!(io.set_irq(11, true), None);
         let d = program(&mut io, 11, 0x5b | LEVEL, 0).expect("delivered on unmask");
         assert_eq!((d.vector, d.level), (0x5b, true));
-        assert_eq!(program(&mut io, 11, 0x5b | LEVEL, 0), None, "remote IRR set");
+        assert_eq!(
+            program(&mut io, 11, 0x5b | LEVEL, 0),
+            None,
+            "remote IRR set"
+        );
         // Masking does not drop remote IRR; EOI while masked does not deliver.
         program(&mut io, 11, 0x5b | LEVEL | MASKED, 0);
         assert_eq!(io.eoi(0x5b), None);
@@ -391,14 +431,26 @@ mod tests {
     fn delivery_modes_and_non_fixed_level() {
         let mut io = IoApic::new(0);
         program(&mut io, 0, 0x700, 0); // ExtINT
-        assert_eq!(io.set_irq(0, true).map(|d| d.mode), Some(DeliveryMode::ExtInt));
+        assert_eq!(
+            io.set_irq(0, true).map(|d| d.mode),
+            Some(DeliveryMode::ExtInt)
+        );
         program(&mut io, 2, 0x400 | LEVEL, 0); // NMI: no remote IRR
-        assert_eq!(io.set_irq(2, true).map(|d| (d.mode, d.level)), Some((DeliveryMode::Nmi, false)));
-        assert_eq!(read_reg(&mut io, REG_REDIR + 4) & ENTRY_REMOTE_IRR as u32, 0);
+        assert_eq!(
+            io.set_irq(2, true).map(|d| (d.mode, d.level)),
+            Some((DeliveryMode::Nmi, false))
+        );
+        assert_eq!(
+            read_reg(&mut io, REG_REDIR + 4) & ENTRY_REMOTE_IRR as u32,
+            0
+        );
         program(&mut io, 5, 0x300 | 0x35, 0); // reserved mode
         assert_eq!(io.set_irq(5, true), None);
         program(&mut io, 6, 0x135, 0);
-        assert_eq!(io.set_irq(6, true).map(|d| d.mode), Some(DeliveryMode::LowestPriority));
+        assert_eq!(
+            io.set_irq(6, true).map(|d| d.mode),
+            Some(DeliveryMode::LowestPriority)
+        );
     }
 
     #[test]
@@ -410,7 +462,10 @@ mod tests {
         assert_eq!(io.entry(7).unwrap() & ENTRY_REMOTE_IRR, 0);
         // The polarity bit is stored, not applied: assertion is what counts.
         program(&mut io, 8, 0x48 | ENTRY_ACTIVE_LOW as u32, 0);
-        assert_eq!(read_reg(&mut io, REG_REDIR + 16) & ENTRY_ACTIVE_LOW as u32, ENTRY_ACTIVE_LOW as u32);
+        assert_eq!(
+            read_reg(&mut io, REG_REDIR + 16) & ENTRY_ACTIVE_LOW as u32,
+            ENTRY_ACTIVE_LOW as u32
+        );
         assert!(io.set_irq(8, true).is_some());
     }
 }

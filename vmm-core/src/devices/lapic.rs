@@ -149,7 +149,10 @@ pub enum ApicEffect {
     None,
     /// The guest ended the interrupt `vector`; `level` if it was accepted
     /// level-triggered (TMR set), in which case the IOAPIC must clear its remote IRR.
-    Eoi { vector: u8, level: bool },
+    Eoi {
+        vector: u8,
+        level: bool,
+    },
     /// An interprocessor interrupt to route.
     Ipi(Ipi),
 }
@@ -577,7 +580,10 @@ impl LocalApic {
         match highest(&self.isr) {
             Some(vector) => {
                 set(&mut self.isr, vector, false);
-                ApicEffect::Eoi { vector, level: test(&self.tmr, vector) }
+                ApicEffect::Eoi {
+                    vector,
+                    level: test(&self.tmr, vector),
+                }
             }
             None => ApicEffect::None,
         }
@@ -693,7 +699,9 @@ impl LocalApic {
     fn elapsed_ticks(&self, now_ns: u64) -> u64 {
         let dt = now_ns.saturating_sub(self.timer.epoch_ns) as u128;
         let t = dt * self.timer_hz as u128 / (self.timer_divisor() as u128 * NS_PER_SEC);
-        self.timer.epoch_ticks.saturating_add(t.min(u64::MAX as u128) as u64)
+        self.timer
+            .epoch_ticks
+            .saturating_add(t.min(u64::MAX as u128) as u64)
     }
 
     /// The guest time at which `ticks` ticks have been counted since the initial count
@@ -701,7 +709,9 @@ impl LocalApic {
     fn ticks_deadline_ns(&self, ticks: u64) -> u64 {
         let left = ticks.saturating_sub(self.timer.epoch_ticks) as u128;
         let ns = (left * self.timer_divisor() as u128 * NS_PER_SEC).div_ceil(self.timer_hz as u128);
-        self.timer.epoch_ns.saturating_add(ns.min(u64::MAX as u128) as u64)
+        self.timer
+            .epoch_ns
+            .saturating_add(ns.min(u64::MAX as u128) as u64)
     }
 
     fn counting(&self) -> bool {
@@ -835,7 +845,10 @@ impl LocalApic {
                 self.timer.initial = 0;
                 self.timer.deadline = 0;
                 self.timer.expiries = 0;
-            } else if old == TimerMode::OneShot && new == TimerMode::Periodic && self.timer.expiries > 0 {
+            } else if old == TimerMode::OneShot
+                && new == TimerMode::Periodic
+                && self.timer.expiries > 0
+            {
                 // An expired one-shot has stopped at 0; changing the mode does not restart
                 // it (only a write of the initial count does), so it must not fire at once
                 // as if its old count had been periodic all along.
@@ -1063,7 +1076,8 @@ mod tests {
 
     fn x2apic(id: u32) -> LocalApic {
         let mut a = LocalApic::new(id, false, GHZ, GHZ);
-        a.set_apic_base(DEFAULT_BASE | BASE_ENABLE | BASE_EXTD).unwrap();
+        a.set_apic_base(DEFAULT_BASE | BASE_ENABLE | BASE_EXTD)
+            .unwrap();
         a.write_msr(0x80f, 0x1ff, 0).unwrap();
         a
     }
@@ -1079,7 +1093,11 @@ mod tests {
         assert_eq!(a.read_mmio(reg::LVT_LINT0, 0), LVT_MASKED);
         assert!(!a.sw_enabled());
         a.accept(0x40, false);
-        assert_eq!(a.pending_vector(), None, "software-disabled: nothing is taken");
+        assert_eq!(
+            a.pending_vector(),
+            None,
+            "software-disabled: nothing is taken"
+        );
         assert!(a.irr_pending(), "but the request is held");
     }
 
@@ -1087,13 +1105,21 @@ mod tests {
     fn software_enable_via_svr_and_lvt_masking() {
         let mut a = LocalApic::new(0, true, GHZ, GHZ);
         a.write_mmio(reg::LVT_LINT0, 0x700, 0);
-        assert_ne!(a.read_mmio(reg::LVT_LINT0, 0) & LVT_MASKED, 0, "mask sticks while disabled");
+        assert_ne!(
+            a.read_mmio(reg::LVT_LINT0, 0) & LVT_MASKED,
+            0,
+            "mask sticks while disabled"
+        );
         a.write_mmio(reg::SVR, 0x1ff, 0);
         assert!(a.sw_enabled());
         a.write_mmio(reg::LVT_LINT0, 0x700, 0);
         assert_eq!(a.read_mmio(reg::LVT_LINT0, 0), 0x700);
         a.write_mmio(reg::SVR, 0xff, 0);
-        assert_eq!(a.read_mmio(reg::LVT_LINT0, 0), 0x700 | LVT_MASKED, "disabling masks");
+        assert_eq!(
+            a.read_mmio(reg::LVT_LINT0, 0),
+            0x700 | LVT_MASKED,
+            "disabling masks"
+        );
     }
 
     #[test]
@@ -1106,12 +1132,28 @@ mod tests {
         a.acknowledge(0x52);
         assert_eq!(a.read_mmio(reg::ISR + 0x20, 0), 1 << 0x12);
         assert_eq!(a.read_mmio(reg::PPR, 0), 0x50);
-        assert_eq!(a.pending_vector(), None, "0x31 is below the in-service class");
+        assert_eq!(
+            a.pending_vector(),
+            None,
+            "0x31 is below the in-service class"
+        );
         a.accept(0x61, false);
         assert_eq!(a.pending_vector(), Some(0x61), "a higher class nests");
         a.acknowledge(0x61);
-        assert_eq!(a.write_mmio(reg::EOI, 0, 0), ApicEffect::Eoi { vector: 0x61, level: false });
-        assert_eq!(a.write_mmio(reg::EOI, 0, 0), ApicEffect::Eoi { vector: 0x52, level: true });
+        assert_eq!(
+            a.write_mmio(reg::EOI, 0, 0),
+            ApicEffect::Eoi {
+                vector: 0x61,
+                level: false
+            }
+        );
+        assert_eq!(
+            a.write_mmio(reg::EOI, 0, 0),
+            ApicEffect::Eoi {
+                vector: 0x52,
+                level: true
+            }
+        );
         assert_eq!(a.pending_vector(), Some(0x31));
         // TPR masks classes at or below it.
         a.write_mmio(reg::TPR, 0x30, 0);
@@ -1120,8 +1162,18 @@ mod tests {
         a.set_tpr(0x2f);
         assert_eq!(a.pending_vector(), Some(0x31));
         a.acknowledge(0x31);
-        assert_eq!(a.write_mmio(reg::EOI, 0, 0), ApicEffect::Eoi { vector: 0x31, level: false });
-        assert_eq!(a.write_mmio(reg::EOI, 0, 0), ApicEffect::None, "nothing in service");
+        assert_eq!(
+            a.write_mmio(reg::EOI, 0, 0),
+            ApicEffect::Eoi {
+                vector: 0x31,
+                level: false
+            }
+        );
+        assert_eq!(
+            a.write_mmio(reg::EOI, 0, 0),
+            ApicEffect::None,
+            "nothing in service"
+        );
     }
 
     #[test]
@@ -1170,7 +1222,11 @@ mod tests {
         assert_eq!(a.read_mmio(reg::TIMER_CURRENT, 0), 100);
         assert_eq!(a.read_mmio(reg::TIMER_CURRENT, 25), 75);
         assert_eq!(a.read_mmio(reg::TIMER_CURRENT, 50), 50);
-        assert_eq!(a.read_mmio(reg::TIMER_CURRENT, 130), 70, "reloaded after a period");
+        assert_eq!(
+            a.read_mmio(reg::TIMER_CURRENT, 130),
+            70,
+            "reloaded after a period"
+        );
         for period in 1..=3u64 {
             assert_eq!(a.next_timer_ns(period * 100 - 1), Some(period * 100));
             a.poll_timer(period * 100, period * 100);
@@ -1216,10 +1272,18 @@ mod tests {
         let mut a = LocalApic::new(0, true, 2 * GHZ, GHZ);
         a.write_mmio(reg::SVR, 0x1ff, 0);
         a.write_tsc_deadline(3000, 0);
-        assert_eq!(a.read_tsc_deadline(), 0, "ignored outside TSC-deadline mode");
+        assert_eq!(
+            a.read_tsc_deadline(),
+            0,
+            "ignored outside TSC-deadline mode"
+        );
         a.write_mmio(reg::LVT_TIMER, (2 << 17) | 0x60, 0);
         a.write_mmio(reg::TIMER_INITIAL, 100, 0);
-        assert_eq!(a.read_mmio(reg::TIMER_INITIAL, 0), 0, "initial count ignored");
+        assert_eq!(
+            a.read_mmio(reg::TIMER_INITIAL, 0),
+            0,
+            "initial count ignored"
+        );
         a.write_tsc_deadline(3000, 0);
         assert_eq!(a.read_tsc_deadline(), 3000);
         assert_eq!(a.next_timer_ns(0), Some(1500));
@@ -1288,15 +1352,29 @@ mod tests {
         a.acknowledge(0x45);
         assert_eq!(a.read_msr(0x812, 0), Some(1 << 5), "ISR word 2, bit 5");
         assert_eq!(a.write_msr(0x80b, 1, 0), Err(()), "non-zero EOI");
-        assert_eq!(a.write_msr(0x80b, 0, 0), Ok(ApicEffect::Eoi { vector: 0x45, level: false }));
+        assert_eq!(
+            a.write_msr(0x80b, 0, 0),
+            Ok(ApicEffect::Eoi {
+                vector: 0x45,
+                level: false
+            })
+        );
         // ICR is one 64-bit MSR: a fixed self-IPI is handled here.
-        assert_eq!(a.write_msr(0x830, (1 << 18) | 0x66, 0), Ok(ApicEffect::None));
+        assert_eq!(
+            a.write_msr(0x830, (1 << 18) | 0x66, 0),
+            Ok(ApicEffect::None)
+        );
         assert_eq!(a.pending_vector(), Some(0x66));
         assert_eq!(a.read_msr(0x830, 0), Some((1 << 18) | 0x66));
         // A physical IPI to x2APIC ID 0x1_0000 goes to the platform.
         let icr = (0x1_0000u64 << 32) | (1 << 14) | 0x70;
-        let Ok(ApicEffect::Ipi(ipi)) = a.write_msr(0x830, icr, 0) else { panic!() };
-        assert_eq!((ipi.vector, ipi.dest, ipi.mode, ipi.x2apic), (0x70, 0x1_0000, IpiMode::Fixed, true));
+        let Ok(ApicEffect::Ipi(ipi)) = a.write_msr(0x830, icr, 0) else {
+            panic!()
+        };
+        assert_eq!(
+            (ipi.vector, ipi.dest, ipi.mode, ipi.x2apic),
+            (0x70, 0x1_0000, IpiMode::Fixed, true)
+        );
         assert_eq!(ipi.shorthand, Shorthand::Destination);
         assert!(!ipi.logical && ipi.assert && !ipi.level);
         assert_eq!(ipi.source, 0x123);
@@ -1306,9 +1384,17 @@ mod tests {
         assert_eq!(a.read_msr(0x80b, 0), None, "EOI is write-only");
         assert_eq!(a.read_msr(0x83f, 0), None, "SELF IPI is write-only");
         assert_eq!(a.write_msr(0x802, 0, 0), Err(()), "ID is read-only");
-        assert_eq!(a.write_msr(0x839, 0, 0), Err(()), "current count is read-only");
+        assert_eq!(
+            a.write_msr(0x839, 0, 0),
+            Err(()),
+            "current count is read-only"
+        );
         assert_eq!(a.write_msr(0x808, 0x100, 0), Err(()), "TPR reserved bits");
-        assert_eq!(a.write_msr(0x80f, 1 << 32, 0), Err(()), "upper half reserved");
+        assert_eq!(
+            a.write_msr(0x80f, 1 << 32, 0),
+            Err(()),
+            "upper half reserved"
+        );
         assert_eq!(a.write_msr(0x828, 1, 0), Err(()), "non-zero ESR write");
         assert_eq!(a.write_msr(0x830, 1 << 12, 0), Err(()), "ICR reserved bit");
         assert_eq!(a.write_msr(0x900, 0, 0), Err(()));
@@ -1334,17 +1420,28 @@ mod tests {
         assert_eq!(a.set_apic_base(x | 1), Err(()), "reserved bit 0");
         assert_eq!(a.set_apic_base(x | (1 << 9)), Err(()), "reserved bit 9");
         assert_eq!(a.set_apic_base(x | (1 << 60)), Err(()), "above MAXPHYADDR");
-        assert_eq!(a.set_apic_base(DEFAULT_BASE | BASE_EXTD), Err(()), "EXTD without EN");
+        assert_eq!(
+            a.set_apic_base(DEFAULT_BASE | BASE_EXTD),
+            Err(()),
+            "EXTD without EN"
+        );
         assert_eq!(a.set_apic_base(x | BASE_EXTD), Ok(()));
         assert_eq!(a.mode(), ApicMode::X2Apic);
         assert_eq!(a.set_apic_base(x), Err(()), "x2APIC to xAPIC directly");
         assert_eq!(a.set_apic_base(DEFAULT_BASE), Ok(()));
         assert_eq!(a.mode(), ApicMode::Disabled);
-        assert_eq!(a.set_apic_base(x | BASE_EXTD), Err(()), "disabled to x2APIC");
+        assert_eq!(
+            a.set_apic_base(x | BASE_EXTD),
+            Err(()),
+            "disabled to x2APIC"
+        );
         assert_eq!(a.set_apic_base(x), Ok(()));
         assert_eq!(a.mode(), ApicMode::XApic);
         // Relocation, and the BSP bit is not the guest's.
-        assert_eq!(a.set_apic_base(0xfed0_0000 | BASE_ENABLE | BASE_BSP), Ok(()));
+        assert_eq!(
+            a.set_apic_base(0xfed0_0000 | BASE_ENABLE | BASE_BSP),
+            Ok(())
+        );
         assert_eq!(a.base_address(), 0xfed0_0000);
         assert_eq!(a.apic_base(), 0xfed0_0000 | BASE_ENABLE);
     }
@@ -1384,18 +1481,28 @@ mod tests {
         let mut a = apic();
         a.write_mmio(reg::ICR_HIGH, 0x0200_0000, 0);
         // INIT, then SIPI, to APIC 2.
-        let Ipi { mode, dest, x2apic, .. } = match a.write_mmio(reg::ICR_LOW, 0x4500, 0) {
+        let Ipi {
+            mode, dest, x2apic, ..
+        } = match a.write_mmio(reg::ICR_LOW, 0x4500, 0) {
             ApicEffect::Ipi(i) => i,
             e => panic!("{e:?}"),
         };
         assert_eq!((mode, dest, x2apic), (IpiMode::Init, 2, false));
-        let ApicEffect::Ipi(sipi) = a.write_mmio(reg::ICR_LOW, 0x4608, 0) else { panic!() };
+        let ApicEffect::Ipi(sipi) = a.write_mmio(reg::ICR_LOW, 0x4608, 0) else {
+            panic!()
+        };
         assert_eq!((sipi.mode, sipi.vector), (IpiMode::Startup, 0x08));
-        assert_eq!(a.read_mmio(reg::ICR_LOW, 0) & (1 << 12), 0, "delivery status idle");
+        assert_eq!(
+            a.read_mmio(reg::ICR_LOW, 0) & (1 << 12),
+            0,
+            "delivery status idle"
+        );
         // INIT level de-assert is a no-op.
         assert_eq!(a.write_mmio(reg::ICR_LOW, 0xc8500, 0), ApicEffect::None);
         // All-excluding-self broadcast.
-        let ApicEffect::Ipi(b) = a.write_mmio(reg::ICR_LOW, 0xc4030, 0) else { panic!() };
+        let ApicEffect::Ipi(b) = a.write_mmio(reg::ICR_LOW, 0xc4030, 0) else {
+            panic!()
+        };
         assert_eq!(b.shorthand, Shorthand::AllExcludingSelf);
         // Self shorthand: accepted here.
         assert_eq!(a.write_mmio(reg::ICR_LOW, 0x44031, 0), ApicEffect::None);

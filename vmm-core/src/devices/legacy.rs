@@ -112,7 +112,10 @@ impl Legacy {
 
     /// Whether `port` is one of these (0xCF9 only for byte accesses; see the module doc).
     pub fn claims(port: u16) -> bool {
-        matches!(port, KBD_DATA | KBD_STATUS | POST | SYSTEM_CONTROL_A | RESET_CONTROL)
+        matches!(
+            port,
+            KBD_DATA | KBD_STATUS | POST | SYSTEM_CONTROL_A | RESET_CONTROL
+        )
     }
 
     /// The last POST code the guest wrote to port 0x80.
@@ -215,7 +218,7 @@ impl Legacy {
             Some(0xd2) => self.push(value, false),
             Some(0xd3) => self.push(value, true),
             Some(_) => self.push(PS2_RESEND, true), // 0xD4: to the (absent) mouse
-            None => self.push(PS2_RESEND, false),  // to the (absent) keyboard
+            None => self.push(PS2_RESEND, false),   // to the (absent) keyboard
         }
         LegacyEffect::None
     }
@@ -269,7 +272,11 @@ mod tests {
         assert_eq!(s & (STATUS_OBF | STATUS_IBF), 0, "both buffers empty");
         assert_ne!(s & STATUS_SYS, 0, "system flag");
         l.write(KBD_STATUS, 0xad);
-        assert_ne!(l.read(KBD_STATUS) & STATUS_CMD, 0, "last write was a command");
+        assert_ne!(
+            l.read(KBD_STATUS) & STATUS_CMD,
+            0,
+            "last write was a command"
+        );
     }
 
     #[test]
@@ -319,8 +326,14 @@ mod tests {
         let mut l = Legacy::new();
         l.write(KBD_STATUS, 0xd3);
         l.write(KBD_DATA, 0x5a);
-        assert_eq!(l.read(KBD_STATUS) & (STATUS_OBF | STATUS_AUX), STATUS_OBF | STATUS_AUX);
-        assert!(!l.irq12_level(), "aux interrupt disabled in the command byte");
+        assert_eq!(
+            l.read(KBD_STATUS) & (STATUS_OBF | STATUS_AUX),
+            STATUS_OBF | STATUS_AUX
+        );
+        assert!(
+            !l.irq12_level(),
+            "aux interrupt disabled in the command byte"
+        );
         assert_eq!(l.read(KBD_DATA), 0x5a);
         // A byte to the keyboard: no keyboard answers resend, on IRQ1.
         l.write(KBD_DATA, 0xff);
@@ -335,21 +348,37 @@ mod tests {
         l.write(KBD_DATA, 0xf2);
         assert!(l.irq12_level());
         assert_eq!(l.read(KBD_DATA), PS2_RESEND);
-        assert_eq!(l.read(KBD_DATA), PS2_RESEND, "empty buffer rereads the last byte");
+        assert_eq!(
+            l.read(KBD_DATA),
+            PS2_RESEND,
+            "empty buffer rereads the last byte"
+        );
     }
 
     #[test]
     fn keyboard_controller_resets() {
         let mut l = Legacy::new();
         assert_eq!(l.write(KBD_STATUS, 0xfe), LegacyEffect::Reset);
-        assert_eq!(l.write(KBD_STATUS, 0xff), LegacyEffect::None, "pulses nothing");
+        assert_eq!(
+            l.write(KBD_STATUS, 0xff),
+            LegacyEffect::None,
+            "pulses nothing"
+        );
         l.write(KBD_STATUS, 0xd1);
         assert_eq!(l.write(KBD_DATA, 0x03), LegacyEffect::None);
         l.write(KBD_STATUS, 0xd1);
-        assert_eq!(l.write(KBD_DATA, 0x01), LegacyEffect::None, "A20 off, no reset");
+        assert_eq!(
+            l.write(KBD_DATA, 0x01),
+            LegacyEffect::None,
+            "A20 off, no reset"
+        );
         assert!(!l.a20() || l.read(SYSTEM_CONTROL_A) & PORT92_A20 != 0);
         l.write(KBD_STATUS, 0xd1);
-        assert_eq!(l.write(KBD_DATA, 0x02), LegacyEffect::Reset, "bit 0 clear resets");
+        assert_eq!(
+            l.write(KBD_DATA, 0x02),
+            LegacyEffect::Reset,
+            "bit 0 clear resets"
+        );
     }
 
     #[test]

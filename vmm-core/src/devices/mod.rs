@@ -1,7 +1,6 @@
 //! Device models: bus-independent state machines (read(offset) / write(offset, value)),
 //! unit-tested on the host. The rust-vmm device crates need std, which a bare-metal VMM
 //! does not have, so these are our own.
-pub mod uart16550;
 pub mod acpi_pm;
 pub mod ioapic;
 pub mod lapic;
@@ -10,3 +9,4 @@ pub mod pci;
 pub mod pic;
 pub mod pit;
 pub mod rtc;
+pub mod uart16550;

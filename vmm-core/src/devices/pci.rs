@@ -113,7 +113,13 @@ mod tests {
         p.write(CONFIG_ADDRESS, 4, 0x8001_0a08); // 01:01.2, register 8
         assert_eq!(
             p.address(),
-            ConfigAddress { enabled: true, bus: 1, device: 1, function: 2, register: 8 }
+            ConfigAddress {
+                enabled: true,
+                bus: 1,
+                device: 1,
+                function: 2,
+                register: 8
+            }
         );
         // Byte and word writes to 0xCF8 are not CONFIG_ADDRESS.
         p.write(CONFIG_ADDRESS, 1, 0);
@@ -126,7 +132,11 @@ mod tests {
         let mut p = PciConfig::new();
         for addr in [0x8000_0000, 0x8000_0800, 0x80ff_ff00, 0x8000_0008] {
             p.write(CONFIG_ADDRESS, 4, addr);
-            assert_eq!(p.read(CONFIG_DATA, 4), 0xffff_ffff, "{addr:#x}: vendor/device");
+            assert_eq!(
+                p.read(CONFIG_DATA, 4),
+                0xffff_ffff,
+                "{addr:#x}: vendor/device"
+            );
             assert_eq!(p.read(CONFIG_DATA, 2), 0xffff);
             assert_eq!(p.read(CONFIG_DATA + 2, 2), 0xffff);
             assert_eq!(p.read(CONFIG_DATA + 3, 1), 0xff);
@@ -135,7 +145,11 @@ mod tests {
         p.write(CONFIG_ADDRESS, 4, 0x8000_0004);
         p.write(CONFIG_DATA, 4, 0x0000_0007);
         assert_eq!(p.read(CONFIG_DATA, 4), 0xffff_ffff);
-        assert_eq!(p.read(CONFIG_ADDRESS, 4), 0x8000_0004, "a data write leaves the address");
+        assert_eq!(
+            p.read(CONFIG_ADDRESS, 4),
+            0x8000_0004,
+            "a data write leaves the address"
+        );
     }
 
     #[test]

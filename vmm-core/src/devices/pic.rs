@@ -121,7 +121,9 @@ impl Chip {
 
     /// The highest-priority IR among the bits of `mask`.
     fn highest(&self, mask: u8) -> Option<u8> {
-        (0..8u8).filter(|i| mask & (1 << i) != 0).min_by_key(|&i| self.rank(i))
+        (0..8u8)
+            .filter(|i| mask & (1 << i) != 0)
+            .min_by_key(|&i| self.rank(i))
     }
 
     fn set_line(&mut self, irq: u8, level: bool) {
@@ -145,7 +147,11 @@ impl Chip {
     fn request(&self, extra: u8) -> Option<u8> {
         let candidate = self.highest((self.irr | extra) & !self.imr)?;
         // In special mask mode a masked in-service level blocks nothing.
-        let blocking = if self.special_mask { self.isr & !self.imr } else { self.isr };
+        let blocking = if self.special_mask {
+            self.isr & !self.imr
+        } else {
+            self.isr
+        };
         match self.highest(blocking) {
             Some(s) if self.rank(s) <= self.rank(candidate) => None,
             _ => Some(candidate),
@@ -235,7 +241,11 @@ impl Chip {
             }
             Init::Icw3 => {
                 self.icw3 = value;
-                self.init = if self.icw4_needed { Init::Icw4 } else { Init::Ready };
+                self.init = if self.icw4_needed {
+                    Init::Icw4
+                } else {
+                    Init::Ready
+                };
             }
             Init::Icw4 => {
                 self.aeoi = value & ICW4_AEOI != 0;
@@ -281,12 +291,18 @@ impl Default for PicPair {
 impl PicPair {
     /// The state a PC BIOS leaves: all masked, vectors 0x08-0x0F and 0x70-0x77.
     pub const fn new() -> Self {
-        Self { master: Chip::new(0x08, ELCR_MASTER_MASK), slave: Chip::new(0x70, ELCR_SLAVE_MASK) }
+        Self {
+            master: Chip::new(0x08, ELCR_MASTER_MASK),
+            slave: Chip::new(0x70, ELCR_SLAVE_MASK),
+        }
     }
 
     /// Whether `port` belongs to the pair (command/data ports and the ELCR).
     pub fn claims(port: u16) -> bool {
-        matches!(port, MASTER_CMD | MASTER_DATA | SLAVE_CMD | SLAVE_DATA | ELCR_MASTER | ELCR_SLAVE)
+        matches!(
+            port,
+            MASTER_CMD | MASTER_DATA | SLAVE_CMD | SLAVE_DATA | ELCR_MASTER | ELCR_SLAVE
+        )
     }
 
     fn cascaded(&self) -> bool {

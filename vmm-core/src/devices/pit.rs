@@ -115,7 +115,10 @@ impl Channel {
 
     /// Input clocks counted since the count was loaded (or the trigger).
     fn ticks(&self, now_ns: u64) -> u64 {
-        self.ticks_before + self.running_since.map_or(0, |s| ticks_in(now_ns.saturating_sub(s)))
+        self.ticks_before
+            + self
+                .running_since
+                .map_or(0, |s| ticks_in(now_ns.saturating_sub(s)))
     }
 
     fn counting(&self) -> bool {
@@ -374,7 +377,9 @@ impl Pit {
         let ch = &self.channels[0];
         let t = ch.ticks(now_ns);
         let edges = ch.rising_edges(self.irq0_counted_to, t);
-        self.irq0_unreported = self.irq0_unreported.saturating_add(edges.min(u32::MAX as u64) as u32);
+        self.irq0_unreported = self
+            .irq0_unreported
+            .saturating_add(edges.min(u32::MAX as u64) as u32);
         self.irq0_counted_to = self.irq0_counted_to.max(t);
     }
 
@@ -556,7 +561,10 @@ mod tests {
         p.write(CHANNEL2, 0xff, t0);
         assert_eq!(read16(&mut p, CHANNEL2, t0) >> 8, 0xff);
         assert_eq!(read16(&mut p, CHANNEL2, t0 + ns_for(256)) >> 8, 0xfe);
-        assert_eq!(read16(&mut p, CHANNEL2, t0 + ns_for(256 * 10 + 5)) >> 8, 0xf5);
+        assert_eq!(
+            read16(&mut p, CHANNEL2, t0 + ns_for(256 * 10 + 5)) >> 8,
+            0xf5
+        );
     }
 
     #[test]
@@ -565,13 +573,21 @@ mod tests {
         p.write(CONTROL, 0xb0, 0);
         p.write(CHANNEL2, 0x00, 0);
         p.write(CHANNEL2, 0x10, 0); // 4096
-        assert_eq!(read16(&mut p, CHANNEL2, 10 * MS), 0x1000, "gate low: no counting");
+        assert_eq!(
+            read16(&mut p, CHANNEL2, 10 * MS),
+            0x1000,
+            "gate low: no counting"
+        );
         p.write_port61(0x01, 10 * MS);
         assert_eq!(read16(&mut p, CHANNEL2, 10 * MS + ns_for(96)), 4000);
         p.write_port61(0x00, 10 * MS + ns_for(96));
         assert_eq!(read16(&mut p, CHANNEL2, 20 * MS), 4000, "suspended");
         p.write_port61(0x01, 20 * MS);
-        assert_eq!(read16(&mut p, CHANNEL2, 20 * MS + ns_for(1000)), 3000, "resumed");
+        assert_eq!(
+            read16(&mut p, CHANNEL2, 20 * MS + ns_for(1000)),
+            3000,
+            "resumed"
+        );
         assert_eq!(p.read_port61(20 * MS) & 0x03, 0x01);
     }
 
@@ -592,12 +608,22 @@ mod tests {
         program(&mut p, 0x34, 0, 0); // 65536
         p.write(CONTROL, 0x00, ns_for(1000)); // latch channel 0
         p.write(CONTROL, 0x00, ns_for(2000)); // ignored: already latched
-        assert_eq!(read16(&mut p, CHANNEL0, ns_for(5000)), (65536 - 1000) as u16);
-        assert_eq!(read16(&mut p, CHANNEL0, ns_for(5000)), (65536 - 5000) as u16, "live again");
+        assert_eq!(
+            read16(&mut p, CHANNEL0, ns_for(5000)),
+            (65536 - 1000) as u16
+        );
+        assert_eq!(
+            read16(&mut p, CHANNEL0, ns_for(5000)),
+            (65536 - 5000) as u16,
+            "live again"
+        );
         // A latch read half-way keeps the other half for later.
         p.write(CONTROL, 0x00, ns_for(7000));
         assert_eq!(p.read(CHANNEL0, ns_for(8000)), (65536u32 - 7000) as u8);
-        assert_eq!(p.read(CHANNEL0, ns_for(9000)), ((65536u32 - 7000) >> 8) as u8);
+        assert_eq!(
+            p.read(CHANNEL0, ns_for(9000)),
+            ((65536u32 - 7000) >> 8) as u8
+        );
     }
 
     #[test]
@@ -673,7 +699,7 @@ mod tests {
     fn read_back_status_and_count() {
         let mut p = Pit::new();
         p.write(CONTROL, 0xb0, 0); // channel 2, lo/hi, mode 0
-        // Status of channel 2: null count, OUT low, lo/hi, mode 0.
+                                   // Status of channel 2: null count, OUT low, lo/hi, mode 0.
         p.write(CONTROL, 0xe8, 0);
         assert_eq!(p.read(CHANNEL2, 0), 0x70);
         p.write_port61(0x01, 0);
@@ -687,7 +713,11 @@ mod tests {
         p.write(CONTROL, 0xd8, ns_for(150)); // count only, channel 2
         assert_eq!(read16(&mut p, CHANNEL2, ns_for(200)), 0xffff - 49);
         p.write(CONTROL, 0xe8, ns_for(150)); // status only
-        assert_eq!(p.read(CHANNEL2, ns_for(200)), 0xb0, "OUT high after terminal count");
+        assert_eq!(
+            p.read(CHANNEL2, ns_for(200)),
+            0xb0,
+            "OUT high after terminal count"
+        );
     }
 
     #[test]

@@ -120,7 +120,11 @@ pub fn civil_from_days(days: i64) -> (i64, u8, u8) {
 pub fn days_from_civil(year: i64, month: u8, day: u8) -> i64 {
     let month = month.clamp(1, 12) as usize;
     // Count years from March so that the leap day ends the year.
-    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
     let y = y - 2000;
     let leap_days = y.div_euclid(4) - y.div_euclid(100) + y.div_euclid(400);
     let before_month: i64 = MONTH_DAYS_FROM_MARCH[..m].iter().sum();
@@ -349,7 +353,9 @@ impl Rtc {
 
     fn read_reg(&mut self, reg: u8, now_ns: u64) -> u8 {
         match reg {
-            SECONDS | MINUTES | HOURS | WEEKDAY | DAY | MONTH | YEAR | CENTURY => self.read_time(reg, now_ns),
+            SECONDS | MINUTES | HOURS | WEEKDAY | DAY | MONTH | YEAR | CENTURY => {
+                self.read_time(reg, now_ns)
+            }
             REG_A => self.cmos[REG_A as usize] & 0x7f,
             REG_C => {
                 self.account_flags(now_ns);
@@ -373,7 +379,9 @@ impl Rtc {
 
     fn write_reg(&mut self, reg: u8, value: u8, now_ns: u64) {
         match reg {
-            SECONDS | MINUTES | HOURS | WEEKDAY | DAY | MONTH | YEAR | CENTURY => self.write_time(reg, value, now_ns),
+            SECONDS | MINUTES | HOURS | WEEKDAY | DAY | MONTH | YEAR | CENTURY => {
+                self.write_time(reg, value, now_ns)
+            }
             REG_A => {
                 self.account_flags(now_ns);
                 self.cmos[REG_A as usize] = value & 0x7f;
@@ -426,8 +434,14 @@ mod tests {
         assert_eq!(civil_from_days(10_957), (2000, 1, 1));
         assert_eq!(civil_from_days(19_675), (2023, 11, 14));
         // 2100 is not a leap year.
-        assert_eq!(civil_from_days(days_from_civil(2100, 2, 28) + 1), (2100, 3, 1));
-        assert_eq!(days_from_civil(2024, 2, 29) + 1, days_from_civil(2024, 3, 1));
+        assert_eq!(
+            civil_from_days(days_from_civil(2100, 2, 28) + 1),
+            (2100, 3, 1)
+        );
+        assert_eq!(
+            days_from_civil(2024, 2, 29) + 1,
+            days_from_civil(2024, 3, 1)
+        );
         for d in (-800_000..800_000).step_by(997) {
             let (y, m, dd) = civil_from_days(d);
             assert!((1..=12).contains(&m) && (1..=31).contains(&dd));
@@ -436,7 +450,11 @@ mod tests {
         let t = DateTime::from_unix(T as i64);
         assert_eq!((t.hour, t.minute, t.second, t.weekday), (22, 13, 20, 3));
         assert_eq!(t.to_unix(), T as i64);
-        assert_eq!(DateTime::from_unix(0).weekday, 5, "1970-01-01 was a Thursday");
+        assert_eq!(
+            DateTime::from_unix(0).weekday,
+            5,
+            "1970-01-01 was a Thursday"
+        );
     }
 
     #[test]
@@ -452,7 +470,10 @@ mod tests {
         let mut r = Rtc::new(T, 0);
         set(&mut r, REG_B, B_24H | B_DM_BINARY, 0);
         let regs = [SECONDS, MINUTES, HOURS, DAY, MONTH, YEAR, CENTURY];
-        assert_eq!(regs.map(|reg| get(&mut r, reg, 0)), [20, 13, 22, 14, 11, 23, 20]);
+        assert_eq!(
+            regs.map(|reg| get(&mut r, reg, 0)),
+            [20, 13, 22, 14, 11, 23, 20]
+        );
     }
 
     #[test]
@@ -499,14 +520,22 @@ mod tests {
         assert_eq!(word(&mut r, 0x17), 0xffff, "capped");
         assert_eq!(word(&mut r, 0x30), 0xffff);
         assert_eq!(word(&mut r, 0x34), 0xff00, "4 GiB - 16 MiB in 64 KiB units");
-        let high = u32::from_le_bytes([get(&mut r, 0x5b, 0), get(&mut r, 0x5c, 0), get(&mut r, 0x5d, 0), 0]);
+        let high = u32::from_le_bytes([
+            get(&mut r, 0x5b, 0),
+            get(&mut r, 0x5c, 0),
+            get(&mut r, 0x5d, 0),
+            0,
+        ]);
         assert_eq!(high, 0x8000, "2 GiB above 4 GiB");
         let mut r = Rtc::new(0, 32 * MIB);
         assert_eq!(word(&mut r, 0x17), 31 * 1024);
         assert_eq!(word(&mut r, 0x34), 256);
         assert_eq!(get(&mut r, 0x5b, 0), 0);
         let sum: u16 = (0x10..=0x2d).map(|i| get(&mut r, i, 0) as u16).sum();
-        assert_eq!(u16::from_be_bytes([get(&mut r, 0x2e, 0), get(&mut r, 0x2f, 0)]), sum);
+        assert_eq!(
+            u16::from_be_bytes([get(&mut r, 0x2e, 0), get(&mut r, 0x2f, 0)]),
+            sum
+        );
     }
 
     #[test]
@@ -531,10 +560,17 @@ mod tests {
         assert_eq!(get(&mut r, YEAR, 15 * S), 0x99);
         assert_eq!(get(&mut r, CENTURY, 15 * S), 0x19);
         let t = DateTime::from_unix(r.unix_seconds(15 * S));
-        assert_eq!((t.year, t.month, t.day, t.hour, t.minute, t.second), (1999, 11, 14, 22, 45, 35));
+        assert_eq!(
+            (t.year, t.month, t.day, t.hour, t.minute, t.second),
+            (1999, 11, 14, 22, 45, 35)
+        );
         set(&mut r, WEEKDAY, 0x01, 15 * S);
         assert_eq!(get(&mut r, WEEKDAY, 15 * S), 0x01);
-        assert_eq!(get(&mut r, WEEKDAY, (15 + 86_400) * S), 0x02, "advances with the days");
+        assert_eq!(
+            get(&mut r, WEEKDAY, (15 + 86_400) * S),
+            0x02,
+            "advances with the days"
+        );
     }
 
     #[test]

@@ -215,7 +215,10 @@ mod tests {
     #[test]
     fn transmits_and_is_always_ready() {
         let mut u = Uart16550::new();
-        assert_eq!(u.read(reg::LSR) & (LSR_THR_EMPTY | LSR_TX_EMPTY), LSR_THR_EMPTY | LSR_TX_EMPTY);
+        assert_eq!(
+            u.read(reg::LSR) & (LSR_THR_EMPTY | LSR_TX_EMPTY),
+            LSR_THR_EMPTY | LSR_TX_EMPTY
+        );
         assert_eq!(u.write(reg::DATA, b'A'), Some(b'A'));
         assert_eq!(u.read(reg::LSR) & LSR_DATA_READY, 0);
     }
@@ -282,6 +285,10 @@ mod tests {
         assert_eq!(u.read(reg::DATA), 0);
         u.write(reg::IIR_FCR, 0x07);
         assert_eq!(u.read(reg::LSR) & LSR_DATA_READY, 0);
-        assert_eq!(u.read(reg::IIR_FCR) & 0xc0, 0xc0, "FIFOs enabled shows in IIR");
+        assert_eq!(
+            u.read(reg::IIR_FCR) & 0xc0,
+            0xc0,
+            "FIFOs enabled shows in IIR"
+        );
     }
 }

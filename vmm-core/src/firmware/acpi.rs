@@ -27,7 +27,9 @@
 //! DSDT holds nothing but `\_S0` and `\_S5`.
 
 use crate::addr::GuestPhys;
-use crate::devices::acpi_pm::{PM1A_CNT, PM1A_EVT, PM1_CNT_LEN, PM1_EVT_LEN, SLP_TYP_S0, SLP_TYP_S5};
+use crate::devices::acpi_pm::{
+    PM1A_CNT, PM1A_EVT, PM1_CNT_LEN, PM1_EVT_LEN, SLP_TYP_S0, SLP_TYP_S5,
+};
 use crate::memory::{GuestMemory, MemError};
 
 /// Where the caller puts the RSDP: the first paragraph of the BIOS area, which Linux
@@ -134,7 +136,11 @@ pub struct PmPorts {
 
 impl PmPorts {
     /// The ports [`crate::devices::acpi_pm::AcpiPm::default`] answers.
-    pub const PC: PmPorts = PmPorts { evt: PM1A_EVT, cnt: PM1A_CNT, tmr: crate::devices::acpi_pm::PM_TMR };
+    pub const PC: PmPorts = PmPorts {
+        evt: PM1A_EVT,
+        cnt: PM1A_CNT,
+        tmr: crate::devices::acpi_pm::PM_TMR,
+    };
 }
 
 impl Default for PmPorts {
@@ -224,7 +230,13 @@ const _: () = assert!(core::mem::offset_of!(Gas, address) == 4);
 impl Gas {
     /// `bytes` bytes of I/O space at `port`, accessed `access_size` at a time.
     pub const fn io(port: u16, bytes: u8, access_size: u8) -> Self {
-        Self { space_id: gas::SYSTEM_IO, bit_width: bytes * 8, bit_offset: 0, access_size, address: port as u64 }
+        Self {
+            space_id: gas::SYSTEM_IO,
+            bit_width: bytes * 8,
+            bit_offset: 0,
+            access_size,
+            address: port as u64,
+        }
     }
 }
 
@@ -423,7 +435,18 @@ macro_rules! as_bytes {
         }
     )*};
 }
-as_bytes!(Rsdp, SdtHeader, Gas, Fadt, Facs, MadtHeader, MadtLocalApic, MadtIoApic, MadtInterruptOverride, MadtLocalApicNmi);
+as_bytes!(
+    Rsdp,
+    SdtHeader,
+    Gas,
+    Fadt,
+    Facs,
+    MadtHeader,
+    MadtLocalApic,
+    MadtIoApic,
+    MadtInterruptOverride,
+    MadtLocalApicNmi
+);
 
 fn sum(bytes: &[u8]) -> u8 {
     bytes.iter().fold(0u8, |a, &b| a.wrapping_add(b))
@@ -445,8 +468,21 @@ const fn sleep_package(name: [u8; 4], typ: u8) -> [u8; 15] {
     const PKG_LENGTH: u8 = 8;
     const NUM_ELEMENTS: u8 = 4;
     [
-        NAME_OP, ROOT_CHAR, name[0], name[1], name[2], name[3], PACKAGE_OP, PKG_LENGTH, NUM_ELEMENTS, BYTE_PREFIX,
-        typ, BYTE_PREFIX, typ, ZERO_OP, ZERO_OP,
+        NAME_OP,
+        ROOT_CHAR,
+        name[0],
+        name[1],
+        name[2],
+        name[3],
+        PACKAGE_OP,
+        PKG_LENGTH,
+        NUM_ELEMENTS,
+        BYTE_PREFIX,
+        typ,
+        BYTE_PREFIX,
+        typ,
+        ZERO_OP,
+        ZERO_OP,
     ]
 }
 
@@ -515,7 +551,16 @@ impl AcpiLayout {
         let dsdt = align_up(fadt + FADT_LEN, 16);
         let madt = align_up(dsdt + DSDT_LEN, 16);
         let end = madt + madt_len(cpus);
-        Some(AcpiLayout { rsdp, facs, rsdt, xsdt, fadt, dsdt, madt, end })
+        Some(AcpiLayout {
+            rsdp,
+            facs,
+            rsdt,
+            xsdt,
+            fadt,
+            dsdt,
+            madt,
+            end,
+        })
     }
 
     /// Bytes from the RSDP to the end of the MADT.
@@ -533,11 +578,19 @@ pub const fn size(cpus: u8) -> u64 {
     }
 }
 
-const _: () = assert!(RSDP_ADDR + size(255) <= BIOS_END, "255 CPUs' tables fit the BIOS area");
+const _: () = assert!(
+    RSDP_ADDR + size(255) <= BIOS_END,
+    "255 CPUs' tables fit the BIOS area"
+);
 
 /// Writes a table: `header` (with its checksum computed over itself and `body`), then
 /// `body` right after it.
-fn put_table(mem: &mut GuestMemory, at: u64, mut header: SdtHeader, body: &[&[u8]]) -> Result<(), MemError> {
+fn put_table(
+    mem: &mut GuestMemory,
+    at: u64,
+    mut header: SdtHeader,
+    body: &[&[u8]],
+) -> Result<(), MemError> {
     let mut off = at + 36;
     let mut s = 0u8;
     for part in body {
@@ -569,19 +622,35 @@ pub fn write(
     ioapic_addr: u32,
     pm: PmPorts,
 ) -> Result<u64, MemError> {
-    let out_of_range = MemError::OutOfRange { gpa: at, len: size(cpus) };
+    let out_of_range = MemError::OutOfRange {
+        gpa: at,
+        len: size(cpus),
+    };
     let l = AcpiLayout::new(at.0, cpus).ok_or(out_of_range)?;
     if l.end > 1 << 32 || !mem.contains(at, l.size()) {
-        return Err(MemError::OutOfRange { gpa: at, len: l.size() });
+        return Err(MemError::OutOfRange {
+            gpa: at,
+            len: l.size(),
+        });
     }
     let u32_of = |v: u64| v as u32; // all below 4 GiB, checked above
 
     // FACS: no checksum; the OS owns the waking vector and global lock.
-    let facs = Facs { signature: *sig::FACS, length: FACS_LEN as u32, version: rev::FACS, ..Default::default() };
+    let facs = Facs {
+        signature: *sig::FACS,
+        length: FACS_LEN as u32,
+        version: rev::FACS,
+        ..Default::default()
+    };
     mem.write(GuestPhys(l.facs), facs.as_bytes())?;
 
     // DSDT.
-    put_table(mem, l.dsdt, SdtHeader::new(sig::DSDT, DSDT_LEN as u32, rev::DSDT), &[&AML_S0, &AML_S5])?;
+    put_table(
+        mem,
+        l.dsdt,
+        SdtHeader::new(sig::DSDT, DSDT_LEN as u32, rev::DSDT),
+        &[&AML_S0, &AML_S5],
+    )?;
 
     // FADT.
     let fadt = Fadt {
@@ -613,7 +682,11 @@ pub fn write(
         x_dsdt: l.dsdt,
         x_pm1a_evt_blk: Gas::io(pm.evt, PM1_EVT_LEN, gas::ACCESS_WORD),
         x_pm1a_cnt_blk: Gas::io(pm.cnt, PM1_CNT_LEN, gas::ACCESS_WORD),
-        x_pm_tmr_blk: if pm.tmr != 0 { Gas::io(pm.tmr, 4, gas::ACCESS_DWORD) } else { Gas::default() },
+        x_pm_tmr_blk: if pm.tmr != 0 {
+            Gas::io(pm.tmr, 4, gas::ACCESS_DWORD)
+        } else {
+            Gas::default()
+        },
         ..Default::default()
     };
     put_table(mem, l.fadt, fadt.header, &[&fadt.as_bytes()[36..]])?;
@@ -628,10 +701,23 @@ pub fn write(
         Ok(())
     };
     for id in 0..cpus {
-        let e = MadtLocalApic { kind: madt_type::LOCAL_APIC, length: 8, processor_uid: id, apic_id: id, flags: LAPIC_ENABLED };
+        let e = MadtLocalApic {
+            kind: madt_type::LOCAL_APIC,
+            length: 8,
+            processor_uid: id,
+            apic_id: id,
+            flags: LAPIC_ENABLED,
+        };
         put(mem, e.as_bytes())?;
     }
-    let io = MadtIoApic { kind: madt_type::IOAPIC, length: 12, id: ioapic_id, reserved: 0, address: ioapic_addr, gsi_base: 0 };
+    let io = MadtIoApic {
+        kind: madt_type::IOAPIC,
+        length: 12,
+        id: ioapic_id,
+        reserved: 0,
+        address: ioapic_addr,
+        gsi_base: 0,
+    };
     put(mem, io.as_bytes())?;
     let iso = |source: u8, gsi: u32, flags: u16| MadtInterruptOverride {
         kind: madt_type::INTERRUPT_OVERRIDE,
@@ -642,8 +728,17 @@ pub fn write(
         flags,
     };
     put(mem, iso(0, 2, INTI_CONFORMS).as_bytes())?;
-    put(mem, iso(SCI_IRQ, SCI_IRQ as u32, INTI_LEVEL | INTI_ACTIVE_HIGH).as_bytes())?;
-    let nmi = MadtLocalApicNmi { kind: madt_type::LOCAL_APIC_NMI, length: 6, processor_uid: 0xFF, flags: INTI_CONFORMS, lint: 1 };
+    put(
+        mem,
+        iso(SCI_IRQ, SCI_IRQ as u32, INTI_LEVEL | INTI_ACTIVE_HIGH).as_bytes(),
+    )?;
+    let nmi = MadtLocalApicNmi {
+        kind: madt_type::LOCAL_APIC_NMI,
+        length: 6,
+        processor_uid: 0xFF,
+        flags: INTI_CONFORMS,
+        lint: 1,
+    };
     put(mem, nmi.as_bytes())?;
     debug_assert_eq!(off, l.end);
     let mut madt = MadtHeader {
@@ -656,9 +751,19 @@ pub fn write(
 
     // RSDT and XSDT: FADT, MADT.
     let (fadt32, madt32) = (u32_of(l.fadt).to_le_bytes(), u32_of(l.madt).to_le_bytes());
-    put_table(mem, l.rsdt, SdtHeader::new(sig::RSDT, RSDT_LEN as u32, rev::RSDT), &[&fadt32, &madt32])?;
+    put_table(
+        mem,
+        l.rsdt,
+        SdtHeader::new(sig::RSDT, RSDT_LEN as u32, rev::RSDT),
+        &[&fadt32, &madt32],
+    )?;
     let (fadt64, madt64) = (l.fadt.to_le_bytes(), l.madt.to_le_bytes());
-    put_table(mem, l.xsdt, SdtHeader::new(sig::XSDT, XSDT_LEN as u32, rev::XSDT), &[&fadt64, &madt64])?;
+    put_table(
+        mem,
+        l.xsdt,
+        SdtHeader::new(sig::XSDT, XSDT_LEN as u32, rev::XSDT),
+        &[&fadt64, &madt64],
+    )?;
 
     // RSDP last: its checksums cover the finished pointers.
     let mut rsdp = Rsdp {
@@ -740,17 +845,28 @@ mod tests {
 
         fn xsdt_entries(&self) -> Vec<u64> {
             let x = self.table(u64_at(&self.rsdp, 24));
-            x[36..].chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect()
+            x[36..]
+                .chunks(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+                .collect()
         }
 
         fn rsdt_entries(&self) -> Vec<u64> {
             let r = self.table(u32_at(&self.rsdp, 16) as u64);
-            r[36..].chunks(4).map(|c| u32::from_le_bytes(c.try_into().unwrap()) as u64).collect()
+            r[36..]
+                .chunks(4)
+                .map(|c| u32::from_le_bytes(c.try_into().unwrap()) as u64)
+                .collect()
         }
 
         /// The table with this signature, through the XSDT.
         fn find(&self, signature: &[u8; 4]) -> Vec<u8> {
-            let hits: Vec<_> = self.xsdt_entries().into_iter().map(|a| self.table(a)).filter(|t| &t[0..4] == signature).collect();
+            let hits: Vec<_> = self
+                .xsdt_entries()
+                .into_iter()
+                .map(|a| self.table(a))
+                .filter(|t| &t[0..4] == signature)
+                .collect();
             assert_eq!(hits.len(), 1, "{:?}", core::str::from_utf8(signature));
             hits.into_iter().next().unwrap()
         }
@@ -802,7 +918,11 @@ mod tests {
         assert_janus_header(&rsdt, b"RSDT", 1);
         assert_janus_header(&xsdt, b"XSDT", 1);
         assert_eq!(p.rsdt_entries(), p.xsdt_entries(), "same tables in both");
-        let sigs: Vec<_> = p.xsdt_entries().iter().map(|&a| p.table(a)[0..4].to_vec()).collect();
+        let sigs: Vec<_> = p
+            .xsdt_entries()
+            .iter()
+            .map(|&a| p.table(a)[0..4].to_vec())
+            .collect();
         assert_eq!(sigs, vec![b"FACP".to_vec(), b"APIC".to_vec()]);
     }
 
@@ -818,7 +938,10 @@ mod tests {
             for a in tables {
                 let t = p.table(a);
                 assert_eq!(sum(&t), 0, "table at {a:#x}, {cpus} cpus");
-                assert!(a >= 0xF_0000 && a + t.len() as u64 <= 0x10_0000, "in the e820-reserved BIOS area");
+                assert!(
+                    a >= 0xF_0000 && a + t.len() as u64 <= 0x10_0000,
+                    "in the e820-reserved BIOS area"
+                );
             }
         }
     }
@@ -836,7 +959,11 @@ mod tests {
         assert_eq!(&p.table(dsdt)[0..4], b"DSDT");
         // FACS through FIRMWARE_CTRL only.
         let facs = u32_at(&f, 36) as u64;
-        assert_eq!(u64_at(&f, 132), 0, "X_FIRMWARE_CTRL 0 when FIRMWARE_CTRL is set");
+        assert_eq!(
+            u64_at(&f, 132),
+            0,
+            "X_FIRMWARE_CTRL 0 when FIRMWARE_CTRL is set"
+        );
         assert_eq!(facs % 64, 0, "FACS 64-byte aligned");
         let fc = Parsed::bytes(&p.mem, facs, 64);
         assert_eq!(&fc[0..4], b"FACS");
@@ -848,17 +975,28 @@ mod tests {
         // PM1a blocks, legacy and GAS.
         assert_eq!(u32_at(&f, 56), 0x600, "PM1a_EVT_BLK");
         assert_eq!(u32_at(&f, 64), 0x604, "PM1a_CNT_BLK");
-        assert_eq!((u32_at(&f, 60), u32_at(&f, 68), u32_at(&f, 72)), (0, 0, 0), "no PM1b, no PM2");
+        assert_eq!(
+            (u32_at(&f, 60), u32_at(&f, 68), u32_at(&f, 72)),
+            (0, 0, 0),
+            "no PM1b, no PM2"
+        );
         assert_eq!(u32_at(&f, 76), 0x608, "PM_TMR_BLK");
         assert_eq!((u32_at(&f, 80), u32_at(&f, 84)), (0, 0), "no GPE blocks");
-        assert_eq!(&f[88..92], &[4, 2, 0, 4], "PM1_EVT_LEN, PM1_CNT_LEN, PM2_CNT_LEN, PM_TMR_LEN");
+        assert_eq!(
+            &f[88..92],
+            &[4, 2, 0, 4],
+            "PM1_EVT_LEN, PM1_CNT_LEN, PM2_CNT_LEN, PM_TMR_LEN"
+        );
         assert_eq!(&f[148..152], &[1, 32, 0, 2], "X_PM1a_EVT_BLK: I/O, 32 bits");
         assert_eq!(u64_at(&f, 152), 0x600);
         assert_eq!(&f[172..176], &[1, 16, 0, 2], "X_PM1a_CNT_BLK: I/O, 16 bits");
         assert_eq!(u64_at(&f, 176), 0x604);
         assert_eq!(&f[208..212], &[1, 32, 0, 3], "X_PM_TMR_BLK: I/O, 32 bits");
         assert_eq!(u64_at(&f, 212), 0x608);
-        assert!(f[220..276].iter().all(|&b| b == 0), "no GPE, sleep registers or hypervisor id");
+        assert!(
+            f[220..276].iter().all(|&b| b == 0),
+            "no GPE, sleep registers or hypervisor id"
+        );
         // Reset register: byte at I/O 0xCF9, value 6.
         assert_eq!(&f[116..120], &[1, 8, 0, 1]);
         assert_eq!(u64_at(&f, 120), 0xCF9);
@@ -873,7 +1011,19 @@ mod tests {
     #[test]
     fn fadt_takes_other_pm_ports() {
         let mut mem = ram(1 << 20);
-        write(&mut mem, GuestPhys(AT), 1, 1, IOAPIC, PmPorts { evt: 0xb000, cnt: 0xb004, tmr: 0 }).unwrap();
+        write(
+            &mut mem,
+            GuestPhys(AT),
+            1,
+            1,
+            IOAPIC,
+            PmPorts {
+                evt: 0xb000,
+                cnt: 0xb004,
+                tmr: 0,
+            },
+        )
+        .unwrap();
         let l = AcpiLayout::new(AT, 1).unwrap();
         assert_eq!(mem.read_u32(GuestPhys(l.fadt + 56)).unwrap(), 0xb000);
         assert_eq!(mem.read_u32(GuestPhys(l.fadt + 64)).unwrap(), 0xb004);
@@ -890,9 +1040,15 @@ mod tests {
         assert_eq!(d.len(), 36 + 30, "length header covers the AML exactly");
         let aml = &d[36..];
         // Name (\_S5, Package (4) { 5, 5, 0, 0 }), byte by byte.
-        let s5 = [0x08, 0x5C, b'_', b'S', b'5', b'_', 0x12, 0x08, 0x04, 0x0A, 0x05, 0x0A, 0x05, 0x00, 0x00];
+        let s5 = [
+            0x08, 0x5C, b'_', b'S', b'5', b'_', 0x12, 0x08, 0x04, 0x0A, 0x05, 0x0A, 0x05, 0x00,
+            0x00,
+        ];
         assert!(aml.windows(s5.len()).any(|w| w == s5), "{aml:02x?}");
-        let s0 = [0x08, 0x5C, b'_', b'S', b'0', b'_', 0x12, 0x08, 0x04, 0x0A, 0x00, 0x0A, 0x00, 0x00, 0x00];
+        let s0 = [
+            0x08, 0x5C, b'_', b'S', b'0', b'_', 0x12, 0x08, 0x04, 0x0A, 0x00, 0x0A, 0x00, 0x00,
+            0x00,
+        ];
         assert!(aml.windows(s0.len()).any(|w| w == s0));
         // PkgLength: from itself to the end of the package.
         let pkg = aml.windows(s5.len()).position(|w| w == s5).unwrap() + 7;
@@ -937,14 +1093,26 @@ mod tests {
         assert_eq!(iso.len(), 2);
         let by_src = |irq: u8| iso.iter().find(|x| x[3] == irq).unwrap();
         let irq0 = by_src(0);
-        assert_eq!((irq0.len(), irq0[2], u32_at(irq0, 4), u16_at(irq0, 8)), (10, 0, 2, 0), "ISA IRQ0 -> GSI 2");
+        assert_eq!(
+            (irq0.len(), irq0[2], u32_at(irq0, 4), u16_at(irq0, 8)),
+            (10, 0, 2, 0),
+            "ISA IRQ0 -> GSI 2"
+        );
         let sci = by_src(9);
-        assert_eq!((sci[2], u32_at(sci, 4), u16_at(sci, 8)), (0, 9, 0x000D), "SCI: GSI 9 level, active high");
+        assert_eq!(
+            (sci[2], u32_at(sci, 4), u16_at(sci, 8)),
+            (0, 9, 0x000D),
+            "SCI: GSI 9 level, active high"
+        );
 
         let nmi: Vec<_> = e.iter().filter(|x| x[0] == 4).collect();
         assert_eq!(nmi.len(), 1);
         assert_eq!(nmi[0].len(), 6);
-        assert_eq!((nmi[0][2], u16_at(nmi[0], 3), nmi[0][5]), (0xFF, 0, 1), "all CPUs, LINT1");
+        assert_eq!(
+            (nmi[0][2], u16_at(nmi[0], 3), nmi[0][5]),
+            (0xFF, 0, 1),
+            "all CPUs, LINT1"
+        );
     }
 
     #[test]
@@ -952,7 +1120,16 @@ mod tests {
         let l = AcpiLayout::new(RSDP_ADDR, 1).unwrap();
         assert_eq!(
             (l.rsdp, l.facs, l.rsdt, l.xsdt, l.fadt, l.dsdt, l.madt, l.end),
-            (0xF_0000, 0xF_0040, 0xF_0080, 0xF_00B0, 0xF_00F0, 0xF_0210, 0xF_0260, 0xF_0260 + 90)
+            (
+                0xF_0000,
+                0xF_0040,
+                0xF_0080,
+                0xF_00B0,
+                0xF_00F0,
+                0xF_0210,
+                0xF_0260,
+                0xF_0260 + 90
+            )
         );
         // Nothing overlaps, for a misaligned base too.
         for base in [RSDP_ADDR, RSDP_ADDR + 16, RSDP_ADDR + 48] {

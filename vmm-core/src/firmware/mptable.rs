@@ -214,7 +214,9 @@ fn io_interrupts(ioapic_id: u8) -> impl Iterator<Item = InterruptEntry> {
         dest_pin: pin,
     };
     let extint = core::iter::once(int(int_type::EXTINT, 0, 0));
-    let irqs = (0u8..16).filter(|&i| i != 2).map(move |i| int(int_type::INT, i, if i == 0 { 2 } else { i }));
+    let irqs = (0u8..16)
+        .filter(|&i| i != 2)
+        .map(move |i| int(int_type::INT, i, if i == 0 { 2 } else { i }));
     extint.chain(irqs)
 }
 
@@ -237,13 +239,28 @@ fn local_interrupts() -> [InterruptEntry; LOCAL_INTERRUPTS] {
 ///
 /// `cpus` processors get APIC ids 0..cpus; `ioapic_id` should differ from all of them
 /// (e.g. `cpus`). `ioapic_addr` is the IOAPIC's MMIO base (normally 0xFEC00000).
-pub fn write(mem: &mut GuestMemory, at: GuestPhys, cpus: u8, ioapic_id: u8, ioapic_addr: u32) -> Result<u64, MemError> {
+pub fn write(
+    mem: &mut GuestMemory,
+    at: GuestPhys,
+    cpus: u8,
+    ioapic_id: u8,
+    ioapic_addr: u32,
+) -> Result<u64, MemError> {
     let total = size(cpus);
-    let table_at = at.checked_add(16).ok_or(MemError::OutOfRange { gpa: at, len: total })?;
+    let table_at = at.checked_add(16).ok_or(MemError::OutOfRange {
+        gpa: at,
+        len: total,
+    })?;
     // The pointer is a u32: the whole table must lie below 4 GiB and in RAM.
-    let table_addr = u32::try_from(table_at.0).map_err(|_| MemError::OutOfRange { gpa: at, len: total })?;
+    let table_addr = u32::try_from(table_at.0).map_err(|_| MemError::OutOfRange {
+        gpa: at,
+        len: total,
+    })?;
     if !mem.contains(at, total) {
-        return Err(MemError::OutOfRange { gpa: at, len: total });
+        return Err(MemError::OutOfRange {
+            gpa: at,
+            len: total,
+        });
     }
 
     // Entries first, then the header whose checksum covers them.
@@ -269,8 +286,22 @@ pub fn write(mem: &mut GuestMemory, at: GuestPhys, cpus: u8, ioapic_id: u8, ioap
         };
         put(mem, p.as_bytes())?;
     }
-    put(mem, BusEntry { kind: entry::BUS, bus_id: ISA_BUS, bus_type: *BUS_ISA }.as_bytes())?;
-    let ioapic = IoApicEntry { kind: entry::IOAPIC, id: ioapic_id, version: IOAPIC_VERSION, flags: IOAPIC_ENABLED, addr: ioapic_addr };
+    put(
+        mem,
+        BusEntry {
+            kind: entry::BUS,
+            bus_id: ISA_BUS,
+            bus_type: *BUS_ISA,
+        }
+        .as_bytes(),
+    )?;
+    let ioapic = IoApicEntry {
+        kind: entry::IOAPIC,
+        id: ioapic_id,
+        version: IOAPIC_VERSION,
+        flags: IOAPIC_ENABLED,
+        addr: ioapic_addr,
+    };
     put(mem, ioapic.as_bytes())?;
     for e in io_interrupts(ioapic_id) {
         put(mem, e.as_bytes())?;
@@ -376,7 +407,10 @@ mod tests {
             let count = u16::from_le_bytes([t[34], t[35]]) as usize;
             assert_eq!(count, cpus as usize + 1 + 1 + 16 + 2);
             assert_eq!(entries(&t).len(), count);
-            assert_eq!(u32::from_le_bytes(t[36..40].try_into().unwrap()), 0xFEE0_0000);
+            assert_eq!(
+                u32::from_le_bytes(t[36..40].try_into().unwrap()),
+                0xFEE0_0000
+            );
             assert_eq!(&t[40..44], &[0, 0, 0, 0], "no extended table");
         }
         assert!(size(40) <= 0x400, "40 CPUs fit the EBDA's first KiB");
@@ -402,7 +436,10 @@ mod tests {
         assert_eq!(io[1], 3, "IOAPIC id as given");
         assert_eq!(io[2], 0x11);
         assert_eq!(io[3], IOAPIC_ENABLED);
-        assert_eq!(u32::from_le_bytes(io[4..8].try_into().unwrap()), 0xFEC0_0000);
+        assert_eq!(
+            u32::from_le_bytes(io[4..8].try_into().unwrap()),
+            0xFEC0_0000
+        );
     }
 
     #[test]
@@ -423,17 +460,32 @@ mod tests {
         for irq in (1..16).filter(|&i| i != 2) {
             assert_eq!(route(int_type::INT, irq), irq);
         }
-        assert!(!io.iter().any(|x| x[1] == int_type::INT && x[5] == 2), "no entry for the cascade");
-        let local: Vec<_> = e.iter().filter(|x| x[0] == entry::LOCAL_INTERRUPT).collect();
+        assert!(
+            !io.iter().any(|x| x[1] == int_type::INT && x[5] == 2),
+            "no entry for the cascade"
+        );
+        let local: Vec<_> = e
+            .iter()
+            .filter(|x| x[0] == entry::LOCAL_INTERRUPT)
+            .collect();
         assert_eq!(local.len(), 2);
-        assert_eq!((local[0][1], local[0][6], local[0][7]), (int_type::EXTINT, 0xFF, 0));
-        assert_eq!((local[1][1], local[1][6], local[1][7]), (int_type::NMI, 0xFF, 1));
+        assert_eq!(
+            (local[0][1], local[0][6], local[0][7]),
+            (int_type::EXTINT, 0xFF, 0)
+        );
+        assert_eq!(
+            (local[1][1], local[1][6], local[1][7]),
+            (int_type::NMI, 0xFF, 1)
+        );
     }
 
     #[test]
     fn outside_ram_is_an_error() {
         let mut mem = ram(0x9_FC00 + 0x40);
-        assert!(matches!(write(&mut mem, GuestPhys(AT), 1, 1, 0xFEC0_0000), Err(MemError::OutOfRange { .. })));
+        assert!(matches!(
+            write(&mut mem, GuestPhys(AT), 1, 1, 0xFEC0_0000),
+            Err(MemError::OutOfRange { .. })
+        ));
         // Nothing half-written.
         assert_eq!(mem.read_u32(GuestPhys(AT)).unwrap(), 0);
     }

@@ -61,11 +61,16 @@ impl fmt::Display for ArgError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ArgError::UnknownKey(k) => {
-                write!(f, "unknown key '{k}' (known: name, mem, kind, cmdline, initrd-of)")
+                write!(
+                    f,
+                    "unknown key '{k}' (known: name, mem, kind, cmdline, initrd-of)"
+                )
             }
             ArgError::Repeated(k) => write!(f, "key '{k}' given twice"),
             ArgError::BadName(n) => write!(f, "bad name '{n}': use 1 to 31 of A-Z a-z 0-9 _ . -"),
-            ArgError::BadSize(s) => write!(f, "bad size '{s}': use bytes or a number with K, M or G"),
+            ArgError::BadSize(s) => {
+                write!(f, "bad size '{s}': use bytes or a number with K, M or G")
+            }
             ArgError::BadKind(k) => write!(f, "bad kind '{k}': use multiboot1 or linux"),
             ArgError::Stray(w) => write!(f, "'{w}' is not key=value"),
             ArgError::UnclosedQuote => write!(f, "a quote is not closed"),
@@ -92,7 +97,9 @@ pub fn parse_size(s: &str) -> Option<u64> {
 }
 
 fn valid_name(n: &str) -> bool {
-    (1..=31).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    (1..=31).contains(&n.len())
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 fn set<'a, T>(slot: &mut Option<T>, key: &'a str, v: T) -> Result<(), ArgError<'a>> {
@@ -121,7 +128,9 @@ fn next_word(rest: &str) -> Result<(&str, &str), ArgError<'_>> {
 }
 
 fn unquote(s: &str) -> &str {
-    s.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(s)
+    s.strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(s)
 }
 
 /// Parses a module command line. Both `key="a b"` (as written in grub.cfg) and
@@ -157,7 +166,11 @@ pub fn parse_module_args(line: &str) -> Result<ModuleArgs<'_>, ArgError<'_>> {
                 }
                 set(&mut a.name, key, value)?
             }
-            "mem" => set(&mut a.mem, key, parse_size(value).ok_or(ArgError::BadSize(value))?)?,
+            "mem" => set(
+                &mut a.mem,
+                key,
+                parse_size(value).ok_or(ArgError::BadSize(value))?,
+            )?,
             "kind" => {
                 let k = match value {
                     "multiboot1" | "multiboot" | "mb1" => GuestKind::Multiboot1,
@@ -208,13 +221,19 @@ mod tests {
 
     #[test]
     fn cmdline_takes_the_rest_or_a_quoted_string() {
-        let a = parse_module_args("/guests/vmlinuz name=linux kind=linux cmdline=console=ttyS0 quiet  ").unwrap();
+        let a = parse_module_args(
+            "/guests/vmlinuz name=linux kind=linux cmdline=console=ttyS0 quiet  ",
+        )
+        .unwrap();
         assert_eq!(a.kind, Some(GuestKind::Linux));
         assert_eq!(a.cmdline, Some("console=ttyS0 quiet"));
         let a = parse_module_args("/k cmdline=\"a=b c\" mem=8M").unwrap();
         assert_eq!(a.cmdline, Some("a=b c"));
         assert_eq!(a.mem, Some(8 << 20));
-        assert_eq!(parse_module_args("/k cmdline=\"a b"), Err(ArgError::UnclosedQuote));
+        assert_eq!(
+            parse_module_args("/k cmdline=\"a b"),
+            Err(ArgError::UnclosedQuote)
+        );
         // GRUB quotes a whole argument that holds a space.
         let a = parse_module_args("/k \"cmdline=console=ttyS0 quiet\" name=x").unwrap();
         assert_eq!(a.cmdline, Some("console=ttyS0 quiet"));
@@ -231,11 +250,26 @@ mod tests {
 
     #[test]
     fn bad_input_says_what() {
-        assert_eq!(parse_module_args("/g colour=blue"), Err(ArgError::UnknownKey("colour")));
-        assert_eq!(parse_module_args("/g mem=lots"), Err(ArgError::BadSize("lots")));
-        assert_eq!(parse_module_args("/g name=a name=b"), Err(ArgError::Repeated("name")));
-        assert_eq!(parse_module_args("/g name=has/slash"), Err(ArgError::BadName("has/slash")));
-        assert_eq!(parse_module_args("/g kind=windows"), Err(ArgError::BadKind("windows")));
+        assert_eq!(
+            parse_module_args("/g colour=blue"),
+            Err(ArgError::UnknownKey("colour"))
+        );
+        assert_eq!(
+            parse_module_args("/g mem=lots"),
+            Err(ArgError::BadSize("lots"))
+        );
+        assert_eq!(
+            parse_module_args("/g name=a name=b"),
+            Err(ArgError::Repeated("name"))
+        );
+        assert_eq!(
+            parse_module_args("/g name=has/slash"),
+            Err(ArgError::BadName("has/slash"))
+        );
+        assert_eq!(
+            parse_module_args("/g kind=windows"),
+            Err(ArgError::BadKind("windows"))
+        );
         assert_eq!(parse_module_args("/g stray"), Err(ArgError::Stray("stray")));
         let msg = format!("{}", ArgError::UnknownKey("colour"));
         assert!(msg.contains("colour") && msg.contains("known"), "{msg}");

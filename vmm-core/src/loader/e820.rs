@@ -72,7 +72,11 @@ impl E820Entry {
 
     pub fn from_bytes(b: &[u8; 20]) -> Self {
         let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
-        Self { addr: u64_at(0), size: u64_at(8), kind: u32::from_le_bytes([b[16], b[17], b[18], b[19]]) }
+        Self {
+            addr: u64_at(0),
+            size: u64_at(8),
+            kind: u32::from_le_bytes([b[16], b[17], b[18], b[19]]),
+        }
     }
 }
 
@@ -96,7 +100,11 @@ pub fn pc_map(ram: u64) -> ArrayVec<E820Entry, 8> {
         map.push(E820Entry::new(0, low, RAM));
     }
     map.push(E820Entry::new(EBDA_START, EBDA_END - EBDA_START, RESERVED));
-    map.push(E820Entry::new(BIOS_START, HIGH_MEMORY - BIOS_START, RESERVED));
+    map.push(E820Entry::new(
+        BIOS_START,
+        HIGH_MEMORY - BIOS_START,
+        RESERVED,
+    ));
     let high_end = ram.min(IOAPIC_BASE);
     if high_end > HIGH_MEMORY {
         map.push(E820Entry::new(HIGH_MEMORY, high_end - HIGH_MEMORY, RAM));
@@ -133,10 +141,23 @@ mod tests {
 
     #[test]
     fn sorted_and_disjoint() {
-        for ram in [0x1000, 0x9_FC00, 0x10_0000, 0x10_1000, 64 << 20, 0xFEC0_0000, 6 << 30] {
+        for ram in [
+            0x1000,
+            0x9_FC00,
+            0x10_0000,
+            0x10_1000,
+            64 << 20,
+            0xFEC0_0000,
+            6 << 30,
+        ] {
             let m = pc_map(ram);
             for w in m.windows(2) {
-                assert!(w[0].end() <= { w[1].addr }, "{ram:#x}: {:?} then {:?}", w[0], w[1]);
+                assert!(
+                    w[0].end() <= { w[1].addr },
+                    "{ram:#x}: {:?} then {:?}",
+                    w[0],
+                    w[1]
+                );
             }
             // RAM entries lie inside the guest's RAM.
             assert!(m.iter().filter(|e| e.kind == RAM).all(|e| e.end() <= ram));
@@ -151,7 +172,10 @@ mod tests {
         assert_eq!(ram_bytes(&m), 512 << 10);
         // Beyond the APIC pages: high RAM stops at the IOAPIC.
         let m = pc_map(6 << 30);
-        assert_eq!(m.iter().filter(|e| e.kind == RAM).map(|e| e.end()).max(), Some(IOAPIC_BASE));
+        assert_eq!(
+            m.iter().filter(|e| e.kind == RAM).map(|e| e.end()).max(),
+            Some(IOAPIC_BASE)
+        );
     }
 
     #[test]

@@ -137,10 +137,19 @@ pub enum LinuxError {
     /// A header field this loader cannot work with.
     BadHeader(&'static str),
     /// The kernel's `[load, load + init_size)` window and the initrd do not fit the RAM.
-    TooLittleMemory { need: u64, have: u64 },
-    CmdlineTooLong { len: usize, max: usize },
+    TooLittleMemory {
+        need: u64,
+        have: u64,
+    },
+    CmdlineTooLong {
+        len: usize,
+        max: usize,
+    },
     /// The initrd does not fit below the kernel's `initrd_addr_max`.
-    InitrdTooLarge { size: u64, max: u64 },
+    InitrdTooLarge {
+        size: u64,
+        max: u64,
+    },
     Memory(MemError),
 }
 
@@ -153,15 +162,24 @@ impl From<MemError> for LinuxError {
 impl fmt::Display for LinuxError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LinuxError::NotLinux => write!(f, "not a Linux bzImage: no 0xAA55 boot flag or \"HdrS\" header"),
+            LinuxError::NotLinux => write!(
+                f,
+                "not a Linux bzImage: no 0xAA55 boot flag or \"HdrS\" header"
+            ),
             LinuxError::TooOld(v) => write!(
                 f,
                 "Linux boot protocol {}.{:02} is too old: the 64-bit entry needs 2.12 or later",
                 v >> 8,
                 v & 0xff
             ),
-            LinuxError::Not64Bit => write!(f, "the kernel has no 64-bit entry point (xloadflags bit 0 clear)"),
-            LinuxError::Truncated => write!(f, "the bzImage is truncated: its header or payload runs past its end"),
+            LinuxError::Not64Bit => write!(
+                f,
+                "the kernel has no 64-bit entry point (xloadflags bit 0 clear)"
+            ),
+            LinuxError::Truncated => write!(
+                f,
+                "the bzImage is truncated: its header or payload runs past its end"
+            ),
             LinuxError::BadHeader(why) => write!(f, "unusable Linux setup header: {why}"),
             LinuxError::TooLittleMemory { need, have } => write!(
                 f,
@@ -185,13 +203,16 @@ fn u8_at(b: &[u8], off: usize) -> u8 {
     b.get(off).copied().unwrap_or(0)
 }
 fn u16_at(b: &[u8], off: usize) -> u16 {
-    b.get(off..off + 2).map_or(0, |s| u16::from_le_bytes([s[0], s[1]]))
+    b.get(off..off + 2)
+        .map_or(0, |s| u16::from_le_bytes([s[0], s[1]]))
 }
 fn u32_at(b: &[u8], off: usize) -> u32 {
-    b.get(off..off + 4).map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    b.get(off..off + 4)
+        .map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 fn u64_at(b: &[u8], off: usize) -> u64 {
-    b.get(off..off + 8).map_or(0, |s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])))
+    b.get(off..off + 8)
+        .map_or(0, |s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])))
 }
 
 /// A parsed bzImage: the header fields the loader uses, and the file itself.
@@ -249,7 +270,9 @@ impl<'a> LinuxImage<'a> {
         } else if (layout::HIGH_MEMORY..FOUR_GIB).contains(&pref) {
             Ok(pref)
         } else {
-            Err(LinuxError::BadHeader("non-relocatable kernel with pref_address below 1 MiB or above 4 GiB"))
+            Err(LinuxError::BadHeader(
+                "non-relocatable kernel with pref_address below 1 MiB or above 4 GiB",
+            ))
         }
     }
 }
@@ -271,7 +294,9 @@ pub fn parse(image: &[u8]) -> Result<LinuxImage<'_>, LinuxError> {
     }
     let hdr_end = hdr::HEADER + u8_at(image, hdr::JUMP + 1) as usize;
     if !(hdr::END_READ..=zero_page::HDR_MAX_END).contains(&hdr_end) {
-        return Err(LinuxError::BadHeader("setup header length (byte at 0x201) out of range"));
+        return Err(LinuxError::BadHeader(
+            "setup header length (byte at 0x201) out of range",
+        ));
     }
     if hdr_end > image.len() {
         return Err(LinuxError::Truncated);
@@ -282,7 +307,9 @@ pub fn parse(image: &[u8]) -> Result<LinuxImage<'_>, LinuxError> {
     }
     let loadflags = u8_at(image, hdr::LOADFLAGS);
     if loadflags & LOADED_HIGH == 0 {
-        return Err(LinuxError::BadHeader("LOADED_HIGH clear: a zImage, not a bzImage"));
+        return Err(LinuxError::BadHeader(
+            "LOADED_HIGH clear: a zImage, not a bzImage",
+        ));
     }
     let setup_sects = match u8_at(image, hdr::SETUP_SECTS) {
         0 => 4,
@@ -301,7 +328,9 @@ pub fn parse(image: &[u8]) -> Result<LinuxImage<'_>, LinuxError> {
     let relocatable = u8_at(image, hdr::RELOCATABLE_KERNEL) != 0;
     let kernel_alignment = u32_at(image, hdr::KERNEL_ALIGNMENT);
     if relocatable && !kernel_alignment.is_power_of_two() {
-        return Err(LinuxError::BadHeader("kernel_alignment is not a power of two"));
+        return Err(LinuxError::BadHeader(
+            "kernel_alignment is not a power of two",
+        ));
     }
     let init_size = u32_at(image, hdr::INIT_SIZE);
     if init_size == 0 {
@@ -346,7 +375,11 @@ pub struct LinuxBoot {
 /// Where the initrd goes: the highest page-aligned place below `limit` clear of the
 /// kernel's window, else the highest one below the kernel (not under 1 MiB).
 fn place_initrd(size: u64, limit: u64, kernel: core::ops::Range<u64>) -> Option<u64> {
-    let below = |top: u64| top.checked_sub(size).map(|a| a & !(PAGE - 1)).filter(|&a| a >= layout::HIGH_MEMORY);
+    let below = |top: u64| {
+        top.checked_sub(size)
+            .map(|a| a & !(PAGE - 1))
+            .filter(|&a| a >= layout::HIGH_MEMORY)
+    };
     if let Some(a) = below(limit) {
         if a >= kernel.end {
             return Some(a);
@@ -356,17 +389,28 @@ fn place_initrd(size: u64, limit: u64, kernel: core::ops::Range<u64>) -> Option<
 }
 
 /// Loads `img` into `mem` as `setup` describes and returns the boot state.
-pub fn load(img: &LinuxImage, mem: &mut GuestMemory, setup: &LinuxSetup) -> Result<LinuxBoot, LinuxError> {
+pub fn load(
+    img: &LinuxImage,
+    mem: &mut GuestMemory,
+    setup: &LinuxSetup,
+) -> Result<LinuxBoot, LinuxError> {
     let ram = setup.ram;
     if !mem.contains(GuestPhys(0), ram) {
-        return Err(MemError::OutOfRange { gpa: GuestPhys(0), len: ram }.into());
+        return Err(MemError::OutOfRange {
+            gpa: GuestPhys(0),
+            len: ram,
+        }
+        .into());
     }
     // The e820 map reports RAM only up to the IOAPIC page.
     let usable = ram.min(e820::IOAPIC_BASE);
 
     let max = (img.cmdline_size as usize).min((layout::CMDLINE_END - layout::CMDLINE) as usize - 1);
     if setup.cmdline.len() > max {
-        return Err(LinuxError::CmdlineTooLong { len: setup.cmdline.len(), max });
+        return Err(LinuxError::CmdlineTooLong {
+            len: setup.cmdline.len(),
+            max,
+        });
     }
 
     let kernel_addr = img.load_address()?;
@@ -383,7 +427,12 @@ pub fn load(img: &LinuxImage, mem: &mut GuestMemory, setup: &LinuxSetup) -> Resu
             let limit = usable.min(img.initrd_addr_max as u64 + 1).min(FOUR_GIB);
             match place_initrd(initrd_len, limit, kernel_addr..kernel_end) {
                 Some(a) => Some(a),
-                None if need <= usable => return Err(LinuxError::InitrdTooLarge { size: initrd_len, max: limit }),
+                None if need <= usable => {
+                    return Err(LinuxError::InitrdTooLarge {
+                        size: initrd_len,
+                        max: limit,
+                    })
+                }
                 None => return Err(LinuxError::TooLittleMemory { need, have: ram }),
             }
         }
@@ -401,11 +450,20 @@ pub fn load(img: &LinuxImage, mem: &mut GuestMemory, setup: &LinuxSetup) -> Resu
     mem.fill(GuestPhys(bp), zero_page::SIZE, 0)?;
     mem.write(at(zero_page::HDR), img.setup_header())?;
     mem.write(at(hdr::TYPE_OF_LOADER), &[LOADER_UNDEFINED])?;
-    mem.write(at(hdr::LOADFLAGS), &[(img.loadflags | CAN_USE_HEAP) & !QUIET_FLAG])?;
+    mem.write(
+        at(hdr::LOADFLAGS),
+        &[(img.loadflags | CAN_USE_HEAP) & !QUIET_FLAG],
+    )?;
     mem.write_u16(at(hdr::HEAP_END_PTR), HEAP_END)?;
     mem.write_u32(at(hdr::CMD_LINE_PTR), layout::CMDLINE as u32)?;
-    mem.write_u32(at(zero_page::EXT_CMD_LINE_PTR), (layout::CMDLINE >> 32) as u32)?;
-    let (rd_addr, rd_size) = (initrd_addr.unwrap_or(0), initrd_addr.map_or(0, |_| initrd_len));
+    mem.write_u32(
+        at(zero_page::EXT_CMD_LINE_PTR),
+        (layout::CMDLINE >> 32) as u32,
+    )?;
+    let (rd_addr, rd_size) = (
+        initrd_addr.unwrap_or(0),
+        initrd_addr.map_or(0, |_| initrd_len),
+    );
     mem.write_u32(at(hdr::RAMDISK_IMAGE), rd_addr as u32)?;
     mem.write_u32(at(hdr::RAMDISK_SIZE), rd_size as u32)?;
     mem.write_u32(at(zero_page::EXT_RAMDISK_IMAGE), (rd_addr >> 32) as u32)?;
@@ -415,12 +473,18 @@ pub fn load(img: &LinuxImage, mem: &mut GuestMemory, setup: &LinuxSetup) -> Resu
     let map = e820::pc_map(ram);
     mem.write(at(zero_page::E820_ENTRIES), &[map.len() as u8])?;
     for (i, e) in map.iter().enumerate() {
-        mem.write(at(zero_page::E820_TABLE + i * e820::E820Entry::SIZE), &e.to_bytes())?;
+        mem.write(
+            at(zero_page::E820_TABLE + i * e820::E820Entry::SIZE),
+            &e.to_bytes(),
+        )?;
     }
 
     // The command line.
     mem.write(GuestPhys(layout::CMDLINE), setup.cmdline.as_bytes())?;
-    mem.write(GuestPhys(layout::CMDLINE + setup.cmdline.len() as u64), &[0])?;
+    mem.write(
+        GuestPhys(layout::CMDLINE + setup.cmdline.len() as u64),
+        &[0],
+    )?;
 
     // The GDT.
     for (i, d) in [0, 0, GDT_CODE64, GDT_DATA].into_iter().enumerate() {
@@ -496,7 +560,11 @@ mod tests {
     }
 
     fn setup<'a>(ram: u64, cmdline: &'a str, initrd: Option<&'a [u8]>) -> LinuxSetup<'a> {
-        LinuxSetup { ram, cmdline, initrd }
+        LinuxSetup {
+            ram,
+            cmdline,
+            initrd,
+        }
     }
 
     #[test]
@@ -520,17 +588,42 @@ mod tests {
     fn parse_errors() {
         let b = bzimage();
         assert_eq!(parse(b"MZ").err(), Some(LinuxError::NotLinux));
-        assert_eq!(parse(&with(b.clone(), hdr::BOOT_FLAG, &[0, 0])).err(), Some(LinuxError::NotLinux));
-        assert_eq!(parse(&with(b.clone(), hdr::HEADER, b"HdrT")).err(), Some(LinuxError::NotLinux));
-        assert_eq!(parse(&with(b.clone(), hdr::VERSION, &0x020Bu16.to_le_bytes())).err(), Some(LinuxError::TooOld(0x020B)));
-        assert_eq!(parse(&with(b.clone(), hdr::XLOADFLAGS, &[0x7E, 0])).err(), Some(LinuxError::Not64Bit));
-        assert!(matches!(parse(&with(b.clone(), hdr::LOADFLAGS, &[0])), Err(LinuxError::BadHeader(_))));
+        assert_eq!(
+            parse(&with(b.clone(), hdr::BOOT_FLAG, &[0, 0])).err(),
+            Some(LinuxError::NotLinux)
+        );
+        assert_eq!(
+            parse(&with(b.clone(), hdr::HEADER, b"HdrT")).err(),
+            Some(LinuxError::NotLinux)
+        );
+        assert_eq!(
+            parse(&with(b.clone(), hdr::VERSION, &0x020Bu16.to_le_bytes())).err(),
+            Some(LinuxError::TooOld(0x020B))
+        );
+        assert_eq!(
+            parse(&with(b.clone(), hdr::XLOADFLAGS, &[0x7E, 0])).err(),
+            Some(LinuxError::Not64Bit)
+        );
         assert!(matches!(
-            parse(&with(b.clone(), hdr::KERNEL_ALIGNMENT, &0x30_0000u32.to_le_bytes())),
+            parse(&with(b.clone(), hdr::LOADFLAGS, &[0])),
             Err(LinuxError::BadHeader(_))
         ));
-        assert!(matches!(parse(&with(b.clone(), hdr::INIT_SIZE, &[0; 4])), Err(LinuxError::BadHeader(_))));
-        assert!(matches!(parse(&with(b.clone(), hdr::JUMP + 1, &[0x10])), Err(LinuxError::BadHeader(_))));
+        assert!(matches!(
+            parse(&with(
+                b.clone(),
+                hdr::KERNEL_ALIGNMENT,
+                &0x30_0000u32.to_le_bytes()
+            )),
+            Err(LinuxError::BadHeader(_))
+        ));
+        assert!(matches!(
+            parse(&with(b.clone(), hdr::INIT_SIZE, &[0; 4])),
+            Err(LinuxError::BadHeader(_))
+        ));
+        assert!(matches!(
+            parse(&with(b.clone(), hdr::JUMP + 1, &[0x10])),
+            Err(LinuxError::BadHeader(_))
+        ));
         // Truncated: in the header, and with no payload after the setup sectors.
         assert_eq!(parse(&b[..0x250]).err(), Some(LinuxError::Truncated));
         assert_eq!(parse(&b[..5 * 512]).err(), Some(LinuxError::Truncated));
@@ -538,7 +631,10 @@ mod tests {
         let long = with(b.clone(), 0x1F4, &((b.len() as u32) / 16 + 1).to_le_bytes());
         assert_eq!(parse(&long).err(), Some(LinuxError::Truncated));
         // setup_sects 39 (as Debian's) puts the payload past this small file.
-        assert_eq!(parse(&with(b.clone(), hdr::SETUP_SECTS, &[39])).err(), Some(LinuxError::Truncated));
+        assert_eq!(
+            parse(&with(b.clone(), hdr::SETUP_SECTS, &[39])).err(),
+            Some(LinuxError::Truncated)
+        );
         // Every error has a one-line reason.
         for e in [
             LinuxError::NotLinux,
@@ -546,8 +642,14 @@ mod tests {
             LinuxError::Not64Bit,
             LinuxError::Truncated,
             LinuxError::BadHeader("x"),
-            LinuxError::TooLittleMemory { need: 67 * MIB, have: 64 * MIB },
-            LinuxError::CmdlineTooLong { len: 3000, max: 2047 },
+            LinuxError::TooLittleMemory {
+                need: 67 * MIB,
+                have: 64 * MIB,
+            },
+            LinuxError::CmdlineTooLong {
+                len: 3000,
+                max: 2047,
+            },
             LinuxError::InitrdTooLarge { size: 1, max: 2 },
         ] {
             let s = std::format!("{e}");
@@ -559,13 +661,40 @@ mod tests {
     #[test]
     fn load_address_fallbacks() {
         let b = with(bzimage(), hdr::PREF_ADDRESS, &0x8_0000u64.to_le_bytes());
-        assert_eq!(parse(&b).unwrap().load_address(), Ok(0x100_0000), "relocatable, pref below 1 MiB");
-        let b = with(bzimage(), hdr::KERNEL_ALIGNMENT, &0x200_0000u32.to_le_bytes());
-        assert_eq!(parse(&b).unwrap().load_address(), Ok(0x200_0000), "16 MiB rounded up to the alignment");
-        let b = with(with(bzimage(), hdr::RELOCATABLE_KERNEL, &[0]), hdr::PREF_ADDRESS, &0x30_0000u64.to_le_bytes());
-        assert_eq!(parse(&b).unwrap().load_address(), Ok(0x30_0000), "fixed kernels load at pref_address");
-        let b = with(with(bzimage(), hdr::RELOCATABLE_KERNEL, &[0]), hdr::PREF_ADDRESS, &[0; 8]);
-        assert!(matches!(parse(&b).unwrap().load_address(), Err(LinuxError::BadHeader(_))));
+        assert_eq!(
+            parse(&b).unwrap().load_address(),
+            Ok(0x100_0000),
+            "relocatable, pref below 1 MiB"
+        );
+        let b = with(
+            bzimage(),
+            hdr::KERNEL_ALIGNMENT,
+            &0x200_0000u32.to_le_bytes(),
+        );
+        assert_eq!(
+            parse(&b).unwrap().load_address(),
+            Ok(0x200_0000),
+            "16 MiB rounded up to the alignment"
+        );
+        let b = with(
+            with(bzimage(), hdr::RELOCATABLE_KERNEL, &[0]),
+            hdr::PREF_ADDRESS,
+            &0x30_0000u64.to_le_bytes(),
+        );
+        assert_eq!(
+            parse(&b).unwrap().load_address(),
+            Ok(0x30_0000),
+            "fixed kernels load at pref_address"
+        );
+        let b = with(
+            with(bzimage(), hdr::RELOCATABLE_KERNEL, &[0]),
+            hdr::PREF_ADDRESS,
+            &[0; 8],
+        );
+        assert!(matches!(
+            parse(&b).unwrap().load_address(),
+            Err(LinuxError::BadHeader(_))
+        ));
     }
 
     #[test]
@@ -573,12 +702,23 @@ mod tests {
         let b = bzimage();
         let img = parse(&b).unwrap();
         let mut mem = ram(32 << 20);
-        let boot = load(&img, &mut mem, &setup(32 * MIB, "console=ttyS0 quiet", None)).unwrap();
+        let boot = load(
+            &img,
+            &mut mem,
+            &setup(32 * MIB, "console=ttyS0 quiet", None),
+        )
+        .unwrap();
         assert_eq!(boot.kernel_addr, 0x100_0000);
         assert_eq!(boot.initrd_addr, None);
         assert_eq!(
             boot.start,
-            StartMode::Long64 { rip: 0x100_0200, rsi: 0x7000, cr3: 0x1_0000, gdt_base: 0x1000, gdt_limit: 0x1F }
+            StartMode::Long64 {
+                rip: 0x100_0200,
+                rsi: 0x7000,
+                cr3: 0x1_0000,
+                gdt_base: 0x1000,
+                gdt_limit: 0x1F
+            }
         );
         let mut got = vec![0u8; PAYLOAD.len()];
         mem.read(GuestPhys(0x100_0000), &mut got).unwrap();
@@ -592,10 +732,18 @@ mod tests {
         assert_eq!(mem.read_u16(bp(0x1FE)).unwrap(), 0xAA55);
         assert_eq!(mem.read_u16(bp(0x206)).unwrap(), 0x020F);
         assert_eq!(mem.read_u64(bp(0x258)).unwrap(), 0x100_0000);
-        assert_eq!(mem.read_u32(bp(0x268)).unwrap(), 0x1234, "copied to the header's end");
+        assert_eq!(
+            mem.read_u32(bp(0x268)).unwrap(),
+            0x1234,
+            "copied to the header's end"
+        );
         assert_eq!(mem.read_u8(bp(0x26C)).unwrap(), 0, "nothing past it");
         assert_eq!(mem.read_u8(bp(0x210)).unwrap(), 0xFF, "type_of_loader");
-        assert_eq!(mem.read_u8(bp(0x211)).unwrap(), LOADED_HIGH | CAN_USE_HEAP, "QUIET cleared, heap on");
+        assert_eq!(
+            mem.read_u8(bp(0x211)).unwrap(),
+            LOADED_HIGH | CAN_USE_HEAP,
+            "QUIET cleared, heap on"
+        );
         assert_eq!(mem.read_u16(bp(0x224)).unwrap(), 0xFE00);
         assert_eq!(mem.read_u32(bp(0x228)).unwrap(), 0x2_0000, "cmd_line_ptr");
         assert_eq!(mem.read_u32(bp(0x0C8)).unwrap(), 0, "ext_cmd_line_ptr");
@@ -613,7 +761,10 @@ mod tests {
         }
         let mut raw = [0u8; 20];
         mem.read(bp(0x2D0 + 3 * 20), &mut raw).unwrap();
-        assert_eq!(e820::E820Entry::from_bytes(&raw), e820::E820Entry::new(MIB, 31 * MIB, e820::RAM));
+        assert_eq!(
+            e820::E820Entry::from_bytes(&raw),
+            e820::E820Entry::new(MIB, 31 * MIB, e820::RAM)
+        );
 
         // Command line, NUL-terminated.
         let mut c = [0u8; 20];
@@ -622,8 +773,14 @@ mod tests {
 
         // GDT.
         assert_eq!(mem.read_u64(GuestPhys(0x1000)).unwrap(), 0);
-        assert_eq!(mem.read_u64(GuestPhys(0x1010)).unwrap(), 0x00AF_9A00_0000_FFFF);
-        assert_eq!(mem.read_u64(GuestPhys(0x1018)).unwrap(), 0x00CF_9200_0000_FFFF);
+        assert_eq!(
+            mem.read_u64(GuestPhys(0x1010)).unwrap(),
+            0x00AF_9A00_0000_FFFF
+        );
+        assert_eq!(
+            mem.read_u64(GuestPhys(0x1018)).unwrap(),
+            0x00CF_9200_0000_FFFF
+        );
         let code = mem.read_u64(GuestPhys(0x1010)).unwrap();
         assert_eq!((code >> 53) & 1, 1, "L");
         assert_eq!((code >> 54) & 1, 0, "D clear with L");
@@ -633,15 +790,21 @@ mod tests {
     /// Walks the loader's page tables for `va` (4-level, 2 MiB leaves).
     fn translate(mem: &GuestMemory, cr3: u64, va: u64) -> Option<u64> {
         let mask = 0x000F_FFFF_FFFF_F000u64;
-        let pml4e = mem.read_u64(GuestPhys((cr3 & mask) + 8 * ((va >> 39) & 511))).ok()?;
+        let pml4e = mem
+            .read_u64(GuestPhys((cr3 & mask) + 8 * ((va >> 39) & 511)))
+            .ok()?;
         if pml4e & 1 == 0 {
             return None;
         }
-        let pdpte = mem.read_u64(GuestPhys((pml4e & mask) + 8 * ((va >> 30) & 511))).ok()?;
+        let pdpte = mem
+            .read_u64(GuestPhys((pml4e & mask) + 8 * ((va >> 30) & 511)))
+            .ok()?;
         if pdpte & 1 == 0 || pdpte & 0x80 != 0 {
             return None;
         }
-        let pde = mem.read_u64(GuestPhys((pdpte & mask) + 8 * ((va >> 21) & 511))).ok()?;
+        let pde = mem
+            .read_u64(GuestPhys((pdpte & mask) + 8 * ((va >> 21) & 511)))
+            .ok()?;
         if pde & 0x83 != 0x83 {
             return None;
         }
@@ -653,8 +816,19 @@ mod tests {
         let b = bzimage();
         let mut mem = ram(32 << 20);
         let boot = load(&parse(&b).unwrap(), &mut mem, &setup(32 * MIB, "", None)).unwrap();
-        let StartMode::Long64 { cr3, .. } = boot.start else { panic!() };
-        for va in [0, 0x7000, 0x1234_5678, 0x100_0200, 0x4000_0000, 0xBFFF_FFFF, 0xFEE0_0000, 0xFFFF_FFFF] {
+        let StartMode::Long64 { cr3, .. } = boot.start else {
+            panic!()
+        };
+        for va in [
+            0,
+            0x7000,
+            0x1234_5678,
+            0x100_0200,
+            0x4000_0000,
+            0xBFFF_FFFF,
+            0xFEE0_0000,
+            0xFFFF_FFFF,
+        ] {
             assert_eq!(translate(&mem, cr3, va), Some(va), "{va:#x}");
         }
         assert_eq!(translate(&mem, cr3, 1 << 32), None, "nothing above 4 GiB");
@@ -673,20 +847,41 @@ mod tests {
         let mut mem = ram(64 << 20);
         let boot = load(&img, &mut mem, &setup(64 * MIB, "", Some(&rd))).unwrap();
         let a = boot.initrd_addr.unwrap();
-        assert_eq!(a, (64 * MIB - 10_000) & !0xFFF, "highest page below the end of RAM");
+        assert_eq!(
+            a,
+            (64 * MIB - 10_000) & !0xFFF,
+            "highest page below the end of RAM"
+        );
         assert!(a + rd.len() as u64 <= 64 * MIB);
         let mut got = vec![0u8; rd.len()];
         mem.read(GuestPhys(a), &mut got).unwrap();
         assert_eq!(got, rd);
         assert_eq!(mem.read_u32(GuestPhys(0x7000 + 0x218)).unwrap() as u64, a);
         assert_eq!(mem.read_u32(GuestPhys(0x7000 + 0x21C)).unwrap(), 10_000);
-        assert_eq!(mem.read_u32(GuestPhys(0x7000 + 0x0C0)).unwrap(), 0, "ext_ramdisk_image");
-        assert_eq!(mem.read_u32(GuestPhys(0x7000 + 0x0C4)).unwrap(), 0, "ext_ramdisk_size");
+        assert_eq!(
+            mem.read_u32(GuestPhys(0x7000 + 0x0C0)).unwrap(),
+            0,
+            "ext_ramdisk_image"
+        );
+        assert_eq!(
+            mem.read_u32(GuestPhys(0x7000 + 0x0C4)).unwrap(),
+            0,
+            "ext_ramdisk_size"
+        );
 
         // initrd_addr_max below the end of RAM: the initrd ends at or below it.
-        let b2 = with(bzimage(), hdr::INITRD_ADDR_MAX, &(40 * MIB as u32 - 1).to_le_bytes());
+        let b2 = with(
+            bzimage(),
+            hdr::INITRD_ADDR_MAX,
+            &(40 * MIB as u32 - 1).to_le_bytes(),
+        );
         let mut mem = ram(64 << 20);
-        let boot = load(&parse(&b2).unwrap(), &mut mem, &setup(64 * MIB, "", Some(&rd))).unwrap();
+        let boot = load(
+            &parse(&b2).unwrap(),
+            &mut mem,
+            &setup(64 * MIB, "", Some(&rd)),
+        )
+        .unwrap();
         let a = boot.initrd_addr.unwrap();
         assert_eq!(a, (40 * MIB - 10_000) & !0xFFF);
         assert!(a + 10_000 <= 40 * MIB);
@@ -695,7 +890,11 @@ mod tests {
     #[test]
     fn initrd_avoids_the_kernel_window() {
         // initrd_addr_max inside the kernel's window [16, 20) MiB: the initrd goes below it.
-        let b = with(bzimage(), hdr::INITRD_ADDR_MAX, &(18 * MIB as u32 - 1).to_le_bytes());
+        let b = with(
+            bzimage(),
+            hdr::INITRD_ADDR_MAX,
+            &(18 * MIB as u32 - 1).to_le_bytes(),
+        );
         let img = parse(&b).unwrap();
         let rd = vec![7u8; 3 * MIB as usize];
         let mut mem = ram(64 << 20);
@@ -705,7 +904,10 @@ mod tests {
         let rd = vec![7u8; 16 * MIB as usize];
         assert_eq!(
             load(&img, &mut mem, &setup(64 * MIB, "", Some(&rd))).err(),
-            Some(LinuxError::InitrdTooLarge { size: 16 * MIB, max: 18 * MIB })
+            Some(LinuxError::InitrdTooLarge {
+                size: 16 * MIB,
+                max: 18 * MIB
+            })
         );
     }
 
@@ -717,7 +919,10 @@ mod tests {
         let mut mem = ram(64 << 20);
         assert_eq!(
             load(&img, &mut mem, &setup(64 * MIB, "", None)).err(),
-            Some(LinuxError::TooLittleMemory { need: 79 * MIB, have: 64 * MIB })
+            Some(LinuxError::TooLittleMemory {
+                need: 79 * MIB,
+                have: 64 * MIB
+            })
         );
         // The kernel fits but the initrd fits neither above nor below it.
         let b = bzimage();
@@ -725,15 +930,27 @@ mod tests {
         let rd = vec![1u8; 16 * MIB as usize];
         assert_eq!(
             load(&img, &mut mem, &setup(32 * MIB, "", Some(&rd))).err(),
-            Some(LinuxError::TooLittleMemory { need: 36 * MIB, have: 32 * MIB })
+            Some(LinuxError::TooLittleMemory {
+                need: 36 * MIB,
+                have: 32 * MIB
+            })
         );
         // 13 MiB does not fit above the kernel's window [16, 20) MiB but does below it.
         let rd = vec![1u8; 13 * MIB as usize];
         let boot = load(&img, &mut mem, &setup(32 * MIB, "", Some(&rd))).unwrap();
         assert_eq!(boot.initrd_addr, Some(3 * MIB));
         // RAM larger than the memory given.
-        assert!(matches!(load(&img, &mut mem, &setup(128 * MIB, "", None)), Err(LinuxError::Memory(_))));
-        let s = std::format!("{}", LinuxError::TooLittleMemory { need: 79 * MIB, have: 64 * MIB });
+        assert!(matches!(
+            load(&img, &mut mem, &setup(128 * MIB, "", None)),
+            Err(LinuxError::Memory(_))
+        ));
+        let s = std::format!(
+            "{}",
+            LinuxError::TooLittleMemory {
+                need: 79 * MIB,
+                have: 64 * MIB
+            }
+        );
         assert!(s.contains("79 MiB") && s.contains("64 MiB"), "{s}");
     }
 
@@ -756,7 +973,10 @@ mod tests {
         let long = "x".repeat(0x1_0000);
         assert_eq!(
             load(&parse(&b).unwrap(), &mut mem, &setup(32 * MIB, &long, None)).err(),
-            Some(LinuxError::CmdlineTooLong { len: 0x1_0000, max: 0xFFFF })
+            Some(LinuxError::CmdlineTooLong {
+                len: 0x1_0000,
+                max: 0xFFFF
+            })
         );
     }
 

@@ -1,5 +1,5 @@
 //! Guest image loaders and the module command line.
 pub mod cmdline;
-pub mod multiboot1;
 pub mod e820;
 pub mod linux;
+pub mod multiboot1;

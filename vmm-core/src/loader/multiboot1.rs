@@ -118,9 +118,16 @@ pub enum LoadError {
     /// The address fields or program headers point outside the file.
     Truncated,
     /// A segment lands outside guest RAM.
-    OutsideRam { addr: u64, len: u64, ram: u64 },
+    OutsideRam {
+        addr: u64,
+        len: u64,
+        ram: u64,
+    },
     /// A segment overlaps where the boot information goes.
-    OverlapsInfo { addr: u64, len: u64 },
+    OverlapsInfo {
+        addr: u64,
+        len: u64,
+    },
     EntryNotLoaded(u64),
     CmdlineTooLong(usize),
     Memory(MemError),
@@ -138,9 +145,15 @@ impl fmt::Display for LoadError {
             LoadError::NoHeader => write!(f, "no multiboot1 header in the first 8 KiB"),
             LoadError::BadChecksum => write!(f, "multiboot1 header checksum is wrong"),
             LoadError::UnsupportedRequirement(bits) => {
-                write!(f, "multiboot1 header requires features Janus does not offer (flags {bits:#x})")
+                write!(
+                    f,
+                    "multiboot1 header requires features Janus does not offer (flags {bits:#x})"
+                )
             }
-            LoadError::NotElf => write!(f, "neither multiboot address fields (flag 16) nor an ELF image"),
+            LoadError::NotElf => write!(
+                f,
+                "neither multiboot address fields (flag 16) nor an ELF image"
+            ),
             LoadError::BadElf(why) => write!(f, "bad ELF image: {why}"),
             LoadError::Truncated => write!(f, "image is truncated: its headers point past its end"),
             LoadError::OutsideRam { addr, len, ram } => write!(
@@ -153,27 +166,40 @@ impl fmt::Display for LoadError {
                 "image at {addr:#x}+{len:#x} overlaps the boot information area {:#x}-{:#x}",
                 INFO_AREA.start, INFO_AREA.end
             ),
-            LoadError::EntryNotLoaded(e) => write!(f, "entry point {e:#x} is not in a loaded segment"),
-            LoadError::CmdlineTooLong(n) => write!(f, "command line of {n} bytes is too long (at most {CMDLINE_MAX})"),
+            LoadError::EntryNotLoaded(e) => {
+                write!(f, "entry point {e:#x} is not in a loaded segment")
+            }
+            LoadError::CmdlineTooLong(n) => write!(
+                f,
+                "command line of {n} bytes is too long (at most {CMDLINE_MAX})"
+            ),
             LoadError::Memory(e) => write!(f, "{e}"),
         }
     }
 }
 
 fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(off..off.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        b.get(off..off.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 fn u16_at(b: &[u8], off: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(off..off.checked_add(2)?)?.try_into().ok()?))
+    Some(u16::from_le_bytes(
+        b.get(off..off.checked_add(2)?)?.try_into().ok()?,
+    ))
 }
 fn u64_at(b: &[u8], off: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(off..off.checked_add(8)?)?.try_into().ok()?))
+    Some(u64::from_le_bytes(
+        b.get(off..off.checked_add(8)?)?.try_into().ok()?,
+    ))
 }
 
 /// The offset of the multiboot1 header (magic and a matching checksum aside), if any.
 fn find_header(image: &[u8]) -> Option<usize> {
     let end = image.len().min(HEADER_SEARCH);
-    (0..end.saturating_sub(11)).step_by(4).find(|&o| u32_at(image, o) == Some(HEADER_MAGIC))
+    (0..end.saturating_sub(11))
+        .step_by(4)
+        .find(|&o| u32_at(image, o) == Some(HEADER_MAGIC))
 }
 
 /// Whether `image` carries a multiboot1 header.
@@ -193,43 +219,81 @@ struct Segment {
 
 fn place(image: &[u8], mem: &mut GuestMemory, s: Segment) -> Result<(), LoadError> {
     if s.filesz > s.memsz {
-        return Err(LoadError::BadElf("segment's file size exceeds its memory size"));
+        return Err(LoadError::BadElf(
+            "segment's file size exceeds its memory size",
+        ));
     }
     let file_end = s.offset.checked_add(s.filesz).ok_or(LoadError::Truncated)?;
     if file_end > image.len() as u64 {
         return Err(LoadError::Truncated);
     }
-    let end = s.addr.checked_add(s.memsz).ok_or(LoadError::OutsideRam { addr: s.addr, len: s.memsz, ram: mem.size() })?;
+    let end = s.addr.checked_add(s.memsz).ok_or(LoadError::OutsideRam {
+        addr: s.addr,
+        len: s.memsz,
+        ram: mem.size(),
+    })?;
     if s.memsz == 0 {
         return Ok(());
     }
     if !mem.contains(GuestPhys(s.addr), s.memsz) {
-        return Err(LoadError::OutsideRam { addr: s.addr, len: s.memsz, ram: mem.size() });
+        return Err(LoadError::OutsideRam {
+            addr: s.addr,
+            len: s.memsz,
+            ram: mem.size(),
+        });
     }
     if s.addr < INFO_AREA.end && end > INFO_AREA.start {
-        return Err(LoadError::OverlapsInfo { addr: s.addr, len: s.memsz });
+        return Err(LoadError::OverlapsInfo {
+            addr: s.addr,
+            len: s.memsz,
+        });
     }
-    mem.write(GuestPhys(s.addr), &image[s.offset as usize..file_end as usize])?;
-    mem.fill(GuestPhys(s.addr + s.filesz), (s.memsz - s.filesz) as usize, 0)?;
+    mem.write(
+        GuestPhys(s.addr),
+        &image[s.offset as usize..file_end as usize],
+    )?;
+    mem.fill(
+        GuestPhys(s.addr + s.filesz),
+        (s.memsz - s.filesz) as usize,
+        0,
+    )?;
     Ok(())
 }
 
 /// Segments from the header's address fields (flag 16, spec 3.1.3).
 fn aout_segments(image: &[u8], hdr: usize) -> Result<(Segment, u64), LoadError> {
-    let f = |i: usize| u32_at(image, hdr + 12 + 4 * i).ok_or(LoadError::Truncated).map(u64::from);
+    let f = |i: usize| {
+        u32_at(image, hdr + 12 + 4 * i)
+            .ok_or(LoadError::Truncated)
+            .map(u64::from)
+    };
     let (header_addr, load_addr, load_end, bss_end, entry) = (f(0)?, f(1)?, f(2)?, f(3)?, f(4)?);
     let bad = LoadError::BadElf("multiboot address fields are inconsistent");
     if load_addr > header_addr {
         return Err(bad);
     }
-    let offset = (hdr as u64).checked_sub(header_addr - load_addr).ok_or(bad)?;
+    let offset = (hdr as u64)
+        .checked_sub(header_addr - load_addr)
+        .ok_or(bad)?;
     let filesz = if load_end == 0 {
         image.len() as u64 - offset
     } else {
         load_end.checked_sub(load_addr).ok_or(bad)?
     };
-    let memsz = if bss_end == 0 { filesz } else { bss_end.checked_sub(load_addr).ok_or(bad)?.max(filesz) };
-    Ok((Segment { offset, filesz, addr: load_addr, memsz }, entry))
+    let memsz = if bss_end == 0 {
+        filesz
+    } else {
+        bss_end.checked_sub(load_addr).ok_or(bad)?.max(filesz)
+    };
+    Ok((
+        Segment {
+            offset,
+            filesz,
+            addr: load_addr,
+            memsz,
+        },
+        entry,
+    ))
 }
 
 /// Loads the PT_LOAD segments of an ELF32 or ELF64 image; returns the physical entry.
@@ -251,7 +315,12 @@ fn load_elf(image: &[u8], mem: &mut GuestMemory) -> Result<u64, LoadError> {
         return Err(LoadError::BadElf("not an x86 image"));
     }
     let (entry, phoff, phentsize, phnum) = if class64 {
-        (u64_at(image, 24).ok_or(t)?, u64_at(image, 32).ok_or(t)?, u16_at(image, 54).ok_or(t)?, u16_at(image, 56).ok_or(t)?)
+        (
+            u64_at(image, 24).ok_or(t)?,
+            u64_at(image, 32).ok_or(t)?,
+            u16_at(image, 54).ok_or(t)?,
+            u16_at(image, 56).ok_or(t)?,
+        )
     } else {
         (
             u32_at(image, 24).ok_or(t)? as u64,
@@ -276,10 +345,23 @@ fn load_elf(image: &[u8], mem: &mut GuestMemory) -> Result<u64, LoadError> {
             let g = |o: usize| u64_at(image, ph + o).ok_or(LoadError::Truncated);
             (g(8)?, g(16)?, g(24)?, g(32)?, g(40)?)
         } else {
-            let g = |o: usize| u32_at(image, ph + o).map(u64::from).ok_or(LoadError::Truncated);
+            let g = |o: usize| {
+                u32_at(image, ph + o)
+                    .map(u64::from)
+                    .ok_or(LoadError::Truncated)
+            };
             (g(4)?, g(8)?, g(12)?, g(16)?, g(20)?)
         };
-        place(image, mem, Segment { offset, filesz, addr: paddr, memsz })?;
+        place(
+            image,
+            mem,
+            Segment {
+                offset,
+                filesz,
+                addr: paddr,
+                memsz,
+            },
+        )?;
         // Like QEMU, an entry given as a virtual address inside this segment is moved to
         // the segment's physical address.
         if entry >= vaddr && entry < vaddr.saturating_add(memsz) {
@@ -305,14 +387,22 @@ fn write_info(mem: &mut GuestMemory, cmdline: &str) -> Result<u32, LoadError> {
         map.push((0x10_0000, ram - 0x10_0000, MMAP_AVAILABLE));
     }
     for (i, &(base, len, kind)) in map.iter().enumerate() {
-        let e = MmapEntry { size: 20, base, len, kind };
+        let e = MmapEntry {
+            size: 20,
+            base,
+            len,
+            kind,
+        };
         mem.write(GuestPhys(MMAP_ADDR + 24 * i as u64), &e.to_bytes())?;
     }
     mem.write(GuestPhys(LOADER_NAME_ADDR), LOADER_NAME)?;
     mem.write(GuestPhys(CMDLINE_ADDR), cmdline.as_bytes())?;
     mem.write(GuestPhys(CMDLINE_ADDR + cmdline.len() as u64), &[0])?;
     let info = Info {
-        flags: info_flags::MEMORY | info_flags::CMDLINE | info_flags::MMAP | info_flags::LOADER_NAME,
+        flags: info_flags::MEMORY
+            | info_flags::CMDLINE
+            | info_flags::MMAP
+            | info_flags::LOADER_NAME,
         mem_lower: (low_end / 1024) as u32,
         mem_upper: (ram.saturating_sub(0x10_0000) / 1024) as u32,
         cmdline: CMDLINE_ADDR as u32,
@@ -322,7 +412,12 @@ fn write_info(mem: &mut GuestMemory, cmdline: &str) -> Result<u32, LoadError> {
         ..Default::default()
     };
     // SAFETY: Info is repr(C), made only of u32s (no padding), so its bytes are initialised.
-    let bytes = unsafe { core::slice::from_raw_parts((&info as *const Info).cast::<u8>(), core::mem::size_of::<Info>()) };
+    let bytes = unsafe {
+        core::slice::from_raw_parts(
+            (&info as *const Info).cast::<u8>(),
+            core::mem::size_of::<Info>(),
+        )
+    };
     mem.fill(GuestPhys(INFO_ADDR), 0x80, 0)?;
     mem.write(GuestPhys(INFO_ADDR), bytes)?;
     Ok(INFO_ADDR as u32)
@@ -341,7 +436,11 @@ pub fn load(image: &[u8], mem: &mut GuestMemory, cmdline: &str) -> Result<BootSt
         return Err(LoadError::UnsupportedRequirement(unknown));
     }
     if mem.size() < INFO_AREA.end {
-        return Err(LoadError::OutsideRam { addr: INFO_AREA.start, len: INFO_AREA.end - INFO_AREA.start, ram: mem.size() });
+        return Err(LoadError::OutsideRam {
+            addr: INFO_AREA.start,
+            len: INFO_AREA.end - INFO_AREA.start,
+            ram: mem.size(),
+        });
     }
     let entry = if flags & FLAG_ADDRESSES != 0 {
         let (seg, entry) = aout_segments(image, hdr)?;
@@ -355,7 +454,11 @@ pub fn load(image: &[u8], mem: &mut GuestMemory, cmdline: &str) -> Result<BootSt
     };
     let entry = u32::try_from(entry).map_err(|_| LoadError::EntryNotLoaded(entry))?;
     let ebx = write_info(mem, cmdline)?;
-    Ok(BootState { entry, eax: BOOT_MAGIC, ebx })
+    Ok(BootState {
+        entry,
+        eax: BOOT_MAGIC,
+        ebx,
+    })
 }
 
 #[cfg(test)]
@@ -399,7 +502,10 @@ mod tests {
         e[44..46].copy_from_slice(&1u16.to_le_bytes());
         let ph = 0x34;
         let off = 0x100u32;
-        for (i, v) in [1u32, off, vaddr, paddr, 0, memsz, 5, 0x1000].iter().enumerate() {
+        for (i, v) in [1u32, off, vaddr, paddr, 0, memsz, 5, 0x1000]
+            .iter()
+            .enumerate()
+        {
             e[ph + 4 * i..ph + 4 * i + 4].copy_from_slice(&v.to_le_bytes());
         }
         e.resize(0x60, 0);
@@ -417,11 +523,26 @@ mod tests {
         mem.fill(GuestPhys(0x10_0000), 0x100, 0xcc).unwrap();
         let img = aout_image(&[0xf4, 0xeb, 0xfe], 0x40);
         let b = load(&img, &mut mem, "/guests/k arg").unwrap();
-        assert_eq!(b, BootState { entry: 0x10_0020, eax: BOOT_MAGIC, ebx: INFO_ADDR as u32 });
+        assert_eq!(
+            b,
+            BootState {
+                entry: 0x10_0020,
+                eax: BOOT_MAGIC,
+                ebx: INFO_ADDR as u32
+            }
+        );
         assert_eq!(mem.read_u8(GuestPhys(0x10_0020)).unwrap(), 0xf4);
-        assert_eq!(mem.read_u8(GuestPhys(0x10_0023)).unwrap(), 0, "bss is zeroed");
+        assert_eq!(
+            mem.read_u8(GuestPhys(0x10_0023)).unwrap(),
+            0,
+            "bss is zeroed"
+        );
         assert_eq!(mem.read_u8(GuestPhys(0x10_0062)).unwrap(), 0);
-        assert_eq!(mem.read_u8(GuestPhys(0x10_0063)).unwrap(), 0xcc, "past bss untouched");
+        assert_eq!(
+            mem.read_u8(GuestPhys(0x10_0063)).unwrap(),
+            0xcc,
+            "past bss untouched"
+        );
     }
 
     #[test]
@@ -430,14 +551,20 @@ mod tests {
         load(&aout_image(&[0xf4], 0), &mut mem, "hello=world").unwrap();
         let i = INFO_ADDR;
         let flags = mem.read_u32(GuestPhys(i)).unwrap();
-        assert_eq!(flags, info_flags::MEMORY | info_flags::CMDLINE | info_flags::MMAP | info_flags::LOADER_NAME);
+        assert_eq!(
+            flags,
+            info_flags::MEMORY | info_flags::CMDLINE | info_flags::MMAP | info_flags::LOADER_NAME
+        );
         assert_eq!(mem.read_u32(GuestPhys(i + 4)).unwrap(), 639);
         assert_eq!(mem.read_u32(GuestPhys(i + 8)).unwrap(), 15 * 1024);
         let cmd = mem.read_u32(GuestPhys(i + 16)).unwrap() as u64;
         let mut buf = [0u8; 12];
         mem.read(GuestPhys(cmd), &mut buf).unwrap();
         assert_eq!(&buf, b"hello=world\0");
-        let (len, addr) = (mem.read_u32(GuestPhys(i + 44)).unwrap(), mem.read_u32(GuestPhys(i + 48)).unwrap() as u64);
+        let (len, addr) = (
+            mem.read_u32(GuestPhys(i + 44)).unwrap(),
+            mem.read_u32(GuestPhys(i + 48)).unwrap() as u64,
+        );
         assert_eq!(len, 4 * 24);
         // Last entry: available RAM from 1 MiB to the end.
         let last = addr + 3 * 24;
@@ -465,13 +592,19 @@ mod tests {
     #[test]
     fn hostile_images_get_a_reason() {
         let mut mem = ram(4 << 20);
-        assert_eq!(load(b"not a kernel at all", &mut mem, ""), Err(LoadError::NoHeader));
+        assert_eq!(
+            load(b"not a kernel at all", &mut mem, ""),
+            Err(LoadError::NoHeader)
+        );
         let mut bad = aout_image(&[0xf4], 0);
         bad[8] ^= 1;
         assert_eq!(load(&bad, &mut mem, ""), Err(LoadError::BadChecksum));
         let mut req = header(1 << 5);
         req.resize(64, 0);
-        assert_eq!(load(&req, &mut mem, ""), Err(LoadError::UnsupportedRequirement(1 << 5)));
+        assert_eq!(
+            load(&req, &mut mem, ""),
+            Err(LoadError::UnsupportedRequirement(1 << 5))
+        );
         // Header only, no ELF and no address fields.
         let mut plain = header(FLAG_MEMORY_INFO);
         plain.resize(64, 0);
@@ -482,15 +615,27 @@ mod tests {
         assert_eq!(load(&img, &mut mem, ""), Err(LoadError::Truncated));
         // Too big for RAM.
         let big = elf32(0x10_0000, 0x10_0000, 0x10_0000, &[0xf4], 8 << 20);
-        assert!(matches!(load(&big, &mut mem, ""), Err(LoadError::OutsideRam { .. })));
+        assert!(matches!(
+            load(&big, &mut mem, ""),
+            Err(LoadError::OutsideRam { .. })
+        ));
         // Over the boot information.
         let low = elf32(0x8800, 0x8800, 0x8800, &[0xf4], 0x10);
-        assert!(matches!(load(&low, &mut mem, ""), Err(LoadError::OverlapsInfo { .. })));
+        assert!(matches!(
+            load(&low, &mut mem, ""),
+            Err(LoadError::OverlapsInfo { .. })
+        ));
         // Entry outside every segment.
         let e = elf32(0x10_0000, 0x10_0000, 0x50_0000, &[0xf4], 0x10);
-        assert_eq!(load(&e, &mut mem, ""), Err(LoadError::EntryNotLoaded(0x50_0000)));
+        assert_eq!(
+            load(&e, &mut mem, ""),
+            Err(LoadError::EntryNotLoaded(0x50_0000))
+        );
         let long = "x".repeat(CMDLINE_MAX + 1);
-        assert_eq!(load(&aout_image(&[0xf4], 0), &mut mem, &long), Err(LoadError::CmdlineTooLong(CMDLINE_MAX + 1)));
+        assert_eq!(
+            load(&aout_image(&[0xf4], 0), &mut mem, &long),
+            Err(LoadError::CmdlineTooLong(CMDLINE_MAX + 1))
+        );
         assert!(std::format!("{}", LoadError::NoHeader).contains("multiboot1 header"));
     }
 }

@@ -69,7 +69,13 @@ impl MmioBus for DeviceMemory<'_> {
             return Some(lo | hi << 32);
         }
         let v = self.read32(a)? as u64 >> (8 * (a & 3));
-        Some(v & if size >= 4 { 0xffff_ffff } else { (1u64 << (8 * size)) - 1 })
+        Some(
+            v & if size >= 4 {
+                0xffff_ffff
+            } else {
+                (1u64 << (8 * size)) - 1
+            },
+        )
     }
 
     fn write(&mut self, gpa: GuestPhys, size: u8, value: u64) -> bool {
@@ -80,7 +86,9 @@ impl MmioBus for DeviceMemory<'_> {
             // Sub-dword writes to APIC registers are undefined on hardware; merge them
             // into the register's current value.
             _ => {
-                let Some(old) = self.read32(a) else { return false };
+                let Some(old) = self.read32(a) else {
+                    return false;
+                };
                 let shift = 8 * (a & 3);
                 let m = ((1u64 << (8 * size)) - 1) << shift;
                 let new = ((old as u64 & !m) | ((value << shift) & m)) as u32;
@@ -97,16 +105,25 @@ mod tests {
     #[test]
     fn apic_and_ioapic_pages_answer_others_do_not() {
         let mut p = Platform::new(16 << 20, 1_000_000_000, 0);
-        let mut m = DeviceMemory { platform: &mut p, now: Now { ns: 0, tsc: 0 } };
+        let mut m = DeviceMemory {
+            platform: &mut p,
+            now: Now { ns: 0, tsc: 0 },
+        };
         // LAPIC version register (0x30): version 0x14 in the low byte.
-        assert_eq!(m.read(GuestPhys(0xfee0_0030), 4).map(|v| v & 0xff), Some(0x14));
+        assert_eq!(
+            m.read(GuestPhys(0xfee0_0030), 4).map(|v| v & 0xff),
+            Some(0x14)
+        );
         assert_eq!(m.read(GuestPhys(0xfee0_0030), 1), Some(0x14));
         // TPR write and read back.
         assert!(m.write(GuestPhys(0xfee0_0080), 4, 0x50));
         assert_eq!(m.read(GuestPhys(0xfee0_0080), 4), Some(0x50));
         // IOAPIC version through IOREGSEL/IOWIN: 24 entries (max index 23).
         assert!(m.write(GuestPhys(0xfec0_0000), 4, 1));
-        assert_eq!(m.read(GuestPhys(0xfec0_0010), 4).map(|v| (v >> 16) & 0xff), Some(23));
+        assert_eq!(
+            m.read(GuestPhys(0xfec0_0010), 4).map(|v| (v >> 16) & 0xff),
+            Some(23)
+        );
         assert_eq!(m.read(GuestPhys(0xfed0_0000), 4), None, "no HPET");
         assert!(!m.write(GuestPhys(0xfed0_0000), 4, 0));
     }

@@ -16,7 +16,8 @@ pub mod ports;
 use crate::devices::acpi_pm::AcpiPm;
 use crate::devices::ioapic::{Delivery, DeliveryMode, IoApic};
 use crate::devices::lapic::{
-    ApicEffect, IpiMode, LocalApic, Shorthand, MSR_APIC_BASE, MSR_TSC_DEADLINE, X2APIC_MSR_BASE, X2APIC_MSR_LAST,
+    ApicEffect, IpiMode, LocalApic, Shorthand, MSR_APIC_BASE, MSR_TSC_DEADLINE, X2APIC_MSR_BASE,
+    X2APIC_MSR_LAST,
 };
 use crate::devices::legacy::Legacy;
 use crate::devices::pci::PciConfig;
@@ -112,7 +113,9 @@ impl Platform {
 
     fn deliver(&mut self, d: Delivery) {
         match d.mode {
-            DeliveryMode::Fixed | DeliveryMode::LowestPriority => self.lapic.accept(d.vector, d.level),
+            DeliveryMode::Fixed | DeliveryMode::LowestPriority => {
+                self.lapic.accept(d.vector, d.level)
+            }
             DeliveryMode::Nmi => self.nmi_pending = true,
             // ExtINT: the PIC's own output reaches the CPU through LINT0 / pass-through.
             // SMI and INIT are not modelled for a single vCPU.
@@ -140,7 +143,9 @@ impl Platform {
                 };
                 if to_self {
                     match ipi.mode {
-                        IpiMode::Fixed | IpiMode::LowestPriority => self.lapic.accept(ipi.vector, ipi.level),
+                        IpiMode::Fixed | IpiMode::LowestPriority => {
+                            self.lapic.accept(ipi.vector, ipi.level)
+                        }
                         IpiMode::Nmi => self.nmi_pending = true,
                         IpiMode::Smi | IpiMode::Init | IpiMode::Startup => {}
                     }
@@ -155,7 +160,9 @@ impl Platform {
         Some(match msr {
             MSR_APIC_BASE => Ok(self.lapic.apic_base()),
             MSR_TSC_DEADLINE => Ok(self.lapic.read_tsc_deadline()),
-            X2APIC_MSR_BASE..=X2APIC_MSR_LAST => self.lapic.read_msr(msr, now.ns).ok_or(Event::gp(0)),
+            X2APIC_MSR_BASE..=X2APIC_MSR_LAST => {
+                self.lapic.read_msr(msr, now.ns).ok_or(Event::gp(0))
+            }
             _ => return None,
         })
     }
@@ -205,7 +212,8 @@ impl Platform {
 
     /// Whether an external interrupt is waiting for the vCPU.
     pub fn interrupt_pending(&self) -> bool {
-        self.lapic.pending_vector().is_some() || (self.lapic.pic_passthrough() && self.pic.pending())
+        self.lapic.pending_vector().is_some()
+            || (self.lapic.pic_passthrough() && self.pic.pending())
     }
 
     /// Takes the next external interrupt for delivery (the INTA cycle): its vector.
@@ -225,10 +233,22 @@ impl Platform {
 mod tests {
     use super::*;
 
-    const T0: Now = Now { ns: 1_000_000, tsc: 1_000_000 };
+    const T0: Now = Now {
+        ns: 1_000_000,
+        tsc: 1_000_000,
+    };
 
     fn linux_like_pic(p: &mut Platform) {
-        for (port, v) in [(0x20, 0x11), (0x21, 0x30), (0x21, 4), (0x21, 1), (0xa0, 0x11), (0xa1, 0x38), (0xa1, 2), (0xa1, 1)] {
+        for (port, v) in [
+            (0x20, 0x11),
+            (0x21, 0x30),
+            (0x21, 4),
+            (0x21, 1),
+            (0xa0, 0x11),
+            (0xa1, 0x38),
+            (0xa1, 2),
+            (0xa1, 1),
+        ] {
             p.pic.write(port, v);
         }
         p.pic.write(0x21, 0xfe); // only IRQ0
@@ -245,8 +265,15 @@ mod tests {
         p.pit.write(0x40, 0x04, T0.ns);
         assert!(!p.interrupt_pending());
         let next = p.next_event_ns(T0).expect("the PIT schedules IRQ0");
-        assert!((next - T0.ns).abs_diff(1_000_000) < 2_000, "about 1 ms: {}", next - T0.ns);
-        let later = Now { ns: next, tsc: next };
+        assert!(
+            (next - T0.ns).abs_diff(1_000_000) < 2_000,
+            "about 1 ms: {}",
+            next - T0.ns
+        );
+        let later = Now {
+            ns: next,
+            tsc: next,
+        };
         p.update(later);
         assert!(p.interrupt_pending());
         assert_eq!(p.acknowledge_interrupt(), Some(0x30));

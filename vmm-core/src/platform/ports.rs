@@ -45,12 +45,20 @@ impl Platform {
             RTC_INDEX | RTC_DATA => self.rtc.read(port, now.ns),
             p if Legacy::claims(p) => self.legacy.read(p),
             p if self.acpi_pm.claims(p) => self.acpi_pm.read(p, 1) as u8,
-            p if (PM_TMR..PM_TMR + 4).contains(&p) => (pm_timer(now.ns) >> (8 * (p - PM_TMR))) as u8,
+            p if (PM_TMR..PM_TMR + 4).contains(&p) => {
+                (pm_timer(now.ns) >> (8 * (p - PM_TMR))) as u8
+            }
             _ => 0xff,
         }
     }
 
-    fn write8(&mut self, port: u16, value: u8, now: Now, out: &mut impl FnMut(u8)) -> PlatformEffect {
+    fn write8(
+        &mut self,
+        port: u16,
+        value: u8,
+        now: Now,
+        out: &mut impl FnMut(u8),
+    ) -> PlatformEffect {
         match port {
             COM1..=0x3ff => {
                 if let Some(b) = self.com1.write((port - COM1) as u8, value) {
@@ -86,7 +94,9 @@ impl Platform {
         if is_pci(port, size) && port != RESET_CONTROL {
             return self.pci.read(port, size);
         }
-        let v = (0..size).fold(0u32, |v, i| v | (self.read8(port.wrapping_add(i as u16), now) as u32) << (8 * i));
+        let v = (0..size).fold(0u32, |v, i| {
+            v | (self.read8(port.wrapping_add(i as u16), now) as u32) << (8 * i)
+        });
         self.sync_irq_lines(port);
         v
     }
@@ -105,7 +115,14 @@ impl Platform {
     }
 
     /// A guest OUT of `size` bytes. Bytes COM1 transmits go to `out`.
-    pub fn port_write(&mut self, port: u16, size: u8, value: u32, now: Now, out: &mut impl FnMut(u8)) -> PlatformEffect {
+    pub fn port_write(
+        &mut self,
+        port: u16,
+        size: u8,
+        value: u32,
+        now: Now,
+        out: &mut impl FnMut(u8),
+    ) -> PlatformEffect {
         if port == DEBUG_EXIT {
             return PlatformEffect::Exit(value & all_ones(size));
         }
@@ -115,7 +132,12 @@ impl Platform {
         }
         let mut effect = PlatformEffect::None;
         for i in 0..size {
-            let e = self.write8(port.wrapping_add(i as u16), (value >> (8 * i)) as u8, now, out);
+            let e = self.write8(
+                port.wrapping_add(i as u16),
+                (value >> (8 * i)) as u8,
+                now,
+                out,
+            );
             if e != PlatformEffect::None {
                 effect = e;
             }
@@ -144,7 +166,10 @@ mod tests {
         assert_eq!(p.port_read(0x510, 2, NOW), 0xffff);
         assert_eq!(p.port_read(0x510, 4, NOW), 0xffff_ffff);
         let mut seen = Vec::new();
-        assert_eq!(p.port_write(0x510, 4, 0x1234_5678, NOW, &mut |b| seen.push(b)), PlatformEffect::None);
+        assert_eq!(
+            p.port_write(0x510, 4, 0x1234_5678, NOW, &mut |b| seen.push(b)),
+            PlatformEffect::None
+        );
         assert!(seen.is_empty());
     }
 
@@ -154,9 +179,19 @@ mod tests {
         let mut seen = Vec::new();
         p.port_write(COM1, 1, b'J' as u32, NOW, &mut |b| seen.push(b));
         assert_eq!(seen, b"J");
-        assert_eq!(p.port_read(COM1 + 5, 1, NOW) & 0x60, 0x60, "LSR shows the transmitter empty");
-        assert_eq!(p.port_write(DEBUG_EXIT, 1, 0x1ff, NOW, &mut |_| {}), PlatformEffect::Exit(0xff));
-        assert_eq!(p.port_write(DEBUG_EXIT, 4, 7, NOW, &mut |_| {}), PlatformEffect::Exit(7));
+        assert_eq!(
+            p.port_read(COM1 + 5, 1, NOW) & 0x60,
+            0x60,
+            "LSR shows the transmitter empty"
+        );
+        assert_eq!(
+            p.port_write(DEBUG_EXIT, 1, 0x1ff, NOW, &mut |_| {}),
+            PlatformEffect::Exit(0xff)
+        );
+        assert_eq!(
+            p.port_write(DEBUG_EXIT, 4, 7, NOW, &mut |_| {}),
+            PlatformEffect::Exit(7)
+        );
     }
 
     #[test]
@@ -174,14 +209,26 @@ mod tests {
         p.port_write(0x70, 1, 0x0d, NOW, &mut |_| {});
         assert_eq!(p.port_read(0x71, 1, NOW) & 0x80, 0x80);
         // The i8042's reset pulse resets the machine.
-        assert_eq!(p.port_write(0x64, 1, 0xfe, NOW, &mut |_| {}), PlatformEffect::Reset);
+        assert_eq!(
+            p.port_write(0x64, 1, 0xfe, NOW, &mut |_| {}),
+            PlatformEffect::Reset
+        );
         // So does the reset control register.
-        assert_eq!(p.port_write(0xcf9, 1, 0x06, NOW, &mut |_| {}), PlatformEffect::Reset);
+        assert_eq!(
+            p.port_write(0xcf9, 1, 0x06, NOW, &mut |_| {}),
+            PlatformEffect::Reset
+        );
         // ACPI: SCI_EN reads 1; S5 (SLP_TYP 5 | SLP_EN) powers off, as Linux writes it.
         assert_eq!(p.port_read(0x604, 2, NOW) & 1, 1);
-        assert_eq!(p.port_write(0x604, 2, (5 << 10) | (1 << 13) | 1, NOW, &mut |_| {}), PlatformEffect::PowerOff);
+        assert_eq!(
+            p.port_write(0x604, 2, (5 << 10) | (1 << 13) | 1, NOW, &mut |_| {}),
+            PlatformEffect::PowerOff
+        );
         // The PM timer runs at 3.579545 MHz.
-        let t = Now { ns: 1_000_000, tsc: 0 };
+        let t = Now {
+            ns: 1_000_000,
+            tsc: 0,
+        };
         assert_eq!(p.port_read(0x608, 4, t), 3579);
     }
 }
