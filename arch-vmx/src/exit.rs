@@ -240,7 +240,7 @@ mod tests {
         );
         let raw = RawExit {
             reason: 28,
-            qualification: (3 << 4) | (0x0 << 16),
+            qualification: 3 << 4,
             ..Default::default()
         };
         assert_eq!(

@@ -612,6 +612,7 @@ impl ArchVcpu for VmxVcpu {
             // SAFETY: the MSR exists on every x86-64 CPU; while this vCPU is loaded the
             // hardware holds the guest's value (SWAPGS may have changed it).
             return if self.swapped_loaded {
+                // SAFETY: as above.
                 unsafe { rdmsr(SWAPPED[i]) }
             } else {
                 self.swapped[i]
@@ -632,8 +633,8 @@ impl ArchVcpu for VmxVcpu {
     fn set_state_msr(&mut self, m: StateMsr, v: u64) -> Result<(), Event> {
         if let Some(i) = swapped_index(m) {
             self.swapped[i] = v;
-            // SAFETY: as in `state_msr`; the core checked the value is canonical.
             if self.swapped_loaded {
+                // SAFETY: as in `state_msr`; the core checked the value is canonical.
                 unsafe { wrmsr(SWAPPED[i], v) };
             }
             return Ok(());

@@ -29,7 +29,7 @@ impl DeviceMemory<'_> {
         if self.platform.lapic.mode() == ApicMode::XApic && (lapic..lapic + PAGE).contains(&gpa) {
             return Some(Target::Lapic((gpa - lapic) as u32));
         }
-        let io = IOAPIC_BASE as u64;
+        let io = IOAPIC_BASE;
         if (io..io + PAGE).contains(&gpa) {
             return Some(Target::Ioapic((gpa - io) as u32));
         }

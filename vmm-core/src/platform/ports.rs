@@ -69,17 +69,17 @@ impl Platform {
             p if Pit::claims(p) => self.pit.write(p, value, now.ns),
             p if PicPair::claims(p) => self.pic.write(p, value),
             RTC_INDEX | RTC_DATA => self.rtc.write(port, value, now.ns),
-            p if Legacy::claims(p) => {
-                if self.legacy.write(p, value) == LegacyEffect::Reset {
-                    return PlatformEffect::Reset;
-                }
+            p if Legacy::claims(p) && self.legacy.write(p, value) == LegacyEffect::Reset => {
+                return PlatformEffect::Reset;
             }
+            p if Legacy::claims(p) => {}
             // SLP_TYP and SLP_EN share PM1_CNT's high byte, so byte writes are enough.
             // Sleep states other than S5 set WAK_STS at once: the guest wakes up.
             p if self.acpi_pm.claims(p) => {
-                if self.acpi_pm.write(p, 1, value as u32) == PmEffect::PowerOff {
-                    return PlatformEffect::PowerOff;
-                }
+                return match self.acpi_pm.write(p, 1, value as u32) {
+                    PmEffect::PowerOff => PlatformEffect::PowerOff,
+                    _ => PlatformEffect::None,
+                };
             }
             _ => {}
         }
