@@ -2,7 +2,7 @@
 
 use vmm_core::addr::GuestPhys;
 use vmm_core::exit::{IoAccess, IoDir, NestedAccess, StringIo, VmExit};
-use vmm_core::vcpu::{ControlReg, Gpr, SegReg};
+use vmm_core::vcpu::{CrTarget, Gpr, SegReg};
 
 pub const VMEXIT_IOIO: u64 = 0x7b;
 pub const VMEXIT_INVALID: u64 = u64::MAX;
@@ -18,7 +18,7 @@ pub fn decode(code: u64, info1: u64, info2: u64, gpr: impl Fn(Gpr) -> u64) -> Vm
     match code {
         // CR reads and writes; the GPR is known only with decode assists (APM Vol 2 15.33.1).
         0x00..=0x1f => {
-            let Some(cr) = ControlReg::from_number(code & 0xf) else {
+            let Some(cr) = CrTarget::from_number(code & 0xf) else {
                 return raw;
             };
             if info1 & (1 << 63) == 0 {
@@ -116,6 +116,7 @@ pub fn decode(code: u64, info1: u64, info2: u64, gpr: impl Fn(Gpr) -> u64) -> Vm
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vmm_core::vcpu::ControlReg;
 
     fn regs(r: Gpr) -> u64 {
         0x1000 + r as u64
@@ -185,14 +186,14 @@ mod tests {
         assert_eq!(
             decode(0x14, (1 << 63) | 3, 0, regs),
             VmExit::CrWrite {
-                cr: ControlReg::Cr4,
+                cr: CrTarget::Reg(ControlReg::Cr4),
                 value: 0x1003
             }
         );
         assert_eq!(
             decode(0x14, 3, 0, regs),
             VmExit::CrWriteUndecoded {
-                cr: ControlReg::Cr4
+                cr: CrTarget::Reg(ControlReg::Cr4)
             },
             "no decode assists: the core decodes"
         );

@@ -6,11 +6,11 @@ use crate::exit::{decode, VMEXIT_INVALID, VMEXIT_IOIO};
 use crate::npt::Npt;
 use crate::vmcb::{misc1, misc2, Vmcb, VmcbSegment};
 use vmm_core::addr::HostPhys;
+use vmm_core::cpu_rules::{CpuRules, CrState};
 use vmm_core::exit::VmExit;
 use vmm_core::fetch::decode_at_rip;
 use vmm_core::memory::GuestMemory;
 use vmm_core::nested::{self, FrameAllocator};
-use vmm_core::vcpu::CR4_HIDDEN;
 use vmm_core::vcpu::{
     ArchBackend, ArchVcpu, ControlReg, Event, Gpr, GprFile, SegReg, Segment, StartMode, StateMsr,
     VcpuError,
@@ -19,7 +19,6 @@ use x86::msr::{rdmsr, wrmsr, IA32_EFER};
 
 const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;
 const EFER_SVME: u64 = 1 << 12;
-const EFER_LMA: u64 = 1 << 10;
 const V_INTR_MASKING: u64 = 1 << 24;
 /// intercept_cr bits 31:16 are CR0-15 writes (APM Vol 2 15.9).
 const CR4_WRITE_INTERCEPT: u32 = 1 << (16 + 4);
@@ -78,6 +77,8 @@ pub struct SvmVcpu {
     caps: SvmCaps,
     /// Where the instruction behind the last exit ends, when the CPU said.
     next_rip: Option<u64>,
+    /// The architectural rules for this guest's CR0/CR4/EFER writes.
+    rules: CpuRules,
 }
 
 fn seg(s: Segment) -> VmcbSegment {
@@ -115,6 +116,7 @@ impl ArchBackend for Svm {
         &mut self,
         mem: &GuestMemory,
         start: StartMode,
+        rules: CpuRules,
         frames: &mut A,
     ) -> Result<SvmVcpu, VcpuError> {
         let oom = VcpuError {
@@ -216,6 +218,7 @@ impl ArchBackend for Svm {
             gprs,
             caps: self.caps,
             next_rip: None,
+            rules,
         })
     }
 }
@@ -231,6 +234,24 @@ impl SvmVcpu {
             SegReg::Fs => &save.fs,
             SegReg::Gs => &save.gs,
         }
+    }
+
+    /// The registers the architectural rules look at, as the guest sees them.
+    fn cr_state(&self) -> CrState {
+        let s = &self.vmcb.save;
+        CrState {
+            cr0: s.cr0,
+            cr3: s.cr3,
+            cr4: s.cr4,
+            efer: s.efer & !EFER_SVME,
+            cs_long: s.cs.attrib & 0x200 != 0,
+        }
+    }
+
+    /// Writes what the rules allowed; SVME stays set underneath (APM Vol 2 15.5.1).
+    fn apply(&mut self, st: CrState) {
+        let s = &mut self.vmcb.save;
+        (s.cr0, s.cr3, s.cr4, s.efer) = (st.cr0, st.cr3, st.cr4, st.efer | EFER_SVME);
     }
 
     /// Finds where the current instruction ends by decoding it (no NRIP save).
@@ -299,9 +320,6 @@ impl ArchVcpu for SvmVcpu {
     fn rflags(&self) -> u64 {
         self.vmcb.save.rflags
     }
-    fn set_rflags(&mut self, v: u64) {
-        self.vmcb.save.rflags = v
-    }
 
     fn segment(&self, s: SegReg) -> Segment {
         let v = self.seg_ref(s);
@@ -324,39 +342,23 @@ impl ArchVcpu for SvmVcpu {
             ControlReg::Cr2 => s.cr2,
             ControlReg::Cr3 => s.cr3,
             ControlReg::Cr4 => s.cr4,
-            ControlReg::Cr8 => self.vmcb.control.v_intr & 0xf,
         }
     }
 
     fn set_cr(&mut self, r: ControlReg, v: u64) -> Result<(), Event> {
-        let s = &mut self.vmcb.save;
-        match r {
-            ControlReg::Cr0 => {
-                if v >> 32 != 0 || (v & (1 << 31) != 0 && v & 1 == 0) {
-                    return Err(Event::gp(0));
-                }
-                s.cr0 = v
+        let next = match r {
+            ControlReg::Cr0 => self.rules.write_cr0(self.cr_state(), v)?,
+            ControlReg::Cr4 => self.rules.write_cr4(self.cr_state(), v)?,
+            ControlReg::Cr3 => CrState {
+                cr3: v,
+                ..self.cr_state()
+            },
+            ControlReg::Cr2 => {
+                self.vmcb.save.cr2 = v;
+                return Ok(());
             }
-            ControlReg::Cr2 => s.cr2 = v,
-            ControlReg::Cr3 => s.cr3 = v,
-            ControlReg::Cr4 => {
-                // Reserved bits, bits for features CPUID hides, and PAE off in long mode
-                // raise #GP (APM Vol 2 3.1.3).
-                const CR4_DEFINED: u64 = 0x0177_7fff;
-                if v & (!CR4_DEFINED | CR4_HIDDEN) != 0
-                    || (s.efer & EFER_LMA != 0 && v & (1 << 5) == 0)
-                {
-                    return Err(Event::gp(0));
-                }
-                s.cr4 = v
-            }
-            ControlReg::Cr8 => {
-                if v > 15 {
-                    return Err(Event::gp(0));
-                }
-                self.vmcb.control.v_intr = (self.vmcb.control.v_intr & !0xf) | v;
-            }
-        }
+        };
+        self.apply(next);
         Ok(())
     }
 
@@ -383,11 +385,9 @@ impl ArchVcpu for SvmVcpu {
         let s = &mut self.vmcb.save;
         match m {
             StateMsr::Efer => {
-                // LME cannot change while paging is on (APM Vol 2 14.6.1).
-                if s.cr0 & (1 << 31) != 0 && (s.efer ^ v) & (1 << 8) != 0 {
-                    return Err(Event::gp(0));
-                }
-                s.efer = (v & !EFER_LMA) | (s.efer & EFER_LMA) | EFER_SVME;
+                let next = self.rules.write_efer(self.cr_state(), v)?;
+                self.apply(next);
+                return Ok(());
             }
             StateMsr::Pat => s.g_pat = v,
             StateMsr::FsBase => s.fs.base = v,
@@ -445,11 +445,11 @@ impl ArchVcpu for SvmVcpu {
         self.vmcb.control.tsc_offset = offset;
     }
 
-    fn guest_tpr(&self) -> Option<u8> {
+    fn tpr_shadow(&self) -> Option<u8> {
         Some((self.vmcb.control.v_intr & 0xf) as u8)
     }
 
-    fn sync_tpr(&mut self, cr8: u8) {
+    fn set_tpr_shadow(&mut self, cr8: u8) {
         self.vmcb.control.v_intr = (self.vmcb.control.v_intr & !0xf) | (cr8 & 0xf) as u64;
     }
 

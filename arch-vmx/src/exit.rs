@@ -2,7 +2,7 @@
 
 use vmm_core::addr::GuestPhys;
 use vmm_core::exit::{IoAccess, IoDir, NestedAccess, StringIo, VmExit};
-use vmm_core::vcpu::{ControlReg, Gpr, SegReg};
+use vmm_core::vcpu::{ControlReg, CrTarget, Gpr, SegReg};
 
 /// What a VM exit left in the VMCS's read-only fields (SDM Vol 3C 25.9).
 #[derive(Clone, Copy, Debug, Default)]
@@ -60,7 +60,7 @@ pub fn decode(raw: &RawExit, mode: ModeInfo, gpr: impl Fn(Gpr) -> u64, cr0: u64)
         19..=27 | 50 | 53 | 59 => VmExit::VirtInstruction,
         // Control-register access (SDM Vol 3C Table 28-3).
         28 => {
-            let Some(cr) = ControlReg::from_number(q & 0xf) else {
+            let Some(cr) = CrTarget::from_number(q & 0xf) else {
                 return raw_exit;
             };
             let Some(reg) = Gpr::from_index(((q >> 8) & 0xf) as u8) else {
@@ -73,14 +73,14 @@ pub fn decode(raw: &RawExit, mode: ModeInfo, gpr: impl Fn(Gpr) -> u64, cr0: u64)
                 },
                 1 => VmExit::CrRead { cr, dest: reg },
                 2 => VmExit::CrWrite {
-                    cr: ControlReg::Cr0,
+                    cr: CrTarget::Reg(ControlReg::Cr0),
                     value: cr0 & !CR0_TS,
                 },
                 // LMSW loads CR0 bits 3:0 but cannot clear PE (SDM Vol 2A, LMSW).
                 _ => {
                     let src = (q >> 16) & 0xf;
                     VmExit::CrWrite {
-                        cr: ControlReg::Cr0,
+                        cr: CrTarget::Reg(ControlReg::Cr0),
                         value: (cr0 & !0xe) | src,
                     }
                 }
@@ -137,7 +137,6 @@ pub fn decode(raw: &RawExit, mode: ModeInfo, gpr: impl Fn(Gpr) -> u64, cr0: u64)
                 fetch: q & 4 != 0,
             },
         },
-        52 => VmExit::Preempted,
         54 => VmExit::Wbinvd,
         55 => VmExit::Xsetbv,
         _ => raw_exit,
@@ -208,7 +207,7 @@ mod tests {
         assert_eq!(
             decode(&raw, MODE, regs, 0),
             VmExit::CrWrite {
-                cr: ControlReg::Cr4,
+                cr: CrTarget::Reg(ControlReg::Cr4),
                 value: 0x1003
             }
         );
@@ -221,7 +220,7 @@ mod tests {
         assert_eq!(
             decode(&raw, MODE, regs, 0),
             VmExit::CrRead {
-                cr: ControlReg::Cr8,
+                cr: CrTarget::Cr8,
                 dest: Gpr::R9
             }
         );
@@ -234,7 +233,7 @@ mod tests {
         assert_eq!(
             decode(&raw, MODE, regs, 0x8000_0019),
             VmExit::CrWrite {
-                cr: ControlReg::Cr0,
+                cr: CrTarget::Reg(ControlReg::Cr0),
                 value: 0x8000_0011
             }
         );
@@ -246,7 +245,7 @@ mod tests {
         assert_eq!(
             decode(&raw, MODE, regs, 0x11),
             VmExit::CrWrite {
-                cr: ControlReg::Cr0,
+                cr: CrTarget::Reg(ControlReg::Cr0),
                 value: 0x11
             }
         );

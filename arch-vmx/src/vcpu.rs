@@ -17,17 +17,9 @@ use x86::controlregs::{cr0, cr0_write, cr3, cr4, cr4_write, Cr0, Cr4};
 use x86::msr::{self, rdmsr, wrmsr};
 use x86::vmx::vmcs::{control, guest, host, ro};
 
-const CR0_PE: u64 = 1 << 0;
-const CR0_NW: u64 = 1 << 29;
-const CR0_CD: u64 = 1 << 30;
-const CR0_PG: u64 = 1 << 31;
-const CR4_PAE: u64 = 1 << 5;
-const EFER_LME: u64 = 1 << 8;
-const EFER_LMA: u64 = 1 << 10;
-
-/// CR4 bits for features CPUID hides from the guest; setting one raises #GP as on a CPU
-/// without the feature (the core's list).
-use vmm_core::vcpu::CR4_HIDDEN;
+use vmm_core::cpu_rules::cr0::{PE as CR0_PE, PG as CR0_PG};
+use vmm_core::cpu_rules::efer::LMA as EFER_LMA;
+use vmm_core::cpu_rules::{CpuRules, CrState};
 
 /// Primary processor-based control: exit when the guest can take an interrupt.
 const INTERRUPT_WINDOW_EXITING: u64 = 1 << 2;
@@ -81,7 +73,8 @@ pub struct VmxVcpu {
     cr0_shadow: u64,
     cr4_shadow: u64,
     cr2: u64,
-    cr8: u64,
+    /// The architectural rules for this guest's CR0/CR4/EFER writes.
+    rules: CpuRules,
     /// Event to inject at the next entry: (interruption information, error code).
     pending: Option<(u32, u32)>,
     /// Length of the instruction that caused the last exit (SDM Vol 3C 25.9.4).
@@ -167,6 +160,7 @@ impl ArchBackend for Vmx {
         &mut self,
         mem: &GuestMemory,
         start: StartMode,
+        rules: CpuRules,
         frames: &mut A,
     ) -> Result<VmxVcpu, VcpuError> {
         let oom = VcpuError {
@@ -199,7 +193,7 @@ impl ArchBackend for Vmx {
             cr0_shadow: 0,
             cr4_shadow: 0,
             cr2: 0,
-            cr8: 0,
+            rules: rules.restrict_cr4(self.caps.cr4_fixed1),
             pending: None,
             exit_insn_len: 0,
             swapped: [0; 5],
@@ -269,7 +263,8 @@ impl VmxVcpu {
         // the guest sees its own value of them through the read shadow.
         let low = 0xffff_ffffu64;
         self.cr0_mask = ((c.cr0_fixed0 & !(CR0_PE | CR0_PG)) | (!c.cr0_fixed1 & low)) & low;
-        self.cr4_mask = (c.cr4_fixed0 | (!c.cr4_fixed1 & low) | CR4_HIDDEN) & low;
+        // Bits the guest may not set exit too, so that the rules can refuse them.
+        self.cr4_mask = (c.cr4_fixed0 | (!c.cr4_fixed1 & low) | !self.rules.cr4_allowed()) & low;
         vmcs::write(control::CR0_GUEST_HOST_MASK, self.cr0_mask)?;
         vmcs::write(control::CR4_GUEST_HOST_MASK, self.cr4_mask)?;
         Ok(())
@@ -382,6 +377,17 @@ impl VmxVcpu {
             self.set_long_mode_active(true);
         }
         Ok(())
+    }
+
+    /// The registers the architectural rules look at, as the guest sees them.
+    fn cr_state(&self) -> CrState {
+        CrState {
+            cr0: self.cr(ControlReg::Cr0),
+            cr3: read(guest::CR3),
+            cr4: self.cr(ControlReg::Cr4),
+            efer: self.efer(),
+            cs_long: read(guest::CS_ACCESS_RIGHTS) & (1 << 13) != 0,
+        }
     }
 
     fn real_cr0(&self, guest_value: u64) -> u64 {
@@ -526,9 +532,6 @@ impl ArchVcpu for VmxVcpu {
     fn rflags(&self) -> u64 {
         read(guest::RFLAGS)
     }
-    fn set_rflags(&mut self, v: u64) {
-        set(guest::RFLAGS, v)
-    }
 
     fn segment(&self, s: SegReg) -> Segment {
         let (sel, base, limit, ar) = seg_fields(s);
@@ -555,54 +558,29 @@ impl ArchVcpu for VmxVcpu {
             ControlReg::Cr4 => {
                 (read(guest::CR4) & !self.cr4_mask) | (self.cr4_shadow & self.cr4_mask)
             }
-            ControlReg::Cr8 => self.cr8,
         }
     }
 
     fn set_cr(&mut self, r: ControlReg, v: u64) -> Result<(), Event> {
         match r {
             ControlReg::Cr0 => {
-                // SDM Vol 3A 2.5 and MOV CR: reserved bits, PG without PE, NW without CD.
-                if v >> 32 != 0
-                    || (v & CR0_PG != 0 && v & CR0_PE == 0)
-                    || (v & CR0_NW != 0 && v & CR0_CD == 0)
-                {
-                    return Err(Event::gp(0));
-                }
-                let old = self.cr(ControlReg::Cr0);
-                let efer = self.efer();
-                if old & CR0_PG == 0 && v & CR0_PG != 0 && efer & EFER_LME != 0 {
-                    if self.cr(ControlReg::Cr4) & CR4_PAE == 0 {
-                        return Err(Event::gp(0));
-                    }
-                    self.set_long_mode_active(true);
-                } else if old & CR0_PG != 0 && v & CR0_PG == 0 && efer & EFER_LMA != 0 {
-                    if read(guest::CS_ACCESS_RIGHTS) & (1 << 13) != 0 {
-                        return Err(Event::gp(0)); // paging cannot be turned off in 64-bit code
-                    }
-                    self.set_long_mode_active(false);
+                let st = self.cr_state();
+                let next = self.rules.write_cr0(st, v)?;
+                if next.long_mode_active() != st.long_mode_active() {
+                    self.set_long_mode_active(next.long_mode_active());
                 }
                 self.cr0_shadow = v;
                 set(control::CR0_READ_SHADOW, v);
                 set(guest::CR0, self.real_cr0(v));
             }
             ControlReg::Cr4 => {
-                let supported = self.caps.cr4_fixed1 & !CR4_HIDDEN;
-                if v & !supported != 0 || (self.efer() & EFER_LMA != 0 && v & CR4_PAE == 0) {
-                    return Err(Event::gp(0));
-                }
+                self.rules.write_cr4(self.cr_state(), v)?;
                 self.cr4_shadow = v;
                 set(control::CR4_READ_SHADOW, v);
                 set(guest::CR4, self.real_cr4(v));
             }
             ControlReg::Cr3 => set(guest::CR3, v),
             ControlReg::Cr2 => self.cr2 = v,
-            ControlReg::Cr8 => {
-                if v > 15 {
-                    return Err(Event::gp(0));
-                }
-                self.cr8 = v;
-            }
         }
         Ok(())
     }
@@ -641,13 +619,8 @@ impl ArchVcpu for VmxVcpu {
         }
         match m {
             StateMsr::Efer => {
-                let old = self.efer();
-                let paging = self.cr(ControlReg::Cr0) & CR0_PG != 0;
-                // LME cannot change while paging is on (SDM Vol 3A 10.8.5).
-                if paging && (old ^ v) & EFER_LME != 0 {
-                    return Err(Event::gp(0));
-                }
-                set(guest::IA32_EFER_FULL, (v & !EFER_LMA) | (old & EFER_LMA));
+                let next = self.rules.write_efer(self.cr_state(), v)?;
+                set(guest::IA32_EFER_FULL, next.efer);
             }
             StateMsr::Pat => set(guest::IA32_PAT_FULL, v),
             StateMsr::FsBase => set(guest::FS_BASE, v),

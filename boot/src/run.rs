@@ -6,6 +6,7 @@ use crate::guests::{self, Guest};
 use crate::machine::EndCode;
 use crate::say;
 use raw_cpuid::CpuId;
+use vmm_core::cpu_rules::CpuRules;
 use vmm_core::dispatch;
 use vmm_core::vcpu::ArchBackend;
 use vmm_core::vendor::{classify, Vendor};
@@ -134,7 +135,8 @@ fn run_guests<B: ArchBackend>(
 }
 
 fn run_one<B: ArchBackend>(backend: &mut B, g: &mut Guest, frames: &mut HostFrames) -> GuestEnd {
-    match backend.create_vcpu(&g.vm.memory, g.start, frames) {
+    let rules = CpuRules::for_guest(g.vm.host.cpuid);
+    match backend.create_vcpu(&g.vm.memory, g.start, rules, frames) {
         Ok(mut vcpu) => dispatch::run(&mut vcpu, &mut g.vm),
         Err(e) => GuestEnd::error(format_args!("cannot create its vCPU: {e}")),
     }

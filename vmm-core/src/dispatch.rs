@@ -12,7 +12,7 @@ use crate::mmio::{self, MmioOutcome};
 use crate::msr;
 use crate::platform::mmio::DeviceMemory;
 use crate::platform::PlatformEffect;
-use crate::vcpu::{ArchVcpu, ControlReg, Event, Gpr, SegReg, StateMsr};
+use crate::vcpu::{ArchVcpu, ControlReg, CrTarget, Event, Gpr, SegReg, StateMsr};
 use crate::vm::{GuestEnd, Vm};
 use crate::walk::{self, Access, WalkError};
 
@@ -30,7 +30,7 @@ pub fn run(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> GuestEnd {
         vm.platform.update(now);
         offer_interrupt(vcpu, vm);
         arm_host_timer(vm);
-        vcpu.sync_tpr(vm.platform.lapic.tpr() >> 4);
+        vcpu.set_tpr_shadow(vm.platform.lapic.tpr() >> 4);
         (vm.host.service)();
         let exit = match vcpu.run() {
             Ok(e) => e,
@@ -38,7 +38,7 @@ pub fn run(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> GuestEnd {
         };
         vm.stats.count(exit.kind());
         // A MOV to CR8 that did not exit changed the priority class only (CR8 is TPR[7:4]).
-        if let Some(cr8) = vcpu.guest_tpr() {
+        if let Some(cr8) = vcpu.tpr_shadow() {
             if vm.platform.lapic.tpr() >> 4 != cr8 {
                 vm.platform.lapic.set_tpr(cr8 << 4);
             }
@@ -179,10 +179,9 @@ pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Optio
             }
         }
         VmExit::CrRead { cr, dest } => {
-            let v = if cr == ControlReg::Cr8 {
-                (vm.platform.lapic.tpr() >> 4) as u64
-            } else {
-                vcpu.cr(cr)
+            let v = match cr {
+                CrTarget::Cr8 => (vm.platform.lapic.tpr() >> 4) as u64,
+                CrTarget::Reg(r) => vcpu.cr(r),
             };
             vcpu.set_gpr(dest, v);
             advance(vcpu, vm)
@@ -199,7 +198,7 @@ pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Optio
             ))),
         },
         VmExit::CrWrite {
-            cr: ControlReg::Cr8,
+            cr: CrTarget::Cr8,
             value,
         } => {
             if value > 15 {
@@ -208,7 +207,10 @@ pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Optio
             vm.platform.lapic.set_tpr((value as u8) << 4);
             advance(vcpu, vm)
         }
-        VmExit::CrWrite { cr, value } => match vcpu.set_cr(cr, value) {
+        VmExit::CrWrite {
+            cr: CrTarget::Reg(cr),
+            value,
+        } => match vcpu.set_cr(cr, value) {
             Ok(()) => advance(vcpu, vm),
             Err(ev) => inject(vcpu, ev),
         },
@@ -248,7 +250,7 @@ pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Optio
             vm.armed = None;
             None
         }
-        VmExit::Nmi | VmExit::InterruptWindow | VmExit::Preempted => None,
+        VmExit::Nmi | VmExit::InterruptWindow => None,
         VmExit::NestedPageFault { gpa, access } => {
             if access.fetch {
                 return Some(GuestEnd::error(format_args!(

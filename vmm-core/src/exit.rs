@@ -1,7 +1,7 @@
 //! The common exit enum: what each backend turns its raw VM exit into.
 
 use crate::addr::GuestPhys;
-use crate::vcpu::{ControlReg, Gpr, SegReg};
+use crate::vcpu::{CrTarget, Gpr, SegReg};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IoDir {
@@ -48,19 +48,19 @@ pub enum VmExit {
     Hypercall,
     Hlt,
     CrRead {
-        cr: ControlReg,
+        cr: CrTarget,
         dest: Gpr,
     },
     /// A control-register write the core must emulate; `value` is what the guest wrote
     /// (for CLTS and LMSW the backend has already computed the resulting CR0).
     CrWrite {
-        cr: ControlReg,
+        cr: CrTarget,
         value: u64,
     },
     /// A MOV to a control register whose source the hardware did not report (AMD-V
     /// without decode assists): the core decodes the instruction at RIP.
     CrWriteUndecoded {
-        cr: ControlReg,
+        cr: CrTarget,
     },
     Xsetbv,
     Invd,
@@ -84,8 +84,6 @@ pub enum VmExit {
     VirtInstruction,
     /// MONITOR/MWAIT (or AMD's MONITORX/MWAITX), which CPUID hides.
     MonitorMwait,
-    /// The preemption timer or another host-side reason to look at the vCPU.
-    Preempted,
     /// An exit the backend has no mapping for: its own reason code and qualification.
     Raw {
         reason: u64,

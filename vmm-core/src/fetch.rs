@@ -8,7 +8,7 @@ use crate::vcpu::{ArchVcpu, ControlReg, SegReg, StateMsr};
 use crate::walk::{read_virt, Access};
 use arrayvec::ArrayVec;
 
-const EFER_LMA: u64 = 1 << 10;
+use crate::cpu_rules::efer::LMA as EFER_LMA;
 
 /// The mode that decides how the instruction at CS:RIP decodes.
 pub fn cpu_mode(vcpu: &impl ArchVcpu) -> CpuMode {

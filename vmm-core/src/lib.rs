@@ -8,6 +8,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod addr;
+pub mod cpu_rules;
 pub mod cpuid;
 pub mod decode;
 pub mod devices;

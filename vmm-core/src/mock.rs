@@ -1,6 +1,7 @@
 //! A scripted vCPU for testing the dispatcher and policies on the host.
 extern crate std;
 
+use crate::cpu_rules::{CpuRules, CrState};
 use crate::exit::VmExit;
 use crate::memory::GuestMemory;
 use crate::vcpu::{ArchVcpu, ControlReg, Event, Gpr, SegReg, Segment, StateMsr, VcpuError};
@@ -10,6 +11,18 @@ use core::fmt;
 use std::collections::VecDeque;
 use std::string::String;
 use std::vec::Vec;
+
+/// A host CPU with every CPUID feature on (the policy hides what it hides).
+pub fn host_cpuid(leaf: u32, _sub: u32) -> [u32; 4] {
+    match leaf {
+        0 => [0xd, 0, 0, 0],
+        1 => [0, 0, u32::MAX, u32::MAX],
+        7 => [0, u32::MAX, u32::MAX, 0],
+        0x8000_0000 => [0x8000_0008, 0, 0, 0],
+        0x8000_0001 => [0, 0, 0, u32::MAX],
+        _ => [0; 4],
+    }
+}
 
 pub struct MockVcpu {
     pub regs: [u64; 16],
@@ -30,6 +43,8 @@ pub struct MockVcpu {
     pub insn_len: u64,
     pub window: bool,
     pub tsc_offset: u64,
+    /// The architectural rules, applied as a backend applies them.
+    pub rules: CpuRules,
 }
 
 impl MockVcpu {
@@ -57,6 +72,17 @@ impl MockVcpu {
             insn_len: 2,
             window: false,
             tsc_offset: 0,
+            rules: CpuRules::for_guest(host_cpuid),
+        }
+    }
+    fn cr_state(&self) -> CrState {
+        let cs_long = self.segs[SegReg::Cs as usize].long();
+        CrState {
+            cr0: self.cr0,
+            cr3: self.cr3,
+            cr4: self.cr4,
+            efer: self.efer,
+            cs_long,
         }
     }
     pub fn reg(&self, r: Gpr) -> u64 {
@@ -86,9 +112,6 @@ impl ArchVcpu for MockVcpu {
     fn rflags(&self) -> u64 {
         self.rflags
     }
-    fn set_rflags(&mut self, v: u64) {
-        self.rflags = v
-    }
     fn segment(&self, s: SegReg) -> Segment {
         self.segs[s as usize]
     }
@@ -101,17 +124,22 @@ impl ArchVcpu for MockVcpu {
             ControlReg::Cr2 => self.cr2,
             ControlReg::Cr3 => self.cr3,
             ControlReg::Cr4 => self.cr4,
-            ControlReg::Cr8 => 0,
         }
     }
     fn set_cr(&mut self, r: ControlReg, v: u64) -> Result<(), Event> {
-        match r {
-            ControlReg::Cr0 => self.cr0 = v,
-            ControlReg::Cr2 => self.cr2 = v,
-            ControlReg::Cr3 => self.cr3 = v,
-            ControlReg::Cr4 => self.cr4 = v,
-            ControlReg::Cr8 => return Err(Event::gp(0)),
-        }
+        let next = match r {
+            ControlReg::Cr0 => self.rules.write_cr0(self.cr_state(), v)?,
+            ControlReg::Cr4 => self.rules.write_cr4(self.cr_state(), v)?,
+            ControlReg::Cr2 => {
+                self.cr2 = v;
+                return Ok(());
+            }
+            ControlReg::Cr3 => CrState {
+                cr3: v,
+                ..self.cr_state()
+            },
+        };
+        (self.cr0, self.cr3, self.cr4, self.efer) = (next.cr0, next.cr3, next.cr4, next.efer);
         Ok(())
     }
     fn state_msr(&self, m: StateMsr) -> u64 {
@@ -123,7 +151,7 @@ impl ArchVcpu for MockVcpu {
     }
     fn set_state_msr(&mut self, m: StateMsr, v: u64) -> Result<(), Event> {
         match m {
-            StateMsr::Efer => self.efer = v,
+            StateMsr::Efer => self.efer = self.rules.write_efer(self.cr_state(), v)?.efer,
             StateMsr::Pat => self.pat = v,
             other => self.other_msrs[other as usize % 10] = v,
         }

@@ -30,11 +30,6 @@ pub const IA32_FS_BASE: u32 = 0xc000_0100;
 pub const IA32_GS_BASE: u32 = 0xc000_0101;
 pub const IA32_KERNEL_GS_BASE: u32 = 0xc000_0102;
 
-/// EFER bits a guest may set: SCE, LME, NXE (SDM Vol 3A 2.2.1); LMA is read-only and
-/// kept by the backend. SVME and the rest raise #GP: nothing else is offered.
-pub const EFER_WRITABLE: u64 = (1 << 0) | (1 << 8) | (1 << 11);
-pub const EFER_LMA: u64 = 1 << 10;
-
 /// MSRs the guest reads and writes without an exit: their guest values are live in the
 /// hardware while the guest runs (VMCS/VMCB guest state, or loaded around VM entry), the
 /// hardware checks writes itself (#GP for a non-canonical base or an invalid PAT type),
@@ -106,13 +101,6 @@ fn canonical(v: u64) -> bool {
 /// A guest WRMSR of `v`: `Err` is the exception to inject.
 pub fn write(vcpu: &mut impl ArchVcpu, msr: u32, v: u64) -> Result<(), Event> {
     match state_msr(msr) {
-        Some(StateMsr::Efer) => {
-            if v & !(EFER_WRITABLE | EFER_LMA) != 0 {
-                return Err(Event::gp(0));
-            }
-            let lma = vcpu.state_msr(StateMsr::Efer) & EFER_LMA;
-            vcpu.set_state_msr(StateMsr::Efer, (v & EFER_WRITABLE) | lma)
-        }
         Some(StateMsr::Pat) if !valid_pat(v) => Err(Event::gp(0)),
         Some(
             m @ (StateMsr::FsBase

@@ -6,6 +6,7 @@
 //! INIT/SIPI handling) below this trait. The core sees architectural guest state only:
 //! registers, segments, control registers as the guest wrote them, and events.
 
+use crate::cpu_rules::CpuRules;
 use crate::exit::VmExit;
 use crate::memory::GuestMemory;
 use crate::walk::PagingState;
@@ -107,9 +108,6 @@ impl Segment {
     pub const fn default_big(&self) -> bool {
         self.attr & 0x400 != 0
     }
-    pub const fn dpl(&self) -> u8 {
-        ((self.attr >> 5) & 3) as u8
-    }
 }
 
 /// The guest's descriptor-table registers.
@@ -119,24 +117,34 @@ pub struct DescTable {
     pub limit: u16,
 }
 
+/// The control registers a vCPU holds. CR8 is not among them: it is the local APIC's
+/// task priority, which the core owns (see [`CrTarget`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ControlReg {
     Cr0,
     Cr2,
     Cr3,
     Cr4,
+}
+
+/// The register a control-register exit names: one the vCPU holds, or CR8.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrTarget {
+    Reg(ControlReg),
+    /// CR8, TPR[7:4] of the local APIC (SDM Vol 3A 10.8.6.1): the platform's, not the
+    /// vCPU's.
     Cr8,
 }
 
-impl ControlReg {
+impl CrTarget {
     /// The register a MOV CR exit names by number (VMX exit qualification bits 3:0, SVM
     /// exit code bits 3:0). CR2 moves never exit, so it is not among them.
-    pub fn from_number(n: u64) -> Option<ControlReg> {
+    pub fn from_number(n: u64) -> Option<CrTarget> {
         Some(match n {
-            0 => ControlReg::Cr0,
-            3 => ControlReg::Cr3,
-            4 => ControlReg::Cr4,
-            8 => ControlReg::Cr8,
+            0 => CrTarget::Reg(ControlReg::Cr0),
+            3 => CrTarget::Reg(ControlReg::Cr3),
+            4 => CrTarget::Reg(ControlReg::Cr4),
+            8 => CrTarget::Cr8,
             _ => return None,
         })
     }
@@ -188,11 +196,6 @@ impl fmt::Display for VcpuError {
     }
 }
 
-/// CR4 bits a guest may not set because CPUID hides what they enable (VMXE, SMXE, PCIDE,
-/// OSXSAVE, LA57, PKE, CET): writing them raises #GP, as on a CPU without the feature.
-pub const CR4_HIDDEN: u64 =
-    (1 << 13) | (1 << 14) | (1 << 17) | (1 << 18) | (1 << 12) | (1 << 22) | (1 << 23);
-
 /// The guest state a vCPU starts in (the loader fills it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StartMode {
@@ -237,7 +240,6 @@ pub trait ArchVcpu {
     fn rip(&self) -> u64;
     fn set_rip(&mut self, v: u64);
     fn rflags(&self) -> u64;
-    fn set_rflags(&mut self, v: u64);
     fn segment(&self, s: SegReg) -> Segment;
     fn cpl(&self) -> u8;
 
@@ -279,15 +281,16 @@ pub trait ArchVcpu {
     /// IA32_TSC.
     fn set_tsc_offset(&mut self, offset: u64);
 
-    /// The task priority the guest set with MOV to CR8 without an exit (AMD-V keeps it
-    /// in V_TPR), or `None` where CR8 accesses always exit (VT-x here).
-    fn guest_tpr(&self) -> Option<u8> {
+    /// The hardware's copy of CR8 where the guest moves to and from CR8 without an exit
+    /// (AMD-V's V_TPR), as the guest left it; `None` where CR8 accesses always exit
+    /// (VT-x here). The local APIC owns the task priority: only
+    /// [`crate::dispatch`]'s TPR sync reads and writes this copy.
+    fn tpr_shadow(&self) -> Option<u8> {
         None
     }
 
-    /// Tells the backend the local APIC's task priority (CR8 value, 0-15) for guests
-    /// that read CR8 without an exit.
-    fn sync_tpr(&mut self, _cr8: u8) {}
+    /// Loads the hardware's copy of CR8 (0-15) from the local APIC before an entry.
+    fn set_tpr_shadow(&mut self, _cr8: u8) {}
 
     /// The guest's paging registers, for walking its page tables.
     fn paging(&self) -> PagingState {
@@ -305,13 +308,15 @@ pub trait ArchVcpu {
 pub trait ArchBackend {
     type Vcpu: ArchVcpu;
 
-    /// Creates a vCPU for a guest whose RAM is `mem`, starting in `start`. The backend
+    /// Creates a vCPU for a guest whose RAM is `mem`, starting in `start`, whose control
+    /// register and EFER writes follow `rules` (from the CPUID the guest sees). The backend
     /// builds its nested page tables (mapping exactly `mem`'s regions) and its control
     /// structures from `frames`.
     fn create_vcpu<A: crate::nested::FrameAllocator>(
         &mut self,
         mem: &GuestMemory,
         start: StartMode,
+        rules: CpuRules,
         frames: &mut A,
     ) -> Result<Self::Vcpu, VcpuError>;
 }

@@ -18,7 +18,7 @@ const CR0_PG: u64 = 1 << 31;
 const CR4_PSE: u64 = 1 << 4;
 const CR4_PAE: u64 = 1 << 5;
 const CR4_LA57: u64 = 1 << 12;
-const EFER_LMA: u64 = 1 << 10;
+use crate::cpu_rules::efer::LMA as EFER_LMA;
 const EFER_NXE: u64 = 1 << 11;
 
 const P: u64 = 1 << 0;
