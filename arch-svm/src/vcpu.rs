@@ -314,9 +314,6 @@ impl ArchVcpu for SvmVcpu {
     fn rip(&self) -> u64 {
         self.vmcb.save.rip
     }
-    fn set_rip(&mut self, v: u64) {
-        self.vmcb.save.rip = v
-    }
     fn rflags(&self) -> u64 {
         self.vmcb.save.rflags
     }
@@ -453,16 +450,18 @@ impl ArchVcpu for SvmVcpu {
         self.vmcb.control.v_intr = (self.vmcb.control.v_intr & !0xf) | (cr8 & 0xf) as u64;
     }
 
-    fn advance_rip(&mut self, mem: &GuestMemory) -> Result<(), VcpuError> {
-        let next = match self.next_rip {
-            Some(n) => n,
-            None => self.decoded_next_rip(mem)?,
-        };
-        self.vmcb.save.rip = next;
-        // Skipping the instruction ends an STI/MOV SS interrupt shadow.
+    fn next_rip(&self, mem: &GuestMemory) -> Result<u64, VcpuError> {
+        match self.next_rip {
+            Some(n) => Ok(n),
+            None => self.decoded_next_rip(mem),
+        }
+    }
+
+    fn retire(&mut self, next_rip: u64) {
+        self.vmcb.save.rip = next_rip;
+        // Completing the instruction ends an STI/MOV SS interrupt shadow.
         self.vmcb.control.interrupt_shadow &= !1;
         self.next_rip = None;
-        Ok(())
     }
 }
 

@@ -526,9 +526,6 @@ impl ArchVcpu for VmxVcpu {
     fn rip(&self) -> u64 {
         read(guest::RIP)
     }
-    fn set_rip(&mut self, v: u64) {
-        set(guest::RIP, v)
-    }
     fn rflags(&self) -> u64 {
         read(guest::RFLAGS)
     }
@@ -672,20 +669,24 @@ impl ArchVcpu for VmxVcpu {
         set(control::TSC_OFFSET_FULL, offset);
     }
 
-    fn advance_rip(&mut self, _mem: &GuestMemory) -> Result<(), VcpuError> {
+    fn next_rip(&self, _mem: &GuestMemory) -> Result<u64, VcpuError> {
         if self.exit_insn_len == 0 || self.exit_insn_len > 15 {
             return Err(VcpuError {
                 what: "no VM-exit instruction length for this exit",
                 code: self.exit_insn_len,
             });
         }
-        set(guest::RIP, self.rip().wrapping_add(self.exit_insn_len));
-        // Skipping the instruction ends any STI or MOV-SS interrupt shadow (SDM Vol 3C 25.4.2).
+        Ok(self.rip().wrapping_add(self.exit_insn_len))
+    }
+
+    fn retire(&mut self, next_rip: u64) {
+        set(guest::RIP, next_rip);
+        // Completing the instruction ends any STI or MOV-SS interrupt shadow (SDM Vol 3C
+        // 25.4.2).
         let intr = read(guest::INTERRUPTIBILITY_STATE);
         if intr & 3 != 0 {
             set(guest::INTERRUPTIBILITY_STATE, intr & !3);
         }
-        Ok(())
     }
 }
 

@@ -294,8 +294,11 @@ pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Optio
 }
 
 fn advance(vcpu: &mut impl ArchVcpu, vm: &Vm) -> Option<GuestEnd> {
-    match vcpu.advance_rip(&vm.memory) {
-        Ok(()) => None,
+    match vcpu.next_rip(&vm.memory) {
+        Ok(next) => {
+            vcpu.retire(next);
+            None
+        }
         Err(e) => Some(GuestEnd::error(format_args!(
             "cannot find the next instruction: {e}"
         ))),

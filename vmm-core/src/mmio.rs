@@ -245,7 +245,7 @@ fn execute<B: MmioBus>(
         }
         _ => return Err(unsupported),
     }
-    vcpu.set_rip(vcpu.rip().wrapping_add(i.len as u64));
+    vcpu.retire(vcpu.rip().wrapping_add(i.len as u64));
     Ok(MmioOutcome::Done)
 }
 
@@ -261,7 +261,7 @@ fn string_op(
     let rep = i.rep.is_some();
     // REP with RCX = 0 does nothing.
     if rep && vcpu.gpr(Gpr::Rcx) & amask == 0 {
-        vcpu.set_rip(vcpu.rip().wrapping_add(i.len as u64));
+        vcpu.retire(vcpu.rip().wrapping_add(i.len as u64));
         return Ok(MmioOutcome::Done);
     }
     let paging = vcpu.paging();
@@ -329,7 +329,7 @@ fn string_op(
             return Ok(MmioOutcome::Done);
         }
     }
-    vcpu.set_rip(vcpu.rip().wrapping_add(i.len as u64));
+    vcpu.retire(vcpu.rip().wrapping_add(i.len as u64));
     Ok(MmioOutcome::Done)
 }
 

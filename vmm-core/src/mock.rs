@@ -42,6 +42,8 @@ pub struct MockVcpu {
     /// Length of every exiting instruction.
     pub insn_len: u64,
     pub window: bool,
+    /// An STI/MOV-SS interrupt shadow is in effect.
+    pub shadow: bool,
     pub tsc_offset: u64,
     /// The architectural rules, applied as a backend applies them.
     pub rules: CpuRules,
@@ -71,6 +73,7 @@ impl MockVcpu {
             exits: exits.iter().copied().collect(),
             insn_len: 2,
             window: false,
+            shadow: false,
             tsc_offset: 0,
             rules: CpuRules::for_guest(host_cpuid),
         }
@@ -105,9 +108,6 @@ impl ArchVcpu for MockVcpu {
     }
     fn rip(&self) -> u64 {
         self.rip
-    }
-    fn set_rip(&mut self, v: u64) {
-        self.rip = v
     }
     fn rflags(&self) -> u64 {
         self.rflags
@@ -161,7 +161,7 @@ impl ArchVcpu for MockVcpu {
         self.injected.push(ev)
     }
     fn interrupts_open(&self) -> bool {
-        self.rflags & (1 << 9) != 0
+        self.rflags & (1 << 9) != 0 && !self.shadow
     }
     fn request_interrupt_window(&mut self, on: bool) {
         self.window = on
@@ -169,9 +169,12 @@ impl ArchVcpu for MockVcpu {
     fn set_tsc_offset(&mut self, offset: u64) {
         self.tsc_offset = offset
     }
-    fn advance_rip(&mut self, _mem: &GuestMemory) -> Result<(), VcpuError> {
-        self.rip += self.insn_len;
-        Ok(())
+    fn next_rip(&self, _mem: &GuestMemory) -> Result<u64, VcpuError> {
+        Ok(self.rip + self.insn_len)
+    }
+    fn retire(&mut self, next_rip: u64) {
+        self.rip = next_rip;
+        self.shadow = false;
     }
 }
 

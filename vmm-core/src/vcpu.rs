@@ -238,7 +238,6 @@ pub trait ArchVcpu {
     fn gpr(&self, r: Gpr) -> u64;
     fn set_gpr(&mut self, r: Gpr, v: u64);
     fn rip(&self) -> u64;
-    fn set_rip(&mut self, v: u64);
     fn rflags(&self) -> u64;
     fn segment(&self, s: SegReg) -> Segment;
     fn cpl(&self) -> u8;
@@ -272,10 +271,15 @@ pub trait ArchVcpu {
     /// interrupt (`on`), or stops asking.
     fn request_interrupt_window(&mut self, on: bool);
 
-    /// Moves RIP past the instruction that caused the last exit. The backend knows
-    /// where it ends (VMX: the exit's instruction length; SVM: nRIP, the IOIO exit's
-    /// next RIP, or decoding the instruction in `mem`).
-    fn advance_rip(&mut self, mem: &GuestMemory) -> Result<(), VcpuError>;
+    /// Where the instruction that caused the last exit ends. The backend knows (VMX: the
+    /// exit's instruction length; SVM: nRIP, the IOIO exit's next RIP, or decoding the
+    /// instruction in `mem`).
+    fn next_rip(&self, mem: &GuestMemory) -> Result<u64, VcpuError>;
+
+    /// Completes an emulated instruction: RIP becomes `next_rip`, and the STI/MOV-SS
+    /// interrupt shadow that instruction was in ends (SDM Vol 3C 25.4.2, APM Vol 2
+    /// 15.21.5). The one way the core moves RIP forward.
+    fn retire(&mut self, next_rip: u64);
 
     /// Makes the guest's TSC read `host TSC + offset` (wrapping), for a guest write of
     /// IA32_TSC.
