@@ -95,6 +95,35 @@ pub fn hello(root: &Path) -> Result<PathBuf, String> {
     Ok(elf)
 }
 
+/// The lint step: `cargo fmt --check` over the workspace, then clippy (the workspace lints
+/// deny clippy's default set and undocumented unsafe blocks; `-D warnings` denies rustc's
+/// warnings too) on the host crates with their tests and on the bare-metal crates.
+pub fn lint(root: &Path) -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.current_dir(root).args(["fmt", "--all", "--check"]);
+    run(cmd, "cargo fmt --check (run `cargo fmt` to fix)")?;
+    let mut cmd = cargo();
+    cmd.current_dir(root)
+        .args(["clippy", "--quiet", "--all-targets", "--", "-D", "warnings"]);
+    run(cmd, "cargo clippy (host crates)")?;
+    let mut cmd = cargo();
+    cmd.current_dir(root).args([
+        "clippy",
+        "--quiet",
+        "--release",
+        "-p",
+        "janus-boot",
+        "-p",
+        "janus-guests",
+        "--target",
+        "x86_64-unknown-none",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(cmd, "cargo clippy (janus-boot, janus-guests)")
+}
+
 /// `cargo test --workspace`: the host unit tests of the default members.
 pub fn host_tests(root: &Path) -> Result<(), String> {
     let mut cmd = cargo();

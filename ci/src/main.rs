@@ -422,6 +422,8 @@ fn cmd_test(
     }
     setup::ensure(&needs)?;
 
+    eprintln!("cargo janus: lint (cargo fmt --check, cargo clippy)");
+    build::lint(&root)?;
     eprintln!("cargo janus: host unit tests (cargo test)");
     build::host_tests(&root)?;
 

@@ -155,20 +155,30 @@ fn install(packages: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// The bare-metal target, and rustfmt and clippy for the lint step (quick when present).
 fn rust_target() -> Result<(), String> {
+    rustup(&["target", "add", "x86_64-unknown-none"])?;
+    rustup(&["component", "add", "rustfmt", "clippy"])
+}
+
+fn rustup(args: &[&str]) -> Result<(), String> {
     let out = Command::new("rustup")
-        .args(["target", "add", "x86_64-unknown-none"])
+        .args(args)
         .current_dir(crate::workspace_root())
         .output();
     match out {
         Ok(o) if o.status.success() => Ok(()),
         Ok(o) => Err(format!(
-            "`rustup target add x86_64-unknown-none` failed:\n{}",
+            "`rustup {}` failed:\n{}",
+            args.join(" "),
             String::from_utf8_lossy(&o.stderr)
         )),
         Err(e) => {
-            // No rustup (a distribution Rust?): the build will tell whether the target exists.
-            eprintln!("cargo janus: warning: cannot run rustup ({e}); assuming x86_64-unknown-none is installed");
+            // No rustup (a distribution Rust?): the build will tell what is missing.
+            eprintln!(
+                "cargo janus: warning: cannot run rustup ({e}); assuming `rustup {}` is not needed",
+                args.join(" ")
+            );
             Ok(())
         }
     }
