@@ -9,6 +9,7 @@ mod build;
 mod emulator;
 mod iso;
 mod judge;
+mod layout;
 mod linux;
 mod matrix;
 mod setup;
