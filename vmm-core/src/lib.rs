@@ -24,6 +24,7 @@ pub mod mmio;
 pub mod msr;
 pub mod nested;
 pub mod platform;
+pub mod sched;
 pub mod stats;
 pub mod vcpu;
 pub mod vendor;
