@@ -16,6 +16,7 @@ pub mod dispatch;
 pub mod exit;
 pub mod fetch;
 pub mod firmware;
+pub mod fpu;
 pub mod hostmem;
 pub mod hypercall;
 pub mod loader;
