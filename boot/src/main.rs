@@ -5,6 +5,7 @@
 mod bootinfo;
 mod console;
 mod entry;
+mod fpu;
 mod frames;
 mod gdt;
 mod guests;
@@ -39,6 +40,8 @@ extern "C" fn janus_main(magic: u32, info: u32) -> ! {
         tsc_hz / 1000 % 1000
     );
     hosttimer::init();
+    let fpu = fpu::init();
+    log::info!("guest x87/SSE/AVX state saved with {:?}", fpu);
     let mut frames = frames::HostFrames::new(&boot);
     log::info!(
         "{} MiB of host memory free, {} modules",

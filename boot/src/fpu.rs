@@ -1,0 +1,50 @@
+//! Enables the host CPU's x87/SSE/AVX state saving, so that guests' extended state can be
+//! switched (vmm_core::fpu). Janus itself uses none of these registers.
+//!
+//! CR4.OSFXSR and OSXMMEXCPT make FXSAVE save the XMM registers (SDM Vol 3A 2.5); where
+//! CPUID.1:ECX.XSAVE is set, CR4.OSXSAVE and XCR0 = the user state components the CPU
+//! supports among x87, SSE, AVX and AVX-512 (CPUID 0xD.0 EAX; SDM Vol 1 13.3) let XSAVE
+//! save everything a guest could have changed.
+
+use vmm_core::cpu_rules::{cr4, xcr0};
+use vmm_core::fpu::SaveMode;
+
+/// The components Janus saves at most: x87, SSE, AVX, and AVX-512's opmask, ZMM_Hi256 and
+/// Hi16_ZMM (bits 5-7). Others (MPX, PT, AMX, ...) need supervisor state or permissions.
+const WANTED: u64 = xcr0::X87 | xcr0::SSE | xcr0::AVX | (0b111 << 5);
+
+/// Sets CR4 (and XCR0) and says how to save guest state on this CPU.
+pub fn init() -> SaveMode {
+    let has_xsave = core::arch::x86_64::__cpuid_count(1, 0).ecx & (1 << 26) != 0;
+    let mut bits = cr4::OSFXSR | cr4::OSXMMEXCPT;
+    if has_xsave {
+        bits |= cr4::OSXSAVE;
+    }
+    // SAFETY: setting OSFXSR/OSXMMEXCPT (and OSXSAVE where CPUID shows XSAVE) only enables
+    // instructions; Janus runs no SSE code whose behaviour they change.
+    unsafe {
+        let c4 = x86::controlregs::cr4();
+        x86::controlregs::cr4_write(c4 | x86::controlregs::Cr4::from_bits_truncate(bits as usize));
+    }
+    if !has_xsave {
+        return SaveMode::choose(host_cpuid, None);
+    }
+    let supported = {
+        let r = core::arch::x86_64::__cpuid_count(0xd, 0);
+        r.eax as u64 | (r.edx as u64) << 32
+    };
+    let mut enabled = supported & WANTED;
+    // AVX-512's three components go together or not at all (SDM Vol 1 13.3).
+    if enabled & (0b111 << 5) != 0b111 << 5 {
+        enabled &= !(0b111 << 5);
+    }
+    // SAFETY: CR4.OSXSAVE is set; XCR0 gets x87 plus components CPUID says exist, in the
+    // combinations XSETBV accepts (SSE with AVX, AVX-512 complete).
+    unsafe { x86::controlregs::xcr0_write(x86::controlregs::Xcr0::from_bits_truncate(enabled)) };
+    SaveMode::choose(host_cpuid, Some(enabled))
+}
+
+fn host_cpuid(leaf: u32, sub: u32) -> [u32; 4] {
+    let r = core::arch::x86_64::__cpuid_count(leaf, sub);
+    [r.eax, r.ebx, r.ecx, r.edx]
+}
