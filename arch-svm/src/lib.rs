@@ -6,17 +6,25 @@
 //! Publication 24593 Revision 3.42 (March 2024), chapter 15 (cited as "APM Vol 2 15.5.1"),
 //! and Appendix B (VMCB layout) and C (SVM intercept exit codes).
 //!
-//! Where to look: `caps.rs` decides whether this CPU can run Janus; `vmcb.rs` is the
-//! layout; `vcpu.rs` sets it up; `entry.rs` is the world switch (VMLOAD/VMRUN/VMSAVE);
-//! `exit.rs` turns exit codes into `VmExit`s; `npt.rs` is the nested page-table format.
+//! Where to look: `caps.rs` decides whether this CPU can run Janus; `svm.rs` enables SVM
+//! and allocates a vCPU's frames; `vmcb/` is the layout (`layout.rs`), the control-field
+//! values (`bits.rs`), the intercept vectors (`intercept.rs`), the exit codes
+//! (`exit_code.rs`) and the page a VMCB lives in (`page.rs`); `setup.rs` fills a new
+//! VMCB; `vcpu.rs` is the `ArchVcpu`; `inject.rs` encodes events; `entry.rs` is the
+//! world switch (VMLOAD/VMRUN/VMSAVE); `exit.rs` turns exit codes into `VmExit`s;
+//! `npt.rs` is the nested page-table format.
 #![cfg_attr(not(test), no_std)]
 
 mod caps;
 mod entry;
 mod exit;
+mod inject;
 mod npt;
+mod setup;
+mod svm;
 mod vcpu;
 mod vmcb;
 
 pub use caps::{probe, Refusal, SvmCaps};
-pub use vcpu::{Svm, SvmVcpu};
+pub use svm::Svm;
+pub use vcpu::SvmVcpu;

@@ -1,5 +1,6 @@
 //! The VMCB layout (APM Vol 2 Appendix B, Tables B-1 and B-2), with compile-time offset
-//! checks against the manual.
+//! checks against the manual. The values its fields take are in `bits.rs`, `intercept.rs`
+//! and `exit_code.rs`.
 
 use core::mem::{offset_of, size_of};
 
@@ -16,6 +17,7 @@ pub struct VmcbSegment {
 
 #[repr(C)]
 pub struct ControlArea {
+    /// See [`super::intercept`].
     pub intercept_cr: u32,
     pub intercept_dr: u32,
     pub intercept_exceptions: u32,
@@ -31,7 +33,7 @@ pub struct ControlArea {
     pub guest_asid: u32,
     pub tlb_control: u8,
     _reserved2: [u8; 3],
-    /// V_TPR 3:0, V_IRQ 8, V_INTR_PRIO 19:16, V_IGN_TPR 20, V_INTR_MASKING 24, V_INTR_VECTOR 39:32.
+    /// See [`super::bits::v_intr`].
     pub v_intr: u64,
     pub interrupt_shadow: u64,
     pub exit_code: u64,
@@ -115,6 +117,8 @@ const fn save(off: usize) -> usize {
 const _: () = assert!(size_of::<Vmcb>() == 4096);
 const _: () = assert!(offset_of!(Vmcb, save) == 0x400);
 const _: () = assert!(offset_of!(ControlArea, intercept_misc1) == 0x0c);
+const _: () = assert!(offset_of!(ControlArea, interrupt_shadow) == 0x68);
+const _: () = assert!(offset_of!(ControlArea, tsc_offset) == 0x50);
 const _: () = assert!(offset_of!(ControlArea, intercept_misc2) == 0x10);
 const _: () = assert!(offset_of!(ControlArea, pause_filter_count) == 0x3e);
 const _: () = assert!(offset_of!(ControlArea, iopm_base_pa) == 0x40);
@@ -145,33 +149,3 @@ const _: () = assert!(save(offset_of!(SaveArea, kernel_gs_base)) == 0x620);
 const _: () = assert!(save(offset_of!(SaveArea, cr2)) == 0x640);
 const _: () = assert!(save(offset_of!(SaveArea, g_pat)) == 0x668);
 const _: () = assert!(save(offset_of!(SaveArea, last_excp_to)) == 0x690);
-
-/// Intercept vector 3 (offset 0x0C) bits (APM Vol 2 Appendix B, Table B-1).
-pub mod misc1 {
-    pub const INTR: u32 = 1 << 0;
-    pub const NMI: u32 = 1 << 1;
-    pub const SMI: u32 = 1 << 2;
-    pub const INIT: u32 = 1 << 3;
-    pub const VINTR: u32 = 1 << 4;
-    pub const RDPMC: u32 = 1 << 15;
-    pub const CPUID: u32 = 1 << 18;
-    pub const INVD: u32 = 1 << 22;
-    pub const HLT: u32 = 1 << 24;
-    pub const IOIO_PROT: u32 = 1 << 27;
-    pub const MSR_PROT: u32 = 1 << 28;
-    pub const SHUTDOWN: u32 = 1 << 31;
-}
-
-/// Intercept vector 4 (offset 0x10) bits.
-pub mod misc2 {
-    pub const VMRUN: u32 = 1 << 0;
-    pub const VMMCALL: u32 = 1 << 1;
-    pub const VMLOAD: u32 = 1 << 2;
-    pub const VMSAVE: u32 = 1 << 3;
-    pub const STGI: u32 = 1 << 4;
-    pub const CLGI: u32 = 1 << 5;
-    pub const SKINIT: u32 = 1 << 6;
-    pub const MONITOR: u32 = 1 << 10;
-    pub const MWAIT: u32 = 1 << 11;
-    pub const XSETBV: u32 = 1 << 13;
-}
