@@ -1,6 +1,7 @@
 //! What this CPU's VMX offers, read from CPUID and the capability MSRs (SDM Vol 3C
 //! Appendix A), and whether it is enough for Janus.
 
+use crate::controls::{entry_ctl, exit_ctl, proc1, proc2};
 use core::fmt;
 use x86::msr::{self, rdmsr};
 
@@ -44,41 +45,6 @@ pub struct VmxCaps {
     pub ept_vpid: u64,
     /// VM-exit instruction information is reported for INS/OUTS (IA32_VMX_BASIC bit 54).
     pub ins_outs_info: bool,
-}
-
-pub mod proc1 {
-    pub const USE_TSC_OFFSETTING: u32 = 1 << 3;
-    pub const HLT_EXITING: u32 = 1 << 7;
-    pub const MWAIT_EXITING: u32 = 1 << 10;
-    pub const RDPMC_EXITING: u32 = 1 << 11;
-    pub const CR3_LOAD_EXITING: u32 = 1 << 15;
-    pub const CR3_STORE_EXITING: u32 = 1 << 16;
-    pub const UNCOND_IO_EXITING: u32 = 1 << 24;
-    pub const USE_MSR_BITMAPS: u32 = 1 << 28;
-    pub const MONITOR_EXITING: u32 = 1 << 29;
-    pub const SECONDARY: u32 = 1 << 31;
-}
-pub mod proc2 {
-    pub const EPT: u32 = 1 << 1;
-    pub const RDTSCP: u32 = 1 << 3;
-    pub const VPID: u32 = 1 << 5;
-    pub const UNRESTRICTED: u32 = 1 << 7;
-}
-pub mod pin {
-    pub const EXT_INT_EXITING: u32 = 1 << 0;
-    pub const NMI_EXITING: u32 = 1 << 3;
-}
-pub mod exit_ctl {
-    pub const HOST_64: u32 = 1 << 9;
-    pub const SAVE_PAT: u32 = 1 << 18;
-    pub const LOAD_PAT: u32 = 1 << 19;
-    pub const SAVE_EFER: u32 = 1 << 20;
-    pub const LOAD_EFER: u32 = 1 << 21;
-}
-pub mod entry_ctl {
-    pub const IA32E_GUEST: u32 = 1 << 9;
-    pub const LOAD_PAT: u32 = 1 << 14;
-    pub const LOAD_EFER: u32 = 1 << 15;
 }
 
 /// IA32_VMX_EPT_VPID_CAP bits (SDM Vol 3C A.10).
@@ -160,6 +126,14 @@ impl fmt::Display for VmxCaps {
     }
 }
 
+/// CPUID.1:ECX.VMX (SDM Vol 3C 24.6).
+const CPUID_1_ECX_VMX: u32 = 1 << 5;
+/// IA32_VMX_BASIC bits (SDM Vol 3C A.1): the revision ID in bits 30:0, INS/OUTS
+/// instruction information, and the TRUE_* control capability MSRs.
+const BASIC_REVISION: u64 = 0x7fff_ffff;
+const BASIC_INS_OUTS_INFO: u64 = 1 << 54;
+const BASIC_TRUE_CTLS: u64 = 1 << 55;
+
 const IA32_FEATURE_CONTROL_LOCK: u64 = 1 << 0;
 const IA32_FEATURE_CONTROL_VMX_OUTSIDE_SMX: u64 = 1 << 2;
 
@@ -167,7 +141,7 @@ const IA32_FEATURE_CONTROL_VMX_OUTSIDE_SMX: u64 = 1 << 2;
 /// it unlocked (SDM Vol 3C 24.7).
 pub fn probe() -> Result<VmxCaps, Refusal> {
     let ecx = core::arch::x86_64::__cpuid(1).ecx;
-    if ecx & (1 << 5) == 0 {
+    if ecx & CPUID_1_ECX_VMX == 0 {
         return Err(Refusal(
             "no hardware virtualization: CPUID reports no VMX (Intel VT-x)",
         ));
@@ -193,7 +167,7 @@ pub fn probe() -> Result<VmxCaps, Refusal> {
     // the secondary and EPT ones are read only when the primary MSR says they exist.
     let caps = unsafe {
         let basic = rdmsr(msr::IA32_VMX_BASIC);
-        let true_ctls = basic & (1 << 55) != 0;
+        let true_ctls = basic & BASIC_TRUE_CTLS != 0;
         let pick =
             |plain: u32, tru: u32| Allowed::from_msr(rdmsr(if true_ctls { tru } else { plain }));
         let proc1 = pick(
@@ -207,7 +181,7 @@ pub fn probe() -> Result<VmxCaps, Refusal> {
             Allowed { must1: 0, may1: 0 }
         };
         VmxCaps {
-            revision: (basic & 0x7fff_ffff) as u32,
+            revision: (basic & BASIC_REVISION) as u32,
             pin: pick(
                 msr::IA32_VMX_PINBASED_CTLS,
                 msr::IA32_VMX_TRUE_PINBASED_CTLS,
@@ -225,7 +199,7 @@ pub fn probe() -> Result<VmxCaps, Refusal> {
             } else {
                 0
             },
-            ins_outs_info: basic & (1 << 54) != 0,
+            ins_outs_info: basic & BASIC_INS_OUTS_INFO != 0,
         }
     };
     caps.check()?;
@@ -233,10 +207,12 @@ pub fn probe() -> Result<VmxCaps, Refusal> {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
 
-    fn bochs_like(proc2_may1: u32) -> VmxCaps {
+    /// The capabilities Bochs reports for a Sandy Bridge CPU, with the given secondary
+    /// controls allowed.
+    pub fn bochs_like(proc2_may1: u32) -> VmxCaps {
         VmxCaps {
             revision: 0x2b,
             pin: Allowed::from_msr(0x0000_007f_0000_0016),

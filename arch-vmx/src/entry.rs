@@ -4,8 +4,8 @@
 //! Register offsets come from `GprFile::offset` (`offset_of!`); HOST_RSP is written here, right
 //! before entry, so the exit lands on this very stack frame.
 
+use crate::vmcs::fields::host;
 use vmm_core::vcpu::{Gpr, GprFile as Gprs};
-use x86::vmx::vmcs::host;
 
 extern "C" {
     /// Where the CPU lands on every VM exit (the HOST_RIP field).
@@ -48,7 +48,7 @@ pub unsafe extern "C" fn vmx_run(regs: *mut Gprs, launched: u64) -> u64 {
             "4:",
         ],
         operands: [
-            host_rsp = const host::RSP,
+            host_rsp = const host::RSP.encoding(),
             rax = const Gprs::offset(Gpr::Rax),
         ],
     )

@@ -1,8 +1,71 @@
-//! VMX exit reasons (SDM Vol 3C Appendix C) turned into the core's `VmExit`.
+//! VMX exit reasons (SDM Vol 3C Appendix C) turned into the core's `VmExit`, and failed
+//! VM entries turned into errors.
 
+use crate::inject::info;
 use vmm_core::addr::GuestPhys;
 use vmm_core::exit::{IoAccess, IoDir, NestedAccess, StringIo, VmExit};
-use vmm_core::vcpu::{ControlReg, CrTarget, Gpr, SegReg};
+use vmm_core::vcpu::{ControlReg, CrTarget, Gpr, SegReg, VcpuError};
+
+/// Basic exit reasons (SDM Vol 3C Table C-1).
+pub mod reason {
+    pub const EXCEPTION_OR_NMI: u32 = 0;
+    pub const EXTERNAL_INTERRUPT: u32 = 1;
+    pub const TRIPLE_FAULT: u32 = 2;
+    pub const INTERRUPT_WINDOW: u32 = 7;
+    pub const CPUID: u32 = 10;
+    pub const HLT: u32 = 12;
+    pub const INVD: u32 = 13;
+    pub const VMCALL: u32 = 18;
+    pub const VMCLEAR: u32 = 19;
+    pub const VMXON: u32 = 27;
+    pub const CR_ACCESS: u32 = 28;
+    pub const IO: u32 = 30;
+    pub const RDMSR: u32 = 31;
+    pub const WRMSR: u32 = 32;
+    pub const ENTRY_INVALID_GUEST_STATE: u32 = 33;
+    pub const ENTRY_MSR_LOADING: u32 = 34;
+    pub const MWAIT: u32 = 36;
+    pub const MONITOR: u32 = 39;
+    pub const ENTRY_MACHINE_CHECK: u32 = 41;
+    pub const EPT_VIOLATION: u32 = 48;
+    pub const INVEPT: u32 = 50;
+    pub const INVVPID: u32 = 53;
+    pub const WBINVD: u32 = 54;
+    pub const XSETBV: u32 = 55;
+    pub const VMFUNC: u32 = 59;
+    /// Bits 15:0 of the exit-reason field (SDM Vol 3C 25.9.1, Table 25-18).
+    pub const BASIC: u32 = 0xffff;
+    /// Bit 31: VM-entry failure.
+    pub const ENTRY_FAILURE: u32 = 1 << 31;
+}
+
+/// Exit qualification for control-register accesses (SDM Vol 3C Table 28-3).
+mod cr_qual {
+    pub const NUMBER: u64 = 0xf;
+    pub const TYPE_SHIFT: u64 = 4;
+    pub const TYPE_MASK: u64 = 3;
+    pub const MOV_TO_CR: u64 = 0;
+    pub const MOV_FROM_CR: u64 = 1;
+    pub const CLTS: u64 = 2;
+    pub const GPR_SHIFT: u64 = 8;
+    pub const LMSW_SOURCE_SHIFT: u64 = 16;
+}
+
+/// Exit qualification for I/O instructions (SDM Vol 3C Table 28-5).
+mod io_qual {
+    pub const SIZE_MINUS_1: u64 = 7;
+    pub const IN: u64 = 1 << 3;
+    pub const STRING: u64 = 1 << 4;
+    pub const REP: u64 = 1 << 5;
+    pub const PORT_SHIFT: u64 = 16;
+}
+
+/// Exit qualification for EPT violations (SDM Vol 3C Table 28-7).
+mod ept_qual {
+    pub const READ: u64 = 1 << 0;
+    pub const WRITE: u64 = 1 << 1;
+    pub const FETCH: u64 = 1 << 2;
+}
 
 /// What a VM exit left in the VMCS's read-only fields (SDM Vol 3C 25.9).
 #[derive(Clone, Copy, Debug, Default)]
@@ -25,263 +88,138 @@ pub struct ModeInfo {
     pub ins_outs_info: bool,
 }
 
-const CR0_TS: u64 = 1 << 3;
+const CR0_TS: u64 = vmm_core::cpu_rules::cr0::TS;
+/// CR0 bits LMSW can set: MP, EM, TS (PE it can set but not clear).
+const CR0_LMSW_CLEARABLE: u64 = 0xe;
+
+/// A failed VM entry (exit reason bit 31, SDM Vol 3C 27.8) as an error; `None` for an
+/// exit from a guest that ran.
+pub fn entry_failure(raw: &RawExit) -> Option<VcpuError> {
+    if raw.reason & reason::ENTRY_FAILURE == 0 {
+        return None;
+    }
+    let what = match raw.reason & reason::BASIC {
+        reason::ENTRY_INVALID_GUEST_STATE => "VM entry failed: invalid guest state",
+        reason::ENTRY_MSR_LOADING => "VM entry failed: MSR loading",
+        reason::ENTRY_MACHINE_CHECK => "VM entry failed: machine-check event",
+        _ => "VM entry failed",
+    };
+    Some(VcpuError {
+        what,
+        code: raw.qualification,
+    })
+}
 
 /// Decodes one exit. `gpr` reads guest registers (for MOV to CR), `cr0` is the CR0 the
 /// guest sees (for CLTS and LMSW).
 pub fn decode(raw: &RawExit, mode: ModeInfo, gpr: impl Fn(Gpr) -> u64, cr0: u64) -> VmExit {
     let q = raw.qualification;
-    let raw_exit = VmExit::Raw {
-        reason: raw.reason as u64,
-        info1: q,
-        info2: raw.guest_physical,
-    };
-    match raw.reason & 0xffff {
-        // Exception or NMI (SDM Vol 3C 25.9.2: interruption type in bits 10:8).
-        0 => {
-            let info = raw.interruption_info;
-            if (info >> 8) & 7 == 2 {
-                VmExit::Nmi
-            } else {
-                VmExit::Exception {
-                    vector: info as u8,
-                    error_code: (info & (1 << 11) != 0).then_some(raw.interruption_error),
-                }
-            }
+    match raw.reason & reason::BASIC {
+        reason::EXCEPTION_OR_NMI => exception_or_nmi(raw),
+        reason::EXTERNAL_INTERRUPT => VmExit::ExternalInterrupt,
+        reason::TRIPLE_FAULT => VmExit::TripleFault,
+        reason::INTERRUPT_WINDOW => VmExit::InterruptWindow,
+        reason::CPUID => VmExit::Cpuid,
+        reason::HLT => VmExit::Hlt,
+        reason::INVD => VmExit::Invd,
+        reason::VMCALL => VmExit::Hypercall,
+        reason::VMCLEAR..=reason::VMXON | reason::INVEPT | reason::INVVPID | reason::VMFUNC => {
+            VmExit::VirtInstruction
         }
-        1 => VmExit::ExternalInterrupt,
-        2 => VmExit::TripleFault,
-        7 => VmExit::InterruptWindow,
-        10 => VmExit::Cpuid,
-        12 => VmExit::Hlt,
-        13 => VmExit::Invd,
-        18 => VmExit::Hypercall,
-        // VMCLEAR .. VMXON, INVEPT, INVVPID, VMFUNC.
-        19..=27 | 50 | 53 | 59 => VmExit::VirtInstruction,
-        // Control-register access (SDM Vol 3C Table 28-3).
-        28 => {
-            let Some(cr) = CrTarget::from_number(q & 0xf) else {
-                return raw_exit;
-            };
-            let Some(reg) = Gpr::from_index(((q >> 8) & 0xf) as u8) else {
-                return raw_exit;
-            };
-            match (q >> 4) & 3 {
-                0 => VmExit::CrWrite {
-                    cr,
-                    value: gpr(reg),
-                },
-                1 => VmExit::CrRead { cr, dest: reg },
-                2 => VmExit::CrWrite {
-                    cr: CrTarget::Reg(ControlReg::Cr0),
-                    value: cr0 & !CR0_TS,
-                },
-                // LMSW loads CR0 bits 3:0 but cannot clear PE (SDM Vol 2A, LMSW).
-                _ => {
-                    let src = (q >> 16) & 0xf;
-                    VmExit::CrWrite {
-                        cr: CrTarget::Reg(ControlReg::Cr0),
-                        value: (cr0 & !0xe) | src,
-                    }
-                }
-            }
-        }
-        // I/O instruction (SDM Vol 3C Table 28-5; instruction information Table 28-8).
-        30 => {
-            let string = (q & (1 << 4) != 0).then(|| {
-                let info = raw.instruction_info;
-                let (addr_size, seg) = if mode.ins_outs_info {
-                    (
-                        2u8 << ((info >> 7) & 3),
-                        SegReg::from_index(((info >> 15) & 7) as u8).unwrap_or(SegReg::Ds),
-                    )
-                } else {
-                    (
-                        if mode.long64 {
-                            8
-                        } else if mode.cs_big {
-                            4
-                        } else {
-                            2
-                        },
-                        SegReg::Ds,
-                    )
-                };
-                StringIo {
-                    rep: q & (1 << 5) != 0,
-                    addr_size,
-                    seg,
-                }
-            });
-            VmExit::Io(IoAccess {
-                port: (q >> 16) as u16,
-                size: (q & 7) as u8 + 1,
-                dir: if q & (1 << 3) != 0 {
-                    IoDir::In
-                } else {
-                    IoDir::Out
-                },
-                string,
-            })
-        }
-        // MWAIT (36) and MONITOR (39), SDM Vol 3D Appendix C.
-        36 | 39 => VmExit::MonitorMwait,
-        31 => VmExit::RdMsr,
-        32 => VmExit::WrMsr,
-        // EPT violation (SDM Vol 3C Table 28-7).
-        48 => VmExit::NestedPageFault {
+        reason::CR_ACCESS => cr_access(q, gpr, cr0).unwrap_or(raw_exit(raw)),
+        reason::IO => VmExit::Io(io(raw, mode)),
+        reason::MWAIT | reason::MONITOR => VmExit::MonitorMwait,
+        reason::RDMSR => VmExit::RdMsr,
+        reason::WRMSR => VmExit::WrMsr,
+        reason::EPT_VIOLATION => VmExit::NestedPageFault {
             gpa: GuestPhys(raw.guest_physical),
             access: NestedAccess {
-                read: q & 1 != 0,
-                write: q & 2 != 0,
-                fetch: q & 4 != 0,
+                read: q & ept_qual::READ != 0,
+                write: q & ept_qual::WRITE != 0,
+                fetch: q & ept_qual::FETCH != 0,
             },
         },
-        54 => VmExit::Wbinvd,
-        55 => VmExit::Xsetbv,
-        _ => raw_exit,
+        reason::WBINVD => VmExit::Wbinvd,
+        reason::XSETBV => VmExit::Xsetbv,
+        _ => raw_exit(raw),
+    }
+}
+
+fn raw_exit(raw: &RawExit) -> VmExit {
+    VmExit::Raw {
+        reason: raw.reason as u64,
+        info1: raw.qualification,
+        info2: raw.guest_physical,
+    }
+}
+
+/// Exception or NMI: the interruption type and error code (SDM Vol 3C 25.9.2).
+fn exception_or_nmi(raw: &RawExit) -> VmExit {
+    let i = raw.interruption_info;
+    if i & info::TYPE_MASK == info::TYPE_NMI {
+        return VmExit::Nmi;
+    }
+    VmExit::Exception {
+        vector: (i & info::VECTOR) as u8,
+        error_code: (i & info::DELIVER_ERROR != 0).then_some(raw.interruption_error),
+    }
+}
+
+/// Control-register access; `None` for a register or GPR number that does not exist.
+fn cr_access(q: u64, gpr: impl Fn(Gpr) -> u64, cr0: u64) -> Option<VmExit> {
+    let cr = CrTarget::from_number(q & cr_qual::NUMBER)?;
+    let reg = Gpr::from_index(((q >> cr_qual::GPR_SHIFT) & 0xf) as u8)?;
+    let cr0_write = |value| VmExit::CrWrite {
+        cr: CrTarget::Reg(ControlReg::Cr0),
+        value,
+    };
+    Some(match (q >> cr_qual::TYPE_SHIFT) & cr_qual::TYPE_MASK {
+        cr_qual::MOV_TO_CR => VmExit::CrWrite {
+            cr,
+            value: gpr(reg),
+        },
+        cr_qual::MOV_FROM_CR => VmExit::CrRead { cr, dest: reg },
+        cr_qual::CLTS => cr0_write(cr0 & !CR0_TS),
+        // LMSW loads CR0 bits 3:0 but cannot clear PE (SDM Vol 2A, LMSW).
+        _ => cr0_write((cr0 & !CR0_LMSW_CLEARABLE) | ((q >> cr_qual::LMSW_SOURCE_SHIFT) & 0xf)),
+    })
+}
+
+/// I/O instruction; string I/O's address size and segment come from the instruction
+/// information (SDM Vol 3C Table 28-8) where the CPU reports it, else from the mode.
+fn io(raw: &RawExit, mode: ModeInfo) -> IoAccess {
+    let q = raw.qualification;
+    let string = (q & io_qual::STRING != 0).then(|| {
+        let i = raw.instruction_info;
+        let (addr_size, seg) = if mode.ins_outs_info {
+            (
+                2u8 << ((i >> 7) & 3),
+                SegReg::from_index(((i >> 15) & 7) as u8).unwrap_or(SegReg::Ds),
+            )
+        } else if mode.long64 {
+            (8, SegReg::Ds)
+        } else if mode.cs_big {
+            (4, SegReg::Ds)
+        } else {
+            (2, SegReg::Ds)
+        };
+        StringIo {
+            rep: q & io_qual::REP != 0,
+            addr_size,
+            seg,
+        }
+    });
+    IoAccess {
+        port: (q >> io_qual::PORT_SHIFT) as u16,
+        size: (q & io_qual::SIZE_MINUS_1) as u8 + 1,
+        dir: if q & io_qual::IN != 0 {
+            IoDir::In
+        } else {
+            IoDir::Out
+        },
+        string,
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MODE: ModeInfo = ModeInfo {
-        long64: true,
-        cs_big: false,
-        ins_outs_info: true,
-    };
-
-    fn regs(r: Gpr) -> u64 {
-        0x1000 + r as u64
-    }
-
-    #[test]
-    fn decodes_io_including_string_forms() {
-        // OUT DX, AL to 0x3f8: size 0 (1 byte), direction out, port in bits 31:16.
-        let raw = RawExit {
-            reason: 30,
-            qualification: 0x03f8_0000,
-            ..Default::default()
-        };
-        assert_eq!(
-            decode(&raw, MODE, regs, 0),
-            VmExit::Io(IoAccess {
-                port: 0x3f8,
-                size: 1,
-                dir: IoDir::Out,
-                string: None
-            })
-        );
-        // REP INSD from 0x510 with a 64-bit address (info bits 9:7 = 2) and ES (bits 17:15 = 0).
-        let raw = RawExit {
-            reason: 30,
-            qualification: 0x0510_0000 | (1 << 5) | (1 << 4) | (1 << 3) | 3,
-            instruction_info: 2 << 7,
-            ..Default::default()
-        };
-        assert_eq!(
-            decode(&raw, MODE, regs, 0),
-            VmExit::Io(IoAccess {
-                port: 0x510,
-                size: 4,
-                dir: IoDir::In,
-                string: Some(StringIo {
-                    rep: true,
-                    addr_size: 8,
-                    seg: SegReg::Es
-                })
-            })
-        );
-    }
-
-    #[test]
-    fn decodes_control_register_accesses() {
-        // MOV CR4, RBX (CR 4, type 0, register 3).
-        let raw = RawExit {
-            reason: 28,
-            qualification: 4 | (3 << 8),
-            ..Default::default()
-        };
-        assert_eq!(
-            decode(&raw, MODE, regs, 0),
-            VmExit::CrWrite {
-                cr: CrTarget::Reg(ControlReg::Cr4),
-                value: 0x1003
-            }
-        );
-        // MOV R9, CR8.
-        let raw = RawExit {
-            reason: 28,
-            qualification: 8 | (1 << 4) | (9 << 8),
-            ..Default::default()
-        };
-        assert_eq!(
-            decode(&raw, MODE, regs, 0),
-            VmExit::CrRead {
-                cr: CrTarget::Cr8,
-                dest: Gpr::R9
-            }
-        );
-        // CLTS clears TS; LMSW cannot clear PE.
-        let raw = RawExit {
-            reason: 28,
-            qualification: 2 << 4,
-            ..Default::default()
-        };
-        assert_eq!(
-            decode(&raw, MODE, regs, 0x8000_0019),
-            VmExit::CrWrite {
-                cr: CrTarget::Reg(ControlReg::Cr0),
-                value: 0x8000_0011
-            }
-        );
-        let raw = RawExit {
-            reason: 28,
-            qualification: 3 << 4,
-            ..Default::default()
-        };
-        assert_eq!(
-            decode(&raw, MODE, regs, 0x11),
-            VmExit::CrWrite {
-                cr: CrTarget::Reg(ControlReg::Cr0),
-                value: 0x11
-            }
-        );
-    }
-
-    #[test]
-    fn unknown_reasons_keep_their_raw_values() {
-        let raw = RawExit {
-            reason: 62,
-            qualification: 5,
-            ..Default::default()
-        };
-        assert_eq!(
-            decode(&raw, MODE, regs, 0),
-            VmExit::Raw {
-                reason: 62,
-                info1: 5,
-                info2: 0
-            }
-        );
-        let raw = RawExit {
-            reason: 48,
-            qualification: 2,
-            guest_physical: 0xfee0_0000,
-            ..Default::default()
-        };
-        assert_eq!(
-            decode(&raw, MODE, regs, 0),
-            VmExit::NestedPageFault {
-                gpa: GuestPhys(0xfee0_0000),
-                access: NestedAccess {
-                    read: false,
-                    write: true,
-                    fetch: false
-                }
-            }
-        );
-    }
-}
+mod tests;

@@ -1,0 +1,39 @@
+//! An in-memory VMCS for host tests: a map from field encoding to value. Reading a field
+//! nobody wrote fails, like a field the CPU lacks, so a test sees every unexpected read;
+//! `fail` makes every access to one field fail.
+
+use super::access::{AccessError, VmcsAccess};
+use crate::regs::GuestRegs;
+use std::collections::BTreeMap;
+use vmm_core::vcpu::VcpuError;
+
+#[derive(Debug, Default)]
+pub struct FakeVmcs {
+    pub fields: BTreeMap<u32, u64>,
+    pub fail: Option<u32>,
+    /// How many times the "guest" was entered.
+    pub entries: u32,
+}
+
+impl VmcsAccess for FakeVmcs {
+    fn read_raw(&self, encoding: u32) -> Result<u64, AccessError> {
+        match self.fields.get(&encoding) {
+            Some(&v) if self.fail != Some(encoding) => Ok(v),
+            _ => Err(AccessError::Read(encoding)),
+        }
+    }
+
+    fn write_raw(&mut self, encoding: u32, value: u64) -> Result<(), AccessError> {
+        if self.fail == Some(encoding) {
+            return Err(AccessError::Write(encoding));
+        }
+        self.fields.insert(encoding, value);
+        Ok(())
+    }
+
+    /// Nothing runs: the exit is whatever the test wrote into the exit-information fields.
+    fn enter(&mut self, _regs: &mut GuestRegs, _launched: bool) -> Result<(), VcpuError> {
+        self.entries += 1;
+        Ok(())
+    }
+}

@@ -1,0 +1,109 @@
+//! The hardware VMCS and the instructions that touch it, in thin wrappers.
+//!
+//! VMREAD and VMWRITE act on the current VMCS: every access and entry through a `HwVmcs`
+//! first makes its own VMCS current (VMPTRLD, unless it already is), so a vCPU always
+//! reaches its own VMCS.
+
+use super::access::{AccessError, VmcsAccess};
+use super::fields::exit_info;
+use crate::entry::vmx_run;
+use crate::regs::GuestRegs;
+use core::sync::atomic::{AtomicU64, Ordering};
+use vmm_core::addr::HostPhys;
+use vmm_core::vcpu::VcpuError;
+use x86::bits64::vmx;
+
+/// The physical address of the VMCS last made current on this CPU (0: none).
+static CURRENT: AtomicU64 = AtomicU64::new(0);
+
+/// A VMCS in host memory, reached with VMREAD/VMWRITE.
+#[derive(Debug)]
+pub struct HwVmcs {
+    phys: HostPhys,
+}
+
+impl HwVmcs {
+    /// VMCLEAR then VMPTRLD: the 4 KiB page at `phys`, holding the VMCS revision ID,
+    /// becomes the current, clear VMCS (SDM Vol 3C 25.11.3).
+    pub fn load_fresh(phys: HostPhys) -> Result<HwVmcs, VcpuError> {
+        // SAFETY: `phys` is a 4 KiB page the caller gave to this VMCS and that holds the
+        // revision ID; VMX root operation is on (the `Vmx` object exists only after
+        // VMXON). VMCLEAR only writes that page.
+        unsafe { vmx::vmclear(phys.0) }.map_err(|_| VcpuError {
+            what: "VMCLEAR failed",
+            code: phys.0,
+        })?;
+        let v = HwVmcs { phys };
+        v.load()?;
+        Ok(v)
+    }
+
+    fn load(&self) -> Result<(), VcpuError> {
+        // SAFETY: as in `load_fresh`; this VMCS was cleared by `load_fresh`.
+        unsafe { vmx::vmptrld(self.phys.0) }.map_err(|_| VcpuError {
+            what: "VMPTRLD failed",
+            code: self.phys.0,
+        })?;
+        CURRENT.store(self.phys.0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Makes this VMCS current if it is not already.
+    fn make_current(&self) -> Result<(), VcpuError> {
+        if CURRENT.load(Ordering::Relaxed) == self.phys.0 {
+            return Ok(());
+        }
+        self.load()
+    }
+}
+
+impl VmcsAccess for HwVmcs {
+    fn read_raw(&self, encoding: u32) -> Result<u64, AccessError> {
+        self.make_current()
+            .map_err(|_| AccessError::Read(encoding))?;
+        // SAFETY: VMREAD only reads the current VMCS (this one, made current above); for a
+        // field this CPU lacks it fails with VMfail (reported here), it does not fault.
+        unsafe { vmx::vmread(encoding) }.map_err(|_| AccessError::Read(encoding))
+    }
+
+    fn write_raw(&mut self, encoding: u32, value: u64) -> Result<(), AccessError> {
+        self.make_current()
+            .map_err(|_| AccessError::Write(encoding))?;
+        // SAFETY: VMWRITE only changes the current VMCS, this one (made current above);
+        // a bad field or value fails with VMfail, reported here.
+        unsafe { vmx::vmwrite(encoding, value) }.map_err(|_| AccessError::Write(encoding))
+    }
+
+    fn enter(&mut self, regs: &mut GuestRegs, launched: bool) -> Result<(), VcpuError> {
+        self.make_current()?;
+        regs.msrs.load();
+        // SAFETY: CR2 is not part of the VMCS (SDM Vol 3C 27.3): Janus keeps the guest's
+        // and loads it here; Janus itself takes no page faults that would need it.
+        unsafe { x86::controlregs::cr2_write(regs.cr2) };
+        // SAFETY: this VMCS is current and its host state lands at janus_vmx_exit (set up
+        // by `VmxVcpu::setup`); `regs.gprs` is valid for the whole call.
+        let failed = unsafe { vmx_run(&mut regs.gprs, launched as u64) };
+        // SAFETY: reading CR2 has no side effects.
+        regs.cr2 = unsafe { x86::controlregs::cr2() } as u64;
+        if failed == 0 {
+            return Ok(());
+        }
+        Err(VcpuError {
+            what: if launched {
+                "VMRESUME failed"
+            } else {
+                "VMLAUNCH failed"
+            },
+            code: self.read(exit_info::VM_INSTRUCTION_ERROR)? as u64,
+        })
+    }
+}
+
+/// INVEPT all-context (type 2): drops every cached EPT translation (SDM Vol 3C 30.3.3.1).
+pub fn invept_all() {
+    let descriptor = [0u64; 2];
+    // SAFETY: INVEPT with a valid descriptor in VMX root operation only flushes TLBs.
+    unsafe {
+        core::arch::asm!("invept {0}, [{1}]", in(reg) 2u64, in(reg) descriptor.as_ptr(), options(nostack));
+    }
+}

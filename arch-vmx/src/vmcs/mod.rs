@@ -1,0 +1,11 @@
+//! The VMCS: its fields (`fields`), how the vCPU reaches them (`access`), and the
+//! hardware VMCS with the instructions that manage it (`hw`).
+
+pub mod access;
+#[cfg(test)]
+pub mod fake;
+pub mod fields;
+pub mod hw;
+
+pub use access::{AccessError, VmcsAccess};
+pub use hw::HwVmcs;
