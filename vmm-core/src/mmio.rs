@@ -68,12 +68,14 @@ impl fmt::Display for MmioError {
 /// What the guest gets after the emulation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MmioOutcome {
-    Done,
+    /// The instruction is done; it is `len` bytes long. The caller completes it (moves
+    /// RIP past it and ends the interrupt shadow).
+    Completed { len: usize },
+    /// One element of a REP string instruction is done and RCX is not yet 0: RIP stays,
+    /// and the guest re-executes the instruction for the next one.
+    Again,
     /// The guest's own page tables fault on a string operand: inject this #PF.
-    PageFault {
-        gva: GuestVirt,
-        error_code: u32,
-    },
+    PageFault { gva: GuestVirt, error_code: u32 },
 }
 
 fn mask(size: u8) -> u64 {
@@ -161,7 +163,8 @@ fn string_write(
     }
 }
 
-/// Emulates the instruction at RIP, which accessed device memory at `gpa`.
+/// Emulates the instruction at RIP, which accessed device memory at `gpa`. It does not
+/// move RIP: the caller completes the instruction on [`MmioOutcome::Completed`].
 pub fn emulate(
     vcpu: &mut impl ArchVcpu,
     mem: &mut GuestMemory,
@@ -245,8 +248,7 @@ fn execute<B: MmioBus>(
         }
         _ => return Err(unsupported),
     }
-    vcpu.retire(vcpu.rip().wrapping_add(i.len as u64));
-    Ok(MmioOutcome::Done)
+    Ok(MmioOutcome::Completed { len: i.len })
 }
 
 fn string_op(
@@ -261,8 +263,7 @@ fn string_op(
     let rep = i.rep.is_some();
     // REP with RCX = 0 does nothing.
     if rep && vcpu.gpr(Gpr::Rcx) & amask == 0 {
-        vcpu.retire(vcpu.rip().wrapping_add(i.len as u64));
-        return Ok(MmioOutcome::Done);
+        return Ok(MmioOutcome::Completed { len: i.len });
     }
     let paging = vcpu.paging();
     let user = vcpu.cpl() == 3;
@@ -326,11 +327,10 @@ fn string_op(
         vcpu.set_gpr(Gpr::Rcx, (rcx & !amask) | left);
         if left != 0 {
             // Re-execute for the next element (it exits again if it touches a device).
-            return Ok(MmioOutcome::Done);
+            return Ok(MmioOutcome::Again);
         }
     }
-    vcpu.retire(vcpu.rip().wrapping_add(i.len as u64));
-    Ok(MmioOutcome::Done)
+    Ok(MmioOutcome::Completed { len: i.len })
 }
 
 /// The #PF to inject for [`MmioOutcome::PageFault`].
@@ -392,17 +392,19 @@ mod tests {
         let mut d = Dev::default();
         assert_eq!(
             emulate(&mut v, &mut mem, GuestPhys(DEV + 0x80), &mut d),
-            Ok(MmioOutcome::Done)
+            Ok(MmioOutcome::Completed { len: 7 })
         );
         assert_eq!(d.writes, [(0x80, 4, 0x1234_5678)]);
-        assert_eq!(v.rip, 0x1007);
+        assert_eq!(v.rip, 0x1000, "the caller completes the instruction");
 
         // mov eax, [rdi] zero-extends into RAX.
         let (mut v, mut mem) = setup(&[0x8b, 0x07], true);
         v.regs[0] = u64::MAX;
-        emulate(&mut v, &mut mem, GuestPhys(DEV + 0x30), &mut d).unwrap();
+        assert_eq!(
+            emulate(&mut v, &mut mem, GuestPhys(DEV + 0x30), &mut d),
+            Ok(MmioOutcome::Completed { len: 2 })
+        );
         assert_eq!(v.reg(Gpr::Rax), 0xccdd_eef0);
-        assert_eq!(v.rip, 0x1002);
 
         // mov ah, [rsi] (no REX: high byte) merges.
         let (mut v, mut mem) = setup(&[0x8a, 0x26], true);
@@ -425,9 +427,11 @@ mod tests {
         // 32-bit code: mov eax, [0xfee00020] via moffs (a1 + 4 bytes)
         let (mut v, mut mem) = setup(&[0xa1, 0x20, 0, 0xe0, 0xfe], false);
         let mut d = Dev::default();
-        emulate(&mut v, &mut mem, GuestPhys(DEV + 0x20), &mut d).unwrap();
+        assert_eq!(
+            emulate(&mut v, &mut mem, GuestPhys(DEV + 0x20), &mut d),
+            Ok(MmioOutcome::Completed { len: 5 })
+        );
         assert_eq!(v.reg(Gpr::Rax), 0xccdd_eef0);
-        assert_eq!(v.rip, 0x1005);
     }
 
     #[test]
@@ -457,26 +461,29 @@ mod tests {
         v.regs[Gpr::Rcx as usize] = 2;
         v.regs[0] = 0x42;
         let mut d = Dev::default();
-        emulate(&mut v, &mut mem, GuestPhys(DEV + 0x80), &mut d).unwrap();
         assert_eq!(
-            (v.rip, v.reg(Gpr::Rcx), v.reg(Gpr::Rdi)),
-            (0x1000, 1, DEV + 0x84),
+            emulate(&mut v, &mut mem, GuestPhys(DEV + 0x80), &mut d),
+            Ok(MmioOutcome::Again),
             "re-executes for the rest"
         );
-        emulate(&mut v, &mut mem, GuestPhys(DEV + 0x84), &mut d).unwrap();
-        assert_eq!((v.rip, v.reg(Gpr::Rcx)), (0x1002, 0));
+        assert_eq!((v.reg(Gpr::Rcx), v.reg(Gpr::Rdi)), (1, DEV + 0x84));
+        assert_eq!(
+            emulate(&mut v, &mut mem, GuestPhys(DEV + 0x84), &mut d),
+            Ok(MmioOutcome::Completed { len: 2 })
+        );
+        assert_eq!(v.reg(Gpr::Rcx), 0);
         assert_eq!(d.writes, [(0x80, 4, 0x42), (0x84, 4, 0x42)]);
 
         // movsd from the device to RAM.
         let (mut v, mut mem) = setup(&[0xa5], true);
         v.regs[Gpr::Rsi as usize] = DEV + 0x30;
         v.regs[Gpr::Rdi as usize] = 0x2000;
-        emulate(&mut v, &mut mem, GuestPhys(DEV + 0x30), &mut d).unwrap();
-        assert_eq!(mem.read_u32(GuestPhys(0x2000)).unwrap(), 0xccdd_eef0);
         assert_eq!(
-            (v.reg(Gpr::Rsi), v.reg(Gpr::Rdi), v.rip),
-            (DEV + 0x34, 0x2004, 0x1001)
+            emulate(&mut v, &mut mem, GuestPhys(DEV + 0x30), &mut d),
+            Ok(MmioOutcome::Completed { len: 1 })
         );
+        assert_eq!(mem.read_u32(GuestPhys(0x2000)).unwrap(), 0xccdd_eef0);
+        assert_eq!((v.reg(Gpr::Rsi), v.reg(Gpr::Rdi)), (DEV + 0x34, 0x2004));
     }
 
     #[test]
