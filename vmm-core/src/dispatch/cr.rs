@@ -1,10 +1,10 @@
 //! MOV to and from control registers that exit: CR0/CR3/CR4 through the vCPU (which
-//! applies [`crate::cpu_rules`]), CR8 through the local APIC's task priority.
+//! applies [`crate::cpu_rules`]), CR8 through [`super::tpr`].
 
-use super::{advance, inject};
+use super::{advance, inject, tpr};
 use crate::decode::Map;
 use crate::fetch::decode_at_rip;
-use crate::vcpu::{ArchVcpu, CrTarget, Event, Gpr};
+use crate::vcpu::{ArchVcpu, CrTarget, Gpr};
 use crate::vm::{GuestEnd, Vm};
 
 /// MOV r, CRn.
@@ -15,7 +15,7 @@ pub(super) fn read(
     dest: Gpr,
 ) -> Option<GuestEnd> {
     let v = match cr {
-        CrTarget::Cr8 => (vm.platform.lapic.tpr() >> 4) as u64,
+        CrTarget::Cr8 => tpr::read(&vm.platform),
         CrTarget::Reg(r) => vcpu.cr(r),
     };
     vcpu.set_gpr(dest, v);
@@ -30,13 +30,7 @@ pub(super) fn write(
     value: u64,
 ) -> Option<GuestEnd> {
     let r = match cr {
-        CrTarget::Cr8 => {
-            if value > 15 {
-                return inject(vcpu, Event::gp(0));
-            }
-            vm.platform.lapic.set_tpr((value as u8) << 4);
-            Ok(())
-        }
+        CrTarget::Cr8 => tpr::write(&mut vm.platform, value),
         CrTarget::Reg(r) => vcpu.set_cr(r, value),
     };
     match r {

@@ -5,7 +5,7 @@
 //! naming it: nothing is silently ignored or turned into a halt.
 //!
 //! One small function per exit kind, by subject: [`cpu`] (CPUID, faulting instructions,
-//! the ends), [`io`] (port and string I/O), [`msr`], [`cr`], [`memory`] (device memory
+//! the ends), [`io`] (port and string I/O), [`msr`], [`cr`] (with CR8 in [`tpr`]), [`memory`] (device memory
 //! behind nested page faults), [`halt`] and [`irq`] (interrupt offering, host timer).
 //! Every emulated instruction completes through [`complete`], the one caller of
 //! [`ArchVcpu::retire`].
@@ -19,6 +19,7 @@ mod memory;
 mod msr;
 #[cfg(test)]
 mod tests;
+mod tpr;
 
 use crate::exit::VmExit;
 use crate::hypercall;
@@ -32,19 +33,14 @@ pub fn run(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> GuestEnd {
         vm.platform.update(now);
         irq::offer_interrupt(vcpu, vm);
         irq::arm_host_timer(vm);
-        vcpu.set_tpr_shadow(vm.platform.lapic.tpr() >> 4);
+        tpr::load_shadow(vcpu, &vm.platform);
         (vm.host.service)();
         let exit = match vcpu.run() {
             Ok(e) => e,
             Err(e) => break GuestEnd::error(format_args!("VM entry failed: {e}")),
         };
         vm.stats.count(exit.kind());
-        // A MOV to CR8 that did not exit changed the priority class only (CR8 is TPR[7:4]).
-        if let Some(cr8) = vcpu.tpr_shadow() {
-            if vm.platform.lapic.tpr() >> 4 != cr8 {
-                vm.platform.lapic.set_tpr(cr8 << 4);
-            }
-        }
+        tpr::store_shadow(vcpu, &mut vm.platform);
         if let Some(end) = handle_exit(vcpu, vm, exit) {
             break end;
         }

@@ -8,7 +8,7 @@ use crate::hypercall::{EFAULT, ENOSYS, EPERM};
 use crate::memory::testing::ram;
 use crate::mock::{take_output, vm, MockVcpu};
 use crate::msr;
-use crate::vcpu::{Gpr, SegReg};
+use crate::vcpu::{CrTarget, Event, Gpr, SegReg};
 extern crate std;
 use std::vec;
 
@@ -384,5 +384,72 @@ fn the_reset_line_ends_the_guest() {
     assert_eq!(
         handle_exit(&mut v, &mut m, out(0x64, 1)),
         Some(GuestEnd::Reset)
+    );
+}
+
+#[test]
+fn a_cr8_write_exit_sets_the_local_apic_tpr() {
+    let mut m = vm(ram(1 << 20));
+    let mut v = MockVcpu::new(&[]);
+    let e = VmExit::CrWrite {
+        cr: CrTarget::Cr8,
+        value: 0xa,
+    };
+    assert_eq!(handle_exit(&mut v, &mut m, e), None);
+    assert_eq!(m.platform.lapic.tpr(), 0xa0);
+    assert_eq!(v.rip, 0x10_0002, "the MOV completes");
+}
+
+#[test]
+fn a_cr8_read_exit_returns_the_tpr_priority_class() {
+    let mut m = vm(ram(1 << 20));
+    let mut v = MockVcpu::new(&[]);
+    m.platform.lapic.set_tpr(0x7c);
+    v.regs[Gpr::Rbx as usize] = u64::MAX;
+    let e = VmExit::CrRead {
+        cr: CrTarget::Cr8,
+        dest: Gpr::Rbx,
+    };
+    assert_eq!(handle_exit(&mut v, &mut m, e), None);
+    assert_eq!(v.reg(Gpr::Rbx), 7, "TPR >> 4, the whole register written");
+}
+
+#[test]
+fn a_cr8_write_above_15_is_gp_and_leaves_the_tpr() {
+    let mut m = vm(ram(1 << 20));
+    let mut v = MockVcpu::new(&[]);
+    m.platform.lapic.set_tpr(0x30);
+    let e = VmExit::CrWrite {
+        cr: CrTarget::Cr8,
+        value: 16,
+    };
+    assert_eq!(handle_exit(&mut v, &mut m, e), None);
+    assert_eq!(v.injected, vec![Event::gp(0)]);
+    assert_eq!(m.platform.lapic.tpr(), 0x30);
+    assert_eq!(v.rip, 0x10_0000, "the faulting MOV is not skipped");
+}
+
+#[test]
+fn a_cr8_change_without_an_exit_reaches_the_local_apic() {
+    let mut m = vm(ram(1 << 20));
+    let mut v = MockVcpu::new(&[VmExit::Hlt]);
+    v.tpr_shadow = Some(0);
+    v.guest_cr8 = Some(5);
+    assert_eq!(run(&mut v, &mut m), GuestEnd::Halted);
+    assert_eq!(m.platform.lapic.tpr(), 0x50);
+}
+
+#[test]
+fn the_local_apic_tpr_reaches_the_shadow_before_entry() {
+    let mut m = vm(ram(1 << 20));
+    let mut v = MockVcpu::new(&[VmExit::Hlt]);
+    v.tpr_shadow = Some(0);
+    m.platform.lapic.set_tpr(0x93);
+    assert_eq!(run(&mut v, &mut m), GuestEnd::Halted);
+    assert_eq!(v.tpr_at_entry, Some(9));
+    assert_eq!(
+        m.platform.lapic.tpr(),
+        0x93,
+        "an unchanged class keeps the TPR"
     );
 }
