@@ -23,6 +23,7 @@ pub mod memory;
 pub mod mmio;
 pub mod msr;
 pub mod nested;
+pub mod operand;
 pub mod platform;
 pub mod stats;
 pub mod vcpu;

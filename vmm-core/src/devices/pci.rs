@@ -18,6 +18,9 @@
 //! no host bridge or VGA device on bus 0 and reports no PCI, which is what this platform
 //! wants. The address register's reserved bits 30-24 and 1-0 read as 0.
 
+use crate::platform::bus::{Device, DeviceEffect};
+use crate::platform::Now;
+
 pub const CONFIG_ADDRESS: u16 = 0xcf8;
 pub const CONFIG_DATA: u16 = 0xcfc;
 
@@ -86,6 +89,17 @@ impl PciConfig {
         if port == CONFIG_ADDRESS && size == 4 {
             self.address = value & ADDRESS_MASK;
         }
+    }
+}
+
+/// Offsets 0-3 are CONFIG_ADDRESS, 4-7 CONFIG_DATA.
+impl Device for PciConfig {
+    fn read(&mut self, offset: u64, size: u8, _now: Now) -> u64 {
+        self.read(CONFIG_ADDRESS + offset as u16, size) as u64
+    }
+    fn write(&mut self, offset: u64, size: u8, value: u64, _now: Now) -> DeviceEffect {
+        self.write(CONFIG_ADDRESS + offset as u16, size, value as u32);
+        DeviceEffect::None
     }
 }
 

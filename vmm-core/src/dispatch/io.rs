@@ -5,6 +5,7 @@ use super::{advance, page_fault};
 use crate::addr::GuestVirt;
 use crate::cpu_rules::rflags;
 use crate::exit::{IoAccess, IoDir, StringIo};
+use crate::operand::size_mask;
 use crate::platform::PlatformEffect;
 use crate::vcpu::{ArchVcpu, Gpr, SegReg};
 use crate::vm::{GuestEnd, Vm};
@@ -14,16 +15,6 @@ use core::ops::ControlFlow;
 
 /// At most this many iterations of a REP INS/OUTS per exit; the rest re-executes.
 const MAX_STRING_ITERATIONS: u64 = 4096;
-
-/// The low `size` bytes of a value.
-pub fn size_mask(size: u8) -> u64 {
-    match size {
-        1 => 0xff,
-        2 => 0xffff,
-        4 => 0xffff_ffff,
-        _ => u64::MAX,
-    }
-}
 
 /// A port I/O exit, plain or string form.
 pub(super) fn io(vcpu: &mut impl ArchVcpu, vm: &mut Vm, io: IoAccess) -> Option<GuestEnd> {
@@ -63,18 +54,12 @@ fn port_read(vm: &mut Vm, io: IoAccess) -> u32 {
     vm.platform.port_read(io.port, io.size, now)
 }
 
-/// One OUT; what it did to the whole VM ends the guest or not.
+/// One OUT; what COM1 transmitted goes to the console, and what the OUT did to the
+/// whole VM ends the guest or not.
 fn port_write(vm: &mut Vm, io: IoAccess, v: u32) -> Option<GuestEnd> {
-    let mut out = [0u8; 4];
-    let mut n = 0;
     let now = vm.now();
-    let effect = vm.platform.port_write(io.port, io.size, v, now, &mut |b| {
-        out[n] = b;
-        n += 1;
-    });
-    for &b in &out[..n] {
-        vm.console_byte(b);
-    }
+    let effect = vm.platform.port_write(io.port, io.size, v, now);
+    vm.drain_console();
     match effect {
         PlatformEffect::Exit(status) => Some(GuestEnd::Exited(status)),
         PlatformEffect::Reset => Some(GuestEnd::Reset),
