@@ -11,10 +11,12 @@
 //! (a 32-bit destination zero-extends, 8/16-bit ones merge): SDM Vol 1 3.4.1.1.
 
 use crate::addr::{GuestPhys, GuestVirt};
+use crate::cpu_rules::rflags;
 use crate::decode::{DecodeError, Insn, Map, SegOverride};
 use crate::fetch::decode_at_rip;
 use crate::memory::GuestMemory;
-use crate::vcpu::{ArchVcpu, Event, Gpr, SegReg};
+use crate::operand::size_mask;
+use crate::vcpu::{ArchVcpu, Gpr, SegReg};
 use crate::walk::{translate, Access, WalkError};
 use core::fmt;
 
@@ -78,14 +80,6 @@ pub enum MmioOutcome {
     PageFault { gva: GuestVirt, error_code: u32 },
 }
 
-fn mask(size: u8) -> u64 {
-    if size >= 8 {
-        u64::MAX
-    } else {
-        (1u64 << (8 * size)) - 1
-    }
-}
-
 fn sign_extend(v: u64, size: u8) -> u64 {
     let shift = 64 - 8 * size as u32;
     (((v << shift) as i64) >> shift) as u64
@@ -97,7 +91,7 @@ fn get_reg(vcpu: &impl ArchVcpu, r: u8, size: u8, rex: bool) -> u64 {
     if size == 1 && !rex && (4..8).contains(&r) {
         return (vcpu.gpr(Gpr::from_index(r - 4).unwrap_or(Gpr::Rax)) >> 8) & 0xff;
     }
-    vcpu.gpr(Gpr::from_index(r).unwrap_or(Gpr::Rax)) & mask(size)
+    vcpu.gpr(Gpr::from_index(r).unwrap_or(Gpr::Rax)) & size_mask(size)
 }
 
 /// Writes register `r` as an instruction with a `size`-byte destination would.
@@ -112,7 +106,7 @@ fn set_reg(vcpu: &mut impl ArchVcpu, r: u8, size: u8, rex: bool, v: u64) {
     let new = match size {
         4 => v & 0xffff_ffff,
         8 => v,
-        _ => (vcpu.gpr(g) & !mask(size)) | (v & mask(size)),
+        _ => (vcpu.gpr(g) & !size_mask(size)) | (v & size_mask(size)),
     };
     vcpu.set_gpr(g, new);
 }
@@ -209,7 +203,7 @@ fn execute<B: MmioBus>(
             let v = if size == 8 {
                 sign_extend(i.imm, 4)
             } else {
-                i.imm & mask(size)
+                i.imm & size_mask(size)
             };
             if !bus.write(gpa, size, v) {
                 return Err(MmioError::NoDevice(gpa));
@@ -234,7 +228,7 @@ fn execute<B: MmioBus>(
             } else {
                 v
             };
-            set_reg(vcpu, i.reg(), i.op_size, rex, v & mask(i.op_size));
+            set_reg(vcpu, i.reg(), i.op_size, rex, v & size_mask(i.op_size));
         }
         // MOVSXD r, r/m32 (64-bit mode; ARPL elsewhere, which never touches device memory).
         (Map::One, 0x63) => {
@@ -257,9 +251,8 @@ fn string_op(
     bus: &mut impl MmioBus,
     i: &Insn,
 ) -> Result<MmioOutcome, MmioError> {
-    const RFLAGS_DF: u64 = 1 << 10;
     let size = if i.opcode & 1 == 0 { 1 } else { i.op_size };
-    let amask = mask(i.addr_size);
+    let amask = size_mask(i.addr_size);
     let rep = i.rep.is_some();
     // REP with RCX = 0 does nothing.
     if rep && vcpu.gpr(Gpr::Rcx) & amask == 0 {
@@ -309,7 +302,7 @@ fn string_op(
         string_read(bus, mem, src, size)?
     };
     string_write(bus, mem, dst, size, value)?;
-    let step = if vcpu.rflags() & RFLAGS_DF != 0 {
+    let step = if vcpu.rflags() & rflags::DF != 0 {
         (size as u64).wrapping_neg()
     } else {
         size as u64
@@ -333,11 +326,6 @@ fn string_op(
     Ok(MmioOutcome::Completed { len: i.len })
 }
 
-/// The #PF to inject for [`MmioOutcome::PageFault`].
-pub fn page_fault_event(error_code: u32) -> Event {
-    Event::page_fault(error_code)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,7 +346,7 @@ mod tests {
         fn read(&mut self, gpa: GuestPhys, size: u8) -> Option<u64> {
             (gpa.0 >> 12 == DEV >> 12).then(|| {
                 self.reads.push((gpa.0 - DEV, size));
-                0x8899_aabb_ccdd_eef0u64 & mask(size)
+                0x8899_aabb_ccdd_eef0u64 & size_mask(size)
             })
         }
         fn write(&mut self, gpa: GuestPhys, size: u8, value: u64) -> bool {

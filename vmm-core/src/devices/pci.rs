@@ -18,6 +18,7 @@
 //! no host bridge or VGA device on bus 0 and reports no PCI, which is what this platform
 //! wants. The address register's reserved bits 30-24 and 1-0 read as 0.
 
+use crate::operand::size_mask;
 use crate::platform::bus::{Device, DeviceEffect};
 use crate::platform::Now;
 
@@ -26,14 +27,6 @@ pub const CONFIG_DATA: u16 = 0xcfc;
 
 /// CONFIG_ADDRESS bits that hold state (enable, bus, device, function, register).
 const ADDRESS_MASK: u32 = 0x80ff_fffc;
-
-fn all_ones(size: u8) -> u32 {
-    match size {
-        1 => 0xff,
-        2 => 0xffff,
-        _ => 0xffff_ffff,
-    }
-}
 
 /// A decoded CONFIG_ADDRESS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,7 +73,7 @@ impl PciConfig {
             CONFIG_ADDRESS if size == 4 => self.address,
             // Data: with the enable bit set, a master abort (no function answers); with it
             // clear, an ordinary I/O read nothing decodes. All ones either way.
-            _ => all_ones(size),
+            _ => size_mask(size.min(4)) as u32,
         }
     }
 
