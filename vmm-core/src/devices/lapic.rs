@@ -398,12 +398,6 @@ impl LocalApic {
         self.timer = Timer::default();
     }
 
-    /// An INIT (IPI or signal) that reaches this processor: the APIC state is reset,
-    /// except the ID and IA32_APIC_BASE.
-    pub fn init_reset(&mut self) {
-        self.reset_registers();
-    }
-
     // ---- identity and modes ----
 
     /// The (x2)APIC ID this APIC was built with.
@@ -572,11 +566,6 @@ impl LocalApic {
     pub fn acknowledge(&mut self, vector: u8) {
         set(&mut self.irr, vector, false);
         set(&mut self.isr, vector, true);
-    }
-
-    /// The spurious-interrupt vector (SVR bits 7:0).
-    pub fn spurious_vector(&self) -> u8 {
-        self.svr as u8
     }
 
     fn eoi(&mut self) -> ApicEffect {
