@@ -453,3 +453,23 @@ fn the_local_apic_tpr_reaches_the_shadow_before_entry() {
         "an unchanged class keeps the TPR"
     );
 }
+
+#[test]
+fn a_device_memory_access_completes_and_ends_the_interrupt_shadow() {
+    let mut mem = ram(1 << 20);
+    // mov eax, [rbx] ; 8b 03  (LAPIC version register at 0xfee00030)
+    mem.write(GuestPhys(0x8000), &[0x8b, 0x03]).unwrap();
+    let mut m = vm(mem);
+    let mut v = MockVcpu::new(&[]);
+    v.rip = 0x8000;
+    v.insn_len = 7; // the backend's length is not used for a nested page fault
+    v.shadow = true; // the MOV follows an STI
+    let npf = VmExit::NestedPageFault {
+        gpa: GuestPhys(0xfee0_0030),
+        access: NestedAccess::default(),
+    };
+    assert_eq!(handle_exit(&mut v, &mut m, npf), None);
+    assert_eq!(v.reg(Gpr::Rax) & 0xff, 0x14, "the LAPIC version");
+    assert_eq!(v.rip, 0x8002, "past the decoded instruction");
+    assert!(!v.shadow, "completing the instruction ends the STI shadow");
+}
