@@ -12,14 +12,10 @@ macro_rules! address {
         pub struct $name(pub u64);
 
         impl $name {
-            pub const fn new(v: u64) -> Self { Self(v) }
-            pub const fn raw(self) -> u64 { self.0 }
             /// `self + off`, or `None` on overflow.
             pub const fn checked_add(self, off: u64) -> Option<Self> {
                 match self.0.checked_add(off) { Some(v) => Some(Self(v)), None => None }
             }
-            pub const fn add(self, off: u64) -> Self { Self(self.0.wrapping_add(off)) }
-            pub const fn align_down(self, align: u64) -> Self { Self(self.0 & !(align - 1)) }
             pub const fn is_aligned(self, align: u64) -> bool { self.0 & (align - 1) == 0 }
         }
 

@@ -8,14 +8,14 @@ use crate::vcpu::{ArchVcpu, ControlReg, SegReg, StateMsr};
 use crate::walk::{read_virt, Access};
 use arrayvec::ArrayVec;
 
-use crate::cpu_rules::efer::LMA as EFER_LMA;
+use crate::cpu_rules::{cr0, efer};
 
 /// The mode that decides how the instruction at CS:RIP decodes.
 pub fn cpu_mode(vcpu: &impl ArchVcpu) -> CpuMode {
     let cs = vcpu.segment(SegReg::Cs);
-    if vcpu.state_msr(StateMsr::Efer) & EFER_LMA != 0 && cs.long() {
+    if vcpu.state_msr(StateMsr::Efer) & efer::LMA != 0 && cs.long() {
         CpuMode::Long64
-    } else if vcpu.cr(ControlReg::Cr0) & 1 == 0 {
+    } else if vcpu.cr(ControlReg::Cr0) & cr0::PE == 0 {
         CpuMode::Real
     } else if cs.default_big() {
         CpuMode::Prot32

@@ -24,6 +24,7 @@ pub mod memory;
 pub mod mmio;
 pub mod msr;
 pub mod nested;
+pub mod operand;
 pub mod platform;
 pub mod sched;
 pub mod stats;

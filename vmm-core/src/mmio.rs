@@ -11,10 +11,12 @@
 //! (a 32-bit destination zero-extends, 8/16-bit ones merge): SDM Vol 1 3.4.1.1.
 
 use crate::addr::{GuestPhys, GuestVirt};
+use crate::cpu_rules::rflags;
 use crate::decode::{DecodeError, Insn, Map, SegOverride};
 use crate::fetch::decode_at_rip;
 use crate::memory::GuestMemory;
-use crate::vcpu::{ArchVcpu, Event, Gpr, SegReg};
+use crate::operand::size_mask;
+use crate::vcpu::{ArchVcpu, Gpr, SegReg};
 use crate::walk::{translate, Access, WalkError};
 use core::fmt;
 
@@ -68,20 +70,14 @@ impl fmt::Display for MmioError {
 /// What the guest gets after the emulation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MmioOutcome {
-    Done,
+    /// The instruction is done; it is `len` bytes long. The caller completes it (moves
+    /// RIP past it and ends the interrupt shadow).
+    Completed { len: usize },
+    /// One element of a REP string instruction is done and RCX is not yet 0: RIP stays,
+    /// and the guest re-executes the instruction for the next one.
+    Again,
     /// The guest's own page tables fault on a string operand: inject this #PF.
-    PageFault {
-        gva: GuestVirt,
-        error_code: u32,
-    },
-}
-
-fn mask(size: u8) -> u64 {
-    if size >= 8 {
-        u64::MAX
-    } else {
-        (1u64 << (8 * size)) - 1
-    }
+    PageFault { gva: GuestVirt, error_code: u32 },
 }
 
 fn sign_extend(v: u64, size: u8) -> u64 {
@@ -95,7 +91,7 @@ fn get_reg(vcpu: &impl ArchVcpu, r: u8, size: u8, rex: bool) -> u64 {
     if size == 1 && !rex && (4..8).contains(&r) {
         return (vcpu.gpr(Gpr::from_index(r - 4).unwrap_or(Gpr::Rax)) >> 8) & 0xff;
     }
-    vcpu.gpr(Gpr::from_index(r).unwrap_or(Gpr::Rax)) & mask(size)
+    vcpu.gpr(Gpr::from_index(r).unwrap_or(Gpr::Rax)) & size_mask(size)
 }
 
 /// Writes register `r` as an instruction with a `size`-byte destination would.
@@ -110,7 +106,7 @@ fn set_reg(vcpu: &mut impl ArchVcpu, r: u8, size: u8, rex: bool, v: u64) {
     let new = match size {
         4 => v & 0xffff_ffff,
         8 => v,
-        _ => (vcpu.gpr(g) & !mask(size)) | (v & mask(size)),
+        _ => (vcpu.gpr(g) & !size_mask(size)) | (v & size_mask(size)),
     };
     vcpu.set_gpr(g, new);
 }
@@ -161,7 +157,8 @@ fn string_write(
     }
 }
 
-/// Emulates the instruction at RIP, which accessed device memory at `gpa`.
+/// Emulates the instruction at RIP, which accessed device memory at `gpa`. It does not
+/// move RIP: the caller completes the instruction on [`MmioOutcome::Completed`].
 pub fn emulate(
     vcpu: &mut impl ArchVcpu,
     mem: &mut GuestMemory,
@@ -206,7 +203,7 @@ fn execute<B: MmioBus>(
             let v = if size == 8 {
                 sign_extend(i.imm, 4)
             } else {
-                i.imm & mask(size)
+                i.imm & size_mask(size)
             };
             if !bus.write(gpa, size, v) {
                 return Err(MmioError::NoDevice(gpa));
@@ -231,7 +228,7 @@ fn execute<B: MmioBus>(
             } else {
                 v
             };
-            set_reg(vcpu, i.reg(), i.op_size, rex, v & mask(i.op_size));
+            set_reg(vcpu, i.reg(), i.op_size, rex, v & size_mask(i.op_size));
         }
         // MOVSXD r, r/m32 (64-bit mode; ARPL elsewhere, which never touches device memory).
         (Map::One, 0x63) => {
@@ -245,8 +242,7 @@ fn execute<B: MmioBus>(
         }
         _ => return Err(unsupported),
     }
-    vcpu.retire(vcpu.rip().wrapping_add(i.len as u64));
-    Ok(MmioOutcome::Done)
+    Ok(MmioOutcome::Completed { len: i.len })
 }
 
 fn string_op(
@@ -255,14 +251,12 @@ fn string_op(
     bus: &mut impl MmioBus,
     i: &Insn,
 ) -> Result<MmioOutcome, MmioError> {
-    const RFLAGS_DF: u64 = 1 << 10;
     let size = if i.opcode & 1 == 0 { 1 } else { i.op_size };
-    let amask = mask(i.addr_size);
+    let amask = size_mask(i.addr_size);
     let rep = i.rep.is_some();
     // REP with RCX = 0 does nothing.
     if rep && vcpu.gpr(Gpr::Rcx) & amask == 0 {
-        vcpu.retire(vcpu.rip().wrapping_add(i.len as u64));
-        return Ok(MmioOutcome::Done);
+        return Ok(MmioOutcome::Completed { len: i.len });
     }
     let paging = vcpu.paging();
     let user = vcpu.cpl() == 3;
@@ -308,7 +302,7 @@ fn string_op(
         string_read(bus, mem, src, size)?
     };
     string_write(bus, mem, dst, size, value)?;
-    let step = if vcpu.rflags() & RFLAGS_DF != 0 {
+    let step = if vcpu.rflags() & rflags::DF != 0 {
         (size as u64).wrapping_neg()
     } else {
         size as u64
@@ -326,16 +320,10 @@ fn string_op(
         vcpu.set_gpr(Gpr::Rcx, (rcx & !amask) | left);
         if left != 0 {
             // Re-execute for the next element (it exits again if it touches a device).
-            return Ok(MmioOutcome::Done);
+            return Ok(MmioOutcome::Again);
         }
     }
-    vcpu.retire(vcpu.rip().wrapping_add(i.len as u64));
-    Ok(MmioOutcome::Done)
-}
-
-/// The #PF to inject for [`MmioOutcome::PageFault`].
-pub fn page_fault_event(error_code: u32) -> Event {
-    Event::page_fault(error_code)
+    Ok(MmioOutcome::Completed { len: i.len })
 }
 
 #[cfg(test)]
@@ -358,7 +346,7 @@ mod tests {
         fn read(&mut self, gpa: GuestPhys, size: u8) -> Option<u64> {
             (gpa.0 >> 12 == DEV >> 12).then(|| {
                 self.reads.push((gpa.0 - DEV, size));
-                0x8899_aabb_ccdd_eef0u64 & mask(size)
+                0x8899_aabb_ccdd_eef0u64 & size_mask(size)
             })
         }
         fn write(&mut self, gpa: GuestPhys, size: u8, value: u64) -> bool {
@@ -392,17 +380,19 @@ mod tests {
         let mut d = Dev::default();
         assert_eq!(
             emulate(&mut v, &mut mem, GuestPhys(DEV + 0x80), &mut d),
-            Ok(MmioOutcome::Done)
+            Ok(MmioOutcome::Completed { len: 7 })
         );
         assert_eq!(d.writes, [(0x80, 4, 0x1234_5678)]);
-        assert_eq!(v.rip, 0x1007);
+        assert_eq!(v.rip, 0x1000, "the caller completes the instruction");
 
         // mov eax, [rdi] zero-extends into RAX.
         let (mut v, mut mem) = setup(&[0x8b, 0x07], true);
         v.regs[0] = u64::MAX;
-        emulate(&mut v, &mut mem, GuestPhys(DEV + 0x30), &mut d).unwrap();
+        assert_eq!(
+            emulate(&mut v, &mut mem, GuestPhys(DEV + 0x30), &mut d),
+            Ok(MmioOutcome::Completed { len: 2 })
+        );
         assert_eq!(v.reg(Gpr::Rax), 0xccdd_eef0);
-        assert_eq!(v.rip, 0x1002);
 
         // mov ah, [rsi] (no REX: high byte) merges.
         let (mut v, mut mem) = setup(&[0x8a, 0x26], true);
@@ -425,9 +415,11 @@ mod tests {
         // 32-bit code: mov eax, [0xfee00020] via moffs (a1 + 4 bytes)
         let (mut v, mut mem) = setup(&[0xa1, 0x20, 0, 0xe0, 0xfe], false);
         let mut d = Dev::default();
-        emulate(&mut v, &mut mem, GuestPhys(DEV + 0x20), &mut d).unwrap();
+        assert_eq!(
+            emulate(&mut v, &mut mem, GuestPhys(DEV + 0x20), &mut d),
+            Ok(MmioOutcome::Completed { len: 5 })
+        );
         assert_eq!(v.reg(Gpr::Rax), 0xccdd_eef0);
-        assert_eq!(v.rip, 0x1005);
     }
 
     #[test]
@@ -457,26 +449,29 @@ mod tests {
         v.regs[Gpr::Rcx as usize] = 2;
         v.regs[0] = 0x42;
         let mut d = Dev::default();
-        emulate(&mut v, &mut mem, GuestPhys(DEV + 0x80), &mut d).unwrap();
         assert_eq!(
-            (v.rip, v.reg(Gpr::Rcx), v.reg(Gpr::Rdi)),
-            (0x1000, 1, DEV + 0x84),
+            emulate(&mut v, &mut mem, GuestPhys(DEV + 0x80), &mut d),
+            Ok(MmioOutcome::Again),
             "re-executes for the rest"
         );
-        emulate(&mut v, &mut mem, GuestPhys(DEV + 0x84), &mut d).unwrap();
-        assert_eq!((v.rip, v.reg(Gpr::Rcx)), (0x1002, 0));
+        assert_eq!((v.reg(Gpr::Rcx), v.reg(Gpr::Rdi)), (1, DEV + 0x84));
+        assert_eq!(
+            emulate(&mut v, &mut mem, GuestPhys(DEV + 0x84), &mut d),
+            Ok(MmioOutcome::Completed { len: 2 })
+        );
+        assert_eq!(v.reg(Gpr::Rcx), 0);
         assert_eq!(d.writes, [(0x80, 4, 0x42), (0x84, 4, 0x42)]);
 
         // movsd from the device to RAM.
         let (mut v, mut mem) = setup(&[0xa5], true);
         v.regs[Gpr::Rsi as usize] = DEV + 0x30;
         v.regs[Gpr::Rdi as usize] = 0x2000;
-        emulate(&mut v, &mut mem, GuestPhys(DEV + 0x30), &mut d).unwrap();
-        assert_eq!(mem.read_u32(GuestPhys(0x2000)).unwrap(), 0xccdd_eef0);
         assert_eq!(
-            (v.reg(Gpr::Rsi), v.reg(Gpr::Rdi), v.rip),
-            (DEV + 0x34, 0x2004, 0x1001)
+            emulate(&mut v, &mut mem, GuestPhys(DEV + 0x30), &mut d),
+            Ok(MmioOutcome::Completed { len: 1 })
         );
+        assert_eq!(mem.read_u32(GuestPhys(0x2000)).unwrap(), 0xccdd_eef0);
+        assert_eq!((v.reg(Gpr::Rsi), v.reg(Gpr::Rdi)), (DEV + 0x34, 0x2004));
     }
 
     #[test]

@@ -45,6 +45,13 @@ pub struct MockVcpu {
     /// An STI/MOV-SS interrupt shadow is in effect.
     pub shadow: bool,
     pub tsc_offset: u64,
+    /// The hardware's copy of CR8 (AMD-V's V_TPR); `None` for a vCPU whose CR8
+    /// accesses always exit.
+    pub tpr_shadow: Option<u8>,
+    /// The copy of CR8 at the last entry.
+    pub tpr_at_entry: Option<u8>,
+    /// A MOV to CR8 the guest makes without an exit during the next run.
+    pub guest_cr8: Option<u8>,
     /// The architectural rules, applied as a backend applies them.
     pub rules: CpuRules,
 }
@@ -75,6 +82,9 @@ impl MockVcpu {
             window: false,
             shadow: false,
             tsc_offset: 0,
+            tpr_shadow: None,
+            tpr_at_entry: None,
+            guest_cr8: None,
             rules: CpuRules::for_guest(host_cpuid),
         }
     }
@@ -95,6 +105,10 @@ impl MockVcpu {
 
 impl ArchVcpu for MockVcpu {
     fn run(&mut self) -> Result<VmExit, VcpuError> {
+        self.tpr_at_entry = self.tpr_shadow;
+        if let Some(cr8) = self.guest_cr8.take() {
+            self.tpr_shadow = Some(cr8);
+        }
         self.exits.pop_front().ok_or(VcpuError {
             what: "script ended",
             code: 0,
@@ -171,6 +185,14 @@ impl ArchVcpu for MockVcpu {
     }
     fn next_rip(&self, _mem: &GuestMemory) -> Result<u64, VcpuError> {
         Ok(self.rip + self.insn_len)
+    }
+    fn tpr_shadow(&self) -> Option<u8> {
+        self.tpr_shadow
+    }
+    fn set_tpr_shadow(&mut self, cr8: u8) {
+        if self.tpr_shadow.is_some() {
+            self.tpr_shadow = Some(cr8);
+        }
     }
     fn retire(&mut self, next_rip: u64) {
         self.rip = next_rip;

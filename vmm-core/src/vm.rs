@@ -159,6 +159,13 @@ impl Vm {
         }
     }
 
+    /// Takes what COM1 transmitted into the console, after a guest access to it.
+    pub fn drain_console(&mut self) {
+        for b in self.platform.com1.take_output() {
+            self.console_byte(b);
+        }
+    }
+
     /// Prints what is left of a partial console line.
     pub fn flush_console(&mut self) {
         if self.line.is_empty() {

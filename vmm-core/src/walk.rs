@@ -13,13 +13,9 @@
 use crate::addr::{GuestPhys, GuestVirt};
 use crate::memory::{GuestMemory, MemError};
 
-const CR0_WP: u64 = 1 << 16;
-const CR0_PG: u64 = 1 << 31;
-const CR4_PSE: u64 = 1 << 4;
-const CR4_PAE: u64 = 1 << 5;
-const CR4_LA57: u64 = 1 << 12;
-use crate::cpu_rules::efer::LMA as EFER_LMA;
-const EFER_NXE: u64 = 1 << 11;
+use crate::cpu_rules::cr0::{PG as CR0_PG, WP as CR0_WP};
+use crate::cpu_rules::cr4::{LA57 as CR4_LA57, PAE as CR4_PAE, PSE as CR4_PSE};
+use crate::cpu_rules::efer::{LMA as EFER_LMA, NXE as EFER_NXE};
 
 const P: u64 = 1 << 0;
 const RW: u64 = 1 << 1;

@@ -21,6 +21,9 @@
 //! platform to refuse or ignore; WAK_STS is set at once, so a guest that goes on running
 //! sees its sleep end immediately instead of spinning on WAK_STS forever.
 
+use crate::platform::bus::{Device, DeviceEffect};
+use crate::platform::Now;
+
 /// Default ports of the PM1a event block (4 bytes) and control block (2 bytes), also
 /// what [`crate::firmware::acpi`] puts in the FADT by default.
 pub const PM1A_EVT: u16 = 0x600;
@@ -239,6 +242,34 @@ impl AcpiPm {
             }
         }
         effect
+    }
+}
+
+/// The PM1 blocks decode their own port numbers. SLP_TYP and SLP_EN share PM1_CNT's
+/// high byte, so byte writes are enough; sleep states other than S5 set WAK_STS at
+/// once: the guest wakes up.
+impl Device for AcpiPm {
+    fn read(&mut self, offset: u64, size: u8, _now: Now) -> u64 {
+        AcpiPm::read(self, offset as u16, size) as u64
+    }
+    fn write(&mut self, offset: u64, size: u8, value: u64, _now: Now) -> DeviceEffect {
+        match AcpiPm::write(self, offset as u16, size, value as u32) {
+            PmEffect::PowerOff => DeviceEffect::PowerOff,
+            _ => DeviceEffect::None,
+        }
+    }
+}
+
+/// The PM timer (PM_TMR): read-only, byte `offset` of the count.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PmTimer;
+
+impl Device for PmTimer {
+    fn read(&mut self, offset: u64, _size: u8, now: Now) -> u64 {
+        ((pm_timer(now.ns) >> (8 * offset)) & 0xff) as u64
+    }
+    fn write(&mut self, _offset: u64, _size: u8, _value: u64, _now: Now) -> DeviceEffect {
+        DeviceEffect::None
     }
 }
 

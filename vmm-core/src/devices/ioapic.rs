@@ -26,6 +26,9 @@
 //! delivery modes (SMI, NMI, INIT and ExtINT are edge-like: they never set it), and
 //! destination bits above 63:56 (extended destination IDs).
 
+use crate::platform::bus::{Device, DeviceEffect};
+use crate::platform::Now;
+
 /// MMIO offsets in the window.
 pub const IOREGSEL: u32 = 0x00;
 pub const IOWIN: u32 = 0x10;
@@ -269,6 +272,19 @@ impl IoApic {
                 None
             }
         })
+    }
+}
+
+/// The IOAPIC page: IOREGSEL, IOWIN and IOEOI, 32 bits wide.
+impl Device for IoApic {
+    fn read(&mut self, offset: u64, _size: u8, _now: Now) -> u64 {
+        self.read_mmio(offset as u32) as u64
+    }
+    fn write(&mut self, offset: u64, _size: u8, value: u64, _now: Now) -> DeviceEffect {
+        match self.write_mmio(offset as u32, value as u32) {
+            Some(d) => DeviceEffect::Deliver(d),
+            None => DeviceEffect::None,
+        }
     }
 }
 

@@ -41,6 +41,9 @@
 //! The version register reports max LVT entry 5 (timer, thermal, performance, LINT0,
 //! LINT1, error); the CMCI LVT register exists anyway for guests that probe it.
 
+use crate::platform::bus::{Device, DeviceEffect};
+use crate::platform::Now;
+
 /// IA32_APIC_BASE.
 pub const MSR_APIC_BASE: u32 = 0x1b;
 /// IA32_TSC_DEADLINE.
@@ -395,12 +398,6 @@ impl LocalApic {
         self.timer = Timer::default();
     }
 
-    /// An INIT (IPI or signal) that reaches this processor: the APIC state is reset,
-    /// except the ID and IA32_APIC_BASE.
-    pub fn init_reset(&mut self) {
-        self.reset_registers();
-    }
-
     // ---- identity and modes ----
 
     /// The (x2)APIC ID this APIC was built with.
@@ -569,11 +566,6 @@ impl LocalApic {
     pub fn acknowledge(&mut self, vector: u8) {
         set(&mut self.irr, vector, false);
         set(&mut self.isr, vector, true);
-    }
-
-    /// The spurious-interrupt vector (SVR bits 7:0).
-    pub fn spurious_vector(&self) -> u8 {
-        self.svr as u8
     }
 
     fn eoi(&mut self) -> ApicEffect {
@@ -1058,6 +1050,16 @@ impl LocalApic {
             _ => return Err(()),
         }
         Ok(ApicEffect::None)
+    }
+}
+
+/// The xAPIC page: 32-bit registers at their offsets (SDM Vol 3A 11.4.1).
+impl Device for LocalApic {
+    fn read(&mut self, offset: u64, _size: u8, now: Now) -> u64 {
+        self.read_mmio(offset as u32, now.ns) as u64
+    }
+    fn write(&mut self, offset: u64, _size: u8, value: u64, now: Now) -> DeviceEffect {
+        DeviceEffect::Apic(self.write_mmio(offset as u32, value as u32, now.ns))
     }
 }
 

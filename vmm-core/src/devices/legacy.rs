@@ -26,6 +26,9 @@
 //! A20: the state the guest selects (8042 output port bit 1 or port 0x92 bit 1) is kept
 //! and readable ([`Legacy::a20`]), but guest memory never wraps at 1 MiB.
 
+use crate::platform::bus::{Device, DeviceEffect};
+use crate::platform::Now;
+
 use arrayvec::ArrayVec;
 
 pub const KBD_DATA: u16 = 0x60;
@@ -250,6 +253,19 @@ impl Legacy {
             _ => {}
         }
         LegacyEffect::None
+    }
+}
+
+/// The legacy ports decode their own numbers.
+impl Device for Legacy {
+    fn read(&mut self, offset: u64, _size: u8, _now: Now) -> u64 {
+        self.read(offset as u16) as u64
+    }
+    fn write(&mut self, offset: u64, _size: u8, value: u64, _now: Now) -> DeviceEffect {
+        match self.write(offset as u16, value as u8) {
+            LegacyEffect::Reset => DeviceEffect::Reset,
+            _ => DeviceEffect::None,
+        }
     }
 }
 

@@ -1,6 +1,7 @@
-//! Device models: bus-independent state machines (read(offset) / write(offset, value)),
-//! unit-tested on the host. The rust-vmm device crates need std, which a bare-metal VMM
-//! does not have, so these are our own.
+//! Device models: state machines, each a [`crate::platform::bus::Device`] (read/write at
+//! an offset) that the platform's port and memory buses route to, unit-tested on the
+//! host. The rust-vmm device crates need std, which a bare-metal VMM does not have, so
+//! these are our own.
 pub mod acpi_pm;
 pub mod ioapic;
 pub mod lapic;

@@ -18,19 +18,15 @@
 //! no host bridge or VGA device on bus 0 and reports no PCI, which is what this platform
 //! wants. The address register's reserved bits 30-24 and 1-0 read as 0.
 
+use crate::operand::size_mask;
+use crate::platform::bus::{Device, DeviceEffect};
+use crate::platform::Now;
+
 pub const CONFIG_ADDRESS: u16 = 0xcf8;
 pub const CONFIG_DATA: u16 = 0xcfc;
 
 /// CONFIG_ADDRESS bits that hold state (enable, bus, device, function, register).
 const ADDRESS_MASK: u32 = 0x80ff_fffc;
-
-fn all_ones(size: u8) -> u32 {
-    match size {
-        1 => 0xff,
-        2 => 0xffff,
-        _ => 0xffff_ffff,
-    }
-}
 
 /// A decoded CONFIG_ADDRESS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,7 +73,7 @@ impl PciConfig {
             CONFIG_ADDRESS if size == 4 => self.address,
             // Data: with the enable bit set, a master abort (no function answers); with it
             // clear, an ordinary I/O read nothing decodes. All ones either way.
-            _ => all_ones(size),
+            _ => size_mask(size.min(4)) as u32,
         }
     }
 
@@ -86,6 +82,17 @@ impl PciConfig {
         if port == CONFIG_ADDRESS && size == 4 {
             self.address = value & ADDRESS_MASK;
         }
+    }
+}
+
+/// Offsets 0-3 are CONFIG_ADDRESS, 4-7 CONFIG_DATA.
+impl Device for PciConfig {
+    fn read(&mut self, offset: u64, size: u8, _now: Now) -> u64 {
+        self.read(CONFIG_ADDRESS + offset as u16, size) as u64
+    }
+    fn write(&mut self, offset: u64, size: u8, value: u64, _now: Now) -> DeviceEffect {
+        self.write(CONFIG_ADDRESS + offset as u16, size, value as u32);
+        DeviceEffect::None
     }
 }
 

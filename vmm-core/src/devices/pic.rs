@@ -22,6 +22,9 @@
 //! mode (the 8086 vector format is always used), rotate-in-AEOI mode (accepted, no
 //! rotation).
 
+use crate::platform::bus::{Device, DeviceEffect};
+use crate::platform::Now;
+
 pub const MASTER_CMD: u16 = 0x20;
 pub const MASTER_DATA: u16 = 0x21;
 pub const SLAVE_CMD: u16 = 0xa0;
@@ -404,6 +407,17 @@ impl PicPair {
     /// The interrupt mask registers (master, slave).
     pub fn masks(&self) -> (u8, u8) {
         (self.master.imr, self.slave.imr)
+    }
+}
+
+/// The pair decodes its own ports (command/data of both chips, the ELCR).
+impl Device for PicPair {
+    fn read(&mut self, offset: u64, _size: u8, _now: Now) -> u64 {
+        self.read(offset as u16) as u64
+    }
+    fn write(&mut self, offset: u64, _size: u8, value: u64, _now: Now) -> DeviceEffect {
+        self.write(offset as u16, value as u8);
+        DeviceEffect::None
     }
 }
 

@@ -27,6 +27,9 @@
 //! channel 0 to mode 3, 18.2 Hz; every OS reprograms it), so nothing fires until the guest
 //! programs a channel.
 
+use crate::platform::bus::{Device, DeviceEffect};
+use crate::platform::Now;
+
 pub const CHANNEL0: u16 = 0x40;
 pub const CHANNEL1: u16 = 0x41;
 pub const CHANNEL2: u16 = 0x42;
@@ -491,6 +494,23 @@ impl Pit {
     /// Channel `i`'s OUT pin at `now_ns`.
     pub fn out(&self, channel: usize, now_ns: u64) -> bool {
         self.channels.get(channel).is_some_and(|c| c.out(now_ns))
+    }
+}
+
+/// The PIT decodes its own ports (0x40-0x43, and port 0x61's timer bits).
+impl Device for Pit {
+    fn read(&mut self, offset: u64, _size: u8, now: Now) -> u64 {
+        match offset as u16 {
+            PORT61 => self.read_port61(now.ns) as u64,
+            port => self.read(port, now.ns) as u64,
+        }
+    }
+    fn write(&mut self, offset: u64, _size: u8, value: u64, now: Now) -> DeviceEffect {
+        match offset as u16 {
+            PORT61 => self.write_port61(value as u8, now.ns),
+            port => self.write(port, value as u8, now.ns),
+        }
+        DeviceEffect::None
     }
 }
 

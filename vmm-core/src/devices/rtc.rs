@@ -27,6 +27,9 @@
 //! registers are plain storage, AF never sets), daylight saving (DSE), the square-wave
 //! output, and the divider chain (DV2-0 are stored but do not stop the clock).
 
+use crate::platform::bus::{Device, DeviceEffect};
+use crate::platform::Now;
+
 pub const INDEX: u16 = 0x70;
 pub const DATA: u16 = 0x71;
 
@@ -404,6 +407,17 @@ impl Rtc {
             REG_C | REG_D => {}
             _ => self.cmos[reg as usize & 0x7f] = value,
         }
+    }
+}
+
+/// The RTC decodes its own ports (index 0x70, data 0x71).
+impl Device for Rtc {
+    fn read(&mut self, offset: u64, _size: u8, now: Now) -> u64 {
+        self.read(offset as u16, now.ns) as u64
+    }
+    fn write(&mut self, offset: u64, _size: u8, value: u64, now: Now) -> DeviceEffect {
+        self.write(offset as u16, value as u8, now.ns);
+        DeviceEffect::None
     }
 }
 

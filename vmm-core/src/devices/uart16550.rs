@@ -7,6 +7,10 @@
 //! priority rules (received data above transmitter empty) and is gated by MCR.OUT2, as
 //! on a PC.
 
+use crate::platform::bus::{Device, DeviceEffect};
+use crate::platform::Now;
+use arrayvec::ArrayVec;
+
 /// Register offsets from the base port.
 pub mod reg {
     pub const DATA: u8 = 0; // RBR (read) / THR (write); DLL when DLAB=1
@@ -54,6 +58,8 @@ pub struct Uart16550 {
     rx: [u8; FIFO],
     rx_head: u8,
     rx_len: u8,
+    /// Transmitted bytes not yet taken by the console ([`Uart16550::take_output`]).
+    tx: ArrayVec<u8, FIFO>,
 }
 
 impl Default for Uart16550 {
@@ -78,6 +84,7 @@ impl Uart16550 {
             rx: [0; FIFO],
             rx_head: 0,
             rx_len: 0,
+            tx: ArrayVec::new_const(),
         }
     }
 
@@ -166,9 +173,9 @@ impl Uart16550 {
         }
     }
 
-    /// A guest write of `value` to register `offset`. Returns the byte the UART
-    /// transmits, if any (not in loopback mode, where it is received instead).
-    pub fn write(&mut self, offset: u8, value: u8) -> Option<u8> {
+    /// A guest write of `value` to register `offset`. A byte written to THR is
+    /// transmitted: it joins the output queue (in loopback mode it is received instead).
+    pub fn write(&mut self, offset: u8, value: u8) {
         match offset & 7 {
             reg::DATA if self.dlab() => self.dll = value,
             reg::DATA => {
@@ -176,7 +183,10 @@ impl Uart16550 {
                 if self.mcr & MCR_LOOP != 0 {
                     self.receive(value);
                 } else {
-                    return Some(value);
+                    // The owner drains the queue after every guest access, so it holds a
+                    // few bytes at most; a byte that finds it full is lost, as in an
+                    // overrun.
+                    let _ = self.tx.try_push(value);
                 }
             }
             reg::IER if self.dlab() => self.dlm = value,
@@ -199,12 +209,27 @@ impl Uart16550 {
             reg::LSR | reg::MSR => {}
             _ => self.scr = value,
         }
-        None
+    }
+
+    /// The bytes transmitted since the last call, oldest first.
+    pub fn take_output(&mut self) -> ArrayVec<u8, FIFO> {
+        core::mem::take(&mut self.tx)
     }
 
     /// The divisor latch the guest programmed (115200 / divisor = baud).
     pub fn divisor(&self) -> u16 {
         u16::from_le_bytes([self.dll, self.dlm])
+    }
+}
+
+/// The UART's eight registers at offsets 0-7 from its base port.
+impl Device for Uart16550 {
+    fn read(&mut self, offset: u64, _size: u8, _now: Now) -> u64 {
+        self.read(offset as u8) as u64
+    }
+    fn write(&mut self, offset: u64, _size: u8, value: u64, _now: Now) -> DeviceEffect {
+        self.write(offset as u8, value as u8);
+        DeviceEffect::None
     }
 }
 
@@ -219,7 +244,8 @@ mod tests {
             u.read(reg::LSR) & (LSR_THR_EMPTY | LSR_TX_EMPTY),
             LSR_THR_EMPTY | LSR_TX_EMPTY
         );
-        assert_eq!(u.write(reg::DATA, b'A'), Some(b'A'));
+        u.write(reg::DATA, b'A');
+        assert_eq!(u.take_output().as_slice(), b"A");
         assert_eq!(u.read(reg::LSR) & LSR_DATA_READY, 0);
     }
 
@@ -227,20 +253,23 @@ mod tests {
     fn divisor_latch_hides_data_and_ier() {
         let mut u = Uart16550::new();
         u.write(reg::LCR, 0x80);
-        assert_eq!(u.write(reg::DATA, 3), None, "DLL write transmits nothing");
+        u.write(reg::DATA, 3);
+        assert!(u.take_output().is_empty(), "DLL write transmits nothing");
         u.write(reg::IER, 0);
         assert_eq!(u.divisor(), 3);
         u.write(reg::LCR, 0x03);
         assert_eq!(u.read(reg::LCR), 0x03);
         assert_eq!(u.read(reg::IER), 0);
-        assert_eq!(u.write(reg::DATA, b'x'), Some(b'x'));
+        u.write(reg::DATA, b'x');
+        assert_eq!(u.take_output().as_slice(), b"x");
     }
 
     #[test]
     fn loopback_receives_what_it_sends() {
         let mut u = Uart16550::new();
         u.write(reg::MCR, MCR_LOOP | 0x0b);
-        assert_eq!(u.write(reg::DATA, 0xae), None);
+        u.write(reg::DATA, 0xae);
+        assert!(u.take_output().is_empty(), "loopback receives instead");
         assert_ne!(u.read(reg::LSR) & LSR_DATA_READY, 0);
         assert_eq!(u.read(reg::DATA), 0xae);
         assert_eq!(u.read(reg::LSR) & LSR_DATA_READY, 0);

@@ -26,6 +26,7 @@
 //! port 0xCF9 (value 0x06, which [`crate::devices::legacy`] takes as a CPU reset). The
 //! DSDT holds nothing but `\_S0` and `\_S5`.
 
+use super::as_bytes;
 use crate::addr::GuestPhys;
 use crate::devices::acpi_pm::{
     PM1A_CNT, PM1A_EVT, PM1_CNT_LEN, PM1_EVT_LEN, SLP_TYP_S0, SLP_TYP_S5,
@@ -416,25 +417,6 @@ pub struct MadtLocalApicNmi {
 const _: () = assert!(core::mem::size_of::<MadtLocalApicNmi>() == 6);
 const _: () = assert!(core::mem::offset_of!(MadtLocalApicNmi, lint) == 5);
 
-/// The bytes of a `repr(C, packed)` structure made of integers and byte arrays.
-///
-/// # Safety
-/// `T` must have no padding (every type here is packed and made of integers).
-unsafe fn bytes_of<T>(v: &T) -> &[u8] {
-    // SAFETY: per the caller, all size_of::<T>() bytes of *v are initialised.
-    unsafe { core::slice::from_raw_parts((v as *const T).cast::<u8>(), core::mem::size_of::<T>()) }
-}
-
-macro_rules! as_bytes {
-    ($($t:ty),*) => {$(
-        impl $t {
-            pub fn as_bytes(&self) -> &[u8] {
-                // SAFETY: the type is repr(C, packed) and made of integers: no padding.
-                unsafe { bytes_of(self) }
-            }
-        }
-    )*};
-}
 as_bytes!(
     Rsdp,
     SdtHeader,

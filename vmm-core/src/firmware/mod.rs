@@ -1,3 +1,25 @@
 //! Firmware tables the guest finds in its memory, as a PC BIOS would leave them.
 pub mod acpi;
 pub mod mptable;
+
+/// The bytes of a `repr(C, packed)` structure made of integers and byte arrays.
+///
+/// # Safety
+/// `T` must have no padding (every type here is packed and made of integers).
+unsafe fn bytes_of<T>(v: &T) -> &[u8] {
+    // SAFETY: per the caller, all size_of::<T>() bytes of *v are initialised.
+    unsafe { core::slice::from_raw_parts((v as *const T).cast::<u8>(), core::mem::size_of::<T>()) }
+}
+
+/// `as_bytes()` for firmware table structures (`repr(C, packed)`, integers only).
+macro_rules! as_bytes {
+    ($($t:ty),*) => {$(
+        impl $t {
+            pub fn as_bytes(&self) -> &[u8] {
+                // SAFETY: the type is repr(C, packed) and made of integers: no padding.
+                unsafe { super::bytes_of(self) }
+            }
+        }
+    )*};
+}
+use as_bytes;

@@ -16,6 +16,7 @@
 //! the ISA bus's polarity and trigger (active high, edge). The local APICs get ExtINT on
 //! LINT0 and NMI on LINT1.
 
+use super::as_bytes;
 use crate::addr::GuestPhys;
 use crate::memory::{GuestMemory, MemError};
 
@@ -162,25 +163,6 @@ pub struct InterruptEntry {
 
 const _: () = assert!(core::mem::size_of::<InterruptEntry>() == 8);
 
-/// The bytes of a `repr(C, packed)` structure made of integers and byte arrays.
-///
-/// # Safety
-/// `T` must have no padding (every type here is packed and made of integers).
-unsafe fn bytes_of<T>(v: &T) -> &[u8] {
-    // SAFETY: per the caller, all size_of::<T>() bytes of *v are initialised.
-    unsafe { core::slice::from_raw_parts((v as *const T).cast::<u8>(), core::mem::size_of::<T>()) }
-}
-
-macro_rules! as_bytes {
-    ($t:ty) => {
-        impl $t {
-            pub fn as_bytes(&self) -> &[u8] {
-                // SAFETY: the type is repr(C, packed) and made of integers: no padding.
-                unsafe { bytes_of(self) }
-            }
-        }
-    };
-}
 as_bytes!(FloatingPointer);
 as_bytes!(TableHeader);
 as_bytes!(ProcessorEntry);

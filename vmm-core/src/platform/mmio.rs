@@ -1,20 +1,33 @@
 //! The guest's device memory: the local APIC page (xAPIC mode, at the address in
-//! IA32_APIC_BASE) and the IOAPIC page at 0xFEC00000. Neither is mapped in the nested
-//! page tables, so every access exits and [`crate::mmio::emulate`] brings it here.
-//! Registers are 32 bits wide: a narrower read takes the bytes from the register, a
-//! wider access is split into dwords.
+//! IA32_APIC_BASE) and the IOAPIC page at 0xFEC00000, on a [`Bus`] like the ports.
+//! Neither is mapped in the nested page tables, so every access exits and
+//! [`crate::mmio::emulate`] brings it here. Registers are 32 bits wide: a narrower read
+//! takes the bytes from the register, a wider access is split into dwords.
 
-use super::{Now, Platform};
+use super::bus::{Bus, Range, Width};
+use super::{DeviceId, Now, Platform};
 use crate::addr::GuestPhys;
 use crate::devices::ioapic::DEFAULT_BASE as IOAPIC_BASE;
 use crate::devices::lapic::ApicMode;
 use crate::mmio::MmioBus;
+use crate::operand::size_mask;
 
 const PAGE: u64 = 0x1000;
 
-enum Target {
-    Lapic(u32),
-    Ioapic(u32),
+impl Platform {
+    /// The device pages where they are now: the guest moves the local APIC's (or turns
+    /// it into x2APIC mode, which has none) with IA32_APIC_BASE. Where the guest puts it
+    /// over the IOAPIC's, the local APIC answers.
+    fn mmio_map(&self) -> Bus<DeviceId, 2> {
+        let mut bus = Bus::new();
+        if self.lapic.mode() == ApicMode::XApic {
+            let lapic = self.lapic.base_address();
+            let _ = bus.insert(Range::new(lapic, PAGE, DeviceId::Lapic, Width::Any));
+        }
+        // Refused only when the local APIC's page covers it.
+        let _ = bus.insert(Range::new(IOAPIC_BASE, PAGE, DeviceId::Ioapic, Width::Any));
+        bus
+    }
 }
 
 /// The platform's device memory at one moment of guest time.
@@ -24,38 +37,26 @@ pub struct DeviceMemory<'a> {
 }
 
 impl DeviceMemory<'_> {
-    fn target(&self, gpa: u64) -> Option<Target> {
-        let lapic = self.platform.lapic.base_address();
-        if self.platform.lapic.mode() == ApicMode::XApic && (lapic..lapic + PAGE).contains(&gpa) {
-            return Some(Target::Lapic((gpa - lapic) as u32));
-        }
-        let io = IOAPIC_BASE;
-        if (io..io + PAGE).contains(&gpa) {
-            return Some(Target::Ioapic((gpa - io) as u32));
-        }
-        None
+    /// The device and register offset of the dword at `gpa`.
+    fn register(&self, gpa: u64) -> Option<(DeviceId, u64)> {
+        let hit = self.platform.mmio_map().find(gpa & !3, 4)?;
+        Some((hit.id, hit.offset))
     }
 
     fn read32(&mut self, gpa: u64) -> Option<u32> {
-        Some(match self.target(gpa & !3)? {
-            Target::Lapic(off) => self.platform.lapic.read_mmio(off, self.now.ns),
-            Target::Ioapic(off) => self.platform.ioapic.read_mmio(off),
-        })
+        let (id, offset) = self.register(gpa)?;
+        Some(self.platform.device(id).read(offset, 4, self.now) as u32)
     }
 
     fn write32(&mut self, gpa: u64, v: u32) -> bool {
-        match self.target(gpa & !3) {
-            Some(Target::Lapic(off)) => {
-                let e = self.platform.lapic.write_mmio(off, v, self.now.ns);
-                self.platform.apic_effect(e);
-            }
-            Some(Target::Ioapic(off)) => {
-                if let Some(d) = self.platform.ioapic.write_mmio(off, v) {
-                    self.platform.deliver_from_ioapic(d);
-                }
-            }
-            None => return false,
-        }
+        let Some((id, offset)) = self.register(gpa) else {
+            return false;
+        };
+        let e = self
+            .platform
+            .device(id)
+            .write(offset, 4, v as u64, self.now);
+        self.platform.apply(e);
         true
     }
 }
@@ -69,13 +70,7 @@ impl MmioBus for DeviceMemory<'_> {
             return Some(lo | hi << 32);
         }
         let v = self.read32(a)? as u64 >> (8 * (a & 3));
-        Some(
-            v & if size >= 4 {
-                0xffff_ffff
-            } else {
-                (1u64 << (8 * size)) - 1
-            },
-        )
+        Some(v & size_mask(size.min(4)))
     }
 
     fn write(&mut self, gpa: GuestPhys, size: u8, value: u64) -> bool {
@@ -90,7 +85,7 @@ impl MmioBus for DeviceMemory<'_> {
                     return false;
                 };
                 let shift = 8 * (a & 3);
-                let m = ((1u64 << (8 * size)) - 1) << shift;
+                let m = size_mask(size) << shift;
                 let new = ((old as u64 & !m) | ((value << shift) & m)) as u32;
                 self.write32(a, new)
             }

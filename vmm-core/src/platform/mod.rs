@@ -1,8 +1,9 @@
 //! The PC a guest sees: its devices, the wires between them, and guest time.
 //!
 //! One `Platform` per VM (one vCPU for now). The devices are the bus-independent models
-//! of [`crate::devices`]; this module decodes ports ([`ports`]) and device memory
-//! ([`mmio`]) to them, routes interrupt lines (ISA IRQ n to the PIC pair and to IOAPIC
+//! of [`crate::devices`], each a [`bus::Device`]; this module maps ports ([`ports`]) and
+//! device memory ([`mmio`]) to them through [`bus::Bus`] tables, acts on what their
+//! accesses did ([`bus::DeviceEffect`]), routes interrupt lines (ISA IRQ n to the PIC pair and to IOAPIC
 //! pin n, IRQ0 to pin 2 as on PCs and in the MP table), and picks the interrupt the
 //! vCPU takes next: the local APIC's, or the PIC's while the APIC passes it through
 //! (LINT0 in ExtINT mode, or the APIC disabled).
@@ -10,10 +11,11 @@
 //! Time: devices compute their state from guest time in nanoseconds, which is host
 //! time (the TSC, calibrated at boot); the guest's TSC is the host's.
 
+pub mod bus;
 pub mod mmio;
 pub mod ports;
 
-use crate::devices::acpi_pm::AcpiPm;
+use crate::devices::acpi_pm::{AcpiPm, PmTimer};
 use crate::devices::ioapic::{Delivery, DeliveryMode, IoApic};
 use crate::devices::lapic::{
     ApicEffect, IpiMode, LocalApic, Shorthand, MSR_APIC_BASE, MSR_TSC_DEADLINE, X2APIC_MSR_BASE,
@@ -26,6 +28,8 @@ use crate::devices::pit::Pit;
 use crate::devices::rtc::Rtc;
 use crate::devices::uart16550::Uart16550;
 use crate::vcpu::Event;
+use bus::{Bus, Device, DeviceEffect};
+use ports::{DebugExit, PORT_RANGES};
 
 pub const IOAPIC_ID: u8 = 1;
 /// The APIC timer's input clock: 1 GHz, so one tick is one nanosecond before the divider.
@@ -51,6 +55,38 @@ pub enum PlatformEffect {
     PowerOff,
 }
 
+/// The devices on the port and memory buses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceId {
+    Com1,
+    DebugExit,
+    Pit,
+    Pic,
+    Rtc,
+    Legacy,
+    AcpiPm,
+    PmTimer,
+    Pci,
+    Lapic,
+    Ioapic,
+}
+
+impl DeviceId {
+    pub const ALL: [DeviceId; 11] = [
+        DeviceId::Com1,
+        DeviceId::DebugExit,
+        DeviceId::Pit,
+        DeviceId::Pic,
+        DeviceId::Rtc,
+        DeviceId::Legacy,
+        DeviceId::AcpiPm,
+        DeviceId::PmTimer,
+        DeviceId::Pci,
+        DeviceId::Lapic,
+        DeviceId::Ioapic,
+    ];
+}
+
 pub struct Platform {
     pub com1: Uart16550,
     pub pic: PicPair,
@@ -61,6 +97,10 @@ pub struct Platform {
     pub lapic: LocalApic,
     pub ioapic: IoApic,
     pub acpi_pm: AcpiPm,
+    pm_timer: PmTimer,
+    debug_exit: DebugExit,
+    /// Which device answers which port.
+    ports: Bus<DeviceId, PORT_RANGES>,
     /// ISA IRQ lines as the devices drive them (bit n = IRQ n).
     lines: u16,
     /// An NMI waiting for the vCPU.
@@ -71,6 +111,7 @@ impl Platform {
     /// A PC with `ram` bytes of memory whose TSC runs at `tsc_hz`; the RTC starts at
     /// `epoch_seconds` (Unix time).
     pub fn new(ram: u64, tsc_hz: u64, epoch_seconds: u64) -> Self {
+        let acpi_pm = AcpiPm::default();
         Platform {
             com1: Uart16550::new(),
             pic: PicPair::new(),
@@ -80,7 +121,10 @@ impl Platform {
             pci: PciConfig::new(),
             lapic: LocalApic::new(0, true, tsc_hz, APIC_TIMER_HZ),
             ioapic: IoApic::new(IOAPIC_ID),
-            acpi_pm: AcpiPm::default(),
+            ports: ports::pc_ports(&acpi_pm),
+            acpi_pm,
+            pm_timer: PmTimer,
+            debug_exit: DebugExit,
             lines: 0,
             nmi_pending: false,
         }
@@ -106,9 +150,52 @@ impl Platform {
         self.set_isa_irq(irq, false);
     }
 
-    /// Hands an IOAPIC message to the (only) local APIC.
-    pub fn deliver_from_ioapic(&mut self, d: Delivery) {
-        self.deliver(d)
+    /// The device behind `id`.
+    fn device(&mut self, id: DeviceId) -> &mut dyn Device {
+        match id {
+            DeviceId::Com1 => &mut self.com1,
+            DeviceId::DebugExit => &mut self.debug_exit,
+            DeviceId::Pit => &mut self.pit,
+            DeviceId::Pic => &mut self.pic,
+            DeviceId::Rtc => &mut self.rtc,
+            DeviceId::Legacy => &mut self.legacy,
+            DeviceId::AcpiPm => &mut self.acpi_pm,
+            DeviceId::PmTimer => &mut self.pm_timer,
+            DeviceId::Pci => &mut self.pci,
+            DeviceId::Lapic => &mut self.lapic,
+            DeviceId::Ioapic => &mut self.ioapic,
+        }
+    }
+
+    /// Acts on what a device access did; what concerns the whole VM is returned.
+    fn apply(&mut self, e: DeviceEffect) -> PlatformEffect {
+        match e {
+            DeviceEffect::None => PlatformEffect::None,
+            DeviceEffect::Exit(status) => PlatformEffect::Exit(status),
+            DeviceEffect::Reset => PlatformEffect::Reset,
+            DeviceEffect::PowerOff => PlatformEffect::PowerOff,
+            DeviceEffect::Apic(e) => {
+                self.apic_effect(e);
+                PlatformEffect::None
+            }
+            DeviceEffect::Deliver(d) => {
+                self.deliver(d);
+                PlatformEffect::None
+            }
+        }
+    }
+
+    /// After an access to device `id`, follows the interrupt lines it drives.
+    fn sync_lines(&mut self, id: DeviceId) {
+        match id {
+            DeviceId::Com1 => self.sync_uart_irq(),
+            DeviceId::Legacy => {
+                let (k, m) = (self.legacy.irq1_level(), self.legacy.irq12_level());
+                self.set_isa_irq(1, k);
+                self.set_isa_irq(12, m);
+            }
+            _ => {}
+        }
     }
 
     fn deliver(&mut self, d: Delivery) {
@@ -187,7 +274,7 @@ impl Platform {
     }
 
     /// Follows COM1's interrupt output onto IRQ 4.
-    pub fn sync_uart_irq(&mut self) {
+    fn sync_uart_irq(&mut self) {
         let level = self.com1.irq_pending();
         self.set_isa_irq(COM1_IRQ, level);
     }

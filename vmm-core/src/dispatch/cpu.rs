@@ -1,0 +1,63 @@
+//! CPUID, and the exits that end the guest or report what Janus does not handle.
+
+use super::advance;
+use crate::cpuid::guest_cpuid;
+use crate::vcpu::{ArchVcpu, ControlReg, Gpr, SegReg, StateMsr};
+use crate::vm::{GuestEnd, Vm};
+
+/// CPUID: the policy's answer for the leaf in EAX and subleaf in ECX.
+pub(super) fn cpuid(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
+    let leaf = vcpu.gpr(Gpr::Rax) as u32;
+    let sub = vcpu.gpr(Gpr::Rcx) as u32;
+    let tsc_khz = ((vm.host.tsc_hz)() / 1000) as u32;
+    let r = guest_cpuid(leaf, sub, tsc_khz, vm.host.cpuid);
+    for (reg, v) in [Gpr::Rax, Gpr::Rbx, Gpr::Rcx, Gpr::Rdx].into_iter().zip(r) {
+        vcpu.set_gpr(reg, v as u64);
+    }
+    advance(vcpu, vm)
+}
+
+/// A triple fault ends the guest, with what an OS developer needs to find the fault:
+/// where, and in which mode.
+pub(super) fn triple_fault(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
+    let cs = vcpu.segment(SegReg::Cs);
+    vm.say(format_args!(
+        "triple fault at rip {:#x} (cs {:#x} attr {:#x}) rsp {:#x} rflags {:#x} cr0 {:#x} cr2 {:#x} cr3 {:#x} cr4 {:#x} efer {:#x}",
+        vcpu.rip(),
+        cs.selector,
+        cs.attr,
+        vcpu.gpr(Gpr::Rsp),
+        vcpu.rflags(),
+        vcpu.cr(ControlReg::Cr0),
+        vcpu.cr(ControlReg::Cr2),
+        vcpu.cr(ControlReg::Cr3),
+        vcpu.cr(ControlReg::Cr4),
+        vcpu.state_msr(StateMsr::Efer)
+    ));
+    Some(GuestEnd::TripleFault)
+}
+
+/// An exception the backend intercepted though the core never asks for one.
+pub(super) fn unexpected_exception(
+    vcpu: &impl ArchVcpu,
+    vector: u8,
+    error_code: Option<u32>,
+) -> Option<GuestEnd> {
+    Some(GuestEnd::error(format_args!(
+        "unexpected intercepted exception {vector} (error code {error_code:?}) at rip {:#x}",
+        vcpu.rip()
+    )))
+}
+
+/// An exit the backend could not map: it ends the guest, named.
+pub(super) fn unsupported(
+    vcpu: &impl ArchVcpu,
+    reason: u64,
+    info1: u64,
+    info2: u64,
+) -> Option<GuestEnd> {
+    Some(GuestEnd::error(format_args!(
+        "unsupported exit: reason {reason:#x}, info {info1:#x} {info2:#x}, at rip {:#x}",
+        vcpu.rip()
+    )))
+}

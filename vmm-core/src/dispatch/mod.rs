@@ -1,0 +1,118 @@
+//! The one exit dispatcher, shared by both backends.
+//!
+//! `run` enters the guest, counts each exit, hands it to the policy for its kind and
+//! resumes, until the guest ends. An exit it does not know ends the guest with a reason
+//! naming it: nothing is silently ignored or turned into a halt.
+//!
+//! One small function per exit kind, by subject: [`cpu`] (CPUID, faulting instructions,
+//! the ends), [`io`] (port and string I/O), [`msr`], [`cr`] (with CR8 in [`tpr`]), [`memory`] (device memory
+//! behind nested page faults), [`halt`] and [`irq`] (interrupt offering, host timer).
+//! Every emulated instruction completes through [`complete`], the one caller of
+//! [`ArchVcpu::retire`].
+
+mod cpu;
+mod cr;
+mod halt;
+mod io;
+mod irq;
+mod memory;
+mod msr;
+#[cfg(test)]
+mod tests;
+mod tpr;
+
+use crate::exit::VmExit;
+use crate::hypercall;
+use crate::vcpu::{ArchVcpu, Event, VcpuError};
+use crate::vm::{GuestEnd, Vm};
+
+/// Runs the vCPU until its guest ends, and says how.
+pub fn run(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> GuestEnd {
+    let end = loop {
+        let now = vm.now();
+        vm.platform.update(now);
+        irq::offer_interrupt(vcpu, vm);
+        irq::arm_host_timer(vm);
+        tpr::load_shadow(vcpu, &vm.platform);
+        (vm.host.service)();
+        let exit = match vcpu.run() {
+            Ok(e) => e,
+            Err(e) => break GuestEnd::error(format_args!("VM entry failed: {e}")),
+        };
+        vm.stats.count(exit.kind());
+        tpr::store_shadow(vcpu, &mut vm.platform);
+        if let Some(end) = handle_exit(vcpu, vm, exit) {
+            break end;
+        }
+    };
+    (vm.host.arm_timer)(None);
+    vm.armed = None;
+    vm.flush_console();
+    end
+}
+
+/// What to do after an exit: `None` resumes the guest, `Some` ends it.
+pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Option<GuestEnd> {
+    match exit {
+        VmExit::Cpuid => cpu::cpuid(vcpu, vm),
+        VmExit::Io(io) => io::io(vcpu, vm, io),
+        VmExit::RdMsr => msr::rdmsr(vcpu, vm),
+        VmExit::WrMsr => msr::wrmsr(vcpu, vm),
+        VmExit::Hypercall => hypercall::handle(vcpu, vm).or_else(|| advance(vcpu, vm)),
+        VmExit::Hlt => halt::hlt(vcpu, vm),
+        VmExit::CrRead { cr, dest } => cr::read(vcpu, vm, cr, dest),
+        VmExit::CrWrite { cr, value } => cr::write(vcpu, vm, cr, value),
+        VmExit::CrWriteUndecoded { cr } => cr::write_undecoded(vcpu, vm, cr),
+        // Cache control has no effect on emulated memory; the guest's caches are ours.
+        VmExit::Invd | VmExit::Wbinvd => advance(vcpu, vm),
+        // XSAVE is hidden in CPUID and CR4.OSXSAVE cannot be set, so XSETBV is #UD as on
+        // a CPU without XSAVE (SDM Vol 2C, XSETBV). No nested virtualization: VMX/SVM
+        // instructions fault as on a CPU without them. CPUID hides MONITOR/MWAIT and
+        // MONITORX/MWAITX: #UD, as on a CPU without them.
+        VmExit::Xsetbv | VmExit::VirtInstruction | VmExit::MonitorMwait => inject(vcpu, Event::UD),
+        VmExit::TripleFault => cpu::triple_fault(vcpu, vm),
+        VmExit::ExternalInterrupt => irq::external_interrupt(vm),
+        VmExit::Nmi | VmExit::InterruptWindow => None,
+        VmExit::NestedPageFault { gpa, access } => memory::nested_page_fault(vcpu, vm, gpa, access),
+        VmExit::Exception { vector, error_code } => {
+            cpu::unexpected_exception(vcpu, vector, error_code)
+        }
+        VmExit::Raw {
+            reason,
+            info1,
+            info2,
+        } => cpu::unsupported(vcpu, reason, info1, info2),
+    }
+}
+
+/// Completes the instruction that exited, where the backend says it ends.
+fn advance(vcpu: &mut impl ArchVcpu, vm: &Vm) -> Option<GuestEnd> {
+    complete(vcpu, vcpu.next_rip(&vm.memory))
+}
+
+/// The one way an emulated instruction completes: RIP moves to `next` and the
+/// interrupt shadow ends with it ([`ArchVcpu::retire`]).
+fn complete(vcpu: &mut impl ArchVcpu, next: Result<u64, VcpuError>) -> Option<GuestEnd> {
+    match next {
+        Ok(next) => {
+            vcpu.retire(next);
+            None
+        }
+        Err(e) => Some(GuestEnd::error(format_args!(
+            "cannot find the next instruction: {e}"
+        ))),
+    }
+}
+
+/// The instruction faults: the guest gets `ev` and RIP stays on it.
+fn inject(vcpu: &mut impl ArchVcpu, ev: Event) -> Option<GuestEnd> {
+    vcpu.inject(ev);
+    None
+}
+
+/// The guest's own page tables fault at `gva`: #PF with CR2, RIP stays on the
+/// instruction (SDM Vol 3A 4.7).
+fn page_fault(vcpu: &mut impl ArchVcpu, gva: u64, error_code: u32) -> Option<GuestEnd> {
+    let _ = vcpu.set_cr(crate::vcpu::ControlReg::Cr2, gva);
+    inject(vcpu, Event::page_fault(error_code))
+}

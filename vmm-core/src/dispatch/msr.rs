@@ -1,0 +1,49 @@
+//! RDMSR and WRMSR: the platform's MSRs (local APIC, TSC deadline) first, then the
+//! vCPU's policy ([`crate::msr`]); the guest TSC is the VM's.
+
+use super::{advance, inject};
+use crate::msr;
+use crate::vcpu::{ArchVcpu, Event, Gpr};
+use crate::vm::{GuestEnd, Vm};
+
+/// RDMSR: the MSR in ECX into EDX:EAX, or #GP.
+pub(super) fn rdmsr(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
+    let m = vcpu.gpr(Gpr::Rcx) as u32;
+    let now = vm.now();
+    let r = match vm.platform.read_msr(m, now) {
+        Some(r) => r,
+        None => msr::read(vcpu, m, now.tsc.wrapping_add(vm.tsc_offset)),
+    };
+    match r {
+        Ok(v) => {
+            vcpu.set_gpr(Gpr::Rax, v & 0xffff_ffff);
+            vcpu.set_gpr(Gpr::Rdx, v >> 32);
+            advance(vcpu, vm)
+        }
+        Err(ev) => inject(vcpu, ev),
+    }
+}
+
+/// WRMSR: EDX:EAX into the MSR in ECX, or #GP.
+pub(super) fn wrmsr(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
+    let m = vcpu.gpr(Gpr::Rcx) as u32;
+    let v = (vcpu.gpr(Gpr::Rdx) << 32) | (vcpu.gpr(Gpr::Rax) & 0xffff_ffff);
+    match write(vcpu, vm, m, v) {
+        Ok(()) => advance(vcpu, vm),
+        Err(ev) => inject(vcpu, ev),
+    }
+}
+
+fn write(vcpu: &mut impl ArchVcpu, vm: &mut Vm, m: u32, v: u64) -> Result<(), Event> {
+    let now = vm.now();
+    if m == msr::IA32_TSC {
+        // The guest's TSC becomes `v` now and runs on with the host's.
+        vm.tsc_offset = v.wrapping_sub(now.tsc);
+        vcpu.set_tsc_offset(vm.tsc_offset);
+        return Ok(());
+    }
+    match vm.platform.write_msr(m, v, now) {
+        Some(r) => r,
+        None => msr::write(vcpu, m, v),
+    }
+}

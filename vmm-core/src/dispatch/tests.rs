@@ -1,0 +1,475 @@
+//! The dispatcher against the scripted vCPU: each exit kind's policy.
+use super::irq::offer_interrupt;
+use super::*;
+use crate::addr::GuestPhys;
+use crate::exit::NestedAccess;
+use crate::exit::{IoAccess, IoDir, StringIo};
+use crate::hypercall::{EFAULT, ENOSYS, EPERM};
+use crate::memory::testing::ram;
+use crate::mock::{take_output, vm, MockVcpu};
+use crate::msr;
+use crate::vcpu::{CrTarget, Event, Gpr, SegReg};
+extern crate std;
+use std::vec;
+
+fn out(port: u16, size: u8) -> VmExit {
+    VmExit::Io(IoAccess {
+        port,
+        size,
+        dir: IoDir::Out,
+        string: None,
+    })
+}
+fn inp(port: u16, size: u8) -> VmExit {
+    VmExit::Io(IoAccess {
+        port,
+        size,
+        dir: IoDir::In,
+        string: None,
+    })
+}
+
+#[test]
+fn com1_output_becomes_prefixed_lines_and_debug_exit_ends_the_guest() {
+    let mut v = MockVcpu::new(&[out(0x3f8, 1), out(0x3f8, 1), out(0x3f8, 1), out(0xf4, 4)]);
+    let mut m = vm(ram(1 << 20));
+    let seq = [b'h', b'i', b'\n'];
+    // Each OUT sends the byte in AL at the time of its exit: feed them one by one.
+    for &b in &seq {
+        v.regs[0] = b as u64;
+        let e = v.exits.pop_front().unwrap();
+        assert_eq!(handle_exit(&mut v, &mut m, e), None);
+    }
+    v.regs[0] = 3;
+    assert_eq!(run(&mut v, &mut m), GuestEnd::Exited(3));
+    assert_eq!(take_output(), "[t] hi\n");
+    assert_eq!(v.rip, 0x10_0000 + 3 * 2);
+}
+
+#[test]
+fn in_from_an_unclaimed_port_reads_all_ones_with_x86_register_semantics() {
+    let mut v = MockVcpu::new(&[]);
+    let mut m = vm(ram(1 << 20));
+    v.regs[0] = 0x1122_3344_5566_7788;
+    assert_eq!(handle_exit(&mut v, &mut m, inp(0x510, 1)), None);
+    assert_eq!(
+        v.reg(Gpr::Rax),
+        0x1122_3344_5566_77ff,
+        "8-bit IN keeps the upper bits"
+    );
+    assert_eq!(handle_exit(&mut v, &mut m, inp(0x510, 4)), None);
+    assert_eq!(v.reg(Gpr::Rax), 0xffff_ffff, "32-bit IN zero-extends");
+}
+
+#[test]
+fn rep_outsb_reads_guest_memory_and_updates_rsi_and_rcx() {
+    let mut v = MockVcpu::new(&[]);
+    let mut mem = ram(1 << 20);
+    mem.write(GuestPhys(0x1000), b"abc\n").unwrap();
+    let mut m = vm(mem);
+    v.regs[Gpr::Rsi as usize] = 0x1000;
+    v.regs[Gpr::Rcx as usize] = 4;
+    let e = VmExit::Io(IoAccess {
+        port: 0x3f8,
+        size: 1,
+        dir: IoDir::Out,
+        string: Some(StringIo {
+            rep: true,
+            addr_size: 4,
+            seg: SegReg::Ds,
+        }),
+    });
+    assert_eq!(handle_exit(&mut v, &mut m, e), None);
+    assert_eq!(take_output(), "[t] abc\n");
+    assert_eq!((v.reg(Gpr::Rsi), v.reg(Gpr::Rcx)), (0x1004, 0));
+    assert_eq!(v.rip, 0x10_0002);
+}
+
+#[test]
+fn rep_insb_fills_guest_memory_and_honours_the_direction_flag() {
+    let mut v = MockVcpu::new(&[]);
+    let mut m = vm(ram(1 << 20));
+    v.regs[Gpr::Rdi as usize] = 0x2000;
+    v.regs[Gpr::Rcx as usize] = 16;
+    let e = VmExit::Io(IoAccess {
+        port: 0x510,
+        size: 1,
+        dir: IoDir::In,
+        string: Some(StringIo {
+            rep: true,
+            addr_size: 8,
+            seg: SegReg::Ds,
+        }),
+    });
+    assert_eq!(handle_exit(&mut v, &mut m, e), None);
+    assert_eq!(
+        m.memory.slice(GuestPhys(0x2000), 17).unwrap(),
+        &[[0xffu8; 16].as_slice(), &[0]].concat()[..]
+    );
+    assert_eq!((v.reg(Gpr::Rdi), v.reg(Gpr::Rcx)), (0x2010, 0));
+    // DF=1: backwards, 2 words.
+    v.rflags |= 1 << 10;
+    v.regs[Gpr::Rdi as usize] = 0x3002;
+    v.regs[Gpr::Rcx as usize] = 2;
+    let e = VmExit::Io(IoAccess {
+        port: 0x510,
+        size: 2,
+        dir: IoDir::In,
+        string: Some(StringIo {
+            rep: true,
+            addr_size: 8,
+            seg: SegReg::Ds,
+        }),
+    });
+    assert_eq!(handle_exit(&mut v, &mut m, e), None);
+    assert_eq!(v.reg(Gpr::Rdi), 0x2ffe);
+    assert_eq!(m.memory.read_u32(GuestPhys(0x3000)).unwrap(), 0xffff_ffff);
+}
+
+#[test]
+fn string_io_through_unmapped_guest_pages_injects_a_page_fault() {
+    let mut v = MockVcpu::new(&[]);
+    let mut m = vm(ram(1 << 20));
+    // Long mode with an empty PML4 at 0x5000: nothing is mapped.
+    v.cr0 = 0x8000_0011;
+    v.cr4 = 0x20;
+    v.cr3 = 0x5000;
+    v.efer = 0x500;
+    v.regs[Gpr::Rsi as usize] = 0x40_0000;
+    v.regs[Gpr::Rcx as usize] = 1;
+    let e = VmExit::Io(IoAccess {
+        port: 0x3f8,
+        size: 1,
+        dir: IoDir::Out,
+        string: Some(StringIo {
+            rep: false,
+            addr_size: 8,
+            seg: SegReg::Ds,
+        }),
+    });
+    assert_eq!(handle_exit(&mut v, &mut m, e), None);
+    assert!(
+        matches!(v.injected[..], [Event::Exception { vector: 14, .. }]),
+        "{:?}",
+        v.injected
+    );
+    assert_eq!(v.cr2, 0x40_0000);
+    assert_eq!(v.rip, 0x10_0000, "the faulting instruction is not skipped");
+}
+
+#[test]
+fn hypercalls_follow_the_documented_abi() {
+    let mut v = MockVcpu::new(&[]);
+    let mut mem = ram(1 << 20);
+    mem.write(GuestPhys(0x800), b"hello\n").unwrap();
+    let mut m = vm(mem);
+    let call = |v: &mut MockVcpu, m: &mut Vm, rax: u64, rbx: u64, rcx: u64| {
+        v.regs[Gpr::Rax as usize] = rax;
+        v.regs[Gpr::Rbx as usize] = rbx;
+        v.regs[Gpr::Rcx as usize] = rcx;
+        handle_exit(v, m, VmExit::Hypercall)
+    };
+    assert_eq!(call(&mut v, &mut m, 0, 0, 0), None);
+    assert_eq!((v.reg(Gpr::Rax), v.reg(Gpr::Rbx)), (0, 1));
+    call(&mut v, &mut m, 0x7777, 0, 0);
+    assert_eq!(v.reg(Gpr::Rax), ENOSYS);
+    call(&mut v, &mut m, 2, 0x800, 6);
+    assert_eq!(v.reg(Gpr::Rax), 6);
+    assert_eq!(take_output(), "[t] hello\n");
+    call(&mut v, &mut m, 2, 0xffff_f000_0000, 6);
+    assert_eq!(v.reg(Gpr::Rax), EFAULT);
+    v.cpl = 3;
+    call(&mut v, &mut m, 0, 0, 0);
+    assert_eq!(v.reg(Gpr::Rax), EPERM);
+    v.cpl = 0;
+    assert_eq!(call(&mut v, &mut m, 1, 42, 0), Some(GuestEnd::Exited(42)));
+}
+
+#[test]
+fn msrs_follow_the_policy_and_unknown_ones_raise_gp() {
+    let mut v = MockVcpu::new(&[]);
+    let mut m = vm(ram(1 << 20));
+    v.efer = 0x500;
+    v.regs[Gpr::Rcx as usize] = 0xc000_0080;
+    assert_eq!(handle_exit(&mut v, &mut m, VmExit::RdMsr), None);
+    assert_eq!((v.reg(Gpr::Rax), v.reg(Gpr::Rdx)), (0x500, 0));
+    // Setting SVME (bit 12): nested virtualization is not offered.
+    v.regs[Gpr::Rax as usize] = 0x1500;
+    let rip = v.rip;
+    assert_eq!(handle_exit(&mut v, &mut m, VmExit::WrMsr), None);
+    assert_eq!(v.injected, vec![Event::gp(0)]);
+    assert_eq!(v.rip, rip);
+    v.regs[Gpr::Rcx as usize] = 0x1234_5678;
+    assert_eq!(handle_exit(&mut v, &mut m, VmExit::RdMsr), None);
+    assert_eq!(v.injected, vec![Event::gp(0), Event::gp(0)]);
+    assert_eq!(v.rip, rip);
+    // IA32_MISC_ENABLE, which Linux reads on Intel without a fault handler.
+    v.regs[Gpr::Rcx as usize] = 0x1a0;
+    assert_eq!(handle_exit(&mut v, &mut m, VmExit::RdMsr), None);
+    assert_eq!(v.reg(Gpr::Rax), msr::MISC_ENABLE_VALUE);
+    // The guest TSC: a write moves it, and reads follow the host's from there.
+    v.regs[Gpr::Rcx as usize] = 0x10;
+    v.regs[Gpr::Rax as usize] = 0;
+    v.regs[Gpr::Rdx as usize] = 1;
+    assert_eq!(handle_exit(&mut v, &mut m, VmExit::WrMsr), None);
+    assert_eq!(
+        v.tsc_offset,
+        (1u64 << 32).wrapping_sub(crate::mock::TSC.with(|t| t.get()))
+    );
+    assert_eq!(handle_exit(&mut v, &mut m, VmExit::RdMsr), None);
+    assert_eq!((v.reg(Gpr::Rdx), v.reg(Gpr::Rax)), (1, 0));
+}
+
+#[test]
+fn cpuid_exits_answer_from_the_policy() {
+    let mut v = MockVcpu::new(&[]);
+    let mut m = vm(ram(1 << 20));
+    v.regs[0] = 1;
+    assert_eq!(handle_exit(&mut v, &mut m, VmExit::Cpuid), None);
+    assert_ne!(v.reg(Gpr::Rcx) & (1 << 31), 0);
+    assert_eq!(v.reg(Gpr::Rcx) & (1 << 5), 0);
+    v.regs[0] = 0x4000_0000;
+    handle_exit(&mut v, &mut m, VmExit::Cpuid);
+    assert_eq!(v.reg(Gpr::Rbx), u32::from_le_bytes(*b"Janu") as u64);
+}
+
+#[test]
+fn every_other_end_is_reported_not_hidden() {
+    let mut m = vm(ram(1 << 20));
+    let mut v = MockVcpu::new(&[]);
+    assert_eq!(
+        handle_exit(&mut v, &mut m, VmExit::Hlt),
+        Some(GuestEnd::Halted)
+    );
+    v.rflags |= 1 << 9;
+    assert!(matches!(
+        handle_exit(&mut v, &mut m, VmExit::Hlt),
+        Some(GuestEnd::Error(_))
+    ));
+    assert_eq!(
+        handle_exit(&mut v, &mut m, VmExit::TripleFault),
+        Some(GuestEnd::TripleFault)
+    );
+    let raw = handle_exit(
+        &mut v,
+        &mut m,
+        VmExit::Raw {
+            reason: 0x99,
+            info1: 1,
+            info2: 2,
+        },
+    );
+    assert!(
+        matches!(&raw, Some(GuestEnd::Error(r)) if r.contains("unsupported exit: reason 0x99")),
+        "{raw:?}"
+    );
+    let npf = VmExit::NestedPageFault {
+        gpa: GuestPhys(0xfee0_0000),
+        access: NestedAccess {
+            write: true,
+            ..Default::default()
+        },
+    };
+    assert!(
+        matches!(handle_exit(&mut v, &mut m, npf), Some(GuestEnd::Error(r)) if r.contains("0xfee00000"))
+    );
+    assert_eq!(handle_exit(&mut v, &mut m, VmExit::VirtInstruction), None);
+    assert_eq!(v.injected, vec![Event::UD]);
+    // A vCPU that cannot enter: the reason is kept.
+    let end = run(&mut MockVcpu::new(&[]), &mut m);
+    assert!(
+        matches!(&end, GuestEnd::Error(r) if r.contains("VM entry failed: script ended")),
+        "{end:?}"
+    );
+}
+
+#[test]
+fn hlt_sleeps_until_the_pit_interrupts_and_the_interrupt_is_injected_when_open() {
+    let mut m = vm(ram(1 << 20));
+    let mut v = MockVcpu::new(&[]);
+    // The guest's PIC: vectors 0x20/0x28, only IRQ0 unmasked; PIT channel 0 at 1 kHz.
+    for (port, val) in [
+        (0x20, 0x11),
+        (0x21, 0x20),
+        (0x21, 4),
+        (0x21, 1),
+        (0x21, 0xfe),
+        (0x43, 0x34),
+        (0x40, 0xa9),
+        (0x40, 0x04),
+    ] {
+        v.regs[0] = val;
+        assert_eq!(handle_exit(&mut v, &mut m, out(port, 1)), None);
+    }
+    let t0 = crate::mock::TSC.with(|t| t.get());
+    v.rflags |= 1 << 9;
+    let rip = v.rip;
+    assert_eq!(
+        handle_exit(&mut v, &mut m, VmExit::Hlt),
+        None,
+        "HLT returns once IRQ0 is due"
+    );
+    assert_eq!(v.rip, rip + 2, "past the HLT");
+    let slept = crate::mock::TSC.with(|t| t.get()) - t0;
+    assert!(
+        (900_000..=1_100_000).contains(&slept),
+        "slept about 1 ms of guest time: {slept} ns"
+    );
+    assert!(m.platform.interrupt_pending());
+    // Interrupts closed: ask for a window instead of injecting.
+    v.rflags &= !(1 << 9);
+    offer_interrupt(&mut v, &mut m);
+    assert!(v.window && v.injected.is_empty());
+    v.rflags |= 1 << 9;
+    offer_interrupt(&mut v, &mut m);
+    assert_eq!(v.injected, vec![Event::Interrupt(0x20)]);
+    assert!(!v.window);
+}
+
+#[test]
+fn device_memory_accesses_are_emulated() {
+    let mut mem = ram(1 << 20);
+    // mov dword [rax], 0x1ff ; c7 00 ff 01 00 00  (LAPIC SVR at 0xfee000f0)
+    mem.write(
+        GuestPhys(0x10_0000 - 0x1000),
+        &[0xc7, 0x00, 0xff, 0x01, 0, 0],
+    )
+    .unwrap();
+    let mut m = vm(mem);
+    let mut v = MockVcpu::new(&[]);
+    v.rip = 0x10_0000 - 0x1000;
+    v.segs[SegReg::Cs as usize].attr = 0xc9b;
+    let npf = VmExit::NestedPageFault {
+        gpa: GuestPhys(0xfee0_00f0),
+        access: NestedAccess {
+            write: true,
+            ..Default::default()
+        },
+    };
+    assert_eq!(handle_exit(&mut v, &mut m, npf), None);
+    assert_eq!(v.rip, 0x10_0000 - 0x1000 + 6);
+    assert!(
+        m.platform.lapic.sw_enabled(),
+        "SVR write reached the local APIC"
+    );
+}
+
+#[test]
+fn an_nmi_ipi_is_injected_as_an_nmi() {
+    let mut m = vm(ram(1 << 20));
+    let mut v = MockVcpu::new(&[]);
+    let now = m.now();
+    m.platform.lapic.write_mmio(0xf0, 0x1ff, now.ns);
+    // ICR: NMI (delivery mode 4) to all including self (the self shorthand is for
+    // fixed delivery only).
+    let e = m
+        .platform
+        .lapic
+        .write_mmio(0x300, (2 << 18) | (4 << 8), now.ns);
+    m.platform.apic_effect(e);
+    assert!(m.platform.nmi_pending);
+    offer_interrupt(&mut v, &mut m);
+    assert!(v.injected.is_empty() && v.window, "IF=0: wait for a window");
+    v.rflags |= 1 << 9;
+    offer_interrupt(&mut v, &mut m);
+    assert_eq!(v.injected, vec![Event::Nmi]);
+    assert!(!m.platform.nmi_pending);
+}
+
+#[test]
+fn the_reset_line_ends_the_guest() {
+    let mut m = vm(ram(1 << 20));
+    let mut v = MockVcpu::new(&[]);
+    v.regs[0] = 0xfe;
+    assert_eq!(
+        handle_exit(&mut v, &mut m, out(0x64, 1)),
+        Some(GuestEnd::Reset)
+    );
+}
+
+#[test]
+fn a_cr8_write_exit_sets_the_local_apic_tpr() {
+    let mut m = vm(ram(1 << 20));
+    let mut v = MockVcpu::new(&[]);
+    let e = VmExit::CrWrite {
+        cr: CrTarget::Cr8,
+        value: 0xa,
+    };
+    assert_eq!(handle_exit(&mut v, &mut m, e), None);
+    assert_eq!(m.platform.lapic.tpr(), 0xa0);
+    assert_eq!(v.rip, 0x10_0002, "the MOV completes");
+}
+
+#[test]
+fn a_cr8_read_exit_returns_the_tpr_priority_class() {
+    let mut m = vm(ram(1 << 20));
+    let mut v = MockVcpu::new(&[]);
+    m.platform.lapic.set_tpr(0x7c);
+    v.regs[Gpr::Rbx as usize] = u64::MAX;
+    let e = VmExit::CrRead {
+        cr: CrTarget::Cr8,
+        dest: Gpr::Rbx,
+    };
+    assert_eq!(handle_exit(&mut v, &mut m, e), None);
+    assert_eq!(v.reg(Gpr::Rbx), 7, "TPR >> 4, the whole register written");
+}
+
+#[test]
+fn a_cr8_write_above_15_is_gp_and_leaves_the_tpr() {
+    let mut m = vm(ram(1 << 20));
+    let mut v = MockVcpu::new(&[]);
+    m.platform.lapic.set_tpr(0x30);
+    let e = VmExit::CrWrite {
+        cr: CrTarget::Cr8,
+        value: 16,
+    };
+    assert_eq!(handle_exit(&mut v, &mut m, e), None);
+    assert_eq!(v.injected, vec![Event::gp(0)]);
+    assert_eq!(m.platform.lapic.tpr(), 0x30);
+    assert_eq!(v.rip, 0x10_0000, "the faulting MOV is not skipped");
+}
+
+#[test]
+fn a_cr8_change_without_an_exit_reaches_the_local_apic() {
+    let mut m = vm(ram(1 << 20));
+    let mut v = MockVcpu::new(&[VmExit::Hlt]);
+    v.tpr_shadow = Some(0);
+    v.guest_cr8 = Some(5);
+    assert_eq!(run(&mut v, &mut m), GuestEnd::Halted);
+    assert_eq!(m.platform.lapic.tpr(), 0x50);
+}
+
+#[test]
+fn the_local_apic_tpr_reaches_the_shadow_before_entry() {
+    let mut m = vm(ram(1 << 20));
+    let mut v = MockVcpu::new(&[VmExit::Hlt]);
+    v.tpr_shadow = Some(0);
+    m.platform.lapic.set_tpr(0x93);
+    assert_eq!(run(&mut v, &mut m), GuestEnd::Halted);
+    assert_eq!(v.tpr_at_entry, Some(9));
+    assert_eq!(
+        m.platform.lapic.tpr(),
+        0x93,
+        "an unchanged class keeps the TPR"
+    );
+}
+
+#[test]
+fn a_device_memory_access_completes_and_ends_the_interrupt_shadow() {
+    let mut mem = ram(1 << 20);
+    // mov eax, [rbx] ; 8b 03  (LAPIC version register at 0xfee00030)
+    mem.write(GuestPhys(0x8000), &[0x8b, 0x03]).unwrap();
+    let mut m = vm(mem);
+    let mut v = MockVcpu::new(&[]);
+    v.rip = 0x8000;
+    v.insn_len = 7; // the backend's length is not used for a nested page fault
+    v.shadow = true; // the MOV follows an STI
+    let npf = VmExit::NestedPageFault {
+        gpa: GuestPhys(0xfee0_0030),
+        access: NestedAccess::default(),
+    };
+    assert_eq!(handle_exit(&mut v, &mut m, npf), None);
+    assert_eq!(v.reg(Gpr::Rax) & 0xff, 0x14, "the LAPIC version");
+    assert_eq!(v.rip, 0x8002, "past the decoded instruction");
+    assert!(!v.shadow, "completing the instruction ends the STI shadow");
+}

@@ -1,0 +1,179 @@
+//! One interface for every device the guest addresses, and the table that maps address
+//! ranges (ports, device memory) to them, as bhyve's ioport table or rust-vmm's
+//! vm-device bus. A device sees offsets from where it is mapped; what an access did to
+//! the rest of the machine it returns as a [`DeviceEffect`], which the platform acts on
+//! (it owns the interrupt wiring).
+
+use super::Now;
+use crate::devices::ioapic::Delivery;
+use crate::devices::lapic::ApicEffect;
+use arrayvec::ArrayVec;
+
+/// A device on the port or memory bus.
+pub trait Device {
+    /// A read of `size` bytes at `offset`.
+    fn read(&mut self, offset: u64, size: u8, now: Now) -> u64;
+    /// A write of the low `size` bytes of `value` at `offset`.
+    fn write(&mut self, offset: u64, size: u8, value: u64, now: Now) -> DeviceEffect;
+}
+
+/// What a device access did beyond the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceEffect {
+    None,
+    /// Debug-exit port: the guest ends with this status.
+    Exit(u32),
+    /// The reset line.
+    Reset,
+    /// ACPI S5.
+    PowerOff,
+    /// A local APIC register access's consequence (EOI, IPI).
+    Apic(ApicEffect),
+    /// An interrupt message from the IOAPIC.
+    Deliver(Delivery),
+}
+
+/// Which accesses a range takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Width {
+    /// A byte-wide ISA device: a wider access is split into byte accesses, each routed
+    /// on its own, as the ISA bus does.
+    Bytes,
+    /// Any access that starts in the range, whole.
+    Any,
+    /// Only dword accesses at the range's start (the PCI address register).
+    Dword,
+}
+
+/// One entry of the table: `len` addresses from `base` belong to device `id`, which
+/// sees them at offsets from `offset` on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Range<Id> {
+    pub base: u64,
+    pub len: u64,
+    pub id: Id,
+    pub offset: u64,
+    pub width: Width,
+}
+
+impl<Id> Range<Id> {
+    /// `len` addresses from `base`, seen by the device at offsets from 0.
+    pub const fn new(base: u64, len: u64, id: Id, width: Width) -> Self {
+        Range {
+            base,
+            len,
+            id,
+            offset: 0,
+            width,
+        }
+    }
+
+    /// An ISA device that decodes its own port numbers: its offsets are the ports.
+    pub const fn isa(base: u16, len: u16, id: Id) -> Self {
+        Range {
+            base: base as u64,
+            len: len as u64,
+            id,
+            offset: base as u64,
+            width: Width::Bytes,
+        }
+    }
+
+    fn holds(&self, addr: u64) -> bool {
+        addr.wrapping_sub(self.base) < self.len
+    }
+
+    fn overlaps(&self, other: &Range<Id>) -> bool {
+        self.base < other.base + other.len && other.base < self.base + self.len
+    }
+}
+
+/// The device and offset an access reaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hit<Id> {
+    pub id: Id,
+    pub offset: u64,
+    pub width: Width,
+}
+
+/// A table of at most `N` ranges. Addresses no range holds are unclaimed: the platform
+/// reads them as all ones and drops writes to them, as on a PC with nothing decoding
+/// that address.
+#[derive(Clone, Debug)]
+pub struct Bus<Id, const N: usize> {
+    ranges: ArrayVec<Range<Id>, N>,
+}
+
+/// A range could not be added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BusError {
+    Overlap,
+    Full,
+}
+
+impl<Id: Copy, const N: usize> Bus<Id, N> {
+    pub const fn new() -> Self {
+        Bus {
+            ranges: ArrayVec::new_const(),
+        }
+    }
+
+    /// Adds `r`; it must not overlap a range already there.
+    pub fn insert(&mut self, r: Range<Id>) -> Result<(), BusError> {
+        if self.ranges.iter().any(|o| o.overlaps(&r)) {
+            return Err(BusError::Overlap);
+        }
+        self.ranges.try_push(r).map_err(|_| BusError::Full)
+    }
+
+    /// The ranges, in the order they were added.
+    #[cfg(test)]
+    pub fn ranges(&self) -> &[Range<Id>] {
+        &self.ranges
+    }
+
+    /// The device an access of `size` bytes at `addr` reaches, if any range takes it.
+    pub fn find(&self, addr: u64, size: u8) -> Option<Hit<Id>> {
+        let r = self.ranges.iter().find(|r| r.holds(addr))?;
+        if r.width == Width::Dword && (size != 4 || addr != r.base) {
+            return None;
+        }
+        Some(Hit {
+            id: r.id,
+            offset: addr - r.base + r.offset,
+            width: r.width,
+        })
+    }
+}
+
+impl<Id: Copy, const N: usize> Default for Bus<Id, N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_route_to_offsets_and_refuse_overlaps() {
+        let mut b: Bus<u8, 4> = Bus::new();
+        b.insert(Range::new(0x3f8, 8, 1, Width::Bytes)).unwrap();
+        b.insert(Range::isa(0x40, 4, 2)).unwrap();
+        b.insert(Range::new(0xcf8, 1, 3, Width::Dword)).unwrap();
+        assert_eq!(
+            b.insert(Range::new(0x3ff, 2, 4, Width::Any)),
+            Err(BusError::Overlap)
+        );
+        assert_eq!(b.find(0x3f9, 1).map(|h| (h.id, h.offset)), Some((1, 1)));
+        assert_eq!(b.find(0x42, 1).map(|h| (h.id, h.offset)), Some((2, 0x42)));
+        assert_eq!(b.find(0xcf8, 4).map(|h| h.id), Some(3));
+        assert_eq!(
+            b.find(0xcf8, 1),
+            None,
+            "the address register takes dwords only"
+        );
+        assert_eq!(b.find(0x400, 1), None);
+    }
+}
