@@ -12,7 +12,7 @@
 //! Which bits exist comes from the CPUID the guest sees ([`CpuRules::from_cpuid`]), so a
 //! feature the policy hides (VMX, PCID, XSAVE, PKE, ...) cannot be enabled either.
 
-use crate::vcpu::Event;
+use crate::vcpu::{DebugReg, Event};
 
 /// CR0 bits (SDM Vol 3A 2.5).
 pub mod cr0 {
@@ -279,6 +279,51 @@ impl CpuRules {
     }
 }
 
+/// DR6 and DR7 (SDM Vol 3B 18.2.3, 18.2.4; APM Vol 2 13.1.1).
+pub mod dr {
+    /// DR6 bits software can clear or the CPU sets: B0-B3, BD, BS, BT.
+    pub const DR6_WRITABLE: u64 = 0xf | (1 << 13) | (1 << 14) | (1 << 15);
+    /// DR6 bits that read as 1 (bits 4-11, 16-31; RTM's bit 16 reads 1 on CPUs without it).
+    pub const DR6_FIXED1: u64 = 0xffff_0ff0;
+    /// DR6 after reset.
+    pub const DR6_RESET: u64 = DR6_FIXED1;
+    /// DR7 bits software may set: L0-G3, LE, GE, GD and the R/W and LEN fields.
+    pub const DR7_WRITABLE: u64 = 0x3ff | (1 << 13) | 0xffff_0000;
+    /// DR7 bit 10 reads as 1.
+    pub const DR7_FIXED1: u64 = 1 << 10;
+    /// DR7 after reset.
+    pub const DR7_RESET: u64 = DR7_FIXED1;
+    /// DR7.GD: MOV DR raises #DB before it executes.
+    pub const DR7_GD: u64 = 1 << 13;
+}
+
+/// The register a MOV DR names by number `n` (0-7): DR4 and DR5 are DR6 and DR7 while
+/// CR4.DE is clear and #UD when it is set (SDM Vol 3B 18.2.2).
+pub fn debug_reg(n: u8, cr4_value: u64) -> Result<DebugReg, Event> {
+    let de = cr4_value & cr4::DE != 0;
+    Ok(match n {
+        0 => DebugReg::Dr0,
+        1 => DebugReg::Dr1,
+        2 => DebugReg::Dr2,
+        3 => DebugReg::Dr3,
+        4 | 5 if de => return Err(Event::UD),
+        4 | 6 => DebugReg::Dr6,
+        5 | 7 => DebugReg::Dr7,
+        _ => return Err(Event::UD),
+    })
+}
+
+/// MOV to a debug register: the value it holds afterwards, or #GP(0) for bits 63:32 set
+/// in DR6 or DR7. DR0-DR3 take any address.
+pub fn write_dr(r: DebugReg, v: u64) -> Result<u64, Event> {
+    match r {
+        DebugReg::Dr6 | DebugReg::Dr7 if v >> 32 != 0 => Err(Event::gp(0)),
+        DebugReg::Dr6 => Ok((v & dr::DR6_WRITABLE) | dr::DR6_FIXED1),
+        DebugReg::Dr7 => Ok((v & dr::DR7_WRITABLE) | dr::DR7_FIXED1),
+        _ => Ok(v),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,6 +505,31 @@ mod tests {
             }
         });
         assert_eq!(none.write_efer(PROT, efer::NXE), Err(Event::gp(0)));
+    }
+
+    #[test]
+    fn debug_register_numbers_and_values() {
+        assert_eq!(
+            debug_reg(4, 0),
+            Ok(DebugReg::Dr6),
+            "DR4 aliases DR6 without CR4.DE"
+        );
+        assert_eq!(debug_reg(5, 0), Ok(DebugReg::Dr7));
+        assert_eq!(debug_reg(4, cr4::DE), Err(Event::UD));
+        assert_eq!(debug_reg(7, cr4::DE), Ok(DebugReg::Dr7));
+        assert_eq!(debug_reg(2, 0), Ok(DebugReg::Dr2));
+        assert_eq!(write_dr(DebugReg::Dr7, 1 << 32), Err(Event::gp(0)));
+        assert_eq!(write_dr(DebugReg::Dr6, 1 << 40), Err(Event::gp(0)));
+        assert_eq!(write_dr(DebugReg::Dr7, 0), Ok(0x400), "bit 10 reads 1");
+        assert_eq!(write_dr(DebugReg::Dr7, 0x1_2403), Ok(0x1_2403));
+        assert_eq!(
+            write_dr(DebugReg::Dr7, 1 << 12),
+            Ok(0x400),
+            "reserved bit 12 stays 0"
+        );
+        assert_eq!(write_dr(DebugReg::Dr6, 0), Ok(0xffff_0ff0));
+        assert_eq!(write_dr(DebugReg::Dr6, 0x4001), Ok(0xffff_4ff1));
+        assert_eq!(write_dr(DebugReg::Dr0, u64::MAX), Ok(u64::MAX));
     }
 
     #[test]

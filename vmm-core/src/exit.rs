@@ -62,6 +62,25 @@ pub enum VmExit {
     CrWriteUndecoded {
         cr: CrTarget,
     },
+    /// MOV from debug register `dr` (0-7, as encoded) into `dest`.
+    DrRead {
+        dr: u8,
+        dest: Gpr,
+    },
+    /// MOV to debug register `dr` (0-7, as encoded) of `value`.
+    DrWrite {
+        dr: u8,
+        value: u64,
+    },
+    /// A MOV DR whose general register the hardware did not report (AMD-V without decode
+    /// assists): the core decodes the instruction at RIP.
+    DrAccessUndecoded {
+        dr: u8,
+        write: bool,
+    },
+    /// A physical SMI or INIT made the guest exit (AMD-V intercepts them so that they
+    /// reach the host, APM Vol 2 15.13): the host has taken it; the guest resumes.
+    HostSignal,
     Xsetbv,
     Invd,
     Wbinvd,
@@ -92,6 +111,13 @@ pub enum VmExit {
     },
 }
 
+/// The exceptions every backend intercepts whatever the guest does, #DB (1) and #AC (17)
+/// (SDM Vol 3A 6.15): a guest can make their delivery raise them again, which on bare
+/// hardware loops inside microcode where no interrupt reaches it (CVE-2015-8104,
+/// CVE-2015-5307, XSA-156). Intercepted, each delivery is an exit; the core reflects them
+/// to the guest ([`VmExit::Exception`]).
+pub const ALWAYS_INTERCEPTED_EXCEPTIONS: [u8; 2] = [1, 17];
+
 /// Exit kinds for counting (one counter each in [`crate::stats::ExitStats`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
@@ -102,6 +128,7 @@ pub enum ExitKind {
     Hypercall,
     Hlt,
     Cr,
+    Dr,
     Npf,
     Exception,
     Interrupt,
@@ -109,7 +136,7 @@ pub enum ExitKind {
 }
 
 impl ExitKind {
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
     pub const NAMES: [&'static str; Self::COUNT] = [
         "io",
         "cpuid",
@@ -117,6 +144,7 @@ impl ExitKind {
         "hypercall",
         "hlt",
         "cr",
+        "dr",
         "npf",
         "exception",
         "intr",
@@ -134,6 +162,9 @@ impl VmExit {
             VmExit::Hlt => ExitKind::Hlt,
             VmExit::CrRead { .. } | VmExit::CrWrite { .. } | VmExit::CrWriteUndecoded { .. } => {
                 ExitKind::Cr
+            }
+            VmExit::DrRead { .. } | VmExit::DrWrite { .. } | VmExit::DrAccessUndecoded { .. } => {
+                ExitKind::Dr
             }
             VmExit::NestedPageFault { .. } => ExitKind::Npf,
             VmExit::Exception { .. } => ExitKind::Exception,

@@ -1,10 +1,12 @@
 //! A scripted vCPU for testing the dispatcher and policies on the host.
 extern crate std;
 
-use crate::cpu_rules::{CpuRules, CrState};
+use crate::cpu_rules::{dr, CpuRules, CrState};
 use crate::exit::VmExit;
 use crate::memory::GuestMemory;
-use crate::vcpu::{ArchVcpu, ControlReg, Event, Gpr, SegReg, Segment, StateMsr, VcpuError};
+use crate::vcpu::{
+    ArchVcpu, ControlReg, DebugReg, Event, Gpr, SegReg, Segment, StateMsr, VcpuError,
+};
 use crate::vm::{HostHooks, Vm};
 use core::cell::RefCell;
 use core::fmt;
@@ -21,6 +23,17 @@ pub fn host_cpuid(leaf: u32, _sub: u32) -> [u32; 4] {
         0x8000_0000 => [0x8000_0008, 0, 0, 0],
         0x8000_0001 => [0, 0, 0, u32::MAX],
         _ => [0; 4],
+    }
+}
+
+fn dr_slot(r: DebugReg) -> usize {
+    match r {
+        DebugReg::Dr0 => 0,
+        DebugReg::Dr1 => 1,
+        DebugReg::Dr2 => 2,
+        DebugReg::Dr3 => 3,
+        DebugReg::Dr6 => 4,
+        DebugReg::Dr7 => 5,
     }
 }
 
@@ -54,6 +67,11 @@ pub struct MockVcpu {
     pub guest_cr8: Option<u8>,
     /// The architectural rules, applied as a backend applies them.
     pub rules: CpuRules,
+    /// DR0-DR3, DR6, DR7 in [`DebugReg`] order.
+    pub dr: [u64; 6],
+    /// Whether the vCPU is loaded on the (pretend) host CPU, and how often `put` ran.
+    pub loaded: bool,
+    pub puts: u32,
 }
 
 impl MockVcpu {
@@ -86,6 +104,9 @@ impl MockVcpu {
             tpr_at_entry: None,
             guest_cr8: None,
             rules: CpuRules::for_guest(host_cpuid),
+            dr: [0, 0, 0, 0, dr::DR6_RESET, dr::DR7_RESET],
+            loaded: false,
+            puts: 0,
         }
     }
     fn cr_state(&self) -> CrState {
@@ -183,6 +204,20 @@ impl ArchVcpu for MockVcpu {
     fn set_tsc_offset(&mut self, offset: u64) {
         self.tsc_offset = offset
     }
+    fn debug_reg(&self, r: DebugReg) -> u64 {
+        self.dr[dr_slot(r)]
+    }
+    fn set_debug_reg(&mut self, r: DebugReg, v: u64) {
+        self.dr[dr_slot(r)] = v
+    }
+    fn put(&mut self) {
+        self.loaded = false;
+        self.puts += 1;
+    }
+    fn load(&mut self) {
+        self.loaded = true
+    }
+    fn release<A: crate::nested::FrameAllocator>(self, _frames: &mut A) {}
     fn next_rip(&self, _mem: &GuestMemory) -> Result<u64, VcpuError> {
         Ok(self.rip + self.insn_len)
     }

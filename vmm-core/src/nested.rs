@@ -22,6 +22,9 @@ pub trait FrameAllocator {
     /// The 512 entries of a table returned by `alloc_table` earlier (or one page of an
     /// `alloc_contiguous` range).
     fn table(&mut self, hpa: HostPhys) -> &mut [u64; 512];
+    /// Returns `pages` frames from `hpa` (one `alloc_table` or `alloc_contiguous` result)
+    /// to the allocator; it zeroes them before it hands them out again.
+    fn free(&mut self, hpa: HostPhys, pages: usize);
 }
 
 /// The vendor's entry encodings.
@@ -144,6 +147,35 @@ fn map_one(
     Ok(())
 }
 
+/// Returns every table of the tree at `root` (built by [`build`]) to `alloc`: the tables,
+/// not the guest RAM their leaves map. Returns how many frames went back.
+pub fn free_tables(
+    root: HostPhys,
+    fmt: &impl EntryFormat,
+    alloc: &mut impl FrameAllocator,
+) -> usize {
+    free_level(root, 4, fmt, alloc)
+}
+
+fn free_level(
+    table: HostPhys,
+    level: u32,
+    fmt: &impl EntryFormat,
+    alloc: &mut impl FrameAllocator,
+) -> usize {
+    let mut freed = 0;
+    if level > 1 {
+        for i in 0..512 {
+            let e = alloc.table(table)[i];
+            if fmt.present(e) && !(level <= 3 && fmt.is_large(e)) {
+                freed += free_level(HostPhys(e & ADDR_MASK), level - 1, fmt, alloc);
+            }
+        }
+    }
+    alloc.free(table, 1);
+    freed + 1
+}
+
 /// Walks tables built by [`build`]: the host-physical address `gpa` maps to, if any.
 pub fn translate(
     root: HostPhys,
@@ -199,6 +231,32 @@ mod tests {
         fn table(&mut self, hpa: HostPhys) -> &mut [u64; 512] {
             &mut self.0[((hpa.0 - 0x7000_0000) / 4096) as usize]
         }
+        fn free(&mut self, hpa: HostPhys, pages: usize) {
+            // Freed frames are marked so that a double free or a missed one shows.
+            for p in 0..pages as u64 {
+                let t = self.table(HostPhys(hpa.0 + p * 4096));
+                assert_ne!(t[0], FREED, "frame {hpa:?} freed twice");
+                t.fill(0);
+                t[0] = FREED;
+            }
+        }
+    }
+
+    const FREED: u64 = 0xdead_f4ee;
+
+    #[test]
+    fn free_tables_returns_every_table_and_only_tables() {
+        let mem = memory(&[
+            (0, 0x4000_0000, 16 * MIB),
+            (0x7ff0_0000, 0x5000_0000, 64 * 1024),
+        ]);
+        let mut heap = Heap(Vec::new());
+        let (root, stats) = build(&mem, &Plain, &mut heap).unwrap();
+        assert_eq!(free_tables(root, &Plain, &mut heap), stats.tables as usize);
+        assert!(
+            heap.0.iter().all(|t| t[0] == FREED),
+            "every table went back"
+        );
     }
 
     /// A plain x86-64 paging format (the shape of NPT entries).

@@ -150,6 +150,24 @@ impl CrTarget {
     }
 }
 
+/// The debug registers a guest reaches with MOV DR (DR4 and DR5 are aliases of DR6 and
+/// DR7 the core resolves: [`crate::cpu_rules::debug_reg`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DebugReg {
+    Dr0,
+    Dr1,
+    Dr2,
+    Dr3,
+    Dr6,
+    Dr7,
+}
+
+impl DebugReg {
+    /// DR0-DR3, the breakpoint addresses.
+    pub const ADDRESSES: [DebugReg; 4] =
+        [DebugReg::Dr0, DebugReg::Dr1, DebugReg::Dr2, DebugReg::Dr3];
+}
+
 /// An event to deliver to the guest at the next entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -284,6 +302,27 @@ pub trait ArchVcpu {
     /// Makes the guest's TSC read `host TSC + offset` (wrapping), for a guest write of
     /// IA32_TSC.
     fn set_tsc_offset(&mut self, offset: u64);
+
+    /// A debug register as the guest sees it.
+    fn debug_reg(&self, r: DebugReg) -> u64;
+
+    /// Loads a debug register with a value the core has checked
+    /// ([`crate::cpu_rules::write_dr6`], [`crate::cpu_rules::write_dr7`]).
+    fn set_debug_reg(&mut self, r: DebugReg, v: u64);
+
+    /// This host CPU is about to run another vCPU (or none): keep in this vCPU what lives
+    /// only in hardware registers while it is loaded (DR0-DR3, DR6 where the hardware
+    /// structure lacks it, MSRs the hardware does not switch). The core saves the x87/SSE
+    /// state itself ([`crate::fpu`]).
+    fn put(&mut self);
+
+    /// This vCPU runs next on this host CPU: load what [`ArchVcpu::put`] kept (or the
+    /// reset values, the first time).
+    fn load(&mut self);
+
+    /// Ends the vCPU: every frame it took (control structure, permission maps, nested
+    /// page tables) goes back to `frames`, zeroed.
+    fn release<A: crate::nested::FrameAllocator>(self, frames: &mut A);
 
     /// The hardware's copy of CR8 where the guest moves to and from CR8 without an exit
     /// (AMD-V's V_TPR), as the guest left it; `None` where CR8 accesses always exit

@@ -2,7 +2,8 @@
 
 use super::advance;
 use crate::cpuid::guest_cpuid;
-use crate::vcpu::{ArchVcpu, ControlReg, Gpr, SegReg, StateMsr};
+use crate::exit::ALWAYS_INTERCEPTED_EXCEPTIONS;
+use crate::vcpu::{ArchVcpu, ControlReg, Event, Gpr, SegReg, StateMsr};
 use crate::vm::{GuestEnd, Vm};
 
 /// CPUID: the policy's answer for the leaf in EAX and subleaf in ECX.
@@ -37,12 +38,20 @@ pub(super) fn triple_fault(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<Gues
     Some(GuestEnd::TripleFault)
 }
 
-/// An exception the backend intercepted though the core never asks for one.
-pub(super) fn unexpected_exception(
-    vcpu: &impl ArchVcpu,
+/// An intercepted exception: #DB and #AC go back to the guest; any other ends it, since
+/// the core never asks for one.
+pub(super) fn exception(
+    vcpu: &mut impl ArchVcpu,
     vector: u8,
     error_code: Option<u32>,
 ) -> Option<GuestEnd> {
+    // #DB and #AC are always intercepted so that a guest cannot make the CPU deliver
+    // them to itself forever inside microcode, where no timer reaches it (CVE-2015-8104,
+    // CVE-2015-5307): each delivery is an exit, and the guest gets it as the CPU would
+    // have given it (the backend has updated DR6 for #DB).
+    if ALWAYS_INTERCEPTED_EXCEPTIONS.contains(&vector) {
+        return super::inject(vcpu, Event::Exception { vector, error_code });
+    }
     Some(GuestEnd::error(format_args!(
         "unexpected intercepted exception {vector} (error code {error_code:?}) at rip {:#x}",
         vcpu.rip()

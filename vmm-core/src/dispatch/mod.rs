@@ -12,6 +12,7 @@
 
 mod cpu;
 mod cr;
+mod dr;
 mod halt;
 mod io;
 mod irq;
@@ -63,6 +64,9 @@ pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Optio
         VmExit::CrRead { cr, dest } => cr::read(vcpu, vm, cr, dest),
         VmExit::CrWrite { cr, value } => cr::write(vcpu, vm, cr, value),
         VmExit::CrWriteUndecoded { cr } => cr::write_undecoded(vcpu, vm, cr),
+        VmExit::DrRead { dr, dest } => dr::read(vcpu, vm, dr, dest),
+        VmExit::DrWrite { dr, value } => dr::write(vcpu, vm, dr, value),
+        VmExit::DrAccessUndecoded { dr, write } => dr::undecoded(vcpu, vm, dr, write),
         // Cache control has no effect on emulated memory; the guest's caches are ours.
         VmExit::Invd | VmExit::Wbinvd => advance(vcpu, vm),
         // XSAVE is hidden in CPUID and CR4.OSXSAVE cannot be set, so XSETBV is #UD as on
@@ -72,11 +76,9 @@ pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Optio
         VmExit::Xsetbv | VmExit::VirtInstruction | VmExit::MonitorMwait => inject(vcpu, Event::UD),
         VmExit::TripleFault => cpu::triple_fault(vcpu, vm),
         VmExit::ExternalInterrupt => irq::external_interrupt(vm),
-        VmExit::Nmi | VmExit::InterruptWindow => None,
+        VmExit::Nmi | VmExit::InterruptWindow | VmExit::HostSignal => None,
         VmExit::NestedPageFault { gpa, access } => memory::nested_page_fault(vcpu, vm, gpa, access),
-        VmExit::Exception { vector, error_code } => {
-            cpu::unexpected_exception(vcpu, vector, error_code)
-        }
+        VmExit::Exception { vector, error_code } => cpu::exception(vcpu, vector, error_code),
         VmExit::Raw {
             reason,
             info1,

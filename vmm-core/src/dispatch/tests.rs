@@ -473,3 +473,74 @@ fn a_device_memory_access_completes_and_ends_the_interrupt_shadow() {
     assert_eq!(v.rip, 0x8002, "past the decoded instruction");
     assert!(!v.shadow, "completing the instruction ends the STI shadow");
 }
+
+#[test]
+fn debug_register_moves_follow_the_architectural_rules() {
+    use crate::vcpu::DebugReg;
+    let mut v = MockVcpu::new(&[]);
+    let mut m = vm(ram(1 << 20));
+    // MOV DR7, RAX with a breakpoint enabled: kept, bit 10 reads 1, RIP moves on.
+    let rip = v.rip;
+    let w = VmExit::DrWrite {
+        dr: 7,
+        value: 0x1_0003,
+    };
+    assert_eq!(handle_exit(&mut v, &mut m, w), None);
+    assert_eq!(v.debug_reg(DebugReg::Dr7), 0x1_0403);
+    assert_eq!(v.rip, rip + 2);
+    // DR5 is DR7 while CR4.DE is clear; MOV RBX, DR5 reads it.
+    let r = VmExit::DrRead {
+        dr: 5,
+        dest: Gpr::Rbx,
+    };
+    assert_eq!(handle_exit(&mut v, &mut m, r), None);
+    assert_eq!(v.reg(Gpr::Rbx), 0x1_0403);
+    // With CR4.DE set, DR4/DR5 are #UD and RIP stays.
+    v.cr4 = crate::cpu_rules::cr4::DE;
+    let rip = v.rip;
+    assert_eq!(handle_exit(&mut v, &mut m, r), None);
+    assert_eq!(v.injected.pop(), Some(Event::UD));
+    assert_eq!(v.rip, rip);
+    // Bits 63:32 of DR6/DR7 are #GP.
+    let w = VmExit::DrWrite {
+        dr: 6,
+        value: 1 << 32,
+    };
+    assert_eq!(handle_exit(&mut v, &mut m, w), None);
+    assert_eq!(v.injected.pop(), Some(Event::gp(0)));
+    assert_eq!(v.debug_reg(DebugReg::Dr6), crate::cpu_rules::dr::DR6_RESET);
+    // DR0 takes any address.
+    let w = VmExit::DrWrite {
+        dr: 0,
+        value: 0xffff_8000_0000_1000,
+    };
+    assert_eq!(handle_exit(&mut v, &mut m, w), None);
+    assert_eq!(v.debug_reg(DebugReg::Dr0), 0xffff_8000_0000_1000);
+}
+
+#[test]
+fn db_and_ac_are_reflected_other_exceptions_end_the_guest() {
+    let mut v = MockVcpu::new(&[]);
+    let mut m = vm(ram(1 << 20));
+    for (vector, error_code) in [(1, None), (17, Some(0))] {
+        let rip = v.rip;
+        let e = VmExit::Exception { vector, error_code };
+        assert_eq!(handle_exit(&mut v, &mut m, e), None, "#{vector} resumes");
+        assert_eq!(
+            v.injected.pop(),
+            Some(Event::Exception { vector, error_code })
+        );
+        assert_eq!(v.rip, rip, "a fault leaves RIP on the instruction");
+    }
+    let e = VmExit::Exception {
+        vector: 13,
+        error_code: Some(0),
+    };
+    assert!(matches!(
+        handle_exit(&mut v, &mut m, e),
+        Some(GuestEnd::Error(_))
+    ));
+    // A physical SMI or INIT the host took: the guest just resumes.
+    assert_eq!(handle_exit(&mut v, &mut m, VmExit::HostSignal), None);
+    assert!(v.injected.is_empty());
+}
