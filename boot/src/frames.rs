@@ -65,6 +65,10 @@ impl FrameAllocator for HostFrames {
             .map(|(hpa, _)| hpa)
     }
 
+    fn free(&mut self, hpa: HostPhys, pages: usize) {
+        // `alloc_ram` zeroes what it hands out, so the frames need no clearing here.
+        self.free.add(hpa.0..hpa.0 + pages as u64 * PAGE_4K);
+    }
     fn table(&mut self, hpa: HostPhys) -> &mut [u64; 512] {
         assert!(
             hpa.is_aligned(PAGE_4K) && hpa.0 < MAPPED_END,
