@@ -7,10 +7,10 @@ use crate::addr::HostPhys;
 use arrayvec::ArrayVec;
 use core::ops::Range;
 
-pub const MAX_RANGES: usize = 64;
+pub const MAX_RANGES: usize = 256;
 
-/// Free host-physical ranges. Allocation carves pieces out; nothing is given back
-/// (guests live until Janus ends).
+/// Free host-physical ranges. Allocation carves pieces out; memory a guest no longer
+/// needs comes back through [`FreeRanges::add`], which merges it with its neighbours.
 #[derive(Clone, Debug, Default)]
 pub struct FreeRanges {
     free: ArrayVec<Range<u64>, MAX_RANGES>,
@@ -29,8 +29,20 @@ impl FreeRanges {
         if r.start >= r.end {
             return;
         }
-        let (start, end) = (r.start, r.end);
+        let (mut start, mut end) = (r.start, r.end);
         self.reserve(start..end);
+        // Neighbours join the new range, so that freed frames do not fragment the map.
+        self.free.retain(|f| {
+            if f.end == start {
+                start = f.start;
+                false
+            } else if f.start == end {
+                end = f.end;
+                false
+            } else {
+                true
+            }
+        });
         // A map with more pieces than we can track loses the smallest extra pieces.
         let _ = self.free.try_push(start..end);
     }
@@ -111,6 +123,25 @@ mod tests {
             assert!(!(0x20_0000..0x21_0000).contains(&p));
             assert!(!(big.0..big.0 + 2 * MIB).contains(&p));
         }
+    }
+
+    #[test]
+    fn freed_frames_merge_back_into_one_range() {
+        let mut f = FreeRanges::new();
+        f.add(0x10_0000..0x20_0000);
+        let before = f.total();
+        let frames: std::vec::Vec<_> = (0..400).map(|_| f.alloc(4096, 4096).unwrap()).collect();
+        // Every other frame first (up to 200 separate pieces), then the ones between.
+        for hpa in frames
+            .iter()
+            .rev()
+            .step_by(2)
+            .chain(frames.iter().rev().skip(1).step_by(2))
+        {
+            f.add(hpa.0..hpa.0 + 4096);
+        }
+        assert_eq!(f.total(), before, "nothing lost");
+        assert_eq!(f.largest(4096), before, "one range again");
     }
 
     #[test]
