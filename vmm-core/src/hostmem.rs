@@ -128,7 +128,7 @@ mod tests {
     #[test]
     fn freed_frames_merge_back_into_one_range() {
         let mut f = FreeRanges::new();
-        f.add(0x10_0000..0x20_0000);
+        f.add(0x10_0000..0x30_0000);
         let before = f.total();
         let frames: std::vec::Vec<_> = (0..400).map(|_| f.alloc(4096, 4096).unwrap()).collect();
         // Every other frame first (up to 200 separate pieces), then the ones between.
