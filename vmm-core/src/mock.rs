@@ -72,6 +72,8 @@ pub struct MockVcpu {
     /// Whether the vCPU is loaded on the (pretend) host CPU, and how often `put` ran.
     pub loaded: bool,
     pub puts: u32,
+    /// Guest time each `run` takes (the mock host's TSC moves on by this much).
+    pub ns_per_run: u64,
 }
 
 impl MockVcpu {
@@ -107,6 +109,7 @@ impl MockVcpu {
             dr: [0, 0, 0, 0, dr::DR6_RESET, dr::DR7_RESET],
             loaded: false,
             puts: 0,
+            ns_per_run: 0,
         }
     }
     fn cr_state(&self) -> CrState {
@@ -126,6 +129,7 @@ impl MockVcpu {
 
 impl ArchVcpu for MockVcpu {
     fn run(&mut self) -> Result<VmExit, VcpuError> {
+        TSC.with(|t| t.set(t.get() + self.ns_per_run));
         self.tpr_at_entry = self.tpr_shadow;
         if let Some(cr8) = self.guest_cr8.take() {
             self.tpr_shadow = Some(cr8);

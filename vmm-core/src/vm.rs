@@ -91,6 +91,9 @@ pub struct Vm {
     pub platform: Platform,
     /// The host timer deadline currently armed (guest ns), to avoid re-arming it.
     pub armed: Option<u64>,
+    /// The vCPU executed HLT and waits for an interrupt (set by the HLT exit, taken by
+    /// [`crate::dispatch::run_slice`]).
+    pub halted: bool,
     /// Guest TSC minus host TSC (set by guest writes of IA32_TSC).
     pub tsc_offset: u64,
     /// Nanoseconds per TSC tick, in 32.32 fixed point.
@@ -115,6 +118,7 @@ impl Vm {
             memory,
             platform,
             armed: None,
+            halted: false,
             tsc_offset: 0,
             ns_per_tick,
             stats: ExitStats::default(),

@@ -7,29 +7,41 @@ use crate::vcpu::ArchVcpu;
 use crate::vm::{GuestEnd, Vm};
 
 /// HLT with RFLAGS.IF clear ends the guest (nothing can wake it); with IF set the vCPU
-/// sleeps until a device has an interrupt for it.
+/// halts until a device has an interrupt for it: [`super::run_slice`] gives the CPU back.
 pub(super) fn hlt(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
     if vcpu.rflags() & rflags::IF == 0 {
         return Some(GuestEnd::Halted);
     }
-    advance(vcpu, vm).or_else(|| sleep(vcpu, vm))
+    if let Some(end) = advance(vcpu, vm) {
+        return Some(end);
+    }
+    let now = vm.now();
+    vm.platform.update(now);
+    if vm.platform.interrupt_pending() || vm.platform.nmi_pending {
+        return None;
+    }
+    if vm.platform.next_event_ns(now).is_none() {
+        return Some(GuestEnd::error(format_args!(
+            "HLT at rip {:#x} with no timer armed and no interrupt pending: it would sleep forever",
+            vcpu.rip().wrapping_sub(1)
+        )));
+    }
+    vm.halted = true;
+    None
 }
 
-/// Idles the host until the platform has an interrupt (or NMI) for the vCPU.
-fn sleep(vcpu: &impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
-    loop {
-        let now = vm.now();
-        vm.platform.update(now);
-        if vm.platform.interrupt_pending() || vm.platform.nmi_pending {
-            return None;
-        }
-        if vm.platform.next_event_ns(now).is_none() {
-            return Some(GuestEnd::error(format_args!(
-                "HLT at rip {:#x} with no timer armed and no interrupt pending: it would sleep forever",
-                vcpu.rip().wrapping_sub(1)
-            )));
-        }
-        arm_host_timer(vm);
+/// Whether the halted vCPU of `vm` has something to take now.
+pub fn has_interrupt(vm: &mut Vm) -> bool {
+    let now = vm.now();
+    vm.platform.update(now);
+    vm.platform.interrupt_pending() || vm.platform.nmi_pending
+}
+
+/// Idles the host until the platform has an interrupt (or NMI) for the halted vCPU.
+pub(super) fn wait_for_interrupt(vm: &mut Vm) {
+    vm.armed = None;
+    while !has_interrupt(vm) {
+        arm_host_timer(vm, u64::MAX);
         (vm.host.idle)();
         vm.armed = None;
     }

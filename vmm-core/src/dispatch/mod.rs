@@ -22,34 +22,73 @@ mod msr;
 mod tests;
 mod tpr;
 
+pub use halt::has_interrupt;
+
 use crate::exit::VmExit;
 use crate::hypercall;
 use crate::vcpu::{ArchVcpu, Event, VcpuError};
 use crate::vm::{GuestEnd, Vm};
 
-/// Runs the vCPU until its guest ends, and says how.
-pub fn run(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> GuestEnd {
-    let end = loop {
+/// Why [`run_slice`] gave the host CPU back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// The guest ended.
+    Ended(GuestEnd),
+    /// Its time slice is over; it can run again at once.
+    Preempted,
+    /// It executed HLT with interrupts on and has nothing to take yet: it needs the CPU
+    /// again when its platform has an interrupt for it, at `wake_ns` (guest time of its
+    /// next device event) at the latest.
+    Halted { wake_ns: Option<u64> },
+}
+
+/// Runs the vCPU until its guest ends, halts, or reaches `until_ns` of guest time (the
+/// end of its time slice: the host timer makes a guest that never exits leave then).
+pub fn run_slice(vcpu: &mut impl ArchVcpu, vm: &mut Vm, until_ns: u64) -> Stop {
+    // Another guest may have armed the host timer since this one last ran.
+    vm.armed = None;
+    loop {
         let now = vm.now();
         vm.platform.update(now);
         irq::offer_interrupt(vcpu, vm);
-        irq::arm_host_timer(vm);
+        if now.ns >= until_ns {
+            return Stop::Preempted;
+        }
+        irq::arm_host_timer(vm, until_ns);
         tpr::load_shadow(vcpu, &vm.platform);
         (vm.host.service)();
         let exit = match vcpu.run() {
             Ok(e) => e,
-            Err(e) => break GuestEnd::error(format_args!("VM entry failed: {e}")),
+            Err(e) => return ended(vm, GuestEnd::error(format_args!("VM entry failed: {e}"))),
         };
         vm.stats.count(exit.kind());
         tpr::store_shadow(vcpu, &mut vm.platform);
         if let Some(end) = handle_exit(vcpu, vm, exit) {
-            break end;
+            return ended(vm, end);
         }
-    };
+        if core::mem::take(&mut vm.halted) {
+            let wake_ns = vm.platform.next_event_ns(vm.now());
+            return Stop::Halted { wake_ns };
+        }
+    }
+}
+
+fn ended(vm: &mut Vm, end: GuestEnd) -> Stop {
     (vm.host.arm_timer)(None);
     vm.armed = None;
     vm.flush_console();
-    end
+    Stop::Ended(end)
+}
+
+/// Runs the vCPU alone on this CPU until its guest ends, sleeping while it halts.
+pub fn run(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> GuestEnd {
+    loop {
+        match run_slice(vcpu, vm, u64::MAX) {
+            Stop::Ended(end) => return end,
+            Stop::Preempted => {}
+            Stop::Halted { .. } => halt::wait_for_interrupt(vm),
+        }
+    }
 }
 
 /// What to do after an exit: `None` resumes the guest, `Some` ends it.

@@ -304,12 +304,10 @@ fn hlt_sleeps_until_the_pit_interrupts_and_the_interrupt_is_injected_when_open()
     let t0 = crate::mock::TSC.with(|t| t.get());
     v.rflags |= 1 << 9;
     let rip = v.rip;
-    assert_eq!(
-        handle_exit(&mut v, &mut m, VmExit::Hlt),
-        None,
-        "HLT returns once IRQ0 is due"
-    );
+    assert_eq!(handle_exit(&mut v, &mut m, VmExit::Hlt), None);
+    assert!(m.halted, "the vCPU halts: run_slice gives the CPU back");
     assert_eq!(v.rip, rip + 2, "past the HLT");
+    super::halt::wait_for_interrupt(&mut m);
     let slept = crate::mock::TSC.with(|t| t.get()) - t0;
     assert!(
         (900_000..=1_100_000).contains(&slept),
@@ -543,4 +541,41 @@ fn db_and_ac_are_reflected_other_exceptions_end_the_guest() {
     // A physical SMI or INIT the host took: the guest just resumes.
     assert_eq!(handle_exit(&mut v, &mut m, VmExit::HostSignal), None);
     assert!(v.injected.is_empty());
+}
+
+#[test]
+fn a_guest_that_never_exits_on_its_own_is_preempted_at_the_end_of_its_slice() {
+    let mut m = vm(ram(1 << 20));
+    // `cli; jmp $`: only the host timer makes it exit, every 3 ms of guest time here.
+    let mut v = MockVcpu::new(&[VmExit::ExternalInterrupt; 16]);
+    v.ns_per_run = 3_000_000;
+    let now = crate::mock::TSC.with(|t| t.get());
+    let until = now + 10_000_000;
+    assert_eq!(run_slice(&mut v, &mut m, until), Stop::Preempted);
+    assert_eq!(v.exits.len(), 16 - 4, "four runs of 3 ms reach the 10 ms slice end");
+    let armed = crate::mock::ARMED.with(|a| a.borrow().first().copied().flatten());
+    assert_eq!(armed, Some(10_000_000), "the host timer was armed for the slice end");
+}
+
+#[test]
+fn a_halted_guest_gives_the_cpu_back_until_its_next_device_event() {
+    let mut m = vm(ram(1 << 20));
+    let mut v = MockVcpu::new(&[]);
+    for (port, val) in [(0x43, 0x34), (0x40, 0xa9), (0x40, 0x04)] {
+        v.regs[0] = val;
+        assert_eq!(handle_exit(&mut v, &mut m, out(port, 1)), None);
+    }
+    v.rflags |= 1 << 9;
+    v.exits.push_back(VmExit::Hlt);
+    let now = crate::mock::TSC.with(|t| t.get());
+    let Stop::Halted { wake_ns: Some(wake) } = run_slice(&mut v, &mut m, u64::MAX) else {
+        panic!("HLT with a PIT running halts until IRQ0")
+    };
+    assert!((wake - now).abs_diff(1_000_000) < 2_000, "IRQ0 in about 1 ms: {}", wake - now);
+    assert!(!m.halted, "run_slice took the halt");
+    // Without any timer the halt would last forever: the guest ends, named.
+    let mut m = vm(ram(1 << 20));
+    let mut v = MockVcpu::new(&[VmExit::Hlt]);
+    v.rflags |= 1 << 9;
+    assert!(matches!(run_slice(&mut v, &mut m, u64::MAX), Stop::Ended(GuestEnd::Error(_))));
 }
