@@ -23,7 +23,7 @@ pub struct Target {
 pub const TARGETS: &[Target] = &[
     Target {
         name: "decode",
-        max_len: 24,
+        max_len: 48,
         run: fuzz_decode,
     },
     Target {
@@ -43,19 +43,24 @@ pub const TARGETS: &[Target] = &[
     },
 ];
 
-/// `decode` on 0-15+ bytes in each mode. A decoded instruction must fit in the bytes
-/// and in 15, and decode the same from its own bytes alone.
+/// `decode` on up to 14 prefixes (legacy, REX, VEX/EVEX starts) and random bytes, in
+/// each mode. A decoded instruction must fit in the bytes and in 15, and decode the same
+/// from its own bytes alone.
 fn fuzz_decode(data: &[u8]) {
-    let Some((&m, bytes)) = data.split_first() else {
-        return;
-    };
-    let mode = [
+    const PREFIXES: &[u8] = &[
+        0x66, 0x67, 0xf0, 0xf2, 0xf3, 0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0x40, 0x48, 0x4f, 0x0f,
+        0xc4, 0xc5, 0x62,
+    ];
+    let mut g = Gen::new(data);
+    let mode = g.pick(&[
         CpuMode::Real,
         CpuMode::Prot16,
         CpuMode::Prot32,
         CpuMode::Long64,
-    ][m as usize % 4];
-    if let Ok(insn) = decode(bytes, mode) {
+    ]);
+    let mut bytes: Vec<u8> = (0..g.int(0..=14u8)).map(|_| g.pick(PREFIXES)).collect();
+    bytes.extend_from_slice(g.bytes(16));
+    if let Ok(insn) = decode(&bytes, mode) {
         assert!((1..=15).contains(&insn.len) && insn.len <= bytes.len());
         assert_eq!(decode(&bytes[..insn.len], mode), Ok(insn));
     }
@@ -308,7 +313,14 @@ fn module_line(g: &mut Gen) -> String {
     }
     let mut s = String::new();
     if g.ratio(3, 4) {
-        s += g.pick(&["/guests/smoke", "/g/résumé.elf", "/x/.y", "k", "\"/a b\""]);
+        s += g.pick(&[
+            "/guests/smoke",
+            "/g/résumé.elf",
+            "/g/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaé.elf",
+            "/x/.y",
+            "k",
+            "\"/a b\"",
+        ]);
     }
     for _ in 0..g.int(0..=4u8) {
         s.push(' ');
