@@ -74,7 +74,7 @@ impl Attack {
 }
 
 /// The guest name and memory of an attacker, and of the victim beside it.
-pub const ATTACKER_MEM: &str = "8M";
+pub const ATTACKER_MEM: &str = "16M";
 pub const VICTIM: &str = "victim";
 pub const VICTIM_MEM: &str = "16M";
 
@@ -228,7 +228,7 @@ pub const ATTACKS: &[Attack] = &[
     Attack {
         cmdline: "attack=mem_host_image",
         end: End::Survived,
-        saw: Some("pages above RAM written"),
+        saw: Some("bytes of its own RAM written"),
     },
     Attack {
         cmdline: "attack=cr3_outside_ram",
