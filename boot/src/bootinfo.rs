@@ -7,6 +7,7 @@
 use arrayvec::ArrayVec;
 use core::mem::{offset_of, size_of};
 use core::ops::Range;
+use vmm_core::loader::modules::{MAX_LINE, MAX_MODULES};
 
 pub const MB2_MAGIC: u32 = 0x36d7_6289;
 pub const MB1_MAGIC: u32 = 0x2bad_b002;
@@ -29,11 +30,19 @@ impl Module {
     }
 }
 
+/// Areas to keep: the boot information, the memory map, the module list, and each
+/// module's bytes and command line.
+const RESERVED_MAX: usize = 2 * MAX_MODULES + 8;
+
 pub struct BootInfo {
     pub protocol: &'static str,
     pub available: ArrayVec<Range<u64>, 64>,
-    pub reserved: ArrayVec<Range<u64>, 40>,
-    pub modules: ArrayVec<Module, 32>,
+    pub reserved: ArrayVec<Range<u64>, RESERVED_MAX>,
+    /// The first [`MAX_MODULES`] modules.
+    pub modules: ArrayVec<Module, MAX_MODULES>,
+    /// How many modules the loader handed over (more than `modules.len()` when it gave
+    /// more than Janus takes; the rest are refused).
+    pub modules_given: usize,
 }
 
 pub fn parse(magic: u32, info: u32) -> Result<BootInfo, &'static str> {
@@ -55,6 +64,7 @@ fn parse_mb2(info: u32) -> Result<BootInfo, &'static str> {
         available: ArrayVec::new(),
         reserved: ArrayVec::new(),
         modules: ArrayVec::new(),
+        modules_given: 0,
     };
     let mmap = bi
         .memory_map_tag()
@@ -68,6 +78,7 @@ fn parse_mb2(info: u32) -> Result<BootInfo, &'static str> {
         .reserved
         .try_push(bi.start_address() as u64..bi.end_address() as u64);
     for m in bi.module_tags() {
+        out.modules_given += 1;
         let cmdline = m.cmdline().unwrap_or("");
         // SAFETY: the string lives in the boot information, which is reserved for good.
         let cmdline: &'static str = unsafe { &*(cmdline as *const str) };
@@ -77,9 +88,7 @@ fn parse_mb2(info: u32) -> Result<BootInfo, &'static str> {
             cmdline,
         };
         let _ = out.reserved.try_push(module.start..module.end);
-        out.modules
-            .try_push(module)
-            .map_err(|_| "more than 32 modules")?;
+        let _ = out.modules.try_push(module);
     }
     Ok(out)
 }
@@ -111,7 +120,9 @@ struct Mb1Module {
 }
 const _: () = assert!(size_of::<Mb1Module>() == 16);
 
-/// A NUL-terminated string in low memory, at most 4 KiB.
+/// A NUL-terminated string in low memory, scanned up to one byte past [`MAX_LINE`]: a
+/// longer string comes back that long, and is refused as too long. Bytes that are not
+/// UTF-8 end the string (the module's line then does not parse or is cut).
 ///
 /// # Safety
 /// `addr` must be identity-mapped memory that stays untouched for good.
@@ -119,10 +130,13 @@ unsafe fn c_str(addr: u32) -> &'static str {
     if addr == 0 {
         return "";
     }
-    // SAFETY: per the caller; the scan stops at 4096 bytes.
-    let bytes = unsafe { core::slice::from_raw_parts(addr as usize as *const u8, 4096) };
-    let len = bytes.iter().position(|&b| b == 0).unwrap_or(0);
-    core::str::from_utf8(&bytes[..len]).unwrap_or("")
+    // SAFETY: per the caller; the scan stops after MAX_LINE + 1 bytes.
+    let bytes = unsafe { core::slice::from_raw_parts(addr as usize as *const u8, MAX_LINE + 1) };
+    let len = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    match core::str::from_utf8(&bytes[..len]) {
+        Ok(s) => s,
+        Err(e) => core::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or(""),
+    }
 }
 
 fn parse_mb1(info: u32) -> Result<BootInfo, &'static str> {
@@ -134,16 +148,16 @@ fn parse_mb1(info: u32) -> Result<BootInfo, &'static str> {
         available: ArrayVec::new(),
         reserved: ArrayVec::new(),
         modules: ArrayVec::new(),
+        modules_given: 0,
     };
     let _ = out
         .reserved
         .try_push(info as u64..info as u64 + size_of::<Mb1Info>() as u64);
     if mbi.flags & (1 << 6) != 0 {
-        let _ = out
-            .reserved
-            .try_push(mbi.mmap_addr as u64..(mbi.mmap_addr + mbi.mmap_length) as u64);
-        let mut p = mbi.mmap_addr;
-        while p + 24 <= mbi.mmap_addr + mbi.mmap_length {
+        let end = mbi.mmap_addr as u64 + mbi.mmap_length as u64;
+        let _ = out.reserved.try_push(mbi.mmap_addr as u64..end);
+        let mut p = mbi.mmap_addr as u64;
+        while p + 24 <= end {
             // SAFETY: inside the memory map the loader described; entries are
             // `size, base_addr, length, type` (Multiboot 0.6.96 3.3), unaligned.
             let (size, base, len, ty) = unsafe {
@@ -158,7 +172,7 @@ fn parse_mb1(info: u32) -> Result<BootInfo, &'static str> {
             if ty == 1 {
                 let _ = out.available.try_push(base..base.saturating_add(len));
             }
-            p += size + 4;
+            p += size as u64 + 4;
         }
     } else if mbi.flags & 1 != 0 {
         let _ = out
@@ -169,10 +183,11 @@ fn parse_mb1(info: u32) -> Result<BootInfo, &'static str> {
     }
     if mbi.flags & (1 << 3) != 0 {
         let n = mbi.mods_count as usize;
+        out.modules_given = n;
         let _ = out
             .reserved
             .try_push(mbi.mods_addr as u64..(mbi.mods_addr as u64 + 16 * n as u64));
-        for i in 0..n.min(32) {
+        for i in 0..n.min(MAX_MODULES) {
             // SAFETY: the loader's module list, identity-mapped, `mods_count` entries long.
             let m = unsafe { &*((mbi.mods_addr as usize + i * 16) as *const Mb1Module) };
             // SAFETY: the loader's command-line string, reserved below with the module.

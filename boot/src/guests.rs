@@ -1,138 +1,44 @@
-//! Turning GRUB modules into guests: parse each module's command line, give the guest
-//! its RAM and load its image. A module that cannot become a guest gets one line saying
-//! why; the others still start.
+//! Turning the boot loader's modules into guests: [`modules::plan_all`] (host-tested in
+//! vmm-core) decides what each module is; here each planned guest gets its RAM and its
+//! image. A module that cannot become a guest gets one line saying why; the others still
+//! start.
 
-use crate::bootinfo::{BootInfo, Module};
+use crate::bootinfo::BootInfo;
 use crate::frames::HostFrames;
 use crate::say;
+use arrayvec::ArrayVec;
 use core::fmt;
 use vmm_core::addr::{GuestPhys, MIB, PAGE_2M};
 use vmm_core::devices::ioapic::DEFAULT_BASE as IOAPIC_BASE;
 use vmm_core::firmware::{acpi, mptable};
-use vmm_core::loader::cmdline::{parse_module_args, GuestKind, ModuleArgs};
 use vmm_core::loader::e820::EBDA_START;
+use vmm_core::loader::modules::{self, GuestPlan, Image, ModuleIn, Role, MAX_MODULES};
 use vmm_core::loader::{linux, multiboot1};
-use vmm_core::memory::GuestMemory;
+use vmm_core::memory::{GuestMemory, MemError};
 use vmm_core::platform::IOAPIC_ID;
 use vmm_core::vcpu::StartMode;
-use vmm_core::vm::{HostHooks, Name, Vm};
-
-pub const DEFAULT_MEM: u64 = 16 * MIB;
-pub const MIN_MEM: u64 = 2 * MIB;
-/// A Linux guest without `mem=`: Debian's kernel alone needs about 80 MiB to unpack.
-pub const LINUX_DEFAULT_MEM: u64 = 256 * MIB;
+use vmm_core::vm::{HostHooks, Vm};
 
 pub struct Guest {
     pub vm: Vm,
     pub start: StartMode,
 }
 
-/// A module that did not become a guest, and why (one line).
+/// A module that did not become a guest; its one line is printed.
 pub struct Rejected;
 
-fn name_of(index: usize, args: &ModuleArgs<'_>) -> Name {
-    let mut n = Name::new();
-    if let Some(name) = args.name {
-        let _ = n.try_push_str(name);
-    } else if let Some(path) = args.path {
-        let file = path.rsplit('/').next().unwrap_or(path);
-        let stem = file.split('.').next().unwrap_or(file);
-        let _ = n.try_push_str(&stem[..stem.len().min(31)]);
-    }
-    if n.is_empty() {
-        let _ = fmt::Write::write_fmt(&mut n, format_args!("guest{index}"));
-    }
-    n
-}
-
-/// The initrd module given for guest `name` (`initrd-of=NAME`), if any.
-fn initrd_for(name: &str, modules: &[Module]) -> Option<&'static [u8]> {
-    modules
-        .iter()
-        .find_map(|m| match parse_module_args(m.cmdline) {
-            Ok(a) if a.initrd_of == Some(name) => Some(m.bytes()),
-            _ => None,
-        })
-}
-
-/// Loads module `index` as a guest, or says why not. An initrd module is not a guest:
-/// `Ok(None)`.
-pub fn load(
-    index: usize,
-    modules: &[Module],
+/// Gives planned guest `plan` its RAM and loads its image, or says why not.
+fn load(
+    plan: &GuestPlan<'_>,
     frames: &mut HostFrames,
     hooks: HostHooks,
-) -> Result<Option<Guest>, Rejected> {
-    let m = &modules[index];
-    let args = match parse_module_args(m.cmdline) {
-        Ok(a) => a,
-        Err(e) => {
-            say!(
-                "guest module{}: not started: bad module command line {:?}: {}",
-                index,
-                m.cmdline,
-                e
-            );
-            return Err(Rejected);
-        }
-    };
-    let name = name_of(index, &args);
+) -> Result<Guest, Rejected> {
+    let name = plan.name;
     let reject = |args: fmt::Arguments<'_>| {
         say!("guest {}: not started: {}", name, args);
         Rejected
     };
-    if let Some(of) = args.initrd_of {
-        let owner = modules.iter().enumerate().any(|(i, g)| {
-            parse_module_args(g.cmdline)
-                .is_ok_and(|a| a.initrd_of.is_none() && name_of(i, &a).as_str() == of)
-        });
-        if !owner {
-            say!(
-                "guest module{}: not started: initrd for '{}', but no guest has that name",
-                index,
-                of
-            );
-            return Err(Rejected);
-        }
-        return Ok(None);
-    }
-    let image = m.bytes();
-    let kind = match args.kind {
-        Some(k) => k,
-        None if multiboot1::is_multiboot1(image) => GuestKind::Multiboot1,
-        None if image.get(0x202..0x206) == Some(b"HdrS") => GuestKind::Linux,
-        None => {
-            return Err(reject(format_args!(
-                "not a multiboot1 kernel (no multiboot header in the first 8 KiB) nor a Linux bzImage ({} bytes)",
-                image.len()
-            )))
-        }
-    };
-    let image_linux = if kind == GuestKind::Linux {
-        match linux::parse(image) {
-            Ok(img) => Some(img),
-            Err(e) => return Err(reject(format_args!("{e}"))),
-        }
-    } else {
-        None
-    };
-    if image_linux.is_some() && initrd_for(&name, modules).is_none() {
-        return Err(reject(format_args!(
-            "no initrd: a Linux guest needs one here (Janus has no disks); add `module2 FILE initrd-of={name}`"
-        )));
-    }
-    let want = args.mem.unwrap_or(if kind == GuestKind::Linux {
-        LINUX_DEFAULT_MEM
-    } else {
-        DEFAULT_MEM
-    });
-    if want < MIN_MEM {
-        return Err(reject(format_args!(
-            "mem={} KiB is too little: a guest needs at least 2 MiB",
-            want / 1024
-        )));
-    }
-    let size = want.div_ceil(PAGE_2M) * PAGE_2M;
+    let size = plan.mem;
     let Some((hpa, ptr)) = frames.alloc_ram(size, PAGE_2M) else {
         return Err(reject(format_args!(
             "needs {} MiB of RAM but at most {} MiB are free",
@@ -145,73 +51,88 @@ pub fn load(
     if let Err(e) = unsafe { mem.add_region(GuestPhys(0), hpa, size, ptr) } {
         return Err(reject(format_args!("{e}")));
     }
-    if let Some(img) = image_linux {
-        let initrd = initrd_for(&name, modules);
-        let cmdline = args.cmdline.unwrap_or("console=ttyS0");
-        let setup = linux::LinuxSetup {
-            ram: size,
-            cmdline,
-            initrd,
-        };
-        let boot = match linux::load(&img, &mut mem, &setup) {
-            Ok(b) => b,
-            Err(e) => return Err(reject(format_args!("{e}"))),
-        };
-        if let Err(e) = mptable::write(
-            &mut mem,
-            GuestPhys(EBDA_START),
-            1,
-            IOAPIC_ID,
-            IOAPIC_BASE as u32,
-        ) {
-            return Err(reject(format_args!("cannot write the MP table: {e}")));
-        }
-        if let Err(e) = acpi::write(
-            &mut mem,
-            GuestPhys(acpi::RSDP_ADDR),
-            1,
-            IOAPIC_ID,
-            IOAPIC_BASE as u32,
-            acpi::PmPorts::PC,
-        ) {
-            return Err(reject(format_args!("cannot write the ACPI tables: {e}")));
-        }
-        say!(
-            "guest {}: loaded Linux (boot protocol {}.{:02}), kernel at {:#x}, initrd {}, memory {} MiB",
-            name,
-            img.version >> 8,
-            img.version & 0xff,
-            boot.kernel_addr,
-            match (initrd, boot.initrd_addr) {
-                (Some(i), Some(a)) => InitrdNote::At(i.len(), a),
-                _ => InitrdNote::None,
-            },
-            size / MIB
-        );
-        return Ok(Some(Guest {
-            vm: Vm::new(&name, mem, hooks),
-            start: boot.start,
-        }));
+    let start = match plan.image {
+        Image::Linux(img) => load_linux(plan, &img, &mut mem),
+        Image::Multiboot1(image) => load_multiboot1(plan, image, &mut mem),
     }
-    let cmdline = args.cmdline.unwrap_or(m.cmdline);
-    let boot = match multiboot1::load(image, &mut mem, cmdline) {
-        Ok(b) => b,
-        Err(e) => return Err(reject(format_args!("{e}"))),
+    .map_err(|e| reject(format_args!("{e}")))?;
+    Ok(Guest {
+        vm: Vm::new(&name, mem, hooks),
+        start,
+    })
+}
+
+/// Why loading an image failed.
+enum LoadError {
+    Linux(linux::LinuxError),
+    Multiboot1(multiboot1::LoadError),
+    Table(&'static str, MemError),
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Linux(e) => write!(f, "{e}"),
+            LoadError::Multiboot1(e) => write!(f, "{e}"),
+            LoadError::Table(what, e) => write!(f, "cannot write the {what}: {e}"),
+        }
+    }
+}
+
+fn load_linux(
+    plan: &GuestPlan<'_>,
+    img: &linux::LinuxImage<'_>,
+    mem: &mut GuestMemory,
+) -> Result<StartMode, LoadError> {
+    let setup = linux::LinuxSetup {
+        ram: plan.mem,
+        cmdline: plan.cmdline,
+        initrd: plan.initrd,
     };
+    let boot = linux::load(img, mem, &setup).map_err(LoadError::Linux)?;
+    mptable::write(mem, GuestPhys(EBDA_START), 1, IOAPIC_ID, IOAPIC_BASE as u32)
+        .map_err(|e| LoadError::Table("MP table", e))?;
+    acpi::write(
+        mem,
+        GuestPhys(acpi::RSDP_ADDR),
+        1,
+        IOAPIC_ID,
+        IOAPIC_BASE as u32,
+        acpi::PmPorts::PC,
+    )
+    .map_err(|e| LoadError::Table("ACPI tables", e))?;
+    say!(
+        "guest {}: loaded Linux (boot protocol {}.{:02}), kernel at {:#x}, initrd {}, memory {} MiB",
+        plan.name,
+        img.version >> 8,
+        img.version & 0xff,
+        boot.kernel_addr,
+        match (plan.initrd, boot.initrd_addr) {
+            (Some(i), Some(a)) => InitrdNote::At(i.len(), a),
+            _ => InitrdNote::None,
+        },
+        plan.mem / MIB
+    );
+    Ok(boot.start)
+}
+
+fn load_multiboot1(
+    plan: &GuestPlan<'_>,
+    image: &[u8],
+    mem: &mut GuestMemory,
+) -> Result<StartMode, LoadError> {
+    let boot = multiboot1::load(image, mem, plan.cmdline).map_err(LoadError::Multiboot1)?;
     say!(
         "guest {}: loaded multiboot1, entry {:#x}, memory {} MiB",
-        name,
+        plan.name,
         boot.entry,
-        size / MIB
+        plan.mem / MIB
     );
-    Ok(Some(Guest {
-        vm: Vm::new(&name, mem, hooks),
-        start: StartMode::Protected32 {
-            entry: boot.entry,
-            eax: boot.eax,
-            ebx: boot.ebx,
-        },
-    }))
+    Ok(StartMode::Protected32 {
+        entry: boot.entry,
+        eax: boot.eax,
+        ebx: boot.ebx,
+    })
 }
 
 enum InitrdNote {
@@ -228,20 +149,39 @@ impl fmt::Display for InitrdNote {
     }
 }
 
-/// All modules, in order: the guests that loaded and the number rejected.
+/// All modules, in order: the guests that loaded and the number rejected (each
+/// rejected module printed one line).
 pub fn load_all(
     info: &BootInfo,
     frames: &mut HostFrames,
     hooks: HostHooks,
-) -> (arrayvec::ArrayVec<Guest, 32>, usize) {
-    let mut guests = arrayvec::ArrayVec::new();
+) -> (ArrayVec<Guest, MAX_MODULES>, usize) {
+    let inputs: ArrayVec<ModuleIn<'static>, MAX_MODULES> = info
+        .modules
+        .iter()
+        .map(|m| ModuleIn {
+            cmdline: m.cmdline,
+            image: m.bytes(),
+        })
+        .collect();
+    let mut guests = ArrayVec::new();
     let mut rejected = 0;
-    for i in 0..info.modules.len() {
-        match load(i, &info.modules, frames, hooks) {
-            Ok(Some(g)) => guests.push(g),
-            Ok(None) => {}
-            Err(Rejected) => rejected += 1,
+    for plan in modules::plan_all(&inputs) {
+        match plan {
+            Ok(Role::Guest(g)) => match load(&g, frames, hooks) {
+                Ok(guest) => guests.push(guest),
+                Err(Rejected) => rejected += 1,
+            },
+            Ok(Role::Initrd { .. }) => {}
+            Err(r) => {
+                say!("{}", r);
+                rejected += 1;
+            }
         }
+    }
+    for i in info.modules.len()..info.modules_given {
+        say!("{}", modules::too_many(i));
+        rejected += 1;
     }
     (guests, rejected)
 }

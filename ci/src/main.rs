@@ -7,6 +7,7 @@
 mod bench;
 mod build;
 mod emulator;
+pub mod fuzz;
 mod iso;
 mod judge;
 mod layout;
@@ -30,6 +31,7 @@ USAGE:
     cargo janus iso  [--guests LIST] [--guest FILE[:KEY=VALUE,...]]... -o FILE.iso
     cargo janus test [--guests LIST] [--only SUBSTRING] [--jobs N]
     cargo janus bench
+    cargo janus fuzz [--execs N | --seconds S] [--seed S]
     cargo janus help
 
 COMMANDS:
@@ -49,6 +51,10 @@ COMMANDS:
     bench   Time Linux from QEMU's launch to its userspace marker under Janus and on bare
             QEMU (3 runs each), print the times, medians, their ratio and Janus' exits.
             See docs/testing.md.
+    fuzz    Fuzz the instruction decoder, the multiboot1 and Linux loaders and the module
+            command lines on the host, built with overflow checks (in target/fuzz): N
+            executions per target (default 2500000) or S seconds each; --seed replays a
+            run. Prints executions per target and `fuzz: N passed, N failed`.
 
 OPTIONS:
     --cpu MODEL        CPU model. QEMU names (EPYC, EPYC-Rome, Opteron_G5, phenom, qemu64,
@@ -94,6 +100,11 @@ enum Command {
         named: Option<Vec<String>>,
     },
     Bench,
+    Fuzz {
+        execs: Option<u64>,
+        seconds: Option<u64>,
+        seed: Option<u64>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -118,6 +129,11 @@ fn main() -> ExitCode {
             Ok(0)
         }
         Command::Bench => bench::cmd_bench(&workspace_root()),
+        Command::Fuzz {
+            execs,
+            seconds,
+            seed,
+        } => fuzz::cmd_fuzz(&workspace_root(), execs, seconds, seed),
         Command::Run {
             cpu,
             guests,
@@ -148,6 +164,7 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
     let mut only = None;
     let mut jobs = None;
     let mut named: Option<Vec<String>> = None;
+    let (mut execs, mut seconds, mut seed) = (None, None, None);
     let mut i = 0;
     // Options take their value as the next argument or after `=`.
     while i < rest.len() {
@@ -201,6 +218,17 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
                     .map_err(|_| format!("--jobs: `{v}` is not a number"))?;
                 jobs = Some(n.max(1));
             }
+            ("fuzz", "--execs" | "--seconds" | "--seed") => {
+                let v = value()?;
+                let n: u64 = v
+                    .parse()
+                    .map_err(|_| format!("{name}: `{v}` is not a number"))?;
+                *match name.as_str() {
+                    "--execs" => &mut execs,
+                    "--seconds" => &mut seconds,
+                    _ => &mut seed,
+                } = Some(n);
+            }
             _ => return Err(format!("unexpected argument `{arg}` for `{first}`")),
         }
         i += 1;
@@ -208,6 +236,11 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
     match first.as_str() {
         "help" | "-h" | "--help" => Ok(Command::Help),
         "bench" => Ok(Command::Bench),
+        "fuzz" => Ok(Command::Fuzz {
+            execs,
+            seconds,
+            seed,
+        }),
         "run" => Ok(Command::Run {
             cpu: cpu.unwrap_or_else(|| "EPYC".into()),
             guests,
@@ -427,6 +460,7 @@ fn cmd_test(
     build::lint(&root)?;
     eprintln!("cargo janus: host unit tests (cargo test)");
     build::host_tests(&root)?;
+    fuzz::short_budget(&root)?;
 
     let mut isos = matrix::Isos::default();
     if wants(matrix::IsoKind::Linux) {

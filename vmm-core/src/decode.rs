@@ -110,9 +110,6 @@ pub struct Insn {
 }
 
 impl Insn {
-    pub fn rex_w(&self) -> bool {
-        self.rex & 8 != 0
-    }
     /// ModRM.reg extended by REX.R.
     pub fn reg(&self) -> u8 {
         self.modrm

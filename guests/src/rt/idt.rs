@@ -18,6 +18,10 @@ use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 /// The exit status of a guest that took an exception.
 pub const EXCEPTION_EXIT_STATUS: u32 = 0xfe;
 
+/// The boot code's kernel code and data selectors, which `catch_exception` resumes with.
+const KERNEL_CS: u64 = 0x08;
+const KERNEL_SS: u64 = 0x10;
+
 /// The saved state of an interrupted context, as the stubs push it.
 #[derive(Clone, Copy, Debug, Default)]
 #[repr(C)]
@@ -366,6 +370,9 @@ extern "C" fn janus_guest_interrupt(frame: &mut Frame) {
         frame.r14 = b.0[4];
         frame.r15 = b.0[5];
         frame.rsp = b.0[6];
+        // Back to CPL 0 even when the exception came from CPL 3 code (see `user::run`).
+        frame.cs = KERNEL_CS;
+        frame.ss = KERNEL_SS;
         frame.rip = guest_catch_resume as unsafe extern "C" fn() as usize as u64;
         frame.rflags &= !(1 << 8); // TF
         return;

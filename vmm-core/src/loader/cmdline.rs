@@ -51,10 +51,14 @@ pub enum ArgError<'a> {
     Repeated(&'a str),
     BadName(&'a str),
     BadSize(&'a str),
+    /// A size that overflows or exceeds [`MAX_MEM`].
+    TooLarge(&'a str),
     BadKind(&'a str),
     /// A word that is not `key=value` after the file name.
     Stray(&'a str),
     UnclosedQuote,
+    /// Two keys that cannot go together (`initrd-of=` with a guest's keys).
+    Conflict(&'static str, &'static str),
 }
 
 impl fmt::Display for ArgError<'_> {
@@ -63,43 +67,95 @@ impl fmt::Display for ArgError<'_> {
             ArgError::UnknownKey(k) => {
                 write!(
                     f,
-                    "unknown key '{k}' (known: name, mem, kind, cmdline, initrd-of)"
+                    "unknown key '{}' (known: name, mem, kind, cmdline, initrd-of)",
+                    Clip(k)
                 )
             }
-            ArgError::Repeated(k) => write!(f, "key '{k}' given twice"),
-            ArgError::BadName(n) => write!(f, "bad name '{n}': use 1 to 31 of A-Z a-z 0-9 _ . -"),
+            ArgError::Repeated(k) => write!(f, "key '{}' given twice", Clip(k)),
+            ArgError::BadName(n) => write!(
+                f,
+                "bad name '{}': use 1 to 31 of A-Z a-z 0-9 _ . -",
+                Clip(n)
+            ),
             ArgError::BadSize(s) => {
-                write!(f, "bad size '{s}': use bytes or a number with K, M or G")
+                write!(
+                    f,
+                    "bad size '{}': use bytes or a number with K, M or G",
+                    Clip(s)
+                )
             }
-            ArgError::BadKind(k) => write!(f, "bad kind '{k}': use multiboot1 or linux"),
-            ArgError::Stray(w) => write!(f, "'{w}' is not key=value"),
+            ArgError::TooLarge(s) => write!(
+                f,
+                "mem={}: too large (at most {} TiB: guest-physical addresses have 48 bits)",
+                Clip(s),
+                MAX_MEM >> 40
+            ),
+            ArgError::BadKind(k) => write!(f, "bad kind '{}': use multiboot1 or linux", Clip(k)),
+            ArgError::Stray(w) => write!(f, "'{}' is not key=value", Clip(w)),
             ArgError::UnclosedQuote => write!(f, "a quote is not closed"),
+            ArgError::Conflict(a, b) => write!(f, "keys '{a}' and '{b}' do not go together"),
         }
     }
 }
 
-/// Parses a size: `4096`, `64K`, `16M`, `1G`, `16MiB`. Overflow is an error.
-pub fn parse_size(s: &str) -> Option<u64> {
+/// The most RAM a guest can have: 4-level EPT/NPT tables translate 48-bit
+/// guest-physical addresses (SDM Vol 3C 29.3.2, APM Vol 2 15.25.5).
+pub const MAX_MEM: u64 = 1 << 48;
+
+/// Longest piece of user text a message repeats.
+const CLIP: usize = 48;
+
+/// User text in a one-line message: at most [`CLIP`] characters (cut at a character,
+/// never inside one), control characters escaped, `...` when cut.
+pub struct Clip<'a>(pub &'a str);
+
+impl fmt::Display for Clip<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars().take(CLIP) {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                fmt::Write::write_char(f, c)?;
+            }
+        }
+        if self.0.chars().nth(CLIP).is_some() {
+            f.write_str("...")?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses a RAM size: `4096`, `64K`, `16M`, `1G`, `16MiB`. Sizes over [`MAX_MEM`]
+/// (overflowing ones too) are [`ArgError::TooLarge`].
+pub fn parse_size(s: &str) -> Result<u64, ArgError<'_>> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, suffix) = s.split_at(split);
-    if digits.is_empty() {
-        return None;
-    }
-    let n: u64 = digits.parse().ok()?;
     let shift = match suffix {
         "" | "B" => 0,
         "K" | "k" | "KiB" | "KB" => 10,
         "M" | "m" | "MiB" | "MB" => 20,
         "G" | "g" | "GiB" | "GB" => 30,
-        _ => return None,
+        _ => return Err(ArgError::BadSize(s)),
     };
-    n.checked_mul(1u64 << shift)
+    if digits.is_empty() {
+        return Err(ArgError::BadSize(s));
+    }
+    // Only digits: parsing fails on overflow alone.
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1u64 << shift))
+        .filter(|&n| n <= MAX_MEM)
+        .ok_or(ArgError::TooLarge(s))
+}
+
+/// Whether `c` may appear in a guest name.
+pub fn valid_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "_.-".contains(c)
 }
 
 fn valid_name(n: &str) -> bool {
-    (1..=31).contains(&n.len())
-        && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    (1..=31).contains(&n.len()) && n.chars().all(valid_name_char)
 }
 
 fn set<'a, T>(slot: &mut Option<T>, key: &'a str, v: T) -> Result<(), ArgError<'a>> {
@@ -166,11 +222,7 @@ pub fn parse_module_args(line: &str) -> Result<ModuleArgs<'_>, ArgError<'_>> {
                 }
                 set(&mut a.name, key, value)?
             }
-            "mem" => set(
-                &mut a.mem,
-                key,
-                parse_size(value).ok_or(ArgError::BadSize(value))?,
-            )?,
+            "mem" => set(&mut a.mem, key, parse_size(value)?)?,
             "kind" => {
                 let k = match value {
                     "multiboot1" | "multiboot" | "mb1" => GuestKind::Multiboot1,
@@ -189,6 +241,17 @@ pub fn parse_module_args(line: &str) -> Result<ModuleArgs<'_>, ArgError<'_>> {
         }
         rest = after.trim_start();
     }
+    if a.initrd_of.is_some() {
+        let guest_keys = [
+            ("name", a.name.is_some()),
+            ("mem", a.mem.is_some()),
+            ("kind", a.kind.is_some()),
+            ("cmdline", a.cmdline.is_some()),
+        ];
+        if let Some((k, _)) = guest_keys.iter().find(|(_, given)| *given) {
+            return Err(ArgError::Conflict("initrd-of", k));
+        }
+    }
     Ok(a)
 }
 
@@ -198,15 +261,23 @@ mod tests {
 
     #[test]
     fn sizes() {
-        assert_eq!(parse_size("4096"), Some(4096));
-        assert_eq!(parse_size("64K"), Some(64 << 10));
-        assert_eq!(parse_size("16M"), Some(16 << 20));
-        assert_eq!(parse_size("16MiB"), Some(16 << 20));
-        assert_eq!(parse_size("2G"), Some(2 << 30));
-        assert_eq!(parse_size("M"), None);
-        assert_eq!(parse_size("12Q"), None);
-        assert_eq!(parse_size("99999999999999999999G"), None);
-        assert_eq!(parse_size("17179869184G"), None, "overflow is an error");
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("16M"), Ok(16 << 20));
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("262144G"), Ok(MAX_MEM));
+        assert_eq!(parse_size("M"), Err(ArgError::BadSize("M")));
+        assert_eq!(parse_size("12Q"), Err(ArgError::BadSize("12Q")));
+        assert_eq!(parse_size("-1"), Err(ArgError::BadSize("-1")));
+        for big in [
+            "99999999999999999999G",
+            "17179869184G",
+            "262145G",
+            "18446744073709551615",
+        ] {
+            assert_eq!(parse_size(big), Err(ArgError::TooLarge(big)), "{big}");
+        }
     }
 
     #[test]

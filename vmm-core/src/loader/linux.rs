@@ -523,36 +523,12 @@ pub fn load(
 mod tests {
     extern crate std;
     use super::*;
+    use crate::loader::samples::{bzimage, PAYLOAD};
     use crate::memory::testing::ram;
     use std::vec;
     use std::vec::Vec;
 
     const MIB: u64 = 1 << 20;
-    const PAYLOAD: &[u8] = b"\xfa\xf4 the protected-mode kernel";
-
-    /// A synthetic bzImage: 4 setup sectors (field 0), protocol 2.15, relocatable,
-    /// pref_address 16 MiB, alignment 2 MiB, init_size 4 MiB.
-    fn bzimage() -> Vec<u8> {
-        let mut b = vec![0u8; 5 * 512];
-        let put = |b: &mut Vec<u8>, off: usize, v: &[u8]| b[off..off + v.len()].copy_from_slice(v);
-        put(&mut b, hdr::SETUP_SECTS, &[0]);
-        put(&mut b, hdr::VID_MODE, &0xFFFFu16.to_le_bytes());
-        put(&mut b, hdr::BOOT_FLAG, &BOOT_FLAG.to_le_bytes());
-        put(&mut b, hdr::JUMP, &[0xEB, 0x6A]); // header ends at 0x26C
-        put(&mut b, hdr::HEADER, HDRS);
-        put(&mut b, hdr::VERSION, &0x020Fu16.to_le_bytes());
-        put(&mut b, hdr::LOADFLAGS, &[LOADED_HIGH | QUIET_FLAG]);
-        put(&mut b, hdr::INITRD_ADDR_MAX, &0x7FFF_FFFFu32.to_le_bytes());
-        put(&mut b, hdr::KERNEL_ALIGNMENT, &0x20_0000u32.to_le_bytes());
-        put(&mut b, hdr::RELOCATABLE_KERNEL, &[1]);
-        put(&mut b, hdr::XLOADFLAGS, &0x7Fu16.to_le_bytes());
-        put(&mut b, hdr::CMDLINE_SIZE, &2047u32.to_le_bytes());
-        put(&mut b, hdr::PREF_ADDRESS, &0x100_0000u64.to_le_bytes());
-        put(&mut b, hdr::INIT_SIZE, &(4 * MIB as u32).to_le_bytes());
-        put(&mut b, 0x268, &0x1234u32.to_le_bytes()); // kernel_info_offset, last header field
-        b.extend_from_slice(PAYLOAD);
-        b
-    }
 
     fn with(mut b: Vec<u8>, off: usize, v: &[u8]) -> Vec<u8> {
         b[off..off + v.len()].copy_from_slice(v);

@@ -2,4 +2,7 @@
 pub mod cmdline;
 pub mod e820;
 pub mod linux;
+pub mod modules;
 pub mod multiboot1;
+#[cfg(test)]
+mod samples;

@@ -33,9 +33,9 @@ pub const LOADER_NAME: &[u8] = b"Janus\0";
 
 /// Header flags (spec 3.1.2). Bits 0-15 are requirements the loader must meet or refuse.
 const FLAG_ALIGN_MODULES: u32 = 1 << 0;
-const FLAG_MEMORY_INFO: u32 = 1 << 1;
+pub(crate) const FLAG_MEMORY_INFO: u32 = 1 << 1;
 const FLAG_VIDEO_MODE: u32 = 1 << 2;
-const FLAG_ADDRESSES: u32 = 1 << 16;
+pub(crate) const FLAG_ADDRESSES: u32 = 1 << 16;
 const KNOWN_REQUIREMENTS: u32 = FLAG_ALIGN_MODULES | FLAG_MEMORY_INFO | FLAG_VIDEO_MODE;
 
 /// Boot-information flags (spec 3.3).
@@ -465,57 +465,8 @@ pub fn load(image: &[u8], mem: &mut GuestMemory, cmdline: &str) -> Result<BootSt
 mod tests {
     extern crate std;
     use super::*;
+    use crate::loader::samples::{aout_image, elf32, header};
     use crate::memory::testing::ram;
-    use std::vec::Vec;
-
-    fn header(flags: u32) -> Vec<u8> {
-        let mut h = Vec::new();
-        h.extend_from_slice(&HEADER_MAGIC.to_le_bytes());
-        h.extend_from_slice(&flags.to_le_bytes());
-        h.extend_from_slice(&(0u32.wrapping_sub(HEADER_MAGIC).wrapping_sub(flags)).to_le_bytes());
-        h
-    }
-
-    /// A flat image loaded at 1 MiB with the address fields: header at offset 0.
-    fn aout_image(code: &[u8], bss: u32) -> Vec<u8> {
-        let mut img = header(FLAG_MEMORY_INFO | FLAG_ADDRESSES);
-        let load = 0x10_0000u32;
-        let len = 32 + code.len() as u32;
-        for v in [load, load, load + len, load + len + bss, load + 32] {
-            img.extend_from_slice(&v.to_le_bytes());
-        }
-        img.extend_from_slice(code);
-        img
-    }
-
-    fn elf32(paddr: u32, vaddr: u32, entry: u32, code: &[u8], memsz: u32) -> Vec<u8> {
-        let mut e = std::vec![0u8; 0x54];
-        e[..4].copy_from_slice(b"\x7fELF");
-        e[4] = 1;
-        e[5] = 1;
-        e[6] = 1;
-        e[16..18].copy_from_slice(&2u16.to_le_bytes());
-        e[18..20].copy_from_slice(&3u16.to_le_bytes());
-        e[24..28].copy_from_slice(&entry.to_le_bytes());
-        e[28..32].copy_from_slice(&0x34u32.to_le_bytes());
-        e[42..44].copy_from_slice(&32u16.to_le_bytes());
-        e[44..46].copy_from_slice(&1u16.to_le_bytes());
-        let ph = 0x34;
-        let off = 0x100u32;
-        for (i, v) in [1u32, off, vaddr, paddr, 0, memsz, 5, 0x1000]
-            .iter()
-            .enumerate()
-        {
-            e[ph + 4 * i..ph + 4 * i + 4].copy_from_slice(&v.to_le_bytes());
-        }
-        e.resize(0x60, 0);
-        e.extend_from_slice(&header(FLAG_MEMORY_INFO));
-        e.resize(off as usize, 0);
-        e.extend_from_slice(code);
-        let filesz = code.len() as u32;
-        e[ph + 16..ph + 20].copy_from_slice(&filesz.to_le_bytes());
-        e
-    }
 
     #[test]
     fn address_fields_load_and_zero_bss() {
