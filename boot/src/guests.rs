@@ -8,13 +8,14 @@ use crate::frames::HostFrames;
 use crate::say;
 use arrayvec::ArrayVec;
 use core::fmt;
-use vmm_core::addr::{GuestPhys, MIB, PAGE_2M};
+use vmm_core::addr::{GuestPhys, HostPhys, MIB, PAGE_2M, PAGE_4K};
 use vmm_core::devices::ioapic::DEFAULT_BASE as IOAPIC_BASE;
 use vmm_core::firmware::{acpi, mptable};
 use vmm_core::loader::e820::EBDA_START;
 use vmm_core::loader::modules::{self, GuestPlan, Image, ModuleIn, Role, MAX_MODULES};
 use vmm_core::loader::{linux, multiboot1};
 use vmm_core::memory::{GuestMemory, MemError};
+use vmm_core::nested::FrameAllocator;
 use vmm_core::platform::IOAPIC_ID;
 use vmm_core::vcpu::StartMode;
 use vmm_core::vm::{HostHooks, Vm};
@@ -22,6 +23,28 @@ use vmm_core::vm::{HostHooks, Vm};
 pub struct Guest {
     pub vm: Vm,
     pub start: StartMode,
+    /// What the guest was made from, to start it again (`on-reset=restart`).
+    pub plan: GuestPlan<'static>,
+    /// Its RAM: host-physical start and size.
+    pub ram: (HostPhys, u64),
+}
+
+impl Guest {
+    /// Gives the guest's RAM back to `frames` (zeroed before it is handed out again).
+    pub fn free_ram(&self, frames: &mut HostFrames) {
+        let (hpa, size) = self.ram;
+        frames.free(hpa, (size / PAGE_4K) as usize);
+    }
+
+    /// Starts the guest again from its image: fresh RAM, devices and boot state. On
+    /// failure (its one line was printed) the guest keeps what it had.
+    pub fn reload(&mut self, frames: &mut HostFrames) -> Result<(), Rejected> {
+        let (plan, hooks) = (self.plan, self.vm.host);
+        let fresh = load(&plan, frames, hooks)?;
+        self.free_ram(frames);
+        *self = fresh;
+        Ok(())
+    }
 }
 
 /// A module that did not become a guest; its one line is printed.
@@ -29,7 +52,7 @@ pub struct Rejected;
 
 /// Gives planned guest `plan` its RAM and loads its image, or says why not.
 fn load(
-    plan: &GuestPlan<'_>,
+    plan: &GuestPlan<'static>,
     frames: &mut HostFrames,
     hooks: HostHooks,
 ) -> Result<Guest, Rejected> {
@@ -47,18 +70,26 @@ fn load(
         )));
     };
     let mut mem = GuestMemory::new();
-    // SAFETY: `alloc_ram` handed out [hpa, hpa+size) for good; only this guest uses it.
-    if let Err(e) = unsafe { mem.add_region(GuestPhys(0), hpa, size, ptr) } {
-        return Err(reject(format_args!("{e}")));
-    }
-    let start = match plan.image {
-        Image::Linux(img) => load_linux(plan, &img, &mut mem),
-        Image::Multiboot1(image) => load_multiboot1(plan, image, &mut mem),
-    }
-    .map_err(|e| reject(format_args!("{e}")))?;
+    // SAFETY: `alloc_ram` handed out [hpa, hpa+size) to this guest alone, until
+    // `Guest::free_ram` gives it back.
+    let loaded = unsafe { mem.add_region(GuestPhys(0), hpa, size, ptr) }
+        .map_err(LoadError::Memory)
+        .and_then(|()| match plan.image {
+            Image::Linux(img) => load_linux(plan, &img, &mut mem),
+            Image::Multiboot1(image) => load_multiboot1(plan, image, &mut mem),
+        });
+    let start = match loaded {
+        Ok(start) => start,
+        Err(e) => {
+            frames.free(hpa, (size / PAGE_4K) as usize);
+            return Err(reject(format_args!("{e}")));
+        }
+    };
     Ok(Guest {
         vm: Vm::new(&name, mem, hooks),
         start,
+        plan: *plan,
+        ram: (hpa, size),
     })
 }
 
@@ -67,6 +98,7 @@ enum LoadError {
     Linux(linux::LinuxError),
     Multiboot1(multiboot1::LoadError),
     Table(&'static str, MemError),
+    Memory(MemError),
 }
 
 impl fmt::Display for LoadError {
@@ -75,6 +107,7 @@ impl fmt::Display for LoadError {
             LoadError::Linux(e) => write!(f, "{e}"),
             LoadError::Multiboot1(e) => write!(f, "{e}"),
             LoadError::Table(what, e) => write!(f, "cannot write the {what}: {e}"),
+            LoadError::Memory(e) => write!(f, "{e}"),
         }
     }
 }

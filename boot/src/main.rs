@@ -13,6 +13,7 @@ mod hosttimer;
 mod idt;
 mod machine;
 mod run;
+mod sched;
 mod time;
 
 use machine::{end, EndCode};
@@ -48,7 +49,7 @@ extern "C" fn janus_main(magic: u32, info: u32) -> ! {
         frames.free_bytes() >> 20,
         boot.modules.len()
     );
-    end(run::run(&boot, &mut frames))
+    end(run::run(&boot, &mut frames, fpu))
 }
 
 /// Janus takes no device interrupts: mask both 8259s so none can arrive (a guest's

@@ -2,12 +2,12 @@
 
 use crate::bootinfo::BootInfo;
 use crate::frames::HostFrames;
-use crate::guests::{self, Guest};
+use crate::guests;
 use crate::machine::EndCode;
 use crate::say;
+use crate::sched::{Cpu, Scheduler};
 use raw_cpuid::CpuId;
-use vmm_core::cpu_rules::CpuRules;
-use vmm_core::dispatch;
+use vmm_core::fpu::SaveMode;
 use vmm_core::vcpu::ArchBackend;
 use vmm_core::vendor::{classify, Vendor};
 use vmm_core::vm::{GuestEnd, HostHooks};
@@ -56,7 +56,7 @@ const HOOKS: HostHooks = HostHooks {
     service: crate::console::pump,
 };
 
-pub fn run(boot: &BootInfo, frames: &mut HostFrames) -> EndCode {
+pub fn run(boot: &BootInfo, frames: &mut HostFrames, fpu: SaveMode) -> EndCode {
     probe_features();
     let cpuid = CpuId::new();
     let vendor_info = cpuid.get_vendor_info();
@@ -66,7 +66,7 @@ pub fn run(boot: &BootInfo, frames: &mut HostFrames) -> EndCode {
             Ok(caps) => {
                 say!("cpu: vendor=Intel backend=vmx {}", caps);
                 match arch_vmx::Vmx::enable(caps, frames) {
-                    Ok(mut vmx) => run_guests(&mut vmx, boot, frames),
+                    Ok(mut vmx) => run_guests(&mut vmx, boot, frames, fpu),
                     Err(e) => refuse(format_args!("VMXON failed: {e}")),
                 }
             }
@@ -76,7 +76,7 @@ pub fn run(boot: &BootInfo, frames: &mut HostFrames) -> EndCode {
             Ok(caps) => {
                 say!("cpu: vendor=AMD backend=svm {}", caps);
                 match arch_svm::Svm::enable(caps, frames) {
-                    Ok(mut svm) => run_guests(&mut svm, boot, frames),
+                    Ok(mut svm) => run_guests(&mut svm, boot, frames, fpu),
                     Err(e) => refuse(format_args!("enabling SVM failed: {e}")),
                 }
             }
@@ -97,48 +97,41 @@ fn run_guests<B: ArchBackend>(
     backend: &mut B,
     boot: &BootInfo,
     frames: &mut HostFrames,
+    fpu: SaveMode,
 ) -> EndCode {
     if boot.modules.is_empty() {
         say!("no guest modules: add `module2 /guests/FILE name=NAME mem=SIZE` lines to grub.cfg");
         say!("done: 0 guests, 0 failed");
         return EndCode::NoGuests;
     }
-    let (mut guests, rejected) = guests::load_all(boot, frames, HOOKS);
-    let mut ends: arrayvec::ArrayVec<GuestEnd, 32> = arrayvec::ArrayVec::new();
-    for g in guests.iter_mut() {
-        let end = run_one(backend, g, frames);
-        say!("guest {} ended: {}", g.vm.name, end);
-        ends.push(end);
+    let (guests, rejected) = guests::load_all(boot, frames, HOOKS);
+    let mut sched = Scheduler::new(backend, frames, Cpu::detect(fpu));
+    for g in guests {
+        sched.add(g);
     }
+    sched.run();
     let mut failed = rejected;
-    for (g, end) in guests.iter().zip(ends.iter()) {
+    for slot in &sched.slots {
+        let end = slot.end.as_ref().unwrap_or(&GuestEnd::Halted);
         if !end.succeeded() {
             failed += 1;
         }
         say!(
             "summary: {} status={} {}",
-            g.vm.name,
+            slot.guest.vm.name,
             Status(end),
-            g.vm.stats
+            slot.guest.vm.stats
         );
     }
     say!(
         "done: {} guests, {} failed",
-        guests.len() + rejected,
+        sched.slots.len() + rejected,
         failed
     );
     if failed == 0 {
         EndCode::AllPassed
     } else {
         EndCode::SomeFailed
-    }
-}
-
-fn run_one<B: ArchBackend>(backend: &mut B, g: &mut Guest, frames: &mut HostFrames) -> GuestEnd {
-    let rules = CpuRules::for_guest(g.vm.host.cpuid);
-    match backend.create_vcpu(&g.vm.memory, g.start, rules, frames) {
-        Ok(mut vcpu) => dispatch::run(&mut vcpu, &mut g.vm),
-        Err(e) => GuestEnd::error(format_args!("cannot create its vCPU: {e}")),
     }
 }
 
@@ -151,6 +144,7 @@ impl core::fmt::Display for Status<'_> {
             GuestEnd::Exited(s) => write!(f, "{s}"),
             GuestEnd::Reset => write!(f, "reset"),
             GuestEnd::PoweredOff => write!(f, "powered-off"),
+            GuestEnd::TimeLimit => write!(f, "time-limit"),
             GuestEnd::TripleFault => write!(f, "triple-fault"),
             GuestEnd::Halted => write!(f, "halted"),
             GuestEnd::Error(_) => write!(f, "error"),

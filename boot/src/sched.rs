@@ -4,7 +4,8 @@
 //! halted guests cost nothing until their next interrupt). This file does what needs the
 //! hardware: entering a guest for one slice (`dispatch::run_slice`), switching the CPU
 //! from one guest to another (the backend's `put`/`load`, the x87/SSE/AVX state, an IBPB
-//! where the CPU has one), idling when every guest is halted, and ending guests.
+//! where the CPU has one), idling when every guest is halted, and ending or restarting
+//! guests.
 //!
 //! SMP will give every host CPU one of these loops with its own queue.
 
@@ -12,11 +13,12 @@ use crate::frames::HostFrames;
 use crate::guests::Guest;
 use crate::say;
 use arrayvec::ArrayVec;
+use vmm_core::cpu_rules::CpuRules;
 use vmm_core::dispatch::{self, Stop};
 use vmm_core::fpu::{FpuState, SaveMode};
-use vmm_core::nested::FrameAllocator;
+use vmm_core::loader::cmdline::OnReset;
 use vmm_core::sched::{Next, RunQueue, MAX_VCPUS};
-use vmm_core::vcpu::ArchVcpu;
+use vmm_core::vcpu::{ArchBackend, ArchVcpu, VcpuError};
 use vmm_core::vm::GuestEnd;
 
 /// IA32_PRED_CMD (SDM Vol 4 Table 2-2): writing bit 0 (IBPB) keeps branch predictions
@@ -24,15 +26,21 @@ use vmm_core::vm::GuestEnd;
 const IA32_PRED_CMD: u32 = 0x49;
 const IBPB: u64 = 1;
 
+/// A guest that resets more often than this with `on-reset=restart` ends instead.
+pub const MAX_RESTARTS: u32 = 3;
+
 /// One guest on this CPU: its VM, its vCPU while it lives, and its saved state.
 pub struct Slot<V> {
     pub guest: Guest,
     pub vcpu: Option<V>,
     pub fpu: FpuState,
     pub end: Option<GuestEnd>,
+    pub restarts: u32,
+    /// When its `limit=` runs out (host ns).
+    deadline: Option<u64>,
 }
 
-/// What the switch needs to know about this CPU.
+/// What switching guests needs to know about this CPU.
 #[derive(Clone, Copy)]
 pub struct Cpu {
     pub fpu: SaveMode,
@@ -51,119 +59,218 @@ impl Cpu {
     }
 }
 
-/// Runs every slot's guest until all have ended. `weights[i]` is slot i's share.
-pub fn run_all<V: ArchVcpu>(
-    cpu: Cpu,
-    slots: &mut ArrayVec<Slot<V>, MAX_VCPUS>,
-    weights: &[u32],
+/// Gives `slot`'s guest a new vCPU, starting from its boot state and reset x87/SSE.
+fn start_vcpu<B: ArchBackend>(
+    backend: &mut B,
     frames: &mut HostFrames,
-) {
-    let mut queue = RunQueue::new();
-    for (i, slot) in slots.iter().enumerate() {
-        if slot.vcpu.is_some() {
-            // Weights were checked when the module line was read.
-            let _ = queue.add(i, weights.get(i).copied().unwrap_or(1));
+    slot: &mut Slot<B::Vcpu>,
+) -> Result<(), VcpuError> {
+    let g = &slot.guest;
+    let rules = CpuRules::for_guest(g.vm.host.cpuid);
+    slot.vcpu = Some(backend.create_vcpu(&g.vm.memory, g.start, rules, frames)?);
+    slot.fpu = FpuState::reset();
+    Ok(())
+}
+
+/// The guests of this CPU and what runs them.
+pub struct Scheduler<'a, B: ArchBackend> {
+    pub backend: &'a mut B,
+    pub frames: &'a mut HostFrames,
+    pub cpu: Cpu,
+    pub slots: ArrayVec<Slot<B::Vcpu>, MAX_VCPUS>,
+    queue: RunQueue,
+    /// The slot whose state is in the CPU.
+    current: Option<usize>,
+}
+
+impl<'a, B: ArchBackend> Scheduler<'a, B> {
+    pub fn new(backend: &'a mut B, frames: &'a mut HostFrames, cpu: Cpu) -> Self {
+        Scheduler {
+            backend,
+            frames,
+            cpu,
+            slots: ArrayVec::new(),
+            queue: RunQueue::new(),
+            current: None,
         }
     }
-    let mut current: Option<usize> = None;
-    loop {
-        let now = crate::time::now_ns();
-        wake_halted(&mut queue, slots);
-        match queue.next(now) {
-            Next::Run { id, until_ns } => {
-                switch(cpu, slots, &mut current, id);
-                let stop = run_slot(&mut slots[id], until_ns);
-                let _ = queue.charge(id, crate::time::now_ns().saturating_sub(now));
-                match stop {
-                    Stop::Preempted => {}
-                    Stop::Halted { wake_ns } => {
-                        let _ = queue.halt(id, wake_ns);
-                    }
-                    Stop::Ended(end) => {
-                        let _ = queue.end(id);
-                        if current == Some(id) {
-                            current = None;
-                        }
-                        finish(&mut slots[id], end, frames);
-                    }
-                }
+
+    /// Gives `guest` a vCPU and a place in the queue; a guest that cannot get a vCPU
+    /// ends at once with the reason.
+    pub fn add(&mut self, guest: Guest) {
+        let id = self.slots.len();
+        let deadline = guest
+            .plan
+            .schedule
+            .limit_ns
+            .map(|l| crate::time::now_ns().saturating_add(l));
+        let weight = guest.plan.schedule.weight;
+        let mut slot = Slot {
+            guest,
+            vcpu: None,
+            fpu: FpuState::reset(),
+            end: None,
+            restarts: 0,
+            deadline,
+        };
+        let started = start_vcpu(self.backend, self.frames, &mut slot);
+        if self.slots.try_push(slot).is_err() {
+            return;
+        }
+        // `add` fails only for a bad weight (checked when the line was read) or a full
+        // queue (as many entries as slots): neither can happen here.
+        let _ = self.queue.add(id, weight);
+        if let Err(e) = started {
+            self.finish(
+                id,
+                GuestEnd::error(format_args!("cannot create its vCPU: {e}")),
+            );
+        }
+    }
+
+    /// Runs every guest until all have ended.
+    pub fn run(&mut self) {
+        loop {
+            let now = crate::time::now_ns();
+            self.end_expired(now);
+            self.wake_halted();
+            match self.queue.next(now) {
+                Next::Run { id, until_ns } => self.run_one(id, now, until_ns),
+                Next::Idle { until_ns } => self.idle(now, until_ns),
+                Next::Done => return,
             }
-            Next::Idle { until_ns } => idle(now, until_ns),
-            Next::Done => return,
         }
     }
-}
 
-/// Runs one slot's vCPU for one slice, with guest time in the VM's own terms.
-fn run_slot<V: ArchVcpu>(slot: &mut Slot<V>, until_ns: u64) -> Stop {
-    let Some(vcpu) = slot.vcpu.as_mut() else {
-        return Stop::Ended(GuestEnd::error(format_args!("no vCPU")));
-    };
-    dispatch::run_slice(vcpu, &mut slot.guest.vm, until_ns)
-}
-
-/// Halted guests whose platform has an interrupt for them become runnable.
-fn wake_halted<V>(queue: &mut RunQueue, slots: &mut ArrayVec<Slot<V>, MAX_VCPUS>) {
-    let halted: ArrayVec<usize, MAX_VCPUS> = queue.halted().collect();
-    for id in halted {
-        if dispatch::has_interrupt(&mut slots[id].guest.vm) {
-            let _ = queue.wake(id);
+    fn run_one(&mut self, id: usize, now: u64, until_ns: u64) {
+        self.switch_to(id);
+        let slot = &mut self.slots[id];
+        let until = slot.deadline.map_or(until_ns, |d| d.min(until_ns));
+        let stop = match slot.vcpu.as_mut() {
+            Some(vcpu) => dispatch::run_slice(vcpu, &mut slot.guest.vm, until),
+            None => Stop::Ended(GuestEnd::error(format_args!("no vCPU"))),
+        };
+        let _ = self
+            .queue
+            .charge(id, crate::time::now_ns().saturating_sub(now));
+        match stop {
+            Stop::Preempted => {}
+            Stop::Halted { wake_ns } => {
+                let _ = self.queue.halt(id, wake_ns);
+            }
+            Stop::Ended(end) => self.finish(id, end),
         }
     }
-}
 
-/// Makes `next` the guest whose state is in the CPU.
-fn switch<V: ArchVcpu>(
-    cpu: Cpu,
-    slots: &mut ArrayVec<Slot<V>, MAX_VCPUS>,
-    current: &mut Option<usize>,
-    next: usize,
-) {
-    if *current == Some(next) {
-        return;
+    /// Guests whose `limit=` ran out end.
+    fn end_expired(&mut self, now: u64) {
+        for id in 0..self.slots.len() {
+            let s = &self.slots[id];
+            if s.vcpu.is_some() && s.deadline.is_some_and(|d| d <= now) {
+                self.finish(id, GuestEnd::TimeLimit);
+            }
+        }
     }
-    if let Some(prev) = current.take() {
-        let slot = &mut slots[prev];
+
+    /// Halted guests whose platform has an interrupt for them become runnable.
+    fn wake_halted(&mut self) {
+        let halted: ArrayVec<usize, MAX_VCPUS> = self.queue.halted().collect();
+        for id in halted {
+            if dispatch::has_interrupt(&mut self.slots[id].guest.vm) {
+                let _ = self.queue.wake(id);
+            }
+        }
+    }
+
+    /// Makes slot `next` the one whose state is in the CPU.
+    fn switch_to(&mut self, next: usize) {
+        if self.current == Some(next) {
+            return;
+        }
+        self.put_current();
+        if self.cpu.ibpb {
+            // SAFETY: CPUID says IA32_PRED_CMD exists; IBPB only discards predictions.
+            unsafe { x86::msr::wrmsr(IA32_PRED_CMD, IBPB) };
+        }
+        let slot = &mut self.slots[next];
+        slot.fpu.restore(self.cpu.fpu);
         if let Some(v) = slot.vcpu.as_mut() {
-            v.put();
+            v.load();
         }
-        slot.fpu.save(cpu.fpu);
+        self.current = Some(next);
     }
-    if cpu.ibpb {
-        // SAFETY: CPUID says IA32_PRED_CMD exists; IBPB only discards branch predictions.
-        unsafe { x86::msr::wrmsr(IA32_PRED_CMD, IBPB) };
+
+    /// Takes the current guest's state out of the CPU.
+    fn put_current(&mut self) {
+        if let Some(prev) = self.current.take() {
+            let slot = &mut self.slots[prev];
+            if let Some(v) = slot.vcpu.as_mut() {
+                v.put();
+            }
+            slot.fpu.save(self.cpu.fpu);
+        }
     }
-    let slot = &mut slots[next];
-    slot.fpu.restore(cpu.fpu);
-    if let Some(v) = slot.vcpu.as_mut() {
-        v.load();
+
+    /// A guest ended: it restarts (`on-reset=restart`, a few times) or is gone; its
+    /// vCPU's frames go back either way, and its RAM when it is gone.
+    fn finish(&mut self, id: usize, end: GuestEnd) {
+        if self.current == Some(id) {
+            self.put_current();
+        }
+        let frames = &mut *self.frames;
+        let slot = &mut self.slots[id];
+        if let Some(v) = slot.vcpu.take() {
+            v.release(frames);
+        }
+        let restart = end == GuestEnd::Reset
+            && slot.guest.plan.schedule.on_reset == OnReset::Restart
+            && slot.restarts < MAX_RESTARTS;
+        if restart {
+            slot.restarts += 1;
+            say!(
+                "guest {} reset: starting it again ({} of {})",
+                slot.guest.vm.name,
+                slot.restarts,
+                MAX_RESTARTS
+            );
+            if self.restart(id).is_ok() {
+                return;
+            }
+        }
+        let slot = &mut self.slots[id];
+        slot.guest.vm.flush_console();
+        say!("guest {} ended: {}", slot.guest.vm.name, end);
+        slot.guest.free_ram(self.frames);
+        slot.end = Some(end);
+        let _ = self.queue.end(id);
     }
-    *current = Some(next);
-}
 
-/// A guest ended: say so, and give its vCPU's frames back.
-fn finish<V: ArchVcpu>(slot: &mut Slot<V>, end: GuestEnd, frames: &mut HostFrames) {
-    say!("guest {} ended: {}", slot.guest.vm.name, end);
-    if let Some(v) = slot.vcpu.take() {
-        v.put_and_release(frames);
+    /// Loads the guest again and gives it a new vCPU.
+    fn restart(&mut self, id: usize) -> Result<(), ()> {
+        let slot = &mut self.slots[id];
+        slot.guest.reload(self.frames).map_err(|_| ())?;
+        if let Err(e) = start_vcpu(self.backend, self.frames, slot) {
+            say!("guest {}: cannot create its vCPU: {e}", slot.guest.vm.name);
+            return Err(());
+        }
+        let _ = self.queue.restart(id);
+        Ok(())
     }
-    slot.end = Some(end);
-}
 
-/// Every guest is halted: sleep until the earliest wake-up or a host interrupt.
-fn idle(now: u64, until_ns: Option<u64>) {
-    crate::hosttimer::arm(until_ns.map(|t| t.saturating_sub(now)));
-    crate::hosttimer::idle();
-}
-
-/// Ending a vCPU: `put` first (it may be loaded), then release its frames.
-trait PutAndRelease {
-    fn put_and_release(self, frames: &mut impl FrameAllocator);
-}
-
-impl<V: ArchVcpu> PutAndRelease for V {
-    fn put_and_release(mut self, frames: &mut impl FrameAllocator) {
-        self.put();
-        self.release(frames);
+    /// Every guest is halted: sleep until the earliest wake-up or time limit, or a host
+    /// interrupt.
+    fn idle(&self, now: u64, until_ns: Option<u64>) {
+        let limit = self
+            .slots
+            .iter()
+            .filter(|s| s.vcpu.is_some())
+            .filter_map(|s| s.deadline)
+            .min();
+        let wake = match (until_ns, limit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        crate::hosttimer::arm(wake.map(|t| t.saturating_sub(now)));
+        crate::hosttimer::idle();
     }
 }

@@ -9,6 +9,8 @@ const PIT_HZ: u64 = 1_193_182;
 const WINDOW_TICKS: u64 = PIT_HZ / 100;
 
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
+/// `vmm_core::vm::ns_per_tick` of the calibrated rate.
+static NS_PER_TICK: AtomicU64 = AtomicU64::new(0);
 
 pub fn tsc() -> u64 {
     // SAFETY: RDTSC has no side effects.
@@ -33,7 +35,13 @@ pub fn calibrate() -> u64 {
         (tsc() - start) * (PIT_HZ / WINDOW_TICKS)
     };
     TSC_HZ.store(hz.max(1), Ordering::Relaxed);
+    NS_PER_TICK.store(vmm_core::vm::ns_per_tick(hz), Ordering::Relaxed);
     hz
+}
+
+/// Host time in nanoseconds, on the same scale as every guest's time.
+pub fn now_ns() -> u64 {
+    vmm_core::vm::ticks_to_ns(tsc(), NS_PER_TICK.load(Ordering::Relaxed))
 }
 
 pub fn tsc_hz() -> u64 {

@@ -54,6 +54,8 @@ pub enum GuestEnd {
     Reset,
     /// The guest powered its machine off (ACPI S5): a clean end.
     PoweredOff,
+    /// It lived as long as its `limit=` allows.
+    TimeLimit,
     /// Janus could not go on with this guest (entry failure, unsupported exit, ...).
     Error(Reason),
 }
@@ -78,12 +80,25 @@ impl fmt::Display for GuestEnd {
             GuestEnd::Halted => write!(f, "halted with interrupts off"),
             GuestEnd::Reset => write!(f, "reset"),
             GuestEnd::PoweredOff => write!(f, "powered off"),
+            GuestEnd::TimeLimit => write!(f, "time limit reached"),
             GuestEnd::Error(r) => write!(f, "error: {r}"),
         }
     }
 }
 
 const LINE: usize = 200;
+
+/// Nanoseconds per TSC tick at `tsc_hz`, in 32.32 fixed point: guest time is a multiply
+/// away from the TSC, with no division on the path of an exit.
+pub fn ns_per_tick(tsc_hz: u64) -> u64 {
+    ((1_000_000_000u128 << 32) / tsc_hz.max(1) as u128) as u64
+}
+
+/// `tsc` ticks in nanoseconds, with [`ns_per_tick`]'s factor: the one conversion guest
+/// time and the scheduler share.
+pub fn ticks_to_ns(tsc: u64, ns_per_tick: u64) -> u64 {
+    ((tsc as u128 * ns_per_tick as u128) >> 32) as u64
+}
 
 pub struct Vm {
     pub name: Name,
@@ -112,7 +127,7 @@ impl Vm {
             }
         }
         let platform = Platform::new(memory.size(), (host.tsc_hz)(), RTC_EPOCH);
-        let ns_per_tick = ((1_000_000_000u128 << 32) / (host.tsc_hz)().max(1) as u128) as u64;
+        let ns_per_tick = ns_per_tick((host.tsc_hz)());
         Vm {
             name: n,
             memory,
@@ -133,7 +148,7 @@ impl Vm {
         // Fixed-point ns per tick, 32 fractional bits: a multiply, no division, on the
         // path of every exit.
         Now {
-            ns: ((tsc as u128 * self.ns_per_tick as u128) >> 32) as u64,
+            ns: ticks_to_ns(tsc, self.ns_per_tick),
             tsc,
         }
     }

@@ -552,9 +552,17 @@ fn a_guest_that_never_exits_on_its_own_is_preempted_at_the_end_of_its_slice() {
     let now = crate::mock::TSC.with(|t| t.get());
     let until = now + 10_000_000;
     assert_eq!(run_slice(&mut v, &mut m, until), Stop::Preempted);
-    assert_eq!(v.exits.len(), 16 - 4, "four runs of 3 ms reach the 10 ms slice end");
+    assert_eq!(
+        v.exits.len(),
+        16 - 4,
+        "four runs of 3 ms reach the 10 ms slice end"
+    );
     let armed = crate::mock::ARMED.with(|a| a.borrow().first().copied().flatten());
-    assert_eq!(armed, Some(10_000_000), "the host timer was armed for the slice end");
+    assert_eq!(
+        armed,
+        Some(10_000_000),
+        "the host timer was armed for the slice end"
+    );
 }
 
 #[test]
@@ -568,14 +576,24 @@ fn a_halted_guest_gives_the_cpu_back_until_its_next_device_event() {
     v.rflags |= 1 << 9;
     v.exits.push_back(VmExit::Hlt);
     let now = crate::mock::TSC.with(|t| t.get());
-    let Stop::Halted { wake_ns: Some(wake) } = run_slice(&mut v, &mut m, u64::MAX) else {
+    let Stop::Halted {
+        wake_ns: Some(wake),
+    } = run_slice(&mut v, &mut m, u64::MAX)
+    else {
         panic!("HLT with a PIT running halts until IRQ0")
     };
-    assert!((wake - now).abs_diff(1_000_000) < 2_000, "IRQ0 in about 1 ms: {}", wake - now);
+    assert!(
+        (wake - now).abs_diff(1_000_000) < 2_000,
+        "IRQ0 in about 1 ms: {}",
+        wake - now
+    );
     assert!(!m.halted, "run_slice took the halt");
     // Without any timer the halt would last forever: the guest ends, named.
     let mut m = vm(ram(1 << 20));
     let mut v = MockVcpu::new(&[VmExit::Hlt]);
     v.rflags |= 1 << 9;
-    assert!(matches!(run_slice(&mut v, &mut m, u64::MAX), Stop::Ended(GuestEnd::Error(_))));
+    assert!(matches!(
+        run_slice(&mut v, &mut m, u64::MAX),
+        Stop::Ended(GuestEnd::Error(_))
+    ));
 }

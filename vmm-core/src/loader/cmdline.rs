@@ -43,6 +43,22 @@ pub struct ModuleArgs<'a> {
     pub kind: Option<GuestKind>,
     pub cmdline: Option<&'a str>,
     pub initrd_of: Option<&'a str>,
+    /// `weight=`: the guest's share of the CPU against the others (1 to 1000).
+    pub weight: Option<u32>,
+    /// `on-reset=`: what a reset of the guest's machine does.
+    pub on_reset: Option<OnReset>,
+    /// `limit=`: the longest the guest may live (`500ms`, `30s`, `2m`), in nanoseconds.
+    pub limit_ns: Option<u64>,
+}
+
+/// What happens when a guest pulls its machine's reset line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnReset {
+    /// The guest ends (`reset`).
+    #[default]
+    End,
+    /// It starts again from its image, a few times at most.
+    Restart,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +70,9 @@ pub enum ArgError<'a> {
     /// A size that overflows or exceeds [`MAX_MEM`].
     TooLarge(&'a str),
     BadKind(&'a str),
+    BadWeight(&'a str),
+    BadOnReset(&'a str),
+    BadDuration(&'a str),
     /// A word that is not `key=value` after the file name.
     Stray(&'a str),
     UnclosedQuote,
@@ -67,7 +86,7 @@ impl fmt::Display for ArgError<'_> {
             ArgError::UnknownKey(k) => {
                 write!(
                     f,
-                    "unknown key '{}' (known: name, mem, kind, cmdline, initrd-of)",
+                    "unknown key '{}' (known: name, mem, kind, cmdline, initrd-of, weight, on-reset, limit)",
                     Clip(k)
                 )
             }
@@ -91,10 +110,49 @@ impl fmt::Display for ArgError<'_> {
                 MAX_MEM >> 40
             ),
             ArgError::BadKind(k) => write!(f, "bad kind '{}': use multiboot1 or linux", Clip(k)),
+            ArgError::BadWeight(w) => write!(f, "bad weight '{}': use 1 to {MAX_WEIGHT}", Clip(w)),
+            ArgError::BadOnReset(v) => {
+                write!(f, "bad on-reset '{}': use end or restart", Clip(v))
+            }
+            ArgError::BadDuration(v) => write!(
+                f,
+                "bad limit '{}': use a number with ms, s or m, at most a day",
+                Clip(v)
+            ),
             ArgError::Stray(w) => write!(f, "'{}' is not key=value", Clip(w)),
             ArgError::UnclosedQuote => write!(f, "a quote is not closed"),
             ArgError::Conflict(a, b) => write!(f, "keys '{a}' and '{b}' do not go together"),
         }
+    }
+}
+
+/// Largest `weight=`: the scheduler's limit.
+pub const MAX_WEIGHT: u32 = crate::sched::MAX_WEIGHT;
+
+fn parse_weight(v: &str) -> Result<u32, ArgError<'_>> {
+    match v.parse::<u32>() {
+        Ok(w) if (1..=MAX_WEIGHT).contains(&w) => Ok(w),
+        _ => Err(ArgError::BadWeight(v)),
+    }
+}
+
+/// `500ms`, `30s`, `2m` in nanoseconds; at most a day.
+fn parse_duration(v: &str) -> Result<u64, ArgError<'_>> {
+    const DAY_NS: u64 = 86_400 * 1_000_000_000;
+    let bad = ArgError::BadDuration(v);
+    let (digits, unit_ns) = if let Some(d) = v.strip_suffix("ms") {
+        (d, 1_000_000)
+    } else if let Some(d) = v.strip_suffix('s') {
+        (d, 1_000_000_000)
+    } else if let Some(d) = v.strip_suffix('m') {
+        (d, 60_000_000_000)
+    } else {
+        return Err(bad);
+    };
+    let n: u64 = digits.parse().map_err(|_| bad)?;
+    match n.checked_mul(unit_ns) {
+        Some(ns) if ns > 0 && ns <= DAY_NS => Ok(ns),
+        _ => Err(bad),
     }
 }
 
@@ -237,6 +295,16 @@ pub fn parse_module_args(line: &str) -> Result<ModuleArgs<'_>, ArgError<'_>> {
                 }
                 set(&mut a.initrd_of, key, value)?
             }
+            "weight" => set(&mut a.weight, key, parse_weight(value)?)?,
+            "on-reset" | "on_reset" => {
+                let r = match value {
+                    "end" => OnReset::End,
+                    "restart" => OnReset::Restart,
+                    _ => return Err(ArgError::BadOnReset(value)),
+                };
+                set(&mut a.on_reset, key, r)?
+            }
+            "limit" => set(&mut a.limit_ns, key, parse_duration(value)?)?,
             _ => return Err(ArgError::UnknownKey(key)),
         }
         rest = after.trim_start();
@@ -247,6 +315,9 @@ pub fn parse_module_args(line: &str) -> Result<ModuleArgs<'_>, ArgError<'_>> {
             ("mem", a.mem.is_some()),
             ("kind", a.kind.is_some()),
             ("cmdline", a.cmdline.is_some()),
+            ("weight", a.weight.is_some()),
+            ("on-reset", a.on_reset.is_some()),
+            ("limit", a.limit_ns.is_some()),
         ];
         if let Some((k, _)) = guest_keys.iter().find(|(_, given)| *given) {
             return Err(ArgError::Conflict("initrd-of", k));
@@ -258,6 +329,56 @@ pub fn parse_module_args(line: &str) -> Result<ModuleArgs<'_>, ArgError<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scheduling_keys() {
+        let a = parse_module_args("/g/spin weight=3 on-reset=restart limit=1500ms").unwrap();
+        assert_eq!(
+            (a.weight, a.on_reset, a.limit_ns),
+            (Some(3), Some(OnReset::Restart), Some(1_500_000_000))
+        );
+        assert_eq!(
+            parse_module_args("limit=2m").unwrap().limit_ns,
+            Some(120_000_000_000)
+        );
+        assert_eq!(
+            parse_module_args("limit=7s").unwrap().limit_ns,
+            Some(7_000_000_000)
+        );
+        for bad in ["weight=0", "weight=1001", "weight=x", "weight=-1"] {
+            assert!(
+                matches!(parse_module_args(bad), Err(ArgError::BadWeight(_))),
+                "{bad}"
+            );
+        }
+        for bad in [
+            "limit=5",
+            "limit=0s",
+            "limit=99999999999999999999ms",
+            "limit=2d",
+            "limit=25h",
+        ] {
+            assert!(
+                matches!(parse_module_args(bad), Err(ArgError::BadDuration(_))),
+                "{bad}"
+            );
+        }
+        assert!(
+            matches!(
+                parse_module_args("limit=1441m"),
+                Err(ArgError::BadDuration(_))
+            ),
+            "over a day"
+        );
+        assert!(matches!(
+            parse_module_args("on-reset=reboot"),
+            Err(ArgError::BadOnReset(_))
+        ));
+        assert_eq!(
+            parse_module_args("initrd-of=l weight=2").err(),
+            Some(ArgError::Conflict("initrd-of", "weight"))
+        );
+    }
 
     #[test]
     fn sizes() {

@@ -7,7 +7,7 @@
 
 use crate::addr::{MIB, PAGE_2M};
 use crate::loader::cmdline::{
-    parse_module_args, valid_name_char, ArgError, Clip, GuestKind, ModuleArgs,
+    parse_module_args, valid_name_char, ArgError, Clip, GuestKind, ModuleArgs, OnReset,
 };
 use crate::loader::{linux, multiboot1};
 use crate::vm::Name;
@@ -52,6 +52,17 @@ pub struct GuestPlan<'a> {
     pub cmdline: &'a str,
     /// The initrd's bytes (Linux guests only).
     pub initrd: Option<&'a [u8]>,
+    /// How the guest shares the CPU and what its end is.
+    pub schedule: Schedule,
+}
+
+/// A guest's scheduling settings (`weight=`, `on-reset=`, `limit=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    pub weight: u32,
+    pub on_reset: OnReset,
+    /// The longest it may live, in nanoseconds of host time.
+    pub limit_ns: Option<u64>,
 }
 
 /// What a module is.
@@ -261,6 +272,11 @@ fn plan_guest<'a>(
         mem: want.div_ceil(PAGE_2M) * PAGE_2M,
         cmdline,
         initrd,
+        schedule: Schedule {
+            weight: args.weight.unwrap_or(1),
+            on_reset: args.on_reset.unwrap_or_default(),
+            limit_ns: args.limit_ns,
+        },
     })
 }
 
@@ -528,7 +544,7 @@ mod tests {
         let p = plan_all(&[m("/k name=a colour=blue", &k)]);
         assert_eq!(
             line(&p[0]),
-            "guest module0: not started: bad module command line: unknown key 'colour' (known: name, mem, kind, cmdline, initrd-of)"
+            "guest module0: not started: bad module command line: unknown key 'colour' (known: name, mem, kind, cmdline, initrd-of, weight, on-reset, limit)"
         );
     }
 
