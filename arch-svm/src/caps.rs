@@ -12,6 +12,8 @@ pub struct SvmCaps {
     pub nrip_save: bool,
     pub asids: u32,
     pub decode_assists: bool,
+    /// TLB_CONTROL can flush one ASID's entries (FlushByAsid, APM Vol 2 15.16).
+    pub flush_by_asid: bool,
 }
 
 /// Why AMD-V cannot run guests here: one line for the console.
@@ -70,6 +72,7 @@ pub fn evaluate(
         nrip_save: edx & (1 << 3) != 0,
         asids: ebx,
         decode_assists: edx & (1 << 7) != 0,
+        flush_by_asid: edx & (1 << 6) != 0,
     };
     if !caps.npt {
         return Err(Refusal(
@@ -109,8 +112,10 @@ mod tests {
     #[test]
     fn epyc_under_qemu_has_npt_but_no_nrip_save() {
         let c = evaluate(1 << 2, 0x8000_001f, Some((16, 0x1)), Some(0)).unwrap();
-        assert!(c.npt && !c.nrip_save);
+        assert!(c.npt && !c.nrip_save && !c.flush_by_asid);
         assert_eq!(c.asids, 16);
+        let flush = evaluate(1 << 2, 0x8000_001f, Some((16, 0x41)), Some(0)).unwrap();
+        assert!(flush.flush_by_asid, "EDX bit 6");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! host's RSP, RIP and the rest of the state in the host save area (VM_HSAVE_PA).
 //!
 //! The guest's RAX lives in the VMCB; the other registers come from `GprFile` through
-//! `GprFile::offset` (`offset_of!`).
+//! `GprFile::offset` (`offset_of!`). Host tests get a stand-in that fails the test
+//! instead of executing VMRUN.
 
 use vmm_core::vcpu::GprFile;
 
@@ -13,6 +14,7 @@ use vmm_core::vcpu::GprFile;
 /// `vmcb_pa` must be a valid VMCB, `host_save_pa` the page Janus' own VMSAVE state is
 /// kept in, EFER.SVME must be set with VM_HSAVE_PA programmed, and `regs` must be valid
 /// for reads and writes for the whole call.
+#[cfg(not(test))]
 #[unsafe(naked)]
 pub unsafe extern "C" fn svm_run(regs: *mut GprFile, vmcb_pa: u64, host_save_pa: u64) {
     vmm_core::world_switch_asm!(
@@ -41,4 +43,13 @@ pub unsafe extern "C" fn svm_run(regs: *mut GprFile, vmcb_pa: u64, host_save_pa:
         ],
         operands: [],
     )
+}
+
+/// A host test reached VMRUN: only a loaded vCPU may.
+///
+/// # Safety
+/// None needed; `unsafe` as the real one.
+#[cfg(test)]
+pub unsafe fn svm_run(_regs: *mut GprFile, _vmcb_pa: u64, _host_save_pa: u64) {
+    panic!("VMRUN in a host test")
 }

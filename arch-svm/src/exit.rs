@@ -1,12 +1,12 @@
 //! SVM exit codes (APM Vol 2 Appendix C) turned into the core's `VmExit`.
 
-use crate::vmcb::exit_code::{self as code, cr_info, ioio, msr, npf};
+use crate::vmcb::exit_code::{self as code, ioio, mov_info, msr, npf};
 use vmm_core::addr::GuestPhys;
 use vmm_core::exit::{IoAccess, IoDir, NestedAccess, StringIo, VmExit};
 use vmm_core::vcpu::{CrTarget, Gpr, SegReg};
 
 /// Decodes one #VMEXIT from EXITCODE, EXITINFO1 and EXITINFO2. `gpr` reads guest
-/// registers (for CR writes reported with decode assists).
+/// registers (for CR and DR writes reported with decode assists).
 pub fn decode(exit: u64, info1: u64, info2: u64, gpr: impl Fn(Gpr) -> u64) -> VmExit {
     let raw = VmExit::Raw {
         reason: exit,
@@ -15,17 +15,23 @@ pub fn decode(exit: u64, info1: u64, info2: u64, gpr: impl Fn(Gpr) -> u64) -> Vm
     };
     match exit {
         code::CR_READ..=code::CR_WRITE_LAST => cr_access(exit, info1, gpr).unwrap_or(raw),
+        code::DR_READ..=code::DR_WRITE_LAST => dr_access(exit, info1, gpr).unwrap_or(raw),
         code::EXCP_BASE..=code::EXCP_LAST => {
             let vector = (exit - code::EXCP_BASE) as u8;
             VmExit::Exception {
                 vector,
                 // For intercepted exceptions that push one, EXITINFO1 holds the error
-                // code (APM Vol 2 15.12).
+                // code (APM Vol 2 15.12). An intercepted #DB has already updated DR6 and
+                // DR7 in the VMCB as its delivery would have (APM Vol 2 15.12.2), so the
+                // core reflects it as it is.
                 error_code: pushes_error_code(vector).then_some(info1 as u32),
             }
         }
         code::INTR => VmExit::ExternalInterrupt,
         code::NMI => VmExit::Nmi,
+        // A physical SMI or INIT, intercepted so that it reaches the host (APM Vol 2 15.13),
+        // which has taken it by now.
+        code::SMI | code::INIT => VmExit::HostSignal,
         code::VINTR => VmExit::InterruptWindow,
         code::CPUID => VmExit::Cpuid,
         code::INVD => VmExit::Invd,
@@ -65,10 +71,10 @@ const fn pushes_error_code(vector: u8) -> bool {
 fn cr_access(exit: u64, info1: u64, gpr: impl Fn(Gpr) -> u64) -> Option<VmExit> {
     let write = exit >= code::CR_WRITE;
     let cr = CrTarget::from_number(exit & code::CR_READ_LAST)?;
-    if info1 & cr_info::MOV == 0 {
+    if info1 & mov_info::MOV == 0 {
         return write.then_some(VmExit::CrWriteUndecoded { cr });
     }
-    let reg = Gpr::from_index((info1 & cr_info::GPR) as u8)?;
+    let reg = mov_gpr(info1)?;
     Some(if write {
         VmExit::CrWrite {
             cr,
@@ -77,6 +83,33 @@ fn cr_access(exit: u64, info1: u64, gpr: impl Fn(Gpr) -> u64) -> Option<VmExit> 
     } else {
         VmExit::CrRead { cr, dest: reg }
     })
+}
+
+/// A MOV to or from DR0-DR7 (DR8-DR15 raise #UD and never exit); the GPR is known only
+/// with decode assists (APM Vol 2 15.33.1), else the core decodes the instruction.
+fn dr_access(exit: u64, info1: u64, gpr: impl Fn(Gpr) -> u64) -> Option<VmExit> {
+    let write = exit >= code::DR_WRITE;
+    let dr = ((exit - code::DR_READ) % 16) as u8;
+    if dr > 7 {
+        return None;
+    }
+    if info1 & mov_info::MOV == 0 {
+        return Some(VmExit::DrAccessUndecoded { dr, write });
+    }
+    let reg = mov_gpr(info1)?;
+    Some(if write {
+        VmExit::DrWrite {
+            dr,
+            value: gpr(reg),
+        }
+    } else {
+        VmExit::DrRead { dr, dest: reg }
+    })
+}
+
+/// The general register a decoded MOV CR/DR names.
+fn mov_gpr(info1: u64) -> Option<Gpr> {
+    Gpr::from_index((info1 & mov_info::GPR) as u8)
 }
 
 /// An IOIO exit's EXITINFO1 (APM Vol 2 15.10.2, Figure 15-2).

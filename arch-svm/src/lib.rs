@@ -7,7 +7,8 @@
 //! and Appendix B (VMCB layout) and C (SVM intercept exit codes).
 //!
 //! Where to look: `caps.rs` decides whether this CPU can run Janus; `svm.rs` enables SVM
-//! and allocates a vCPU's frames; `vmcb/` is the layout (`layout.rs`), the control-field
+//! and allocates a vCPU's frames; `asid.rs` hands out ASIDs; `debug_regs.rs` loads the
+//! guest's DR0-DR3; `vmcb/` is the layout (`layout.rs`), the control-field
 //! values (`bits.rs`), the intercept vectors (`intercept.rs`), the exit codes
 //! (`exit_code.rs`) and the page a VMCB lives in (`page.rs`); `setup.rs` fills a new
 //! VMCB; `vcpu.rs` is the `ArchVcpu`; `inject.rs` encodes events; `entry.rs` is the
@@ -15,7 +16,9 @@
 //! `npt.rs` is the nested page-table format.
 #![cfg_attr(not(test), no_std)]
 
+mod asid;
 mod caps;
+mod debug_regs;
 mod entry;
 mod exit;
 mod inject;

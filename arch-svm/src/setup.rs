@@ -2,11 +2,13 @@
 //! maps, ASID and nested page tables, and the guest's initial state (APM Vol 2 15.5,
 //! 15.9-15.11, 15.25). Pure: it writes a `Vmcb` wherever that lives.
 
+use crate::caps::SvmCaps;
 use crate::vmcb::bits::{np_control, tlb_control, v_intr};
-use crate::vmcb::intercept::{cr_write, misc1, misc2};
+use crate::vmcb::intercept::{cr_write, exceptions, misc1, misc2, DR0_7_READ_WRITE};
 use crate::vmcb::{ControlArea, SaveArea, Vmcb, VmcbSegment};
 use vmm_core::addr::HostPhys;
-use vmm_core::cpu_rules::efer;
+use vmm_core::cpu_rules::{dr, efer};
+use vmm_core::exit::ALWAYS_INTERCEPTED_EXCEPTIONS;
 use vmm_core::vcpu::{DescTable, Gpr, InitialState, Segment};
 
 /// I/O and MSR permission maps: 12 KiB and 8 KiB (APM Vol 2 15.10.1, 15.11).
@@ -15,6 +17,13 @@ pub const MSRPM_PAGES: usize = 2;
 
 /// CR4 writes exit so that the guest cannot set what CPUID hides (OSXSAVE, VMXE, ...).
 pub const INTERCEPT_CR: u32 = cr_write(4);
+/// Every MOV to or from a debug register exits: the guest's DR0-DR3 are its vCPU's copy
+/// and DR6/DR7 keep their rules (the core checks them).
+pub const INTERCEPT_DR: u32 = DR0_7_READ_WRITE;
+/// #DB and #AC, whose delivery a guest could make loop inside the CPU.
+pub const INTERCEPT_EXCEPTIONS: u32 = exceptions(&ALWAYS_INTERCEPTED_EXCEPTIONS);
+/// INVLPGA names any ASID, so a guest's would flush other guests' TLB entries: it exits
+/// and gets #UD.
 pub const INTERCEPT_MISC1: u32 = misc1::INTR
     | misc1::NMI
     | misc1::SMI
@@ -23,6 +32,7 @@ pub const INTERCEPT_MISC1: u32 = misc1::INTR
     | misc1::CPUID
     | misc1::INVD
     | misc1::HLT
+    | misc1::INVLPGA
     | misc1::IOIO_PROT
     | misc1::MSR_PROT
     | misc1::SHUTDOWN;
@@ -38,9 +48,6 @@ pub const INTERCEPT_MISC2: u32 = misc2::VMRUN
     | misc2::MWAIT
     | misc2::XSETBV;
 
-/// DR6 and DR7 at reset (APM Vol 2 14.1.3, Table 14-1).
-const DR6_RESET: u64 = 0xffff_0ff0;
-const DR7_RESET: u64 = 0x400;
 /// The PAT at reset: WB, WT, UC-, UC, twice (APM Vol 2 7.8.1).
 const PAT_RESET: u64 = 0x0007_0406_0007_0406;
 
@@ -54,20 +61,27 @@ pub struct Tables {
 }
 
 /// Fills a zeroed VMCB for a guest that starts in `st`.
-pub fn fill(vmcb: &mut Vmcb, t: &Tables, st: &InitialState) {
-    control(&mut vmcb.control, t);
+pub fn fill(vmcb: &mut Vmcb, t: &Tables, caps: &SvmCaps, st: &InitialState) {
+    control(&mut vmcb.control, t, caps);
     save(&mut vmcb.save, st);
 }
 
-fn control(c: &mut ControlArea, t: &Tables) {
+fn control(c: &mut ControlArea, t: &Tables, caps: &SvmCaps) {
     c.intercept_cr = INTERCEPT_CR;
+    c.intercept_dr = INTERCEPT_DR;
+    c.intercept_exceptions = INTERCEPT_EXCEPTIONS;
     c.intercept_misc1 = INTERCEPT_MISC1;
     c.intercept_misc2 = INTERCEPT_MISC2;
     c.iopm_base_pa = t.iopm.0;
     c.msrpm_base_pa = t.msrpm.0;
     c.guest_asid = t.asid;
-    // The ASID may have run another guest before.
-    c.tlb_control = tlb_control::FLUSH_ALL;
+    // The ASID may have run a released guest before: its TLB entries go at the first
+    // VMRUN (APM Vol 2 15.16), only this ASID's where the CPU can (FlushByAsid).
+    c.tlb_control = if caps.flush_by_asid {
+        tlb_control::FLUSH_ASID
+    } else {
+        tlb_control::FLUSH_ALL
+    };
     c.v_intr = v_intr::V_INTR_MASKING;
     c.np_control = np_control::NP_ENABLE;
     c.n_cr3 = t.n_cr3.0;
@@ -88,8 +102,8 @@ fn save(s: &mut SaveArea, st: &InitialState) {
     s.cr0 = st.cr0;
     s.cr3 = st.cr3;
     s.cr4 = st.cr4;
-    s.dr6 = DR6_RESET;
-    s.dr7 = DR7_RESET;
+    s.dr6 = dr::DR6_RESET;
+    s.dr7 = dr::DR7_RESET;
     s.rflags = st.rflags;
     s.rip = st.rip;
     s.rsp = 0;

@@ -1,6 +1,7 @@
 //! SVM enabling and vCPU creation: the hardware half (EFER.SVME, the host save area,
 //! frames for the VMCB and the permission maps, nested page tables, ASIDs).
 
+use crate::asid::AsidPool;
 use crate::caps::SvmCaps;
 use crate::npt::Npt;
 use crate::setup::{msrpm_allow, Tables, IOPM_PAGES, MSRPM_PAGES};
@@ -22,11 +23,19 @@ const OOM: VcpuError = VcpuError {
     code: 0,
 };
 
+const NO_ASID: VcpuError = VcpuError {
+    what: "every ASID is taken by a live vCPU",
+    code: 0,
+};
+
+/// This host's guest ASIDs.
+static ASIDS: AsidPool = AsidPool::new();
+
 /// AMD-V, switched on: EFER.SVME is set and the host save area is programmed.
 pub struct Svm {
     caps: SvmCaps,
     host_save: HostPhys,
-    next_asid: u32,
+    asids: &'static AsidPool,
 }
 
 impl Svm {
@@ -49,19 +58,47 @@ impl Svm {
         Ok(Svm {
             caps,
             host_save,
-            next_asid: 1,
+            asids: &ASIDS,
         })
     }
 
-    /// The next guest ASID: 1 to `asids - 1`, round robin (ASID 0 is the host's).
-    fn take_asid(&mut self) -> u32 {
-        let asid = self.next_asid;
-        self.next_asid = if asid + 1 >= self.caps.asids {
-            1
-        } else {
-            asid + 1
+    /// The vCPU's frames and VMCB, with `asid` (taken for it).
+    fn build_vcpu<A: FrameAllocator>(
+        &self,
+        mem: &GuestMemory,
+        start: StartMode,
+        rules: CpuRules,
+        frames: &mut A,
+        asid: u32,
+    ) -> Result<SvmVcpu, VcpuError> {
+        let vmcb_pa = frames.alloc_table().ok_or(OOM)?;
+        let iopm = intercept_all(frames, IOPM_PAGES)?;
+        let msrpm = intercept_all(frames, MSRPM_PAGES)?;
+        msrpm_allow(frames.table(msrpm));
+        let (root, _) = nested::build(mem, &Npt, frames).map_err(|_| VcpuError {
+            what: "cannot build the nested page tables",
+            code: 0,
+        })?;
+        let tables = Tables {
+            iopm,
+            msrpm,
+            n_cr3: root,
+            asid,
         };
-        asid
+        let frame = NonNull::from(frames.table(vmcb_pa)).cast::<Vmcb>();
+        // SAFETY: the frame is zeroed, 4 KiB-aligned, reachable at this address until
+        // `release` gives it back, and belongs to this vCPU alone; `Vmcb` is exactly
+        // 4 KiB with the hardware layout (vmcb/layout.rs asserts).
+        let vmcb = unsafe { VmcbPage::new(frame, vmcb_pa) };
+        Ok(SvmVcpu::new(
+            vmcb,
+            self.host_save,
+            self.caps,
+            rules,
+            &tables,
+            &start.initial_state(),
+            self.asids,
+        ))
     }
 }
 
@@ -84,32 +121,12 @@ impl ArchBackend for Svm {
         rules: CpuRules,
         frames: &mut A,
     ) -> Result<SvmVcpu, VcpuError> {
-        let vmcb_pa = frames.alloc_table().ok_or(OOM)?;
-        let iopm = intercept_all(frames, IOPM_PAGES)?;
-        let msrpm = intercept_all(frames, MSRPM_PAGES)?;
-        msrpm_allow(frames.table(msrpm));
-        let (root, _) = nested::build(mem, &Npt, frames).map_err(|_| VcpuError {
-            what: "cannot build the nested page tables",
-            code: 0,
-        })?;
-        let tables = Tables {
-            iopm,
-            msrpm,
-            n_cr3: root,
-            asid: self.take_asid(),
-        };
-        let frame = NonNull::from(frames.table(vmcb_pa)).cast::<Vmcb>();
-        // SAFETY: the frame is zeroed, 4 KiB-aligned, reachable at this address for as
-        // long as Janus runs, and belongs to this vCPU alone from now on; `Vmcb` is
-        // exactly 4 KiB with the hardware layout (vmcb/layout.rs asserts).
-        let vmcb = unsafe { VmcbPage::new(frame, vmcb_pa) };
-        Ok(SvmVcpu::new(
-            vmcb,
-            self.host_save,
-            self.caps,
-            rules,
-            &tables,
-            &start.initial_state(),
-        ))
+        // An ASID no live vCPU holds; back to the pool if the vCPU cannot be built.
+        let asid = self.asids.take(self.caps.asids).ok_or(NO_ASID)?;
+        self.build_vcpu(mem, start, rules, frames, asid)
+            .inspect_err(|_| self.asids.give(asid))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,11 +1,15 @@
-//! The `ArchVcpu` implementation for AMD-V: guest state in the VMCB (and the GPR file for
-//! what the VMCB does not hold), exits, events and instruction completion.
+//! The `ArchVcpu` implementation for AMD-V: guest state in the VMCB (and the GPR file and
+//! DR0-DR3 for what the VMCB does not hold), exits, events and instruction completion,
+//! and the vCPU's frames and ASID going back when it ends.
 
+use crate::asid::AsidPool;
 use crate::caps::SvmCaps;
+use crate::debug_regs;
 use crate::entry::svm_run;
 use crate::exit::decode;
 use crate::inject;
-use crate::setup::{self, Tables};
+use crate::npt::Npt;
+use crate::setup::{self, Tables, IOPM_PAGES, MSRPM_PAGES};
 use crate::vmcb::bits::interrupt_shadow::INTERRUPT_SHADOW;
 use crate::vmcb::bits::v_intr::{V_IGN_TPR, V_INTR_PRIO, V_IRQ, V_TPR};
 use crate::vmcb::bits::{clean, tlb_control};
@@ -17,13 +21,20 @@ use vmm_core::cpu_rules::{cr0, efer, rflags, CpuRules, CrState};
 use vmm_core::exit::VmExit;
 use vmm_core::fetch::decode_at_rip;
 use vmm_core::memory::GuestMemory;
+use vmm_core::nested::{self, FrameAllocator};
 use vmm_core::vcpu::{
-    ArchVcpu, ControlReg, Event, Gpr, GprFile, InitialState, SegReg, Segment, StateMsr, VcpuError,
+    ArchVcpu, ControlReg, DebugReg, Event, Gpr, GprFile, InitialState, SegReg, Segment, StateMsr,
+    VcpuError,
 };
 
 /// The pending virtual interrupt's fields: a window request sets V_IRQ and V_IGN_TPR at
 /// priority 0 (APM Vol 2 15.21.4).
 const WINDOW_REQUEST: u64 = V_IRQ | V_INTR_PRIO | V_IGN_TPR;
+
+const NOT_LOADED: VcpuError = VcpuError {
+    what: "vCPU not loaded",
+    code: 0,
+};
 
 /// One guest CPU on AMD-V.
 pub struct SvmVcpu {
@@ -36,11 +47,18 @@ pub struct SvmVcpu {
     next_rip: Option<u64>,
     /// The architectural rules for this guest's CR0/CR4/EFER writes.
     rules: CpuRules,
+    /// DR0-DR3 as the guest set them; in the hardware registers too while loaded.
+    dr: [u64; 4],
+    /// Whether this vCPU's DR0-DR3 are in the hardware registers ([`ArchVcpu::load`]).
+    loaded: bool,
+    /// Where the VMCB's ASID goes back when the vCPU ends.
+    asids: &'static AsidPool,
 }
 
 impl SvmVcpu {
     /// A vCPU over the zeroed `vmcb`, filled for a guest starting in `st` (setup.rs);
-    /// `host_save` is Janus' own VMSAVE page.
+    /// `host_save` is Janus' own VMSAVE page, `tables.asid` was taken from `asids`. It is
+    /// not loaded yet.
     pub fn new(
         mut vmcb: VmcbPage,
         host_save: HostPhys,
@@ -48,8 +66,9 @@ impl SvmVcpu {
         rules: CpuRules,
         tables: &Tables,
         st: &InitialState,
+        asids: &'static AsidPool,
     ) -> SvmVcpu {
-        setup::fill(&mut vmcb, tables, st);
+        setup::fill(&mut vmcb, tables, &caps, st);
         SvmVcpu {
             vmcb,
             host_save,
@@ -57,7 +76,16 @@ impl SvmVcpu {
             caps,
             next_rip: None,
             rules,
+            dr: [0; 4],
+            loaded: false,
+            asids,
         }
+    }
+
+    /// The VMCB's ASID, for the tests of vCPU creation.
+    #[cfg(test)]
+    pub fn asid(&self) -> u32 {
+        self.vmcb.control.guest_asid
     }
 
     /// Reads the exit VMRUN left in the VMCB: re-queues an interrupted event, notes where
@@ -126,8 +154,17 @@ impl SvmVcpu {
     }
 }
 
+/// Where DR0-DR3 sit in [`SvmVcpu::dr`]; `None` for DR6 and DR7, which live in the VMCB.
+fn address_index(r: DebugReg) -> Option<usize> {
+    DebugReg::ADDRESSES.iter().position(|&a| a == r)
+}
+
 impl ArchVcpu for SvmVcpu {
     fn run(&mut self) -> Result<VmExit, VcpuError> {
+        // Unloaded, the hardware DR0-DR3 may be another guest's.
+        if !self.loaded {
+            return Err(NOT_LOADED);
+        }
         // SAFETY: this vCPU's VMCB is fully set up, Svm::enable programmed SVME, HSAVE and
         // the host state page, and `gprs` lives in `self` for the whole call.
         unsafe { svm_run(&mut self.gprs, self.vmcb.pa().0, self.host_save.0) };
@@ -266,6 +303,53 @@ impl ArchVcpu for SvmVcpu {
 
     fn set_tsc_offset(&mut self, offset: u64) {
         self.vmcb.control.tsc_offset = offset;
+    }
+
+    fn debug_reg(&self, r: DebugReg) -> u64 {
+        match address_index(r) {
+            Some(i) => self.dr[i],
+            None if r == DebugReg::Dr6 => self.vmcb.save.dr6,
+            None => self.vmcb.save.dr7,
+        }
+    }
+
+    fn set_debug_reg(&mut self, r: DebugReg, v: u64) {
+        match address_index(r) {
+            Some(i) => {
+                self.dr[i] = v;
+                if self.loaded {
+                    debug_regs::load_addresses(&self.dr);
+                }
+            }
+            None if r == DebugReg::Dr6 => self.vmcb.save.dr6 = v,
+            None => self.vmcb.save.dr7 = v,
+        }
+    }
+
+    /// Nothing to read back: VMRUN and #VMEXIT switch DR6, DR7 and CR2 through the VMCB,
+    /// VMLOAD/VMSAVE around VMRUN the syscall MSRs, KERNEL_GS_BASE and FS/GS (APM Vol 2
+    /// 15.5.1, 15.5.2), and the guest changes DR0-DR3 only by MOVs that exit, so `dr` is
+    /// always current. Unloaded, the vCPU leaves the hardware alone and cannot run.
+    fn put(&mut self) {
+        self.loaded = false;
+    }
+
+    fn load(&mut self) {
+        debug_regs::load_addresses(&self.dr);
+        self.loaded = true;
+    }
+
+    /// The VMCB, the permission maps and the nested page tables go back to `frames`, the
+    /// ASID to its pool. A later VMCB in the same frame is read whole: Janus runs every
+    /// VMCB with no clean bits set (APM Vol 2 15.15).
+    fn release<A: FrameAllocator>(self, frames: &mut A) {
+        let c = &self.vmcb.control;
+        let (n_cr3, iopm, msrpm) = (c.n_cr3, c.iopm_base_pa, c.msrpm_base_pa);
+        self.asids.give(c.guest_asid);
+        nested::free_tables(HostPhys(n_cr3), &Npt, frames);
+        frames.free(HostPhys(iopm), IOPM_PAGES);
+        frames.free(HostPhys(msrpm), MSRPM_PAGES);
+        frames.free(self.vmcb.pa(), 1);
     }
 
     fn tpr_shadow(&self) -> Option<u8> {

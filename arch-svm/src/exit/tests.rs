@@ -7,8 +7,9 @@ use vmm_core::addr::GuestPhys;
 use vmm_core::exit::{IoAccess, IoDir, NestedAccess, StringIo, VmExit};
 use vmm_core::vcpu::{ControlReg, CrTarget, Gpr, SegReg};
 
-/// EXITINFO1[63]: a MOV CRn with decode assists.
+/// EXITINFO1[63]: a MOV CRn or DRn with decode assists.
 const MOV_CR: u64 = 1 << 63;
+const MOV_DR: u64 = MOV_CR;
 
 fn regs(r: Gpr) -> u64 {
     0x1000 + r as u64
@@ -77,6 +78,52 @@ fn cr_writes_without_decode_assists_are_undecoded() {
 }
 
 #[test]
+fn dr_reads_and_writes_with_decode_assists() {
+    // Reads of DRn: 0x20 + n; writes: 0x30 + n (APM Vol 2 Table C-1).
+    for dr in 0u8..8 {
+        assert_eq!(
+            exit(0x20 + dr as u64, MOV_DR | 2),
+            VmExit::DrRead { dr, dest: Gpr::Rdx },
+            "read DR{dr}"
+        );
+        assert_eq!(
+            exit(0x30 + dr as u64, MOV_DR | 12),
+            VmExit::DrWrite { dr, value: 0x100c },
+            "write DR{dr}"
+        );
+    }
+    assert_eq!(
+        exit(0x37, MOV_DR | 4),
+        VmExit::DrWrite {
+            dr: 7,
+            value: 0x1004
+        },
+        "RSP as the source"
+    );
+}
+
+#[test]
+fn dr_accesses_without_decode_assists_are_undecoded() {
+    assert_eq!(
+        exit(0x21, 0),
+        VmExit::DrAccessUndecoded {
+            dr: 1,
+            write: false
+        }
+    );
+    assert_eq!(
+        exit(0x36, 5),
+        VmExit::DrAccessUndecoded { dr: 6, write: true }
+    );
+}
+
+#[test]
+fn smi_and_init_are_the_hosts() {
+    assert_eq!(exit(0x62, 0), VmExit::HostSignal, "SMI");
+    assert_eq!(exit(0x63, 0), VmExit::HostSignal, "INIT");
+}
+
+#[test]
 fn exceptions_carry_their_error_code_where_they_push_one() {
     let with_code = [8, 10, 11, 12, 13, 14, 17, 21, 29, 30];
     for vector in 0u8..32 {
@@ -126,8 +173,9 @@ fn svm_instructions_and_monitor_mwait() {
 
 #[test]
 fn unmapped_codes_stay_raw() {
-    // SMI, INIT, RDPMC, the one past XSETBV, past the exceptions, past NPF, and garbage.
-    for code in [0x62, 0x63, 0x6f, 0x8e, 0x20, 0x401, 0x4242] {
+    // RDPMC, the one past XSETBV, DR8 and DR15 (they do not exist), selective CR0 write
+    // (not intercepted), past NPF, and garbage.
+    for code in [0x6f, 0x8e, 0x28, 0x3f, 0x65, 0x401, 0x4242] {
         assert_eq!(
             decode(code, 1, 2, regs),
             VmExit::Raw {

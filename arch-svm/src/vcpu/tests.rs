@@ -3,12 +3,14 @@
 //! written as the manual gives them (APM Vol 2), not through the crate's constants.
 
 mod control;
+mod debug;
 mod events;
 mod next_rip;
 mod regs;
 mod setup;
 
 use super::SvmVcpu;
+use crate::asid::AsidPool;
 use crate::caps::SvmCaps;
 use crate::setup::Tables;
 use crate::vmcb::{Vmcb, VmcbPage};
@@ -35,6 +37,7 @@ const CAPS: SvmCaps = SvmCaps {
     nrip_save: false,
     asids: 16,
     decode_assists: false,
+    flush_by_asid: false,
 };
 const NRIP_CAPS: SvmCaps = SvmCaps {
     nrip_save: true,
@@ -74,7 +77,10 @@ fn zeroed_vmcb() -> VmcbPage {
     unsafe { VmcbPage::new(NonNull::from(Box::leak(vmcb)), VMCB_PA) }
 }
 
+/// A vCPU over `TABLES`, with a pool of its own for the ASID (svm/tests.rs releases
+/// vCPUs; these tests do not).
 fn vcpu_with(start: StartMode, caps: SvmCaps) -> SvmVcpu {
+    let asids: &'static AsidPool = Box::leak(Box::new(AsidPool::new()));
     SvmVcpu::new(
         zeroed_vmcb(),
         HOST_SAVE,
@@ -82,6 +88,7 @@ fn vcpu_with(start: StartMode, caps: SvmCaps) -> SvmVcpu {
         CpuRules::for_guest(host_cpuid),
         &TABLES,
         &start.initial_state(),
+        asids,
     )
 }
 

@@ -7,6 +7,7 @@
 pub mod tlb_control {
     pub const DO_NOTHING: u8 = 0;
     pub const FLUSH_ALL: u8 = 1;
+    pub const FLUSH_ASID: u8 = 3;
 }
 
 /// The nested paging control (offset 0x90, APM Vol 2 15.25.3).

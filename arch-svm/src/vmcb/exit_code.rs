@@ -8,11 +8,17 @@ pub const CR_READ_LAST: u64 = 0x0f;
 /// MOV to CR0-15: code `CR_WRITE + n`.
 pub const CR_WRITE: u64 = 0x10;
 pub const CR_WRITE_LAST: u64 = 0x1f;
+/// MOV from DR0-15: code `DR_READ + n`; MOV to DR0-15: code `DR_WRITE + n`.
+pub const DR_READ: u64 = 0x20;
+pub const DR_WRITE: u64 = 0x30;
+pub const DR_WRITE_LAST: u64 = 0x3f;
 /// Exception vector `v`: code `EXCP_BASE + v`.
 pub const EXCP_BASE: u64 = 0x40;
 pub const EXCP_LAST: u64 = 0x5f;
 pub const INTR: u64 = 0x60;
 pub const NMI: u64 = 0x61;
+pub const SMI: u64 = 0x62;
+pub const INIT: u64 = 0x63;
 pub const VINTR: u64 = 0x64;
 pub const CPUID: u64 = 0x72;
 pub const INVD: u64 = 0x76;
@@ -33,9 +39,9 @@ pub const NPF: u64 = 0x400;
 /// VMRUN refused the guest state (-1).
 pub const INVALID: u64 = u64::MAX;
 
-/// EXITINFO1 of a CR access with decode assists (APM Vol 2 15.33.1).
-pub mod cr_info {
-    /// The exit was a MOV CRn (not LMSW/CLTS); the GPR field is valid.
+/// EXITINFO1 of a CR or DR access with decode assists (APM Vol 2 15.33.1).
+pub mod mov_info {
+    /// The exit was a MOV CRn or MOV DRn (not LMSW/CLTS); the GPR field is valid.
     pub const MOV: u64 = 1 << 63;
     /// The GPR operand's number.
     pub const GPR: u64 = 0xf;

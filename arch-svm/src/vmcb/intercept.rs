@@ -6,6 +6,23 @@ pub const fn cr_write(n: u32) -> u32 {
     1 << (16 + n)
 }
 
+/// The DR intercept vector (offset 0x04, APM Vol 2 15.9 and Table B-1): bit `n` intercepts
+/// reads of DRn, bit `16 + n` writes of DRn (n = 0-15). DR0-DR7 both ways: DR8-DR15 do
+/// not exist, and their MOVs raise #UD before any intercept check (APM Vol 2 15.7).
+pub const DR0_7_READ_WRITE: u32 = 0x00ff_00ff;
+
+/// The exception intercept vector (offset 0x08, APM Vol 2 15.12): bit `v` intercepts
+/// exception vector `v`.
+pub const fn exceptions(vectors: &[u8]) -> u32 {
+    let mut bits = 0;
+    let mut i = 0;
+    while i < vectors.len() {
+        bits |= 1 << vectors[i];
+        i += 1;
+    }
+    bits
+}
+
 /// Intercept vector 3 (offset 0x0C).
 pub mod misc1 {
     pub const INTR: u32 = 1 << 0;
@@ -17,6 +34,7 @@ pub mod misc1 {
     pub const CPUID: u32 = 1 << 18;
     pub const INVD: u32 = 1 << 22;
     pub const HLT: u32 = 1 << 24;
+    pub const INVLPGA: u32 = 1 << 26;
     pub const IOIO_PROT: u32 = 1 << 27;
     pub const MSR_PROT: u32 = 1 << 28;
     pub const SHUTDOWN: u32 = 1 << 31;

@@ -1,6 +1,7 @@
 //! What a new VMCB holds (APM Vol 2 Appendix B, Tables B-1 and B-2).
 
-use super::{vcpu, CAPS, LONG, PROTECTED, TABLES};
+use super::{vcpu, vcpu_with, CAPS, LONG, PROTECTED, TABLES};
+use crate::caps::SvmCaps;
 use crate::setup::msrpm_allow;
 use vmm_core::vcpu::{ArchVcpu, Gpr};
 
@@ -13,14 +14,30 @@ fn intercepts_written_at_creation() {
     let v = vcpu(PROTECTED);
     let c = &v.vmcb.control;
     assert_eq!(c.intercept_cr, 1 << (16 + 4), "CR4 writes only");
-    // INTR, NMI, SMI, INIT, RDPMC, CPUID, INVD, HLT, IOIO_PROT, MSR_PROT, SHUTDOWN.
+    // INTR, NMI, SMI, INIT, RDPMC, CPUID, INVD, HLT, INVLPGA, IOIO_PROT, MSR_PROT,
+    // SHUTDOWN.
     assert_eq!(
         c.intercept_misc1,
-        bits(&[0, 1, 2, 3, 15, 18, 22, 24, 27, 28, 31])
+        bits(&[0, 1, 2, 3, 15, 18, 22, 24, 26, 27, 28, 31])
     );
     // VMRUN, VMMCALL, VMLOAD, VMSAVE, STGI, CLGI, SKINIT, MONITOR, MWAIT, XSETBV.
     assert_eq!(c.intercept_misc2, bits(&[0, 1, 2, 3, 4, 5, 6, 10, 11, 13]));
-    assert_eq!((c.intercept_dr, c.intercept_exceptions), (0, 0));
+}
+
+#[test]
+fn every_debug_register_move_exits() {
+    let c = &vcpu(PROTECTED).vmcb.control;
+    // Reads of DR0-DR7 in bits 7:0, writes in bits 23:16.
+    assert_eq!(
+        c.intercept_dr,
+        bits(&[0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23])
+    );
+}
+
+#[test]
+fn db_and_ac_are_always_intercepted() {
+    let c = &vcpu(PROTECTED).vmcb.control;
+    assert_eq!(c.intercept_exceptions, bits(&[1, 17]), "#DB and #AC");
 }
 
 #[test]
@@ -31,11 +48,21 @@ fn control_area_points_at_the_tables() {
     assert_eq!(c.msrpm_base_pa, TABLES.msrpm.0);
     assert_eq!(c.n_cr3, TABLES.n_cr3.0);
     assert_eq!(c.guest_asid, 5);
-    assert_eq!(c.tlb_control, 1, "flush the entire TLB");
+    assert_eq!(c.tlb_control, 1, "flush the entire TLB: no FlushByAsid");
     assert_eq!(c.np_control, 1, "NP_ENABLE");
     assert_eq!(c.v_intr, 1 << 24, "V_INTR_MASKING");
     assert_eq!(c.event_inj, 0);
     assert_eq!(v.caps, CAPS);
+}
+
+#[test]
+fn a_reused_asid_is_flushed_at_the_first_vmrun() {
+    let caps = SvmCaps {
+        flush_by_asid: true,
+        ..CAPS
+    };
+    let v = vcpu_with(PROTECTED, caps);
+    assert_eq!(v.vmcb.control.tlb_control, 3, "flush this guest's entries");
 }
 
 #[test]
