@@ -1,10 +1,14 @@
 //! Enables the host CPU's x87/SSE/AVX state saving, so that guests' extended state can be
 //! switched (vmm_core::fpu). Janus itself uses none of these registers.
 //!
-//! CR4.OSFXSR and OSXMMEXCPT make FXSAVE save the XMM registers (SDM Vol 3A 2.5); where
-//! CPUID.1:ECX.XSAVE is set, CR4.OSXSAVE and XCR0 = the user state components the CPU
-//! supports among x87, SSE, AVX and AVX-512 (CPUID 0xD.0 EAX; SDM Vol 1 13.3) let XSAVE
-//! save everything a guest could have changed.
+//! CR4.OSFXSR and OSXMMEXCPT make FXSAVE save the XMM registers (SDM Vol 3A 2.5).
+//! A guest can change only the state its CPUID lets it enable: while the policy hides
+//! XSAVE (vmm_core::cpuid), CR4.OSXSAVE stays clear in every guest, AVX and later state
+//! are out of its reach, and FXSAVE (x87 and SSE) saves all it can touch. Once guests see
+//! XSAVE, Janus enables it for itself too: CR4.OSXSAVE and XCR0 = the user state
+//! components the CPU supports among x87, SSE, AVX and AVX-512 (CPUID 0xD.0 EAX; SDM Vol 1
+//! 13.3), saved with XSAVE. (Not before: QEMU 7.2's TCG hangs on MOV to CR4 with OSXSAVE
+//! under `-cpu Opteron_G5`, seen in the matrix.)
 
 use vmm_core::cpu_rules::{cr4, xcr0};
 use vmm_core::fpu::SaveMode;
@@ -15,7 +19,7 @@ const WANTED: u64 = xcr0::X87 | xcr0::SSE | xcr0::AVX | (0b111 << 5);
 
 /// Sets CR4 (and XCR0) and says how to save guest state on this CPU.
 pub fn init() -> SaveMode {
-    let has_xsave = core::arch::x86_64::__cpuid_count(1, 0).ecx & (1 << 26) != 0;
+    let has_xsave = vmm_core::cpuid::guest_cpuid(1, 0, 0, host_cpuid)[2] & (1 << 26) != 0;
     let mut bits = cr4::OSFXSR | cr4::OSXMMEXCPT;
     if has_xsave {
         bits |= cr4::OSXSAVE;
