@@ -272,4 +272,11 @@ pub mod tests {
         let no_ug = bochs_like(0xff & !proc2::UNRESTRICTED).check().unwrap_err();
         assert!(no_ug.0.contains("unrestricted"), "{no_ug}");
     }
+
+    #[test]
+    fn a_cpu_that_cannot_make_mov_dr_exit_is_refused() {
+        let mut c = bochs_like(0xff);
+        c.proc1.may1 &= !proc1::MOV_DR_EXITING;
+        assert!(c.check().unwrap_err().0.contains("MOV DR"));
+    }
 }

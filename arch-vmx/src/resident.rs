@@ -158,6 +158,7 @@ impl CpuRegs for HwCpu {
                 Resident::Dr3 => {
                     core::arch::asm!("mov {}, dr3", out(reg) v, options(nomem, nostack))
                 }
+                // DR6, the only one left.
                 _ => core::arch::asm!("mov {}, dr6", out(reg) v, options(nomem, nostack)),
             }
         }
@@ -189,6 +190,7 @@ impl CpuRegs for HwCpu {
                 Resident::Dr3 => {
                     core::arch::asm!("mov dr3, {}", in(reg) v, options(nomem, nostack))
                 }
+                // DR6, the only one left.
                 _ => core::arch::asm!("mov dr6, {}", in(reg) v, options(nomem, nostack)),
             }
         }

@@ -35,7 +35,7 @@ impl VpidPool {
             .map(|slot| {
                 self.next.store((slot + 1) % SLOTS, Ordering::Relaxed);
                 Vpid {
-                    n: slot as u16 + 1,
+                    slot: slot as u16,
                     pool: self,
                 }
             })
@@ -46,8 +46,7 @@ impl VpidPool {
         self.taken[slot / 64].fetch_or(bit, Ordering::AcqRel) & bit == 0
     }
 
-    fn give_back(&self, n: u16) {
-        let slot = n as usize - 1;
+    fn give_back(&self, slot: usize) {
         self.taken[slot / 64].fetch_and(!(1u64 << (slot % 64)), Ordering::AcqRel);
     }
 }
@@ -61,19 +60,19 @@ impl Default for VpidPool {
 /// One vCPU's VPID, taken from a pool until dropped.
 #[derive(Debug)]
 pub struct Vpid {
-    n: u16,
+    slot: u16,
     pool: &'static VpidPool,
 }
 
 impl Vpid {
     pub fn get(&self) -> u16 {
-        self.n
+        self.slot + 1
     }
 }
 
 impl Drop for Vpid {
     fn drop(&mut self) {
-        self.pool.give_back(self.n);
+        self.pool.give_back(self.slot as usize);
     }
 }
 
@@ -104,7 +103,7 @@ mod tests {
         drop(first);
         let second = p.take().unwrap();
         assert_eq!(second.get(), 2, "next-fit: 1 is not reused at once");
-        let all: Vec<Vpid> = core::iter::from_fn(|| p.take()).collect();
+        let all: Vec<Vpid> = (0..SLOTS).map_while(|_| p.take()).collect();
         assert_eq!(
             all.len(),
             SLOTS - 1,
