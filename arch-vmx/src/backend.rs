@@ -1,23 +1,24 @@
 //! VMX root operation: VMXON, and the hardware half of making a vCPU (its VMCS page, EPT
 //! and MSR bitmap); `VmxVcpu::setup` writes the VMCS.
 
-use crate::caps::{ept_cap, VmxCaps};
-use crate::ept::{eptp, Ept};
+use crate::caps::VmxCaps;
 use crate::host_state::HostState;
-use crate::msr_bitmap;
-use crate::setup::Structures;
+use crate::structures::Structures;
 use crate::vcpu::VmxVcpu;
-use crate::vmcs::hw::{invept_all, HwVmcs};
+use crate::vmcs::hw::{flush_new_vcpu, invept_all, HwVmcs};
+use crate::vpid::VpidPool;
 use vmm_core::cpu_rules::CpuRules;
 use vmm_core::memory::GuestMemory;
-use vmm_core::nested::{self, FrameAllocator};
+use vmm_core::nested::FrameAllocator;
 use vmm_core::vcpu::{ArchBackend, StartMode, VcpuError};
 use x86::controlregs::{cr0, cr0_write, cr4, cr4_write, Cr0, Cr4};
+
+/// The VPIDs of this host CPU's vCPUs.
+static VPIDS: VpidPool = VpidPool::new();
 
 /// VT-x, switched on: VMX root operation has been entered with VMXON.
 pub struct Vmx {
     caps: VmxCaps,
-    next_vpid: u16,
 }
 
 impl Vmx {
@@ -36,21 +37,10 @@ impl Vmx {
             cr4_write(Cr4::from_bits_truncate(c4 as usize));
             x86::bits64::vmx::vmxon(region.0).map_err(|_| "VMXON failed")?;
         }
-        if caps.ept_vpid & (ept_cap::INVEPT | ept_cap::INVEPT_ALL)
-            == ept_cap::INVEPT | ept_cap::INVEPT_ALL
-        {
+        if caps.invept_all() {
             invept_all();
         }
-        Ok(Vmx { caps, next_vpid: 1 })
-    }
-
-    fn take_vpid(&mut self) -> Option<u16> {
-        if !self.caps.vpid() {
-            return None;
-        }
-        let v = self.next_vpid;
-        self.next_vpid = self.next_vpid.wrapping_add(1).max(1);
-        Some(v)
+        Ok(Vmx { caps })
     }
 }
 
@@ -64,31 +54,26 @@ impl ArchBackend for Vmx {
         rules: CpuRules,
         frames: &mut A,
     ) -> Result<VmxVcpu, VcpuError> {
-        let oom = VcpuError {
-            what: "out of memory for the VMCS",
-            code: 0,
+        // Without VPIDs (or all 65535 taken) the guest runs with VPID 0: every entry and
+        // exit flushes its linear mappings (SDM Vol 3C 29.1).
+        let vpid = self.caps.flushable_vpid().then(|| VPIDS.take()).flatten();
+        let s = Structures::allocate(mem, self.caps.revision, vpid, frames)?;
+        let vmcs = match HwVmcs::load_fresh(s.vmcs) {
+            Ok(v) => v,
+            Err(e) => {
+                s.free(false, frames);
+                return Err(e);
+            }
         };
-        let vmcs = frames.alloc_table().ok_or(oom)?;
-        frames.table(vmcs)[0] = self.caps.revision as u64;
-        let (root, _) = nested::build(mem, &Ept, frames).map_err(|_| VcpuError {
-            what: "cannot build the EPT",
-            code: 0,
-        })?;
-        let msr_bitmap = frames.alloc_table().ok_or(oom)?;
-        msr_bitmap::fill(frames.table(msr_bitmap));
-        let vmcs = HwVmcs::load_fresh(vmcs)?;
-        let structures = Structures {
-            eptp: eptp(root),
-            vpid: self.take_vpid(),
-            msr_bitmap: msr_bitmap.0,
-        };
+        flush_new_vcpu(&self.caps, s.vpid.as_ref().map(|v| v.get()));
         VmxVcpu::setup(
             vmcs,
             self.caps,
             rules,
             start,
-            structures,
+            s,
             &HostState::current(),
+            frames,
         )
     }
 }

@@ -54,6 +54,9 @@ pub mod ept_cap {
     pub const PDE_2M: u64 = 1 << 16;
     pub const INVEPT: u64 = 1 << 20;
     pub const INVEPT_ALL: u64 = 1 << 26;
+    pub const INVVPID: u64 = 1 << 32;
+    pub const INVVPID_SINGLE: u64 = 1 << 41;
+    pub const INVVPID_ALL: u64 = 1 << 42;
 }
 
 /// Why VT-x cannot run guests here: one line for the console.
@@ -76,6 +79,18 @@ impl VmxCaps {
     pub fn vpid(&self) -> bool {
         self.proc2.allows(proc2::VPID)
     }
+    /// INVEPT all-context is there (SDM Vol 3C A.10).
+    pub fn invept_all(&self) -> bool {
+        let all = ept_cap::INVEPT | ept_cap::INVEPT_ALL;
+        self.ept_vpid & all == all
+    }
+    /// VPIDs are there and INVVPID can flush one (single-context) or all of them
+    /// (SDM Vol 3C A.10): a reused VPID must not keep its last owner's translations.
+    pub fn flushable_vpid(&self) -> bool {
+        self.vpid()
+            && self.ept_vpid & ept_cap::INVVPID != 0
+            && self.ept_vpid & (ept_cap::INVVPID_SINGLE | ept_cap::INVVPID_ALL) != 0
+    }
 
     /// Everything Janus needs, or the first thing missing (checked in the order a user
     /// would fix them).
@@ -93,6 +108,11 @@ impl VmxCaps {
         if !self.unrestricted() {
             return Err(Refusal(
                 "VT-x without unrestricted guest: Janus needs it to start guests in protected mode without paging",
+            ));
+        }
+        if !self.proc1.allows(proc1::MOV_DR_EXITING) {
+            return Err(Refusal(
+                "VT-x cannot make MOV DR exit: guests would share the debug registers",
             ));
         }
         if !self
@@ -251,5 +271,12 @@ pub mod tests {
         assert!(no_ept.0.contains("EPT"), "{no_ept}");
         let no_ug = bochs_like(0xff & !proc2::UNRESTRICTED).check().unwrap_err();
         assert!(no_ug.0.contains("unrestricted"), "{no_ug}");
+    }
+
+    #[test]
+    fn a_cpu_that_cannot_make_mov_dr_exit_is_refused() {
+        let mut c = bochs_like(0xff);
+        c.proc1.may1 &= !proc1::MOV_DR_EXITING;
+        assert!(c.check().unwrap_err().0.contains("MOV DR"));
     }
 }

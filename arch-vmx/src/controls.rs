@@ -4,6 +4,7 @@
 use crate::caps::VmxCaps;
 use vmm_core::cpu_rules::cr0::{PE as CR0_PE, PG as CR0_PG};
 use vmm_core::cpu_rules::CpuRules;
+use vmm_core::exit::ALWAYS_INTERCEPTED_EXCEPTIONS;
 
 /// Pin-based VM-execution controls (SDM Vol 3C Table 25-5).
 pub mod pin {
@@ -22,6 +23,7 @@ pub mod proc1 {
     pub const CR3_STORE_EXITING: u32 = 1 << 16;
     pub const CR8_LOAD_EXITING: u32 = 1 << 19;
     pub const CR8_STORE_EXITING: u32 = 1 << 20;
+    pub const MOV_DR_EXITING: u32 = 1 << 23;
     pub const UNCOND_IO_EXITING: u32 = 1 << 24;
     pub const USE_MSR_BITMAPS: u32 = 1 << 28;
     pub const MONITOR_EXITING: u32 = 1 << 29;
@@ -38,6 +40,7 @@ pub mod proc2 {
 
 /// Primary VM-exit controls (SDM Vol 3C Table 25-13).
 pub mod exit_ctl {
+    pub const SAVE_DEBUG: u32 = 1 << 2;
     pub const HOST_64: u32 = 1 << 9;
     pub const SAVE_PAT: u32 = 1 << 18;
     pub const LOAD_PAT: u32 = 1 << 19;
@@ -47,6 +50,7 @@ pub mod exit_ctl {
 
 /// VM-entry controls (SDM Vol 3C Table 25-15).
 pub mod entry_ctl {
+    pub const LOAD_DEBUG: u32 = 1 << 2;
     pub const IA32E_GUEST: u32 = 1 << 9;
     pub const LOAD_PAT: u32 = 1 << 14;
     pub const LOAD_EFER: u32 = 1 << 15;
@@ -60,6 +64,8 @@ pub struct Controls {
     pub proc2: u32,
     pub exit: u32,
     pub entry: u32,
+    /// The exception bitmap: a set bit makes that vector exit (SDM Vol 3C 25.6.3).
+    pub exceptions: u32,
     /// CR0 and CR4 guest/host masks: the bits the host owns (SDM Vol 3C 25.6.6).
     pub cr0_mask: u64,
     pub cr4_mask: u64,
@@ -69,10 +75,11 @@ const CR3_EXITING: u32 = proc1::CR3_LOAD_EXITING | proc1::CR3_STORE_EXITING;
 
 impl Controls {
     pub fn new(c: &VmxCaps, rules: &CpuRules, vpid: bool) -> Controls {
-        // Port accesses, HLT, MWAIT/MONITOR, RDPMC and CR8 accesses exit, and so do MSR
-        // accesses but those in the MSR bitmap's pass-through list; CR3 accesses do not
-        // where the CPU lets them run (EPT, SDM Vol 3C 26.6.2).
+        // Port accesses, HLT, MWAIT/MONITOR, RDPMC, CR8 and debug-register accesses exit,
+        // and so do MSR accesses but those in the MSR bitmap's pass-through list; CR3
+        // accesses do not where the CPU lets them run (EPT, SDM Vol 3C 26.6.2).
         let want1 = proc1::HLT_EXITING
+            | proc1::MOV_DR_EXITING
             | proc1::UNCOND_IO_EXITING
             | proc1::MWAIT_EXITING
             | proc1::MONITOR_EXITING
@@ -85,7 +92,10 @@ impl Controls {
         let proc1 = c.proc1.adjust(want1) & !CR3_EXITING | (c.proc1.must1 & CR3_EXITING);
         let want2 =
             proc2::EPT | proc2::UNRESTRICTED | proc2::RDTSCP | if vpid { proc2::VPID } else { 0 };
+        // DR7 (and IA32_DEBUGCTL) are the guest's, loaded at entry and saved at exit
+        // (SDM Vol 3C 26.3.2.1, 28.3.1); the host's DR7 is 0x400 after exit (28.5.1).
         let exit = exit_ctl::HOST_64
+            | exit_ctl::SAVE_DEBUG
             | exit_ctl::SAVE_EFER
             | exit_ctl::LOAD_EFER
             | exit_ctl::SAVE_PAT
@@ -103,8 +113,13 @@ impl Controls {
             proc1,
             proc2: c.proc2.adjust(want2),
             exit: c.exit.adjust(exit),
-            entry: c.entry.adjust(entry_ctl::LOAD_EFER | entry_ctl::LOAD_PAT)
+            entry: c
+                .entry
+                .adjust(entry_ctl::LOAD_DEBUG | entry_ctl::LOAD_EFER | entry_ctl::LOAD_PAT)
                 & !entry_ctl::IA32E_GUEST,
+            exceptions: ALWAYS_INTERCEPTED_EXCEPTIONS
+                .iter()
+                .fold(0, |bits, &v| bits | 1 << v),
             cr0_mask,
             cr4_mask,
         }

@@ -19,6 +19,7 @@ pub mod reason {
     pub const VMCLEAR: u32 = 19;
     pub const VMXON: u32 = 27;
     pub const CR_ACCESS: u32 = 28;
+    pub const DR_ACCESS: u32 = 29;
     pub const IO: u32 = 30;
     pub const RDMSR: u32 = 31;
     pub const WRMSR: u32 = 32;
@@ -49,6 +50,30 @@ mod cr_qual {
     pub const CLTS: u64 = 2;
     pub const GPR_SHIFT: u64 = 8;
     pub const LMSW_SOURCE_SHIFT: u64 = 16;
+}
+
+/// Exit qualification for MOV DR (SDM Vol 3C Table 28-4).
+mod dr_qual {
+    pub const NUMBER: u64 = 0x7;
+    pub const FROM_DR: u64 = 1 << 4;
+    pub const GPR_SHIFT: u64 = 8;
+}
+
+/// Exit qualification for debug exceptions (SDM Vol 3C Table 28-1), laid out as DR6:
+/// B0-B3, BD, BS.
+pub mod db_qual {
+    pub const B0_B3: u64 = 0xf;
+    pub const BD: u64 = 1 << 13;
+    pub const BS: u64 = 1 << 14;
+}
+
+/// DR6 as the CPU would have left it delivering the #DB whose VM exit reported
+/// `qualification`: the #DB exit leaves DR6 alone and reports the bits instead (SDM Vol 3C
+/// 28.1); B0-B3 say which breakpoints matched this time, BD and BS add to what DR6 had
+/// (SDM Vol 3B 18.2.3).
+pub fn dr6_after_debug_exception(dr6: u64, qualification: u64) -> u64 {
+    let q = qualification & (db_qual::B0_B3 | db_qual::BD | db_qual::BS);
+    (dr6 & !db_qual::B0_B3) | q
 }
 
 /// Exit qualification for I/O instructions (SDM Vol 3C Table 28-5).
@@ -127,6 +152,7 @@ pub fn decode(raw: &RawExit, mode: ModeInfo, gpr: impl Fn(Gpr) -> u64, cr0: u64)
             VmExit::VirtInstruction
         }
         reason::CR_ACCESS => cr_access(q, gpr, cr0).unwrap_or(raw_exit(raw)),
+        reason::DR_ACCESS => dr_access(q, gpr).unwrap_or(raw_exit(raw)),
         reason::IO => VmExit::Io(io(raw, mode)),
         reason::MWAIT | reason::MONITOR => VmExit::MonitorMwait,
         reason::RDMSR => VmExit::RdMsr,
@@ -182,6 +208,20 @@ fn cr_access(q: u64, gpr: impl Fn(Gpr) -> u64, cr0: u64) -> Option<VmExit> {
         cr_qual::CLTS => cr0_write(cr0 & !CR0_TS),
         // LMSW loads CR0 bits 3:0 but cannot clear PE (SDM Vol 2A, LMSW).
         _ => cr0_write((cr0 & !CR0_LMSW_CLEARABLE) | ((q >> cr_qual::LMSW_SOURCE_SHIFT) & 0xf)),
+    })
+}
+
+/// MOV to or from a debug register; `None` for a GPR number that does not exist.
+fn dr_access(q: u64, gpr: impl Fn(Gpr) -> u64) -> Option<VmExit> {
+    let dr = (q & dr_qual::NUMBER) as u8;
+    let reg = Gpr::from_index(((q >> dr_qual::GPR_SHIFT) & 0xf) as u8)?;
+    Some(if q & dr_qual::FROM_DR != 0 {
+        VmExit::DrRead { dr, dest: reg }
+    } else {
+        VmExit::DrWrite {
+            dr,
+            value: gpr(reg),
+        }
     })
 }
 

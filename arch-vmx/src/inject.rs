@@ -14,6 +14,8 @@ pub mod info {
     pub const TYPE_EXTERNAL: u32 = 0 << TYPE_SHIFT;
     pub const TYPE_NMI: u32 = 2 << TYPE_SHIFT;
     pub const TYPE_HW_EXCEPTION: u32 = 3 << TYPE_SHIFT;
+    /// INT1 (ICEBP).
+    pub const TYPE_PRIV_SW_EXCEPTION: u32 = 5 << TYPE_SHIFT;
     /// Bit 11: an error code is delivered (entry) or was pushed (exit).
     pub const DELIVER_ERROR: u32 = 1 << 11;
     /// Bit 12: "NMI unblocking due to IRET" in exit interruption information, undefined in

@@ -11,8 +11,10 @@
 //! VMCS (controls from `controls.rs`, host state from `host_state.rs`); `vcpu.rs` is the
 //! `ArchVcpu`; `entry.rs` is the world switch (VMLAUNCH/VMRESUME and the exit landing);
 //! `exit.rs` turns exit reasons into `VmExit`s; `inject.rs` encodes events, `segment.rs`
-//! access rights, `regs.rs` the guest state outside the VMCS; `ept.rs` is the nested
-//! page-table format, `msr_bitmap.rs` the MSR bitmap.
+//! access rights, `regs.rs` the guest state outside the VMCS, `resident.rs` the guest
+//! registers that stay in the CPU while a vCPU is loaded (`put`/`load`); `structures.rs`
+//! the frames a vCPU owns, `vpid.rs` the VPID allocator; `ept.rs` is the nested page-table
+//! format, `msr_bitmap.rs` the MSR bitmap.
 #![cfg_attr(not(test), no_std)]
 
 mod backend;
@@ -25,10 +27,15 @@ mod host_state;
 mod inject;
 mod msr_bitmap;
 mod regs;
+mod resident;
 mod segment;
 mod setup;
+mod structures;
+#[cfg(test)]
+mod test_frames;
 mod vcpu;
 mod vmcs;
+mod vpid;
 
 pub use backend::Vmx;
 pub use caps::{probe, Refusal, VmxCaps};

@@ -5,25 +5,19 @@ use crate::caps::VmxCaps;
 use crate::controls::Controls;
 use crate::host_state::HostState;
 use crate::regs::GuestRegs;
+use crate::resident::ResidentRegs;
 use crate::segment::{ar, to_vmx_ar};
+use crate::structures::Structures;
 use crate::vcpu::VmxVcpu;
 use crate::vmcs::fields::{control, guest, host};
 use crate::vmcs::{AccessError, VmcsAccess};
 use core::cell::Cell;
+use vmm_core::cpu_rules::dr::{DR6_RESET, DR7_RESET};
 use vmm_core::cpu_rules::efer::LMA as EFER_LMA;
 use vmm_core::cpu_rules::CpuRules;
-use vmm_core::vcpu::{SegReg, StartMode, VcpuError};
+use vmm_core::nested::FrameAllocator;
+use vmm_core::vcpu::{ArchVcpu, SegReg, StartMode, VcpuError};
 
-/// Where the vCPU's other structures are: EPT pointer, VPID, MSR bitmap.
-#[derive(Clone, Copy, Debug)]
-pub struct Structures {
-    pub eptp: u64,
-    pub vpid: Option<u16>,
-    pub msr_bitmap: u64,
-}
-
-/// DR7's value at reset (SDM Vol 3A 10.1.1, Table 10-1).
-const DR7_RESET: u64 = 0x400;
 /// IA32_PAT's value at reset (SDM Vol 3A 13.12.4).
 const PAT_RESET: u64 = 0x0007_0406_0007_0406;
 /// The VMCS link pointer when there is no shadow VMCS (SDM Vol 3C 26.3.1.5).
@@ -32,20 +26,23 @@ const NO_LINK: u64 = u64::MAX;
 const ACTIVE: u32 = 0;
 
 impl<V: VmcsAccess> VmxVcpu<V> {
-    /// A vCPU on `vmcs` (current and clear), starting in `start`.
-    pub fn setup(
+    /// A vCPU on `vmcs` (current and clear, in `s.vmcs`), starting in `start`, not loaded.
+    /// On failure the structures go back to `frames`.
+    pub fn setup<A: FrameAllocator>(
         vmcs: V,
         caps: VmxCaps,
         rules: CpuRules,
         start: StartMode,
         s: Structures,
         host: &HostState,
+        frames: &mut A,
     ) -> Result<Self, VcpuError> {
         let rules = rules.restrict_cr4(caps.cr4_fixed1);
         let ctl = Controls::new(&caps, &rules, s.vpid.is_some());
         let mut v = VmxVcpu {
             vmcs,
             regs: GuestRegs::default(),
+            resident: ResidentRegs::new(DR6_RESET),
             launched: false,
             caps,
             cr0_mask: ctl.cr0_mask,
@@ -56,32 +53,46 @@ impl<V: VmcsAccess> VmxVcpu<V> {
             pending: None,
             exit_insn_len: 0,
             access_error: Cell::new(None),
+            structures: s,
         };
-        v.setup_controls(&ctl, s)?;
-        v.setup_host(host)?;
-        v.setup_guest(start)?;
-        v.access_result()?;
-        Ok(v)
+        let written = v
+            .setup_controls(&ctl)
+            .and_then(|()| v.setup_host(host))
+            .and_then(|()| v.setup_guest(start));
+        match written
+            .map_err(VcpuError::from)
+            .and_then(|()| v.access_result())
+        {
+            Ok(()) => Ok(v),
+            Err(e) => {
+                v.release(frames);
+                Err(e)
+            }
+        }
     }
 
-    fn setup_controls(&mut self, ctl: &Controls, s: Structures) -> Result<(), AccessError> {
+    fn setup_controls(&mut self, ctl: &Controls) -> Result<(), AccessError> {
+        let (eptp, vpid) = (self.structures.eptp(), self.structures.vpid.as_ref());
+        let (vpid, msr_bitmap) = (vpid.map(|v| v.get()), self.structures.msr_bitmap.0);
         let m = &mut self.vmcs;
         m.write(control::PIN_BASED, ctl.pin)?;
         m.write(control::PRIMARY_PROC_BASED, ctl.proc1)?;
         m.write(control::SECONDARY_PROC_BASED, ctl.proc2)?;
         m.write(control::EXIT_CONTROLS, ctl.exit)?;
         m.write(control::ENTRY_CONTROLS, ctl.entry)?;
-        m.write(control::EXCEPTION_BITMAP, 0)?;
+        m.write(control::EXCEPTION_BITMAP, ctl.exceptions)?;
+        // A new VMCS's fields hold nothing defined (SDM Vol 3C 25.11.3).
+        m.write(control::TSC_OFFSET, 0)?;
         m.write(control::CR3_TARGET_COUNT, 0)?;
         m.write(control::EXIT_MSR_STORE_COUNT, 0)?;
         m.write(control::EXIT_MSR_LOAD_COUNT, 0)?;
         m.write(control::ENTRY_MSR_LOAD_COUNT, 0)?;
         m.write(control::ENTRY_INTERRUPTION_INFO, 0)?;
-        m.write(control::EPTP, s.eptp)?;
-        if let Some(vpid) = s.vpid {
+        m.write(control::EPTP, eptp)?;
+        if let Some(vpid) = vpid {
             m.write(control::VPID, vpid)?;
         }
-        m.write(control::MSR_BITMAPS, s.msr_bitmap)?;
+        m.write(control::MSR_BITMAPS, msr_bitmap)?;
         m.write(control::CR0_GUEST_HOST_MASK, ctl.cr0_mask)?;
         m.write(control::CR4_GUEST_HOST_MASK, ctl.cr4_mask)
     }

@@ -3,10 +3,12 @@
 
 use crate::caps::VmxCaps;
 use crate::controls::entry_ctl;
-use crate::exit::{decode, entry_failure, ModeInfo, RawExit};
-use crate::inject::Injection;
-use crate::regs::{GuestRegs, Swapped};
+use crate::exit::{db_qual, decode, dr6_after_debug_exception, entry_failure, ModeInfo, RawExit};
+use crate::inject::{info, Injection};
+use crate::regs::GuestRegs;
+use crate::resident::{Resident, ResidentRegs};
 use crate::segment::{ar, dpl, from_vmx_ar};
+use crate::structures::Structures;
 use crate::vmcs::fields::{control, exit_info, guest, Field, Width};
 use crate::vmcs::{AccessError, HwVmcs, VmcsAccess};
 use core::cell::Cell;
@@ -16,7 +18,10 @@ use vmm_core::cpu_rules::rflags::IF as RFLAGS_IF;
 use vmm_core::cpu_rules::{CpuRules, CrState};
 use vmm_core::exit::VmExit;
 use vmm_core::memory::GuestMemory;
-use vmm_core::vcpu::{ArchVcpu, ControlReg, Event, Gpr, SegReg, Segment, StateMsr, VcpuError};
+use vmm_core::nested::FrameAllocator;
+use vmm_core::vcpu::{
+    ArchVcpu, ControlReg, DebugReg, Event, Gpr, SegReg, Segment, StateMsr, VcpuError,
+};
 
 /// Guest interruptibility state (SDM Vol 3C 25.4.2, Table 25-3).
 pub mod interruptibility {
@@ -29,11 +34,24 @@ pub mod interruptibility {
 
 /// The longest x86 instruction (SDM Vol 2A 2.3.11).
 const MAX_INSN_LEN: u64 = 15;
+/// The debug exception's vector.
+const DB_VECTOR: u8 = 1;
+/// RFLAGS.TF, single-step (SDM Vol 1 3.4.3.3).
+const RFLAGS_TF: u64 = 1 << 8;
+
+const NOT_LOADED: VcpuError = VcpuError {
+    what: "vCPU not loaded",
+    code: 0,
+};
 
 /// One guest CPU on VT-x, its state in the VMCS `V`.
 pub struct VmxVcpu<V: VmcsAccess = HwVmcs> {
     pub(crate) vmcs: V,
     pub(crate) regs: GuestRegs,
+    /// DR0-DR3, DR6 and the MSRs VT-x does not switch: in the CPU while loaded.
+    pub(crate) resident: ResidentRegs<V::Cpu>,
+    /// The frames and VPID this vCPU owns, given back by `release`.
+    pub(crate) structures: Structures,
     pub(crate) launched: bool,
     pub(crate) caps: VmxCaps,
     /// The CR0 and CR4 bits the host owns (guest/host masks), and the guest's values of
@@ -64,7 +82,7 @@ impl<V: VmcsAccess> VmxVcpu<V> {
     }
 
     /// Writes a field; a failure is recorded for `run`.
-    fn put<W: Width>(&mut self, f: Field<W>, v: W::Value) {
+    fn write_field<W: Width>(&mut self, f: Field<W>, v: W::Value) {
         if let Err(e) = self.vmcs.write(f, v) {
             self.record(e);
         }
@@ -117,11 +135,11 @@ impl<V: VmcsAccess> VmxVcpu<V> {
     pub(crate) fn set_long_mode_active(&mut self, active: bool) {
         let (efer, entry) = (self.efer(), self.get(control::ENTRY_CONTROLS));
         if active {
-            self.put(guest::IA32_EFER, efer | EFER_LMA);
-            self.put(control::ENTRY_CONTROLS, entry | entry_ctl::IA32E_GUEST);
+            self.write_field(guest::IA32_EFER, efer | EFER_LMA);
+            self.write_field(control::ENTRY_CONTROLS, entry | entry_ctl::IA32E_GUEST);
         } else {
-            self.put(guest::IA32_EFER, efer & !EFER_LMA);
-            self.put(control::ENTRY_CONTROLS, entry & !entry_ctl::IA32E_GUEST);
+            self.write_field(guest::IA32_EFER, efer & !EFER_LMA);
+            self.write_field(control::ENTRY_CONTROLS, entry & !entry_ctl::IA32E_GUEST);
         }
     }
 
@@ -148,6 +166,29 @@ impl<V: VmcsAccess> VmxVcpu<V> {
         Ok(())
     }
 
+    /// After a #DB exit: DR6 as the CPU would have made it (SDM Vol 3C 28.1), and a
+    /// pending single-step where VM entry requires one (see below); an INT1 (ICEBP) is
+    /// stepped over, as its #DB is a trap the guest's handler returns past.
+    fn after_debug_exception(&mut self, raw: &RawExit) -> Result<(), AccessError> {
+        if raw.interruption_info & info::TYPE_MASK == info::TYPE_PRIV_SW_EXCEPTION {
+            let rip = self.vmcs.read(guest::RIP)?;
+            self.retire(rip.wrapping_add(self.exit_insn_len));
+            return Ok(());
+        }
+        let dr6 = dr6_after_debug_exception(self.debug_reg(DebugReg::Dr6), raw.qualification);
+        self.set_debug_reg(DebugReg::Dr6, dr6);
+        // Under an STI or MOV SS shadow with RFLAGS.TF set, VM entry requires a pending
+        // single-step (BS) (SDM Vol 3C 26.3.1.5), which a #DB exit does not record: the
+        // single-step is still due after the guest's handler.
+        let shadow = self.vmcs.read(guest::INTERRUPTIBILITY)? & interruptibility::SHADOW;
+        if shadow != 0 && self.vmcs.read(guest::RFLAGS)? & RFLAGS_TF != 0 {
+            let pending = self.vmcs.read(guest::PENDING_DEBUG_EXCEPTIONS)?;
+            self.vmcs
+                .write(guest::PENDING_DEBUG_EXCEPTIONS, pending | db_qual::BS)?;
+        }
+        Ok(())
+    }
+
     fn mode(&self) -> Result<ModeInfo, AccessError> {
         let cs_ar = self.vmcs.read(guest::segment(SegReg::Cs).access_rights)?;
         let efer = self.vmcs.read(guest::IA32_EFER)?;
@@ -162,6 +203,9 @@ impl<V: VmcsAccess> VmxVcpu<V> {
 impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
     fn run(&mut self) -> Result<VmExit, VcpuError> {
         self.access_result()?;
+        if !self.resident.loaded() {
+            return Err(NOT_LOADED);
+        }
         if let Some(inj) = self.pending.take() {
             self.vmcs
                 .write(control::ENTRY_INTERRUPTION_INFO, inj.info)?;
@@ -179,6 +223,12 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
         let mode = self.mode()?;
         let cr0 = self.cr(ControlReg::Cr0);
         let exit = decode(&raw, mode, |r| self.gpr(r), cr0);
+        if let VmExit::Exception {
+            vector: DB_VECTOR, ..
+        } = exit
+        {
+            self.after_debug_exception(&raw)?;
+        }
         self.access_result()?;
         Ok(exit)
     }
@@ -193,7 +243,7 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
 
     fn set_gpr(&mut self, r: Gpr, v: u64) {
         if r == Gpr::Rsp {
-            self.put(guest::RSP, v)
+            self.write_field(guest::RSP, v)
         } else {
             self.regs.gprs.r[r as usize] = v
         }
@@ -246,23 +296,22 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
                     self.set_long_mode_active(next.long_mode_active());
                 }
                 self.cr0_shadow = v;
-                self.put(control::CR0_READ_SHADOW, v);
-                self.put(guest::CR0, self.real_cr0(v));
+                self.write_field(control::CR0_READ_SHADOW, v);
+                self.write_field(guest::CR0, self.real_cr0(v));
             }
             ControlReg::Cr4 => {
                 self.rules.write_cr4(self.cr_state(), v)?;
                 self.cr4_shadow = v;
-                self.put(control::CR4_READ_SHADOW, v);
-                self.put(guest::CR4, self.real_cr4(v));
+                self.write_field(control::CR4_READ_SHADOW, v);
+                self.write_field(guest::CR4, self.real_cr4(v));
             }
-            ControlReg::Cr3 => self.put(guest::CR3, v),
+            ControlReg::Cr3 => self.write_field(guest::CR3, v),
             ControlReg::Cr2 => self.regs.cr2 = v,
         }
         Ok(())
     }
 
     fn state_msr(&self, m: StateMsr) -> u64 {
-        let msrs = &self.regs.msrs;
         match m {
             StateMsr::Efer => self.efer(),
             StateMsr::Pat => self.get(guest::IA32_PAT),
@@ -271,11 +320,11 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
             StateMsr::SysenterCs => self.get(guest::IA32_SYSENTER_CS) as u64,
             StateMsr::SysenterEsp => self.get(guest::IA32_SYSENTER_ESP),
             StateMsr::SysenterEip => self.get(guest::IA32_SYSENTER_EIP),
-            StateMsr::KernelGsBase => msrs.get(Swapped::KernelGsBase),
-            StateMsr::Star => msrs.get(Swapped::Star),
-            StateMsr::Lstar => msrs.get(Swapped::Lstar),
-            StateMsr::Cstar => msrs.get(Swapped::Cstar),
-            StateMsr::Fmask => msrs.get(Swapped::Fmask),
+            StateMsr::KernelGsBase => self.resident.get(Resident::KernelGsBase),
+            StateMsr::Star => self.resident.get(Resident::Star),
+            StateMsr::Lstar => self.resident.get(Resident::Lstar),
+            StateMsr::Cstar => self.resident.get(Resident::Cstar),
+            StateMsr::Fmask => self.resident.get(Resident::Fmask),
         }
     }
 
@@ -283,20 +332,20 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
         match m {
             StateMsr::Efer => {
                 let next = self.rules.write_efer(self.cr_state(), v)?;
-                self.put(guest::IA32_EFER, next.efer);
+                self.write_field(guest::IA32_EFER, next.efer);
             }
-            StateMsr::Pat => self.put(guest::IA32_PAT, v),
-            StateMsr::FsBase => self.put(guest::segment(SegReg::Fs).base, v),
-            StateMsr::GsBase => self.put(guest::segment(SegReg::Gs).base, v),
+            StateMsr::Pat => self.write_field(guest::IA32_PAT, v),
+            StateMsr::FsBase => self.write_field(guest::segment(SegReg::Fs).base, v),
+            StateMsr::GsBase => self.write_field(guest::segment(SegReg::Gs).base, v),
             // IA32_SYSENTER_CS holds a selector in its low bits; the field is 32 bits.
-            StateMsr::SysenterCs => self.put(guest::IA32_SYSENTER_CS, v as u32),
-            StateMsr::SysenterEsp => self.put(guest::IA32_SYSENTER_ESP, v),
-            StateMsr::SysenterEip => self.put(guest::IA32_SYSENTER_EIP, v),
-            StateMsr::KernelGsBase => self.regs.msrs.set(Swapped::KernelGsBase, v),
-            StateMsr::Star => self.regs.msrs.set(Swapped::Star, v),
-            StateMsr::Lstar => self.regs.msrs.set(Swapped::Lstar, v),
-            StateMsr::Cstar => self.regs.msrs.set(Swapped::Cstar, v),
-            StateMsr::Fmask => self.regs.msrs.set(Swapped::Fmask, v),
+            StateMsr::SysenterCs => self.write_field(guest::IA32_SYSENTER_CS, v as u32),
+            StateMsr::SysenterEsp => self.write_field(guest::IA32_SYSENTER_ESP, v),
+            StateMsr::SysenterEip => self.write_field(guest::IA32_SYSENTER_EIP, v),
+            StateMsr::KernelGsBase => self.resident.set(Resident::KernelGsBase, v),
+            StateMsr::Star => self.resident.set(Resident::Star, v),
+            StateMsr::Lstar => self.resident.set(Resident::Lstar, v),
+            StateMsr::Cstar => self.resident.set(Resident::Cstar, v),
+            StateMsr::Fmask => self.resident.set(Resident::Fmask, v),
         }
         Ok(())
     }
@@ -317,7 +366,7 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
             p1 & !INTERRUPT_WINDOW_EXITING
         };
         if want != p1 {
-            self.put(control::PRIMARY_PROC_BASED, want);
+            self.write_field(control::PRIMARY_PROC_BASED, want);
         }
     }
 
@@ -327,7 +376,40 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
     }
 
     fn set_tsc_offset(&mut self, offset: u64) {
-        self.put(control::TSC_OFFSET, offset);
+        self.write_field(control::TSC_OFFSET, offset);
+    }
+
+    fn debug_reg(&self, r: DebugReg) -> u64 {
+        match Resident::of_debug(r) {
+            Some(res) => self.resident.get(res),
+            None => self.get(guest::DR7),
+        }
+    }
+
+    fn set_debug_reg(&mut self, r: DebugReg, v: u64) {
+        match Resident::of_debug(r) {
+            Some(res) => self.resident.set(res, v),
+            None => self.write_field(guest::DR7, v),
+        }
+    }
+
+    fn put(&mut self) {
+        self.resident.put();
+    }
+
+    fn load(&mut self) {
+        self.resident.load();
+    }
+
+    fn release<A: FrameAllocator>(mut self, frames: &mut A) {
+        let cleared = match self.vmcs.clear() {
+            Ok(()) => true,
+            Err(e) => {
+                log::error!("{} ({:#x}): the VMCS page is not reused", e.what, e.code);
+                false
+            }
+        };
+        self.structures.free(cleared, frames);
     }
 
     fn next_rip(&self, _mem: &GuestMemory) -> Result<u64, VcpuError> {
@@ -342,15 +424,18 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
     }
 
     fn retire(&mut self, next_rip: u64) {
-        self.put(guest::RIP, next_rip);
+        self.write_field(guest::RIP, next_rip);
         // Completing the instruction ends any STI or MOV-SS interrupt shadow (SDM Vol 3C
         // 25.4.2).
         let intr = self.get(guest::INTERRUPTIBILITY);
         if intr & interruptibility::SHADOW != 0 {
-            self.put(guest::INTERRUPTIBILITY, intr & !interruptibility::SHADOW);
+            self.write_field(guest::INTERRUPTIBILITY, intr & !interruptibility::SHADOW);
         }
     }
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod isolation_tests;

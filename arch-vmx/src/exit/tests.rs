@@ -61,7 +61,7 @@ fn vmx_instructions_are_virt_instructions() {
 
 #[test]
 fn unknown_reasons_keep_their_raw_values() {
-    for reason in [3, 9, 17, 29, 62] {
+    for reason in [3, 9, 17, 37, 62] {
         let raw = RawExit {
             guest_physical: 0x1234,
             ..exit(reason, 5)
@@ -111,6 +111,56 @@ fn exceptions_with_and_without_error_code_and_nmi() {
         ..exit(0, 0)
     };
     assert_eq!(d(nmi), VmExit::Nmi);
+    // #AC: vector 17, its error code (always 0) delivered.
+    let ac = RawExit {
+        interruption_info: (1 << 31) | (1 << 11) | (3 << 8) | 17,
+        ..exit(0, 0)
+    };
+    assert_eq!(
+        d(ac),
+        VmExit::Exception {
+            vector: 17,
+            error_code: Some(0)
+        }
+    );
+}
+
+#[test]
+fn decodes_debug_register_accesses() {
+    // Reason 29; qualification (SDM Vol 3C Table 28-4): DR number in bits 2:0, bit 4 set
+    // for MOV from DR, the GPR in bits 11:8.
+    assert_eq!(
+        d(exit(29, (3 << 8) | (1 << 4) | 7)),
+        VmExit::DrRead {
+            dr: 7,
+            dest: Gpr::Rbx
+        }
+    );
+    assert_eq!(
+        d(exit(29, (15 << 8) | 4)),
+        VmExit::DrWrite {
+            dr: 4,
+            value: regs(Gpr::R15)
+        }
+    );
+    assert_eq!(
+        d(exit(29, (1 << 8) | 2)),
+        VmExit::DrWrite {
+            dr: 2,
+            value: regs(Gpr::Rcx)
+        }
+    );
+}
+
+#[test]
+fn dr6_takes_the_breakpoints_of_this_debug_exception() {
+    // Old DR6: B0 and BD; this #DB: B2 and BS, and bit 16 (RTM) which DR6 does not take.
+    let old = 0xffff_0ff0 | 0x1 | (1 << 13);
+    let q = 0x4 | (1 << 14) | (1 << 16);
+    assert_eq!(
+        dr6_after_debug_exception(old, q),
+        0xffff_0ff0 | 0x4 | (1 << 13) | (1 << 14)
+    );
 }
 
 #[test]

@@ -5,8 +5,11 @@
 use super::*;
 use crate::caps::tests::bochs_like;
 use crate::host_state::HostState;
-use crate::setup::Structures;
+use crate::structures::Structures;
+use crate::test_frames::{memory, Frames};
 use crate::vmcs::fake::FakeVmcs;
+use crate::vpid::VpidPool;
+use vmm_core::addr::HostPhys;
 use vmm_core::cpu_rules::{cr0, cr4, efer};
 use vmm_core::vcpu::StartMode;
 
@@ -23,12 +26,6 @@ fn full(leaf: u32, _sub: u32) -> [u32; 4] {
     }
 }
 
-const PROT: StartMode = StartMode::Protected32 {
-    entry: 0x10_0000,
-    eax: 0x2bad_b002,
-    ebx: 0x9000,
-};
-
 const LONG: StartMode = StartMode::Long64 {
     rip: 0x20_0000,
     rsi: 0x7000,
@@ -37,46 +34,74 @@ const LONG: StartMode = StartMode::Long64 {
     gdt_limit: 0x1f,
 };
 
-/// Bochs' capabilities: CR0 FIXED0 = PG|NE|PE, CR4 FIXED0 = VMXE.
-fn vcpu(start: StartMode) -> VmxVcpu<FakeVmcs> {
-    let s = Structures {
-        eptp: 0x701e,
-        vpid: Some(1),
-        msr_bitmap: 0x9000,
+pub(super) const PROT: StartMode = StartMode::Protected32 {
+    entry: 0x10_0000,
+    eax: 0x2bad_b002,
+    ebx: 0x9000,
+};
+
+/// A VPID pool of the test's own.
+pub(super) fn pool() -> &'static VpidPool {
+    Box::leak(Box::new(VpidPool::new()))
+}
+
+/// A vCPU over a fake VMCS with Bochs' capabilities (CR0 FIXED0 = PG|NE|PE, CR4 FIXED0 =
+/// VMXE) and structures taken from `frames`, or made up (never freed) without.
+pub(super) fn vcpu_from(
+    start: StartMode,
+    vmcs: FakeVmcs,
+    frames: Option<&mut Frames>,
+    vpids: &'static VpidPool,
+) -> Result<VmxVcpu<FakeVmcs>, VcpuError> {
+    let mut none = Frames::new(0);
+    let (s, frames) = match frames {
+        Some(f) => (
+            Structures::allocate(&memory(), 0x2b, vpids.take(), f).unwrap(),
+            f,
+        ),
+        None => {
+            let s = Structures {
+                vmcs: HostPhys(0x8000),
+                ept_root: HostPhys(0x7000),
+                msr_bitmap: HostPhys(0x9000),
+                vpid: vpids.take(),
+            };
+            (s, &mut none)
+        }
     };
     let rules = CpuRules::for_guest(full);
-    VmxVcpu::setup(
-        FakeVmcs::default(),
-        bochs_like(0xff),
-        rules,
-        start,
-        s,
-        &HostState::default(),
-    )
-    .unwrap()
+    let host = HostState::default();
+    VmxVcpu::setup(vmcs, bochs_like(0xff), rules, start, s, &host, frames)
+}
+
+/// A vCPU as `vcpu_from` makes it, loaded on this thread's pretend CPU.
+pub(super) fn vcpu(start: StartMode) -> VmxVcpu<FakeVmcs> {
+    let mut v = vcpu_from(start, FakeVmcs::default(), None, pool()).unwrap();
+    v.load();
+    v
 }
 
 /// The raw value of the field with encoding `enc`.
-fn raw(v: &VmxVcpu<FakeVmcs>, enc: u32) -> u64 {
+pub(super) fn raw(v: &VmxVcpu<FakeVmcs>, enc: u32) -> u64 {
     v.vmcs.fields[&enc]
 }
 
-fn set_raw(v: &mut VmxVcpu<FakeVmcs>, enc: u32, value: u64) {
+pub(super) fn set_raw(v: &mut VmxVcpu<FakeVmcs>, enc: u32, value: u64) {
     v.vmcs.fields.insert(enc, value);
 }
 
-const PRIMARY_PROC_BASED: u32 = 0x4002;
-const ENTRY_CONTROLS: u32 = 0x4012;
+pub(super) const PRIMARY_PROC_BASED: u32 = 0x4002;
+pub(super) const ENTRY_CONTROLS: u32 = 0x4012;
 const ENTRY_INTERRUPTION_INFO: u32 = 0x4016;
 const ENTRY_ERROR_CODE: u32 = 0x4018;
 const CR0_READ_SHADOW: u32 = 0x6004;
 const CR4_READ_SHADOW: u32 = 0x6006;
 const GUEST_CR0: u32 = 0x6800;
 const GUEST_CR4: u32 = 0x6804;
-const GUEST_RIP: u32 = 0x681e;
-const GUEST_RFLAGS: u32 = 0x6820;
+pub(super) const GUEST_RIP: u32 = 0x681e;
+pub(super) const GUEST_RFLAGS: u32 = 0x6820;
 const GUEST_EFER: u32 = 0x2806;
-const INTERRUPTIBILITY: u32 = 0x4824;
+pub(super) const INTERRUPTIBILITY: u32 = 0x4824;
 const IA32E_MODE_GUEST: u64 = 1 << 9;
 
 #[test]
@@ -112,28 +137,18 @@ fn a_long_mode_start_sets_lma_and_the_ia32e_entry_control() {
 }
 
 #[test]
-fn setup_fails_when_a_vmwrite_fails() {
+fn setup_fails_when_a_vmwrite_fails_and_gives_the_frames_back() {
     let fake = FakeVmcs {
         fail: Some(0x4826), // activity state
         ..Default::default()
     };
-    let s = Structures {
-        eptp: 0,
-        vpid: None,
-        msr_bitmap: 0,
-    };
-    let err = VmxVcpu::setup(
-        fake,
-        bochs_like(0xff),
-        CpuRules::for_guest(full),
-        PROT,
-        s,
-        &HostState::default(),
-    )
-    .err()
-    .unwrap();
+    let mut frames = Frames::new(64);
+    let err = vcpu_from(PROT, fake, Some(&mut frames), pool())
+        .err()
+        .unwrap();
     assert_eq!(err.what, "VMWRITE of VMCS field failed");
     assert_eq!(err.code, 0x4826);
+    assert_eq!(frames.live(), 0);
 }
 
 #[test]
@@ -301,7 +316,7 @@ fn the_interrupt_window_request_toggles_its_control_bit() {
 }
 
 /// Leaves a VM exit with basic reason `reason` in the exit-information fields.
-fn exit_with(v: &mut VmxVcpu<FakeVmcs>, reason: u32, qualification: u64, insn_len: u64) {
+pub(super) fn exit_with(v: &mut VmxVcpu<FakeVmcs>, reason: u32, qualification: u64, insn_len: u64) {
     for (enc, value) in [
         (0x4402, reason as u64),
         (0x6400, qualification),

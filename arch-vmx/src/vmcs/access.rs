@@ -4,6 +4,7 @@
 
 use super::fields::{Field, Width};
 use crate::regs::GuestRegs;
+use crate::resident::CpuRegs;
 use vmm_core::vcpu::VcpuError;
 
 /// A VMREAD or VMWRITE that failed (VMfailInvalid: no current VMCS; VMfailValid: a field
@@ -32,12 +33,20 @@ impl From<AccessError> for VcpuError {
 /// A VMCS. Implementors provide the untyped `*_raw` accessors; everyone else uses the
 /// typed `read` and `write`.
 pub trait VmcsAccess {
+    /// The CPU this VMCS runs on, whose registers hold what the VMCS does not
+    /// (`crate::resident`).
+    type Cpu: CpuRegs;
+
     fn read_raw(&self, encoding: u32) -> Result<u64, AccessError>;
     fn write_raw(&mut self, encoding: u32, value: u64) -> Result<(), AccessError>;
 
     /// Enters the guest with `regs` (VMLAUNCH, or VMRESUME once `launched`) and returns
     /// at its next VM exit, whose information is then in the exit-information fields.
     fn enter(&mut self, regs: &mut GuestRegs, launched: bool) -> Result<(), VcpuError>;
+
+    /// VMCLEAR: the CPU writes back whatever of this VMCS it caches and forgets it, so that
+    /// its page can be freed (SDM Vol 3C 25.11.1, 25.11.3).
+    fn clear(&mut self) -> Result<(), VcpuError>;
 
     fn read<W: Width>(&self, field: Field<W>) -> Result<W::Value, AccessError> {
         self.read_raw(field.encoding()).map(W::from_raw)

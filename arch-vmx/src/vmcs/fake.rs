@@ -4,6 +4,7 @@
 
 use super::access::{AccessError, VmcsAccess};
 use crate::regs::GuestRegs;
+use crate::resident::fake::FakeCpu;
 use std::collections::BTreeMap;
 use vmm_core::vcpu::VcpuError;
 
@@ -13,9 +14,13 @@ pub struct FakeVmcs {
     pub fail: Option<u32>,
     /// How many times the "guest" was entered.
     pub entries: u32,
+    /// VMCLEAR fails (as with a bad address).
+    pub clear_fails: bool,
 }
 
 impl VmcsAccess for FakeVmcs {
+    type Cpu = FakeCpu;
+
     fn read_raw(&self, encoding: u32) -> Result<u64, AccessError> {
         match self.fields.get(&encoding) {
             Some(&v) if self.fail != Some(encoding) => Ok(v),
@@ -34,6 +39,16 @@ impl VmcsAccess for FakeVmcs {
     /// Nothing runs: the exit is whatever the test wrote into the exit-information fields.
     fn enter(&mut self, _regs: &mut GuestRegs, _launched: bool) -> Result<(), VcpuError> {
         self.entries += 1;
+        Ok(())
+    }
+
+    fn clear(&mut self) -> Result<(), VcpuError> {
+        if self.clear_fails {
+            return Err(VcpuError {
+                what: "VMCLEAR failed",
+                code: 0,
+            });
+        }
         Ok(())
     }
 }

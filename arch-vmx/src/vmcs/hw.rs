@@ -6,8 +6,10 @@
 
 use super::access::{AccessError, VmcsAccess};
 use super::fields::exit_info;
+use crate::caps::{ept_cap, VmxCaps};
 use crate::entry::vmx_run;
 use crate::regs::GuestRegs;
+use crate::resident::HwCpu;
 use core::sync::atomic::{AtomicU64, Ordering};
 use vmm_core::addr::HostPhys;
 use vmm_core::vcpu::VcpuError;
@@ -26,20 +28,15 @@ impl HwVmcs {
     /// VMCLEAR then VMPTRLD: the 4 KiB page at `phys`, holding the VMCS revision ID,
     /// becomes the current, clear VMCS (SDM Vol 3C 25.11.3).
     pub fn load_fresh(phys: HostPhys) -> Result<HwVmcs, VcpuError> {
-        // SAFETY: `phys` is a 4 KiB page the caller gave to this VMCS and that holds the
-        // revision ID; VMX root operation is on (the `Vmx` object exists only after
-        // VMXON). VMCLEAR only writes that page.
-        unsafe { vmx::vmclear(phys.0) }.map_err(|_| VcpuError {
-            what: "VMCLEAR failed",
-            code: phys.0,
-        })?;
+        vmclear(phys)?;
         let v = HwVmcs { phys };
         v.load()?;
         Ok(v)
     }
 
     fn load(&self) -> Result<(), VcpuError> {
-        // SAFETY: as in `load_fresh`; this VMCS was cleared by `load_fresh`.
+        // SAFETY: `phys` is this VMCS's page, holding the revision ID, cleared by
+        // `load_fresh`; VMX root operation is on (a `Vmx` exists only after VMXON).
         unsafe { vmx::vmptrld(self.phys.0) }.map_err(|_| VcpuError {
             what: "VMPTRLD failed",
             code: self.phys.0,
@@ -58,6 +55,8 @@ impl HwVmcs {
 }
 
 impl VmcsAccess for HwVmcs {
+    type Cpu = HwCpu;
+
     fn read_raw(&self, encoding: u32) -> Result<u64, AccessError> {
         self.make_current()
             .map_err(|_| AccessError::Read(encoding))?;
@@ -74,9 +73,12 @@ impl VmcsAccess for HwVmcs {
         unsafe { vmx::vmwrite(encoding, value) }.map_err(|_| AccessError::Write(encoding))
     }
 
+    fn clear(&mut self) -> Result<(), VcpuError> {
+        vmclear(self.phys)
+    }
+
     fn enter(&mut self, regs: &mut GuestRegs, launched: bool) -> Result<(), VcpuError> {
         self.make_current()?;
-        regs.msrs.load();
         // SAFETY: CR2 is not part of the VMCS (SDM Vol 3C 27.3): Janus keeps the guest's
         // and loads it here; Janus itself takes no page faults that would need it.
         unsafe { x86::controlregs::cr2_write(regs.cr2) };
@@ -96,6 +98,43 @@ impl VmcsAccess for HwVmcs {
             },
             code: self.read(exit_info::VM_INSTRUCTION_ERROR)? as u64,
         })
+    }
+}
+
+/// VMCLEAR of the VMCS at `phys` (SDM Vol 3C 25.11.3, 31.3).
+fn vmclear(phys: HostPhys) -> Result<(), VcpuError> {
+    // SAFETY: `phys` is a 4 KiB page given to a VMCS, holding the revision ID; VMX root
+    // operation is on (the `Vmx` object exists only after VMXON). VMCLEAR only writes
+    // that page.
+    unsafe { vmx::vmclear(phys.0) }.map_err(|_| VcpuError {
+        what: "VMCLEAR failed",
+        code: phys.0,
+    })?;
+    // VMCLEAR of the current VMCS leaves no VMCS current.
+    let _ = CURRENT.compare_exchange(phys.0, 0, Ordering::Relaxed, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Before a new vCPU first runs: drops the translations a freed vCPU may have left under
+/// this vCPU's EPT root address or VPID (SDM Vol 3C 29.4.3.1 lists what INVEPT and INVVPID
+/// invalidate).
+pub fn flush_new_vcpu(caps: &VmxCaps, vpid: Option<u16>) {
+    if caps.invept_all() {
+        invept_all();
+    }
+    let Some(vpid) = vpid else { return };
+    // INVVPID type 1 (single-context) or, without it, 2 (all-context); the descriptor's
+    // bits 15:0 are the VPID (SDM Vol 3C 31.3, INVVPID).
+    let kind: u64 = if caps.ept_vpid & ept_cap::INVVPID_SINGLE != 0 {
+        1
+    } else {
+        2
+    };
+    let descriptor = [vpid as u64, 0];
+    // SAFETY: INVVPID with a valid descriptor and a supported type (the caller took a VPID
+    // only if `caps.flushable_vpid()`) in VMX root operation only flushes TLBs.
+    unsafe {
+        core::arch::asm!("invvpid {0}, [{1}]", in(reg) kind, in(reg) descriptor.as_ptr(), options(nostack));
     }
 }
 
