@@ -26,6 +26,9 @@ use vmm_core::vm::GuestEnd;
 const IA32_PRED_CMD: u32 = 0x49;
 const IBPB: u64 = 1;
 
+/// The shortest slice a guest gets when another guest's event cuts it short.
+const MIN_SLICE_NS: u64 = 100_000;
+
 /// A guest that resets more often than this with `on-reset=restart` ends instead.
 pub const MAX_RESTARTS: u32 = 3;
 
@@ -133,8 +136,11 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
         loop {
             let now = crate::time::now_ns();
             self.end_expired(now);
-            self.wake_halted();
-            match self.queue.next(now) {
+            let pending = self.poll_interrupts();
+            match self
+                .queue
+                .next(now, |id| pending.get(id).copied().unwrap_or(false))
+            {
                 Next::Run { id, until_ns } => self.run_one(id, now, until_ns),
                 Next::Idle { until_ns } => self.idle(now, until_ns),
                 Next::Done => return,
@@ -144,8 +150,14 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
 
     fn run_one(&mut self, id: usize, now: u64, until_ns: u64) {
         self.switch_to(id);
+        // Another guest's event ends the slice early, but never before MIN_SLICE_NS: the
+        // running guest always gets somewhere.
+        let early = self
+            .others_next_event(id)
+            .map(|t| t.max(now + MIN_SLICE_NS));
+        let until = early.map_or(until_ns, |t| t.min(until_ns));
         let slot = &mut self.slots[id];
-        let until = slot.deadline.map_or(until_ns, |d| d.min(until_ns));
+        let until = slot.deadline.map_or(until, |d| d.min(until));
         let stop = match slot.vcpu.as_mut() {
             Some(vcpu) => dispatch::run_slice(vcpu, &mut slot.guest.vm, until),
             None => Stop::Ended(GuestEnd::error(format_args!("no vCPU"))),
@@ -172,14 +184,42 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
         }
     }
 
-    /// Halted guests whose platform has an interrupt for them become runnable.
-    fn wake_halted(&mut self) {
+    /// Which guests have an interrupt waiting; the halted ones among them become
+    /// runnable.
+    fn poll_interrupts(&mut self) -> ArrayVec<bool, MAX_VCPUS> {
+        let mut pending = ArrayVec::new();
+        for slot in self.slots.iter_mut() {
+            let live = slot.vcpu.is_some();
+            pending.push(live && dispatch::has_interrupt(&mut slot.guest.vm));
+        }
         let halted: ArrayVec<usize, MAX_VCPUS> = self.queue.halted().collect();
         for id in halted {
-            if dispatch::has_interrupt(&mut self.slots[id].guest.vm) {
+            if pending[id] {
                 let _ = self.queue.wake(id);
             }
         }
+        // Going first for an interrupt makes sense only if the guest can take it now.
+        for (p, slot) in pending.iter_mut().zip(self.slots.iter()) {
+            *p = *p && slot.vcpu.as_ref().is_some_and(|v| v.interrupts_open());
+        }
+        pending
+    }
+
+    /// The earliest device event or time limit of the guests other than `id`: the
+    /// running guest's slice ends then, so that the other gets its interrupt on time.
+    fn others_next_event(&self, id: usize) -> Option<u64> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| *i != id && s.vcpu.is_some())
+            .filter_map(|(_, s)| {
+                let event = s.guest.vm.platform.next_event_ns(s.guest.vm.now());
+                match (event, s.deadline) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            })
+            .min()
     }
 
     /// Makes slot `next` the one whose state is in the CPU.

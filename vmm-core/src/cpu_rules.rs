@@ -295,6 +295,8 @@ pub mod dr {
     pub const DR7_RESET: u64 = DR7_FIXED1;
     /// DR7.GD: MOV DR raises #DB before it executes.
     pub const DR7_GD: u64 = 1 << 13;
+    /// DR6.BD: the #DB came from DR7.GD.
+    pub const DR6_BD: u64 = 1 << 13;
 }
 
 /// The register a MOV DR names by number `n` (0-7): DR4 and DR5 are DR6 and DR7 while

@@ -49,6 +49,9 @@ fn wait_irqs(vector: u8, n: u32, us: u64) -> bool {
     ok
 }
 
+/// How often a timing measurement is taken before its check fails.
+const ATTEMPTS: u32 = 5;
+
 fn main(_boot: &BootInfo) -> ! {
     let mut s = Suite::new("lapic");
     println!("tsc: {} kHz ({:?})", time::tsc_khz(), time::tsc_source());
@@ -120,13 +123,21 @@ fn main(_boot: &BootInfo) -> ! {
     // enough that an emulated CPU's exit costs (a fraction of a ms each) stay inside the
     // tolerance.
     let n = (per_ms * 10) as u32;
-    irq::reset(TIMER_VEC);
-    apic::write(TIMER_DIVIDE, DIVIDE_16);
-    apic::write(LVT_TIMER, u32::from(TIMER_VEC));
-    let t0 = rdtsc();
-    apic::write(TIMER_INITIAL, n);
-    let fired = wait_irqs(TIMER_VEC, 1, 100_000);
-    let us = time::ticks_to_us(LAST_TSC.load(Ordering::SeqCst).wrapping_sub(t0));
+    // Janus shares the CPU among guests: a measurement during which this guest waited for
+    // its turn is taken again (a few times at most; a broken timer fails every time).
+    let (mut fired, mut us) = (false, 0);
+    for _ in 0..ATTEMPTS {
+        irq::reset(TIMER_VEC);
+        apic::write(TIMER_DIVIDE, DIVIDE_16);
+        apic::write(LVT_TIMER, u32::from(TIMER_VEC));
+        let t0 = rdtsc();
+        apic::write(TIMER_INITIAL, n);
+        fired = wait_irqs(TIMER_VEC, 1, 100_000);
+        us = time::ticks_to_us(LAST_TSC.load(Ordering::SeqCst).wrapping_sub(t0));
+        if fired && (7_500..=18_000).contains(&us) {
+            break;
+        }
+    }
     s.check(
         "lapic.oneshot_fires",
         fired,
@@ -158,15 +169,22 @@ fn main(_boot: &BootInfo) -> ! {
 
     // Periodic, 5 ms: the third interrupt after about 15 ms.
     let period = (per_ms * 5) as u32;
-    irq::reset(TIMER_VEC);
-    apic::write(TIMER_DIVIDE, DIVIDE_16);
-    apic::write(LVT_TIMER, TIMER_PERIODIC | u32::from(TIMER_VEC));
-    let t0 = rdtsc();
-    apic::write(TIMER_INITIAL, period);
-    let got = wait_irqs(TIMER_VEC, 3, 100_000);
-    let us = time::ticks_to_us(LAST_TSC.load(Ordering::SeqCst).wrapping_sub(t0));
-    let cur = apic::read(TIMER_CURRENT);
-    apic::timer_stop();
+    let (mut got, mut us, mut cur) = (false, 0, 0);
+    for _ in 0..ATTEMPTS {
+        irq::reset(TIMER_VEC);
+        apic::write(TIMER_DIVIDE, DIVIDE_16);
+        apic::write(LVT_TIMER, TIMER_PERIODIC | u32::from(TIMER_VEC));
+        let t0 = rdtsc();
+        apic::write(TIMER_INITIAL, period);
+        got = wait_irqs(TIMER_VEC, 3, 100_000);
+        us = time::ticks_to_us(LAST_TSC.load(Ordering::SeqCst).wrapping_sub(t0));
+        cur = apic::read(TIMER_CURRENT);
+        apic::timer_stop();
+        let _ = wait_irqs(TIMER_VEC, u32::MAX, 1_000);
+        if got && (11_000..=27_000).contains(&us) {
+            break;
+        }
+    }
     s.check(
         "lapic.periodic_repeats",
         got && (11_000..=27_000).contains(&us),

@@ -25,6 +25,11 @@ fn status(ch: u8) -> u8 {
     inb(pc::PIT_CH0 + u16::from(ch))
 }
 
+/// How often a timing measurement is taken before its check fails: Janus shares the CPU
+/// among guests, and a measurement during which this guest waited for its turn is taken
+/// again (a broken timer fails every time).
+const ATTEMPTS: u32 = 10;
+
 fn main(_boot: &BootInfo) -> ! {
     let mut s = Suite::new("pit");
     let khz = time::tsc_khz();
@@ -37,11 +42,19 @@ fn main(_boot: &BootInfo) -> ! {
     const COUNT: u16 = 5966;
     let expect_us = u64::from(COUNT) * 1_000_000 / PIT_HZ;
     gate2(true);
-    pc::pit_program(2, 0, COUNT);
-    let sw = Stopwatch::start();
-    let low_at_start = !out2();
-    let rose = time::wait_until(expect_us * 4, out2);
-    let us = sw.us();
+    // Janus shares the CPU among guests: a measurement during which this guest waited for
+    // its turn is taken again (a few times at most; a broken timer fails every time).
+    let (mut low_at_start, mut rose, mut us) = (false, false, 0);
+    for _ in 0..ATTEMPTS {
+        pc::pit_program(2, 0, COUNT);
+        let sw = Stopwatch::start();
+        low_at_start = !out2();
+        rose = time::wait_until(expect_us * 4, out2);
+        us = sw.us();
+        if low_at_start && rose && us * 10 >= expect_us * 8 && us * 10 <= expect_us * 12 {
+            break;
+        }
+    }
     s.check(
         "pit.ch2_mode0_out2_low_after_load",
         low_at_start,
@@ -72,27 +85,34 @@ fn main(_boot: &BootInfo) -> ! {
         ),
     );
 
-    // Mode 3 (square wave), 1 ms period: OUT2 is seen high and low within 5 ms.
+    // Mode 3 (square wave), 1 ms period: OUT2 is seen high and low within 10 ms.
     pc::pit_program(2, 3, 1193);
-    let (mut hi, mut lo, mut edges, mut last) = (0u32, 0u32, 0u32, out2());
-    let d = time::Deadline::after_us(5_000);
-    while !d.expired() {
-        let o = out2();
-        if o {
-            hi += 1
-        } else {
-            lo += 1
+    let (mut hi, mut lo, mut edges) = (0u32, 0u32, 0u32);
+    for _ in 0..ATTEMPTS {
+        (hi, lo, edges) = (0, 0, 0);
+        let mut last = out2();
+        let d = time::Deadline::after_us(10_000);
+        while !d.expired() {
+            let o = out2();
+            if o {
+                hi += 1
+            } else {
+                lo += 1
+            }
+            if o != last {
+                edges += 1;
+                last = o;
+            }
         }
-        if o != last {
-            edges += 1;
-            last = o;
+        if edges >= 4 {
+            break;
         }
     }
     s.check(
         "pit.ch2_mode3_toggles",
         hi > 0 && lo > 0 && edges >= 4,
         format_args!(
-            "over 5 ms of a 1 ms square wave: {} high samples, {} low, {} edges (want >= 4)",
+            "over 10 ms of a 1 ms square wave: {} high samples, {} low, {} edges (want >= 4)",
             hi, lo, edges
         ),
     );
@@ -144,13 +164,22 @@ fn main(_boot: &BootInfo) -> ! {
 
     // Latch: the value read is the one at the latch, and a second latch before reading
     // is ignored.
-    outb(PIT_CMD, 0x00);
-    let t = Stopwatch::start();
-    time::delay_us(2_000);
-    outb(PIT_CMD, 0x00);
-    let latched = pc::pit_read_count(0);
-    let live = pc::pit_read_count(0);
-    let us = t.us();
+    // A host that gives the CPU to another guest between the latch and the live read
+    // (more than a counter period: 55 ms) makes the difference meaningless: measure again
+    // then, a few times.
+    let (mut latched, mut live, mut us) = (0, 0, 0);
+    for _ in 0..ATTEMPTS {
+        outb(PIT_CMD, 0x00);
+        let t = Stopwatch::start();
+        time::delay_us(2_000);
+        outb(PIT_CMD, 0x00);
+        latched = pc::pit_read_count(0);
+        live = pc::pit_read_count(0);
+        us = t.us();
+        if us < 20_000 {
+            break;
+        }
+    }
     let expect = us * PIT_HZ / 1_000_000;
     let diff = u64::from(latched.wrapping_sub(live));
     s.check(
@@ -163,10 +192,16 @@ fn main(_boot: &BootInfo) -> ! {
     );
 
     // Read-back with count and status latched: status first, then the count.
-    outb(PIT_CMD, 0xc2);
-    let st = inb(pc::PIT_CH0);
-    let c = pc::pit_read_count(0);
-    let live = pc::pit_read_count(0);
+    let (mut st, mut c, mut live) = (0, 0, 0);
+    for _ in 0..ATTEMPTS {
+        outb(PIT_CMD, 0xc2);
+        st = inb(pc::PIT_CH0);
+        c = pc::pit_read_count(0);
+        live = pc::pit_read_count(0);
+        if c.wrapping_sub(live) < 2000 {
+            break;
+        }
+    }
     s.check(
         "pit.readback_count_and_status",
         st & 0x3f == 0x34 && c.wrapping_sub(live) < 2000,

@@ -6,11 +6,35 @@ use super::{advance, inject};
 use crate::cpu_rules;
 use crate::decode::Map;
 use crate::fetch::decode_at_rip;
-use crate::vcpu::{ArchVcpu, ControlReg, Gpr};
+use crate::vcpu::{ArchVcpu, ControlReg, DebugReg, Event, Gpr};
 use crate::vm::{GuestEnd, Vm};
+
+/// The checks a MOV DR makes before it moves anything (SDM Vol 3B 18.2.4, Vol 2B MOV
+/// DR): #GP(0) outside CPL 0 and, with DR7.GD set, #DB with DR6.BD set and GD cleared so
+/// that the debugger's handler can use the registers. The hardware may make some of them
+/// before the exit; making them again here costs nothing and holds on every vendor.
+fn refused(vcpu: &mut impl ArchVcpu) -> Option<Event> {
+    if vcpu.cpl() != 0 {
+        return Some(Event::gp(0));
+    }
+    let dr7 = vcpu.debug_reg(DebugReg::Dr7);
+    if dr7 & cpu_rules::dr::DR7_GD == 0 {
+        return None;
+    }
+    let dr6 = vcpu.debug_reg(DebugReg::Dr6);
+    vcpu.set_debug_reg(DebugReg::Dr6, dr6 | cpu_rules::dr::DR6_BD);
+    vcpu.set_debug_reg(DebugReg::Dr7, dr7 & !cpu_rules::dr::DR7_GD);
+    Some(Event::Exception {
+        vector: 1,
+        error_code: None,
+    })
+}
 
 /// MOV r, DRn.
 pub(super) fn read(vcpu: &mut impl ArchVcpu, vm: &mut Vm, dr: u8, dest: Gpr) -> Option<GuestEnd> {
+    if let Some(ev) = refused(vcpu) {
+        return inject(vcpu, ev);
+    }
     match cpu_rules::debug_reg(dr, vcpu.cr(ControlReg::Cr4)) {
         Ok(r) => {
             let v = vcpu.debug_reg(r);
@@ -23,6 +47,9 @@ pub(super) fn read(vcpu: &mut impl ArchVcpu, vm: &mut Vm, dr: u8, dest: Gpr) -> 
 
 /// MOV DRn, r of `value`.
 pub(super) fn write(vcpu: &mut impl ArchVcpu, vm: &mut Vm, dr: u8, value: u64) -> Option<GuestEnd> {
+    if let Some(ev) = refused(vcpu) {
+        return inject(vcpu, ev);
+    }
     let checked = cpu_rules::debug_reg(dr, vcpu.cr(ControlReg::Cr4))
         .and_then(|r| cpu_rules::write_dr(r, value).map(|v| (r, v)));
     match checked {

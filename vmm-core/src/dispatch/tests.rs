@@ -514,6 +514,24 @@ fn debug_register_moves_follow_the_architectural_rules() {
     };
     assert_eq!(handle_exit(&mut v, &mut m, w), None);
     assert_eq!(v.debug_reg(DebugReg::Dr0), 0xffff_8000_0000_1000);
+    // With DR7.GD set the move is #DB with DR6.BD, and GD is cleared for the handler.
+    v.set_debug_reg(DebugReg::Dr7, 0x2400);
+    let rip = v.rip;
+    assert_eq!(handle_exit(&mut v, &mut m, w), None);
+    assert_eq!(
+        v.injected.pop(),
+        Some(Event::Exception {
+            vector: 1,
+            error_code: None
+        })
+    );
+    assert_eq!(v.rip, rip);
+    assert_eq!(v.debug_reg(DebugReg::Dr7), 0x400);
+    assert_ne!(v.debug_reg(DebugReg::Dr6) & (1 << 13), 0);
+    // Outside CPL 0 it is #GP(0).
+    v.cpl = 3;
+    assert_eq!(handle_exit(&mut v, &mut m, r), None);
+    assert_eq!(v.injected.pop(), Some(Event::gp(0)));
 }
 
 #[test]
