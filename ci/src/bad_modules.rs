@@ -24,9 +24,11 @@ const ORPHAN: &str = "orphan.cpio";
 const TRUNCATED: &str = "truncated.elf";
 const OUTSIDE: &str = "outside.elf";
 const EMPTY: &str = "empty.bin";
-/// A junk file whose stem is not ASCII: the guest's name is derived from it.
-const NON_ASCII: &str = "résumé-日本.bin";
-const NON_ASCII_LABEL: &str = "r_sum_-__";
+/// A junk file whose stem is not ASCII, over 31 bytes with a multi-byte character across
+/// byte 31 (issue #8: cutting the derived name there panicked).
+const NON_ASCII: &str = "résumé-日本-aaaaaaaaaaaaaaé-bbbbbbbbbb.bin";
+/// Its name: characters outside A-Z a-z 0-9 _ . - become `_`, cut to 31 characters.
+const NON_ASCII_LABEL: &str = "r_sum_-__-aaaaaaaaaaaaaa_-bbbbb";
 /// Length of the stem of the junk file with a very long name (a name takes 31).
 const LONG_STEM: usize = 200;
 
@@ -36,6 +38,9 @@ pub struct BadModule {
     /// A file in [`HOSTILE_DIR`], or the built-in [`GOOD`].
     pub file: String,
     pub keys: Vec<(String, String)>,
+    /// The module line starts with the file's path ([`GuestSpec::path_arg`]): Janus
+    /// names the guest after the file's stem.
+    pub path_arg: bool,
     /// The guest as Janus names it: `name=`, the file's stem, or `module<index>` when
     /// the command line could not be parsed. None: Janus says nothing (an initrd of a
     /// refused guest).
@@ -53,6 +58,15 @@ fn bad(file: &str, keys: &[(&str, &str)], label: &str, reason: &'static str) -> 
             .collect(),
         label: Some(label.to_string()),
         reason,
+        path_arg: false,
+    }
+}
+
+/// A module without `name=` whose line starts with its path: named after its stem.
+fn by_stem(file: &str, keys: &[(&str, &str)], label: &str, reason: &'static str) -> BadModule {
+    BadModule {
+        path_arg: true,
+        ..bad(file, keys, label, reason)
     }
 }
 
@@ -118,8 +132,8 @@ pub fn bad_modules() -> Vec<BadModule> {
             "outside",
             "outside the guest's 16 MiB of RAM",
         ),
-        bad(NON_ASCII, &[], NON_ASCII_LABEL, "not a multiboot1 kernel"),
-        bad(&long_file, &[], &"x".repeat(31), "not a multiboot1 kernel"),
+        by_stem(NON_ASCII, &[], NON_ASCII_LABEL, "not a multiboot1 kernel"),
+        by_stem(&long_file, &[], &"x".repeat(31), "not a multiboot1 kernel"),
         bad(
             GOOD,
             &[("name", "longline"), ("cmdline", &long_line)],
@@ -127,7 +141,7 @@ pub fn bad_modules() -> Vec<BadModule> {
             "bytes is too long (at most 4095)",
         ),
         // No name=: Janus derives `smoke` from the file, which module0 has already.
-        bad(
+        by_stem(
             GOOD,
             &[("mem", GOOD_MEM)],
             GOOD,
@@ -281,6 +295,7 @@ pub fn specs(dir: &Path) -> Vec<GuestSpec> {
             dir.join(b.file)
         },
         keys: b.keys,
+        path_arg: b.path_arg,
     });
     std::iter::once(good).chain(bad).collect()
 }
@@ -420,10 +435,15 @@ mod tests {
         assert_eq!(lines[0], "module2 /guests/smoke name=smoke mem=16M");
         assert_eq!(lines[1], "module2 /guests/junk.bin name=junk");
         assert_eq!(lines[2], "module2 /guests/smoke name=badline colour=blue");
-        assert_eq!(lines[10], "module2 /guests/résumé-日本.bin");
         assert_eq!(
-            lines[11],
-            format!("module2 /guests/{}.bin", "x".repeat(200))
+            lines[10],
+            format!("module2 /guests/{NON_ASCII} /guests/{NON_ASCII}")
+        );
+        let long = format!("/guests/{}.bin", "x".repeat(200));
+        assert_eq!(lines[11], format!("module2 {long} {long}"));
+        assert_eq!(
+            lines[13], "module2 /guests/smoke /guests/smoke mem=16M",
+            "a name derived from the path: smoke again"
         );
         assert!(lines[12].len() > 5000);
         assert_eq!(lines[17], "module2 /guests/orphan.cpio initrd-of=lxfail");
@@ -453,6 +473,11 @@ mod tests {
                 .collect()
         };
         assert_eq!(derive(NON_ASCII), NON_ASCII_LABEL);
+        let stem = NON_ASCII.split('.').next().unwrap();
+        assert!(
+            stem.len() > 31 && !stem.is_char_boundary(31),
+            "é across byte 31"
+        );
         assert_eq!(derive(&long_name_file()), "x".repeat(31));
     }
 
