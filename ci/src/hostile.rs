@@ -87,16 +87,21 @@ impl Attack {
         format!("hostile: attack {}: start", self.name())
     }
 
-    /// The start of the line a surviving attacker prints, with its distinctive part:
-    /// `hostile: attack NAME: survived (` + `saw`.
+    /// The start of the line a surviving attacker prints: `hostile: attack NAME:
+    /// survived (`.
     pub fn survived_prefix(&self) -> Option<String> {
-        (self.end == End::Survived).then(|| {
-            format!(
-                "hostile: attack {}: survived ({}",
-                self.name(),
-                self.saw.unwrap_or("")
-            )
-        })
+        (self.end == End::Survived).then(|| format!("hostile: attack {}: survived (", self.name()))
+    }
+
+    /// Whether `text` is this attacker's survived line with its distinctive part
+    /// (`survived (0 functions answered)` for `functions answered`).
+    pub fn is_survived_line(&self, text: &str) -> bool {
+        self.survived_prefix()
+            .and_then(|p| {
+                text.strip_prefix(&p)
+                    .map(|rest| rest.contains(self.saw.unwrap_or("")))
+            })
+            .unwrap_or(false)
     }
 }
 
@@ -664,8 +669,16 @@ mod tests {
         assert_eq!(a.end.janus_text(), "exit status 0");
         assert_eq!(
             a.survived_prefix().as_deref(),
-            Some("hostile: attack snoop: survived (clean")
+            Some("hostile: attack snoop: survived (")
         );
+        assert!(a.is_survived_line("hostile: attack snoop: survived (clean)"));
+        assert!(!a.is_survived_line("hostile: attack snoop: survived (2 values LEAK)"));
+        let pci = by_name("pci_config").unwrap();
+        assert!(pci.is_survived_line("hostile: attack pci_config: survived (0 functions answered)"));
+        assert!(!pci.is_survived_line("hostile: attack snoop: survived (0 functions answered)"));
+        assert!(!by_name("cf9")
+            .unwrap()
+            .is_survived_line("hostile: attack cf9: survived ()"));
         assert_eq!(a.start_line(), "hostile: attack snoop: start");
         let t = ATTACKS.iter().find(|a| a.name() == "triple_fault").unwrap();
         assert_eq!(t.end.janus_text(), "triple fault");

@@ -670,7 +670,12 @@ fn check_run(w: &GuestWant, r: &Report) -> Result<(), String> {
         if !says(&a.start_line()) {
             return Err(format!("{g} did not say \"start\""));
         }
-        if a.survived_prefix().is_some_and(|p| !says(&p)) {
+        let survived = || {
+            r.attack_lines
+                .iter()
+                .any(|(n, t)| n == g && a.is_survived_line(t))
+        };
+        if a.end == End::Survived && !survived() {
             return Err(shorten(&format!(
                 "{g} did not say \"survived ({}...)\"",
                 a.saw.unwrap_or("")
@@ -1293,7 +1298,7 @@ janus: done: 7 guests, 6 failed\n";
             if let Some(a) = &w.attack {
                 log.push_str(&format!("[{g}] {}\n", a.start_line()));
                 if let Some(p) = a.survived_prefix() {
-                    log.push_str(&format!("[{g}] {p})\n"));
+                    log.push_str(&format!("[{g}] {p}{})\n", a.saw.unwrap_or("")));
                 }
             }
             if let Some(suite) = &w.suite {

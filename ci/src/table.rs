@@ -303,7 +303,7 @@ mod tests {
             let a = w.attack.unwrap();
             log.push_str(&format!("[{}] {}\n", w.guest, a.start_line()));
             if let Some(p) = a.survived_prefix() {
-                log.push_str(&format!("[{}] {p})\n", w.guest));
+                log.push_str(&format!("[{}] {p}{})\n", w.guest, a.saw.unwrap_or("")));
             }
             log.push_str(&format!(
                 "janus: guest {} ended: {}\njanus: summary: {} status={} exits=1 (io=1)\n",
