@@ -36,6 +36,33 @@ impl End {
             End::TimeLimit => "time limit",
         }
     }
+
+    /// Whether Janus' `ended: TEXT` is this end (`time limit reached` for
+    /// [`End::TimeLimit`]).
+    pub fn matches(self, ended: &str) -> bool {
+        match self {
+            End::TimeLimit => ended.starts_with(self.janus_text()),
+            _ => ended == self.janus_text(),
+        }
+    }
+
+    /// The status word of Janus' `summary: NAME status=S` line for this end.
+    pub fn summary_status(self) -> &'static str {
+        match self {
+            End::Survived => "0",
+            End::Reset => "reset",
+            End::PoweredOff => "powered-off",
+            End::TripleFault => "triple-fault",
+            End::Halted => "halted",
+            End::TimeLimit => "time-limit",
+        }
+    }
+
+    /// Whether Janus counts this end as a success in its `done: G guests, F failed`
+    /// line (vmm-core `GuestEnd::succeeded`: exit status 0 or powered off).
+    pub fn succeeded(self) -> bool {
+        matches!(self, End::Survived | End::PoweredOff)
+    }
 }
 
 /// One attack of the hostile guest.
@@ -60,16 +87,21 @@ impl Attack {
         format!("hostile: attack {}: start", self.name())
     }
 
-    /// The start of the line a surviving attacker prints, with its distinctive part:
-    /// `hostile: attack NAME: survived (` + `saw`.
+    /// The start of the line a surviving attacker prints: `hostile: attack NAME:
+    /// survived (`.
     pub fn survived_prefix(&self) -> Option<String> {
-        (self.end == End::Survived).then(|| {
-            format!(
-                "hostile: attack {}: survived ({}",
-                self.name(),
-                self.saw.unwrap_or("")
-            )
-        })
+        (self.end == End::Survived).then(|| format!("hostile: attack {}: survived (", self.name()))
+    }
+
+    /// Whether `text` is this attacker's survived line with its distinctive part
+    /// (`survived (0 functions answered)` for `functions answered`).
+    pub fn is_survived_line(&self, text: &str) -> bool {
+        self.survived_prefix()
+            .and_then(|p| {
+                text.strip_prefix(&p)
+                    .map(|rest| rest.contains(self.saw.unwrap_or("")))
+            })
+            .unwrap_or(false)
     }
 }
 
@@ -77,6 +109,39 @@ impl Attack {
 pub const ATTACKER_MEM: &str = "16M";
 pub const VICTIM: &str = "victim";
 pub const VICTIM_MEM: &str = "16M";
+
+/// Attackers per hostile ISO: Janus takes 32 modules, one is the victim.
+pub const MAX_ATTACKERS: usize = 28;
+
+/// The `limit=` of an attacker that never ends on its own; `plant` lives longer so that
+/// `snoop` beside it has its values to look for.
+pub fn limit_of(a: &Attack) -> Option<&'static str> {
+    match (a.end, a.name()) {
+        (End::TimeLimit, "plant") => Some("3s"),
+        (End::TimeLimit, _) => Some("500ms"),
+        _ => None,
+    }
+}
+
+/// The attack named `name`.
+pub fn by_name(name: &str) -> Option<&'static Attack> {
+    ATTACKS.iter().find(|a| a.name() == name)
+}
+
+/// The attacks in table order, cut into as few groups of at most [`MAX_ATTACKERS`] as
+/// possible, of nearly equal sizes (85 attacks: 22, 21, 21, 21).
+pub fn groups() -> Vec<&'static [Attack]> {
+    let n = ATTACKS.len().div_ceil(MAX_ATTACKERS);
+    let (base, extra) = (ATTACKS.len() / n, ATTACKS.len() % n);
+    let mut out = Vec::new();
+    let mut rest = ATTACKS;
+    for i in 0..n {
+        let (group, tail) = rest.split_at(base + usize::from(i < extra));
+        out.push(group);
+        rest = tail;
+    }
+    out
+}
 
 /// Every attack, in the order of the hostile guest's own table.
 pub const ATTACKS: &[Attack] = &[
@@ -552,13 +617,68 @@ mod tests {
     }
 
     #[test]
+    fn groups_cover_the_table_within_janus_module_limit() {
+        let g = groups();
+        let sizes: Vec<usize> = g.iter().map(|g| g.len()).collect();
+        assert_eq!(sizes.iter().sum::<usize>(), ATTACKS.len());
+        assert!(sizes.iter().all(|&n| n <= MAX_ATTACKERS), "{sizes:?}");
+        assert!(
+            sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1,
+            "{sizes:?}"
+        );
+        assert_eq!(g.len(), ATTACKS.len().div_ceil(MAX_ATTACKERS));
+        let flat: Vec<&str> = g.iter().flat_map(|g| g.iter().map(|a| a.name())).collect();
+        let table: Vec<&str> = ATTACKS.iter().map(|a| a.name()).collect();
+        assert_eq!(flat, table, "table order, each attack once");
+        // The FPU/DR pair runs in one ISO: snoop looks for what plant leaves.
+        let pair = |n: &str| g.iter().position(|g| g.iter().any(|a| a.name() == n));
+        assert_eq!(pair("plant"), pair("snoop"));
+    }
+
+    #[test]
+    fn only_endless_attacks_get_a_limit() {
+        for a in ATTACKS {
+            assert_eq!(
+                limit_of(a).is_some(),
+                a.end == End::TimeLimit,
+                "{}",
+                a.name()
+            );
+        }
+        assert_eq!(limit_of(by_name("plant").unwrap()), Some("3s"));
+        assert_eq!(limit_of(by_name("cli_spin").unwrap()), Some("500ms"));
+        assert!(by_name("nope").is_none());
+    }
+
+    #[test]
+    fn ends_match_janus_lines() {
+        assert!(End::TimeLimit.matches("time limit reached"));
+        assert!(!End::TimeLimit.matches("reset"));
+        assert!(End::Survived.matches("exit status 0"));
+        assert!(!End::Survived.matches("exit status 01"));
+        assert!(End::Halted.matches("halted with interrupts off"));
+        assert_eq!(End::TimeLimit.summary_status(), "time-limit");
+        assert_eq!(End::TripleFault.summary_status(), "triple-fault");
+        assert!(End::PoweredOff.succeeded() && End::Survived.succeeded());
+        assert!(!End::Reset.succeeded() && !End::TimeLimit.succeeded());
+    }
+
+    #[test]
     fn ends_read_as_janus_reports_them() {
         let a = ATTACKS.iter().find(|a| a.name() == "snoop").unwrap();
         assert_eq!(a.end.janus_text(), "exit status 0");
         assert_eq!(
             a.survived_prefix().as_deref(),
-            Some("hostile: attack snoop: survived (clean")
+            Some("hostile: attack snoop: survived (")
         );
+        assert!(a.is_survived_line("hostile: attack snoop: survived (clean)"));
+        assert!(!a.is_survived_line("hostile: attack snoop: survived (2 values LEAK)"));
+        let pci = by_name("pci_config").unwrap();
+        assert!(pci.is_survived_line("hostile: attack pci_config: survived (0 functions answered)"));
+        assert!(!pci.is_survived_line("hostile: attack snoop: survived (0 functions answered)"));
+        assert!(!by_name("cf9")
+            .unwrap()
+            .is_survived_line("hostile: attack cf9: survived ()"));
         assert_eq!(a.start_line(), "hostile: attack snoop: start");
         let t = ATTACKS.iter().find(|a| a.name() == "triple_fault").unwrap();
         assert_eq!(t.end.janus_text(), "triple fault");

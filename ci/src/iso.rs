@@ -13,6 +13,10 @@ pub struct GuestSpec {
     pub file: PathBuf,
     /// `key=value` pairs in the order given; `name` is always present and first.
     pub keys: Vec<(String, String)>,
+    /// Whether the module's command line starts with the file's path (as QEMU's
+    /// `-initrd` gives it; GRUB passes only what follows the file), so that Janus can
+    /// derive a name from it.
+    pub path_arg: bool,
 }
 
 impl GuestSpec {
@@ -67,7 +71,11 @@ impl GuestSpec {
                 return Err(format!("--guest `{spec}`: `{k}` contains a newline"));
             }
         }
-        Ok(GuestSpec { file, keys })
+        Ok(GuestSpec {
+            file,
+            keys,
+            path_arg: false,
+        })
     }
 
     /// A spec with exactly these keys, in this order; unlike [`GuestSpec::parse`] no
@@ -79,6 +87,7 @@ impl GuestSpec {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            path_arg: false,
         }
     }
 
@@ -106,7 +115,7 @@ impl GuestSpec {
     pub fn with_file(&self, file: PathBuf) -> GuestSpec {
         GuestSpec {
             file,
-            keys: self.keys.clone(),
+            ..self.clone()
         }
     }
 
@@ -118,9 +127,14 @@ impl GuestSpec {
             .unwrap_or_else(|| "guest".into())
     }
 
-    /// `module2 /guests/BASENAME name=foo mem=32M cmdline="a b"`.
+    /// `module2 /guests/BASENAME name=foo mem=32M cmdline="a b"`; with
+    /// [`GuestSpec::path_arg`], `module2 /guests/BASENAME /guests/BASENAME mem=32M`.
     pub fn module_line(&self) -> String {
-        let mut line = format!("module2 /guests/{}", self.basename());
+        let path = format!("/guests/{}", self.basename());
+        let mut line = format!("module2 {path}");
+        if self.path_arg {
+            write!(line, " {}", quote(&path)).unwrap();
+        }
         for (k, v) in &self.keys {
             write!(line, " {k}={}", quote(v)).unwrap();
         }
@@ -251,6 +265,17 @@ mod tests {
             g.module_line(),
             "module2 /guests/k.elf name=k cmdline=\"say \\\"hi\\\"\""
         );
+    }
+
+    #[test]
+    fn path_as_first_argument() {
+        let mut g = GuestSpec::with_keys(PathBuf::from("d/résumé.bin"), &[("mem", "8M")]);
+        g.path_arg = true;
+        assert_eq!(
+            g.module_line(),
+            "module2 /guests/résumé.bin /guests/résumé.bin mem=8M"
+        );
+        assert!(g.with_file(PathBuf::from("x")).path_arg);
     }
 
     #[test]

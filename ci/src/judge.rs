@@ -1,6 +1,8 @@
 //! Reads a serial log (docs/console.md) into a [`Report`] and judges it against an
 //! [`Expectation`].
 
+use crate::hostile::{Attack, End};
+
 /// The `janus: cpu: ...` line.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Cpu {
@@ -68,6 +70,12 @@ pub struct Report {
     /// (guest, text from the marker on) of guest lines containing `JANUS-LINUX-` (the
     /// Linux guest's markers: `JANUS-LINUX-MARKER: ...`, `JANUS-LINUX-DONE`).
     pub markers: Vec<(String, String)>,
+    /// (guest, K) from `janus: guest NAME reset: starting it again (K of 3)`, in order.
+    pub restarts: Vec<(String, u32)>,
+    /// (guest, text) of guest lines starting with `hostile: attack ` (attackers' lines).
+    pub attack_lines: Vec<(String, String)>,
+    /// Guest lines that report a leak (`[NAME] ...: LEAK ...`), whole.
+    pub leaks: Vec<String>,
     /// (guests, failed) from `janus: done: G guests, F failed`.
     pub done: Option<(u64, u64)>,
     /// `janus: PANIC: ...` or `janus: EXCEPTION ...`, the first one.
@@ -93,6 +101,15 @@ impl Report {
             .iter()
             .find(|(g, _)| g == guest)
             .map(|(_, e)| e.as_str())
+    }
+
+    /// Every `ended:` text of `guest`, in order (one, unless Janus misbehaves).
+    pub fn ends_of(&self, guest: &str) -> Vec<&str> {
+        self.ended
+            .iter()
+            .filter(|(g, _)| g == guest)
+            .map(|(_, e)| e.as_str())
+            .collect()
     }
 
     pub fn summary(&self, guest: &str) -> Option<&Summary> {
@@ -229,6 +246,10 @@ fn janus_line(r: &mut Report, text: &str) {
     } else if let Some(rest) = text.strip_prefix("guest ") {
         if let Some((guest, end)) = rest.split_once(" ended: ") {
             r.ended.push((guest.to_string(), end.trim().to_string()));
+        } else if let Some((guest, k)) = rest.split_once(" reset: starting it again (") {
+            if let Some(k) = k.split(' ').next().and_then(|k| k.parse().ok()) {
+                r.restarts.push((guest.to_string(), k));
+            }
         } else if let Some((guest, why)) = rest.split_once(": not started: ") {
             r.not_started
                 .push((guest.to_string(), why.trim().to_string()));
@@ -240,6 +261,14 @@ fn guest_line(r: &mut Report, guest: &str, text: &str, whole: &str) {
     // Anywhere in the line: a kernel message may share the line with the echo.
     if let Some(i) = text.find("JANUS-LINUX-") {
         r.markers.push((guest.to_string(), text[i..].to_string()));
+        return;
+    }
+    if text.contains(": LEAK") {
+        r.leaks.push(whole.to_string());
+    }
+    // Not `hostile: PASS (N checks)`: the hostile guest without an attack is a suite.
+    if text.starts_with("hostile: attack ") {
+        r.attack_lines.push((guest.to_string(), text.to_string()));
         return;
     }
     // `SUITE: PASS (N checks)`
@@ -297,6 +326,62 @@ pub enum Expectation {
         /// The exact last Janus line, e.g. `janus: done: 7 guests, 6 failed`.
         done: String,
     },
+    /// Guests that run at once (and, with `linux`, the Linux guest of the Linux ISO beside
+    /// them, judged as [`Expectation::Linux`]): every guest ends as wanted, no guest line
+    /// reports a FAIL or a LEAK, nothing is refused, and Janus lives to its last line
+    /// `janus: done: G guests, F failed` with F the guests whose end is not a success.
+    Together {
+        guests: Vec<GuestWant>,
+        linux: Option<&'static str>,
+    },
+}
+
+/// One guest of a row whose guests run at once ([`Expectation::Together`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuestWant {
+    pub guest: String,
+    /// The suite it must pass: `[GUEST] SUITE: PASS (N checks)`.
+    pub suite: Option<String>,
+    /// The attack it runs: it must print the attack's start line, and when it survives,
+    /// its survived line with what it saw.
+    pub attack: Option<Attack>,
+    /// Its one `janus: guest GUEST ended: ...` line, and its summary's status.
+    pub end: End,
+    /// It must be started again exactly this often: `reset: starting it again (K of 3)`
+    /// for K = 1, 2, ... before its end.
+    pub restarts: u32,
+}
+
+impl GuestWant {
+    /// A suite guest of its own name that must pass and exit 0.
+    pub fn suite(name: &str) -> GuestWant {
+        GuestWant {
+            guest: name.to_string(),
+            suite: Some(name.to_string()),
+            attack: None,
+            end: End::Survived,
+            restarts: 0,
+        }
+    }
+
+    /// A guest that must only exit 0 (hello).
+    pub fn exits_0(name: &str) -> GuestWant {
+        GuestWant {
+            suite: None,
+            ..GuestWant::suite(name)
+        }
+    }
+
+    /// An attacker named after its attack, ending as the table says.
+    pub fn attacker(a: &Attack) -> GuestWant {
+        GuestWant {
+            guest: a.name().to_string(),
+            suite: None,
+            attack: Some(*a),
+            end: a.end,
+            restarts: 0,
+        }
+    }
 }
 
 /// Suites that run as guests of their own name: `[NAME] NAME: PASS (N checks)` and
@@ -314,8 +399,17 @@ pub fn suite_status(expect: &Expectation, r: &Report) -> Vec<(String, Result<u64
             owned = own_suites(good);
             &owned
         }
+        Expectation::Together { guests, .. } => {
+            owned = guests
+                .iter()
+                .filter_map(|w| Some((w.guest.clone(), w.suite.clone()?)))
+                .collect();
+            &owned
+        }
         _ => return Vec::new(),
     };
+    // A bad module may carry a good guest's name (a duplicate): its line is wanted.
+    let wanted_rejection = |g: &str| matches!(expect, Expectation::Rejects { rejected, .. } if rejected.iter().any(|(l, _)| l == g));
     suites
         .iter()
         .map(|(g, s)| {
@@ -323,7 +417,9 @@ pub fn suite_status(expect: &Expectation, r: &Report) -> Vec<(String, Result<u64
             let status = match (pass, r.ended(g)) {
                 (Some(p), Some("exit status 0")) => Ok(p.checks),
                 (_, Some(other)) if other != "exit status 0" => Err(format!("ended: {other}")),
-                _ if r.not_started.iter().any(|(n, _)| n == g) => Err("not started".into()),
+                _ if r.not_started.iter().any(|(n, _)| n == g) && !wanted_rejection(g) => {
+                    Err("not started".into())
+                }
                 _ if r.failures.iter().any(|f| f.starts_with(&format!("[{g}] "))) => {
                     Err("FAIL".into())
                 }
@@ -421,28 +517,9 @@ pub fn judge(expect: &Expectation, r: &Report) -> Result<(), String> {
             if let Some(reason) = &r.refused {
                 return Err(shorten(&format!("refused: {reason}")));
             }
-            if let Some((_, why)) = r.not_started.iter().find(|(g, _)| g == guest) {
-                return Err(shorten(&format!("guest {guest}: not started: {why}")));
-            }
-            let marker = r.has_marker(guest, crate::linux::MARKER);
-            let done = r.has_marker(guest, crate::linux::DONE);
-            match (marker, done, r.ended(guest)) {
-                (true, true, Some(_)) => Ok(()),
-                (true, true, None) => Err(stopped(
-                    &format!("guest {guest} did not end after {}", crate::linux::DONE),
-                    r,
-                )),
-                (true, false, Some(end)) => Err(shorten(&format!(
-                    "no {}; guest {guest} ended: {end}",
-                    crate::linux::DONE
-                ))),
-                (true, false, None) => Err(stopped(&format!("no {}", crate::linux::DONE), r)),
-                (false, _, Some(end)) => Err(shorten(&format!(
-                    "no userspace marker; guest {guest} ended: {end}"
-                ))),
-                (false, _, None) => Err(stopped("no userspace marker", r)),
-            }
+            judge_linux(guest, r)
         }
+        Expectation::Together { guests, linux } => judge_together(guests, *linux, r),
         Expectation::Rejects {
             rejected,
             good,
@@ -520,6 +597,189 @@ fn judge_rejects(
         ))),
         _ => Err(stopped("no done line", r)),
     }
+}
+
+/// A Linux guest must reach userspace, print its done marker and end (any end).
+fn judge_linux(guest: &str, r: &Report) -> Result<(), String> {
+    if let Some((_, why)) = r.not_started.iter().find(|(g, _)| g == guest) {
+        return Err(shorten(&format!("guest {guest}: not started: {why}")));
+    }
+    let marker = r.has_marker(guest, crate::linux::MARKER);
+    let done = r.has_marker(guest, crate::linux::DONE);
+    match (marker, done, r.ended(guest)) {
+        (true, true, Some(_)) => Ok(()),
+        (true, true, None) => Err(stopped(
+            &format!("guest {guest} did not end after {}", crate::linux::DONE),
+            r,
+        )),
+        (true, false, Some(end)) => Err(shorten(&format!(
+            "no {}; guest {guest} ended: {end}",
+            crate::linux::DONE
+        ))),
+        (true, false, None) => Err(stopped(&format!("no {}", crate::linux::DONE), r)),
+        (false, _, Some(end)) => Err(shorten(&format!(
+            "no userspace marker; guest {guest} ended: {end}"
+        ))),
+        (false, _, None) => Err(stopped("no userspace marker", r)),
+    }
+}
+
+/// How guest `w.guest` went: Ok, or a short reason.
+pub fn check_guest(w: &GuestWant, r: &Report) -> Result<(), String> {
+    check_run(w, r).and_then(|()| check_summary(w, r))
+}
+
+/// The guest's end, restarts, PASS line and attack lines.
+fn check_run(w: &GuestWant, r: &Report) -> Result<(), String> {
+    let g = &w.guest;
+    match r.ends_of(g)[..] {
+        [] => return Err(stopped(&format!("guest {g} did not end"), r)),
+        [end] if w.end.matches(end) => {}
+        [end] => {
+            return Err(shorten(&format!(
+                "guest {g} ended: {end}, want {}",
+                w.end.janus_text()
+            )))
+        }
+        ref ends => return Err(format!("guest {g} ended {} times", ends.len())),
+    }
+    let restarts: Vec<u32> = r
+        .restarts
+        .iter()
+        .filter(|(n, _)| n == g)
+        .map(|(_, k)| *k)
+        .collect();
+    if restarts != (1..=w.restarts).collect::<Vec<_>>() {
+        return Err(format!(
+            "guest {g} started again {} times, want {}",
+            restarts.len(),
+            w.restarts
+        ));
+    }
+    if let Some(s) = &w.suite {
+        if !r.suites.iter().any(|x| x.guest == *g && x.suite == *s) {
+            return Err(format!("no \"[{g}] {s}: PASS\" line"));
+        }
+    }
+    if let Some(a) = &w.attack {
+        let says = |prefix: &str| {
+            r.attack_lines
+                .iter()
+                .any(|(n, t)| n == g && t.starts_with(prefix))
+        };
+        if !says(&a.start_line()) {
+            return Err(format!("{g} did not say \"start\""));
+        }
+        let survived = || {
+            r.attack_lines
+                .iter()
+                .any(|(n, t)| n == g && a.is_survived_line(t))
+        };
+        if a.end == End::Survived && !survived() {
+            return Err(shorten(&format!(
+                "{g} did not say \"survived ({}...)\"",
+                a.saw.unwrap_or("")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The guest's summary line says its end.
+fn check_summary(w: &GuestWant, r: &Report) -> Result<(), String> {
+    let g = &w.guest;
+    match r.summary(g) {
+        Some(s) if s.status == w.end.summary_status() => Ok(()),
+        Some(s) => Err(format!(
+            "summary of {g}: status={}, want status={}",
+            s.status,
+            w.end.summary_status()
+        )),
+        None => Err(stopped(&format!("no summary of {g}"), r)),
+    }
+}
+
+fn judge_together(guests: &[GuestWant], linux: Option<&str>, r: &Report) -> Result<(), String> {
+    if let Some(reason) = &r.refused {
+        return Err(shorten(&format!("refused: {reason}")));
+    }
+    if let Some((g, why)) = r.not_started.first() {
+        return Err(shorten(&format!("guest {g} not started: {why}")));
+    }
+    if let Some(leak) = r.leaks.first() {
+        return Err(shorten(&format!("LEAK: {leak}")));
+    }
+    let ours = |line: &&String| {
+        guests
+            .iter()
+            .any(|w| line.starts_with(&format!("[{}] ", w.guest)))
+    };
+    if let Some(f) = r.failures.iter().find(ours) {
+        return Err(shorten(f));
+    }
+    for w in guests {
+        check_run(w, r)?;
+    }
+    for w in guests {
+        check_summary(w, r)?;
+    }
+    let mut failed = guests.iter().filter(|w| !w.end.succeeded()).count();
+    if let Some(l) = linux {
+        judge_linux(l, r)?;
+        let ok = r
+            .ended(l)
+            .is_some_and(|e| End::Survived.matches(e) || End::PoweredOff.matches(e));
+        failed += usize::from(!ok);
+    }
+    let want = format!(
+        "{} guests, {failed} failed",
+        guests.len() + usize::from(linux.is_some())
+    );
+    match r.last_janus_line.as_deref() {
+        Some(l) if l.strip_prefix("janus: done: ") == Some(&want) => Ok(()),
+        Some(l) if r.done.is_some() => Err(shorten(&format!(
+            "last Janus line: {}, want {want}",
+            &l["janus: ".len()..],
+        ))),
+        _ => Err(stopped("no done line", r)),
+    }
+}
+
+/// For a row with attackers: (attackers that ended as the table says and leaked
+/// nothing, attackers).
+pub fn attacks_ok(expect: &Expectation, r: &Report) -> Option<(usize, usize)> {
+    let Expectation::Together { guests, .. } = expect else {
+        return None;
+    };
+    let attackers: Vec<&GuestWant> = guests.iter().filter(|w| w.attack.is_some()).collect();
+    let ok = attackers
+        .iter()
+        .filter(|w| {
+            let prefix = format!("[{}] ", w.guest);
+            check_guest(w, r).is_ok() && !r.leaks.iter().any(|l| l.starts_with(&prefix))
+        })
+        .count();
+    (!attackers.is_empty()).then_some((ok, attackers.len()))
+}
+
+/// For a bad-modules row: (modules rejected once with the wanted reason, bad modules).
+pub fn rejections_ok(expect: &Expectation, r: &Report) -> Option<(usize, usize)> {
+    let Expectation::Rejects { rejected, .. } = expect else {
+        return None;
+    };
+    let ok = rejected
+        .iter()
+        .filter(|(label, want)| {
+            let mine: Vec<&String> = r
+                .not_started
+                .iter()
+                .filter(|(g, _)| g == label)
+                .map(|(_, w)| w)
+                .collect();
+            matches!(mine[..], [why] if why.contains(want))
+        })
+        .count();
+    Some((ok, rejected.len()))
 }
 
 /// A reason for a log that stopped early: what is missing and where it stopped.
@@ -1006,6 +1266,323 @@ janus: done: 7 guests, 6 failed\n";
             judge(&rejects(), &parse(&log)),
             Err("done: 1 guests, 0 failed, want 7 guests, 6 failed".into())
         );
+    }
+
+    /// A log in which every guest of `want` does what it should: Janus' banner, each
+    /// guest's lines, restarts, end and summary, then the done line.
+    fn together_log(want: &Expectation) -> String {
+        let Expectation::Together { guests, linux } = want else {
+            panic!("{want:?}")
+        };
+        let mut log = String::from(
+            "janus: Janus 0.1.0 (multiboot2)\njanus: cpu: vendor=AMD backend=svm npt=yes nrip=no\n",
+        );
+        let mut failed = 0;
+        if let Some(l) = linux {
+            log.push_str(&format!(
+                "[{l}] JANUS-LINUX-MARKER: userspace reached\n[{l}] JANUS-LINUX-DONE\n\
+                 janus: guest {l} ended: reset\n"
+            ));
+            failed += 1;
+        }
+        for w in guests {
+            let g = &w.guest;
+            for k in 1..=w.restarts {
+                if let Some(a) = &w.attack {
+                    log.push_str(&format!("[{g}] {}\n", a.start_line()));
+                }
+                log.push_str(&format!(
+                    "janus: guest {g} reset: starting it again ({k} of 3)\n"
+                ));
+            }
+            if let Some(a) = &w.attack {
+                log.push_str(&format!("[{g}] {}\n", a.start_line()));
+                if let Some(p) = a.survived_prefix() {
+                    log.push_str(&format!("[{g}] {p}{})\n", a.saw.unwrap_or("")));
+                }
+            }
+            if let Some(suite) = &w.suite {
+                log.push_str(&format!(
+                    "[{g}] check x: ok\n[{g}] {suite}: PASS (5 checks)\n"
+                ));
+            }
+            let end = match w.end {
+                End::TimeLimit => "time limit reached",
+                e => e.janus_text(),
+            };
+            log.push_str(&format!("janus: guest {g} ended: {end}\n"));
+            failed += usize::from(!w.end.succeeded());
+        }
+        for w in guests {
+            log.push_str(&format!(
+                "janus: summary: {} status={} exits=9 (io=5 cpuid=1 msr=0 hypercall=1 hlt=0 cr=1 dr=1 npf=0 exception=0 intr=0 other=0)\n",
+                w.guest,
+                w.end.summary_status()
+            ));
+        }
+        let n = guests.len() + usize::from(linux.is_some());
+        log.push_str(&format!("janus: done: {n} guests, {failed} failed\n"));
+        log
+    }
+
+    fn many() -> Expectation {
+        crate::together::many_expectation(&names(&["smoke", "pic", "victim"]))
+    }
+
+    #[test]
+    fn many_guests_pass() {
+        let log = together_log(&many());
+        let r = parse(&log);
+        assert_eq!(judge(&many(), &r), Ok(()), "{log}");
+        assert_eq!(r.restarts.len(), 3);
+        assert_eq!(r.summary("cf9").unwrap().reasons[6], ("dr".to_string(), 1));
+        assert!(log.contains("janus: done: 8 guests, 3 failed"), "{log}");
+        assert_eq!(attacks_ok(&many(), &r), Some((4, 4)));
+        assert_eq!(
+            suite_status(&many(), &r),
+            vec![
+                ("smoke".into(), Ok(5)),
+                ("pic".into(), Ok(5)),
+                ("victim".into(), Ok(5))
+            ]
+        );
+    }
+
+    /// Each way a many-guests row can go wrong fails it, with a reason that says which.
+    #[test]
+    fn many_guests_failures() {
+        let good = together_log(&many());
+        let fails = |log: &str| judge(&many(), &parse(log)).unwrap_err();
+        // The spinner is not stopped by its time limit.
+        let log = good.replace(
+            "cli_spin ended: time limit reached",
+            "cli_spin ended: exit status 0",
+        );
+        assert_eq!(
+            fails(&log),
+            "guest cli_spin ended: exit status 0, want time limit"
+        );
+        // A restart too few, or too many.
+        let log = good.replace("janus: guest cf9 reset: starting it again (3 of 3)\n", "");
+        assert_eq!(fails(&log), "guest cf9 started again 2 times, want 3");
+        let log = good.replace(
+            "janus: guest cf9 ended",
+            "janus: guest cf9 reset: starting it again (4 of 3)\njanus: guest cf9 ended",
+        );
+        assert_eq!(fails(&log), "guest cf9 started again 4 times, want 3");
+        // snoop saw plant's values.
+        let log = good.replace("snoop: survived (clean)", "snoop: survived (2 values LEAK)");
+        assert_eq!(fails(&log), "snoop did not say \"survived (clean...)\"");
+        let log = good.replace(
+            "[snoop] hostile: attack snoop: start\n",
+            "[snoop] hostile: attack snoop: start\n[snoop] hostile: attack snoop: LEAK after HLT: DR0 = 0x1234\n",
+        );
+        assert_eq!(
+            fails(&log),
+            "LEAK: [snoop] hostile: attack snoop: LEAK after HLT: DR0 = 0x1234"
+        );
+        // A suite fails.
+        let log = good.replace(
+            "[victim] check x: ok",
+            "[victim] check victim.xmm: FAIL (xmm3 changed)",
+        );
+        assert_eq!(
+            fails(&log),
+            "[victim] check victim.xmm: FAIL (xmm3 changed)"
+        );
+        // A suite's PASS line is missing.
+        let log = good.replace("[pic] pic: PASS (5 checks)\n", "");
+        assert_eq!(fails(&log), "no \"[pic] pic: PASS\" line");
+        // An attacker that never started its attack.
+        let log = good.replace("[plant] hostile: attack plant: start\n", "");
+        assert_eq!(fails(&log), "plant did not say \"start\"");
+        // Janus crashes after the first guests ended.
+        let cut = good.split("janus: guest victim ended").next().unwrap();
+        let log = format!("{cut}janus: PANIC: at boot/src/sched.rs:99: slot taken\n");
+        assert_eq!(fails(&log), "PANIC: at boot/src/sched.rs:99: slot taken");
+        // Janus hangs: no end for the rest.
+        assert!(
+            fails(cut).starts_with("guest victim did not end; stopped after:"),
+            "{}",
+            fails(cut)
+        );
+        // Everything ended, but Janus never said done; or counted wrong.
+        let log = good.split("janus: done").next().unwrap();
+        assert!(fails(log).starts_with("no done line"), "{}", fails(log));
+        let log = good.replace("8 guests, 3 failed", "8 guests, 4 failed");
+        assert_eq!(
+            fails(&log),
+            "last Janus line: done: 8 guests, 4 failed, want 8 guests, 3 failed"
+        );
+        // The summary says another end than the ended line.
+        let log = good.replace(
+            "summary: cli_spin status=time-limit",
+            "summary: cli_spin status=error",
+        );
+        assert_eq!(
+            fails(&log),
+            "summary of cli_spin: status=error, want status=time-limit"
+        );
+        // A guest that ends twice; a guest that is not started.
+        let log = good.replace(
+            "janus: guest hello ended: exit status 0\n",
+            "janus: guest hello ended: exit status 0\njanus: guest hello ended: reset\n",
+        );
+        assert_eq!(fails(&log), "guest hello ended 2 times");
+        let log = good.replace(
+            "janus: cpu:",
+            "janus: guest plant: not started: bad limit '3s'\njanus: cpu:",
+        );
+        assert_eq!(fails(&log), "guest plant not started: bad limit '3s'");
+        // A refused CPU.
+        assert!(fails(REFUSED).starts_with("refused: "));
+    }
+
+    #[test]
+    fn attack_rows() {
+        let want = crate::together::attack_expectation(3);
+        let good = together_log(&want);
+        let r = parse(&good);
+        assert_eq!(judge(&want, &r), Ok(()), "{good}");
+        let Expectation::Together { guests, .. } = &want else {
+            panic!()
+        };
+        let n = guests.len() - 1;
+        assert_eq!(attacks_ok(&want, &r), Some((n, n)));
+        // An attacker that should have triple-faulted was halted instead.
+        let tf = guests.iter().find(|w| w.end == End::TripleFault);
+        if let Some(tf) = tf {
+            let g = &tf.guest;
+            let log = good.replace(
+                &format!("guest {g} ended: triple fault"),
+                &format!("guest {g} ended: halted with interrupts off"),
+            );
+            let r = parse(&log);
+            assert!(judge(&want, &r)
+                .unwrap_err()
+                .starts_with(&format!("guest {g} ended: halted")));
+            assert_eq!(attacks_ok(&want, &r), Some((n - 1, n)));
+        }
+        // A survivor that saw something else than the table says.
+        let saw = guests
+            .iter()
+            .find_map(|w| Some((w.guest.clone(), w.attack?.saw?)))
+            .unwrap();
+        let log = good.replace(&format!("survived ({}", saw.1), "survived (nothing");
+        assert_eq!(
+            judge(&want, &parse(&log)),
+            Err(format!("{} did not say \"survived ({}...)\"", saw.0, saw.1))
+        );
+        // A LEAK line from any attacker fails the row and its count.
+        let log = good.replace(
+            &format!("[{}] hostile: attack {}: start", saw.0, saw.0),
+            &format!(
+                "[{0}] hostile: attack {0}: start\n[{0}] hostile: attack {0}: LEAK x",
+                saw.0
+            ),
+        );
+        let r = parse(&log);
+        assert!(judge(&want, &r).unwrap_err().starts_with("LEAK: "));
+        assert_eq!(attacks_ok(&want, &r), Some((n - 1, n)));
+        // The victim fails.
+        let log = good.replace(
+            "[victim] victim: PASS (5 checks)",
+            "[victim] victim: FAIL (1 of 5 checks failed)",
+        );
+        assert_eq!(
+            judge(&want, &parse(&log)),
+            Err("[victim] victim: FAIL (1 of 5 checks failed)".into())
+        );
+    }
+
+    #[test]
+    fn linux_beside_suites() {
+        let want = crate::together::linux_expectation("linux");
+        let good = together_log(&want);
+        assert!(good.contains("janus: done: 5 guests, 1 failed"), "{good}");
+        let r = parse(&good);
+        assert_eq!(judge(&want, &r), Ok(()));
+        assert_eq!(attacks_ok(&want, &r), None);
+        // Linux powering off is a success: one failure fewer.
+        let log = good
+            .replace("linux ended: reset", "linux ended: powered off")
+            .replace("1 failed", "0 failed");
+        assert_eq!(judge(&want, &parse(&log)), Ok(()));
+        // Linux never reaches userspace.
+        let log = good.replace("[linux] JANUS-LINUX-MARKER: userspace reached\n", "");
+        assert_eq!(
+            judge(&want, &parse(&log)),
+            Err("no userspace marker; guest linux ended: reset".into())
+        );
+        // A kernel line with ": FAIL" is Linux' business; a suite's is ours.
+        let log = good.replace(
+            "[linux] JANUS-LINUX-DONE",
+            "[linux] [ 1.0] x: FAILED\n[linux] JANUS-LINUX-DONE",
+        );
+        assert_eq!(judge(&want, &parse(&log)), Ok(()));
+        let log = good.replace(
+            "[lapic] check x: ok",
+            "[lapic] check timer: FAIL (no interrupt)",
+        );
+        assert_eq!(
+            judge(&want, &parse(&log)),
+            Err("[lapic] check timer: FAIL (no interrupt)".into())
+        );
+        // The victim beside Linux did not end.
+        let log = good.replace("janus: guest victim ended: exit status 0\n", "");
+        assert!(judge(&want, &parse(&log))
+            .unwrap_err()
+            .starts_with("guest victim did not end"));
+    }
+
+    /// The real bad-modules expectation against a log of Janus answering each module.
+    #[test]
+    fn bad_modules_rows() {
+        let want = crate::bad_modules::expectation();
+        let Expectation::Rejects { rejected, done, .. } = &want else {
+            panic!()
+        };
+        let lines: String = rejected
+            .iter()
+            .map(|(g, why)| format!("janus: guest {g}: not started: because {why} (details)\n"))
+            .collect();
+        let good = format!(
+            "janus: Janus 0.1.0 (multiboot2)\n{lines}[smoke] smoke: PASS (28 checks)\n\
+             janus: guest smoke ended: exit status 0\n{done}\n"
+        );
+        let r = parse(&good);
+        assert_eq!(judge(&want, &r), Ok(()));
+        assert_eq!(
+            rejections_ok(&want, &r),
+            Some((rejected.len(), rejected.len()))
+        );
+        // The initrd of the refused guest must stay silent.
+        let log = good.replace(
+            "janus: guest lxfail:",
+            "janus: guest module17: not started: initrd for 'lxfail'\njanus: guest lxfail:",
+        );
+        assert_eq!(
+            judge(&want, &parse(&log)),
+            Err("guest module17 not started: initrd for 'lxfail'".into())
+        );
+        // A module past the 32 is not answered.
+        let log = good.replace(
+            "janus: guest module33: not started",
+            "janus: guest other: not started",
+        );
+        let r = parse(&log);
+        assert!(judge(&want, &r)
+            .unwrap_err()
+            .starts_with("no rejection of module33"));
+        assert_eq!(
+            rejections_ok(&want, &r),
+            Some((rejected.len() - 1, rejected.len()))
+        );
+        // Janus says "unknown key" where the scheduler's keys are known.
+        let log = good.replace("because bad weight '0'", "unknown key 'weight'");
+        assert!(judge(&want, &parse(&log))
+            .unwrap_err()
+            .starts_with("module18 rejected for another reason: unknown key 'weight'"));
     }
 
     #[test]

@@ -4,10 +4,12 @@
 //! This file holds the command line (hand-parsed) and the commands `run`, `iso` and
 //! `test`; `bench` lives in bench.rs. The work itself lives in the modules below.
 
+mod bad_modules;
 mod bench;
 mod build;
 mod emulator;
 pub mod fuzz;
+mod hostile;
 mod iso;
 mod judge;
 mod layout;
@@ -15,6 +17,7 @@ mod linux;
 mod matrix;
 mod setup;
 mod table;
+mod together;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -326,7 +329,16 @@ fn chosen_guests(
         guests.extend(linux::assets(root)?.guest_specs());
     }
     if named.iter().any(|n| n == matrix::BAD) {
-        guests.extend(matrix::hostile_guests(root)?);
+        guests.extend(bad_modules::guests(root)?);
+    }
+    if named.iter().any(|n| n == matrix::MANY) {
+        guests.extend(together::many_specs(&plan.many));
+    }
+    if plan.attacks {
+        return Err(format!(
+            "`{}` is several ISOs: use `cargo janus test --guests {0}`",
+            matrix::ATTACKS
+        ));
     }
     guests.extend(specs);
     Ok((guests, plan.linux))
@@ -443,9 +455,8 @@ fn cmd_test(
     if rows.is_empty() {
         return Err(format!("no matrix row matches `{}`", only.unwrap_or("")));
     }
-    let wants = |kind| rows.iter().any(|r| r.iso == kind);
     let mut needs = vec![setup::Need::Iso];
-    if wants(matrix::IsoKind::Linux) {
+    if rows.iter().any(|r| r.iso.has_linux()) {
         needs.push(setup::Need::Linux);
     }
     for r in &rows {
@@ -462,32 +473,7 @@ fn cmd_test(
     build::host_tests(&root)?;
     fuzz::short_budget(&root)?;
 
-    let mut isos = matrix::Isos::default();
-    if wants(matrix::IsoKind::Linux) {
-        let assets = linux::assets(&root)?;
-        eprintln!(
-            "cargo janus: Linux guest: {} + build/linux/initramfs.cpio",
-            assets.kernel_name
-        );
-        let iso = root.join("build/linux.iso");
-        prepare(&root, &assets.guest_specs(), &iso, &needs)?;
-        isos.linux = Some(iso);
-    }
-    if wants(matrix::IsoKind::Hostile) {
-        let iso = root.join("build/hostile.iso");
-        eprintln!(
-            "cargo janus: bad modules: {} and a smoke guest",
-            matrix::HOSTILE_DIR
-        );
-        prepare(&root, &matrix::hostile_guests(&root)?, &iso, &needs)?;
-        isos.hostile = Some(iso);
-    }
-    if wants(matrix::IsoKind::Guests) {
-        let iso = root.join("build/matrix.iso");
-        eprintln!("cargo janus: guests: {}", plan.guest_names().join(", "));
-        prepare(&root, &plan.guest_specs(), &iso, &needs)?;
-        isos.guests = Some(iso);
-    }
+    let isos = matrix::build_isos(&root, &plan, &rows, &needs)?;
 
     let jobs = jobs.unwrap_or_else(|| {
         std::thread::available_parallelism()

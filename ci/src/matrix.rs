@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::emulator::{self, Emulator};
 use crate::iso::GuestSpec;
 use crate::judge::{self, Expectation, Report};
-use crate::linux;
+use crate::{bad_modules, hostile, linux, together};
 
 /// The guests `cargo janus test` boots when no `--guests` is given. `None` means all of
 /// them: every suite in guests/src/bin, `hello`, and `linux` (the Linux rows). A list such
@@ -25,65 +25,29 @@ pub const HELLO: &str = "hello";
 /// The `--guests` name of the bad-modules rows (ISO build/hostile.iso).
 pub const BAD: &str = "bad";
 
-/// Where the bad module files are written at run time.
-pub const HOSTILE_DIR: &str = "build/hostile";
+/// The `--guests` name of the many-guests rows (every suite and hello at once, with
+/// hostile guests).
+pub const MANY: &str = "many";
 
-/// The suite that runs as the good guest next to the bad modules.
-const HOSTILE_GOOD: &str = "smoke";
+/// The `--guests` name of the attack rows (hostile.rs' attacks beside a victim).
+pub const ATTACKS: &str = "attacks";
 
-/// One module of the hostile ISO, in boot order, and how Janus must answer it.
-struct BadModule {
-    /// A file in [`HOSTILE_DIR`], or the built-in `smoke`.
-    file: &'static str,
-    keys: &'static [(&'static str, &'static str)],
-    /// The guest as Janus names it: `name=`, or `module<index>` when there is no usable name.
-    label: &'static str,
-    /// A distinctive part of Janus' reason.
-    reason: &'static str,
-}
+/// The CPU models of the rows whose guests run at once.
+const MANY_MODELS: [&str; 3] = ["EPYC", "corei7_skylake_x", "ryzen"];
+const ATTACK_MODELS: [&str; 3] = ["EPYC", "corei7_skylake_x", "ryzen"];
+const BAD_MODELS: [&str; 2] = ["EPYC", "corei7_skylake_x"];
 
-const BAD_MODULES: &[BadModule] = &[
-    BadModule {
-        file: "junk.bin",
-        keys: &[("name", "junk")],
-        label: "junk",
-        reason: "not a multiboot1 kernel",
-    },
-    BadModule {
-        file: HOSTILE_GOOD,
-        keys: &[("name", "badline"), ("colour", "blue")],
-        label: "module1",
-        reason: "unknown key 'colour'",
-    },
-    BadModule {
-        file: HOSTILE_GOOD,
-        keys: &[("name", "huge"), ("mem", "64G")],
-        label: "huge",
-        reason: "needs 65536 MiB",
-    },
-    BadModule {
-        file: HOSTILE_GOOD,
-        keys: &[("name", "tiny"), ("mem", "1M")],
-        label: "tiny",
-        reason: "too little",
-    },
-    BadModule {
-        file: "orphan.cpio",
-        keys: &[("initrd-of", "nobody")],
-        label: "module4",
-        reason: "no guest has that name",
-    },
-    BadModule {
-        file: "truncated.elf",
-        keys: &[("name", "truncated")],
-        label: "truncated",
-        reason: "image is truncated",
-    },
-];
+/// Emulator seconds per guest of a row whose guests run at once: about twice what one
+/// guest takes alone.
+const QEMU_SECS_PER_GUEST: u64 = 5;
+const BOCHS_SECS_PER_GUEST: u64 = 20;
+
+/// Machine memory beyond the guests' own: Janus, GRUB's modules, 2 MiB alignment.
+const HEADROOM_MIB: u32 = 128;
 
 /// Guest memory of a suite guest.
-const SUITE_MEM: &str = "16M";
-const HELLO_MEM: &str = "8M";
+pub const SUITE_MEM: &str = "16M";
+pub const HELLO_MEM: &str = "8M";
 
 /// Machine memory for the Linux rows: the 256 MiB guest plus Janus.
 pub const LINUX_MACHINE_MIB: u32 = 512;
@@ -130,39 +94,61 @@ pub struct Plan {
     pub hello: bool,
     /// The Linux rows (a separate ISO).
     pub linux: bool,
+    /// With `linux`, when its suites exist: the Linux + suites row.
+    pub linux_suites: bool,
     /// The bad-modules rows (a separate ISO; `bad`).
-    pub hostile: bool,
+    pub bad: bool,
+    /// The suites of the many-guests rows (`many`: every suite); empty: no such rows.
+    pub many: Vec<String>,
+    /// The attack rows (`attacks`).
+    pub attacks: bool,
 }
 
 impl Plan {
     /// `selection`: guest names (`--guests`); None means everything. `all` names every
-    /// guest too. `bad` is the bad-modules rows; they need the smoke suite.
+    /// guest too. `bad` is the bad-modules rows; they need the smoke suite. `many` and
+    /// `attacks` need the hostile guest (and `attacks` the victim).
     pub fn new(available: &[String], selection: Option<&[String]>) -> Result<Plan, String> {
-        let has_good = available.iter().any(|a| a == HOSTILE_GOOD);
+        let has = |n: &str| available.iter().any(|a| a == n);
+        let has_many = has(together::HOSTILE);
+        let has_attacks = has(together::HOSTILE) && has(hostile::VICTIM);
+        let has_neighbours =
+            has(hostile::VICTIM) && together::LINUX_NEIGHBOURS.iter().all(|n| has(n));
         let Some(selection) = selection.filter(|s| !s.iter().any(|n| n == "all")) else {
             return Ok(Plan {
                 suites: available.to_vec(),
                 hello: true,
                 linux: true,
-                hostile: has_good,
+                linux_suites: has_neighbours,
+                bad: has(bad_modules::GOOD),
+                many: if has_many {
+                    available.to_vec()
+                } else {
+                    Vec::new()
+                },
+                attacks: has_attacks,
             });
         };
         let mut plan = Plan {
             suites: Vec::new(),
             hello: false,
             linux: false,
-            hostile: false,
+            linux_suites: false,
+            bad: false,
+            many: Vec::new(),
+            attacks: false,
         };
+        let needs = |what: &str, bins: &str| format!("`{what}` needs {bins} in guests/src/bin");
         for name in selection {
             match name.as_str() {
                 HELLO => plan.hello = true,
                 linux::GUEST => plan.linux = true,
-                BAD if has_good => plan.hostile = true,
-                BAD => {
-                    return Err(format!(
-                        "`{BAD}` needs the {HOSTILE_GOOD} suite (guests/src/bin/{HOSTILE_GOOD}.rs)"
-                    ))
-                }
+                BAD if has(bad_modules::GOOD) => plan.bad = true,
+                BAD => return Err(needs(BAD, bad_modules::GOOD)),
+                MANY if has_many => plan.many = available.to_vec(),
+                MANY => return Err(needs(MANY, together::HOSTILE)),
+                ATTACKS if has_attacks => plan.attacks = true,
+                ATTACKS => return Err(needs(ATTACKS, "hostile and victim")),
                 n if available.iter().any(|a| a == n) => {
                     if !plan.suites.iter().any(|s| s == n) {
                         plan.suites.push(n.to_string());
@@ -170,15 +156,17 @@ impl Plan {
                 }
                 n => {
                     return Err(format!(
-                        "unknown guest `{n}` (known: {}, {HELLO}, {}, {BAD}, all)",
-                        available.join(", "),
-                        linux::GUEST
-                    ))
+                    "unknown guest `{n}` (known: {}, {HELLO}, {}, {BAD}, {MANY}, {ATTACKS}, all)",
+                    available.join(", "),
+                    linux::GUEST
+                ))
                 }
             }
         }
         sort_suites(&mut plan.suites);
-        if plan.suites.is_empty() && !plan.hello && !plan.linux && !plan.hostile {
+        plan.linux_suites = plan.linux && has_neighbours;
+        let together = !plan.many.is_empty() || plan.attacks;
+        if plan.suites.is_empty() && !plan.hello && !plan.linux && !plan.bad && !together {
             return Err("no guests selected".into());
         }
         Ok(plan)
@@ -220,25 +208,6 @@ impl Plan {
         v
     }
 
-    /// What a bad-modules row expects: each bad module rejected with its reason, smoke
-    /// passing, and `janus: done: 7 guests, 6 failed`.
-    pub fn hostile_expectation() -> Expectation {
-        let rejected: Vec<(String, &'static str)> = BAD_MODULES
-            .iter()
-            .map(|b| (b.label.to_string(), b.reason))
-            .collect();
-        let done = format!(
-            "janus: done: {} guests, {} failed",
-            rejected.len() + 1,
-            rejected.len()
-        );
-        Expectation::Rejects {
-            rejected,
-            good: vec![HOSTILE_GOOD.to_string()],
-            done,
-        }
-    }
-
     fn pass(
         &self,
         vendor: &'static str,
@@ -258,36 +227,115 @@ impl Plan {
 /// Which ISO a row boots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IsoKind {
-    /// build/matrix.iso: the suites and hello.
+    /// build/matrix.iso: the suites and hello, one after another.
     Guests,
     /// build/linux.iso: only the Linux guest.
     Linux,
-    /// build/hostile.iso: bad modules, then the smoke guest ([`hostile_specs`]).
-    Hostile,
+    /// build/linux-suites.iso: the Linux guest beside smoke, pic, lapic and a victim.
+    LinuxSuites,
+    /// build/hostile.iso: the smoke guest, then bad modules ([`bad_modules::specs`]).
+    Bad,
+    /// build/many.iso: every suite, hello and hostile guests at once.
+    Many,
+    /// build/attacksN.iso: attack group N-1 of [`hostile::groups`] beside a victim.
+    Attacks(usize),
+}
+
+impl IsoKind {
+    /// The file name's stem of the ISO and the prefix of its rows' logs.
+    pub fn stem(self) -> String {
+        match self {
+            IsoKind::Guests => "matrix".into(),
+            IsoKind::Linux => "linux".into(),
+            IsoKind::LinuxSuites => "linux-suites".into(),
+            IsoKind::Bad => "bad".into(),
+            IsoKind::Many => "many".into(),
+            IsoKind::Attacks(g) => format!("attacks{}", g + 1),
+        }
+    }
+
+    /// Whether the ISO holds the Linux guest.
+    pub fn has_linux(self) -> bool {
+        matches!(self, IsoKind::Linux | IsoKind::LinuxSuites)
+    }
+
+    /// The ISO's path: build/STEM.iso (build/hostile.iso for the bad modules).
+    pub fn path(self, root: &Path) -> PathBuf {
+        match self {
+            IsoKind::Bad => root.join("build/hostile.iso"),
+            k => root.join(format!("build/{}.iso", k.stem())),
+        }
+    }
 }
 
 /// The ISOs of a run; a row whose ISO is missing fails with a reason.
 #[derive(Debug, Clone, Default)]
-pub struct Isos {
-    pub guests: Option<PathBuf>,
-    pub linux: Option<PathBuf>,
-    pub hostile: Option<PathBuf>,
-}
+pub struct Isos(Vec<(IsoKind, PathBuf)>);
 
 impl Isos {
     fn get(&self, kind: IsoKind) -> Option<&Path> {
-        match kind {
-            IsoKind::Guests => self.guests.as_deref(),
-            IsoKind::Linux => self.linux.as_deref(),
-            IsoKind::Hostile => self.hostile.as_deref(),
+        self.0
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, p)| p.as_path())
+    }
+}
+
+/// The modules of `kind`'s ISO (built-in names; `prepare` resolves them to files). May
+/// fetch Linux or write the bad files.
+fn iso_specs(root: &Path, plan: &Plan, kind: IsoKind) -> Result<Vec<GuestSpec>, String> {
+    Ok(match kind {
+        IsoKind::Guests => {
+            eprintln!("cargo janus: guests: {}", plan.guest_names().join(", "));
+            plan.guest_specs()
+        }
+        IsoKind::Linux | IsoKind::LinuxSuites => {
+            let assets = linux::assets(root)?;
+            eprintln!(
+                "cargo janus: Linux guest: {} + build/linux/initramfs.cpio",
+                assets.kernel_name
+            );
+            let mut v = assets.guest_specs();
+            if kind == IsoKind::LinuxSuites {
+                v.extend(together::linux_neighbour_specs());
+            }
+            v
+        }
+        IsoKind::Bad => {
+            eprintln!(
+                "cargo janus: bad modules: {} and a smoke guest",
+                bad_modules::HOSTILE_DIR
+            );
+            bad_modules::guests(root)?
+        }
+        IsoKind::Many => together::many_specs(&plan.many),
+        IsoKind::Attacks(g) => together::attack_specs(g),
+    })
+}
+
+/// Builds the ISO of every kind `rows` boot.
+pub fn build_isos(
+    root: &Path,
+    plan: &Plan,
+    rows: &[Row],
+    needs: &[crate::setup::Need],
+) -> Result<Isos, String> {
+    let mut isos = Isos::default();
+    for row in rows {
+        if isos.get(row.iso).is_none() {
+            let iso = row.iso.path(root);
+            crate::prepare(root, &iso_specs(root, plan, row.iso)?, &iso, needs)?;
+            isos.0.push((row.iso, iso));
         }
     }
+    Ok(isos)
 }
 
 /// One emulated CPU and what Janus must do on it.
 #[derive(Debug, Clone)]
 pub struct Row {
-    /// What the table shows: the model, plus ` (linux)` for a Linux row.
+    /// What the table shows: the model, plus ` (linux)`, ` (many guests)`, ... for the
+    /// rows that do not boot the guest ISO.
     pub label: String,
     pub model: &'static str,
     pub iso: IsoKind,
@@ -304,12 +352,12 @@ impl Row {
     }
 
     /// The serial log's file name (also names the Bochs files): `EPYC.log`, `linux-EPYC.log`,
-    /// `bad-EPYC.log`.
+    /// `bad-EPYC.log`, `attacks2-EPYC.log`, ...
     pub fn log_name(&self) -> String {
+        let model = emulator::sanitize(self.model);
         match self.iso {
-            IsoKind::Guests => format!("{}.log", emulator::sanitize(self.model)),
-            IsoKind::Linux => format!("linux-{}.log", emulator::sanitize(self.model)),
-            IsoKind::Hostile => format!("bad-{}.log", emulator::sanitize(self.model)),
+            IsoKind::Guests => format!("{model}.log"),
+            k => format!("{}-{model}.log", k.stem()),
         }
     }
 
@@ -326,17 +374,68 @@ impl Row {
         }
     }
 
-    fn hostile(model: &'static str) -> Row {
+    fn bad(model: &'static str) -> Row {
         let emulator = Emulator::for_model(model);
         Row {
             label: format!("{model} (bad modules)"),
             model,
-            iso: IsoKind::Hostile,
-            expect: Plan::hostile_expectation(),
+            iso: IsoKind::Bad,
+            expect: bad_modules::expectation(),
             memory_mib: emulator::DEFAULT_MEMORY_MIB,
             timeout: Duration::from_secs(emulator.default_timeout_secs()),
             required: true,
         }
+    }
+
+    /// A row whose guests (`specs`) run at once: memory for all of them, and time for
+    /// each.
+    fn together(
+        model: &'static str,
+        what: &str,
+        iso: IsoKind,
+        specs: &[GuestSpec],
+        expect: Expectation,
+    ) -> Row {
+        let emulator = Emulator::for_model(model);
+        let per_guest = match emulator {
+            Emulator::Qemu => QEMU_SECS_PER_GUEST,
+            Emulator::Bochs => BOCHS_SECS_PER_GUEST,
+        };
+        let secs = (per_guest * specs.len() as u64).max(emulator.default_timeout_secs());
+        let mib = (together::guest_mib(specs) + HEADROOM_MIB).next_multiple_of(64);
+        Row {
+            label: format!("{model} ({what})"),
+            model,
+            iso,
+            expect,
+            memory_mib: mib.max(emulator::DEFAULT_MEMORY_MIB),
+            timeout: Duration::from_secs(secs),
+            required: true,
+        }
+    }
+
+    fn many(model: &'static str, suites: &[String]) -> Row {
+        let specs = together::many_specs(suites);
+        let expect = together::many_expectation(suites);
+        Row::together(model, "many guests", IsoKind::Many, &specs, expect)
+    }
+
+    fn attacks(model: &'static str, group: usize, groups: usize) -> Row {
+        let what = format!("attacks {}/{groups}", group + 1);
+        let specs = together::attack_specs(group);
+        let expect = together::attack_expectation(group);
+        Row::together(model, &what, IsoKind::Attacks(group), &specs, expect)
+    }
+
+    /// Linux beside suites: the Linux row's time, and memory for the others too.
+    fn linux_suites(model: &'static str) -> Row {
+        let mut row = Row::linux(model);
+        let others = together::guest_mib(&together::linux_neighbour_specs());
+        row.label = format!("{model} (linux + suites)");
+        row.iso = IsoKind::LinuxSuites;
+        row.expect = together::linux_expectation(linux::GUEST);
+        row.memory_mib = LINUX_MACHINE_MIB + others;
+        row
     }
 
     fn linux(model: &'static str) -> Row {
@@ -358,8 +457,8 @@ impl Row {
     }
 }
 
-/// The rows of a plan, longest first: the Linux rows, the bad-modules rows, then the
-/// guest rows.
+/// The rows of a plan, longest first: the Linux rows, the attack rows, the many-guests
+/// rows, the bad-modules rows, then the guest rows.
 pub fn rows(plan: &Plan) -> Vec<Row> {
     let mut rows = Vec::new();
     if plan.linux {
@@ -368,10 +467,21 @@ pub fn rows(plan: &Plan) -> Vec<Row> {
         // Not here yet: Linux under Bochs' AMD models (ryzen, phenom_8650_toliman) reaches
         // the marker and powers off, but takes 150-250 s and its clock runs off (lost timer
         // ticks while exits are slow); `cargo janus run --cpu ryzen --guests linux`.
+        if plan.linux_suites {
+            rows.push(Row::linux_suites("EPYC"));
+        }
     }
-    if plan.hostile {
-        rows.push(Row::hostile("EPYC"));
-        rows.push(Row::hostile("corei7_skylake_x"));
+    if plan.attacks {
+        let groups = hostile::groups().len();
+        for m in ATTACK_MODELS {
+            rows.extend((0..groups).map(|g| Row::attacks(m, g, groups)));
+        }
+    }
+    if !plan.many.is_empty() {
+        rows.extend(MANY_MODELS.map(|m| Row::many(m, &plan.many)));
+    }
+    if plan.bad {
+        rows.extend(BAD_MODELS.map(Row::bad));
     }
     if !plan.has_guest_rows() {
         return rows;
@@ -408,69 +518,6 @@ pub fn rows(plan: &Plan) -> Vec<Row> {
     }
     rows.push(Row::guests("phenom_8650_toliman", amd_qemu));
     rows
-}
-
-/// The modules of build/hostile.iso, in boot order: the bad modules (files in `dir`, or
-/// the built-in smoke), then `smoke name=smoke mem=16M`.
-pub fn hostile_specs(dir: &Path) -> Vec<GuestSpec> {
-    let mut v: Vec<GuestSpec> = BAD_MODULES
-        .iter()
-        .map(|b| {
-            let file = if b.file == HOSTILE_GOOD {
-                PathBuf::from(b.file)
-            } else {
-                dir.join(b.file)
-            };
-            GuestSpec::with_keys(file, b.keys)
-        })
-        .collect();
-    v.push(GuestSpec::with_keys(
-        PathBuf::from(HOSTILE_GOOD),
-        &[("name", HOSTILE_GOOD), ("mem", SUITE_MEM)],
-    ));
-    v
-}
-
-/// Writes the bad files into `dir`: `junk.bin` (4 KiB of text), `orphan.cpio` (a small
-/// file) and `truncated.elf` (the first 8 KiB of `smoke_elf`, whose multiboot header lies
-/// within them but whose load addresses point past them).
-pub fn write_hostile_files(dir: &Path, smoke_elf: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let write = |name: &str, data: &[u8]| {
-        let p = dir.join(name);
-        std::fs::write(&p, data).map_err(|e| format!("cannot write {}: {e}", p.display()))
-    };
-    let line = b"This is not a kernel: Janus must refuse it and run the other guests.\n";
-    let junk: Vec<u8> = line.iter().copied().cycle().take(4096).collect();
-    write("junk.bin", &junk)?;
-    write(
-        "orphan.cpio",
-        b"an initrd for a guest that does not exist\n",
-    )?;
-    const CUT: usize = 8192;
-    let elf = std::fs::read(smoke_elf)
-        .map_err(|e| format!("cannot read {}: {e}", smoke_elf.display()))?;
-    // The multiboot1 magic 0x1BADB002, 4-byte aligned, little-endian.
-    let has_header = elf.len() > CUT
-        && elf[..CUT]
-            .chunks_exact(4)
-            .any(|w| w == [0x02, 0xb0, 0xad, 0x1b]);
-    if !has_header {
-        return Err(format!(
-            "{} has no multiboot header in its first 8 KiB (or is not longer): truncated.elf would not test truncation",
-            smoke_elf.display()
-        ));
-    }
-    write("truncated.elf", &elf[..CUT])
-}
-
-/// Builds the smoke guest and writes the bad files into build/hostile; returns the specs
-/// of build/hostile.iso.
-pub fn hostile_guests(root: &Path) -> Result<Vec<GuestSpec>, String> {
-    crate::build::guests(root)?;
-    let dir = root.join(HOSTILE_DIR);
-    write_hostile_files(&dir, &crate::build::guest_bin(root, HOSTILE_GOOD))?;
-    Ok(hostile_specs(&dir))
 }
 
 /// A finished row.
@@ -603,6 +650,8 @@ mod tests {
         names(&[
             "smoke",
             "exceptions",
+            "exitcost",
+            "hostile",
             "ioapic",
             "lapic",
             "mmio",
@@ -610,6 +659,7 @@ mod tests {
             "pit",
             "policy",
             "uart",
+            "victim",
         ])
     }
 
@@ -617,27 +667,54 @@ mod tests {
     fn matrix_shape() {
         let plan = Plan::new(&all_suites(), None).unwrap();
         let rows = rows(&plan);
-        assert_eq!(rows.len(), 19);
-        // The Linux rows come first: they take longest. Then the bad modules.
-        assert_eq!(rows[0].label, "EPYC (linux)");
-        assert_eq!(rows[1].label, "corei7_skylake_x (linux)");
-        assert_eq!(rows[2].label, "EPYC (bad modules)");
-        assert_eq!(rows[3].label, "corei7_skylake_x (bad modules)");
-        assert_eq!(rows[3].emulator(), Emulator::Bochs);
-        assert!(rows[2..4]
+        let labels: Vec<&str> = rows.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(rows.len(), 3 + 12 + 3 + 2 + 15, "{labels:#?}");
+        // The Linux rows come first: they take longest. Then the guests at once, then the
+        // bad modules.
+        assert_eq!(
+            labels[..6],
+            [
+                "EPYC (linux)",
+                "corei7_skylake_x (linux)",
+                "EPYC (linux + suites)",
+                "EPYC (attacks 1/4)",
+                "EPYC (attacks 2/4)",
+                "EPYC (attacks 3/4)"
+            ]
+        );
+        assert_eq!(labels[7], "corei7_skylake_x (attacks 1/4)");
+        assert_eq!(labels[14], "ryzen (attacks 4/4)");
+        assert_eq!(
+            labels[15..20],
+            [
+                "EPYC (many guests)",
+                "corei7_skylake_x (many guests)",
+                "ryzen (many guests)",
+                "EPYC (bad modules)",
+                "corei7_skylake_x (bad modules)"
+            ]
+        );
+        assert_eq!(rows[16].emulator(), Emulator::Bochs);
+        assert!(rows[18..20]
             .iter()
-            .all(|r| r.iso == IsoKind::Hostile && r.required));
-        assert_eq!(rows[2].log_name(), "bad-EPYC.log");
-        match &rows[2].expect {
-            Expectation::Rejects {
-                rejected,
-                good,
-                done,
-            } => {
-                assert_eq!(rejected.len(), 6);
-                assert_eq!(rejected[1], ("module1".to_string(), "unknown key 'colour'"));
+            .all(|r| r.iso == IsoKind::Bad && r.required));
+        assert_eq!(rows[18].log_name(), "bad-EPYC.log");
+        assert_eq!(rows[9].log_name(), "attacks3-corei7_skylake_x.log");
+        assert_eq!(rows[15].log_name(), "many-EPYC.log");
+        assert_eq!(rows[2].log_name(), "linux-suites-EPYC.log");
+        assert_eq!(
+            rows[9].iso.path(Path::new("/r")),
+            Path::new("/r/build/attacks3.iso")
+        );
+        assert_eq!(
+            rows[18].iso.path(Path::new("/r")),
+            Path::new("/r/build/hostile.iso")
+        );
+        match &rows[18].expect {
+            Expectation::Rejects { rejected, good, .. } => {
+                assert!(rejected.len() >= 20);
+                assert_eq!(rejected[1], ("module2".to_string(), "unknown key 'colour'"));
                 assert_eq!(good, &names(&["smoke"]));
-                assert_eq!(done, "janus: done: 7 guests, 6 failed");
             }
             e => panic!("{e:?}"),
         }
@@ -646,12 +723,14 @@ mod tests {
         assert!(rows[..2]
             .iter()
             .all(|r| r.iso == IsoKind::Linux && r.memory_mib == 512));
-        assert!(rows[..2].iter().all(|r| r.required == LINUX_ROWS_REQUIRED));
+        assert!(rows[..3].iter().all(|r| r.required == LINUX_ROWS_REQUIRED));
+        assert!(rows[2].iso.has_linux() && rows[2].memory_mib == 512 + 4 * 16);
+        assert_eq!(rows[2].timeout, rows[0].timeout);
         let bochs = rows
             .iter()
             .filter(|r| r.emulator() == Emulator::Bochs)
             .count();
-        assert_eq!(bochs, 11);
+        assert_eq!(bochs, 11 + 8 + 2);
         let refused: Vec<_> = rows
             .iter()
             .filter(|r| matches!(r.expect, Expectation::Refused { .. }))
@@ -666,16 +745,67 @@ mod tests {
             rows.len(),
             "log names are unique (they also name the Bochs files)"
         );
-        match &rows[4].expect {
+        match &rows[20].expect {
             Expectation::Pass { guests, suites, .. } => {
-                assert_eq!(guests.len(), 10);
+                assert_eq!(guests.len(), 13);
                 assert_eq!(guests[0], "smoke");
-                assert_eq!(guests[9], "hello");
-                assert_eq!(suites.len(), 9);
+                assert_eq!(guests[12], "hello");
+                assert_eq!(suites.len(), 12);
                 assert!(suites.contains(&("pic".to_string(), "pic".to_string())));
             }
             e => panic!("{e:?}"),
         }
+    }
+
+    /// Rows whose guests run at once get RAM for all of them and time for each.
+    #[test]
+    fn together_rows_are_sized_for_their_guests() {
+        let plan = Plan::new(&all_suites(), None).unwrap();
+        let rows = rows(&plan);
+        let row = |label: &str| rows.iter().find(|r| r.label == label).unwrap().clone();
+        // 12 suites, hello, 4 hostile guests: 12*16 + 8 + 4*16 = 264 MiB of guests.
+        let many = row("EPYC (many guests)");
+        assert_eq!(many.memory_mib, 448);
+        assert_eq!(
+            many.timeout,
+            Duration::from_secs(120),
+            "QEMU: at least its default"
+        );
+        let many_bochs = row("ryzen (many guests)");
+        assert_eq!(many_bochs.timeout, Duration::from_secs(17 * 20));
+        // 22 attackers and the victim, 16 MiB each.
+        let attacks = row("corei7_skylake_x (attacks 1/4)");
+        assert_eq!(attacks.memory_mib, 512);
+        assert_eq!(attacks.timeout, Duration::from_secs(23 * 20));
+        for r in rows
+            .iter()
+            .filter(|r| matches!(r.iso, IsoKind::Many | IsoKind::Attacks(_)))
+        {
+            let specs = match r.iso {
+                IsoKind::Many => together::many_specs(&plan.many),
+                IsoKind::Attacks(g) => together::attack_specs(g),
+                _ => unreachable!(),
+            };
+            assert!(specs.len() <= 32, "{}: Janus takes 32 modules", r.label);
+            assert!(
+                together::guest_mib(&specs) + HEADROOM_MIB <= r.memory_mib,
+                "{}",
+                r.label
+            );
+            match &r.expect {
+                Expectation::Together {
+                    guests,
+                    linux: None,
+                } => {
+                    assert_eq!(guests.len(), specs.len(), "{}", r.label)
+                }
+                e => panic!("{e:?}"),
+            }
+        }
+        // Bochs rows budget: the whole matrix must stay well under an hour on 2 cores
+        // even if every row took half its timeout.
+        let secs: u64 = rows.iter().map(|r| r.timeout.as_secs()).sum();
+        assert!(secs / 2 / 2 < 60 * 60, "{secs} s of timeouts");
     }
 
     #[test]
@@ -688,7 +818,10 @@ mod tests {
                 suites: names(&["smoke"]),
                 hello: true,
                 linux: false,
-                hostile: false
+                linux_suites: false,
+                bad: false,
+                many: Vec::new(),
+                attacks: false,
             }
         );
         let rows = rows(&plan);
@@ -696,19 +829,38 @@ mod tests {
         assert_eq!(rows[0].label, "EPYC");
         let plan = Plan::new(&all, Some(&names(&["linux"]))).unwrap();
         assert!(!plan.has_guest_rows());
-        assert_eq!(rows_of(&plan), ["EPYC (linux)", "corei7_skylake_x (linux)"]);
+        assert_eq!(
+            rows_of(&plan),
+            [
+                "EPYC (linux)",
+                "corei7_skylake_x (linux)",
+                "EPYC (linux + suites)"
+            ]
+        );
         let plan = Plan::new(&all, Some(&names(&["bad"]))).unwrap();
-        assert!(plan.hostile && !plan.has_guest_rows() && !plan.linux);
+        assert!(plan.bad && !plan.has_guest_rows() && !plan.linux);
         assert_eq!(
             rows_of(&plan),
             ["EPYC (bad modules)", "corei7_skylake_x (bad modules)"]
         );
+        let plan = Plan::new(&all, Some(&names(&["many"]))).unwrap();
+        assert_eq!(plan.many, all, "every suite, whatever else is selected");
+        assert_eq!(rows_of(&plan).len(), 3);
+        let plan = Plan::new(&all, Some(&names(&["attacks"]))).unwrap();
+        assert_eq!(rows_of(&plan).len(), 12);
         let plan = Plan::new(&all, Some(&names(&["linux", "bad", "hello"]))).unwrap();
-        assert_eq!(rows_of(&plan).len(), 4 + 15);
-        // Without a smoke suite there is no good guest for the bad-modules rows.
+        assert_eq!(rows_of(&plan).len(), 5 + 15);
+        // Without a smoke suite there is no good guest for the bad-modules rows; without
+        // the hostile guest no many-guests or attack rows, without the victim no attack
+        // rows and no Linux + suites.
         let no_smoke = names(&["pic"]);
-        assert!(!Plan::new(&no_smoke, None).unwrap().hostile);
+        assert!(!Plan::new(&no_smoke, None).unwrap().bad);
         assert!(Plan::new(&no_smoke, Some(&names(&["bad"]))).is_err());
+        let no_victim = names(&["smoke", "pic", "lapic", "hostile"]);
+        let plan = Plan::new(&no_victim, None).unwrap();
+        assert!(!plan.attacks && !plan.many.is_empty() && !plan.linux_suites);
+        assert!(Plan::new(&no_victim, Some(&names(&["attacks"]))).is_err());
+        assert!(Plan::new(&names(&["smoke"]), Some(&names(&["many"]))).is_err());
         let plan = Plan::new(&all, Some(&names(&["pit", "smoke", "pit"]))).unwrap();
         assert_eq!(plan.suites, names(&["smoke", "pit"]));
         assert_eq!(
@@ -718,6 +870,46 @@ mod tests {
         let err = Plan::new(&all, Some(&names(&["nope"]))).unwrap_err();
         assert!(err.contains("unknown guest `nope`"), "{err}");
         assert!(Plan::new(&all, Some(&[])).is_err());
+    }
+
+    #[test]
+    fn together_isos() {
+        let lines = |specs: Vec<GuestSpec>| -> Vec<String> {
+            specs.iter().map(|g| g.module_line()).collect()
+        };
+        let many = lines(together::many_specs(&names(&["smoke", "victim"])));
+        assert_eq!(
+            many,
+            [
+                "module2 /guests/smoke name=smoke mem=16M",
+                "module2 /guests/victim name=victim mem=16M",
+                "module2 /guests/hello name=hello mem=8M",
+                "module2 /guests/hostile name=cli_spin mem=16M limit=2s cmdline=attack=cli_spin",
+                "module2 /guests/hostile name=plant mem=16M limit=3s cmdline=attack=plant",
+                "module2 /guests/hostile name=snoop mem=16M cmdline=attack=snoop",
+                "module2 /guests/hostile name=cf9 mem=16M on-reset=restart cmdline=attack=cf9",
+            ]
+        );
+        let first = lines(together::attack_specs(0));
+        assert_eq!(first.len(), 23);
+        assert_eq!(
+            first[0],
+            "module2 /guests/victim name=victim mem=16M cmdline=\"secret=janus-attacks-1 duration=5000\""
+        );
+        assert_eq!(
+            first[1],
+            "module2 /guests/hostile name=cf9 mem=16M cmdline=attack=cf9"
+        );
+        let last = lines(together::attack_specs(3));
+        assert!(last.contains(
+            &"module2 /guests/hostile name=ac_loop mem=16M limit=500ms cmdline=attack=ac_loop"
+                .to_string()
+        ));
+        assert!(last[0].contains("secret=janus-attacks-4"));
+        let linux = lines(together::linux_neighbour_specs());
+        assert_eq!(linux[0], "module2 /guests/smoke name=smoke mem=16M");
+        assert_eq!(linux.len(), 4);
+        assert!(linux[3].starts_with("module2 /guests/victim name=victim mem=16M cmdline="));
     }
 
     fn rows_of(plan: &Plan) -> Vec<String> {
@@ -736,48 +928,6 @@ mod tests {
             hello.module_line(),
             "module2 /guests/hello.elf name=hello mem=8M"
         );
-    }
-
-    #[test]
-    fn hostile_iso() {
-        let dir = std::env::temp_dir().join(format!("janus-ci-hostile-{}", std::process::id()));
-        let lines: Vec<_> = hostile_specs(&dir)
-            .iter()
-            .map(|g| g.module_line())
-            .collect();
-        assert_eq!(
-            lines,
-            [
-                "module2 /guests/junk.bin name=junk",
-                "module2 /guests/smoke name=badline colour=blue",
-                "module2 /guests/smoke name=huge mem=64G",
-                "module2 /guests/smoke name=tiny mem=1M",
-                "module2 /guests/orphan.cpio initrd-of=nobody",
-                "module2 /guests/truncated.elf name=truncated",
-                "module2 /guests/smoke name=smoke mem=16M",
-            ]
-        );
-        // A fake smoke ELF: the multiboot magic at 0x1000, 12 KiB long.
-        let mut elf = vec![0u8; 12288];
-        elf[0x1000..0x1004].copy_from_slice(&0x1BADB002u32.to_le_bytes());
-        let fake = dir.join("fake-smoke");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(&fake, &elf).unwrap();
-        write_hostile_files(&dir, &fake).unwrap();
-        let junk = std::fs::read(dir.join("junk.bin")).unwrap();
-        assert_eq!(junk.len(), 4096);
-        assert!(junk.iter().all(|b| b.is_ascii()));
-        assert_eq!(
-            std::fs::read(dir.join("truncated.elf")).unwrap(),
-            &elf[..8192]
-        );
-        assert!(!std::fs::read(dir.join("orphan.cpio")).unwrap().is_empty());
-        // Without a header in the first 8 KiB the truncated module would test nothing.
-        std::fs::write(&fake, vec![0u8; 12288]).unwrap();
-        assert!(write_hostile_files(&dir, &fake)
-            .unwrap_err()
-            .contains("no multiboot header"));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -1,27 +1,43 @@
 //! The result table `cargo janus test` prints at the end.
 
-use crate::judge::{Expectation, Report};
+use crate::judge::{self, Expectation, Report};
 use crate::matrix::RowResult;
 
 const HEADERS: [&str; 8] = [
     "model", "emulator", "vendor", "features", "result", "seconds", "checks", "exits",
 ];
 
-/// `pass`, `refused (expected)`, `pass (ended: reset)` for Linux, `pass (6 rejected)` for
-/// bad modules, or `FAIL: reason`
-/// (`FAIL (not required): reason` for a row that does not count).
+/// `pass`, `refused (expected)`, `pass (ended: reset)` for Linux, `pass (rejected 32)`
+/// for bad modules, `pass (attacks 22/22 ok)` for rows with attackers, or `FAIL: reason`
+/// (`FAIL (not required): reason` for a row that does not count; the counts too:
+/// `FAIL (attacks 21/22 ok): reason`).
 pub fn result_text(r: &RowResult) -> String {
+    let counts = judge::attacks_ok(&r.row.expect, &r.report)
+        .map(|(ok, n)| format!("attacks {ok}/{n} ok"))
+        .or_else(|| {
+            judge::rejections_ok(&r.row.expect, &r.report).map(|(ok, n)| match &r.verdict {
+                Ok(()) => format!("rejected {ok}"),
+                Err(_) => format!("rejected {ok}/{n}"),
+            })
+        });
+    let note = |extra: Option<&str>| {
+        let parts: Vec<&str> = extra.into_iter().chain(counts.as_deref()).collect();
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", parts.join(", "))
+        }
+    };
     match (&r.verdict, &r.row.expect) {
         (Ok(()), Expectation::Refused { .. }) => "refused (expected)".into(),
-        (Ok(()), Expectation::Pass { .. }) => "pass".into(),
         (Ok(()), Expectation::Linux { guest }) => {
             format!("pass (ended: {})", r.report.ended(guest).unwrap_or("?"))
         }
-        (Ok(()), Expectation::Rejects { rejected, .. }) => {
-            format!("pass ({} rejected)", rejected.len())
+        (Ok(()), _) => format!("pass{}", note(None)),
+        (Err(reason), _) if !r.row.required => {
+            format!("FAIL{}: {reason}", note(Some("not required")))
         }
-        (Err(reason), _) if !r.row.required => format!("FAIL (not required): {reason}"),
-        (Err(reason), _) => format!("FAIL: {reason}"),
+        (Err(reason), _) => format!("FAIL{}: {reason}", note(None)),
     }
 }
 
@@ -29,7 +45,7 @@ pub fn result_text(r: &RowResult) -> String {
 /// guest row, and which suites failed on each failing row.
 pub fn suites_summary(results: &[RowResult]) -> String {
     let mut out = String::new();
-    let statuses = |r: &RowResult| crate::judge::suite_status(&r.row.expect, &r.report);
+    let statuses = |r: &RowResult| judge::suite_status(&r.row.expect, &r.report);
     if let Some(r) = results
         .iter()
         .find(|r| r.verdict.is_ok() && matches!(r.row.expect, Expectation::Pass { .. }))
@@ -239,15 +255,92 @@ mod tests {
 
     #[test]
     fn bad_modules_rows() {
-        let log =
-            "janus: cpu: vendor=AMD backend=svm npt=yes nrip=no\n[smoke] smoke: PASS (28 checks)\n";
-        let mut ok = result("EPYC (bad modules)", log, Ok(()));
-        assert_eq!(result_text(&ok), "pass (6 rejected)");
-        ok.verdict = Err("no rejection of tiny".into());
-        assert_eq!(result_text(&ok), "FAIL: no rejection of tiny");
+        let Expectation::Rejects { rejected, .. } = crate::bad_modules::expectation() else {
+            panic!()
+        };
+        let lines: String = rejected
+            .iter()
+            .map(|(g, why)| format!("janus: guest {g}: not started: {why}\n"))
+            .collect();
+        let log = format!(
+            "janus: cpu: vendor=AMD backend=svm npt=yes nrip=no\n{lines}[smoke] smoke: PASS (28 checks)\n"
+        );
+        let mut ok = result("EPYC (bad modules)", &log, Ok(()));
+        assert_eq!(
+            result_text(&ok),
+            format!("pass (rejected {})", rejected.len())
+        );
+        let first = lines.lines().next().unwrap();
+        ok.report = judge::parse(&log.replace(first, ""));
+        ok.verdict = Err("no rejection of junk".into());
+        assert_eq!(
+            result_text(&ok),
+            format!(
+                "FAIL (rejected {}/{}): no rejection of junk",
+                rejected.len() - 1,
+                rejected.len()
+            )
+        );
         assert_eq!(
             suites_summary(&[ok]),
             "suites failed on EPYC (bad modules): smoke (did not end)\n"
+        );
+    }
+
+    #[test]
+    fn attack_rows_count_attackers() {
+        let label = "corei7_skylake_x (attacks 1/4)";
+        let suites = ["smoke", "hostile", "victim"].map(String::from);
+        let row = rows(&Plan::new(&suites, None).unwrap())
+            .into_iter()
+            .find(|r| r.label == label)
+            .unwrap();
+        let Expectation::Together { guests, .. } = &row.expect else {
+            panic!()
+        };
+        let mut log = String::from("janus: Janus 0.1.0 (multiboot2)\n");
+        for w in guests.iter().filter(|w| w.attack.is_some()) {
+            let a = w.attack.unwrap();
+            log.push_str(&format!("[{}] {}\n", w.guest, a.start_line()));
+            if let Some(p) = a.survived_prefix() {
+                log.push_str(&format!("[{}] {p}{})\n", w.guest, a.saw.unwrap_or("")));
+            }
+            log.push_str(&format!(
+                "janus: guest {} ended: {}\njanus: summary: {} status={} exits=1 (io=1)\n",
+                w.guest,
+                a.end.janus_text(),
+                w.guest,
+                a.end.summary_status()
+            ));
+        }
+        let n = guests.len() - 1;
+        let r = RowResult {
+            row,
+            report: judge::parse(&log),
+            seconds: 3.0,
+            verdict: Ok(()),
+            log: PathBuf::from("x.log"),
+        };
+        assert_eq!(result_text(&r), format!("pass (attacks {n}/{n} ok)"));
+        // One attacker ends another way; another leaks.
+        let log = log
+            .replacen("ended: reset", "ended: triple fault", 1)
+            .replacen(
+                ": survived (",
+                ": LEAK DR0 = 0x1\n[x] hostile: attack x: survived (",
+                1,
+            );
+        let r = RowResult {
+            report: judge::parse(&log),
+            verdict: Err("guest cf9 ended: triple fault, want reset".into()),
+            ..r
+        };
+        assert_eq!(
+            result_text(&r),
+            format!(
+                "FAIL (attacks {}/{n} ok): guest cf9 ended: triple fault, want reset",
+                n - 2
+            )
         );
     }
 

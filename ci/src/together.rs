@@ -1,0 +1,156 @@
+//! Rows whose guests run at once (issue #8): their ISOs' modules and what each guest
+//! must do ([`Expectation::Together`]).
+//!
+//! - many guests: every suite, hello, and four hostile guests beside them: one spinning
+//!   until its time limit, the FPU/DR `plant`/`snoop` pair, and one that resets and is
+//!   started again three times;
+//! - attacks: the attacks of hostile.rs in groups, each attacker its own guest, beside a
+//!   `victim` that must pass;
+//! - Linux + suites: the Linux guest beside smoke, pic, lapic and a victim.
+
+use std::path::PathBuf;
+
+use crate::hostile::{self, Attack, ATTACKER_MEM, VICTIM, VICTIM_MEM};
+use crate::iso::GuestSpec;
+use crate::judge::{Expectation, GuestWant};
+use crate::matrix::{HELLO, HELLO_MEM, SUITE_MEM};
+
+/// The hostile guest's binary.
+pub const HOSTILE: &str = "hostile";
+
+/// Times Janus starts a resetting guest again (`on-reset=restart`) before it ends.
+pub const MAX_RESTARTS: u32 = 3;
+
+/// How long the victim beside the attackers checks its secret (ms of its TSC time):
+/// longer than the attackers' time limits.
+const VICTIM_DURATION_MS: u32 = 5000;
+
+/// The suites next to Linux in the Linux + suites row (and a victim).
+pub const LINUX_NEIGHBOURS: [&str; 3] = ["smoke", "pic", "lapic"];
+
+/// The hostile guests of the many-guests rows: attack, `limit=`, `on-reset=`.
+const MANY_HOSTILE: [(&str, Option<&str>, Option<&str>); 4] = [
+    ("cli_spin", Some("2s"), None),
+    ("plant", Some("3s"), None),
+    ("snoop", None, None),
+    ("cf9", None, Some("restart")),
+];
+
+/// An attacker's module: `hostile name=ATTACK mem=16M [limit=..] [on-reset=..]
+/// cmdline=attack=ATTACK` (cmdline last: unquoted, it takes the rest of the line).
+fn attacker_spec(a: &Attack, limit: Option<&str>, on_reset: Option<&str>) -> GuestSpec {
+    let mut keys = vec![("name", a.name()), ("mem", ATTACKER_MEM)];
+    keys.extend(limit.map(|l| ("limit", l)));
+    keys.extend(on_reset.map(|r| ("on-reset", r)));
+    keys.push(("cmdline", a.cmdline));
+    GuestSpec::with_keys(PathBuf::from(HOSTILE), &keys)
+}
+
+/// The victim's module, with its own secret.
+fn victim_spec(secret: &str) -> GuestSpec {
+    let cmdline = format!("secret={secret} duration={VICTIM_DURATION_MS}");
+    GuestSpec::with_keys(
+        PathBuf::from(VICTIM),
+        &[("name", VICTIM), ("mem", VICTIM_MEM), ("cmdline", &cmdline)],
+    )
+}
+
+fn suite_spec(name: &str) -> GuestSpec {
+    GuestSpec::with_keys(PathBuf::from(name), &[("name", name), ("mem", SUITE_MEM)])
+}
+
+fn many_attack(name: &str) -> &'static Attack {
+    hostile::by_name(name).expect("the many-guests attacks are in the table")
+}
+
+/// The many-guests ISO: `suites` (each as a guest of its own name), hello, then the
+/// hostile guests.
+pub fn many_specs(suites: &[String]) -> Vec<GuestSpec> {
+    let mut v: Vec<GuestSpec> = suites.iter().map(|s| suite_spec(s)).collect();
+    v.push(GuestSpec::with_keys(
+        PathBuf::from(HELLO),
+        &[("name", HELLO), ("mem", HELLO_MEM)],
+    ));
+    for (name, limit, on_reset) in MANY_HOSTILE {
+        v.push(attacker_spec(many_attack(name), limit, on_reset));
+    }
+    v
+}
+
+/// Every suite passes, hello exits 0, the spinner reaches its time limit, snoop sees
+/// nothing of plant's, and the resetting guest is started again 3 times, then ends
+/// with its 4th reset.
+pub fn many_expectation(suites: &[String]) -> Expectation {
+    let mut guests: Vec<GuestWant> = suites.iter().map(|s| GuestWant::suite(s)).collect();
+    guests.push(GuestWant::exits_0(HELLO));
+    for (name, _, on_reset) in MANY_HOSTILE {
+        let mut w = GuestWant::attacker(many_attack(name));
+        if on_reset == Some("restart") {
+            w.restarts = MAX_RESTARTS;
+        }
+        guests.push(w);
+    }
+    Expectation::Together {
+        guests,
+        linux: None,
+    }
+}
+
+/// The ISO of attack group `group` (0-based, of [`hostile::groups`]): the victim first,
+/// then each attacker with its time limit when it never ends on its own.
+pub fn attack_specs(group: usize) -> Vec<GuestSpec> {
+    let mut v = vec![victim_spec(&format!("janus-attacks-{}", group + 1))];
+    for a in hostile::groups()[group] {
+        v.push(attacker_spec(a, hostile::limit_of(a), None));
+    }
+    v
+}
+
+/// The victim passes; every attacker ends as the table says.
+pub fn attack_expectation(group: usize) -> Expectation {
+    let mut guests = vec![GuestWant::suite(VICTIM)];
+    guests.extend(hostile::groups()[group].iter().map(GuestWant::attacker));
+    Expectation::Together {
+        guests,
+        linux: None,
+    }
+}
+
+/// The guests beside Linux on the Linux + suites ISO (after the Linux guest and its
+/// initrd).
+pub fn linux_neighbour_specs() -> Vec<GuestSpec> {
+    let mut v: Vec<GuestSpec> = LINUX_NEIGHBOURS.iter().map(|s| suite_spec(s)).collect();
+    v.push(victim_spec("janus-beside-linux"));
+    v
+}
+
+/// Linux reaches userspace and ends; smoke, pic, lapic and the victim pass.
+pub fn linux_expectation(linux: &'static str) -> Expectation {
+    let mut guests: Vec<GuestWant> = LINUX_NEIGHBOURS
+        .iter()
+        .map(|s| GuestWant::suite(s))
+        .collect();
+    guests.push(GuestWant::suite(VICTIM));
+    Expectation::Together {
+        guests,
+        linux: Some(linux),
+    }
+}
+
+/// MiB of RAM the guests of `specs` ask for (`mem=`; 16 MiB when not given).
+pub fn guest_mib(specs: &[GuestSpec]) -> u32 {
+    specs
+        .iter()
+        .map(|g| {
+            let mem = g
+                .keys
+                .iter()
+                .find(|(k, _)| k == "mem")
+                .map(|(_, v)| v.as_str());
+            match mem.and_then(|m| m.strip_suffix('M')) {
+                Some(n) => n.parse().expect("mem= in MiB"),
+                None => 16,
+            }
+        })
+        .sum()
+}
