@@ -117,10 +117,18 @@ fn run_guests<B: ArchBackend>(
             failed += 1;
         }
         say!(
-            "summary: {} status={} {}",
+            "summary: {} status={} cpu_ms={} {}",
             slot.guest.vm.name,
             Status(end),
+            slot.cpu_ns / 1_000_000,
             slot.guest.vm.stats
+        );
+    }
+    if sched.switches > 0 {
+        say!(
+            "scheduler: {} guest switches, {} TSC ticks each on average (end of one slice to the start of the next)",
+            sched.switches,
+            sched.switch_ticks / sched.switches
         );
     }
     say!(

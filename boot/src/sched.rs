@@ -41,6 +41,8 @@ pub struct Slot<V> {
     pub restarts: u32,
     /// When its `limit=` runs out (host ns).
     deadline: Option<u64>,
+    /// CPU time it has had, in ns.
+    pub cpu_ns: u64,
 }
 
 /// What switching guests needs to know about this CPU.
@@ -84,6 +86,13 @@ pub struct Scheduler<'a, B: ArchBackend> {
     queue: RunQueue,
     /// The slot whose state is in the CPU.
     current: Option<usize>,
+    /// The last slice: whose, and the TSC when it ended.
+    last_slice: Option<(usize, u64)>,
+    /// Switches from one guest to another, and the TSC ticks they took in all: from the
+    /// end of one guest's slice to the start of the next guest's (the scheduler's choice,
+    /// `put`/`load`, the x87/SSE state and the IBPB). Ticks are instructions under Bochs.
+    pub switches: u64,
+    pub switch_ticks: u64,
 }
 
 impl<'a, B: ArchBackend> Scheduler<'a, B> {
@@ -95,6 +104,9 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
             slots: ArrayVec::new(),
             queue: RunQueue::new(),
             current: None,
+            last_slice: None,
+            switches: 0,
+            switch_ticks: 0,
         }
     }
 
@@ -115,6 +127,7 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
             end: None,
             restarts: 0,
             deadline,
+            cpu_ns: 0,
         };
         let started = start_vcpu(self.backend, self.frames, &mut slot);
         if self.slots.try_push(slot).is_err() {
@@ -156,15 +169,22 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
             .others_next_event(id)
             .map(|t| t.max(now + MIN_SLICE_NS));
         let until = early.map_or(until_ns, |t| t.min(until_ns));
+        if let Some((prev, ended_tsc)) = self.last_slice {
+            if prev != id {
+                self.switches += 1;
+                self.switch_ticks += crate::time::tsc().saturating_sub(ended_tsc);
+            }
+        }
         let slot = &mut self.slots[id];
         let until = slot.deadline.map_or(until, |d| d.min(until));
         let stop = match slot.vcpu.as_mut() {
             Some(vcpu) => dispatch::run_slice(vcpu, &mut slot.guest.vm, until),
             None => Stop::Ended(GuestEnd::error(format_args!("no vCPU"))),
         };
-        let _ = self
-            .queue
-            .charge(id, crate::time::now_ns().saturating_sub(now));
+        self.last_slice = Some((id, crate::time::tsc()));
+        let ran = crate::time::now_ns().saturating_sub(now);
+        slot.cpu_ns += ran;
+        let _ = self.queue.charge(id, ran);
         match stop {
             Stop::Preempted => {}
             Stop::Halted { wake_ns } => {
