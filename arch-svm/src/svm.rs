@@ -122,7 +122,11 @@ impl ArchBackend for Svm {
         frames: &mut A,
     ) -> Result<SvmVcpu, VcpuError> {
         // An ASID no live vCPU holds; back to the pool if the vCPU cannot be built.
-        let asid = self.asids.take(self.caps.asids).ok_or(NO_ASID)?;
+        let asid = self
+            .asids
+            .take(self.caps.asids)
+            .or_else(|| self.asids.share(self.caps.asids))
+            .ok_or(NO_ASID)?;
         self.build_vcpu(mem, start, rules, frames, asid)
             .inspect_err(|_| self.asids.give(asid))
     }

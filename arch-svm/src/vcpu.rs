@@ -38,7 +38,7 @@ const NOT_LOADED: VcpuError = VcpuError {
 
 /// One guest CPU on AMD-V.
 pub struct SvmVcpu {
-    vmcb: VmcbPage,
+    pub(crate) vmcb: VmcbPage,
     host_save: HostPhys,
     /// Every GPR but RAX and RSP, which live in the VMCB's save area.
     gprs: GprFile,
@@ -336,6 +336,14 @@ impl ArchVcpu for SvmVcpu {
 
     fn load(&mut self) {
         debug_regs::load_addresses(&self.dr);
+        // Another guest may have run with this ASID since (more guests than ASIDs).
+        if self.asids.shared(self.vmcb.control.guest_asid) {
+            self.vmcb.control.tlb_control = if self.caps.flush_by_asid {
+                tlb_control::FLUSH_ASID
+            } else {
+                tlb_control::FLUSH_ALL
+            };
+        }
         self.loaded = true;
     }
 

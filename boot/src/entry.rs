@@ -122,8 +122,8 @@ boot_gdt_ptr:
 boot_pml4: .skip 4096
 boot_pdpt: .skip 4096
 boot_pd: .skip 4 * 4096
-    .global boot_stack_top
-boot_stack: .skip 1024 * 1024
+    .global boot_stack, boot_stack_top
+boot_stack: .skip 8 * 1024 * 1024
 boot_stack_top:
     .previous
 "#

@@ -14,6 +14,7 @@ mod idt;
 mod machine;
 mod run;
 mod sched;
+mod stack;
 mod time;
 
 use machine::{end, EndCode};
@@ -21,6 +22,7 @@ use machine::{end, EndCode};
 /// Called by the entry code in 64-bit mode with the loader's magic and info address.
 #[no_mangle]
 extern "C" fn janus_main(magic: u32, info: u32) -> ! {
+    stack::arm();
     console::init();
     gdt::init();
     idt::init();

@@ -147,6 +147,7 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
     /// Runs every guest until all have ended.
     pub fn run(&mut self) {
         loop {
+            crate::stack::check();
             let now = crate::time::now_ns();
             self.end_expired(now);
             let pending = self.poll_interrupts();
@@ -187,6 +188,15 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
         let _ = self.queue.charge(id, ran);
         match stop {
             Stop::Preempted => {}
+            // Nothing will ever wake it: only its time limit can end it; without one it
+            // ends now.
+            Stop::Halted { wake_ns: None } if self.slots[id].deadline.is_none() => {
+                let end = self.slots[id]
+                    .vcpu
+                    .as_ref()
+                    .map_or(GuestEnd::Halted, dispatch::sleeps_forever);
+                self.finish(id, end);
+            }
             Stop::Halted { wake_ns } => {
                 let _ = self.queue.halt(id, wake_ns);
             }

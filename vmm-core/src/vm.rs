@@ -109,6 +109,8 @@ pub struct Vm {
     /// The vCPU executed HLT and waits for an interrupt (set by the HLT exit, taken by
     /// [`crate::dispatch::run_slice`]).
     pub halted: bool,
+    /// Whether the guest was told about its first access where nothing answers.
+    pub said_open_bus: bool,
     /// Guest TSC minus host TSC (set by guest writes of IA32_TSC).
     pub tsc_offset: u64,
     /// Nanoseconds per TSC tick, in 32.32 fixed point.
@@ -134,6 +136,7 @@ impl Vm {
             platform,
             armed: None,
             halted: false,
+            said_open_bus: false,
             tsc_offset: 0,
             ns_per_tick,
             stats: ExitStats::default(),

@@ -2,7 +2,7 @@
 //! goes back exactly once, and no two live vCPUs share an ASID. Nothing here executes an
 //! SVM instruction (`Svm` is built without `enable`).
 
-use super::{Svm, NO_ASID};
+use super::Svm;
 use crate::asid::AsidPool;
 use crate::caps::SvmCaps;
 use crate::vcpu::SvmVcpu;
@@ -124,26 +124,49 @@ fn release_returns_every_frame_exactly_once() {
 }
 
 #[test]
-fn live_vcpus_never_share_an_asid() {
+fn asids_are_shared_only_when_all_are_taken_and_sharers_flush_when_loaded() {
     let mut svm = svm(4);
     let mut frames = Frames::default();
-    let live: Vec<SvmVcpu> = (0..3)
+    let mut live: Vec<SvmVcpu> = (0..3)
         .map(|_| create(&mut svm, &mut frames).unwrap())
         .collect();
     let asids: Vec<u32> = live.iter().map(|v| v.asid()).collect();
-    assert_eq!(asids, [1, 2, 3], "ASID 0 is the host's");
-    let used = frames.frames.len();
-    assert!(
-        create(&mut svm, &mut frames).is_err_and(|e| e.what == NO_ASID.what),
-        "three live vCPUs hold every guest ASID"
+    assert_eq!(
+        asids,
+        [1, 2, 3],
+        "ASID 0 is the host's; distinct while they last"
     );
-    assert_eq!(frames.frames.len(), used, "a refused vCPU takes no frame");
-    let mut live = live.into_iter();
-    let first = live.next().unwrap();
+    for v in live.iter_mut() {
+        v.vmcb.control.tlb_control = 0;
+        v.load();
+        assert_eq!(
+            v.vmcb.control.tlb_control, 0,
+            "an ASID of its own: no flush"
+        );
+        v.put();
+    }
+    // A fourth guest shares an ASID; both holders now flush theirs when loaded.
+    let mut fourth = create(&mut svm, &mut frames).unwrap();
+    let shared = fourth.asid();
+    for v in live.iter_mut().chain([&mut fourth]) {
+        v.vmcb.control.tlb_control = 0;
+        v.load();
+        let flushes = v.vmcb.control.tlb_control == 3;
+        assert_eq!(flushes, v.asid() == shared, "ASID {}", v.asid());
+        v.put();
+    }
+    fourth.release(&mut frames);
+    for v in live.iter_mut() {
+        v.vmcb.control.tlb_control = 0;
+        v.load();
+        assert_eq!(v.vmcb.control.tlb_control, 0, "alone again: no flush");
+        v.put();
+    }
+    let first = live.remove(0);
     first.release(&mut frames);
     let again = create(&mut svm, &mut frames).unwrap();
     assert_eq!(again.asid(), 1, "the released ASID, the only free one");
-    for v in live.chain([again]) {
+    for v in live.into_iter().chain([again]) {
         v.release(&mut frames);
     }
     assert!(frames.freed.iter().all(|&n| n == 1));

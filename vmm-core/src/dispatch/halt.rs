@@ -20,14 +20,17 @@ pub(super) fn hlt(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
     if vm.platform.interrupt_pending() || vm.platform.nmi_pending {
         return None;
     }
-    if vm.platform.next_event_ns(now).is_none() {
-        return Some(GuestEnd::error(format_args!(
-            "HLT at rip {:#x} with no timer armed and no interrupt pending: it would sleep forever",
-            vcpu.rip().wrapping_sub(1)
-        )));
-    }
     vm.halted = true;
     None
+}
+
+/// The end of a guest halted with interrupts on but with no timer armed and nothing
+/// pending, where nothing else (a time limit) will end it: it would sleep forever.
+pub fn sleeps_forever(vcpu: &impl ArchVcpu) -> GuestEnd {
+    GuestEnd::error(format_args!(
+        "HLT at rip {:#x} with no timer armed and no interrupt pending: it would sleep forever",
+        vcpu.rip().wrapping_sub(1)
+    ))
 }
 
 /// Whether the halted vCPU of `vm` has something to take now.

@@ -22,7 +22,7 @@ mod msr;
 mod tests;
 mod tpr;
 
-pub use halt::has_interrupt;
+pub use halt::{has_interrupt, sleeps_forever};
 
 use crate::exit::VmExit;
 use crate::hypercall;
@@ -38,7 +38,7 @@ pub enum Stop {
     Preempted,
     /// It executed HLT with interrupts on and has nothing to take yet: it needs the CPU
     /// again when its platform has an interrupt for it, at `wake_ns` (guest time of its
-    /// next device event) at the latest.
+    /// next device event) at the latest; with no `wake_ns` only a time limit ends it.
     Halted { wake_ns: Option<u64> },
 }
 
@@ -86,6 +86,7 @@ pub fn run(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> GuestEnd {
         match run_slice(vcpu, vm, u64::MAX) {
             Stop::Ended(end) => return end,
             Stop::Preempted => {}
+            Stop::Halted { wake_ns: None } => return sleeps_forever(vcpu),
             Stop::Halted { .. } => halt::wait_for_interrupt(vm),
         }
     }
