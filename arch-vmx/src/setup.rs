@@ -51,7 +51,7 @@ impl<V: VmcsAccess> VmxVcpu<V> {
             cr4_shadow: 0,
             rules,
             pending: None,
-            exit_insn_len: 0,
+            exit_insn_len: core::cell::Cell::new(None),
             access_error: Cell::new(None),
             structures: s,
         };

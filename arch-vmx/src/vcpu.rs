@@ -65,7 +65,8 @@ pub struct VmxVcpu<V: VmcsAccess = HwVmcs> {
     /// The event to inject at the next entry.
     pub(crate) pending: Option<Injection>,
     /// Length of the instruction that caused the last exit (SDM Vol 3C 25.9.4).
-    pub(crate) exit_insn_len: u64,
+    /// The exiting instruction's length, once read (SDM Vol 3C 28.2.5).
+    pub(crate) exit_insn_len: core::cell::Cell<Option<u64>>,
     /// The first VMCS access that failed where the trait cannot return an error; the next
     /// `run` (and `next_rip`) returns it.
     pub(crate) access_error: Cell<Option<AccessError>>,
@@ -143,16 +144,40 @@ impl<V: VmcsAccess> VmxVcpu<V> {
         }
     }
 
+    /// The exit information this exit's reason uses: each VMREAD is on the path of every
+    /// exit, so the ones a reason does not need are left out (SDM Vol 3C 28.2.1 says
+    /// which fields each reason fills).
     fn raw_exit(&self) -> Result<RawExit, AccessError> {
         let m = &self.vmcs;
-        Ok(RawExit {
-            reason: m.read(exit_info::EXIT_REASON)?,
-            qualification: m.read(exit_info::QUALIFICATION)?,
-            instruction_info: m.read(exit_info::INSTRUCTION_INFO)?,
-            interruption_info: m.read(exit_info::INTERRUPTION_INFO)?,
-            interruption_error: m.read(exit_info::INTERRUPTION_ERROR_CODE)?,
-            guest_physical: m.read(exit_info::GUEST_PHYSICAL_ADDRESS)?,
-        })
+        let reason = m.read(exit_info::EXIT_REASON)?;
+        let basic = reason & crate::exit::reason::BASIC;
+        let failed = reason & crate::exit::reason::ENTRY_FAILURE != 0;
+        let mut raw = RawExit {
+            reason,
+            ..RawExit::default()
+        };
+        use crate::exit::reason as r;
+        let quiet = [
+            r::EXTERNAL_INTERRUPT,
+            r::INTERRUPT_WINDOW,
+            r::CPUID,
+            r::HLT,
+            r::VMCALL,
+        ];
+        if failed || !quiet.contains(&basic) {
+            raw.qualification = m.read(exit_info::QUALIFICATION)?;
+        }
+        if basic == r::IO {
+            raw.instruction_info = m.read(exit_info::INSTRUCTION_INFO)?;
+        }
+        if basic == r::EXCEPTION_OR_NMI {
+            raw.interruption_info = m.read(exit_info::INTERRUPTION_INFO)?;
+            raw.interruption_error = m.read(exit_info::INTERRUPTION_ERROR_CODE)?;
+        }
+        if basic == r::EPT_VIOLATION {
+            raw.guest_physical = m.read(exit_info::GUEST_PHYSICAL_ADDRESS)?;
+        }
+        Ok(raw)
     }
 
     /// After an exit: an event whose delivery the exit interrupted is delivered again
@@ -172,7 +197,8 @@ impl<V: VmcsAccess> VmxVcpu<V> {
     fn after_debug_exception(&mut self, raw: &RawExit) -> Result<(), AccessError> {
         if raw.interruption_info & info::TYPE_MASK == info::TYPE_PRIV_SW_EXCEPTION {
             let rip = self.vmcs.read(guest::RIP)?;
-            self.retire(rip.wrapping_add(self.exit_insn_len));
+            let len = self.vmcs.read(exit_info::INSTRUCTION_LENGTH)?;
+            self.retire(rip.wrapping_add(u64::from(len)));
             return Ok(());
         }
         let dr6 = dr6_after_debug_exception(self.debug_reg(DebugReg::Dr6), raw.qualification);
@@ -218,10 +244,24 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
         if let Some(e) = entry_failure(&raw) {
             return Err(e);
         }
-        self.exit_insn_len = self.vmcs.read(exit_info::INSTRUCTION_LENGTH)? as u64;
+        // Read when an instruction is completed (`next_rip`): most exits need no length.
+        self.exit_insn_len.set(None);
         self.keep_vectoring_event()?;
-        let mode = self.mode()?;
-        let cr0 = self.cr(ControlReg::Cr0);
+        let basic = raw.reason & crate::exit::reason::BASIC;
+        let mode = if basic == crate::exit::reason::IO {
+            self.mode()?
+        } else {
+            ModeInfo {
+                long64: false,
+                cs_big: false,
+                ins_outs_info: self.caps.ins_outs_info,
+            }
+        };
+        let cr0 = if basic == crate::exit::reason::CR_ACCESS {
+            self.cr(ControlReg::Cr0)
+        } else {
+            0
+        };
         let exit = decode(&raw, mode, |r| self.gpr(r), cr0);
         if let VmExit::Exception {
             vector: DB_VECTOR, ..
@@ -414,13 +454,21 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
 
     fn next_rip(&self, _mem: &GuestMemory) -> Result<u64, VcpuError> {
         self.access_result()?;
-        if self.exit_insn_len == 0 || self.exit_insn_len > MAX_INSN_LEN {
+        let len = match self.exit_insn_len.get() {
+            Some(len) => len,
+            None => {
+                let len = u64::from(self.vmcs.read(exit_info::INSTRUCTION_LENGTH)?);
+                self.exit_insn_len.set(Some(len));
+                len
+            }
+        };
+        if len == 0 || len > MAX_INSN_LEN {
             return Err(VcpuError {
                 what: "no VM-exit instruction length for this exit",
-                code: self.exit_insn_len,
+                code: len,
             });
         }
-        Ok(self.vmcs.read(guest::RIP)?.wrapping_add(self.exit_insn_len))
+        Ok(self.vmcs.read(guest::RIP)?.wrapping_add(len))
     }
 
     fn retire(&mut self, next_rip: u64) {

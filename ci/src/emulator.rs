@@ -242,13 +242,18 @@ pub fn qemu_command(model: &str, memory_mib: u32, iso: &Path, log: &Path) -> Com
 }
 
 /// The Bochs configuration for one run (see /work/shared/testbench.md).
+/// Bochs' emulated clock: instructions per emulated second. 10 M rather than the 4 M that
+/// boots fastest: guests that take a 1 kHz timer interrupt spend three exits per tick
+/// (host timer, interrupt window, EOI), which at today's exit costs (about 900 to 2,500
+/// instructions each, `cargo janus bench`) would fill a whole millisecond at 4 M and leave
+/// the guest no time between ticks.
 pub fn bxrc(model: &str, memory_mib: u32, iso: &Path, serial: &Path, bochs_log: &Path) -> String {
     format!(
         "\
 memory: guest={memory_mib}, host={memory_mib}
 romimage: file=/usr/share/bochs/BIOS-bochs-latest
 vgaromimage: file=/usr/share/vgabios/vgabios.bin
-cpu: model={model}, count=1, ips=4000000, reset_on_triple_fault=0
+cpu: model={model}, count=1, ips=10000000, reset_on_triple_fault=0
 ata0: enabled=1, ioaddr1=0x1f0, ioaddr2=0x3f0, irq=14
 ata0-master: type=cdrom, path={iso}, status=inserted
 boot: cdrom
@@ -394,7 +399,7 @@ mod tests {
             Path::new("/b/r.log"),
         );
         for line in [
-            "cpu: model=ryzen, count=1, ips=4000000, reset_on_triple_fault=0",
+            "cpu: model=ryzen, count=1, ips=10000000, reset_on_triple_fault=0",
             "ata0-master: type=cdrom, path=/b/m.iso, status=inserted",
             "com1: enabled=1, mode=file, dev=/b/logs/ryzen.log",
             "display_library: term",
