@@ -1440,7 +1440,7 @@ janus: done: 7 guests, 6 failed\n";
 
     #[test]
     fn attack_rows() {
-        let want = crate::together::attack_expectation(3);
+        let want = crate::together::attack_expectation(3, false);
         let good = together_log(&want);
         let r = parse(&good);
         assert_eq!(judge(&want, &r), Ok(()), "{good}");

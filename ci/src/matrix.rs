@@ -423,7 +423,8 @@ impl Row {
     fn attacks(model: &'static str, group: usize, groups: usize) -> Row {
         let what = format!("attacks {}/{groups}", group + 1);
         let specs = together::attack_specs(group);
-        let expect = together::attack_expectation(group);
+        let qemu = Emulator::for_model(model) == Emulator::Qemu;
+        let expect = together::attack_expectation(group, qemu);
         Row::together(model, &what, IsoKind::Attacks(group), &specs, expect)
     }
 

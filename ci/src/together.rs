@@ -107,9 +107,12 @@ pub fn attack_specs(group: usize) -> Vec<GuestSpec> {
 }
 
 /// The victim passes; every attacker ends as the table says.
-pub fn attack_expectation(group: usize) -> Expectation {
+pub fn attack_expectation(group: usize, qemu: bool) -> Expectation {
     let mut guests = vec![GuestWant::suite(VICTIM)];
-    guests.extend(hostile::groups()[group].iter().map(GuestWant::attacker));
+    guests.extend(hostile::groups()[group].iter().map(|a| GuestWant {
+        end: hostile::end_on(a, qemu),
+        ..GuestWant::attacker(a)
+    }));
     Expectation::Together {
         guests,
         linux: None,
