@@ -34,7 +34,11 @@ pub const ATTACKS: &str = "attacks";
 
 /// The CPU models of the rows whose guests run at once.
 const MANY_MODELS: [&str; 3] = ["EPYC", "corei7_skylake_x", "ryzen"];
-const ATTACK_MODELS: [&str; 3] = ["EPYC", "corei7_skylake_x", "ryzen"];
+/// The hostile suite runs on one model of each vendor. Not on Bochs' AMD models: their
+/// SVM does not turn a guest's triple fault into the SHUTDOWN exit Janus intercepts, so
+/// the `triple_fault` attack ends the emulator itself ("3rd (13) exception with no
+/// resolution", seen on ryzen), which a real CPU does not do.
+const ATTACK_MODELS: [&str; 2] = ["EPYC", "corei7_skylake_x"];
 const BAD_MODELS: [&str; 2] = ["EPYC", "corei7_skylake_x"];
 
 /// Emulator seconds per guest of a row whose guests run at once: about twice what one
@@ -669,7 +673,7 @@ mod tests {
         let plan = Plan::new(&all_suites(), None).unwrap();
         let rows = rows(&plan);
         let labels: Vec<&str> = rows.iter().map(|r| r.label.as_str()).collect();
-        assert_eq!(rows.len(), 3 + 12 + 3 + 2 + 15, "{labels:#?}");
+        assert_eq!(rows.len(), 3 + 8 + 3 + 2 + 15, "{labels:#?}");
         // The Linux rows come first: they take longest. Then the guests at once, then the
         // bad modules.
         assert_eq!(
@@ -684,9 +688,9 @@ mod tests {
             ]
         );
         assert_eq!(labels[7], "corei7_skylake_x (attacks 1/4)");
-        assert_eq!(labels[14], "ryzen (attacks 4/4)");
+        assert_eq!(labels[10], "corei7_skylake_x (attacks 4/4)");
         assert_eq!(
-            labels[15..20],
+            labels[11..16],
             [
                 "EPYC (many guests)",
                 "corei7_skylake_x (many guests)",
@@ -695,23 +699,23 @@ mod tests {
                 "corei7_skylake_x (bad modules)"
             ]
         );
-        assert_eq!(rows[16].emulator(), Emulator::Bochs);
-        assert!(rows[18..20]
+        assert_eq!(rows[12].emulator(), Emulator::Bochs);
+        assert!(rows[14..16]
             .iter()
             .all(|r| r.iso == IsoKind::Bad && r.required));
-        assert_eq!(rows[18].log_name(), "bad-EPYC.log");
+        assert_eq!(rows[14].log_name(), "bad-EPYC.log");
         assert_eq!(rows[9].log_name(), "attacks3-corei7_skylake_x.log");
-        assert_eq!(rows[15].log_name(), "many-EPYC.log");
+        assert_eq!(rows[11].log_name(), "many-EPYC.log");
         assert_eq!(rows[2].log_name(), "linux-suites-EPYC.log");
         assert_eq!(
             rows[9].iso.path(Path::new("/r")),
             Path::new("/r/build/attacks3.iso")
         );
         assert_eq!(
-            rows[18].iso.path(Path::new("/r")),
+            rows[14].iso.path(Path::new("/r")),
             Path::new("/r/build/hostile.iso")
         );
-        match &rows[18].expect {
+        match &rows[14].expect {
             Expectation::Rejects { rejected, good, .. } => {
                 assert!(rejected.len() >= 20);
                 assert_eq!(rejected[1], ("module2".to_string(), "unknown key 'colour'"));
@@ -848,7 +852,7 @@ mod tests {
         assert_eq!(plan.many, all, "every suite, whatever else is selected");
         assert_eq!(rows_of(&plan).len(), 3);
         let plan = Plan::new(&all, Some(&names(&["attacks"]))).unwrap();
-        assert_eq!(rows_of(&plan).len(), 12);
+        assert_eq!(rows_of(&plan).len(), 8);
         let plan = Plan::new(&all, Some(&names(&["linux", "bad", "hello"]))).unwrap();
         assert_eq!(rows_of(&plan).len(), 5 + 15);
         // Without a smoke suite there is no good guest for the bad-modules rows; without
