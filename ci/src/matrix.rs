@@ -735,7 +735,7 @@ mod tests {
             .iter()
             .filter(|r| r.emulator() == Emulator::Bochs)
             .count();
-        assert_eq!(bochs, 11 + 8 + 2);
+        assert_eq!(bochs, 11 + 4 + 2);
         let refused: Vec<_> = rows
             .iter()
             .filter(|r| matches!(r.expect, Expectation::Refused { .. }))
