@@ -750,7 +750,7 @@ mod tests {
             rows.len(),
             "log names are unique (they also name the Bochs files)"
         );
-        match &rows[20].expect {
+        match &rows[16].expect {
             Expectation::Pass { guests, suites, .. } => {
                 assert_eq!(guests.len(), 13);
                 assert_eq!(guests[0], "smoke");
