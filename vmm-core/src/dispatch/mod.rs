@@ -47,13 +47,17 @@ pub enum Stop {
 pub fn run_slice(vcpu: &mut impl ArchVcpu, vm: &mut Vm, until_ns: u64) -> Stop {
     // Another guest may have armed the host timer since this one last ran.
     vm.armed = None;
+    // The guest enters at least once, however late the slice starts: choosing it may
+    // have taken longer than the slice (a slow emulated CPU, many guests).
+    let mut entered = false;
     loop {
         let now = vm.now();
         vm.platform.update(now);
         irq::offer_interrupt(vcpu, vm);
-        if now.ns >= until_ns {
+        if entered && now.ns >= until_ns {
             return Stop::Preempted;
         }
+        entered = true;
         irq::arm_host_timer(vm, until_ns);
         tpr::load_shadow(vcpu, &vm.platform);
         (vm.host.service)();

@@ -659,3 +659,14 @@ fn a_halted_guest_gives_the_cpu_back_until_its_next_device_event() {
     v.rflags |= 1 << 9;
     assert!(matches!(run(&mut v, &mut m), GuestEnd::Error(r) if r.contains("sleep forever")));
 }
+
+#[test]
+fn a_slice_that_starts_late_still_enters_the_guest_once() {
+    // Choosing the guest took longer than its slice (a slow CPU, many guests): it must
+    // still run, or the scheduler would choose it again and again without progress.
+    let mut m = vm(ram(1 << 20));
+    let mut v = MockVcpu::new(&[VmExit::ExternalInterrupt; 4]);
+    let now = crate::mock::TSC.with(|t| t.get());
+    assert_eq!(run_slice(&mut v, &mut m, now - 1), Stop::Preempted);
+    assert_eq!(v.exits.len(), 3, "entered once");
+}
