@@ -39,7 +39,7 @@ pub struct Slot<V> {
     pub fpu: FpuState,
     pub end: Option<GuestEnd>,
     pub restarts: u32,
-    /// When its `limit=` runs out (host ns).
+    /// When its `limit=` runs out (host ns), from its first slice on.
     deadline: Option<u64>,
     /// CPU time it has had, in ns.
     pub cpu_ns: u64,
@@ -114,11 +114,9 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
     /// ends at once with the reason.
     pub fn add(&mut self, guest: Guest) {
         let id = self.slots.len();
-        let deadline = guest
-            .plan
-            .schedule
-            .limit_ns
-            .map(|l| crate::time::now_ns().saturating_add(l));
+        // The limit counts from the guest's first slice (`run_one`): with many guests a
+        // guest may wait for its first turn longer than its whole limit.
+        let deadline = None;
         let weight = guest.plan.schedule.weight;
         let mut slot = Slot {
             guest,
@@ -177,6 +175,10 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
             }
         }
         let slot = &mut self.slots[id];
+        if slot.deadline.is_none() {
+            let limit = slot.guest.plan.schedule.limit_ns;
+            slot.deadline = limit.map(|l| now.saturating_add(l));
+        }
         let until = slot.deadline.map_or(until, |d| d.min(until));
         let stop = match slot.vcpu.as_mut() {
             Some(vcpu) => dispatch::run_slice(vcpu, &mut slot.guest.vm, until),

@@ -85,13 +85,13 @@ fn main(_boot: &BootInfo) -> ! {
         ),
     );
 
-    // Mode 3 (square wave), 1 ms period: OUT2 is seen high and low within 10 ms.
+    // Mode 3 (square wave), 1 ms period: OUT2 is seen high and low within 40 ms.
     pc::pit_program(2, 3, 1193);
     let (mut hi, mut lo, mut edges) = (0u32, 0u32, 0u32);
     for _ in 0..ATTEMPTS {
         (hi, lo, edges) = (0, 0, 0);
         let mut last = out2();
-        let d = time::Deadline::after_us(10_000);
+        let d = time::Deadline::after_us(40_000);
         while !d.expired() {
             let o = out2();
             if o {
@@ -112,7 +112,7 @@ fn main(_boot: &BootInfo) -> ! {
         "pit.ch2_mode3_toggles",
         hi > 0 && lo > 0 && edges >= 4,
         format_args!(
-            "over 10 ms of a 1 ms square wave: {} high samples, {} low, {} edges (want >= 4)",
+            "over 40 ms of a 1 ms square wave: {} high samples, {} low, {} edges (want >= 4)",
             hi, lo, edges
         ),
     );
@@ -140,19 +140,24 @@ fn main(_boot: &BootInfo) -> ! {
         ),
     );
 
-    // Direct lobyte/hibyte reads decrease.
-    let mut bad = None;
-    for _ in 0..5 {
+    // Direct lobyte/hibyte reads decrease. A pair of reads between which this guest
+    // waited for its turn (other guests share the CPU) can be a counter period apart:
+    // most pairs must be right, not all.
+    let (mut bad, mut good) = (None, 0);
+    for _ in 0..7 {
         let a = pc::pit_read_count(0);
         time::delay_us(300);
         let b = pc::pit_read_count(0);
         // Down-counting modulo 65536: ~358 ticks in 300 us.
         let diff = a.wrapping_sub(b);
         // Late reads (the emulator lost the host CPU) only make the difference larger.
-        if !(100..=30_000).contains(&diff) {
+        if (100..=30_000).contains(&diff) {
+            good += 1;
+        } else {
             bad = Some((a, b));
         }
     }
+    let bad = if good >= 4 { None } else { bad };
     s.check(
         "pit.ch0_count_decreases",
         bad.is_none(),
