@@ -43,6 +43,8 @@ pub struct Slot<V> {
     deadline: Option<u64>,
     /// CPU time it has had, in ns.
     pub cpu_ns: u64,
+    /// Not in the run queue yet: it starts when the guest of this slot ends (`after=`).
+    waits_for: Option<usize>,
 }
 
 /// What switching guests needs to know about this CPU.
@@ -126,14 +128,26 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
             restarts: 0,
             deadline,
             cpu_ns: 0,
+            waits_for: None,
         };
         let started = start_vcpu(self.backend, self.frames, &mut slot);
         if self.slots.try_push(slot).is_err() {
             return;
         }
-        // `add` fails only for a bad weight (checked when the line was read) or a full
-        // queue (as many entries as slots): neither can happen here.
-        let _ = self.queue.add(id, weight);
+        // `after=NAME`: an earlier guest that is still alive holds this one back.
+        let after = self.slots[id].guest.plan.schedule.after;
+        let waits_for = after.and_then(|name| {
+            self.slots[..id]
+                .iter()
+                .position(|s| s.guest.vm.name == name && s.end.is_none())
+        });
+        if let Some(first) = waits_for {
+            self.slots[id].waits_for = Some(first);
+        } else {
+            // `add` fails only for a bad weight (checked when the line was read) or a full
+            // queue (as many entries as slots): neither can happen here.
+            let _ = self.queue.add(id, weight);
+        }
         if let Err(e) = started {
             self.finish(
                 id,
@@ -315,6 +329,14 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
         slot.guest.free_ram(self.frames);
         slot.end = Some(end);
         let _ = self.queue.end(id);
+        // Guests that were to start after this one start now.
+        for i in 0..self.slots.len() {
+            if self.slots[i].waits_for == Some(id) {
+                self.slots[i].waits_for = None;
+                let weight = self.slots[i].guest.plan.schedule.weight;
+                let _ = self.queue.add(i, weight);
+            }
+        }
     }
 
     /// Loads the guest again and gives it a new vCPU.

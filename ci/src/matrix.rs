@@ -200,12 +200,18 @@ impl Plan {
 
     /// The specs of the guest ISO (built-in names; `prepare` resolves them to files):
     /// `module2 /guests/NAME name=NAME mem=16M` per suite, then hello.
+    /// The suites one after another (`after=` the previous one): each suite is a
+    /// functional test of the platform that times itself, so it runs alone; the rows
+    /// where guests run at once are the many-guests and attack rows.
     pub fn guest_specs(&self) -> Vec<GuestSpec> {
-        let mut v: Vec<GuestSpec> = self
-            .suites
-            .iter()
-            .map(|n| GuestSpec::with_keys(PathBuf::from(n), &[("name", n), ("mem", SUITE_MEM)]))
-            .collect();
+        let mut v: Vec<GuestSpec> = Vec::new();
+        let mut previous: Option<&str> = None;
+        for n in &self.suites {
+            let mut keys = vec![("name", n.as_str()), ("mem", SUITE_MEM)];
+            keys.extend(previous.map(|p| ("after", p)));
+            v.push(GuestSpec::with_keys(PathBuf::from(n), &keys));
+            previous = Some(n);
+        }
         if self.hello {
             v.push(GuestSpec::with_keys(
                 PathBuf::from(HELLO),
@@ -931,7 +937,7 @@ mod tests {
         let lines: Vec<_> = plan.guest_specs().iter().map(|g| g.module_line()).collect();
         // Before the build, `hello` is the built-in name; the ISO uses the built file's name.
         assert_eq!(lines[0], "module2 /guests/smoke name=smoke mem=16M");
-        assert_eq!(lines[1], "module2 /guests/pic name=pic mem=16M");
+        assert_eq!(lines[1], "module2 /guests/pic name=pic mem=16M after=smoke");
         let hello = plan.guest_specs()[2].with_file(PathBuf::from("build/hello-mb1/hello.elf"));
         assert_eq!(
             hello.module_line(),

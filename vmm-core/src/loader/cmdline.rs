@@ -49,6 +49,8 @@ pub struct ModuleArgs<'a> {
     pub on_reset: Option<OnReset>,
     /// `limit=`: the longest the guest may live (`500ms`, `30s`, `2m`), in nanoseconds.
     pub limit_ns: Option<u64>,
+    /// `after=NAME`: the guest starts when guest NAME (an earlier module) has ended.
+    pub after: Option<&'a str>,
 }
 
 /// What happens when a guest pulls its machine's reset line.
@@ -86,7 +88,7 @@ impl fmt::Display for ArgError<'_> {
             ArgError::UnknownKey(k) => {
                 write!(
                     f,
-                    "unknown key '{}' (known: name, mem, kind, cmdline, initrd-of, weight, on-reset, limit)",
+                    "unknown key '{}' (known: name, mem, kind, cmdline, initrd-of, weight, on-reset, limit, after)",
                     Clip(k)
                 )
             }
@@ -305,6 +307,12 @@ pub fn parse_module_args(line: &str) -> Result<ModuleArgs<'_>, ArgError<'_>> {
                 set(&mut a.on_reset, key, r)?
             }
             "limit" => set(&mut a.limit_ns, key, parse_duration(value)?)?,
+            "after" => {
+                if !valid_name(value) {
+                    return Err(ArgError::BadName(value));
+                }
+                set(&mut a.after, key, value)?
+            }
             _ => return Err(ArgError::UnknownKey(key)),
         }
         rest = after.trim_start();
@@ -318,6 +326,7 @@ pub fn parse_module_args(line: &str) -> Result<ModuleArgs<'_>, ArgError<'_>> {
             ("weight", a.weight.is_some()),
             ("on-reset", a.on_reset.is_some()),
             ("limit", a.limit_ns.is_some()),
+            ("after", a.after.is_some()),
         ];
         if let Some((k, _)) = guest_keys.iter().find(|(_, given)| *given) {
             return Err(ArgError::Conflict("initrd-of", k));

@@ -63,6 +63,8 @@ pub struct Schedule {
     pub on_reset: OnReset,
     /// The longest it may live, in nanoseconds of host time.
     pub limit_ns: Option<u64>,
+    /// The guest it starts after (when that one has ended).
+    pub after: Option<Name>,
 }
 
 /// What a module is.
@@ -276,6 +278,7 @@ fn plan_guest<'a>(
             weight: args.weight.unwrap_or(1),
             on_reset: args.on_reset.unwrap_or_default(),
             limit_ns: args.limit_ns,
+            after: args.after.and_then(|a| Name::try_from(a).ok()),
         },
     })
 }
@@ -544,7 +547,7 @@ mod tests {
         let p = plan_all(&[m("/k name=a colour=blue", &k)]);
         assert_eq!(
             line(&p[0]),
-            "guest module0: not started: bad module command line: unknown key 'colour' (known: name, mem, kind, cmdline, initrd-of, weight, on-reset, limit)"
+            "guest module0: not started: bad module command line: unknown key 'colour' (known: name, mem, kind, cmdline, initrd-of, weight, on-reset, limit, after)"
         );
     }
 
