@@ -50,8 +50,13 @@ impl FrameAllocator for Frames {
         Some(HostPhys(BASE + (self.tables.len() as u64 - 1) * 4096))
     }
 
-    fn alloc_contiguous(&mut self, _pages: usize) -> Option<HostPhys> {
-        unimplemented!("VT-x takes single frames")
+    fn alloc_contiguous(&mut self, pages: usize) -> Option<HostPhys> {
+        // Frames are handed out at consecutive addresses, so a run of them is contiguous.
+        let first = self.alloc_table()?;
+        for _ in 1..pages {
+            self.alloc_table()?;
+        }
+        Some(first)
     }
 
     fn table(&mut self, hpa: HostPhys) -> &mut [u64; 512] {
