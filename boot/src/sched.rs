@@ -45,6 +45,9 @@ pub struct Slot<V> {
     pub cpu_ns: u64,
     /// Not in the run queue yet: it starts when the guest of this slot ends (`after=`).
     waits_for: Option<usize>,
+    /// When its last slice ended while it was still runnable (host ns): if another guest
+    /// runs before it, the wait is its steal time.
+    ready_since: Option<u64>,
 }
 
 /// What switching guests needs to know about this CPU.
@@ -129,6 +132,7 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
             deadline,
             cpu_ns: 0,
             waits_for: None,
+            ready_since: None,
         };
         let started = start_vcpu(self.backend, self.frames, &mut slot);
         if self.slots.try_push(slot).is_err() {
@@ -188,7 +192,11 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
                 self.switch_ticks += crate::time::tsc().saturating_sub(ended_tsc);
             }
         }
+        let others_ran = self.last_slice.is_some_and(|(prev, _)| prev != id);
         let slot = &mut self.slots[id];
+        if let Some(since) = slot.ready_since.take().filter(|_| others_ran) {
+            slot.guest.vm.steal.add(now.saturating_sub(since));
+        }
         if slot.deadline.is_none() {
             let limit = slot.guest.plan.schedule.limit_ns;
             slot.deadline = limit.map(|l| now.saturating_add(l));
@@ -199,11 +207,12 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
             None => Stop::Ended(GuestEnd::error(format_args!("no vCPU"))),
         };
         self.last_slice = Some((id, crate::time::tsc()));
-        let ran = crate::time::now_ns().saturating_sub(now);
+        let ended = crate::time::now_ns();
+        let ran = ended.saturating_sub(now);
         slot.cpu_ns += ran;
         let _ = self.queue.charge(id, ran);
         match stop {
-            Stop::Preempted => {}
+            Stop::Preempted => slot.ready_since = Some(ended),
             // Nothing will ever wake it: only its time limit can end it; without one it
             // ends now.
             Stop::Halted { wake_ns: None } if self.slots[id].deadline.is_none() => {

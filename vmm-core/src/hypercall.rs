@@ -8,6 +8,7 @@ pub const VERSION: u64 = 0;
 pub const EXIT: u64 = 1;
 pub const CONSOLE_WRITE: u64 = 2;
 pub const EXIT_COUNT: u64 = 3;
+pub const STEAL_TIME: u64 = 4;
 
 pub const ENOSYS: u64 = -1i64 as u64;
 pub const EPERM: u64 = -2i64 as u64;
@@ -34,6 +35,11 @@ pub fn handle(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
         CONSOLE_WRITE => console_write(vm, GuestPhys(rbx), rcx),
         EXIT_COUNT => {
             vcpu.set_gpr(Gpr::Rbx, vm.stats.total());
+            0
+        }
+        STEAL_TIME => {
+            vcpu.set_gpr(Gpr::Rbx, vm.steal.ns);
+            vcpu.set_gpr(Gpr::Rcx, vm.steal.count);
             0
         }
         _ => ENOSYS,

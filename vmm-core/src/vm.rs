@@ -116,8 +116,28 @@ pub struct Vm {
     /// Nanoseconds per TSC tick, in 32.32 fixed point.
     ns_per_tick: u64,
     pub stats: ExitStats,
+    /// Time this vCPU was ready to run while other guests had the CPU (the scheduler
+    /// adds it; the `STEAL_TIME` hypercall reports it).
+    pub steal: Steal,
     pub host: HostHooks,
     line: ArrayVec<u8, LINE>,
+}
+
+/// Steal time: how long, and how often, a vCPU that was ready to run waited while the
+/// CPU ran other guests. A guest that times a device can tell from it whether its
+/// measurement was disturbed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Steal {
+    pub ns: u64,
+    pub count: u64,
+}
+
+impl Steal {
+    /// The vCPU waited `ns` for its turn.
+    pub fn add(&mut self, ns: u64) {
+        self.ns = self.ns.saturating_add(ns);
+        self.count += 1;
+    }
 }
 
 impl Vm {
@@ -140,6 +160,7 @@ impl Vm {
             tsc_offset: 0,
             ns_per_tick,
             stats: ExitStats::default(),
+            steal: Steal::default(),
             host,
             line: ArrayVec::new(),
         }

@@ -238,16 +238,20 @@ pub fn virtual_wire() -> (u32, u32) {
 /// Measures the local APIC timer's rate at divide-by-16: timer ticks per millisecond,
 /// over `ms` milliseconds of TSC time, with the LVT timer masked. Leaves it stopped.
 pub fn timer_ticks_per_ms(ms: u64) -> u64 {
-    write(LVT_TIMER, LVT_MASKED | u32::from(SPURIOUS_VECTOR - 1));
-    write(TIMER_DIVIDE, DIVIDE_16);
-    write(TIMER_INITIAL, 0xffff_ffff);
-    let sw = super::time::Stopwatch::start();
-    let start = read(TIMER_CURRENT);
-    super::time::delay_us(ms * 1000);
-    let end = read(TIMER_CURRENT);
-    let us = sw.us().max(1);
-    write(TIMER_INITIAL, 0);
-    (u64::from(start.wrapping_sub(end)) * 1000 / us).max(1)
+    // Taken again if another guest had the CPU meanwhile: the TSC runs on while this
+    // guest waits, and a wait between a count read and its TSC read skews the rate.
+    super::time::undisturbed(|| {
+        write(LVT_TIMER, LVT_MASKED | u32::from(SPURIOUS_VECTOR - 1));
+        write(TIMER_DIVIDE, DIVIDE_16);
+        write(TIMER_INITIAL, 0xffff_ffff);
+        let sw = super::time::Stopwatch::start();
+        let start = read(TIMER_CURRENT);
+        super::time::delay_us(ms * 1000);
+        let end = read(TIMER_CURRENT);
+        let us = sw.us().max(1);
+        write(TIMER_INITIAL, 0);
+        (u64::from(start.wrapping_sub(end)) * 1000 / us).max(1)
+    })
 }
 
 /// Starts a masked-or-not one-shot timer at `vector` firing after `ticks` (divide 16).

@@ -13,6 +13,8 @@ pub const EXIT: u64 = 1;
 pub const CONSOLE_WRITE: u64 = 2;
 /// `EXIT_COUNT`: RAX = 0, RBX = VM exits taken so far.
 pub const EXIT_COUNT: u64 = 3;
+/// `STEAL_TIME`: RAX = 0, RBX = ns this vCPU waited for the CPU, RCX = how many times.
+pub const STEAL_TIME: u64 = 4;
 
 /// Unknown hypercall number.
 pub const ENOSYS: i64 = -1;
@@ -70,8 +72,15 @@ pub fn insn() -> Insn {
 ///
 /// Without a hypervisor the instruction raises #UD, which the runtime reports.
 pub fn hypercall(nr: u64, rbx: u64, rcx: u64, rdx: u64, rsi: u64) -> (u64, u64) {
+    let (rax, rbx, _) = hypercall3(nr, rbx, rcx, rdx, rsi);
+    (rax, rbx)
+}
+
+/// [`hypercall`], returning (RAX, RBX, RCX).
+pub fn hypercall3(nr: u64, rbx: u64, rcx: u64, rdx: u64, rsi: u64) -> (u64, u64, u64) {
     let rax: u64;
     let mut b = rbx;
+    let mut c = rcx;
     // The same sequence for both vendors, only the instruction's bytes differ.
     macro_rules! call {
         ($insn:literal) => {
@@ -86,7 +95,7 @@ pub fn hypercall(nr: u64, rbx: u64, rcx: u64, rdx: u64, rsi: u64) -> (u64, u64) 
                     "xchg {b}, rbx",
                     b = inout(reg) b,
                     inout("rax") nr => rax,
-                    in("rcx") rcx,
+                    inout("rcx") c,
                     in("rdx") rdx,
                     in("rsi") rsi,
                     options(nostack),
@@ -98,7 +107,13 @@ pub fn hypercall(nr: u64, rbx: u64, rcx: u64, rdx: u64, rsi: u64) -> (u64, u64) 
         Insn::Vmcall => call!(".byte 0x0f, 0x01, 0xc1"),
         Insn::Vmmcall => call!(".byte 0x0f, 0x01, 0xd9"),
     }
-    (rax, b)
+    (rax, b, c)
+}
+
+/// `STEAL_TIME`: (ns, times) this vCPU was ready to run while other guests had the CPU.
+pub fn steal_time() -> (u64, u64) {
+    let (_, ns, count) = hypercall3(STEAL_TIME, 0, 0, 0, 0);
+    (ns, count)
 }
 
 /// Writes `bytes` to Janus' console with `CONSOLE_WRITE` (the guest is identity-mapped,

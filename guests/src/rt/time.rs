@@ -148,3 +148,69 @@ pub fn wait_until(us: u64, mut cond: impl FnMut() -> bool) -> bool {
         core::hint::spin_loop();
     }
 }
+
+/// Whether this guest kept the CPU: Janus' steal-time count (the `STEAL_TIME` hypercall)
+/// when it started, compared at the end.
+#[derive(Clone, Copy, Debug)]
+pub struct Undisturbed(u64);
+
+impl Undisturbed {
+    pub fn start() -> Undisturbed {
+        Undisturbed(super::hypercall::steal_time().1)
+    }
+    /// Whether no other guest had the CPU since the start.
+    pub fn held(&self) -> bool {
+        super::hypercall::steal_time().1 == self.0
+    }
+}
+
+/// Runs `f` until no other guest had the CPU while it ran (at most [`MAX_DISTURBED`]
+/// times; the last result stands then): for measurements with nothing to check them
+/// against, such as a calibration.
+pub fn undisturbed<T>(mut f: impl FnMut() -> T) -> T {
+    let mut n = 0;
+    loop {
+        let u = Undisturbed::start();
+        let r = f();
+        n += 1;
+        if u.held() || n >= MAX_DISTURBED {
+            return r;
+        }
+    }
+}
+
+/// Most measurements [`measure`] takes again because another guest had the CPU during
+/// them, before it judges the last one anyway.
+pub const MAX_DISTURBED: u32 = 200;
+
+/// Takes a timing measurement until it is good: `attempt` measures and says whether the
+/// result is right. Janus shares the CPU among guests, so a measurement during which
+/// another guest ran (the steal-time count grew) is taken again, up to [`MAX_DISTURBED`]
+/// times; an undisturbed one that is wrong is taken again up to `tries` times in all (an
+/// emulator's own process can lose the host's CPU, which no guest can see). A broken
+/// device fails every undisturbed attempt. Returns the last result.
+pub fn measure<T>(tries: u32, mut attempt: impl FnMut() -> (bool, T)) -> T {
+    let (mut undisturbed, mut disturbed) = (0, 0);
+    loop {
+        let u = Undisturbed::start();
+        let (good, result) = attempt();
+        if good {
+            return result;
+        }
+        if u.held() {
+            undisturbed += 1;
+        } else {
+            disturbed += 1;
+        }
+        if undisturbed >= tries || disturbed >= MAX_DISTURBED {
+            if disturbed > 0 {
+                crate::println!(
+                    "note: {} of {} attempts lost the CPU to another guest",
+                    disturbed,
+                    disturbed + undisturbed
+                );
+            }
+            return result;
+        }
+    }
+}

@@ -182,6 +182,18 @@ fn hypercalls_follow_the_documented_abi() {
     call(&mut v, &mut m, 0, 0, 0);
     assert_eq!(v.reg(Gpr::Rax), EPERM);
     v.cpl = 0;
+    call(&mut v, &mut m, 4, 0, 0);
+    assert_eq!(
+        (v.reg(Gpr::Rax), v.reg(Gpr::Rbx), v.reg(Gpr::Rcx)),
+        (0, 0, 0)
+    );
+    m.steal.add(1_500);
+    m.steal.add(500);
+    call(&mut v, &mut m, 4, 0, 0);
+    assert_eq!(
+        (v.reg(Gpr::Rax), v.reg(Gpr::Rbx), v.reg(Gpr::Rcx)),
+        (0, 2_000, 2)
+    );
     assert_eq!(call(&mut v, &mut m, 1, 42, 0), Some(GuestEnd::Exited(42)));
 }
 
