@@ -305,6 +305,12 @@ impl ArchVcpu for SvmVcpu {
         self.vmcb.control.tsc_offset = offset;
     }
 
+    fn set_exit_deadline(&mut self, _tsc: Option<u64>) {
+        // AMD-V has no timer of its own that makes the guest exit (APM Vol 2 15.21
+        // lists none): the intercepted host timer interrupt (INTR, with V_INTR_MASKING so
+        // the guest's RFLAGS.IF cannot hold it, 15.21.1) ends the slice.
+    }
+
     fn debug_reg(&self, r: DebugReg) -> u64 {
         match address_index(r) {
             Some(i) => self.dr[i],

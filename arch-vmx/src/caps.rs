@@ -45,6 +45,9 @@ pub struct VmxCaps {
     pub ept_vpid: u64,
     /// VM-exit instruction information is reported for INS/OUTS (IA32_VMX_BASIC bit 54).
     pub ins_outs_info: bool,
+    /// IA32_VMX_MISC[4:0]: the VMX-preemption timer counts once every 2^this TSC ticks
+    /// (SDM Vol 3C A.6).
+    pub preemption_timer_shift: u8,
 }
 
 /// IA32_VMX_EPT_VPID_CAP bits (SDM Vol 3C A.10).
@@ -153,6 +156,8 @@ const CPUID_1_ECX_VMX: u32 = 1 << 5;
 const BASIC_REVISION: u64 = 0x7fff_ffff;
 const BASIC_INS_OUTS_INFO: u64 = 1 << 54;
 const BASIC_TRUE_CTLS: u64 = 1 << 55;
+/// IA32_VMX_MISC bits 4:0 (SDM Vol 3C A.6).
+const MISC_PREEMPTION_SHIFT: u64 = 0x1f;
 
 const IA32_FEATURE_CONTROL_LOCK: u64 = 1 << 0;
 const IA32_FEATURE_CONTROL_VMX_OUTSIDE_SMX: u64 = 1 << 2;
@@ -220,6 +225,7 @@ pub fn probe() -> Result<VmxCaps, Refusal> {
                 0
             },
             ins_outs_info: basic & BASIC_INS_OUTS_INFO != 0,
+            preemption_timer_shift: (rdmsr(msr::IA32_VMX_MISC) & MISC_PREEMPTION_SHIFT) as u8,
         }
     };
     caps.check()?;
@@ -249,6 +255,7 @@ pub mod tests {
             cr4_fixed1: 0x0037_67ff,
             ept_vpid: ept_cap::WALK_4 | ept_cap::WB | ept_cap::PDE_2M,
             ins_outs_info: true,
+            preemption_timer_shift: 5,
         }
     }
 

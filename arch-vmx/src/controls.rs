@@ -10,6 +10,10 @@ use vmm_core::exit::ALWAYS_INTERCEPTED_EXCEPTIONS;
 pub mod pin {
     pub const EXT_INT_EXITING: u32 = 1 << 0;
     pub const NMI_EXITING: u32 = 1 << 3;
+    /// The VMX-preemption timer: counts down in VMX non-root operation at the TSC rate
+    /// divided by 2^IA32_VMX_MISC[4:0] and makes the guest exit at zero (SDM Vol 3C
+    /// 26.5.1), whatever its RFLAGS.IF.
+    pub const PREEMPTION_TIMER: u32 = 1 << 6;
 }
 
 /// Primary processor-based VM-execution controls (SDM Vol 3C Table 25-6).
@@ -109,7 +113,9 @@ impl Controls {
         // and the rules can refuse them.
         let cr4_mask = (c.cr4_fixed0 | (!c.cr4_fixed1 & low) | !rules.cr4_allowed()) & low;
         Controls {
-            pin: c.pin.adjust(pin::EXT_INT_EXITING | pin::NMI_EXITING),
+            pin: c
+                .pin
+                .adjust(pin::EXT_INT_EXITING | pin::NMI_EXITING | pin::PREEMPTION_TIMER),
             proc1,
             proc2: c.proc2.adjust(want2),
             exit: c.exit.adjust(exit),

@@ -30,6 +30,7 @@ pub mod reason {
     pub const ENTRY_MACHINE_CHECK: u32 = 41;
     pub const EPT_VIOLATION: u32 = 48;
     pub const INVEPT: u32 = 50;
+    pub const PREEMPTION_TIMER: u32 = 52;
     pub const INVVPID: u32 = 53;
     pub const WBINVD: u32 = 54;
     pub const XSETBV: u32 = 55;
@@ -142,6 +143,7 @@ pub fn decode(raw: &RawExit, mode: ModeInfo, gpr: impl Fn(Gpr) -> u64, cr0: u64)
     match raw.reason & reason::BASIC {
         reason::EXCEPTION_OR_NMI => exception_or_nmi(raw),
         reason::EXTERNAL_INTERRUPT => VmExit::ExternalInterrupt,
+        reason::PREEMPTION_TIMER => VmExit::DeadlineReached,
         reason::TRIPLE_FAULT => VmExit::TripleFault,
         reason::INTERRUPT_WINDOW => VmExit::InterruptWindow,
         reason::CPUID => VmExit::Cpuid,

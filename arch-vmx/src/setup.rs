@@ -2,7 +2,7 @@
 //! the accessor only (no VMX instruction here, so host tests can run it on a fake VMCS).
 
 use crate::caps::VmxCaps;
-use crate::controls::Controls;
+use crate::controls::{pin, Controls};
 use crate::host_state::HostState;
 use crate::regs::GuestRegs;
 use crate::resident::ResidentRegs;
@@ -51,6 +51,9 @@ impl<V: VmcsAccess> VmxVcpu<V> {
             cr4_shadow: 0,
             rules,
             pending: None,
+            preemption_timer: (ctl.pin & pin::PREEMPTION_TIMER != 0)
+                .then_some(caps.preemption_timer_shift),
+            exit_deadline: None,
             exit_insn_len: core::cell::Cell::new(None),
             access_error: Cell::new(None),
             structures: s,

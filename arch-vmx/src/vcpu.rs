@@ -64,12 +64,21 @@ pub struct VmxVcpu<V: VmcsAccess = HwVmcs> {
     pub(crate) rules: CpuRules,
     /// The event to inject at the next entry.
     pub(crate) pending: Option<Injection>,
+    /// The VMX-preemption timer's rate shift, when the control is on.
+    pub(crate) preemption_timer: Option<u8>,
+    /// The host TSC by which the guest must exit (`set_exit_deadline`).
+    pub(crate) exit_deadline: Option<u64>,
     /// Length of the instruction that caused the last exit (SDM Vol 3C 25.9.4).
     /// The exiting instruction's length, once read (SDM Vol 3C 28.2.5).
     pub(crate) exit_insn_len: core::cell::Cell<Option<u64>>,
     /// The first VMCS access that failed where the trait cannot return an error; the next
     /// `run` (and `next_rip`) returns it.
     pub(crate) access_error: Cell<Option<AccessError>>,
+}
+
+fn tsc() -> u64 {
+    // SAFETY: RDTSC has no side effects.
+    unsafe { core::arch::x86_64::_rdtsc() }
 }
 
 impl<V: VmcsAccess> VmxVcpu<V> {
@@ -215,6 +224,23 @@ impl<V: VmcsAccess> VmxVcpu<V> {
         Ok(())
     }
 
+    /// Loads the VMX-preemption timer with what is left until the exit deadline (the
+    /// whole 32-bit range without one: the host timer covers the rest), just before
+    /// entry: it counts from VM entry on (SDM Vol 3C 26.5.1).
+    fn arm_preemption_timer(&mut self) -> Result<(), AccessError> {
+        let Some(shift) = self.preemption_timer else {
+            return Ok(());
+        };
+        let left = match self.exit_deadline {
+            Some(t) => t.saturating_sub(tsc()) >> shift,
+            None => u64::from(u32::MAX),
+        };
+        self.vmcs.write(
+            guest::PREEMPTION_TIMER_VALUE,
+            left.min(u64::from(u32::MAX)) as u32,
+        )
+    }
+
     fn mode(&self) -> Result<ModeInfo, AccessError> {
         let cs_ar = self.vmcs.read(guest::segment(SegReg::Cs).access_rights)?;
         let efer = self.vmcs.read(guest::IA32_EFER)?;
@@ -238,6 +264,7 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
             self.vmcs
                 .write(control::ENTRY_EXCEPTION_ERROR_CODE, inj.error_code)?;
         }
+        self.arm_preemption_timer()?;
         self.vmcs.enter(&mut self.regs, self.launched)?;
         self.launched = true;
         let raw = self.raw_exit()?;
@@ -417,6 +444,10 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
 
     fn set_tsc_offset(&mut self, offset: u64) {
         self.write_field(control::TSC_OFFSET, offset);
+    }
+
+    fn set_exit_deadline(&mut self, tsc: Option<u64>) {
+        self.exit_deadline = tsc;
     }
 
     fn debug_reg(&self, r: DebugReg) -> u64 {

@@ -95,6 +95,10 @@ pub enum VmExit {
         error_code: Option<u32>,
     },
     ExternalInterrupt,
+    /// The vCPU's own exit timer ran out (VT-x's VMX-preemption timer, armed by
+    /// [`crate::vcpu::ArchVcpu::set_exit_deadline`]): the end of a slice or a device
+    /// event is due, whatever the guest's RFLAGS.IF.
+    DeadlineReached,
     Nmi,
     InterruptWindow,
     /// The guest shut down (a triple fault).
@@ -168,9 +172,10 @@ impl VmExit {
             }
             VmExit::NestedPageFault { .. } => ExitKind::Npf,
             VmExit::Exception { .. } => ExitKind::Exception,
-            VmExit::ExternalInterrupt | VmExit::Nmi | VmExit::InterruptWindow => {
-                ExitKind::Interrupt
-            }
+            VmExit::ExternalInterrupt
+            | VmExit::DeadlineReached
+            | VmExit::Nmi
+            | VmExit::InterruptWindow => ExitKind::Interrupt,
             _ => ExitKind::Other,
         }
     }

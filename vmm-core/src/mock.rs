@@ -58,6 +58,8 @@ pub struct MockVcpu {
     /// An STI/MOV-SS interrupt shadow is in effect.
     pub shadow: bool,
     pub tsc_offset: u64,
+    /// What the core last passed to `set_exit_deadline`.
+    pub exit_deadline: Option<u64>,
     /// The hardware's copy of CR8 (AMD-V's V_TPR); `None` for a vCPU whose CR8
     /// accesses always exit.
     pub tpr_shadow: Option<u8>,
@@ -102,6 +104,7 @@ impl MockVcpu {
             window: false,
             shadow: false,
             tsc_offset: 0,
+            exit_deadline: None,
             tpr_shadow: None,
             tpr_at_entry: None,
             guest_cr8: None,
@@ -207,6 +210,9 @@ impl ArchVcpu for MockVcpu {
     }
     fn set_tsc_offset(&mut self, offset: u64) {
         self.tsc_offset = offset
+    }
+    fn set_exit_deadline(&mut self, tsc: Option<u64>) {
+        self.exit_deadline = tsc
     }
     fn debug_reg(&self, r: DebugReg) -> u64 {
         self.dr[dr_slot(r)]

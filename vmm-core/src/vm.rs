@@ -94,6 +94,14 @@ pub fn ns_per_tick(tsc_hz: u64) -> u64 {
     ((1_000_000_000u128 << 32) / tsc_hz.max(1) as u128) as u64
 }
 
+/// `ns` nanoseconds in TSC ticks: the inverse of [`ticks_to_ns`] (rounded up, so a
+/// deadline in ticks is never before the one in ns).
+pub fn ns_to_ticks(ns: u64, ns_per_tick: u64) -> u64 {
+    ((ns as u128) << 32)
+        .div_ceil(ns_per_tick.max(1) as u128)
+        .min(u64::MAX as u128) as u64
+}
+
 /// `tsc` ticks in nanoseconds, with [`ns_per_tick`]'s factor: the one conversion guest
 /// time and the scheduler share.
 pub fn ticks_to_ns(tsc: u64, ns_per_tick: u64) -> u64 {
@@ -175,6 +183,12 @@ impl Vm {
             ns: ticks_to_ns(tsc, self.ns_per_tick),
             tsc,
         }
+    }
+
+    /// The host TSC at guest time `ns` (which may be past).
+    pub fn tsc_at(&self, now: Now, ns: u64) -> u64 {
+        let ahead = ns.saturating_sub(now.ns);
+        now.tsc.saturating_add(ns_to_ticks(ahead, self.ns_per_tick))
     }
 
     /// A line from the VMM about this guest: `janus: guest NAME: ...`.

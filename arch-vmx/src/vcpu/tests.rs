@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::caps::tests::bochs_like;
+use crate::controls::pin;
 use crate::host_state::HostState;
 use crate::structures::Structures;
 use crate::test_frames::{memory, Frames};
@@ -411,4 +412,28 @@ fn segments_and_cpl_read_from_the_vmcs() {
     );
     assert_eq!(v.segment(SegReg::Ss).attr, 0xc93);
     assert_eq!(v.cpl(), 0);
+}
+
+#[test]
+fn the_preemption_timer_ends_the_slice_whatever_the_guests_if() {
+    // `cli; jmp $` on Bochs: the host's timer interrupt never makes it exit, the
+    // VMX-preemption timer does (exit reason 52).
+    let mut v = vcpu(PROT);
+    assert_ne!(raw(&v, 0x4000) & u64::from(pin::PREEMPTION_TIMER), 0);
+    let shift = v.caps.preemption_timer_shift;
+    v.set_exit_deadline(Some(tsc() + (1_000_000 << shift)));
+    exit_with(&mut v, 52, 0, 0);
+    assert_eq!(v.run(), Ok(VmExit::DeadlineReached));
+    let left = raw(&v, 0x482e);
+    assert!(
+        left <= 1_000_000 && left > 900_000,
+        "timer loaded with {left}, want what is left of 10^6 units"
+    );
+    // A deadline already past: zero (the guest exits at once); none: the longest wait.
+    v.set_exit_deadline(Some(0));
+    assert_eq!(v.run(), Ok(VmExit::DeadlineReached));
+    assert_eq!(raw(&v, 0x482e), 0);
+    v.set_exit_deadline(None);
+    assert_eq!(v.run(), Ok(VmExit::DeadlineReached));
+    assert_eq!(raw(&v, 0x482e), u64::from(u32::MAX));
 }

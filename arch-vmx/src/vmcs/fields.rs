@@ -157,6 +157,7 @@ pub mod guest {
         INTERRUPTIBILITY: W32 = g::INTERRUPTIBILITY_STATE;
         ACTIVITY_STATE: W32 = g::ACTIVITY_STATE;
         IA32_SYSENTER_CS: W32 = g::IA32_SYSENTER_CS;
+        PREEMPTION_TIMER_VALUE: W32 = g::VMX_PREEMPTION_TIMER_VALUE;
         CR0: Natural = g::CR0;
         CR3: Natural = g::CR3;
         CR4: Natural = g::CR4;

@@ -44,7 +44,7 @@ pub fn has_interrupt(vm: &mut Vm) -> bool {
 pub(super) fn wait_for_interrupt(vm: &mut Vm) {
     vm.armed = None;
     while !has_interrupt(vm) {
-        arm_host_timer(vm, u64::MAX);
+        let _ = arm_host_timer(vm, u64::MAX);
         (vm.host.idle)();
         vm.armed = None;
     }

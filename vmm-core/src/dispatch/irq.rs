@@ -36,17 +36,29 @@ fn offer_nmi(vcpu: &mut impl ArchVcpu, vm: &mut Vm) {
 
 /// Arms the host timer for the platform's next event or `until_ns` (the end of the time
 /// slice), whichever is first, so that a guest that never exits on its own still gets its
-/// timer interrupts and gives the CPU back.
-pub(super) fn arm_host_timer(vm: &mut Vm, until_ns: u64) {
+/// timer interrupts and gives the CPU back. Returns the new deadline (guest ns) when it
+/// changed.
+pub(super) fn arm_host_timer(vm: &mut Vm, until_ns: u64) -> Option<Option<u64>> {
     let now = vm.now();
     let slice_end = (until_ns != u64::MAX).then_some(until_ns);
     let next = match (vm.platform.next_event_ns(now), slice_end) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    if next != vm.armed {
-        vm.armed = next;
-        (vm.host.arm_timer)(next.map(|t| t.saturating_sub(now.ns)));
+    if next == vm.armed {
+        return None;
+    }
+    vm.armed = next;
+    (vm.host.arm_timer)(next.map(|t| t.saturating_sub(now.ns)));
+    Some(next)
+}
+
+/// [`arm_host_timer`], and the vCPU's own exit timer (where it has one) for the same
+/// moment.
+pub(super) fn arm_exit_timers(vcpu: &mut impl ArchVcpu, vm: &mut Vm, until_ns: u64) {
+    if let Some(next) = arm_host_timer(vm, until_ns) {
+        let now = vm.now();
+        vcpu.set_exit_deadline(next.map(|t| vm.tsc_at(now, t)));
     }
 }
 

@@ -58,7 +58,7 @@ pub fn run_slice(vcpu: &mut impl ArchVcpu, vm: &mut Vm, until_ns: u64) -> Stop {
             return Stop::Preempted;
         }
         entered = true;
-        irq::arm_host_timer(vm, until_ns);
+        irq::arm_exit_timers(vcpu, vm, until_ns);
         tpr::load_shadow(vcpu, &vm.platform);
         (vm.host.service)();
         let exit = match vcpu.run() {
@@ -120,7 +120,9 @@ pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Optio
         VmExit::Xsetbv | VmExit::VirtInstruction | VmExit::MonitorMwait => inject(vcpu, Event::UD),
         VmExit::TripleFault => cpu::triple_fault(vcpu, vm),
         VmExit::ExternalInterrupt => irq::external_interrupt(vm),
-        VmExit::Nmi | VmExit::InterruptWindow | VmExit::HostSignal => None,
+        VmExit::Nmi | VmExit::InterruptWindow | VmExit::HostSignal | VmExit::DeadlineReached => {
+            None
+        }
         VmExit::NestedPageFault { gpa, access } => memory::nested_page_fault(vcpu, vm, gpa, access),
         VmExit::Exception { vector, error_code } => cpu::exception(vcpu, vector, error_code),
         VmExit::Raw {

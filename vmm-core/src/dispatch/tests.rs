@@ -633,6 +633,11 @@ fn a_guest_that_never_exits_on_its_own_is_preempted_at_the_end_of_its_slice() {
         Some(10_000_000),
         "the host timer was armed for the slice end"
     );
+    assert_eq!(
+        v.exit_deadline,
+        Some(until),
+        "the vCPU's own exit timer too (TSC = ns in the mock)"
+    );
 }
 
 #[test]
