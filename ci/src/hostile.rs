@@ -503,6 +503,11 @@ pub const ATTACKS: &[Attack] = &[
         saw: None,
     },
     Attack {
+        cmdline: "attack=spin",
+        end: End::TimeLimit,
+        saw: None,
+    },
+    Attack {
         cmdline: "attack=ac_loop",
         end: End::TimeLimit,
         saw: None,

@@ -1326,7 +1326,10 @@ janus: done: 7 guests, 6 failed\n";
     }
 
     fn many() -> Expectation {
-        crate::together::many_expectation(&names(&["smoke", "pic", "victim"]))
+        crate::together::many_expectation(
+            &names(&["smoke", "pic", "victim"]),
+            crate::together::Spinner::InterruptsOff,
+        )
     }
 
     #[test]

@@ -306,11 +306,13 @@ pub(crate) fn default_guests() -> Vec<GuestSpec> {
 /// The guests of `run`/`iso`: `--guests` names (the matrix' specs; `linux` fetches and
 /// adds the Linux guest and its initrd; `bad` adds the bad modules and a smoke guest, only
 /// when named, not with `all`), then `--guest` specs; the smoke guest when neither is
-/// given. Also says whether the Linux guest is among them.
+/// given. Also says whether the Linux guest is among them. `cpu` picks the many-guests
+/// spinner.
 fn chosen_guests(
     root: &Path,
     specs: Vec<GuestSpec>,
     named: Option<Vec<String>>,
+    cpu: &str,
 ) -> Result<(Vec<GuestSpec>, bool), String> {
     let Some(named) = named else {
         return Ok((
@@ -332,7 +334,8 @@ fn chosen_guests(
         guests.extend(bad_modules::guests(root)?);
     }
     if named.iter().any(|n| n == matrix::MANY) {
-        guests.extend(together::many_specs(&plan.many));
+        let spinner = together::Spinner::for_model(cpu);
+        guests.extend(together::many_specs(&plan.many, spinner));
     }
     if plan.attacks {
         return Err(format!(
@@ -346,7 +349,7 @@ fn chosen_guests(
 
 fn cmd_iso(guests: Vec<GuestSpec>, named: Option<Vec<String>>, out: &Path) -> Result<u8, String> {
     let root = workspace_root();
-    let (guests, _) = chosen_guests(&root, guests, named)?;
+    let (guests, _) = chosen_guests(&root, guests, named, "EPYC")?;
     prepare(&root, &guests, out, &[setup::Need::Iso])?;
     eprintln!("cargo janus: wrote {}", out.display());
     Ok(0)
@@ -360,7 +363,7 @@ fn cmd_run(
 ) -> Result<u8, String> {
     let root = workspace_root();
     let emulator = Emulator::for_model(cpu);
-    let (guests, with_linux) = chosen_guests(&root, guests, named)?;
+    let (guests, with_linux) = chosen_guests(&root, guests, named, cpu)?;
     let iso = root.join("build/run.iso");
     prepare(&root, &guests, &iso, &[setup::Need::Iso, emulator.need()])?;
     let default_timeout = match (with_linux, emulator) {

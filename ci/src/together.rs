@@ -28,9 +28,43 @@ const VICTIM_DURATION_MS: u32 = 5000;
 /// The suites next to Linux in the Linux + suites row (and a victim).
 pub const LINUX_NEIGHBOURS: [&str; 3] = ["smoke", "pic", "lapic"];
 
-/// The hostile guests of the many-guests rows: attack, `limit=`, `on-reset=`.
-const MANY_HOSTILE: [(&str, Option<&str>, Option<&str>); 4] = [
-    ("cli_spin", Some("2s"), None),
+/// The spinning guest of a many-guests row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spinner {
+    /// `cli; jmp $`: only a timer that ignores the guest's RFLAGS.IF takes the CPU back.
+    InterruptsOff,
+    /// `sti; jmp $`, for Bochs' AMD models: their SVM holds the host's timer interrupt
+    /// while the guest runs with IF=0 (seen: `cli; jmp $` alone keeps Janus from ever
+    /// running again there), where QEMU's AMD-V and real CPUs take the INTR intercept,
+    /// and AMD-V has no timer of its own that Janus could use instead.
+    InterruptsOn,
+}
+
+impl Spinner {
+    pub fn for_model(model: &str) -> Spinner {
+        if crate::emulator::Emulator::for_model(model) == crate::emulator::Emulator::Bochs
+            && BOCHS_AMD_MODELS.contains(&model)
+        {
+            Spinner::InterruptsOn
+        } else {
+            Spinner::InterruptsOff
+        }
+    }
+
+    fn attack(self) -> &'static str {
+        match self {
+            Spinner::InterruptsOff => "cli_spin",
+            Spinner::InterruptsOn => "spin",
+        }
+    }
+}
+
+/// Bochs' CPU models with AMD-V.
+pub const BOCHS_AMD_MODELS: [&str; 4] = ["ryzen", "zambezi", "trinity_apu", "phenom_8650_toliman"];
+
+/// The hostile guests of the many-guests rows beside the spinner (`limit=2s`): attack,
+/// `limit=`, `on-reset=`.
+const MANY_HOSTILE: [(&str, Option<&str>, Option<&str>); 3] = [
     ("plant", Some("3s"), None),
     ("snoop", None, None),
     ("cf9", None, Some("restart")),
@@ -65,11 +99,16 @@ fn many_attack(name: &str) -> &'static Attack {
 
 /// The many-guests ISO: `suites` (each as a guest of its own name), hello, then the
 /// hostile guests.
-pub fn many_specs(suites: &[String]) -> Vec<GuestSpec> {
+pub fn many_specs(suites: &[String], spinner: Spinner) -> Vec<GuestSpec> {
     let mut v: Vec<GuestSpec> = suites.iter().map(|s| suite_spec(s)).collect();
     v.push(GuestSpec::with_keys(
         PathBuf::from(HELLO),
         &[("name", HELLO), ("mem", HELLO_MEM)],
+    ));
+    v.push(attacker_spec(
+        many_attack(spinner.attack()),
+        Some("2s"),
+        None,
     ));
     for (name, limit, on_reset) in MANY_HOSTILE {
         v.push(attacker_spec(many_attack(name), limit, on_reset));
@@ -80,9 +119,10 @@ pub fn many_specs(suites: &[String]) -> Vec<GuestSpec> {
 /// Every suite passes, hello exits 0, the spinner reaches its time limit, snoop sees
 /// nothing of plant's, and the resetting guest is started again 3 times, then ends
 /// with its 4th reset.
-pub fn many_expectation(suites: &[String]) -> Expectation {
+pub fn many_expectation(suites: &[String], spinner: Spinner) -> Expectation {
     let mut guests: Vec<GuestWant> = suites.iter().map(|s| GuestWant::suite(s)).collect();
     guests.push(GuestWant::exits_0(HELLO));
+    guests.push(GuestWant::attacker(many_attack(spinner.attack())));
     for (name, _, on_reset) in MANY_HOSTILE {
         let mut w = GuestWant::attacker(many_attack(name));
         if on_reset == Some("restart") {

@@ -158,6 +158,7 @@ const ATTACKS: &[Attack] = &[
     ("triple_fault", loops::triple_fault),
     ("cli_hlt", loops::cli_hlt),
     ("cli_spin", loops::cli_spin),
+    ("spin", loops::spin),
     ("ac_loop", loops::ac_loop),
     ("db_loop", loops::db_loop),
     ("rep_outsb_com1", loops::rep_outsb_com1),

@@ -31,6 +31,13 @@ pub fn cli_spin(_: &Ctx) -> Saw {
     unsafe { asm!("cli", "2: jmp 2b", options(noreturn, nomem, nostack)) }
 }
 
+/// Spins with interrupts on (and nothing programmed to interrupt it): only the host's
+/// timer makes it exit.
+pub fn spin(_: &Ctx) -> Saw {
+    // SAFETY: the attack: spins for good.
+    unsafe { asm!("sti", "2: jmp 2b", options(noreturn, nomem, nostack)) }
+}
+
 #[repr(C, align(16))]
 struct Stack([u8; 16 * 1024]);
 
