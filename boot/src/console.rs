@@ -6,6 +6,12 @@
 //! and a guest whose console lines Janus forwards must not stand still (and miss its
 //! timer ticks) while they trickle out. `pump` runs on every exit; a full ring, an idle
 //! CPU and the end of the machine wait for the UART instead.
+//!
+//! Guests share the ring fairly ([`guest_line`]): a guest's line is taken while the ring
+//! is less than half full, or while that guest has less than [`SHARE`] bytes in it; the
+//! other half is the reserve that makes the second rule always hold. So a guest that
+//! floods its console waits for its own lines to go out (its UART reads busy), and any
+//! other guest's line waits at most for one ring of output ahead of it.
 
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -20,17 +26,30 @@ const LSR_TX_EMPTY: u8 = 1 << 6;
 /// The 16550's transmit FIFO: this many bytes may follow an empty-THR indication.
 const FIFO: usize = 16;
 const RING: usize = 64 * 1024;
+/// Most guests with lines in the ring (the scheduler's `MAX_VCPUS`).
+const OWNERS: usize = vmm_core::sched::MAX_VCPUS;
+/// A guest's share of the ring's reserve half.
+pub const SHARE: usize = RING / 2 / OWNERS;
+/// The owner byte of Janus' own output.
+const JANUS: u8 = u8::MAX;
 
 struct Ring {
     buf: [u8; RING],
+    /// Who queued each byte of `buf` (a guest's console owner number, or [`JANUS`]), so
+    /// that a sent byte comes off its owner's count.
+    owner: [u8; RING],
     head: usize,
     len: usize,
+    /// Bytes of each guest in the ring.
+    queued: [usize; OWNERS],
 }
 
 static OUT: Mutex<Ring> = Mutex::new(Ring {
     buf: [0; RING],
+    owner: [JANUS; RING],
     head: 0,
     len: 0,
+    queued: [0; OWNERS],
 });
 static READY: AtomicBool = AtomicBool::new(false);
 /// Whether the ring holds bytes (checked without the lock on every exit).
@@ -48,6 +67,7 @@ impl Ring {
             for _ in 0..FIFO.min(self.len) {
                 // SAFETY: writing COM1's data register transmits one byte; Janus owns COM1.
                 unsafe { outb(DATA, self.buf[self.head]) };
+                self.sent_one();
                 self.head = (self.head + 1) % RING;
                 self.len -= 1;
             }
@@ -55,13 +75,40 @@ impl Ring {
         PENDING.store(self.len > 0, Ordering::Relaxed);
     }
 
-    fn push(&mut self, b: u8) {
+    /// The oldest byte went out: its owner has one byte less in the ring.
+    fn sent_one(&mut self) {
+        if let Some(q) = self.queued.get_mut(usize::from(self.owner[self.head])) {
+            *q -= 1;
+        }
+    }
+
+    /// Queues `b` for `owner`, waiting for the UART while the ring is full.
+    fn push_as(&mut self, owner: u8, b: u8) {
         while self.len == RING {
             self.pump();
             core::hint::spin_loop();
         }
-        self.buf[(self.head + self.len) % RING] = b;
+        let at = (self.head + self.len) % RING;
+        self.buf[at] = b;
+        self.owner[at] = owner;
         self.len += 1;
+        if let Some(q) = self.queued.get_mut(usize::from(owner)) {
+            *q += 1;
+        }
+    }
+
+    fn push(&mut self, b: u8) {
+        self.push_as(JANUS, b);
+    }
+
+    /// Whether `owner` may queue `n` more bytes (see the module's comment).
+    fn has_room(&self, owner: u8, n: usize) -> bool {
+        let mine = self
+            .queued
+            .get(usize::from(owner))
+            .copied()
+            .unwrap_or(usize::MAX);
+        self.len + n <= RING / 2 || (mine + n <= SHARE && self.len + n <= RING)
     }
 
     fn flush(&mut self) {
@@ -100,6 +147,33 @@ pub fn print(args: fmt::Arguments<'_>) {
     let mut out = OUT.lock();
     let _ = out.write_fmt(args);
     out.pump();
+}
+
+/// Queues a guest's console line, `[NAME] text`, if the guest `owner` has room for it in
+/// the ring; `false` if not (the guest tries again later).
+pub fn guest_line(owner: u8, name: &str, text: &str) -> bool {
+    if !READY.load(Ordering::Relaxed) {
+        return true;
+    }
+    let mut out = OUT.lock();
+    out.pump();
+    let n = name.len() + text.len() + 4;
+    if !out.has_room(owner, n) {
+        return false;
+    }
+    for part in [
+        b"[" as &[u8],
+        name.as_bytes(),
+        b"] ",
+        text.as_bytes(),
+        b"\n",
+    ] {
+        for &b in part {
+            out.push_as(owner, b);
+        }
+    }
+    out.pump();
+    true
 }
 
 /// Sends queued output the UART can take now, without waiting.

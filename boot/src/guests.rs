@@ -40,7 +40,8 @@ impl Guest {
     /// failure (its one line was printed) the guest keeps what it had.
     pub fn reload(&mut self, frames: &mut HostFrames) -> Result<(), Rejected> {
         let (plan, hooks) = (self.plan, self.vm.host);
-        let fresh = load(&plan, frames, hooks)?;
+        let mut fresh = load(&plan, frames, hooks)?;
+        fresh.vm.console_owner = self.vm.console_owner;
         self.free_ram(frames);
         *self = fresh;
         Ok(())

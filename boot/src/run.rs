@@ -47,6 +47,7 @@ fn host_print(args: core::fmt::Arguments<'_>) {
 
 const HOOKS: HostHooks = HostHooks {
     printer: host_print,
+    guest_line: crate::console::guest_line,
     cpuid: host_cpuid,
     tsc: crate::time::tsc,
     tsc_hz: crate::time::tsc_hz,

@@ -117,8 +117,10 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
 
     /// Gives `guest` a vCPU and a place in the queue; a guest that cannot get a vCPU
     /// ends at once with the reason.
-    pub fn add(&mut self, guest: Guest) {
+    pub fn add(&mut self, mut guest: Guest) {
         let id = self.slots.len();
+        // Its lines' owner on the console: at most MAX_VCPUS slots, so the id fits.
+        guest.vm.console_owner = id as u8;
         // The limit counts from the guest's first slice (`run_one`): with many guests a
         // guest may wait for its first turn longer than its whole limit.
         let deadline = None;

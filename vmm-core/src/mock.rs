@@ -253,6 +253,19 @@ fn capture(args: fmt::Arguments<'_>) {
     OUT.with(|o| fmt::Write::write_fmt(&mut *o.borrow_mut(), args).unwrap());
 }
 
+std::thread_local! {
+    /// Whether the mock host console has room for guest lines.
+    pub static ROOM: core::cell::Cell<bool> = const { core::cell::Cell::new(true) };
+}
+
+fn capture_line(_owner: u8, name: &str, text: &str) -> bool {
+    if !ROOM.with(|r| r.get()) {
+        return false;
+    }
+    capture(format_args!("[{name}] {text}\n"));
+    true
+}
+
 /// Everything printed on this thread since the last call.
 pub fn take_output() -> String {
     OUT.with(|o| core::mem::take(&mut *o.borrow_mut()))
@@ -297,6 +310,7 @@ fn mock_idle() {
 
 pub const HOOKS: HostHooks = HostHooks {
     printer: capture,
+    guest_line: capture_line,
     cpuid: fake_cpuid,
     tsc: mock_tsc,
     tsc_hz: || 1_000_000_000,
@@ -309,5 +323,6 @@ pub const HOOKS: HostHooks = HostHooks {
 /// A VM named `t` with `mem` of RAM at 0.
 pub fn vm(mem: GuestMemory) -> Vm {
     take_output();
+    ROOM.with(|r| r.set(true));
     Vm::new("t", mem, HOOKS)
 }

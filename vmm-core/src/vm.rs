@@ -8,6 +8,9 @@ use core::fmt::{self, Write};
 
 /// Where the VMM's console lines go (COM1 on the host; a buffer in tests).
 pub type Printer = fn(fmt::Arguments<'_>);
+/// Queues a guest's console line (`[NAME] text`) for the host console if the guest
+/// `owner` has room there; `false` leaves it to the guest to try again later.
+pub type LineSink = fn(owner: u8, name: &str, text: &str) -> bool;
 /// The host's CPUID, `(leaf, subleaf) -> [eax, ebx, ecx, edx]`; the policy filters it.
 pub type CpuidSource = fn(u32, u32) -> [u32; 4];
 
@@ -18,6 +21,9 @@ pub type TscSource = fn() -> u64;
 #[derive(Clone, Copy)]
 pub struct HostHooks {
     pub printer: Printer,
+    /// Guest console lines, within each guest's share of the host console: a guest that
+    /// floods its UART waits for its own lines to go out, not the others.
+    pub guest_line: LineSink,
     pub cpuid: CpuidSource,
     pub tsc: TscSource,
     /// The TSC's frequency (calibrated at boot).
@@ -128,7 +134,12 @@ pub struct Vm {
     /// adds it; the `STEAL_TIME` hypercall reports it).
     pub steal: Steal,
     pub host: HostHooks,
+    /// Who this guest is to the host console ([`HostHooks::guest_line`]).
+    pub console_owner: u8,
     line: ArrayVec<u8, LINE>,
+    /// `line` is a whole line the host console had no room for yet: the guest's UART
+    /// holds what follows (its transmitter reads busy) until it goes out.
+    line_waits: bool,
 }
 
 /// Steal time: how long, and how often, a vCPU that was ready to run waited while the
@@ -170,7 +181,9 @@ impl Vm {
             stats: ExitStats::default(),
             steal: Steal::default(),
             host,
+            console_owner: 0,
             line: ArrayVec::new(),
+            line_waits: false,
         }
     }
 
@@ -197,14 +210,24 @@ impl Vm {
     }
 
     /// A byte of guest console output; whole lines are printed as `[NAME] line`.
-    pub fn console_byte(&mut self, b: u8) {
+    /// Returns `false` when it was not taken: a line waits for room on the host console.
+    pub fn console_byte(&mut self, b: u8) -> bool {
+        if !self.send_line() {
+            return false;
+        }
+        if self.add_byte(b) {
+            self.line_waits = true;
+            self.send_line();
+        }
+        true
+    }
+
+    /// Adds a byte to the line; whether the line is whole (a newline, or full).
+    fn add_byte(&mut self, b: u8) -> bool {
         match b {
-            b'\n' => self.flush_console(),
-            b'\r' => {}
+            b'\n' => true,
+            b'\r' => false,
             _ => {
-                if self.line.is_full() {
-                    self.flush_console();
-                }
                 // Control characters other than tab would garble the host console.
                 let shown = if b == b'\t' || (0x20..0x7f).contains(&b) {
                     b
@@ -212,25 +235,60 @@ impl Vm {
                     b'?'
                 };
                 self.line.push(shown);
+                self.line.is_full()
             }
         }
     }
 
-    /// Takes what COM1 transmitted into the console, after a guest access to it.
+    /// Takes what COM1 transmitted into the console, byte by byte while the host
+    /// console has room for this guest's lines (the rest stays in the UART, whose
+    /// transmitter then reads busy). Also sends a line that waited.
     pub fn drain_console(&mut self) {
-        for b in self.platform.com1.take_output() {
-            self.console_byte(b);
+        while self.send_line() {
+            match self.platform.com1.pop_output() {
+                Some(b) => {
+                    self.console_byte(b);
+                }
+                None => return,
+            }
         }
     }
 
-    /// Prints what is left of a partial console line.
-    pub fn flush_console(&mut self) {
-        if self.line.is_empty() {
-            return;
+    /// Sends a whole line that waits; whether none waits any more.
+    fn send_line(&mut self) -> bool {
+        if !self.line_waits {
+            return true;
         }
-        // Only printable ASCII was pushed, so this cannot fail.
-        let text = core::str::from_utf8(&self.line).unwrap_or("?");
-        (self.host.printer)(format_args!("[{}] {}\n", self.name, text));
+        if !self.line.is_empty() {
+            // Only printable ASCII was pushed, so this cannot fail.
+            let text = core::str::from_utf8(&self.line).unwrap_or("?");
+            if !(self.host.guest_line)(self.console_owner, &self.name, text) {
+                return false;
+            }
+        }
         self.line.clear();
+        self.line_waits = false;
+        true
+    }
+
+    /// Prints what is left of the console (a line that waited, a partial line, what the
+    /// UART still holds) when the guest ends, room or not: nothing is lost.
+    pub fn flush_console(&mut self) {
+        self.print_line();
+        for b in self.platform.com1.take_output() {
+            if self.add_byte(b) {
+                self.print_line();
+            }
+        }
+        self.print_line();
+    }
+
+    fn print_line(&mut self) {
+        if !self.line.is_empty() {
+            let text = core::str::from_utf8(&self.line).unwrap_or("?");
+            (self.host.printer)(format_args!("[{}] {}\n", self.name, text));
+        }
+        self.line.clear();
+        self.line_waits = false;
     }
 }

@@ -1,8 +1,11 @@
 //! A 16550A UART as a state machine over its eight registers.
 //!
 //! Written here because the rust-vmm `vm-superio` serial needs std and an event fd.
-//! Transmission is instantaneous: the transmitter is always empty (LSR THRE|TEMT), so a
-//! guest that polls LSR never waits. Received bytes (host input, or the guest's own in
+//! Transmission takes no time while the host console has room for the guest's lines:
+//! the VM takes each byte after the access that wrote it, so the transmitter reads empty
+//! (LSR THRE|TEMT) and a guest that polls LSR never waits. When the guest's share of the
+//! host console is full the bytes stay in a 16-byte transmit FIFO and the transmitter
+//! reads busy until they go out (a flooding guest waits for itself). Received bytes (host input, or the guest's own in
 //! loopback mode) queue in a 16-byte FIFO. The interrupt line follows the 16550's
 //! priority rules (received data above transmitter empty) and is gated by MCR.OUT2, as
 //! on a PC.
@@ -149,7 +152,11 @@ impl Uart16550 {
             reg::LCR => self.lcr,
             reg::MCR => self.mcr,
             reg::LSR => {
-                let mut v = LSR_THR_EMPTY | LSR_TX_EMPTY;
+                let mut v = if self.tx.is_empty() {
+                    LSR_THR_EMPTY | LSR_TX_EMPTY
+                } else {
+                    0
+                };
                 if self.rx_len > 0 {
                     v |= LSR_DATA_READY;
                 }
@@ -179,13 +186,13 @@ impl Uart16550 {
         match offset & 7 {
             reg::DATA if self.dlab() => self.dll = value,
             reg::DATA => {
-                self.thre_pending = true;
                 if self.mcr & MCR_LOOP != 0 {
+                    self.thre_pending = true;
                     self.receive(value);
                 } else {
-                    // The owner drains the queue after every guest access, so it holds a
-                    // few bytes at most; a byte that finds it full is lost, as in an
-                    // overrun.
+                    // The owner takes the queue after every guest access while the host
+                    // console has room; until then the transmitter reads busy (LSR), and
+                    // a byte written into a full FIFO is lost, as on a 16550.
                     let _ = self.tx.try_push(value);
                 }
             }
@@ -213,7 +220,26 @@ impl Uart16550 {
 
     /// The bytes transmitted since the last call, oldest first.
     pub fn take_output(&mut self) -> ArrayVec<u8, FIFO> {
-        core::mem::take(&mut self.tx)
+        let out = core::mem::take(&mut self.tx);
+        self.transmitted(!out.is_empty());
+        out
+    }
+
+    /// The oldest transmitted byte not yet taken by the console.
+    pub fn pop_output(&mut self) -> Option<u8> {
+        if self.tx.is_empty() {
+            return None;
+        }
+        let b = self.tx.remove(0);
+        self.transmitted(true);
+        Some(b)
+    }
+
+    /// Bytes left the transmitter: once it is empty, THRE interrupts again.
+    fn transmitted(&mut self, took: bool) {
+        if took && self.tx.is_empty() {
+            self.thre_pending = true;
+        }
     }
 
     /// The divisor latch the guest programmed (115200 / divisor = baud).
@@ -299,7 +325,15 @@ mod tests {
         assert_eq!(u.read(reg::IIR_FCR), IIR_NONE, "reading IIR cleared THRE");
         assert!(!u.irq_pending());
         u.write(reg::DATA, b'z');
+        assert!(!u.irq_pending(), "not sent yet");
+        assert_eq!(u.read(reg::LSR) & (LSR_THR_EMPTY | LSR_TX_EMPTY), 0, "busy");
+        assert_eq!(u.pop_output(), Some(b'z'));
         assert!(u.irq_pending(), "a transmitted byte empties THR again");
+        assert_eq!(
+            u.read(reg::LSR) & (LSR_THR_EMPTY | LSR_TX_EMPTY),
+            LSR_THR_EMPTY | LSR_TX_EMPTY
+        );
+        assert_eq!(u.pop_output(), None);
     }
 
     #[test]

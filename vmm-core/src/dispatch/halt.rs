@@ -35,6 +35,8 @@ pub fn sleeps_forever(vcpu: &impl ArchVcpu) -> GuestEnd {
 
 /// Whether the halted vCPU of `vm` has something to take now.
 pub fn has_interrupt(vm: &mut Vm) -> bool {
+    // Console room frees the UART's transmitter, which may interrupt.
+    vm.drain_console();
     let now = vm.now();
     vm.platform.update(now);
     vm.platform.interrupt_pending() || vm.platform.nmi_pending

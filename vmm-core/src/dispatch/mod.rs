@@ -60,6 +60,8 @@ pub fn run_slice(vcpu: &mut impl ArchVcpu, vm: &mut Vm, until_ns: u64) -> Stop {
         entered = true;
         irq::arm_exit_timers(vcpu, vm, until_ns);
         tpr::load_shadow(vcpu, &vm.platform);
+        // A console line that waited for room goes out when there is some.
+        vm.drain_console();
         (vm.host.service)();
         let exit = match vcpu.run() {
             Ok(e) => e,

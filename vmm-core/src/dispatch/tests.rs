@@ -687,3 +687,44 @@ fn a_slice_that_starts_late_still_enters_the_guest_once() {
     assert_eq!(run_slice(&mut v, &mut m, now - 1), Stop::Preempted);
     assert_eq!(v.exits.len(), 3, "entered once");
 }
+
+#[test]
+fn a_guest_whose_console_share_is_full_waits_for_itself_and_loses_nothing() {
+    use crate::mock::ROOM;
+    let mut v = MockVcpu::new(&[]);
+    let mut m = vm(ram(1 << 20));
+    let lsr = |v: &mut MockVcpu, m: &mut Vm| {
+        handle_exit(v, m, inp(0x3fd, 1));
+        v.reg(Gpr::Rax) as u8 & 0x60
+    };
+    ROOM.with(|r| r.set(false));
+    for b in b"ab\ncd" {
+        v.regs[0] = u64::from(*b);
+        assert_eq!(handle_exit(&mut v, &mut m, out(0x3f8, 1)), None);
+    }
+    assert_eq!(take_output(), "", "no room: the line waits");
+    assert_eq!(lsr(&mut v, &mut m), 0, "and the transmitter reads busy");
+    // CONSOLE_WRITE takes nothing while the line waits.
+    m.memory.write(GuestPhys(0x800), b"xy\n").unwrap();
+    v.regs[Gpr::Rax as usize] = 2;
+    v.regs[Gpr::Rbx as usize] = 0x800;
+    v.regs[Gpr::Rcx as usize] = 3;
+    handle_exit(&mut v, &mut m, VmExit::Hypercall);
+    assert_eq!(v.reg(Gpr::Rax), 0, "bytes written");
+    ROOM.with(|r| r.set(true));
+    m.drain_console();
+    assert_eq!(take_output(), "[t] ab\n");
+    assert_eq!(lsr(&mut v, &mut m), 0x60, "empty again");
+    v.regs[Gpr::Rax as usize] = 2;
+    handle_exit(&mut v, &mut m, VmExit::Hypercall);
+    assert_eq!(v.reg(Gpr::Rax), 3);
+    assert_eq!(take_output(), "[t] cdxy\n");
+    // A guest that ends with a line waiting and bytes in its UART: all of it is printed.
+    ROOM.with(|r| r.set(false));
+    for b in b"ef\ngh" {
+        v.regs[0] = u64::from(*b);
+        handle_exit(&mut v, &mut m, out(0x3f8, 1));
+    }
+    m.flush_console();
+    assert_eq!(take_output(), "[t] ef\n[t] gh\n");
+}
