@@ -7,7 +7,15 @@ use vmm_core::vcpu::{CrTarget, Gpr, SegReg};
 
 /// Decodes one #VMEXIT from EXITCODE, EXITINFO1 and EXITINFO2. `gpr` reads guest
 /// registers (for CR and DR writes reported with decode assists).
-pub fn decode(exit: u64, info1: u64, info2: u64, gpr: impl Fn(Gpr) -> u64) -> VmExit {
+/// `decode_assists`: the CPU has them (CPUID 0x8000_000A EDX bit 7), so EXITINFO1 names
+/// the segment of a string I/O instruction.
+pub fn decode(
+    exit: u64,
+    info1: u64,
+    info2: u64,
+    decode_assists: bool,
+    gpr: impl Fn(Gpr) -> u64,
+) -> VmExit {
     let raw = VmExit::Raw {
         reason: exit,
         info1,
@@ -36,7 +44,7 @@ pub fn decode(exit: u64, info1: u64, info2: u64, gpr: impl Fn(Gpr) -> u64) -> Vm
         code::CPUID => VmExit::Cpuid,
         code::INVD => VmExit::Invd,
         code::HLT => VmExit::Hlt,
-        code::IOIO => VmExit::Io(io_access(info1)),
+        code::IOIO => VmExit::Io(io_access(info1, decode_assists)),
         code::MSR if info1 == msr::READ => VmExit::RdMsr,
         code::MSR => VmExit::WrMsr,
         code::SHUTDOWN => VmExit::TripleFault,
@@ -113,7 +121,7 @@ fn mov_gpr(info1: u64) -> Option<Gpr> {
 }
 
 /// An IOIO exit's EXITINFO1 (APM Vol 2 15.10.2, Figure 15-2).
-fn io_access(info1: u64) -> IoAccess {
+fn io_access(info1: u64, decode_assists: bool) -> IoAccess {
     let size = if info1 & ioio::SZ8 != 0 {
         1
     } else if info1 & ioio::SZ16 != 0 {
@@ -130,9 +138,14 @@ fn io_access(info1: u64) -> IoAccess {
         } else {
             8
         },
-        // Bits 12:10 hold the segment only with decode assists; DS otherwise.
-        seg: SegReg::from_index(((info1 >> ioio::SEG_SHIFT) & ioio::SEG_MASK) as u8)
-            .unwrap_or(SegReg::Ds),
+        // Bits 12:10 hold the segment only with decode assists (without them they read
+        // 0, which would say ES): OUTS reads DS:rSI then, as without a segment override.
+        seg: if decode_assists {
+            SegReg::from_index(((info1 >> ioio::SEG_SHIFT) & ioio::SEG_MASK) as u8)
+                .unwrap_or(SegReg::Ds)
+        } else {
+            SegReg::Ds
+        },
     });
     IoAccess {
         port: (info1 >> ioio::PORT_SHIFT) as u16,

@@ -110,7 +110,9 @@ impl SvmVcpu {
         } else {
             None
         };
-        Ok(decode(code, info1, info2, |r| self.gpr(r)))
+        Ok(decode(code, info1, info2, self.caps.decode_assists, |r| {
+            self.gpr(r)
+        }))
     }
 
     fn seg_ref(&self, s: SegReg) -> &VmcbSegment {

@@ -16,7 +16,7 @@ fn regs(r: Gpr) -> u64 {
 }
 
 fn exit(code: u64, info1: u64) -> VmExit {
-    decode(code, info1, 0, regs)
+    decode(code, info1, 0, true, regs)
 }
 
 fn raw(code: u64, info1: u64) -> VmExit {
@@ -177,7 +177,7 @@ fn unmapped_codes_stay_raw() {
     // (not intercepted), past NPF, and garbage.
     for code in [0x6f, 0x8e, 0x28, 0x3f, 0x65, 0x401, 0x4242] {
         assert_eq!(
-            decode(code, 1, 2, regs),
+            decode(code, 1, 2, true, regs),
             VmExit::Raw {
                 reason: code,
                 info1: 1,
@@ -269,10 +269,20 @@ fn ioio_string_rep_address_size_and_segment() {
 }
 
 #[test]
+fn without_decode_assists_outs_reads_ds() {
+    // Bits 12:10 read 0 there: an OUTS must not be taken as ES:rSI (QEMU's AMD-V has no
+    // decode assists).
+    let VmExit::Io(io) = decode(0x7b, 0x03f8_0000 | STR | REP | SZ8 | A64, 0, false, regs) else {
+        panic!("an IOIO exit");
+    };
+    assert_eq!(io.string.unwrap().seg, SegReg::Ds);
+}
+
+#[test]
 fn nested_page_faults_say_read_write_or_fetch() {
     let npf = |info1, read, write, fetch| {
         assert_eq!(
-            decode(0x400, info1, 0xfee0_0000, regs),
+            decode(0x400, info1, 0xfee0_0000, true, regs),
             VmExit::NestedPageFault {
                 gpa: GuestPhys(0xfee0_0000),
                 access: NestedAccess { read, write, fetch }
