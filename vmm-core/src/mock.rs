@@ -55,6 +55,8 @@ pub struct MockVcpu {
     /// Length of every exiting instruction.
     pub insn_len: u64,
     pub window: bool,
+    /// How often the dispatcher offered interrupts (set the window either way).
+    pub offers: u32,
     /// An STI/MOV-SS interrupt shadow is in effect.
     pub shadow: bool,
     pub tsc_offset: u64,
@@ -102,6 +104,7 @@ impl MockVcpu {
             exits: exits.iter().copied().collect(),
             insn_len: 2,
             window: false,
+            offers: 0,
             shadow: false,
             tsc_offset: 0,
             exit_deadline: None,
@@ -206,7 +209,8 @@ impl ArchVcpu for MockVcpu {
         self.rflags & (1 << 9) != 0 && !self.shadow
     }
     fn request_interrupt_window(&mut self, on: bool) {
-        self.window = on
+        self.window = on;
+        self.offers += 1;
     }
     fn set_tsc_offset(&mut self, offset: u64) {
         self.tsc_offset = offset

@@ -50,25 +50,33 @@ pub fn run_slice(vcpu: &mut impl ArchVcpu, vm: &mut Vm, until_ns: u64) -> Stop {
     // The guest enters at least once, however late the slice starts: choosing it may
     // have taken longer than the slice (a slow emulated CPU, many guests).
     let mut entered = false;
+    // Devices, interrupt offers and exit timers are up to date: the last exit could not
+    // change them (`VmExit::is_quiet`) and nothing is due before `due_ns` (the next device
+    // event or the end of the slice).
+    let (mut settled, mut due_ns) = (false, 0);
     loop {
         let now = vm.now();
-        vm.platform.update(now);
-        irq::offer_interrupt(vcpu, vm);
-        if entered && now.ns >= until_ns {
-            return Stop::Preempted;
+        if !settled || now.ns >= due_ns {
+            vm.platform.update(now);
+            irq::offer_interrupt(vcpu, vm);
+            if entered && now.ns >= until_ns {
+                return Stop::Preempted;
+            }
+            irq::arm_exit_timers(vcpu, vm, until_ns);
+            due_ns = vm.armed.unwrap_or(u64::MAX);
+            tpr::load_shadow(vcpu, &vm.platform);
+            // A console line that waited for room goes out when there is some.
+            vm.drain_console();
         }
         entered = true;
-        irq::arm_exit_timers(vcpu, vm, until_ns);
-        tpr::load_shadow(vcpu, &vm.platform);
-        // A console line that waited for room goes out when there is some.
-        vm.drain_console();
         (vm.host.service)();
         let exit = match vcpu.run() {
             Ok(e) => e,
             Err(e) => return ended(vm, GuestEnd::error(format_args!("VM entry failed: {e}"))),
         };
         vm.stats.count(exit.kind());
-        tpr::store_shadow(vcpu, &mut vm.platform);
+        let tpr_moved = tpr::store_shadow(vcpu, &mut vm.platform);
+        settled = exit.is_quiet() && !tpr_moved;
         if let Some(end) = handle_exit(vcpu, vm, exit) {
             return ended(vm, end);
         }

@@ -728,3 +728,26 @@ fn a_guest_whose_console_share_is_full_waits_for_itself_and_loses_nothing() {
     m.flush_console();
     assert_eq!(take_output(), "[t] ef\n[t] gh\n");
 }
+
+#[test]
+fn quiet_exits_skip_the_device_work_until_something_is_due() {
+    let mut m = vm(ram(1 << 20));
+    // Ten CPUIDs of 50 us each, then the slice ends after 1 ms: devices and interrupt
+    // offers are brought up to date before the first entry and when the slice end is
+    // due, not after every CPUID.
+    let mut v = MockVcpu::new(&[VmExit::Cpuid; 30]);
+    v.ns_per_run = 50_000;
+    let now = crate::mock::TSC.with(|t| t.get());
+    assert_eq!(run_slice(&mut v, &mut m, now + 1_000_000), Stop::Preempted);
+    assert_eq!(v.exits.len(), 30 - 20, "twenty CPUIDs fill the 1 ms slice");
+    assert_eq!(
+        v.offers, 2,
+        "at the first entry and when the slice end was due"
+    );
+    // A noisy exit (port I/O) brings everything up to date after it.
+    let mut v = MockVcpu::new(&[VmExit::Cpuid, out(0x80, 1), VmExit::Cpuid, VmExit::Cpuid]);
+    v.ns_per_run = 50_000;
+    let now = crate::mock::TSC.with(|t| t.get());
+    assert_eq!(run_slice(&mut v, &mut m, now + 175_000), Stop::Preempted);
+    assert_eq!(v.offers, 3, "first entry, after the OUT, at the slice end");
+}

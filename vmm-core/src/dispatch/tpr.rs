@@ -14,11 +14,14 @@ pub(super) fn load_shadow(vcpu: &mut impl ArchVcpu, platform: &Platform) {
 
 /// After an exit: a MOV to CR8 that did not exit changed the priority class only; the
 /// local APIC takes it (its TPR's low nibble is kept when the class did not change).
-pub(super) fn store_shadow(vcpu: &impl ArchVcpu, platform: &mut Platform) {
-    if let Some(class) = vcpu.tpr_shadow() {
-        if cr8(platform) != class {
+/// Returns whether the priority moved (an interrupt it held may be deliverable now).
+pub(super) fn store_shadow(vcpu: &impl ArchVcpu, platform: &mut Platform) -> bool {
+    match vcpu.tpr_shadow() {
+        Some(class) if cr8(platform) != class => {
             platform.lapic.set_tpr(class << 4);
+            true
         }
+        _ => false,
     }
 }
 
