@@ -157,24 +157,6 @@ impl ExitKind {
 }
 
 impl VmExit {
-    /// Whether handling this exit leaves every device, the interrupt the guest may take
-    /// and the exit timers as they were: the dispatcher then re-enters without updating
-    /// them (until the next device event or the end of the slice is due). CPUID, the
-    /// hypercalls (the console only queues a line), XSETBV, INVD/WBINVD and debug-register
-    /// moves touch no device.
-    pub fn is_quiet(&self) -> bool {
-        matches!(
-            self,
-            VmExit::Cpuid
-                | VmExit::Hypercall
-                | VmExit::Xsetbv
-                | VmExit::Invd
-                | VmExit::Wbinvd
-                | VmExit::DrRead { .. }
-                | VmExit::DrWrite { .. }
-        )
-    }
-
     pub fn kind(&self) -> ExitKind {
         match self {
             VmExit::Io(_) => ExitKind::Io,

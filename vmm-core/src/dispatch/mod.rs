@@ -24,7 +24,7 @@ mod tpr;
 
 pub use halt::{has_interrupt, sleeps_forever};
 
-use crate::exit::VmExit;
+use crate::exit::{IoDir, VmExit};
 use crate::hypercall;
 use crate::vcpu::{ArchVcpu, Event, VcpuError};
 use crate::vm::{GuestEnd, Vm};
@@ -76,7 +76,7 @@ pub fn run_slice(vcpu: &mut impl ArchVcpu, vm: &mut Vm, until_ns: u64) -> Stop {
         };
         vm.stats.count(exit.kind());
         let tpr_moved = tpr::store_shadow(vcpu, &mut vm.platform);
-        settled = exit.is_quiet() && !tpr_moved;
+        settled = is_quiet(&exit) && !tpr_moved;
         if let Some(end) = handle_exit(vcpu, vm, exit) {
             return ended(vm, end);
         }
@@ -84,6 +84,29 @@ pub fn run_slice(vcpu: &mut impl ArchVcpu, vm: &mut Vm, until_ns: u64) -> Stop {
             let wake_ns = vm.platform.next_event_ns(vm.now());
             return Stop::Halted { wake_ns };
         }
+    }
+}
+
+/// Whether handling `exit` leaves every device's timers, the interrupt the guest may take
+/// and the exit timers as they were: the dispatcher then re-enters without updating them
+/// (until the next device event or the end of the slice is due). CPUID, the hypercalls
+/// (the console only queues a line), XSETBV, INVD/WBINVD and debug-register moves touch
+/// no device; a port read can only lower an interrupt line (a 16550's IIR or RBR, the
+/// RTC's register C), never raise one, so at worst an interrupt is offered at the next
+/// device event instead of now; the POST port ignores what is written to it.
+fn is_quiet(exit: &VmExit) -> bool {
+    match exit {
+        VmExit::Cpuid
+        | VmExit::Hypercall
+        | VmExit::Xsetbv
+        | VmExit::Invd
+        | VmExit::Wbinvd
+        | VmExit::DrRead { .. }
+        | VmExit::DrWrite { .. } => true,
+        VmExit::Io(io) if io.string.is_none() => {
+            io.dir == IoDir::In || io.port == crate::devices::legacy::POST
+        }
+        _ => false,
     }
 }
 

@@ -744,8 +744,14 @@ fn quiet_exits_skip_the_device_work_until_something_is_due() {
         v.offers, 2,
         "at the first entry and when the slice end was due"
     );
-    // A noisy exit (port I/O) brings everything up to date after it.
-    let mut v = MockVcpu::new(&[VmExit::Cpuid, out(0x80, 1), VmExit::Cpuid, VmExit::Cpuid]);
+    // Port reads and POST codes are quiet too.
+    let mut v = MockVcpu::new(&[inp(0x3fd, 1), out(0x80, 1), inp(0x40, 1), VmExit::Cpuid]);
+    v.ns_per_run = 50_000;
+    let now = crate::mock::TSC.with(|t| t.get());
+    assert_eq!(run_slice(&mut v, &mut m, now + 175_000), Stop::Preempted);
+    assert_eq!(v.offers, 2);
+    // A write to a device (the PIC's mask) brings everything up to date after it.
+    let mut v = MockVcpu::new(&[VmExit::Cpuid, out(0x21, 1), VmExit::Cpuid, VmExit::Cpuid]);
     v.ns_per_run = 50_000;
     let now = crate::mock::TSC.with(|t| t.get());
     assert_eq!(run_slice(&mut v, &mut m, now + 175_000), Stop::Preempted);
