@@ -62,7 +62,7 @@ impl VmcsAccess for HwVmcs {
             .map_err(|_| AccessError::Read(encoding))?;
         // SAFETY: VMREAD only reads the current VMCS (this one, made current above); for a
         // field this CPU lacks it fails with VMfail (reported here), it does not fault.
-        unsafe { vmx::vmread(encoding) }.map_err(|_| AccessError::Read(encoding))
+        unsafe { vmread(encoding) }.ok_or(AccessError::Read(encoding))
     }
 
     fn write_raw(&mut self, encoding: u32, value: u64) -> Result<(), AccessError> {
@@ -70,7 +70,11 @@ impl VmcsAccess for HwVmcs {
             .map_err(|_| AccessError::Write(encoding))?;
         // SAFETY: VMWRITE only changes the current VMCS, this one (made current above);
         // a bad field or value fails with VMfail, reported here.
-        unsafe { vmx::vmwrite(encoding, value) }.map_err(|_| AccessError::Write(encoding))
+        if unsafe { vmwrite(encoding, value) } {
+            Ok(())
+        } else {
+            Err(AccessError::Write(encoding))
+        }
     }
 
     fn clear(&mut self) -> Result<(), VcpuError> {
@@ -99,6 +103,55 @@ impl VmcsAccess for HwVmcs {
             code: self.read(exit_info::VM_INSTRUCTION_ERROR)? as u64,
         })
     }
+}
+
+// VMREAD and VMWRITE are written here rather than taken from `x86::bits64::vmx`: that
+// crate reads the outcome through a call that pushes and pops RFLAGS, on every one of the
+// several VMCS accesses of each exit; these test CF and ZF with one SETA (success is CF=0
+// and ZF=0; VMfailInvalid sets CF, VMfailValid ZF: SDM Vol 3C 31.2).
+
+/// VMREAD of `field` from the current VMCS; `None` on VMfail.
+///
+/// # Safety
+/// VMX root operation, CPL 0.
+#[inline(always)]
+unsafe fn vmread(field: u32) -> Option<u64> {
+    let value: u64;
+    let ok: u8;
+    // SAFETY: the caller's contract; VMREAD writes only its destination register and
+    // RFLAGS.
+    unsafe {
+        core::arch::asm!(
+            "vmread {v}, {f}",
+            "seta {ok}",
+            f = in(reg) u64::from(field),
+            v = out(reg) value,
+            ok = out(reg_byte) ok,
+            options(nostack, readonly),
+        )
+    };
+    (ok != 0).then_some(value)
+}
+
+/// VMWRITE of `value` to `field` of the current VMCS; whether it succeeded.
+///
+/// # Safety
+/// VMX root operation, CPL 0; the field's value must be one the guest or host may have.
+#[inline(always)]
+unsafe fn vmwrite(field: u32, value: u64) -> bool {
+    let ok: u8;
+    // SAFETY: the caller's contract; VMWRITE changes only the current VMCS and RFLAGS.
+    unsafe {
+        core::arch::asm!(
+            "vmwrite {f}, {v}",
+            "seta {ok}",
+            f = in(reg) u64::from(field),
+            v = in(reg) value,
+            ok = out(reg_byte) ok,
+            options(nostack),
+        )
+    };
+    ok != 0
 }
 
 /// VMCLEAR of the VMCS at `phys` (SDM Vol 3C 25.11.3, 31.3).
