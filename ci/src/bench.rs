@@ -1,4 +1,6 @@
-//! `cargo janus bench`: how much slower Linux boots under Janus than on bare QEMU.
+//! `cargo janus bench`: how much slower Linux boots under Janus than on bare QEMU, then
+//! the exit-cost table of bench_exits.rs (`cargo janus bench linux` / `bench exits` run
+//! one half).
 //!
 //! Both halves run QEMU (TCG, `-cpu EPYC`) with the same kernel, initramfs, command line
 //! and 256 MiB of guest memory. Two times are compared: the kernel's own uptime when its
@@ -276,8 +278,56 @@ fn opt(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.2} s"))
 }
 
-pub fn cmd_bench(root: &Path) -> Result<u8, String> {
+/// Which parts `cargo janus bench` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Linux's boot under Janus vs bare QEMU, then the exit-cost table.
+    All,
+    /// `cargo janus bench linux`: only Linux's boot.
+    Linux,
+    /// `cargo janus bench exits`: only the exit-cost table (bench_exits.rs).
+    Exits,
+}
+
+impl Part {
+    /// The word after `bench`.
+    pub fn parse(word: &str) -> Option<Part> {
+        match word {
+            "linux" => Some(Part::Linux),
+            "exits" => Some(Part::Exits),
+            _ => None,
+        }
+    }
+}
+
+/// `cargo janus bench [linux|exits]`: exits 0 when every part it ran got all its figures.
+pub fn cmd_bench(root: &Path, part: Part) -> Result<u8, String> {
     let _lock = crate::workspace_lock(root)?;
+    let linux = match part {
+        Part::Exits => 0,
+        Part::Linux => bench_linux(root)?,
+        // A Linux half that cannot run (no network for Debian's kernel) does not keep the
+        // exit table from running; the command still fails.
+        Part::All => bench_linux(root).unwrap_or_else(|e| {
+            eprintln!("cargo janus: bench: Linux half: error: {e}");
+            1
+        }),
+    };
+    let exits = match part {
+        Part::Linux => 0,
+        Part::All | Part::Exits => {
+            if part == Part::All {
+                println!();
+            }
+            crate::bench_exits::run(root)?
+        }
+    };
+    Ok(linux.max(exits))
+}
+
+/// The Linux half: RUNS boots of each setup and command line, then the smoke guest's
+/// exits. The caller holds the workspace lock.
+fn bench_linux(root: &Path) -> Result<u8, String> {
     crate::setup::ensure(&[Need::Iso, Need::Qemu, Need::Linux])?;
     let assets = linux::assets(root)?;
     eprintln!(
@@ -362,6 +412,13 @@ mod tests {
         let log = "[linux] JANUS-LINUX-MARKER: userspace reached\n[linux] JANUS-LINUX-UPTIME: 2.71 1.93\n";
         assert_eq!(uptime_at_marker(log), Some(2.71));
         assert_eq!(uptime_at_marker("[linux] JANUS-LINUX-MARKER\n"), None);
+    }
+
+    #[test]
+    fn parts() {
+        assert_eq!(Part::parse("exits"), Some(Part::Exits));
+        assert_eq!(Part::parse("linux"), Some(Part::Linux));
+        assert_eq!(Part::parse("all"), None);
     }
 
     #[test]

@@ -123,6 +123,31 @@ pub fn boot(
     timeout: Duration,
     stream: bool,
 ) -> Result<Outcome, String> {
+    boot_with(
+        root, emulator, model, memory_mib, iso, log, timeout, stream, false,
+    )
+}
+
+/// QEMU's deterministic clock: one emulated instruction per nanosecond of virtual time
+/// and no sleeping when idle, so the guest's TSC counts instructions, exactly and
+/// repeatably (`cargo janus bench exits`). Use it with a CPU model without RDRAND
+/// (`EPYC,-rdrand`): RDRAND breaks icount's determinism.
+pub const QEMU_ICOUNT: [&str; 2] = ["-icount", "shift=0,sleep=off"];
+
+/// [`boot`], and with `icount` QEMU runs with [`QEMU_ICOUNT`] (Bochs' clock already
+/// counts instructions: `clock: sync=none`).
+#[allow(clippy::too_many_arguments)]
+pub fn boot_with(
+    root: &Path,
+    emulator: Emulator,
+    model: &str,
+    memory_mib: u32,
+    iso: &Path,
+    log: &Path,
+    timeout: Duration,
+    stream: bool,
+    icount: bool,
+) -> Result<Outcome, String> {
     let dir = log.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     // Start from an empty log so a stale one is never judged.
@@ -135,7 +160,13 @@ pub fn boot(
     let iso = absolute(iso);
     let log_abs = absolute(log);
     let mut cmd = match emulator {
-        Emulator::Qemu => qemu_command(model, memory_mib, &iso, &log_abs),
+        Emulator::Qemu => {
+            let mut cmd = qemu_command(model, memory_mib, &iso, &log_abs);
+            if icount {
+                cmd.args(QEMU_ICOUNT);
+            }
+            cmd
+        }
         Emulator::Bochs => bochs_command(root, model, memory_mib, &iso, &log_abs, timeout)?,
     };
     cmd.stdin(Stdio::null()).stdout(output).stderr(output_err);

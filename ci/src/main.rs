@@ -6,6 +6,7 @@
 
 mod bad_modules;
 mod bench;
+mod bench_exits;
 mod build;
 mod emulator;
 pub mod fuzz;
@@ -16,6 +17,7 @@ mod layout;
 mod linux;
 mod matrix;
 mod setup;
+mod svg;
 mod table;
 mod together;
 
@@ -33,7 +35,7 @@ USAGE:
     cargo janus run  [--cpu MODEL] [--guests LIST] [--guest FILE[:KEY=VALUE,...]]... [--timeout SECS]
     cargo janus iso  [--guests LIST] [--guest FILE[:KEY=VALUE,...]]... -o FILE.iso
     cargo janus test [--guests LIST] [--only SUBSTRING] [--jobs N]
-    cargo janus bench
+    cargo janus bench [exits | linux]
     cargo janus fuzz [--execs N | --seconds S] [--seed S]
     cargo janus help
 
@@ -52,7 +54,13 @@ COMMANDS:
             logs go to build/logs/MODEL.log, build/logs/linux-MODEL.log and
             build/logs/bad-MODEL.log.
     bench   Time Linux from QEMU's launch to its userspace marker under Janus and on bare
-            QEMU (3 runs each), print the times, medians, their ratio and Janus' exits.
+            QEMU (3 runs each), print the times, medians, their ratio and Janus' exits;
+            then the exit-cost table: instructions per round trip through Janus for
+            common exits (CPUID, port I/O, MSRs, hypercall, LAPIC MMIO, a timer
+            interrupt, a guest switch) on QEMU EPYC (-icount), Bochs ryzen,
+            phenom_8650_toliman and corei7_skylake_x, beside the previous run's figures
+            (build/bench/exits.tsv; charts build/bench/exits-MODEL.svg).
+            `bench exits`: only the exit-cost table; `bench linux`: only Linux.
             See docs/testing.md.
     fuzz    Fuzz the instruction decoder, the multiboot1 and Linux loaders and the module
             command lines on the host, built with overflow checks (in target/fuzz): N
@@ -102,7 +110,7 @@ enum Command {
         jobs: Option<usize>,
         named: Option<Vec<String>>,
     },
-    Bench,
+    Bench(bench::Part),
     Fuzz {
         execs: Option<u64>,
         seconds: Option<u64>,
@@ -131,7 +139,7 @@ fn main() -> ExitCode {
             print!("{USAGE}");
             Ok(0)
         }
-        Command::Bench => bench::cmd_bench(&workspace_root()),
+        Command::Bench(part) => bench::cmd_bench(&workspace_root(), part),
         Command::Fuzz {
             execs,
             seconds,
@@ -168,6 +176,7 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
     let mut jobs = None;
     let mut named: Option<Vec<String>> = None;
     let (mut execs, mut seconds, mut seed) = (None, None, None);
+    let mut bench_part = None;
     let mut i = 0;
     // Options take their value as the next argument or after `=`.
     while i < rest.len() {
@@ -212,6 +221,9 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
                 }
                 timeout = Some(secs);
             }
+            ("bench", word) if bench_part.is_none() && bench::Part::parse(word).is_some() => {
+                bench_part = bench::Part::parse(word)
+            }
             ("iso", "-o" | "--output") => out = Some(PathBuf::from(value()?)),
             ("test", "--only") => only = Some(value()?),
             ("test", "--jobs" | "-j") => {
@@ -238,7 +250,7 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
     }
     match first.as_str() {
         "help" | "-h" | "--help" => Ok(Command::Help),
-        "bench" => Ok(Command::Bench),
+        "bench" => Ok(Command::Bench(bench_part.unwrap_or(bench::Part::All))),
         "fuzz" => Ok(Command::Fuzz {
             execs,
             seconds,
@@ -598,6 +610,20 @@ mod tests {
         }
         assert!(parse_args(&args(&["test", "--guests", ","])).is_err());
         assert!(parse_args(&args(&["bench", "--guests", "smoke"])).is_err());
+        assert_eq!(
+            parse_args(&args(&["bench"])).unwrap(),
+            Command::Bench(bench::Part::All)
+        );
+        assert_eq!(
+            parse_args(&args(&["bench", "exits"])).unwrap(),
+            Command::Bench(bench::Part::Exits)
+        );
+        assert_eq!(
+            parse_args(&args(&["bench", "linux"])).unwrap(),
+            Command::Bench(bench::Part::Linux)
+        );
+        assert!(parse_args(&args(&["bench", "exits", "linux"])).is_err());
+        assert!(parse_args(&args(&["bench", "frobs"])).is_err());
     }
 
     #[test]

@@ -1,48 +1,96 @@
 //! The exit-cost benchmark, run as a suite: how many TSC ticks one round trip through
-//! Janus costs for the common exits (CPUID, port I/O, an unclaimed port, MMIO to the
-//! local APIC, a hypercall). Under Bochs (`clock: sync=none`) and QEMU with `-icount`
-//! the TSC counts instructions, so the figures are the exit path's length in
-//! instructions, reproducible run to run. The checks prove each loop really exited
-//! (the EXIT_COUNT hypercall grew by at least one exit per iteration); the figures are
+//! Janus costs for the common exits (CPUID, port I/O to an emulated device and to an
+//! unclaimed port, RDMSR/WRMSR of an MSR Janus emulates, a hypercall, MMIO to the local
+//! APIC, and a timer interrupt taken in HLT). Under Bochs (`clock: sync=none`) and QEMU
+//! with `-icount` the TSC counts instructions, so the figures are the exit path's length
+//! in instructions, reproducible run to run (`cargo janus bench exits` tabulates them).
+//! The checks prove each loop really exited (the EXIT_COUNT hypercall grew by at least
+//! one exit per iteration) and that every timer interrupt arrived; the figures are
 //! printed, not judged.
+//!
+//! Each figure is TSC ticks for N iterations of the loop divided by N: the exit, its
+//! instruction, and the loop around it (a few instructions: `no_exit` is the same loop
+//! around a NOP). Each loop runs ATTEMPTS times and the attempt with the fewest exits
+//! (then the fewest ticks) is printed, so that a host timer interrupt landing in one
+//! attempt does not shift the figure.
 #![no_std]
 #![no_main]
 
-use janus_guests::rt::apic;
+use janus_guests::rt::apic::{self, LVT_TIMER, TIMER_DIVIDE, TIMER_INITIAL, TIMER_ONESHOT, TPR};
 use janus_guests::rt::hypercall::{self, hypercall};
-use janus_guests::rt::x86::rdtsc;
-use janus_guests::{cpuid, entry, inb, println, BootInfo, Suite};
+use janus_guests::rt::x86::{self, rdtsc, wrmsr, MSR_APIC_BASE};
+use janus_guests::rt::{irq, pc, time};
+use janus_guests::{cpuid, entry, inb, outb, println, rdmsr, BootInfo, Suite};
 
 entry!(main);
 
+/// Iterations of one timed loop.
 const N: u64 = 200;
+/// Timed loops per exit; the one with the fewest exits is printed.
+const ATTEMPTS: u32 = 3;
+/// COM1's scratch register: an emulated device register with no side effects.
+const COM1_SCR: u16 = 0x3ff;
+/// A port nothing decodes.
+const UNCLAIMED: u16 = 0x510;
+/// The vector of the one-shot timer.
+const TIMER_VEC: u8 = 0x41;
+/// Divide configuration "divide by 1".
+const DIVIDE_1: u32 = 0xb;
 
 fn exits() -> u64 {
     hypercall(hypercall::EXIT_COUNT, 0, 0, 0, 0).1
 }
 
-fn measure(s: &mut Suite, name: &str, mut op: impl FnMut()) {
-    op(); // warm up
-    let before = exits();
-    let t0 = rdtsc();
-    for _ in 0..N {
-        op();
+/// One timed loop: ticks per iteration, and the exits taken during it (the EXIT_COUNT
+/// hypercall that ends it included).
+#[derive(Clone, Copy)]
+struct Sample {
+    ticks: u64,
+    exits: u64,
+}
+
+/// Times N iterations of `op` ATTEMPTS times (each after one untimed warm-up call) and
+/// keeps the attempt with the fewest exits, then the fewest ticks.
+fn sample(mut op: impl FnMut()) -> Sample {
+    let mut best: Option<Sample> = None;
+    for _ in 0..ATTEMPTS {
+        op(); // warm up
+        let before = exits();
+        let t0 = rdtsc();
+        for _ in 0..N {
+            op();
+        }
+        let ticks = (rdtsc() - t0) / N;
+        let taken = exits() - before;
+        let s = Sample {
+            ticks,
+            exits: taken,
+        };
+        best = match best {
+            Some(b) if (b.exits, b.ticks) <= (s.exits, s.ticks) => Some(b),
+            _ => Some(s),
+        };
     }
-    let ticks = rdtsc() - t0;
-    let taken = exits() - before;
+    best.unwrap_or(Sample { ticks: 0, exits: 0 })
+}
+
+fn print(name: &str, s: Sample) {
     println!(
         "exit cost {}: {} TSC ticks per round trip ({} exits for {} iterations)",
-        name,
-        ticks / N,
-        taken,
-        N
+        name, s.ticks, s.exits, N
     );
+}
+
+/// Times `op` and checks that every iteration exited.
+fn measure(s: &mut Suite, name: &str, op: impl FnMut()) {
+    let m = sample(op);
+    print(name, m);
     s.check(
         &name_of(name),
-        taken > N,
+        m.exits > N,
         format_args!(
             "{} iterations of {} took {} exits; each should exit",
-            N, name, taken
+            N, name, m.exits
         ),
     );
 }
@@ -78,23 +126,91 @@ mod arrayvec_name {
     }
 }
 
+fn nop() {
+    // SAFETY: a NOP changes nothing; it keeps the loop from being optimised away.
+    unsafe { core::arch::asm!("nop", options(nostack, nomem, preserves_flags)) };
+}
+
+/// A LAPIC one-shot timer interrupt taken in HLT. Each iteration arms the timer with an
+/// initial count of 1 at divide 1 (1 ns of Janus' 1 GHz APIC timer clock: less than one
+/// TSC tick under Bochs' 10 MHz TSC, one under QEMU's icount, so the programmed wait is
+/// nothing to subtract), then `sti; hlt; cli`; the handler (the runtime's stub: 15
+/// registers saved, a Rust call) counts the interrupt, writes the EOI and IRETs. So one
+/// round trip is: the MMIO write of the initial count (an exit), HLT (an exit), the
+/// interrupt's injection, the handler with its EOI (an MMIO write: an exit), IRET.
+fn interrupt(s: &mut Suite) {
+    pc::pic_disable();
+    apic::enable();
+    irq::count_on(TIMER_VEC, irq::Eoi::Lapic);
+    apic::write(TIMER_DIVIDE, DIVIDE_1);
+    apic::write(LVT_TIMER, TIMER_ONESHOT | u32::from(TIMER_VEC));
+    // First one interrupt waited for with a bounded poll: a timer that never fires must
+    // fail the check, not leave the guest in HLT for good.
+    apic::write(TIMER_INITIAL, 1);
+    x86::sti();
+    let fired = time::wait_until(100_000, || irq::count(TIMER_VEC) >= 1);
+    x86::cli();
+    s.check(
+        "exitcost.irq_fires",
+        fired,
+        format_args!(
+            "a one-shot LAPIC timer of count 1 at vector {:#x}: no interrupt within 100 ms",
+            TIMER_VEC
+        ),
+    );
+    if !fired {
+        apic::timer_stop();
+        return;
+    }
+    irq::reset(TIMER_VEC);
+    let m = sample(|| {
+        apic::write(TIMER_INITIAL, 1);
+        x86::sti_hlt_cli();
+    });
+    apic::timer_stop();
+    let got = u64::from(irq::count(TIMER_VEC));
+    let want = u64::from(ATTEMPTS) * (N + 1);
+    print("irq_oneshot_hlt", m);
+    s.check(
+        "exitcost.irq_oneshot_hlt",
+        got == want && m.exits > N,
+        format_args!(
+            "{} interrupts for {} one-shots (want one each), {} exits for {} iterations",
+            got, want, m.exits, N
+        ),
+    );
+}
+
 fn main(_boot: &BootInfo) -> ! {
     let mut s = Suite::new("exitcost");
     apic::map_mmio();
+    // The loop alone, without an exit: what to subtract from the others for the exit
+    // alone. Not a check (no exit is expected, but a host interrupt may add one).
+    print("no_exit", sample(nop));
     measure(&mut s, "cpuid", || {
         cpuid(0, 0);
     });
-    measure(&mut s, "in_com1_lsr", || {
-        inb(0x3fd);
+    measure(&mut s, "out_com1_scr", || outb(COM1_SCR, 0x5a));
+    measure(&mut s, "in_com1_scr", || {
+        inb(COM1_SCR);
     });
     measure(&mut s, "in_unclaimed", || {
-        inb(0x510);
+        inb(UNCLAIMED);
     });
-    measure(&mut s, "mmio_apic_read", || {
-        apic::mmio_read(0x80);
+    // IA32_APIC_BASE: not passed through (vmm-core/src/msr.rs PASSTHROUGH); the
+    // platform's local APIC answers it. The write keeps the value.
+    let base = rdmsr(MSR_APIC_BASE);
+    measure(&mut s, "rdmsr_apic_base", || {
+        rdmsr(MSR_APIC_BASE);
     });
+    measure(&mut s, "wrmsr_apic_base", || wrmsr(MSR_APIC_BASE, base));
     measure(&mut s, "hypercall", || {
         hypercall(hypercall::VERSION, 0, 0, 0, 0);
     });
+    measure(&mut s, "mmio_apic_read", || {
+        apic::mmio_read(TPR);
+    });
+    measure(&mut s, "mmio_apic_write", || apic::mmio_write(TPR, 0));
+    interrupt(&mut s);
     s.finish()
 }
