@@ -19,7 +19,7 @@ use crate::vmcb::{VmcbPage, VmcbSegment};
 use vmm_core::addr::HostPhys;
 use vmm_core::cpu_rules::{cr0, efer, rflags, CpuRules, CrState};
 use vmm_core::exit::VmExit;
-use vmm_core::fetch::decode_at_rip;
+use vmm_core::fetch::length_at_rip;
 use vmm_core::memory::GuestMemory;
 use vmm_core::nested::{self, FrameAllocator};
 use vmm_core::vcpu::{
@@ -145,14 +145,33 @@ impl SvmVcpu {
         (s.cr0, s.cr3, s.cr4, s.efer) = (st.cr0, st.cr3, st.cr4, st.efer | efer::SVME);
     }
 
-    /// Finds where the current instruction ends by decoding it (no NRIP save).
+    /// Finds where the current instruction ends by decoding it (no NRIP save); the
+    /// exit code names the instruction for the common exits, whose unprefixed form
+    /// needs no decoder.
     fn decoded_next_rip(&self, mem: &GuestMemory) -> Result<u64, VcpuError> {
         let rip = self.vmcb.save.rip;
-        let insn = decode_at_rip(self, mem).map_err(|_| VcpuError {
+        let len = length_at_rip(self, mem, self.exit_opcode()).map_err(|_| VcpuError {
             what: "cannot decode the instruction at RIP to skip it",
             code: rip,
         })?;
-        Ok(rip.wrapping_add(insn.len as u64))
+        Ok(rip.wrapping_add(len as u64))
+    }
+
+    /// The opcode bytes (no prefix) of the instruction the last exit names, where it
+    /// names one (APM Vol 3, Appendix A opcode maps).
+    fn exit_opcode(&self) -> Option<&'static [u8]> {
+        let c = &self.vmcb.control;
+        Some(match c.exit_code {
+            exit_code::CPUID => &[0x0f, 0xa2],
+            exit_code::VMMCALL => &[0x0f, 0x01, 0xd9],
+            exit_code::MSR if c.exit_info1 == 0 => &[0x0f, 0x32],
+            exit_code::MSR => &[0x0f, 0x30],
+            exit_code::HLT => &[0xf4],
+            exit_code::INVD => &[0x0f, 0x08],
+            exit_code::WBINVD => &[0x0f, 0x09],
+            exit_code::XSETBV => &[0x0f, 0x01, 0xd1],
+            _ => return None,
+        })
     }
 }
 

@@ -63,3 +63,19 @@ pub fn fetch(vcpu: &impl ArchVcpu, mem: &GuestMemory) -> ArrayVec<u8, 15> {
 pub fn decode_at_rip(vcpu: &impl ArchVcpu, mem: &GuestMemory) -> Result<Insn, DecodeError> {
     decode(&fetch(vcpu, mem), cpu_mode(vcpu))
 }
+
+/// The length of the instruction at RIP, when the exit already says which instruction it
+/// is: `opcode` (its bytes without any prefix, e.g. CPUID's 0F A2). An instruction that
+/// is exactly that at RIP has that length and skips the decoder; a prefixed or other one
+/// is decoded. Either way its bytes are fetched through the guest's page tables.
+pub fn length_at_rip(
+    vcpu: &impl ArchVcpu,
+    mem: &GuestMemory,
+    opcode: Option<&[u8]>,
+) -> Result<usize, DecodeError> {
+    let bytes = fetch(vcpu, mem);
+    match opcode {
+        Some(op) if bytes.starts_with(op) => Ok(op.len()),
+        _ => decode(&bytes, cpu_mode(vcpu)).map(|i| i.len as usize),
+    }
+}

@@ -69,6 +69,30 @@ fn without_nrip_save_the_instruction_is_decoded() {
 }
 
 #[test]
+fn a_prefixed_instruction_goes_through_the_decoder() {
+    // CPUID with an operand-size prefix is 3 bytes, not the plain opcode's 2.
+    let mem = ram_with(&[0x66, 0x0f, 0xa2]);
+    let mut v = vcpu_with(PROTECTED, CAPS);
+    v.vmcb.control.exit_code = CPUID;
+    v.take_exit().unwrap();
+    assert_eq!(v.next_rip(&mem), Ok(u64::from(ENTRY) + 3));
+    // WRMSR (EXITINFO1 1) and RDMSR (0) by their own opcodes; a VMMCALL.
+    for (bytes, code, info1, len) in [
+        (&[0x0f, 0x30][..], 0x7c, 1, 2),
+        (&[0x0f, 0x32][..], 0x7c, 0, 2),
+        (&[0x0f, 0x01, 0xd9][..], 0x81, 0, 3),
+        (&[0xf4][..], 0x78, 0, 1),
+    ] {
+        let mem = ram_with(bytes);
+        let mut v = vcpu_with(PROTECTED, CAPS);
+        v.vmcb.control.exit_code = code;
+        v.vmcb.control.exit_info1 = info1;
+        v.take_exit().unwrap();
+        assert_eq!(v.next_rip(&mem), Ok(u64::from(ENTRY) + len), "{bytes:x?}");
+    }
+}
+
+#[test]
 fn reading_an_exit_resets_tlb_control_and_clean_bits() {
     let mut v = vcpu_with(PROTECTED, CAPS);
     assert_eq!(v.vmcb.control.tlb_control, 1, "flush at the first VMRUN");
