@@ -321,18 +321,18 @@ fn measure_model(
     let name = emulator::sanitize(model.label);
     let mut problems = Vec::new();
 
-    let log = root.join(format!("build/logs/bench-exits-{name}.log"));
-    match emulator::boot_with(
-        root,
-        emu,
-        model.cpu,
-        emulator::DEFAULT_MEMORY_MIB,
-        exit_iso,
-        &log,
+    let run = |iso, log| emulator::Boot {
+        emulator: emu,
+        model: model.cpu,
+        memory_mib: emulator::DEFAULT_MEMORY_MIB,
+        iso,
+        log,
         timeout,
-        false,
-        model.icount,
-    ) {
+        stream: false,
+        icount: model.icount,
+    };
+    let log = root.join(format!("build/logs/bench-exits-{name}.log"));
+    match emulator::boot(root, &run(exit_iso, &log)) {
         Err(e) => problems.push(format!("exitcost boot: {e}")),
         Ok(o) => {
             let costs = parse_exit_costs(&o.serial);
@@ -361,17 +361,7 @@ fn measure_model(
     }
 
     let log = root.join(format!("build/logs/bench-switch-{name}.log"));
-    match emulator::boot_with(
-        root,
-        emu,
-        model.cpu,
-        emulator::DEFAULT_MEMORY_MIB,
-        switch_iso,
-        &log,
-        timeout,
-        false,
-        model.icount,
-    ) {
+    match emulator::boot(root, &run(switch_iso, &log)) {
         Err(e) => problems.push(format!("guest-switch boot: {e}")),
         Ok(o) => match parse_switch(&o.serial) {
             Some((n, ticks)) => {

@@ -109,45 +109,42 @@ pub struct Outcome {
 /// Machine memory (MiB) when nothing asks for more: enough for Janus and the test guests.
 pub const DEFAULT_MEMORY_MIB: u32 = 256;
 
-/// Boots `iso` with CPU `model` and `memory_mib` of RAM; the serial log goes to `log` (its
-/// file stem also names the Bochs configuration files, so parallel runs need distinct
-/// logs). With `stream`, the log is copied to stdout as it grows.
-#[allow(clippy::too_many_arguments)]
-pub fn boot(
-    root: &Path,
-    emulator: Emulator,
-    model: &str,
-    memory_mib: u32,
-    iso: &Path,
-    log: &Path,
-    timeout: Duration,
-    stream: bool,
-) -> Result<Outcome, String> {
-    boot_with(
-        root, emulator, model, memory_mib, iso, log, timeout, stream, false,
-    )
-}
-
 /// QEMU's deterministic clock: one emulated instruction per nanosecond of virtual time
 /// and no sleeping when idle, so the guest's TSC counts instructions, exactly and
 /// repeatably (`cargo janus bench exits`). Use it with a CPU model without RDRAND
 /// (`EPYC,-rdrand`): RDRAND breaks icount's determinism.
 pub const QEMU_ICOUNT: [&str; 2] = ["-icount", "shift=0,sleep=off"];
 
-/// [`boot`], and with `icount` QEMU runs with [`QEMU_ICOUNT`] (Bochs' clock already
-/// counts instructions: `clock: sync=none`).
-#[allow(clippy::too_many_arguments)]
-pub fn boot_with(
-    root: &Path,
-    emulator: Emulator,
-    model: &str,
-    memory_mib: u32,
-    iso: &Path,
-    log: &Path,
-    timeout: Duration,
-    stream: bool,
-    icount: bool,
-) -> Result<Outcome, String> {
+/// One emulator run: what it boots, on which CPU, for how long.
+#[derive(Clone, Copy)]
+pub struct Boot<'a> {
+    pub emulator: Emulator,
+    pub model: &'a str,
+    pub memory_mib: u32,
+    pub iso: &'a Path,
+    /// The serial log; its file stem also names the Bochs configuration files, so
+    /// parallel runs need distinct logs.
+    pub log: &'a Path,
+    pub timeout: Duration,
+    /// Copy the log to stdout as it grows.
+    pub stream: bool,
+    /// QEMU runs with [`QEMU_ICOUNT`] (Bochs' clock already counts instructions:
+    /// `clock: sync=none`).
+    pub icount: bool,
+}
+
+/// Boots `b.iso` as `b` says and waits for the emulator to end or time out.
+pub fn boot(root: &Path, b: &Boot<'_>) -> Result<Outcome, String> {
+    let Boot {
+        emulator,
+        model,
+        memory_mib,
+        iso,
+        log,
+        timeout,
+        stream,
+        icount,
+    } = *b;
     let dir = log.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     // Start from an empty log so a stale one is never judged.

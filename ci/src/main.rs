@@ -397,7 +397,17 @@ fn cmd_run(
         emulator.name(),
         timeout.as_secs()
     );
-    let outcome = emulator::boot(&root, emulator, cpu, memory, &iso, &log, timeout, true)?;
+    let run = emulator::Boot {
+        emulator,
+        model: cpu,
+        memory_mib: memory,
+        iso: &iso,
+        log: &log,
+        timeout,
+        stream: true,
+        icount: false,
+    };
+    let outcome = emulator::boot(&root, &run)?;
     let report = judge::parse(&outcome.serial);
     let (code, verdict) = run_verdict(&report);
     let mut how = format!("{} after {:.1} s", emulator.name(), outcome.seconds);

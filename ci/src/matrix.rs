@@ -561,16 +561,17 @@ pub fn run_row(root: &Path, isos: &Isos, row: Row) -> RowResult {
             log,
         };
     };
-    match emulator::boot(
-        root,
+    let run = emulator::Boot {
         emulator,
-        row.model,
-        row.memory_mib,
+        model: row.model,
+        memory_mib: row.memory_mib,
         iso,
-        &log,
+        log: &log,
         timeout,
-        false,
-    ) {
+        stream: false,
+        icount: false,
+    };
+    match emulator::boot(root, &run) {
         Ok(outcome) => {
             let report = judge::parse(&outcome.serial);
             let verdict = judge::judge(&row.expect, &report).map_err(|reason| {

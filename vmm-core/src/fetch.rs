@@ -76,6 +76,6 @@ pub fn length_at_rip(
     let bytes = fetch(vcpu, mem);
     match opcode {
         Some(op) if bytes.starts_with(op) => Ok(op.len()),
-        _ => decode(&bytes, cpu_mode(vcpu)).map(|i| i.len as usize),
+        _ => decode(&bytes, cpu_mode(vcpu)).map(|i| i.len),
     }
 }
