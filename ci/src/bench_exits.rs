@@ -75,7 +75,7 @@ pub const EXITS: &[(&str, &str)] = &[
     ("cpuid", "CPUID leaf 0"),
     ("out_com1_scr", "OUT to COM1's scratch register (0x3ff)"),
     ("in_com1_scr", "IN from COM1's scratch register (0x3ff)"),
-    ("in_unclaimed", "IN from a port nothing decodes (0x510)"),
+    ("in_unclaimed", "IN from a port nothing decodes (0x300)"),
     ("rdmsr_apic_base", "RDMSR IA32_APIC_BASE (emulated by the platform's LAPIC)"),
     ("wrmsr_apic_base", "WRMSR IA32_APIC_BASE, the same value"),
     ("hypercall", "the VERSION hypercall (VMCALL/VMMCALL)"),

@@ -31,7 +31,7 @@ const ATTEMPTS: u32 = 3;
 /// COM1's scratch register: an emulated device register with no side effects.
 const COM1_SCR: u16 = 0x3ff;
 /// A port nothing decodes.
-const UNCLAIMED: u16 = 0x510;
+const UNCLAIMED: u16 = 0x300;
 /// The vector of the one-shot timer.
 const TIMER_VEC: u8 = 0x41;
 /// Divide configuration "divide by 1".

@@ -51,13 +51,13 @@ fn in_from_an_unclaimed_port_reads_all_ones_with_x86_register_semantics() {
     let mut v = MockVcpu::new(&[]);
     let mut m = vm(ram(1 << 20));
     v.regs[0] = 0x1122_3344_5566_7788;
-    assert_eq!(handle_exit(&mut v, &mut m, inp(0x510, 1)), None);
+    assert_eq!(handle_exit(&mut v, &mut m, inp(0x300, 1)), None);
     assert_eq!(
         v.reg(Gpr::Rax),
         0x1122_3344_5566_77ff,
         "8-bit IN keeps the upper bits"
     );
-    assert_eq!(handle_exit(&mut v, &mut m, inp(0x510, 4)), None);
+    assert_eq!(handle_exit(&mut v, &mut m, inp(0x300, 4)), None);
     assert_eq!(v.reg(Gpr::Rax), 0xffff_ffff, "32-bit IN zero-extends");
 }
 
@@ -92,7 +92,7 @@ fn rep_insb_fills_guest_memory_and_honours_the_direction_flag() {
     v.regs[Gpr::Rdi as usize] = 0x2000;
     v.regs[Gpr::Rcx as usize] = 16;
     let e = VmExit::Io(IoAccess {
-        port: 0x510,
+        port: 0x300,
         size: 1,
         dir: IoDir::In,
         string: Some(StringIo {
@@ -112,7 +112,7 @@ fn rep_insb_fills_guest_memory_and_honours_the_direction_flag() {
     v.regs[Gpr::Rdi as usize] = 0x3002;
     v.regs[Gpr::Rcx as usize] = 2;
     let e = VmExit::Io(IoAccess {
-        port: 0x510,
+        port: 0x300,
         size: 2,
         dir: IoDir::In,
         string: Some(StringIo {

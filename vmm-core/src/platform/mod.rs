@@ -16,6 +16,7 @@ pub mod mmio;
 pub mod ports;
 
 use crate::devices::acpi_pm::{AcpiPm, PmTimer};
+use crate::devices::fw_cfg::FwCfg;
 use crate::devices::ioapic::{Delivery, DeliveryMode, IoApic};
 use crate::devices::lapic::{
     ApicEffect, IpiMode, LocalApic, Shorthand, MSR_APIC_BASE, MSR_TSC_DEADLINE, X2APIC_MSR_BASE,
@@ -69,10 +70,11 @@ pub enum DeviceId {
     Pci,
     Lapic,
     Ioapic,
+    FwCfg,
 }
 
 impl DeviceId {
-    pub const ALL: [DeviceId; 11] = [
+    pub const ALL: [DeviceId; 12] = [
         DeviceId::Com1,
         DeviceId::DebugExit,
         DeviceId::Pit,
@@ -84,6 +86,7 @@ impl DeviceId {
         DeviceId::Pci,
         DeviceId::Lapic,
         DeviceId::Ioapic,
+        DeviceId::FwCfg,
     ];
 }
 
@@ -99,6 +102,7 @@ pub struct Platform {
     pub acpi_pm: AcpiPm,
     pm_timer: PmTimer,
     debug_exit: DebugExit,
+    pub fw_cfg: FwCfg,
     /// Which device answers which port.
     ports: Bus<DeviceId, PORT_RANGES>,
     /// ISA IRQ lines as the devices drive them (bit n = IRQ n).
@@ -125,6 +129,7 @@ impl Platform {
             acpi_pm,
             pm_timer: PmTimer,
             debug_exit: DebugExit,
+            fw_cfg: FwCfg::new(ram),
             lines: 0,
             nmi_pending: false,
         }
@@ -164,6 +169,7 @@ impl Platform {
             DeviceId::Pci => &mut self.pci,
             DeviceId::Lapic => &mut self.lapic,
             DeviceId::Ioapic => &mut self.ioapic,
+            DeviceId::FwCfg => &mut self.fw_cfg,
         }
     }
 

@@ -8,6 +8,7 @@
 use super::bus::{Bus, Device, DeviceEffect, Range, Width};
 use super::{DeviceId, Now, Platform, PlatformEffect};
 use crate::devices::acpi_pm::{AcpiPm, PM1_CNT_LEN, PM1_EVT_LEN, PM_TMR};
+use crate::devices::fw_cfg;
 use crate::devices::legacy::{KBD_DATA, KBD_STATUS, POST, RESET_CONTROL, SYSTEM_CONTROL_A};
 use crate::devices::pci::{CONFIG_ADDRESS, CONFIG_DATA};
 use crate::devices::pic::{ELCR_MASTER, MASTER_CMD, SLAVE_CMD};
@@ -49,6 +50,7 @@ pub fn pc_ports(acpi: &AcpiPm) -> Bus<DeviceId, PORT_RANGES> {
         Range::new(PM_TMR as u64, 4, DeviceId::PmTimer, Width::Bytes),
         Range::new(CONFIG_ADDRESS as u64, 1, DeviceId::Pci, Width::Dword),
         pci_data,
+        Range::new(fw_cfg::SELECTOR as u64, 2, DeviceId::FwCfg, Width::Any),
     ];
     let mut bus = Bus::new();
     for r in table {
@@ -165,20 +167,35 @@ mod tests {
         Platform::new(16 << 20, 1_000_000_000, 1_700_000_000)
     }
 
+    /// A port nothing on the PC decodes (the prototype-card range).
+    const UNCLAIMED: u16 = 0x300;
+
+    #[test]
+    fn fw_cfg_answers_at_0x510() {
+        let mut p = pc();
+        p.port_write(0x510, 2, 0x0003, NOW);
+        let ram = (0..8).fold(0u64, |v, i| {
+            v | u64::from(p.port_read(0x511, 1, NOW) as u8) << (8 * i)
+        });
+        assert_eq!(ram, 16 << 20, "FW_CFG_RAM_SIZE");
+        p.port_write(0x510, 2, 0x0005, NOW);
+        assert_eq!(p.port_read(0x511, 1, NOW), 1, "one CPU, not 0xff");
+    }
+
     #[test]
     fn the_pc_port_table_fits_without_overlaps() {
         // `Bus::insert` refuses an overlapping range and a full table.
-        assert_eq!(pc_ports(&AcpiPm::default()).ranges().len(), 18);
+        assert_eq!(pc_ports(&AcpiPm::default()).ranges().len(), 19);
     }
 
     #[test]
     fn unclaimed_ports_read_all_ones_and_ignore_writes() {
         let mut p = pc();
-        assert_eq!(p.port_read(0x510, 1, NOW), 0xff);
-        assert_eq!(p.port_read(0x510, 2, NOW), 0xffff);
-        assert_eq!(p.port_read(0x510, 4, NOW), 0xffff_ffff);
+        assert_eq!(p.port_read(UNCLAIMED, 1, NOW), 0xff);
+        assert_eq!(p.port_read(UNCLAIMED, 2, NOW), 0xffff);
+        assert_eq!(p.port_read(UNCLAIMED, 4, NOW), 0xffff_ffff);
         assert_eq!(
-            p.port_write(0x510, 4, 0x1234_5678, NOW),
+            p.port_write(UNCLAIMED, 4, 0x1234_5678, NOW),
             PlatformEffect::None
         );
         assert!(p.com1.take_output().is_empty());

@@ -9,7 +9,7 @@ use janus_guests::rt::x86::{read_cr0, write_cr0};
 use janus_guests::rt::{dr, user};
 
 /// A port nothing claims (reads all ones under Janus).
-const UNCLAIMED_PORT: u16 = 0x510;
+const UNCLAIMED_PORT: u16 = 0x300;
 
 /// IDT limit 0, then INT3: the #BP gate is past the limit (#GP), so is #GP's (#DF), so
 /// is #DF's: shutdown (SDM Vol 3A 6.15, interrupt 8).
