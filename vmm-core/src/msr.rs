@@ -17,6 +17,33 @@ pub const IA32_MISC_ENABLE: u32 = 0x1a0;
 /// unavailable, XD not disabled (SDM Vol 4, Table 2-2). Linux's early boot code reads it
 /// (with a plain RDMSR) on Intel CPUs.
 pub const MISC_ENABLE_VALUE: u64 = (1 << 0) | (1 << 11) | (1 << 12);
+/// The IA32_MISC_ENABLE bits a guest may change, kept per guest: fast strings (0),
+/// automatic thermal control (3) and xTPR disable (23), which change nothing Janus shows
+/// (SDM Vol 4, Table 2-2). A write that changes any other bit raises #GP(0): those would
+/// change what CPUID shows (limit CPUID maxval, XD disable, MONITOR FSM), which Janus
+/// does not follow.
+pub const MISC_ENABLE_WRITABLE: u64 = (1 << 0) | (1 << 3) | (1 << 23);
+/// AMD's legacy performance-event MSRs, PERF_CTL0-3 and PERF_CTR0-3 (APM Vol 2 13.2.1),
+/// which every AMD CPU since the K7 has whatever CPUID says: Janus shows no PMU, so on an
+/// AMD guest they read 0 and ignore writes, as KVM does without a PMU.
+pub const AMD_PERF_LEGACY: core::ops::RangeInclusive<u32> = 0xc001_0000..=0xc001_0007;
+
+/// The MSR values a guest owns that live in no VMCS/VMCB field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestMsrs {
+    pub misc_enable: u64,
+    /// The guest's CPU is AMD's (or Hygon's): the legacy PMU MSRs exist.
+    pub amd: bool,
+}
+
+impl GuestMsrs {
+    pub fn new(amd: bool) -> GuestMsrs {
+        GuestMsrs {
+            misc_enable: MISC_ENABLE_VALUE,
+            amd,
+        }
+    }
+}
 pub const IA32_SYSENTER_CS: u32 = 0x174;
 pub const IA32_SYSENTER_ESP: u32 = 0x175;
 pub const IA32_SYSENTER_EIP: u32 = 0x176;
@@ -72,7 +99,7 @@ fn state_msr(msr: u32) -> Option<StateMsr> {
 }
 
 /// A guest RDMSR: the value, or the exception to inject.
-pub fn read(vcpu: &impl ArchVcpu, msr: u32, tsc: u64) -> Result<u64, Event> {
+pub fn read(vcpu: &impl ArchVcpu, own: &GuestMsrs, msr: u32, tsc: u64) -> Result<u64, Event> {
     if let Some(m) = state_msr(msr) {
         return Ok(vcpu.state_msr(m));
     }
@@ -82,7 +109,8 @@ pub fn read(vcpu: &impl ArchVcpu, msr: u32, tsc: u64) -> Result<u64, Event> {
         IA32_FEATURE_CONTROL => Ok(1),
         IA32_BIOS_SIGN_ID => Ok(0),
         IA32_MTRRCAP => Ok(0),
-        IA32_MISC_ENABLE => Ok(MISC_ENABLE_VALUE),
+        IA32_MISC_ENABLE => Ok(own.misc_enable),
+        m if own.amd && AMD_PERF_LEGACY.contains(&m) => Ok(0),
         _ => Err(Event::gp(0)),
     }
 }
@@ -99,7 +127,7 @@ fn canonical(v: u64) -> bool {
 }
 
 /// A guest WRMSR of `v`: `Err` is the exception to inject.
-pub fn write(vcpu: &mut impl ArchVcpu, msr: u32, v: u64) -> Result<(), Event> {
+pub fn write(vcpu: &mut impl ArchVcpu, own: &mut GuestMsrs, msr: u32, v: u64) -> Result<(), Event> {
     match state_msr(msr) {
         Some(StateMsr::Pat) if !valid_pat(v) => Err(Event::gp(0)),
         Some(
@@ -115,8 +143,15 @@ pub fn write(vcpu: &mut impl ArchVcpu, msr: u32, v: u64) -> Result<(), Event> {
             Err(Event::gp(0))
         }
         Some(m) => vcpu.set_state_msr(m, v),
-        // Writes that keep the value are accepted (Linux clears XD-disable, already clear).
-        None if msr == IA32_MISC_ENABLE && v == MISC_ENABLE_VALUE => Ok(()),
+        // Only the writable bits may change (Linux clears XD-disable, already clear).
+        None if msr == IA32_MISC_ENABLE => {
+            if (v ^ own.misc_enable) & !MISC_ENABLE_WRITABLE != 0 {
+                return Err(Event::gp(0));
+            }
+            own.misc_enable = v;
+            Ok(())
+        }
+        None if own.amd && AMD_PERF_LEGACY.contains(&msr) => Ok(()),
         None => Err(Event::gp(0)),
     }
 }

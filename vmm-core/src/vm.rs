@@ -1,6 +1,7 @@
 //! A VM: one guest's memory, devices, console and counters.
 
 use crate::memory::GuestMemory;
+use crate::msr::GuestMsrs;
 use crate::platform::{Now, Platform};
 use crate::stats::ExitStats;
 use arrayvec::{ArrayString, ArrayVec};
@@ -133,6 +134,8 @@ pub struct Vm {
     /// Time this vCPU was ready to run while other guests had the CPU (the scheduler
     /// adds it; the `STEAL_TIME` hypercall reports it).
     pub steal: Steal,
+    /// The guest's MSR values that live in no VMCS/VMCB field.
+    pub msrs: GuestMsrs,
     pub host: HostHooks,
     /// Who this guest is to the host console ([`HostHooks::guest_line`]).
     pub console_owner: u8,
@@ -140,6 +143,18 @@ pub struct Vm {
     /// `line` is a whole line the host console had no room for yet: the guest's UART
     /// holds what follows (its transmitter reads busy) until it goes out.
     line_waits: bool,
+}
+
+/// Whether the guest's CPU (the host's vendor, which CPUID passes through) is AMD's or
+/// Hygon's.
+fn amd_guest(cpuid: CpuidSource) -> bool {
+    let [_, b, c, d] = cpuid(0, 0);
+    let mut v = [0u8; 12];
+    for (i, r) in [b, d, c].into_iter().enumerate() {
+        v[4 * i..4 * i + 4].copy_from_slice(&r.to_le_bytes());
+    }
+    let name = core::str::from_utf8(&v).unwrap_or("");
+    crate::vendor::classify(name) == Some(crate::vendor::Vendor::AmdCompatible)
 }
 
 /// Steal time: how long, and how often, a vCPU that was ready to run waited while the
@@ -180,6 +195,7 @@ impl Vm {
             ns_per_tick,
             stats: ExitStats::default(),
             steal: Steal::default(),
+            msrs: GuestMsrs::new(amd_guest(host.cpuid)),
             host,
             console_owner: 0,
             line: ArrayVec::new(),

@@ -17,6 +17,7 @@ fn main(_boot: &BootInfo) -> ! {
     pc::pic_disable();
     cpuid_policy(&mut s);
     msr_policy(&mut s);
+    vendor_msrs(&mut s);
     cr_policy(&mut s);
     s.finish()
 }
@@ -130,6 +131,35 @@ fn round_trip(s: &mut Suite, name: &str, msr: u32, v: u64) {
             v,
             back,
             e.map(|e| e.vector)
+        ),
+    );
+}
+
+/// The MSRs every CPU of the guest's vendor has: AMD's legacy performance counters
+/// (0xC001_0000-7) read 0 and take writes without a PMU; an Intel CPU has none there.
+fn vendor_msrs(s: &mut Suite) {
+    let amd = matches!(&janus_guests::vendor(), b"AuthenticAMD" | b"HygonGenuine");
+    let mut bad = None;
+    for msr in 0xc001_0000u32..=0xc001_0007 {
+        let mut v = u64::MAX;
+        let e_rd = expect_exception(13, || v = rdmsr(msr));
+        let e_wr = expect_exception(13, || wrmsr(msr, 0));
+        let ok = if amd {
+            e_rd.is_none() && e_wr.is_none() && v == 0
+        } else {
+            e_rd.is_some() && e_wr.is_some()
+        };
+        if !ok && bad.is_none() {
+            bad = Some((msr, v, e_rd.is_some(), e_wr.is_some()));
+        }
+    }
+    s.check(
+        "policy.msr_amd_legacy_pmu",
+        bad.is_none(),
+        format_args!(
+            "{} CPU: (msr, value, rdmsr #GP, wrmsr #GP) = {:x?}; want reads of 0 and no #GP on AMD, #GP on Intel",
+            if amd { "AMD" } else { "Intel" },
+            bad
         ),
     );
 }

@@ -12,7 +12,7 @@ pub(super) fn rdmsr(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
     let now = vm.now();
     let r = match vm.platform.read_msr(m, now) {
         Some(r) => r,
-        None => msr::read(vcpu, m, now.tsc.wrapping_add(vm.tsc_offset)),
+        None => msr::read(vcpu, &vm.msrs, m, now.tsc.wrapping_add(vm.tsc_offset)),
     };
     match r {
         Ok(v) => {
@@ -44,6 +44,6 @@ fn write(vcpu: &mut impl ArchVcpu, vm: &mut Vm, m: u32, v: u64) -> Result<(), Ev
     }
     match vm.platform.write_msr(m, v, now) {
         Some(r) => r,
-        None => msr::write(vcpu, m, v),
+        None => msr::write(vcpu, &mut vm.msrs, m, v),
     }
 }

@@ -757,3 +757,44 @@ fn quiet_exits_skip_the_device_work_until_something_is_due() {
     assert_eq!(run_slice(&mut v, &mut m, now + 175_000), Stop::Preempted);
     assert_eq!(v.offers, 3, "first entry, after the OUT, at the slice end");
 }
+
+#[test]
+fn amd_legacy_pmu_msrs_and_misc_enable_bits_keep_the_cpus_word() {
+    let mut v = MockVcpu::new(&[]);
+    let mut m = vm(ram(1 << 20));
+    assert!(m.msrs.amd, "the mock host is AuthenticAMD");
+    let rd = |v: &mut MockVcpu, m: &mut Vm, msr: u32| {
+        v.injected.clear();
+        v.regs[Gpr::Rcx as usize] = u64::from(msr);
+        v.regs[Gpr::Rax as usize] = 0xdead;
+        handle_exit(v, m, VmExit::RdMsr);
+        (v.injected.is_empty(), v.reg(Gpr::Rax))
+    };
+    let wr = |v: &mut MockVcpu, m: &mut Vm, msr: u32, val: u64| {
+        v.injected.clear();
+        v.regs[Gpr::Rcx as usize] = u64::from(msr);
+        v.regs[Gpr::Rax as usize] = val & 0xffff_ffff;
+        v.regs[Gpr::Rdx as usize] = val >> 32;
+        handle_exit(v, m, VmExit::WrMsr);
+        v.injected.is_empty()
+    };
+    for msr in 0xc001_0000..=0xc001_0007 {
+        assert_eq!(rd(&mut v, &mut m, msr), (true, 0), "{msr:#x} reads 0");
+        assert!(wr(&mut v, &mut m, msr, 0x43_0076), "{msr:#x} takes writes");
+        assert_eq!(rd(&mut v, &mut m, msr), (true, 0), "and ignores them");
+    }
+    assert!(
+        !rd(&mut v, &mut m, 0xc001_0008).0,
+        "past the legacy block: #GP"
+    );
+    // IA32_MISC_ENABLE: fast strings off and on again, kept; limit-CPUID-maxval: #GP.
+    let misc = crate::msr::MISC_ENABLE_VALUE;
+    assert!(wr(&mut v, &mut m, 0x1a0, misc & !1));
+    assert_eq!(rd(&mut v, &mut m, 0x1a0), (true, misc & !1));
+    assert!(!wr(&mut v, &mut m, 0x1a0, misc | (1 << 22)));
+    assert_eq!(rd(&mut v, &mut m, 0x1a0), (true, misc & !1), "unchanged");
+    // An Intel guest has no such MSRs.
+    m.msrs.amd = false;
+    assert!(!rd(&mut v, &mut m, 0xc001_0004).0);
+    assert!(!wr(&mut v, &mut m, 0xc001_0000, 0));
+}
