@@ -1,8 +1,10 @@
 //! Janus' GDT and TSS. The TSS gives the double-fault handler its own stack (IST1), and
 //! VMX needs a valid host TR (SDM Vol 3C 27.2.3).
 
+use core::cell::UnsafeCell;
 use core::mem::size_of;
-use core::ptr::addr_of;
+use core::sync::atomic::AtomicU64;
+use spin::Once;
 use x86::dtables::{lgdt, DescriptorTablePointer};
 use x86::segmentation::SegmentSelector;
 use x86::Ring;
@@ -24,22 +26,19 @@ pub struct Tss {
 const _: () = assert!(size_of::<Tss>() == 104);
 const _: () = assert!(core::mem::offset_of!(Tss, ist) == 0x24);
 
+/// The double-fault stack. Rust code never touches it; only the CPU whose TSS points at
+/// it writes it, on a #DF (IST1).
 #[repr(C, align(16))]
-struct Stack([u8; 16 * 1024]);
-static mut DOUBLE_FAULT_STACK: Stack = Stack([0; 16 * 1024]);
+struct Stack(UnsafeCell<[u8; 16 * 1024]>);
+// SAFETY: no Rust code reads or writes the stack's bytes; its address is all that is shared.
+unsafe impl Sync for Stack {}
+static DOUBLE_FAULT_STACK: Stack = Stack(UnsafeCell::new([0; 16 * 1024]));
 
-static mut TSS_AREA: Tss = Tss {
-    _reserved0: 0,
-    rsp: [0; 3],
-    _reserved1: 0,
-    ist: [0; 7],
-    _reserved2: 0,
-    _reserved3: 0,
-    iomap_base: size_of::<Tss>() as u16,
-};
-
-/// Null, 64-bit code (0x08), data (0x10), and the 16-byte TSS descriptor (0x18).
-static mut GDT: [u64; 5] = [0, 0x00af_9a00_0000_ffff, 0x00cf_9200_0000_ffff, 0, 0];
+/// The boot CPU's TSS and GDT, built once and never changed by Rust code afterwards (SMP
+/// gives every host CPU its own pair, issue #11). The GDT's words are atomics because the
+/// CPU itself writes one: LTR sets the busy bit of the TSS descriptor (SDM Vol 3A 8.2.2).
+static TSS_AREA: Once<Tss> = Once::new();
+static GDT: Once<[AtomicU64; 5]> = Once::new();
 
 /// A 64-bit available-TSS descriptor (type 9) for `base` (SDM Vol 3A 8.2.3).
 fn tss_descriptor(base: u64) -> [u64; 2] {
@@ -53,16 +52,28 @@ fn tss_descriptor(base: u64) -> [u64; 2] {
 }
 
 pub fn init() {
-    // SAFETY: runs once on the boot CPU before anything else uses the GDT or TSS; the
-    // statics live forever, and the selectors loaded match the descriptors written.
+    let tss = TSS_AREA.call_once(|| {
+        let mut ist = [0; 7];
+        ist[0] = DOUBLE_FAULT_STACK.0.get() as u64 + size_of::<Stack>() as u64;
+        Tss {
+            _reserved0: 0,
+            rsp: [0; 3],
+            _reserved1: 0,
+            ist,
+            _reserved2: 0,
+            _reserved3: 0,
+            iomap_base: size_of::<Tss>() as u16,
+        }
+    });
+    let [lo, hi] = tss_descriptor(tss as *const Tss as u64);
+    // Null, 64-bit code (0x08), data (0x10), and the 16-byte TSS descriptor (0x18).
+    let gdt = GDT.call_once(|| {
+        [0, 0x00af_9a00_0000_ffff, 0x00cf_9200_0000_ffff, lo, hi].map(AtomicU64::new)
+    });
+    // SAFETY: the GDT and TSS live forever in statics and are not changed by Rust code
+    // after being built; the selectors loaded match the descriptors written.
     unsafe {
-        let stack_top = addr_of!(DOUBLE_FAULT_STACK) as u64 + size_of::<Stack>() as u64;
-        TSS_AREA.ist[0] = stack_top;
-        let [lo, hi] = tss_descriptor(addr_of!(TSS_AREA) as u64);
-        GDT[3] = lo;
-        GDT[4] = hi;
-        let ptr = DescriptorTablePointer::new(&*addr_of!(GDT));
-        lgdt(&ptr);
+        lgdt(&DescriptorTablePointer::new(gdt));
         x86::task::load_tr(SegmentSelector::new(TSS >> 3, Ring::Ring0));
     }
 }

@@ -5,6 +5,7 @@
 use crate::machine::{end, EndCode};
 use core::mem::size_of;
 use core::ptr::addr_of;
+use spin::Once;
 use x86::dtables::{lidt, DescriptorTablePointer};
 
 /// What the stubs leave on the stack: the general registers (pushed by the common stub),
@@ -136,7 +137,8 @@ pub fn rdmsr_safe(msr: u32) -> Option<u64> {
 
 #[repr(C, align(16))]
 struct Idt([[u64; 2]; 256]);
-static mut IDT: Idt = Idt([[0; 2]; 256]);
+/// Built once, then only read (by the CPU); every host CPU can load the same table.
+static IDT: Once<Idt> = Once::new();
 
 /// A 64-bit interrupt gate (type 0xE, present, DPL 0) to `handler` (SDM Vol 3A 7.14.1).
 fn gate(handler: u64, ist: u8) -> [u64; 2] {
@@ -149,19 +151,21 @@ fn gate(handler: u64, ist: u8) -> [u64; 2] {
 }
 
 pub fn init() {
-    // SAFETY: runs once on the boot CPU; the stub table is linked in, the IDT static lives
-    // forever, and no interrupt can arrive while it is being written (IF is clear).
-    unsafe {
-        let table = &*addr_of!(exc_stub_table);
-        let idt = &mut *core::ptr::addr_of_mut!(IDT);
+    let idt = IDT.call_once(|| {
+        // SAFETY: the stub table is linked in and never written.
+        let table = unsafe { &*addr_of!(exc_stub_table) };
+        let mut idt = Idt([[0; 2]; 256]);
         for (v, &stub) in table.iter().enumerate() {
             idt.0[v] = gate(stub, if v == 8 { 1 } else { 0 });
         }
         for (v, handler) in crate::hosttimer::handlers() {
             idt.0[v as usize] = gate(handler, 0);
         }
-        lidt(&DescriptorTablePointer::new(&idt.0));
-    }
+        idt
+    });
+    // SAFETY: the IDT lives forever in a static that is no longer written; its gates
+    // point at Janus' handlers.
+    unsafe { lidt(&DescriptorTablePointer::new(&idt.0)) };
 }
 
 const NAMES: [&str; 32] = [
