@@ -16,9 +16,37 @@ pub fn classify(vendor: &str) -> Option<Vendor> {
     }
 }
 
+/// The vendor of CPUID leaf 0's answer (`[eax, ebx, ecx, edx]`; the string is EBX, EDX,
+/// ECX).
+pub fn of_leaf0(leaf0: [u32; 4]) -> Option<Vendor> {
+    let [_, b, c, d] = leaf0;
+    let mut v = [0u8; 12];
+    for (i, r) in [b, d, c].into_iter().enumerate() {
+        v[4 * i..4 * i + 4].copy_from_slice(&r.to_le_bytes());
+    }
+    classify(core::str::from_utf8(&v).ok()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_vendor_string_of_leaf_0() {
+        let leaf0 = |s: &[u8; 12]| {
+            let w = |i: usize| u32::from_le_bytes([s[i], s[i + 1], s[i + 2], s[i + 3]]);
+            [0xd, w(0), w(8), w(4)]
+        };
+        assert_eq!(
+            of_leaf0(leaf0(b"AuthenticAMD")),
+            Some(Vendor::AmdCompatible)
+        );
+        assert_eq!(
+            of_leaf0(leaf0(b"GenuineIntel")),
+            Some(Vendor::IntelCompatible)
+        );
+        assert_eq!(of_leaf0([0; 4]), None);
+    }
 
     #[test]
     fn maps_each_known_vendor() {

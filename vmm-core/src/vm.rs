@@ -4,6 +4,7 @@ use crate::memory::GuestMemory;
 use crate::msr::GuestMsrs;
 use crate::platform::{Now, Platform};
 use crate::stats::ExitStats;
+use crate::vendor::Vendor;
 use arrayvec::{ArrayString, ArrayVec};
 use core::fmt::{self, Write};
 
@@ -145,18 +146,6 @@ pub struct Vm {
     line_waits: bool,
 }
 
-/// Whether the guest's CPU (the host's vendor, which CPUID passes through) is AMD's or
-/// Hygon's.
-fn amd_guest(cpuid: CpuidSource) -> bool {
-    let [_, b, c, d] = cpuid(0, 0);
-    let mut v = [0u8; 12];
-    for (i, r) in [b, d, c].into_iter().enumerate() {
-        v[4 * i..4 * i + 4].copy_from_slice(&r.to_le_bytes());
-    }
-    let name = core::str::from_utf8(&v).unwrap_or("");
-    crate::vendor::classify(name) == Some(crate::vendor::Vendor::AmdCompatible)
-}
-
 /// Steal time: how long, and how often, a vCPU that was ready to run waited while the
 /// CPU ran other guests. A guest that times a device can tell from it whether its
 /// measurement was disturbed.
@@ -195,7 +184,10 @@ impl Vm {
             ns_per_tick,
             stats: ExitStats::default(),
             steal: Steal::default(),
-            msrs: GuestMsrs::new(amd_guest(host.cpuid)),
+            // The guest's vendor is the host's: CPUID passes leaf 0 through.
+            msrs: GuestMsrs::new(
+                crate::vendor::of_leaf0((host.cpuid)(0, 0)) == Some(Vendor::AmdCompatible),
+            ),
             host,
             console_owner: 0,
             line: ArrayVec::new(),
