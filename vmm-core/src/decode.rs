@@ -287,6 +287,32 @@ fn two_byte(op: u8) -> Option<(bool, Imm)> {
     })
 }
 
+/// The last instruction decoded on a vCPU, kept with its bytes and mode. Decoding
+/// depends on nothing else, so bytes and a mode that match are that instruction again:
+/// a guest that touches device memory in a loop (a driver polling a register, the EOI of
+/// every interrupt) has it decoded once. Per vCPU (held by the VM while a VM has one).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DecodeCache {
+    last: Option<(CpuMode, [u8; 15], Insn)>,
+}
+
+impl DecodeCache {
+    /// [`decode`], answered from the cache when the first `len` bytes and the mode are
+    /// those of the last instruction decoded.
+    pub fn decode(&mut self, bytes: &[u8], mode: CpuMode) -> Result<Insn, DecodeError> {
+        if let Some((m, b, insn)) = &self.last {
+            if *m == mode && bytes.get(..insn.len) == b.get(..insn.len) {
+                return Ok(*insn);
+            }
+        }
+        let insn = decode(bytes, mode)?;
+        let mut b = [0u8; 15];
+        b[..insn.len].copy_from_slice(&bytes[..insn.len]);
+        self.last = Some((mode, b, insn));
+        Ok(insn)
+    }
+}
+
 /// Decodes the instruction at the start of `bytes`.
 pub fn decode(bytes: &[u8], mode: CpuMode) -> Result<Insn, DecodeError> {
     let long = mode == CpuMode::Long64;
@@ -491,6 +517,26 @@ pub fn insn_length(bytes: &[u8], mode: CpuMode) -> Result<usize, DecodeError> {
 mod tests {
     use super::*;
     use CpuMode::*;
+
+    #[test]
+    fn the_decode_cache_answers_only_for_the_same_bytes_and_mode() {
+        let mut c = DecodeCache::default();
+        // mov eax, [rdi+0x10], then what follows it changes: the same instruction.
+        let a = c.decode(&[0x8b, 0x47, 0x10, 0x90], Long64).unwrap();
+        assert_eq!((a.len, a.disp, a.op_size), (3, 0x10, 4));
+        assert_eq!(c.decode(&[0x8b, 0x47, 0x10, 0xcc], Long64), Ok(a));
+        // One byte of the instruction differs: decoded again.
+        let b = c.decode(&[0x8b, 0x47, 0x20], Long64).unwrap();
+        assert_eq!(b.disp, 0x20);
+        // A prefix in front: another instruction.
+        let p = c.decode(&[0x66, 0x8b, 0x47, 0x20], Long64).unwrap();
+        assert_eq!((p.len, p.op_size), (4, 2));
+        // The same bytes in another mode: 16-bit operands, [bx+disp8].
+        let r = c.decode(&[0x66, 0x8b, 0x47, 0x20], Real).unwrap();
+        assert_eq!(r.op_size, 4, "66 in real mode makes the operand 32-bit");
+        // Fewer bytes than the cached instruction: not answered from the cache.
+        assert_eq!(c.decode(&[0x66, 0x8b], Real), Err(DecodeError::Truncated));
+    }
 
     fn len(bytes: &[u8], mode: CpuMode) -> usize {
         insn_length(bytes, mode).unwrap_or_else(|e| panic!("{bytes:02x?}: {e}"))

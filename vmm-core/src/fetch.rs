@@ -2,10 +2,10 @@
 //! the decoder (next-RIP discovery without NRIP save, MMIO emulation).
 
 use crate::addr::GuestVirt;
-use crate::decode::{decode, CpuMode, DecodeError, Insn};
+use crate::decode::{decode, CpuMode, DecodeCache, DecodeError, Insn};
 use crate::memory::GuestMemory;
 use crate::vcpu::{ArchVcpu, ControlReg, SegReg, StateMsr};
-use crate::walk::{read_virt, Access};
+use crate::walk::{read_virt, translate, Access};
 use arrayvec::ArrayVec;
 
 use crate::cpu_rules::{cr0, efer};
@@ -25,8 +25,9 @@ pub fn cpu_mode(vcpu: &impl ArchVcpu) -> CpuMode {
 }
 
 /// Up to 15 bytes at CS:RIP; fewer when the instruction runs into an unmapped page.
-/// One page walk per page touched (at most two), not one per byte: this is on the path
-/// of every MMIO exit and of every exit on AMD-V without NRIP save.
+/// One page walk per page touched (at most two), not one per byte, and one fixed-size
+/// read when the 15 bytes lie in one page: this is on the path of every MMIO exit and of
+/// every exit on AMD-V without NRIP save.
 pub fn fetch(vcpu: &impl ArchVcpu, mem: &GuestMemory) -> ArrayVec<u8, 15> {
     let la = vcpu.segment(SegReg::Cs).base.wrapping_add(vcpu.rip());
     let paging = vcpu.paging();
@@ -38,19 +39,17 @@ pub fn fetch(vcpu: &impl ArchVcpu, mem: &GuestMemory) -> ArrayVec<u8, 15> {
     let mut buf = [0u8; 15];
     let first = (0x1000 - (la & 0xfff)).min(15) as usize;
     let mut n = 0;
-    if read_virt(mem, &paging, GuestVirt(la), &mut buf[..first], access).is_ok() {
-        n = first;
-        if n < 15
-            && read_virt(
-                mem,
-                &paging,
-                GuestVirt(la.wrapping_add(n as u64)),
-                &mut buf[n..],
-                access,
-            )
-            .is_ok()
-        {
-            n = 15;
+    if let Ok(gpa) = translate(mem, &paging, GuestVirt(la), access) {
+        if first == 15 {
+            if let Ok(b) = mem.read_array::<15>(gpa) {
+                return ArrayVec::from(b);
+            }
+        } else if mem.read(gpa, &mut buf[..first]).is_ok() {
+            n = first;
+            let next = GuestVirt(la.wrapping_add(n as u64));
+            if read_virt(mem, &paging, next, &mut buf[n..], access).is_ok() {
+                n = 15;
+            }
         }
     }
     let mut bytes = ArrayVec::new();
@@ -59,9 +58,13 @@ pub fn fetch(vcpu: &impl ArchVcpu, mem: &GuestMemory) -> ArrayVec<u8, 15> {
     bytes
 }
 
-/// Decodes the instruction at CS:RIP.
-pub fn decode_at_rip(vcpu: &impl ArchVcpu, mem: &GuestMemory) -> Result<Insn, DecodeError> {
-    decode(&fetch(vcpu, mem), cpu_mode(vcpu))
+/// Decodes the instruction at CS:RIP (through the vCPU's `cache`).
+pub fn decode_at_rip(
+    vcpu: &impl ArchVcpu,
+    mem: &GuestMemory,
+    cache: &mut DecodeCache,
+) -> Result<Insn, DecodeError> {
+    cache.decode(&fetch(vcpu, mem), cpu_mode(vcpu))
 }
 
 /// The length of the instruction at RIP, when the exit already says which instruction it

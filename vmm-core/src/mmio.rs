@@ -12,7 +12,7 @@
 
 use crate::addr::{GuestPhys, GuestVirt};
 use crate::cpu_rules::rflags;
-use crate::decode::{DecodeError, Insn, Map, SegOverride};
+use crate::decode::{DecodeCache, DecodeError, Insn, Map, SegOverride};
 use crate::fetch::decode_at_rip;
 use crate::memory::GuestMemory;
 use crate::operand::size_mask;
@@ -164,8 +164,9 @@ pub fn emulate(
     mem: &mut GuestMemory,
     gpa: GuestPhys,
     bus: &mut impl MmioBus,
+    cache: &mut DecodeCache,
 ) -> Result<MmioOutcome, MmioError> {
-    let insn = decode_at_rip(vcpu, mem).map_err(MmioError::Decode)?;
+    let insn = decode_at_rip(vcpu, mem, cache).map_err(MmioError::Decode)?;
     execute(vcpu, mem, gpa, bus, &insn)
 }
 
@@ -379,7 +380,13 @@ mod tests {
         v.regs[9] = 0xffff_ffff_1234_5678;
         let mut d = Dev::default();
         assert_eq!(
-            emulate(&mut v, &mut mem, GuestPhys(DEV + 0x80), &mut d),
+            emulate(
+                &mut v,
+                &mut mem,
+                GuestPhys(DEV + 0x80),
+                &mut d,
+                &mut DecodeCache::default()
+            ),
             Ok(MmioOutcome::Completed { len: 7 })
         );
         assert_eq!(d.writes, [(0x80, 4, 0x1234_5678)]);
@@ -389,7 +396,13 @@ mod tests {
         let (mut v, mut mem) = setup(&[0x8b, 0x07], true);
         v.regs[0] = u64::MAX;
         assert_eq!(
-            emulate(&mut v, &mut mem, GuestPhys(DEV + 0x30), &mut d),
+            emulate(
+                &mut v,
+                &mut mem,
+                GuestPhys(DEV + 0x30),
+                &mut d,
+                &mut DecodeCache::default()
+            ),
             Ok(MmioOutcome::Completed { len: 2 })
         );
         assert_eq!(v.reg(Gpr::Rax), 0xccdd_eef0);
@@ -397,26 +410,53 @@ mod tests {
         // mov ah, [rsi] (no REX: high byte) merges.
         let (mut v, mut mem) = setup(&[0x8a, 0x26], true);
         v.regs[0] = 0x1111_1111;
-        emulate(&mut v, &mut mem, GuestPhys(DEV), &mut d).unwrap();
+        emulate(
+            &mut v,
+            &mut mem,
+            GuestPhys(DEV),
+            &mut d,
+            &mut DecodeCache::default(),
+        )
+        .unwrap();
         assert_eq!(v.reg(Gpr::Rax), 0x1111_f011);
 
         // mov dword [rax], 0x11223344
         let (mut v, mut mem) = setup(&[0xc7, 0x00, 0x44, 0x33, 0x22, 0x11], true);
         let mut d = Dev::default();
-        emulate(&mut v, &mut mem, GuestPhys(DEV + 0xb0), &mut d).unwrap();
+        emulate(
+            &mut v,
+            &mut mem,
+            GuestPhys(DEV + 0xb0),
+            &mut d,
+            &mut DecodeCache::default(),
+        )
+        .unwrap();
         assert_eq!(d.writes, [(0xb0, 4, 0x1122_3344)]);
 
         // mov qword [rax], -1 (imm32 sign-extended)
         let (mut v, mut mem) = setup(&[0x48, 0xc7, 0x00, 0xff, 0xff, 0xff, 0xff], true);
         let mut d = Dev::default();
-        emulate(&mut v, &mut mem, GuestPhys(DEV), &mut d).unwrap();
+        emulate(
+            &mut v,
+            &mut mem,
+            GuestPhys(DEV),
+            &mut d,
+            &mut DecodeCache::default(),
+        )
+        .unwrap();
         assert_eq!(d.writes, [(0, 8, u64::MAX)]);
 
         // 32-bit code: mov eax, [0xfee00020] via moffs (a1 + 4 bytes)
         let (mut v, mut mem) = setup(&[0xa1, 0x20, 0, 0xe0, 0xfe], false);
         let mut d = Dev::default();
         assert_eq!(
-            emulate(&mut v, &mut mem, GuestPhys(DEV + 0x20), &mut d),
+            emulate(
+                &mut v,
+                &mut mem,
+                GuestPhys(DEV + 0x20),
+                &mut d,
+                &mut DecodeCache::default()
+            ),
             Ok(MmioOutcome::Completed { len: 5 })
         );
         assert_eq!(v.reg(Gpr::Rax), 0xccdd_eef0);
@@ -428,15 +468,36 @@ mod tests {
         // movzx ecx, byte [rax]
         let (mut v, mut mem) = setup(&[0x0f, 0xb6, 0x08], true);
         v.regs[1] = u64::MAX;
-        emulate(&mut v, &mut mem, GuestPhys(DEV), &mut d).unwrap();
+        emulate(
+            &mut v,
+            &mut mem,
+            GuestPhys(DEV),
+            &mut d,
+            &mut DecodeCache::default(),
+        )
+        .unwrap();
         assert_eq!(v.reg(Gpr::Rcx), 0xf0);
         // movsx rdx, word [rax]  (48 0f bf 10)
         let (mut v, mut mem) = setup(&[0x48, 0x0f, 0xbf, 0x10], true);
-        emulate(&mut v, &mut mem, GuestPhys(DEV), &mut d).unwrap();
+        emulate(
+            &mut v,
+            &mut mem,
+            GuestPhys(DEV),
+            &mut d,
+            &mut DecodeCache::default(),
+        )
+        .unwrap();
         assert_eq!(v.reg(Gpr::Rdx), 0xffff_ffff_ffff_eef0);
         // movsxd rbx, dword [rax]  (48 63 18)
         let (mut v, mut mem) = setup(&[0x48, 0x63, 0x18], true);
-        emulate(&mut v, &mut mem, GuestPhys(DEV), &mut d).unwrap();
+        emulate(
+            &mut v,
+            &mut mem,
+            GuestPhys(DEV),
+            &mut d,
+            &mut DecodeCache::default(),
+        )
+        .unwrap();
         assert_eq!(v.reg(Gpr::Rbx), 0xffff_ffff_ccdd_eef0);
         assert_eq!(d.reads, [(0, 1), (0, 2), (0, 4)]);
     }
@@ -450,13 +511,25 @@ mod tests {
         v.regs[0] = 0x42;
         let mut d = Dev::default();
         assert_eq!(
-            emulate(&mut v, &mut mem, GuestPhys(DEV + 0x80), &mut d),
+            emulate(
+                &mut v,
+                &mut mem,
+                GuestPhys(DEV + 0x80),
+                &mut d,
+                &mut DecodeCache::default()
+            ),
             Ok(MmioOutcome::Again),
             "re-executes for the rest"
         );
         assert_eq!((v.reg(Gpr::Rcx), v.reg(Gpr::Rdi)), (1, DEV + 0x84));
         assert_eq!(
-            emulate(&mut v, &mut mem, GuestPhys(DEV + 0x84), &mut d),
+            emulate(
+                &mut v,
+                &mut mem,
+                GuestPhys(DEV + 0x84),
+                &mut d,
+                &mut DecodeCache::default()
+            ),
             Ok(MmioOutcome::Completed { len: 2 })
         );
         assert_eq!(v.reg(Gpr::Rcx), 0);
@@ -467,7 +540,13 @@ mod tests {
         v.regs[Gpr::Rsi as usize] = DEV + 0x30;
         v.regs[Gpr::Rdi as usize] = 0x2000;
         assert_eq!(
-            emulate(&mut v, &mut mem, GuestPhys(DEV + 0x30), &mut d),
+            emulate(
+                &mut v,
+                &mut mem,
+                GuestPhys(DEV + 0x30),
+                &mut d,
+                &mut DecodeCache::default()
+            ),
             Ok(MmioOutcome::Completed { len: 1 })
         );
         assert_eq!(mem.read_u32(GuestPhys(0x2000)).unwrap(), 0xccdd_eef0);
@@ -479,7 +558,14 @@ mod tests {
         let mut d = Dev::default();
         // add [rax], ecx: not emulated on device memory.
         let (mut v, mut mem) = setup(&[0x01, 0x08], true);
-        let e = emulate(&mut v, &mut mem, GuestPhys(DEV), &mut d).unwrap_err();
+        let e = emulate(
+            &mut v,
+            &mut mem,
+            GuestPhys(DEV),
+            &mut d,
+            &mut DecodeCache::default(),
+        )
+        .unwrap_err();
         assert_eq!(
             e,
             MmioError::Unsupported {
@@ -492,7 +578,13 @@ mod tests {
         // A load from where nothing is.
         let (mut v, mut mem) = setup(&[0x8b, 0x07], true);
         assert_eq!(
-            emulate(&mut v, &mut mem, GuestPhys(0xd000_0000), &mut d),
+            emulate(
+                &mut v,
+                &mut mem,
+                GuestPhys(0xd000_0000),
+                &mut d,
+                &mut DecodeCache::default()
+            ),
             Err(MmioError::NoDevice(GuestPhys(0xd000_0000)))
         );
         // Truncated bytes (code at the end of RAM).
@@ -500,7 +592,13 @@ mod tests {
         v.rip = 0xf_ffff;
         mem.write(GuestPhys(0xf_ffff), &[0x8b]).unwrap();
         assert!(matches!(
-            emulate(&mut v, &mut mem, GuestPhys(DEV), &mut d),
+            emulate(
+                &mut v,
+                &mut mem,
+                GuestPhys(DEV),
+                &mut d,
+                &mut DecodeCache::default()
+            ),
             Err(MmioError::Decode(_))
         ));
     }

@@ -1,5 +1,6 @@
 //! A VM: one guest's memory, devices, console and counters.
 
+use crate::decode::DecodeCache;
 use crate::memory::GuestMemory;
 use crate::msr::GuestMsrs;
 use crate::platform::{Now, Platform};
@@ -137,6 +138,8 @@ pub struct Vm {
     pub steal: Steal,
     /// The guest's MSR values that live in no VMCS/VMCB field.
     pub msrs: GuestMsrs,
+    /// The last instruction the vCPU's exits decoded (MMIO, CR and DR moves).
+    pub decoded: DecodeCache,
     pub host: HostHooks,
     /// Who this guest is to the host console ([`HostHooks::guest_line`]).
     pub console_owner: u8,
@@ -188,6 +191,7 @@ impl Vm {
             msrs: GuestMsrs::new(
                 crate::vendor::of_leaf0((host.cpuid)(0, 0)) == Some(Vendor::AmdCompatible),
             ),
+            decoded: DecodeCache::default(),
             host,
             console_owner: 0,
             line: ArrayVec::new(),

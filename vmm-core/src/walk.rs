@@ -110,26 +110,31 @@ impl core::fmt::Display for WalkError {
     }
 }
 
+/// The rights the entries walked so far grant: R/W and U/S are ANDed over the levels,
+/// XD ORed (when EFER.NXE makes it a control), as bits so a level costs two operations.
 struct Rights {
-    write: bool,
-    user: bool,
-    exec: bool,
+    all: u64,
+    any: u64,
 }
 
 impl Rights {
     fn all() -> Self {
-        Rights {
-            write: true,
-            user: true,
-            exec: true,
-        }
+        Rights { all: !0, any: 0 }
     }
     fn restrict(&mut self, entry: u64, nxe: bool) {
-        self.write &= entry & RW != 0;
-        self.user &= entry & US != 0;
+        self.all &= entry;
         if nxe {
-            self.exec &= entry & XD == 0;
+            self.any |= entry;
         }
+    }
+    fn write(&self) -> bool {
+        self.all & RW != 0
+    }
+    fn user(&self) -> bool {
+        self.all & US != 0
+    }
+    fn exec(&self) -> bool {
+        self.any & XD == 0
     }
 }
 
@@ -236,9 +241,9 @@ pub fn translate(
     };
     // Access rights (SDM 4.6): user accesses need U/S everywhere; writes need R/W
     // everywhere, for supervisor writes only when CR0.WP is set.
-    let denied = (access.user && !rights.user)
-        || (access.write && !rights.write && (access.user || paging.cr0 & CR0_WP != 0))
-        || (access.fetch && !rights.exec);
+    let denied = (access.user && !rights.user())
+        || (access.write && !rights.write() && (access.user || paging.cr0 & CR0_WP != 0))
+        || (access.fetch && !rights.exec());
     if denied {
         return Err(fault(gva, access, true));
     }

@@ -19,7 +19,7 @@
 use janus_guests::rt::apic::{self, LVT_TIMER, TIMER_DIVIDE, TIMER_INITIAL, TIMER_ONESHOT, TPR};
 use janus_guests::rt::hypercall::{self, hypercall};
 use janus_guests::rt::x86::{self, rdtsc, wrmsr, MSR_APIC_BASE};
-use janus_guests::rt::{irq, pc, time};
+use janus_guests::rt::{args, irq, pc, time};
 use janus_guests::{cpuid, entry, inb, outb, println, rdmsr, BootInfo, Suite};
 
 entry!(main);
@@ -181,9 +181,48 @@ fn interrupt(s: &mut Suite) {
     );
 }
 
-fn main(_boot: &BootInfo) -> ! {
-    let mut s = Suite::new("exitcost");
+/// `profile=NAME`: runs loop NAME for good instead of the suite, so that a debugger's
+/// instruction trace (docs/testing.md, "Profiling an exit") sees only that exit.
+fn profile(name: &str) -> ! {
+    let base = rdmsr(MSR_APIC_BASE);
+    println!("exitcost: profiling {} (runs for good)", name);
+    loop {
+        match name {
+            "cpuid" => {
+                cpuid(0, 0);
+            }
+            "out_com1_scr" => outb(COM1_SCR, 0x5a),
+            "in_com1_scr" => {
+                inb(COM1_SCR);
+            }
+            "in_unclaimed" => {
+                inb(UNCLAIMED);
+            }
+            "rdmsr_apic_base" => {
+                rdmsr(MSR_APIC_BASE);
+            }
+            "wrmsr_apic_base" => wrmsr(MSR_APIC_BASE, base),
+            "hypercall" => {
+                hypercall(hypercall::VERSION, 0, 0, 0, 0);
+            }
+            "mmio_apic_read" => {
+                apic::mmio_read(TPR);
+            }
+            "mmio_apic_write" => apic::mmio_write(TPR, 0),
+            _ => {
+                println!("exitcost: no loop named {}", name);
+                janus_guests::exit(1);
+            }
+        }
+    }
+}
+
+fn main(boot: &BootInfo) -> ! {
     apic::map_mmio();
+    if let Some(name) = args::arg(args::cmdline(boot), "profile") {
+        profile(name);
+    }
+    let mut s = Suite::new("exitcost");
     // The loop alone, without an exit: what to subtract from the others for the exit
     // alone. Not a check (no exit is expected, but a host interrupt may add one).
     print("no_exit", sample(nop));

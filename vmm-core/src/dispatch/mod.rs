@@ -76,10 +76,12 @@ pub fn run_slice(vcpu: &mut impl ArchVcpu, vm: &mut Vm, until_ns: u64) -> Stop {
         };
         vm.stats.count(exit.kind());
         let tpr_moved = tpr::store_shadow(vcpu, &mut vm.platform);
-        settled = is_quiet(&exit) && !tpr_moved;
+        let (quiet, reads) = (is_quiet(&exit), reads_devices(&exit));
+        let writes = vm.platform.writes();
         if let Some(end) = handle_exit(vcpu, vm, exit) {
             return ended(vm, end);
         }
+        settled = !tpr_moved && (quiet || (reads && vm.platform.writes() == writes));
         if core::mem::take(&mut vm.halted) {
             let wake_ns = vm.platform.next_event_ns(vm.now());
             return Stop::Halted { wake_ns };
@@ -91,9 +93,8 @@ pub fn run_slice(vcpu: &mut impl ArchVcpu, vm: &mut Vm, until_ns: u64) -> Stop {
 /// and the exit timers as they were: the dispatcher then re-enters without updating them
 /// (until the next device event or the end of the slice is due). CPUID, the hypercalls
 /// (the console only queues a line), XSETBV, INVD/WBINVD and debug-register moves touch
-/// no device; a port read can only lower an interrupt line (a 16550's IIR or RBR, the
-/// RTC's register C), never raise one, so at worst an interrupt is offered at the next
-/// device event instead of now; the POST port ignores what is written to it.
+/// no device; the POST port ignores what is written to it. Device reads are quiet too
+/// ([`reads_devices`]).
 fn is_quiet(exit: &VmExit) -> bool {
     match exit {
         VmExit::Cpuid
@@ -103,11 +104,21 @@ fn is_quiet(exit: &VmExit) -> bool {
         | VmExit::Wbinvd
         | VmExit::DrRead { .. }
         | VmExit::DrWrite { .. } => true,
-        VmExit::Io(io) if io.string.is_none() => {
-            io.dir == IoDir::In || io.port == crate::devices::legacy::POST
-        }
+        VmExit::Io(io) => io.dir == IoDir::Out && io.port == crate::devices::legacy::POST,
         _ => false,
     }
+}
+
+/// Whether `exit` does nothing to the platform but through device accesses (port I/O,
+/// device memory, the platform's MSRs read): when its handling made no device write
+/// ([`crate::platform::Platform::writes`]) it only read, and a read can only lower an
+/// interrupt line (a 16550's IIR or RBR, the RTC's register C), never raise one or move
+/// a timer, so at worst an interrupt is offered at the next device event instead of now.
+fn reads_devices(exit: &VmExit) -> bool {
+    matches!(
+        exit,
+        VmExit::Io(_) | VmExit::NestedPageFault { .. } | VmExit::RdMsr
+    )
 }
 
 fn ended(vm: &mut Vm, end: GuestEnd) -> Stop {

@@ -759,6 +759,36 @@ fn quiet_exits_skip_the_device_work_until_something_is_due() {
 }
 
 #[test]
+fn device_memory_reads_are_quiet_and_writes_are_not() {
+    let mut mem = ram(1 << 20);
+    // mov eax, [rbx] twice, then mov [rbx], eax; RBX = the LAPIC's TPR.
+    mem.write(GuestPhys(0x8000), &[0x8b, 0x03, 0x8b, 0x03, 0x89, 0x03])
+        .unwrap();
+    let mut m = vm(mem);
+    let npf = |write| VmExit::NestedPageFault {
+        gpa: GuestPhys(0xfee0_0080),
+        access: NestedAccess {
+            write,
+            ..Default::default()
+        },
+    };
+    let slice = |m: &mut Vm, exits: &[VmExit]| {
+        let mut v = MockVcpu::new(exits);
+        v.rip = 0x8000;
+        v.segs[SegReg::Cs as usize].attr = 0xc9b;
+        v.regs[Gpr::Rbx as usize] = 0xfee0_0080;
+        v.ns_per_run = 50_000;
+        let now = crate::mock::TSC.with(|t| t.get());
+        assert_eq!(run_slice(&mut v, m, now + 175_000), Stop::Preempted);
+        v.offers
+    };
+    let reads = [npf(false), npf(false), VmExit::Cpuid, VmExit::Cpuid];
+    assert_eq!(slice(&mut m, &reads), 2, "first entry and the slice end");
+    let write = [npf(false), npf(false), npf(true), VmExit::Cpuid];
+    assert_eq!(slice(&mut m, &write), 3, "and after the TPR write");
+}
+
+#[test]
 fn amd_legacy_pmu_msrs_and_misc_enable_bits_keep_the_cpus_word() {
     let mut v = MockVcpu::new(&[]);
     let mut m = vm(ram(1 << 20));

@@ -52,11 +52,8 @@ impl DeviceMemory<'_> {
         let Some((id, offset)) = self.register(gpa) else {
             return false;
         };
-        let e = self
-            .platform
-            .device(id)
-            .write(offset, 4, v as u64, self.now);
-        self.platform.apply(e);
+        self.platform
+            .device_write(id, offset, 4, v as u64, self.now);
         true
     }
 }

@@ -109,6 +109,9 @@ pub struct Platform {
     lines: u16,
     /// An NMI waiting for the vCPU.
     pub nmi_pending: bool,
+    /// Device writes so far (wrapping): the dispatcher's test for "this exit changed no
+    /// device", see [`Platform::writes`].
+    writes: u32,
 }
 
 impl Platform {
@@ -132,6 +135,7 @@ impl Platform {
             fw_cfg: FwCfg::new(ram),
             lines: 0,
             nmi_pending: false,
+            writes: 0,
         }
     }
 
@@ -174,6 +178,29 @@ impl Platform {
     }
 
     /// Acts on what a device access did; what concerns the whole VM is returned.
+    /// A write to device `id`'s register at `offset`, and what it did to the machine. Every
+    /// device write (ports, device memory) comes through here and is counted.
+    fn device_write(
+        &mut self,
+        id: DeviceId,
+        offset: u64,
+        size: u8,
+        value: u64,
+        now: Now,
+    ) -> PlatformEffect {
+        self.writes = self.writes.wrapping_add(1);
+        let e = self.device(id).write(offset, size, value, now);
+        self.apply(e)
+    }
+
+    /// How many device writes and platform MSR writes the guest has made (wrapping). An
+    /// exit that leaves it unchanged only read devices, and a read can lower an
+    /// interrupt line but neither raise one nor move a timer: the dispatcher need not
+    /// bring devices, interrupt offers and exit timers up to date after it.
+    pub fn writes(&self) -> u32 {
+        self.writes
+    }
+
     fn apply(&mut self, e: DeviceEffect) -> PlatformEffect {
         match e {
             DeviceEffect::None => PlatformEffect::None,
@@ -262,6 +289,7 @@ impl Platform {
 
     /// WRMSR of an MSR the platform owns; `None` when it is not one of them.
     pub fn write_msr(&mut self, msr: u32, value: u64, now: Now) -> Option<Result<(), Event>> {
+        self.writes = self.writes.wrapping_add(1);
         Some(match msr {
             MSR_APIC_BASE => self.lapic.set_apic_base(value).map_err(|()| Event::gp(0)),
             MSR_TSC_DEADLINE => {

@@ -107,10 +107,7 @@ impl Platform {
         let effect = match self.ports.find(port as u64, size) {
             Some(hit) if hit.width != Width::Bytes => {
                 touched.add(hit.id);
-                let e = self
-                    .device(hit.id)
-                    .write(hit.offset, size, value as u64, now);
-                self.apply(e)
+                self.device_write(hit.id, hit.offset, size, value as u64, now)
             }
             _ => (0..size).fold(PlatformEffect::None, |effect, i| {
                 let b = (value >> (8 * i)) as u8;
@@ -143,8 +140,7 @@ impl Platform {
             return PlatformEffect::None;
         };
         touched.add(hit.id);
-        let e = self.device(hit.id).write(hit.offset, 1, value as u64, now);
-        self.apply(e)
+        self.device_write(hit.id, hit.offset, 1, value as u64, now)
     }
 
     /// After an access, follows the interrupt lines of the devices it touched.
