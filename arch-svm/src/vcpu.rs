@@ -19,7 +19,7 @@ use crate::vmcb::{VmcbPage, VmcbSegment};
 use vmm_core::addr::HostPhys;
 use vmm_core::cpu_rules::{cr0, efer, rflags, CpuRules, CrState};
 use vmm_core::exit::VmExit;
-use vmm_core::fetch::length_at_rip;
+use vmm_core::fetch::{length_at_rip, InsnCache};
 use vmm_core::memory::GuestMemory;
 use vmm_core::nested::{self, FrameAllocator};
 use vmm_core::vcpu::{
@@ -148,9 +148,9 @@ impl SvmVcpu {
     /// Finds where the current instruction ends by decoding it (no NRIP save); the
     /// exit code names the instruction for the common exits, whose unprefixed form
     /// needs no decoder.
-    fn decoded_next_rip(&self, mem: &GuestMemory) -> Result<u64, VcpuError> {
+    fn decoded_next_rip(&self, mem: &GuestMemory, cache: &mut InsnCache) -> Result<u64, VcpuError> {
         let rip = self.vmcb.save.rip;
-        let len = length_at_rip(self, mem, self.exit_opcode()).map_err(|_| VcpuError {
+        let len = length_at_rip(self, mem, cache, self.exit_opcode()).map_err(|_| VcpuError {
             what: "cannot decode the instruction at RIP to skip it",
             code: rip,
         })?;
@@ -396,10 +396,10 @@ impl ArchVcpu for SvmVcpu {
         c.v_intr = (c.v_intr & !V_TPR) | (cr8 as u64 & V_TPR);
     }
 
-    fn next_rip(&self, mem: &GuestMemory) -> Result<u64, VcpuError> {
+    fn next_rip(&self, mem: &GuestMemory, cache: &mut InsnCache) -> Result<u64, VcpuError> {
         match self.next_rip {
             Some(n) => Ok(n),
-            None => self.decoded_next_rip(mem),
+            None => self.decoded_next_rip(mem, cache),
         }
     }
 

@@ -17,6 +17,7 @@ use vmm_core::cpu_rules::efer::LMA as EFER_LMA;
 use vmm_core::cpu_rules::rflags::IF as RFLAGS_IF;
 use vmm_core::cpu_rules::{CpuRules, CrState};
 use vmm_core::exit::VmExit;
+use vmm_core::fetch::InsnCache;
 use vmm_core::memory::GuestMemory;
 use vmm_core::nested::FrameAllocator;
 use vmm_core::vcpu::{
@@ -483,7 +484,7 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
         self.structures.free(cleared, frames);
     }
 
-    fn next_rip(&self, _mem: &GuestMemory) -> Result<u64, VcpuError> {
+    fn next_rip(&self, _mem: &GuestMemory, _cache: &mut InsnCache) -> Result<u64, VcpuError> {
         self.access_result()?;
         let len = match self.exit_insn_len.get() {
             Some(len) => len,

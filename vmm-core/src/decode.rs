@@ -287,28 +287,61 @@ fn two_byte(op: u8) -> Option<(bool, Imm)> {
     })
 }
 
-/// The last instruction decoded on a vCPU, kept with its bytes and mode. Decoding
-/// depends on nothing else, so bytes and a mode that match are that instruction again:
-/// a guest that touches device memory in a loop (a driver polling a register, the EOI of
-/// every interrupt) has it decoded once. Per vCPU (held by the VM while a VM has one).
+/// The last few instructions decoded on a vCPU, kept with their bytes and mode.
+/// Decoding depends on nothing else, so bytes and a mode that match are that instruction
+/// again: a guest that touches device memory in a loop (a driver polling a register; the
+/// timer's re-arm and the EOI of every interrupt) has each instruction decoded once.
+/// Per vCPU (held by the VM while a VM has one).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DecodeCache {
-    last: Option<(CpuMode, [u8; 15], Insn)>,
+    entries: [Option<Cached>; DECODE_CACHE_SIZE],
+    /// The entry the next miss replaces (round robin).
+    next: usize,
+}
+
+/// Instructions a [`DecodeCache`] keeps: an interrupt handler's EOI and the code it
+/// interrupted (a timer re-arm, a polled status register) fit.
+pub const DECODE_CACHE_SIZE: usize = 4;
+
+#[derive(Clone, Copy, Debug)]
+struct Cached {
+    mode: CpuMode,
+    /// The instruction's bytes, little-endian, and a mask of its `len` bytes: one
+    /// compare answers "same bytes" for any length.
+    bytes: u128,
+    mask: u128,
+    insn: Insn,
+}
+
+/// The first 16 bytes of `bytes` as a little-endian number (missing bytes read 0).
+fn bytes_u128(bytes: &[u8]) -> u128 {
+    let mut b = [0u8; 16];
+    let n = bytes.len().min(16);
+    b[..n].copy_from_slice(&bytes[..n]);
+    u128::from_le_bytes(b)
 }
 
 impl DecodeCache {
-    /// [`decode`], answered from the cache when the first `len` bytes and the mode are
-    /// those of the last instruction decoded.
+    /// [`decode`], answered from the cache when an entry's mode and its instruction's
+    /// bytes are those at the start of `bytes`.
     pub fn decode(&mut self, bytes: &[u8], mode: CpuMode) -> Result<Insn, DecodeError> {
-        if let Some((m, b, insn)) = &self.last {
-            if *m == mode && bytes.get(..insn.len) == b.get(..insn.len) {
-                return Ok(*insn);
-            }
+        let value = bytes_u128(bytes);
+        let hit = self.entries.iter().flatten().find(|c| {
+            c.mode == mode && c.insn.len <= bytes.len() && (value ^ c.bytes) & c.mask == 0
+        });
+        if let Some(c) = hit {
+            return Ok(c.insn);
         }
         let insn = decode(bytes, mode)?;
-        let mut b = [0u8; 15];
-        b[..insn.len].copy_from_slice(&bytes[..insn.len]);
-        self.last = Some((mode, b, insn));
+        // `insn.len` is 1 to 15: the mask keeps its bytes.
+        let mask = (1u128 << (8 * insn.len)) - 1;
+        self.entries[self.next] = Some(Cached {
+            mode,
+            bytes: value & mask,
+            mask,
+            insn,
+        });
+        self.next = (self.next + 1) % DECODE_CACHE_SIZE;
         Ok(insn)
     }
 }
@@ -536,6 +569,16 @@ mod tests {
         assert_eq!(r.op_size, 4, "66 in real mode makes the operand 32-bit");
         // Fewer bytes than the cached instruction: not answered from the cache.
         assert_eq!(c.decode(&[0x66, 0x8b], Real), Err(DecodeError::Truncated));
+        // Two instructions taking turns (a timer re-arm and an EOI) both stay cached,
+        // and each answer is its own instruction.
+        let mut c = DecodeCache::default();
+        let arm = [0x89, 0x87, 0x80, 0x03, 0, 0]; // mov [rdi+0x380], eax
+        let eoi = [0x89, 0x0c, 0x25, 0xb0, 0, 0xe0, 0xfe]; // mov [0xfee000b0], ecx
+        for _ in 0..3 {
+            assert_eq!(c.decode(&arm, Long64).unwrap().disp, 0x380);
+            assert_eq!(c.decode(&eoi, Long64).unwrap().disp as u32, 0xfee0_00b0);
+        }
+        assert_eq!(c.entries.iter().flatten().count(), 2, "one entry each");
     }
 
     fn len(bytes: &[u8], mode: CpuMode) -> usize {

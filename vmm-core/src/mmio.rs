@@ -12,8 +12,8 @@
 
 use crate::addr::{GuestPhys, GuestVirt};
 use crate::cpu_rules::rflags;
-use crate::decode::{DecodeCache, DecodeError, Insn, Map, SegOverride};
-use crate::fetch::decode_at_rip;
+use crate::decode::{DecodeError, Insn, Map, SegOverride};
+use crate::fetch::{decode_at_rip, InsnCache};
 use crate::memory::GuestMemory;
 use crate::operand::size_mask;
 use crate::vcpu::{ArchVcpu, Gpr, SegReg};
@@ -164,7 +164,7 @@ pub fn emulate(
     mem: &mut GuestMemory,
     gpa: GuestPhys,
     bus: &mut impl MmioBus,
-    cache: &mut DecodeCache,
+    cache: &mut InsnCache,
 ) -> Result<MmioOutcome, MmioError> {
     let insn = decode_at_rip(vcpu, mem, cache).map_err(MmioError::Decode)?;
     execute(vcpu, mem, gpa, bus, &insn)
@@ -385,7 +385,7 @@ mod tests {
                 &mut mem,
                 GuestPhys(DEV + 0x80),
                 &mut d,
-                &mut DecodeCache::default()
+                &mut InsnCache::default()
             ),
             Ok(MmioOutcome::Completed { len: 7 })
         );
@@ -401,7 +401,7 @@ mod tests {
                 &mut mem,
                 GuestPhys(DEV + 0x30),
                 &mut d,
-                &mut DecodeCache::default()
+                &mut InsnCache::default()
             ),
             Ok(MmioOutcome::Completed { len: 2 })
         );
@@ -415,7 +415,7 @@ mod tests {
             &mut mem,
             GuestPhys(DEV),
             &mut d,
-            &mut DecodeCache::default(),
+            &mut InsnCache::default(),
         )
         .unwrap();
         assert_eq!(v.reg(Gpr::Rax), 0x1111_f011);
@@ -428,7 +428,7 @@ mod tests {
             &mut mem,
             GuestPhys(DEV + 0xb0),
             &mut d,
-            &mut DecodeCache::default(),
+            &mut InsnCache::default(),
         )
         .unwrap();
         assert_eq!(d.writes, [(0xb0, 4, 0x1122_3344)]);
@@ -441,7 +441,7 @@ mod tests {
             &mut mem,
             GuestPhys(DEV),
             &mut d,
-            &mut DecodeCache::default(),
+            &mut InsnCache::default(),
         )
         .unwrap();
         assert_eq!(d.writes, [(0, 8, u64::MAX)]);
@@ -455,7 +455,7 @@ mod tests {
                 &mut mem,
                 GuestPhys(DEV + 0x20),
                 &mut d,
-                &mut DecodeCache::default()
+                &mut InsnCache::default()
             ),
             Ok(MmioOutcome::Completed { len: 5 })
         );
@@ -473,7 +473,7 @@ mod tests {
             &mut mem,
             GuestPhys(DEV),
             &mut d,
-            &mut DecodeCache::default(),
+            &mut InsnCache::default(),
         )
         .unwrap();
         assert_eq!(v.reg(Gpr::Rcx), 0xf0);
@@ -484,7 +484,7 @@ mod tests {
             &mut mem,
             GuestPhys(DEV),
             &mut d,
-            &mut DecodeCache::default(),
+            &mut InsnCache::default(),
         )
         .unwrap();
         assert_eq!(v.reg(Gpr::Rdx), 0xffff_ffff_ffff_eef0);
@@ -495,7 +495,7 @@ mod tests {
             &mut mem,
             GuestPhys(DEV),
             &mut d,
-            &mut DecodeCache::default(),
+            &mut InsnCache::default(),
         )
         .unwrap();
         assert_eq!(v.reg(Gpr::Rbx), 0xffff_ffff_ccdd_eef0);
@@ -516,7 +516,7 @@ mod tests {
                 &mut mem,
                 GuestPhys(DEV + 0x80),
                 &mut d,
-                &mut DecodeCache::default()
+                &mut InsnCache::default()
             ),
             Ok(MmioOutcome::Again),
             "re-executes for the rest"
@@ -528,7 +528,7 @@ mod tests {
                 &mut mem,
                 GuestPhys(DEV + 0x84),
                 &mut d,
-                &mut DecodeCache::default()
+                &mut InsnCache::default()
             ),
             Ok(MmioOutcome::Completed { len: 2 })
         );
@@ -545,7 +545,7 @@ mod tests {
                 &mut mem,
                 GuestPhys(DEV + 0x30),
                 &mut d,
-                &mut DecodeCache::default()
+                &mut InsnCache::default()
             ),
             Ok(MmioOutcome::Completed { len: 1 })
         );
@@ -563,7 +563,7 @@ mod tests {
             &mut mem,
             GuestPhys(DEV),
             &mut d,
-            &mut DecodeCache::default(),
+            &mut InsnCache::default(),
         )
         .unwrap_err();
         assert_eq!(
@@ -583,7 +583,7 @@ mod tests {
                 &mut mem,
                 GuestPhys(0xd000_0000),
                 &mut d,
-                &mut DecodeCache::default()
+                &mut InsnCache::default()
             ),
             Err(MmioError::NoDevice(GuestPhys(0xd000_0000)))
         );
@@ -597,7 +597,7 @@ mod tests {
                 &mut mem,
                 GuestPhys(DEV),
                 &mut d,
-                &mut DecodeCache::default()
+                &mut InsnCache::default()
             ),
             Err(MmioError::Decode(_))
         ));

@@ -3,6 +3,7 @@ extern crate std;
 
 use crate::cpu_rules::{dr, CpuRules, CrState};
 use crate::exit::VmExit;
+use crate::fetch::InsnCache;
 use crate::memory::GuestMemory;
 use crate::vcpu::{
     ArchVcpu, ControlReg, DebugReg, Event, Gpr, SegReg, Segment, StateMsr, VcpuError,
@@ -232,7 +233,7 @@ impl ArchVcpu for MockVcpu {
         self.loaded = true
     }
     fn release<A: crate::nested::FrameAllocator>(self, _frames: &mut A) {}
-    fn next_rip(&self, _mem: &GuestMemory) -> Result<u64, VcpuError> {
+    fn next_rip(&self, _mem: &GuestMemory, _cache: &mut InsnCache) -> Result<u64, VcpuError> {
         Ok(self.rip + self.insn_len)
     }
     fn tpr_shadow(&self) -> Option<u8> {

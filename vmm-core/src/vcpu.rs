@@ -8,6 +8,7 @@
 
 use crate::cpu_rules::CpuRules;
 use crate::exit::VmExit;
+use crate::fetch::InsnCache;
 use crate::memory::GuestMemory;
 use crate::walk::PagingState;
 use core::fmt;
@@ -292,7 +293,7 @@ pub trait ArchVcpu {
     /// Where the instruction that caused the last exit ends. The backend knows (VMX: the
     /// exit's instruction length; SVM: nRIP, the IOIO exit's next RIP, or decoding the
     /// instruction in `mem`).
-    fn next_rip(&self, mem: &GuestMemory) -> Result<u64, VcpuError>;
+    fn next_rip(&self, mem: &GuestMemory, cache: &mut InsnCache) -> Result<u64, VcpuError>;
 
     /// Completes an emulated instruction: RIP becomes `next_rip`, and the STI/MOV-SS
     /// interrupt shadow that instruction was in ends (SDM Vol 3C 25.4.2, APM Vol 2

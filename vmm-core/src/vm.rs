@@ -1,6 +1,6 @@
 //! A VM: one guest's memory, devices, console and counters.
 
-use crate::decode::DecodeCache;
+use crate::fetch::InsnCache;
 use crate::memory::GuestMemory;
 use crate::msr::GuestMsrs;
 use crate::platform::{Now, Platform};
@@ -138,8 +138,9 @@ pub struct Vm {
     pub steal: Steal,
     /// The guest's MSR values that live in no VMCS/VMCB field.
     pub msrs: GuestMsrs,
-    /// The last instruction the vCPU's exits decoded (MMIO, CR and DR moves).
-    pub decoded: DecodeCache,
+    /// The vCPU's last code page and decoded instructions (MMIO, CR and DR moves, next RIP
+    /// without NRIP save).
+    pub insn: InsnCache,
     pub host: HostHooks,
     /// Who this guest is to the host console ([`HostHooks::guest_line`]).
     pub console_owner: u8,
@@ -191,7 +192,7 @@ impl Vm {
             msrs: GuestMsrs::new(
                 crate::vendor::of_leaf0((host.cpuid)(0, 0)) == Some(Vendor::AmdCompatible),
             ),
-            decoded: DecodeCache::default(),
+            insn: InsnCache::default(),
             host,
             console_owner: 0,
             line: ArrayVec::new(),

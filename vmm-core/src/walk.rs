@@ -12,6 +12,7 @@
 
 use crate::addr::{GuestPhys, GuestVirt};
 use crate::memory::{GuestMemory, MemError};
+use arrayvec::ArrayVec;
 
 use crate::cpu_rules::cr0::{PG as CR0_PG, WP as CR0_WP};
 use crate::cpu_rules::cr4::{LA57 as CR4_LA57, PAE as CR4_PAE, PSE as CR4_PSE};
@@ -165,6 +166,65 @@ pub fn translate(
     gva: GuestVirt,
     access: Access,
 ) -> Result<GuestPhys, WalkError> {
+    translate_traced(mem, paging, gva, access, &mut Trail::default())
+}
+
+/// The page-table entries one walk read, where and what: the same paging registers and
+/// the same entries give the same translation, which [`Trail::holds`] checks for a
+/// cached translation at a fraction of a walk's cost.
+#[derive(Clone, Debug, Default)]
+pub struct Trail {
+    entries: ArrayVec<Entry, 5>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    gpa: GuestPhys,
+    value: u64,
+    /// A 64-bit entry (PAE, 4- and 5-level paging); else a 32-bit one.
+    wide: bool,
+}
+
+impl Trail {
+    fn read64(&mut self, mem: &GuestMemory, gpa: u64) -> Result<u64, MemError> {
+        let value = mem.read_u64(GuestPhys(gpa))?;
+        self.record(gpa, value, true);
+        Ok(value)
+    }
+    fn read32(&mut self, mem: &GuestMemory, gpa: u64) -> Result<u64, MemError> {
+        let value = u64::from(mem.read_u32(GuestPhys(gpa))?);
+        self.record(gpa, value, false);
+        Ok(value)
+    }
+    fn record(&mut self, gpa: u64, value: u64, wide: bool) {
+        // At most five levels: the push cannot fail.
+        let _ = self.entries.try_push(Entry {
+            gpa: GuestPhys(gpa),
+            value,
+            wide,
+        });
+    }
+    /// Whether every entry still holds what the walk read.
+    pub fn holds(&self, mem: &GuestMemory) -> bool {
+        self.entries.iter().all(|e| {
+            let now = if e.wide {
+                mem.read_u64(e.gpa)
+            } else {
+                mem.read_u32(e.gpa).map(u64::from)
+            };
+            now == Ok(e.value)
+        })
+    }
+}
+
+/// [`translate`], recording the entries it reads in `trail`.
+pub fn translate_traced(
+    mem: &GuestMemory,
+    paging: &PagingState,
+    gva: GuestVirt,
+    access: Access,
+    trail: &mut Trail,
+) -> Result<GuestPhys, WalkError> {
     let nxe = paging.efer & EFER_NXE != 0;
     let mut rights = Rights::all();
     let va = gva.0;
@@ -180,7 +240,7 @@ pub fn translate(
         PagingMode::Bits32 => {
             let va = va & 0xffff_ffff;
             let pde_addr = (paging.cr3 & 0xffff_f000) + ((va >> 22) & 0x3ff) * 4;
-            let pde = mem.read_u32(GuestPhys(pde_addr))? as u64;
+            let pde = trail.read32(mem, pde_addr)?;
             if pde & P == 0 {
                 return Err(fault(gva, access, false));
             }
@@ -191,7 +251,7 @@ pub fn translate(
                 (base | (va & 0x3f_ffff), ())
             } else {
                 let pte_addr = (pde & 0xffff_f000) + ((va >> 12) & 0x3ff) * 4;
-                let pte = mem.read_u32(GuestPhys(pte_addr))? as u64;
+                let pte = trail.read32(mem, pte_addr)?;
                 if pte & P == 0 {
                     return Err(fault(gva, access, false));
                 }
@@ -202,39 +262,48 @@ pub fn translate(
         PagingMode::Pae => {
             let va = va & 0xffff_ffff;
             let pdpte_addr = (paging.cr3 & 0xffff_ffe0) + ((va >> 30) & 3) * 8;
-            let pdpte = mem.read_u64(GuestPhys(pdpte_addr))?;
+            let pdpte = trail.read64(mem, pdpte_addr)?;
             if pdpte & P == 0 {
                 return Err(fault(gva, access, false));
             }
             // PDPTEs carry no access rights in PAE mode (SDM 4.4.1).
             (
-                walk_levels(mem, pdpte & ADDR_MASK, va, 2, access, nxe, &mut rights, gva)?,
+                walk_levels(
+                    mem,
+                    trail,
+                    pdpte & ADDR_MASK,
+                    va,
+                    2,
+                    (access, gva),
+                    nxe,
+                    &mut rights,
+                )?,
                 (),
             )
         }
         PagingMode::Level4 => (
             walk_levels(
                 mem,
+                trail,
                 paging.cr3 & ADDR_MASK,
                 va,
                 4,
-                access,
+                (access, gva),
                 nxe,
                 &mut rights,
-                gva,
             )?,
             (),
         ),
         PagingMode::Level5 => (
             walk_levels(
                 mem,
+                trail,
                 paging.cr3 & ADDR_MASK,
                 va,
                 5,
-                access,
+                (access, gva),
                 nxe,
                 &mut rights,
-                gva,
             )?,
             (),
         ),
@@ -254,17 +323,17 @@ pub fn translate(
 #[allow(clippy::too_many_arguments)]
 fn walk_levels(
     mem: &GuestMemory,
+    trail: &mut Trail,
     mut table: u64,
     va: u64,
     levels: u32,
-    access: Access,
+    (access, gva): (Access, GuestVirt),
     nxe: bool,
     rights: &mut Rights,
-    gva: GuestVirt,
 ) -> Result<u64, WalkError> {
     for level in (1..=levels).rev() {
         let shift = 12 + 9 * (level - 1);
-        let entry = mem.read_u64(GuestPhys(table + ((va >> shift) & 0x1ff) * 8))?;
+        let entry = trail.read64(mem, table + ((va >> shift) & 0x1ff) * 8)?;
         if entry & P == 0 {
             return Err(fault(gva, access, false));
         }

@@ -342,7 +342,7 @@ fn run_injects_the_queued_event_and_decodes_the_exit() {
     assert_eq!(raw(&v, ENTRY_INTERRUPTION_INFO), 0x8000_0b0d);
     assert_eq!(raw(&v, ENTRY_ERROR_CODE), 0x18);
     let mem = GuestMemory::new();
-    assert_eq!(v.next_rip(&mem), Ok(0x10_0001));
+    assert_eq!(v.next_rip(&mem, &mut InsnCache::default()), Ok(0x10_0001));
     // Real mode: the same #GP goes without its error code.
     v.set_cr(ControlReg::Cr0, 0x10).unwrap();
     v.inject(Event::gp(0x18));
@@ -384,7 +384,7 @@ fn a_failed_vmcs_access_ends_the_guest_at_the_next_run() {
         what: "VMREAD of VMCS field failed",
         code: GUEST_RIP as u64,
     };
-    assert_eq!(v.next_rip(&mem), Err(want));
+    assert_eq!(v.next_rip(&mem, &mut InsnCache::default()), Err(want));
     assert_eq!(v.run(), Err(want));
     assert_eq!(v.vmcs.entries, 0, "the guest did not run");
 }

@@ -139,11 +139,7 @@ fn nop() {
 /// round trip is: the MMIO write of the initial count (an exit), HLT (an exit), the
 /// interrupt's injection, the handler with its EOI (an MMIO write: an exit), IRET.
 fn interrupt(s: &mut Suite) {
-    pc::pic_disable();
-    apic::enable();
-    irq::count_on(TIMER_VEC, irq::Eoi::Lapic);
-    apic::write(TIMER_DIVIDE, DIVIDE_1);
-    apic::write(LVT_TIMER, TIMER_ONESHOT | u32::from(TIMER_VEC));
+    timer_setup();
     // First one interrupt waited for with a bounded poll: a timer that never fires must
     // fail the check, not leave the guest in HLT for good.
     apic::write(TIMER_INITIAL, 1);
@@ -186,6 +182,13 @@ fn interrupt(s: &mut Suite) {
 fn profile(name: &str) -> ! {
     let base = rdmsr(MSR_APIC_BASE);
     println!("exitcost: profiling {} (runs for good)", name);
+    if name == "irq_oneshot_hlt" {
+        timer_setup();
+        loop {
+            apic::write(TIMER_INITIAL, 1);
+            x86::sti_hlt_cli();
+        }
+    }
     loop {
         match name {
             "cpuid" => {
@@ -215,6 +218,15 @@ fn profile(name: &str) -> ! {
             }
         }
     }
+}
+
+/// The local APIC's timer one-shot at divide 1 on TIMER_VEC, counted, the PIC off.
+fn timer_setup() {
+    pc::pic_disable();
+    apic::enable();
+    irq::count_on(TIMER_VEC, irq::Eoi::Lapic);
+    apic::write(TIMER_DIVIDE, DIVIDE_1);
+    apic::write(LVT_TIMER, TIMER_ONESHOT | u32::from(TIMER_VEC));
 }
 
 fn main(boot: &BootInfo) -> ! {

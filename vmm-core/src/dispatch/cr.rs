@@ -45,7 +45,7 @@ pub(super) fn write_undecoded(
     vm: &mut Vm,
     cr: CrTarget,
 ) -> Option<GuestEnd> {
-    match decode_at_rip(vcpu, &vm.memory, &mut vm.decoded) {
+    match decode_at_rip(vcpu, &vm.memory, &mut vm.insn) {
         // MOV CRn, r (0F 22 /r): the source is ModRM.rm.
         Ok(i) if i.map == Map::Two && i.opcode == 0x22 => {
             let value = vcpu.gpr(Gpr::from_index(i.rm()).unwrap_or(Gpr::Rax));

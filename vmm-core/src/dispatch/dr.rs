@@ -70,7 +70,7 @@ pub(super) fn undecoded(
     write_op: bool,
 ) -> Option<GuestEnd> {
     let opcode = if write_op { 0x23 } else { 0x21 };
-    match decode_at_rip(vcpu, &vm.memory, &mut vm.decoded) {
+    match decode_at_rip(vcpu, &vm.memory, &mut vm.insn) {
         Ok(i) if i.map == Map::Two && i.opcode == opcode => {
             let reg = Gpr::from_index(i.rm()).unwrap_or(Gpr::Rax);
             if write_op {

@@ -37,7 +37,7 @@ pub(super) fn nested_page_fault(
         },
         unclaimed: None,
     };
-    let outcome = mmio::emulate(vcpu, &mut vm.memory, gpa, &mut bus, &mut vm.decoded);
+    let outcome = mmio::emulate(vcpu, &mut vm.memory, gpa, &mut bus, &mut vm.insn);
     if let Some(addr) = bus.unclaimed {
         if !core::mem::replace(&mut vm.said_open_bus, true) {
             vm.say(format_args!(

@@ -140,7 +140,10 @@ pub fn run(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> GuestEnd {
     }
 }
 
-/// What to do after an exit: `None` resumes the guest, `Some` ends it.
+/// What to do after an exit: `None` resumes the guest, `Some` ends it. Inlined into
+/// [`run_slice`], its one caller outside tests: as a call it costs a large stack frame
+/// and a copy of the exit on every exit (measured: 40 instructions per CPUID).
+#[inline(always)]
 pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Option<GuestEnd> {
     match exit {
         VmExit::Cpuid => cpu::cpuid(vcpu, vm),
@@ -178,8 +181,8 @@ pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Optio
 }
 
 /// Completes the instruction that exited, where the backend says it ends.
-fn advance(vcpu: &mut impl ArchVcpu, vm: &Vm) -> Option<GuestEnd> {
-    complete(vcpu, vcpu.next_rip(&vm.memory))
+fn advance(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
+    complete(vcpu, vcpu.next_rip(&vm.memory, &mut vm.insn))
 }
 
 /// The one way an emulated instruction completes: RIP moves to `next` and the

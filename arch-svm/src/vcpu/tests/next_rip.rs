@@ -6,6 +6,7 @@ use std::ptr::NonNull;
 use std::vec;
 use vmm_core::addr::{GuestPhys, HostPhys};
 use vmm_core::exit::VmExit;
+use vmm_core::fetch::InsnCache;
 use vmm_core::memory::GuestMemory;
 use vmm_core::vcpu::{ArchVcpu, Event};
 
@@ -36,7 +37,11 @@ fn nrip_save_gives_the_next_rip() {
     v.vmcb.control.exit_code = CPUID;
     v.vmcb.control.next_rip = 0x1002;
     assert_eq!(v.take_exit(), Ok(VmExit::Cpuid));
-    assert_eq!(v.next_rip(&GuestMemory::new()), Ok(0x1002), "no decoding");
+    assert_eq!(
+        v.next_rip(&GuestMemory::new(), &mut InsnCache::default()),
+        Ok(0x1002),
+        "no decoding"
+    );
 }
 
 #[test]
@@ -46,7 +51,10 @@ fn ioio_exits_give_the_next_rip_in_exitinfo2() {
     v.vmcb.control.exit_info1 = 0x80_0000 | (1 << 4);
     v.vmcb.control.exit_info2 = 0x1002;
     assert!(matches!(v.take_exit(), Ok(VmExit::Io(_))));
-    assert_eq!(v.next_rip(&GuestMemory::new()), Ok(0x1002));
+    assert_eq!(
+        v.next_rip(&GuestMemory::new(), &mut InsnCache::default()),
+        Ok(0x1002)
+    );
 }
 
 #[test]
@@ -56,14 +64,21 @@ fn without_nrip_save_the_instruction_is_decoded() {
     v.vmcb.control.exit_code = CPUID;
     v.vmcb.control.next_rip = 0x9999;
     v.take_exit().unwrap();
-    assert_eq!(v.next_rip(&mem), Ok(u64::from(ENTRY) + 2));
+    assert_eq!(
+        v.next_rip(&mem, &mut InsnCache::default()),
+        Ok(u64::from(ENTRY) + 2)
+    );
     // With NRIP save but no nRIP (0), too.
     let mut v = vcpu_with(PROTECTED, NRIP_CAPS);
     v.vmcb.control.exit_code = CPUID;
     v.take_exit().unwrap();
-    assert_eq!(v.next_rip(&mem), Ok(u64::from(ENTRY) + 2));
+    assert_eq!(
+        v.next_rip(&mem, &mut InsnCache::default()),
+        Ok(u64::from(ENTRY) + 2)
+    );
     assert!(
-        v.next_rip(&GuestMemory::new()).is_err(),
+        v.next_rip(&GuestMemory::new(), &mut InsnCache::default())
+            .is_err(),
         "no RAM: an error, not a guess"
     );
 }
@@ -75,7 +90,10 @@ fn a_prefixed_instruction_goes_through_the_decoder() {
     let mut v = vcpu_with(PROTECTED, CAPS);
     v.vmcb.control.exit_code = CPUID;
     v.take_exit().unwrap();
-    assert_eq!(v.next_rip(&mem), Ok(u64::from(ENTRY) + 3));
+    assert_eq!(
+        v.next_rip(&mem, &mut InsnCache::default()),
+        Ok(u64::from(ENTRY) + 3)
+    );
     // WRMSR (EXITINFO1 1) and RDMSR (0) by their own opcodes; a VMMCALL.
     for (bytes, code, info1, len) in [
         (&[0x0f, 0x30][..], 0x7c, 1, 2),
@@ -88,7 +106,11 @@ fn a_prefixed_instruction_goes_through_the_decoder() {
         v.vmcb.control.exit_code = code;
         v.vmcb.control.exit_info1 = info1;
         v.take_exit().unwrap();
-        assert_eq!(v.next_rip(&mem), Ok(u64::from(ENTRY) + len), "{bytes:x?}");
+        assert_eq!(
+            v.next_rip(&mem, &mut InsnCache::default()),
+            Ok(u64::from(ENTRY) + len),
+            "{bytes:x?}"
+        );
     }
 }
 
