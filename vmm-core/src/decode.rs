@@ -10,6 +10,7 @@
 //! 0F38/0F3A maps and VEX/EVEX encodings; it does not check whether the CPU implements
 //! them.
 
+use crate::recent::Recent;
 use core::fmt;
 
 /// The guest's execution mode, which sets default operand and address sizes.
@@ -294,9 +295,7 @@ fn two_byte(op: u8) -> Option<(bool, Imm)> {
 /// Per vCPU (held by the VM while a VM has one).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DecodeCache {
-    entries: [Option<Cached>; DECODE_CACHE_SIZE],
-    /// The entry the next miss replaces (round robin).
-    next: usize,
+    entries: Recent<Cached, DECODE_CACHE_SIZE>,
 }
 
 /// Instructions a [`DecodeCache`] keeps: an interrupt handler's EOI and the code it
@@ -326,7 +325,7 @@ impl DecodeCache {
     /// bytes are those at the start of `bytes`.
     pub fn decode(&mut self, bytes: &[u8], mode: CpuMode) -> Result<Insn, DecodeError> {
         let value = bytes_u128(bytes);
-        let hit = self.entries.iter().flatten().find(|c| {
+        let hit = self.entries.find(|c| {
             c.mode == mode && c.insn.len <= bytes.len() && (value ^ c.bytes) & c.mask == 0
         });
         if let Some(c) = hit {
@@ -335,13 +334,12 @@ impl DecodeCache {
         let insn = decode(bytes, mode)?;
         // `insn.len` is 1 to 15: the mask keeps its bytes.
         let mask = (1u128 << (8 * insn.len)) - 1;
-        self.entries[self.next] = Some(Cached {
+        self.entries.insert(Cached {
             mode,
             bytes: value & mask,
             mask,
             insn,
         });
-        self.next = (self.next + 1) % DECODE_CACHE_SIZE;
         Ok(insn)
     }
 }
@@ -578,7 +576,7 @@ mod tests {
             assert_eq!(c.decode(&arm, Long64).unwrap().disp, 0x380);
             assert_eq!(c.decode(&eoi, Long64).unwrap().disp as u32, 0xfee0_00b0);
         }
-        assert_eq!(c.entries.iter().flatten().count(), 2, "one entry each");
+        assert_eq!(c.entries.len(), 2, "one entry each");
     }
 
     fn len(bytes: &[u8], mode: CpuMode) -> usize {

@@ -4,6 +4,7 @@
 use crate::addr::{GuestPhys, GuestVirt};
 use crate::decode::{CpuMode, DecodeCache, DecodeError, Insn};
 use crate::memory::GuestMemory;
+use crate::recent::Recent;
 use crate::vcpu::{ArchVcpu, ControlReg, SegReg, StateMsr};
 use crate::walk::{read_virt, translate_traced, Access, PagingState, Trail, WalkError};
 use arrayvec::ArrayVec;
@@ -31,9 +32,13 @@ pub fn cpu_mode(vcpu: &impl ArchVcpu) -> CpuMode {
 /// by the VM while a VM has one).
 #[derive(Clone, Debug, Default)]
 pub struct InsnCache {
-    code_page: Option<CodePage>,
+    code_pages: Recent<CodePage, CODE_PAGES>,
     pub decoded: DecodeCache,
 }
+
+/// Code pages an [`InsnCache`] keeps: a guest's loop and its interrupt handler usually
+/// lie in different pages.
+pub const CODE_PAGES: usize = 4;
 
 #[derive(Clone, Debug)]
 struct CodePage {
@@ -56,15 +61,15 @@ impl InsnCache {
         access: Access,
     ) -> Result<GuestPhys, WalkError> {
         let page = la >> 12;
-        if let Some(c) = &self.code_page {
-            if c.page == page && c.user == access.user && c.paging == *paging && c.trail.holds(mem)
-            {
-                return Ok(GuestPhys(c.frame | (la & 0xfff)));
-            }
+        let hit = self.code_pages.find(|c| {
+            c.page == page && c.user == access.user && c.paging == *paging && c.trail.holds(mem)
+        });
+        if let Some(c) = hit {
+            return Ok(GuestPhys(c.frame | (la & 0xfff)));
         }
         let mut trail = Trail::default();
         let gpa = translate_traced(mem, paging, GuestVirt(la), access, &mut trail)?;
-        self.code_page = Some(CodePage {
+        self.code_pages.insert(CodePage {
             paging: *paging,
             user: access.user,
             page,

@@ -26,6 +26,7 @@ pub mod msr;
 pub mod nested;
 pub mod operand;
 pub mod platform;
+pub mod recent;
 pub mod sched;
 pub mod stats;
 pub mod vcpu;
