@@ -73,6 +73,15 @@ pub enum DeviceId {
     FwCfg,
 }
 
+// `DeviceId::ALL[id as usize] == id`: a set of devices is a bit mask by discriminant.
+const _: () = {
+    let mut i = 0;
+    while i < DeviceId::ALL.len() {
+        assert!(DeviceId::ALL[i] as usize == i);
+        i += 1;
+    }
+};
+
 impl DeviceId {
     pub const ALL: [DeviceId; 12] = [
         DeviceId::Com1,

@@ -145,10 +145,14 @@ impl Platform {
 
     /// After an access, follows the interrupt lines of the devices it touched.
     fn sync_touched(&mut self, touched: Touched) {
-        for id in DeviceId::ALL {
-            if touched.0 & (1 << id as u32) != 0 {
+        // Only the set bits (usually one), not every device's: this is on the path of
+        // every port access.
+        let mut bits = touched.0;
+        while bits != 0 {
+            if let Some(&id) = DeviceId::ALL.get(bits.trailing_zeros() as usize) {
                 self.sync_lines(id);
             }
+            bits &= bits - 1;
         }
     }
 }
