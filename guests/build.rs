@@ -17,7 +17,14 @@ fn main() {
             .map_or("link.ld", |(_, s)| s);
         println!("cargo:rustc-link-arg-bin={bin}=-T{dir}/{script}");
     }
-    for f in ["link.ld", "link-low.ld", "link-mb2.ld", "image.ld", "src/bin", "build.rs"] {
+    for f in [
+        "link.ld",
+        "link-low.ld",
+        "link-mb2.ld",
+        "image.ld",
+        "src/bin",
+        "build.rs",
+    ] {
         println!("cargo:rerun-if-changed={f}");
     }
 }

@@ -8,9 +8,9 @@
 
 pub mod rt;
 
+pub use rt::boot_info::BootInfo;
 pub use rt::cpu::{cpuid, exit, inb, inl, inw, outb, outl, outw, rdmsr, vendor};
 pub use rt::hypercall::hypercall;
-pub use rt::boot_info::BootInfo;
 pub use rt::memmap::MmapEntry;
 pub use rt::multiboot::MultibootInfo;
 pub use rt::suite::Suite;

@@ -47,7 +47,12 @@ fn main(boot: &BootInfo) -> ! {
     s.check(
         "mb2.info_structure",
         shape.is_ok(),
-        format_args!("{:?} (ebx={:#x}, {} bytes)", shape, boot.mbi_addr, info.len()),
+        format_args!(
+            "{:?} (ebx={:#x}, {} bytes)",
+            shape,
+            boot.mbi_addr,
+            info.len()
+        ),
     );
     header_tags(&mut s, boot);
     boot_checks::cmdline(&mut s, boot);
@@ -71,7 +76,10 @@ fn header_tags(s: &mut Suite, boot: &BootInfo) {
     s.check(
         "mb2.entry_tag",
         boot.entry == Entry::Multiboot2Tag,
-        format_args!("entered at {:?}, not at the entry address tag's _start_mb2", boot.entry),
+        format_args!(
+            "entered at {:?}, not at the entry address tag's _start_mb2",
+            boot.entry
+        ),
     );
     // SAFETY: BEYOND is a valid u64 static; the volatile read sees what the loader left
     // instead of the value the compiler knows.
@@ -79,13 +87,16 @@ fn header_tags(s: &mut Suite, boot: &BootInfo) {
     s.check(
         "mb2.address_tag",
         beyond == 0,
-        format_args!("the bytes past load_end_addr read {beyond:#x}: loaded as ELF, not by the address tag"),
+        format_args!(
+            "the bytes past load_end_addr read {beyond:#x}: loaded as ELF, not by the address tag"
+        ),
     );
 }
 
 /// The basic memory information agrees with the memory map, and the map is sane.
 fn memory(s: &mut Suite, boot: &BootInfo, info: &[u8]) {
-    let (entry_size, version, _) = mb2::find(info, mb2::MMAP).map_or((0, 0, boot.mmap()), mb2::mmap);
+    let (entry_size, version, _) =
+        mb2::find(info, mb2::MMAP).map_or((0, 0, boot.mmap()), mb2::mmap);
     let mut prev_end = 0;
     let (mut count, mut sorted) = (0, true);
     for e in boot.mmap() {
@@ -103,7 +114,11 @@ fn memory(s: &mut Suite, boot: &BootInfo, info: &[u8]) {
         ),
     );
     let Some((lower, upper)) = boot.mem() else {
-        s.check("mb2.basic_meminfo", false, format_args!("no basic memory information tag"));
+        s.check(
+            "mb2.basic_meminfo",
+            false,
+            format_args!("no basic memory information tag"),
+        );
         return;
     };
     println!("memory: mem_lower={lower} KiB mem_upper={upper} KiB");
@@ -121,19 +136,31 @@ fn memory(s: &mut Suite, boot: &BootInfo, info: &[u8]) {
 /// The RSDP tags hold valid RSDPs whose RSDT / XSDT are valid tables.
 fn acpi(s: &mut Suite, info: &[u8]) {
     let old = mb2::find(info, mb2::ACPI_OLD).ok_or("no old RSDP tag (14)");
-    let old = old.and_then(|b| rsdp(b, 20)).and_then(|b| {
-        table(bytes::u32_at(b, 16).into(), b"RSDT")
-    });
-    s.check("mb2.acpi_old_rsdp", old.is_ok(), format_args!("{:?}", old.err()));
+    let old = old
+        .and_then(|b| rsdp(b, 20))
+        .and_then(|b| table(bytes::u32_at(b, 16).into(), b"RSDT"));
+    s.check(
+        "mb2.acpi_old_rsdp",
+        old.is_ok(),
+        format_args!("{:?}", old.err()),
+    );
     match mb2::find(info, mb2::ACPI_NEW) {
         None => {
-            s.check_note("mb2.acpi_new_rsdp", true, format_args!("not given"), format_args!(""));
+            s.check_note(
+                "mb2.acpi_new_rsdp",
+                true,
+                format_args!("not given"),
+                format_args!(""),
+            );
         }
         Some(body) => {
             let len = bytes::u32_at(body, 20) as usize;
-            let new = rsdp(body, len.max(36))
-                .and_then(|b| table(bytes::u64_at(b, 24), b"XSDT"));
-            s.check("mb2.acpi_new_rsdp", new.is_ok(), format_args!("{:?}", new.err()));
+            let new = rsdp(body, len.max(36)).and_then(|b| table(bytes::u64_at(b, 24), b"XSDT"));
+            s.check(
+                "mb2.acpi_new_rsdp",
+                new.is_ok(),
+                format_args!("{:?}", new.err()),
+            );
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The qemukernel suite: a multiboot1 kernel written the way kernels for `qemu -kernel`
-//! are, linked at 0x8000 (below 1 MiB; link-low.ld), that asks QEMU's fw_cfg for its
+//! are, linked at 0xA000 (below 1 MiB; link-low.ld says why not 0x8000), that asks QEMU's fw_cfg for its
 //! machine and takes its settings from multiboot modules (rt/fixtures.rs). It passes
 //! under Janus and under `qemu-system-x86_64 -kernel qemukernel -initrd "MOD ARGS,..."`
 //! with QEMU's own multiboot loader and fw_cfg.
@@ -21,7 +21,7 @@ use janus_guests::{entry, println, BootInfo, Suite};
 entry!(main);
 
 /// Where link-low.ld puts the image, and where it must end (the EBDA).
-const LOAD_ADDR: u64 = 0x8000;
+const LOAD_ADDR: u64 = 0xA000;
 const LOW_END: u64 = 0x9_F000;
 /// The most `etc/e820` entries compared.
 const MAX_E820: usize = 32;
@@ -63,11 +63,16 @@ fn multiboot(s: &mut Suite, boot: &BootInfo) {
 fn image(s: &mut Suite) {
     let image = ram::image();
     let here = multiboot as fn(&mut Suite, &BootInfo) as usize as u64;
-    println!("image: {:#x}-{:#x}, running at {here:#x}", image.start, image.end);
+    println!(
+        "image: {:#x}-{:#x}, running at {here:#x}",
+        image.start, image.end
+    );
     s.check(
         "image.below_1mib",
         image.start == LOAD_ADDR && image.end <= LOW_END && image.contains(&here),
-        format_args!("image {image:x?}, code at {here:#x}; want all in {LOAD_ADDR:#x}..{LOW_END:#x}"),
+        format_args!(
+            "image {image:x?}, code at {here:#x}; want all in {LOAD_ADDR:#x}..{LOW_END:#x}"
+        ),
     );
 }
 
@@ -75,13 +80,24 @@ fn image(s: &mut Suite) {
 /// the multiboot memory map lies in it.
 fn e820(s: &mut Suite, boot: &BootInfo) {
     let Some(file) = fw_cfg::find_file("etc/e820") else {
-        s.check("fw_cfg.e820_file", false, format_args!("no etc/e820 in the file directory"));
+        s.check(
+            "fw_cfg.e820_file",
+            false,
+            format_args!("no etc/e820 in the file directory"),
+        );
         return;
     };
-    let mut e820 = [MmapEntry { base: 0, len: 0, kind: 0 }; MAX_E820];
+    let mut e820 = [MmapEntry {
+        base: 0,
+        len: 0,
+        kind: 0,
+    }; MAX_E820];
     let mut n = 0;
     for (slot, e) in e820.iter_mut().zip(fw_cfg::e820(file)) {
-        println!("etc/e820: base={:#x} len={:#x} type={}", e.base, e.len, e.kind);
+        println!(
+            "etc/e820: base={:#x} len={:#x} type={}",
+            e.base, e.len, e.kind
+        );
         *slot = e;
         n += 1;
     }
@@ -92,14 +108,21 @@ fn e820(s: &mut Suite, boot: &BootInfo) {
         format_args!("etc/e820 is {} bytes ({n} entries)", file.size),
     );
     let ram = fw_cfg::ram_size();
-    let ram_end = e820.iter().filter(|e| e.kind == 1).map(MmapEntry::end).max().unwrap_or(0);
+    let ram_end = e820
+        .iter()
+        .filter(|e| e.kind == 1)
+        .map(MmapEntry::end)
+        .max()
+        .unwrap_or(0);
     s.check(
         "fw_cfg.e820_ram_size",
         ram_end == ram,
         format_args!("etc/e820's RAM ends at {ram_end:#x}, the RAM size item says {ram:#x}"),
     );
     let stray = boot.mmap().filter(|m| m.kind == 1).find(|m| {
-        !e820.iter().any(|e| e.kind == 1 && e.base <= m.base && m.end() <= e.end())
+        !e820
+            .iter()
+            .any(|e| e.kind == 1 && e.base <= m.base && m.end() <= e.end())
     });
     s.check(
         "fw_cfg.e820_vs_mmap",

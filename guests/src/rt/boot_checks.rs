@@ -13,8 +13,16 @@ use crate::{println, Suite};
 const PAGE: u64 = 4096;
 /// The check names of each module: string, contents, alignment.
 const MODULE_CHECKS: [[&str; 3]; MODULES.len()] = [
-    ["modules.0.string", "modules.0.contents", "modules.0.page_aligned"],
-    ["modules.1.string", "modules.1.contents", "modules.1.page_aligned"],
+    [
+        "modules.0.string",
+        "modules.0.contents",
+        "modules.0.page_aligned",
+    ],
+    [
+        "modules.1.string",
+        "modules.1.contents",
+        "modules.1.page_aligned",
+    ],
 ];
 
 /// The command line is [`CMDLINE`], after the kernel's path when the loader gives it.
@@ -39,14 +47,14 @@ pub fn modules(s: &mut Suite, boot: &BootInfo, aligned: bool) {
     );
     for (i, (m, want)) in boot.modules().zip(MODULES.iter()).enumerate() {
         let [string, contents, page_aligned] = MODULE_CHECKS[i];
-        println!(
-            "module {i}: {:#x}-{:#x} \"{}\"",
-            m.start, m.end, m.string
-        );
+        println!("module {i}: {:#x}-{:#x} \"{}\"", m.start, m.end, m.string);
         s.check(
             string,
             is_words_after_path(m.string, want.file, want.args),
-            format_args!("string \"{}\", want \"{}\" after .../{}", m.string, want.args, want.file),
+            format_args!(
+                "string \"{}\", want \"{}\" after .../{}",
+                m.string, want.args, want.file
+            ),
         );
         let bytes = m.bytes().unwrap_or(&[]);
         let first_diff = bytes.iter().zip(want.bytes).position(|(a, b)| a != b);

@@ -88,13 +88,8 @@ impl BootInfo {
     pub fn protocol(&self) -> Protocol {
         let addr = u64::from(self.mbi_addr);
         match self.magic {
-            mb1::BOOTLOADER_MAGIC if addr % 4 == 0 => {
-                phys::bytes(addr, core::mem::size_of::<MultibootInfo>() as u64)
-                    // SAFETY: the bytes are mapped and 4-byte aligned, and the structure
-                    // is plain u32 fields (any value valid) a multiboot1 loader put at EBX.
-                    .map_or(Protocol::Unknown, |b| {
-                        Protocol::Multiboot1(unsafe { &*b.as_ptr().cast::<MultibootInfo>() })
-                    })
+            mb1::BOOTLOADER_MAGIC => {
+                MultibootInfo::at(addr).map_or(Protocol::Unknown, Protocol::Multiboot1)
             }
             mb2::BOOTLOADER_MAGIC => {
                 let total = phys::bytes(addr, 4).map_or(0, |b| u32_at(b, 0));
@@ -132,7 +127,9 @@ impl BootInfo {
     pub fn mem(&self) -> Option<(u32, u32)> {
         match self.protocol() {
             Protocol::Multiboot1(i) if i.has(mb1::FLAG_MEM) => Some((i.mem_lower, i.mem_upper)),
-            Protocol::Multiboot2(b) => mb2::find(b, mb2::BASIC_MEMINFO).and_then(mb2::basic_meminfo),
+            Protocol::Multiboot2(b) => {
+                mb2::find(b, mb2::BASIC_MEMINFO).and_then(mb2::basic_meminfo)
+            }
             _ => None,
         }
     }
@@ -170,8 +167,14 @@ impl BootInfo {
                     let len = phys::c_str(s.into(), MAX_STRING).map_or(1, |t| t.len() + 1);
                     f(span(s.into(), len as u64));
                 }
-                f(span(i.mmap_bytes().as_ptr() as u64, i.mmap_bytes().len() as u64));
-                f(span(i.module_list().as_ptr() as u64, i.module_list().len() as u64));
+                f(span(
+                    i.mmap_bytes().as_ptr() as u64,
+                    i.mmap_bytes().len() as u64,
+                ));
+                f(span(
+                    i.module_list().as_ptr() as u64,
+                    i.module_list().len() as u64,
+                ));
             }
             Protocol::Multiboot2(b) => f(span(b.as_ptr() as u64, b.len() as u64)),
             Protocol::Unknown => {}
@@ -209,7 +212,9 @@ impl Iterator for Modules {
                 })
             }
             Protocol::Multiboot2(b) => {
-                let tag = mb2::tags(b).filter(|t| t.kind == mb2::MODULE).nth(self.next)?;
+                let tag = mb2::tags(b)
+                    .filter(|t| t.kind == mb2::MODULE)
+                    .nth(self.next)?;
                 self.next += 1;
                 let (start, end, string) = mb2::module(tag.body).unwrap_or((0, 0, ""));
                 Some(Module {

@@ -64,7 +64,7 @@ impl<'a> Iterator for Tags<'a> {
 /// the list ends with an end tag of size 8 exactly at `total_size`.
 pub fn check(info: &[u8]) -> Result<(), &'static str> {
     let total = u32_at(info, 0) as usize;
-    if total != info.len() || total < 16 || total % 8 != 0 {
+    if total != info.len() || total < 16 || !total.is_multiple_of(8) {
         return Err("total_size is not the structure's size, at least 16, a multiple of 8");
     }
     let mut at = 8;
@@ -112,5 +112,9 @@ pub fn basic_meminfo(body: &[u8]) -> Option<(u32, u32)> {
 pub fn mmap(body: &[u8]) -> (u32, u32, Entries<'_>) {
     let (size, version) = (u32_at(body, 0), u32_at(body, 4));
     let entries = body.get(8..).unwrap_or(&[]);
-    (size, version, Entries::new(entries, Layout::Stride(size as usize)))
+    (
+        size,
+        version,
+        Entries::new(entries, Layout::Stride(size as usize)),
+    )
 }

@@ -45,6 +45,17 @@ pub struct MultibootInfo {
 }
 
 impl MultibootInfo {
+    /// The structure at physical `addr`, if mapped and 4-byte aligned.
+    pub fn at(addr: u64) -> Option<&'static MultibootInfo> {
+        if !addr.is_multiple_of(4) {
+            return None;
+        }
+        let b = phys::bytes(addr, core::mem::size_of::<MultibootInfo>() as u64)?;
+        // SAFETY: the bytes are mapped, 4-byte aligned and never written by the guest;
+        // the structure is plain u32 fields, so any bytes are a valid value.
+        Some(unsafe { &*b.as_ptr().cast::<MultibootInfo>() })
+    }
+
     /// Whether all `bits` are set in `flags`.
     pub fn has(&self, bits: u32) -> bool {
         self.flags & bits == bits
