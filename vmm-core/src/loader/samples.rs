@@ -19,8 +19,13 @@ pub fn header(flags: u32) -> Vec<u8> {
 
 /// A flat image loaded at 1 MiB with the address fields: header at offset 0.
 pub fn aout_image(code: &[u8], bss: u32) -> Vec<u8> {
+    aout_image_at(0x10_0000, code, bss)
+}
+
+/// A flat image loaded at `load` with the address fields: header at offset 0, entry at
+/// `load + 32` (the code).
+pub fn aout_image_at(load: u32, code: &[u8], bss: u32) -> Vec<u8> {
     let mut img = header(FLAG_MEMORY_INFO | FLAG_ADDRESSES);
-    let load = 0x10_0000u32;
     let len = 32 + code.len() as u32;
     for v in [load, load, load + len, load + len + bss, load + 32] {
         img.extend_from_slice(&v.to_le_bytes());
