@@ -10,6 +10,8 @@ mod bench_exits;
 mod build;
 mod emulator;
 pub mod fuzz;
+#[cfg(test)]
+mod guest_rt;
 mod hostile;
 mod iso;
 mod judge;

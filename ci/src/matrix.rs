@@ -62,6 +62,43 @@ const LINUX_QEMU_TIMEOUT: u64 = 300;
 /// Bochs took 130 s to reach the marker with no VMM in between.
 const LINUX_BOCHS_TIMEOUT: u64 = 900;
 
+/// The command line and multiboot modules of the suites that check them (guests/src/rt/
+/// fixtures.rs, compiled here too so that the suites and their module lines agree).
+// The suites read the fixtures' `bytes`; only the tests here do.
+#[allow(dead_code)]
+#[path = "../../guests/src/rt/fixtures.rs"]
+mod fixtures;
+
+/// The suites booted with [`fixtures`]: a multiboot2 kernel and a multiboot1 kernel
+/// linked below 1 MiB that reads fw_cfg (issue #10).
+pub const FIXTURE_SUITES: [&str; 2] = ["mb2", "qemukernel"];
+
+/// Where the fixtures' module files are.
+pub fn fixture_file(root: &Path, file: &str) -> PathBuf {
+    root.join("guests/modules").join(file)
+}
+
+/// Suite `name` as a guest of its own name (`after` the guest before it, if any); a
+/// fixture suite also gets the fixtures' command line and, after it, one
+/// `module2 /guests/FILE module-of=NAME ARGS` line per module (the ARGS words are
+/// `key=value`, written as keys).
+pub fn suite_specs(name: &str, after: Option<&str>) -> Vec<GuestSpec> {
+    let mut keys = vec![("name", name), ("mem", SUITE_MEM)];
+    keys.extend(after.map(|p| ("after", p)));
+    if !FIXTURE_SUITES.contains(&name) {
+        return vec![GuestSpec::with_keys(PathBuf::from(name), &keys)];
+    }
+    keys.push(("cmdline", fixtures::CMDLINE));
+    let mut v = vec![GuestSpec::with_keys(PathBuf::from(name), &keys)];
+    let root = crate::workspace_root();
+    for m in fixtures::MODULES {
+        let mut keys = vec![("module-of", name)];
+        keys.extend(m.args.split_whitespace().filter_map(|w| w.split_once('=')));
+        v.push(GuestSpec::with_keys(fixture_file(&root, m.file), &keys));
+    }
+    v
+}
+
 /// The test suites: the binaries of the guests crate, i.e. the stems of
 /// guests/src/bin/*.rs (and guests/src/bin/NAME/main.rs), sorted, `smoke` first.
 pub fn discover_suites(root: &Path) -> Result<Vec<String>, String> {
@@ -199,7 +236,8 @@ impl Plan {
     }
 
     /// The specs of the guest ISO (built-in names; `prepare` resolves them to files):
-    /// `module2 /guests/NAME name=NAME mem=16M` per suite, then hello.
+    /// `module2 /guests/NAME name=NAME mem=16M` per suite ([`suite_specs`]: with their
+    /// modules for the fixture suites), then hello.
     /// The suites one after another (`after=` the previous one): each suite is a
     /// functional test of the platform that times itself, so it runs alone; the rows
     /// where guests run at once are the many-guests and attack rows.
@@ -207,9 +245,7 @@ impl Plan {
         let mut v: Vec<GuestSpec> = Vec::new();
         let mut previous: Option<&str> = None;
         for n in &self.suites {
-            let mut keys = vec![("name", n.as_str()), ("mem", SUITE_MEM)];
-            keys.extend(previous.map(|p| ("after", p)));
-            v.push(GuestSpec::with_keys(PathBuf::from(n), &keys));
+            v.extend(suite_specs(n, previous));
             previous = Some(n);
         }
         if self.hello {
@@ -963,6 +999,48 @@ mod tests {
         assert_eq!(
             hello.module_line(),
             "module2 /guests/hello.elf name=hello mem=8M"
+        );
+    }
+
+    /// The fixture suites get the fixtures' command line and their modules, in order,
+    /// right after them; the others none; and the many-guests ISO has them too.
+    #[test]
+    fn fixture_suites_get_their_modules() {
+        let plan = Plan::new(&names(&["smoke", "mb2", "qemukernel"]), None).unwrap();
+        let specs = plan.guest_specs();
+        let lines: Vec<_> = specs.iter().map(|g| g.module_line()).collect();
+        assert_eq!(
+            lines[..7],
+            [
+                "module2 /guests/smoke name=smoke mem=16M",
+                "module2 /guests/mb2 name=mb2 mem=16M after=smoke cmdline=\"fixture=janus words=3\"",
+                "module2 /guests/alpha.txt module-of=mb2 index=0 colour=blue",
+                "module2 /guests/beta.bin module-of=mb2 index=1",
+                "module2 /guests/qemukernel name=qemukernel mem=16M after=mb2 cmdline=\"fixture=janus words=3\"",
+                "module2 /guests/alpha.txt module-of=qemukernel index=0 colour=blue",
+                "module2 /guests/beta.bin module-of=qemukernel index=1",
+            ]
+        );
+        assert!(specs[2].file.is_file() && specs[3].file.ends_with("guests/modules/beta.bin"));
+        assert_eq!(
+            specs[2].builtin(),
+            None,
+            "a module file, not a built-in guest"
+        );
+        match &rows(&plan).last().unwrap().expect {
+            Expectation::Pass { guests, suites, .. } => {
+                assert_eq!(guests, &names(&["smoke", "mb2", "qemukernel", "hello"]));
+                assert_eq!(suites.len(), 3);
+            }
+            e => panic!("{e:?}"),
+        }
+        let many = together::many_specs(&plan.suites, Spinner::InterruptsOff);
+        assert_eq!(many.len(), 7 + 1 + 4);
+        assert!(many[3].module_line().ends_with("module-of=mb2 index=1"));
+        assert_eq!(
+            together::guest_mib(&many),
+            3 * 16 + 8 + 4 * 16,
+            "modules take no guest memory"
         );
     }
 
