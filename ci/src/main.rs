@@ -5,6 +5,7 @@
 //! `test`; `bench` lives in bench.rs. The work itself lives in the modules below.
 
 mod bad_modules;
+mod bare;
 mod bench;
 mod bench_exits;
 mod build;
@@ -408,6 +409,7 @@ fn cmd_run(
         timeout,
         stream: true,
         icount: false,
+        qemu_args: &[],
     };
     let outcome = emulator::boot(&root, &run)?;
     let report = judge::parse(&outcome.serial);

@@ -9,7 +9,7 @@ use crate::emulator::{self, Emulator};
 use crate::iso::GuestSpec;
 use crate::judge::{self, Expectation, Report};
 use crate::together::Spinner;
-use crate::{bad_modules, hostile, linux, together};
+use crate::{bad_modules, bare, hostile, linux, together};
 
 /// The guests `cargo janus test` boots when no `--guests` is given. `None` means all of
 /// them: every suite in guests/src/bin, `hello`, and `linux` (the Linux rows). A list such
@@ -67,7 +67,7 @@ const LINUX_BOCHS_TIMEOUT: u64 = 900;
 // The suites read the fixtures' `bytes`; only the tests here do.
 #[allow(dead_code)]
 #[path = "../../guests/src/rt/fixtures.rs"]
-mod fixtures;
+pub mod fixtures;
 
 /// The suites booted with [`fixtures`]: a multiboot2 kernel and a multiboot1 kernel
 /// linked below 1 MiB that reads fw_cfg (issue #10).
@@ -289,6 +289,9 @@ pub enum IsoKind {
     Many(Spinner),
     /// build/attacksN.iso: attack group N-1 of [`hostile::groups`] beside a victim.
     Attacks(usize),
+    /// build/bare.iso: a suite without Janus ([`bare`]; QEMU's -kernel boots its kernel
+    /// and not the ISO's).
+    Bare(bare::Loader),
 }
 
 impl IsoKind {
@@ -302,6 +305,7 @@ impl IsoKind {
             IsoKind::Many(Spinner::InterruptsOff) => "many".into(),
             IsoKind::Many(Spinner::InterruptsOn) => "many-sti".into(),
             IsoKind::Attacks(g) => format!("attacks{}", g + 1),
+            IsoKind::Bare(l) => l.stem().into(),
         }
     }
 
@@ -310,10 +314,12 @@ impl IsoKind {
         matches!(self, IsoKind::Linux | IsoKind::LinuxSuites)
     }
 
-    /// The ISO's path: build/STEM.iso (build/hostile.iso for the bad modules).
+    /// The ISO's path: build/STEM.iso (build/hostile.iso for the bad modules, one
+    /// build/bare.iso for the bare rows).
     pub fn path(self, root: &Path) -> PathBuf {
         match self {
             IsoKind::Bad => root.join("build/hostile.iso"),
+            IsoKind::Bare(_) => root.join("build/bare.iso"),
             k => root.join(format!("build/{}.iso", k.stem())),
         }
     }
@@ -361,6 +367,7 @@ fn iso_specs(root: &Path, plan: &Plan, kind: IsoKind) -> Result<Vec<GuestSpec>, 
         }
         IsoKind::Many(s) => together::many_specs(&plan.many, s),
         IsoKind::Attacks(g) => together::attack_specs(g),
+        IsoKind::Bare(_) => Vec::new(),
     })
 }
 
@@ -373,11 +380,22 @@ pub fn build_isos(
 ) -> Result<Isos, String> {
     let mut isos = Isos::default();
     for row in rows {
-        if isos.get(row.iso).is_none() {
-            let iso = row.iso.path(root);
-            crate::prepare(root, &iso_specs(root, plan, row.iso)?, &iso, needs)?;
-            isos.0.push((row.iso, iso));
+        if isos.get(row.iso).is_some() {
+            continue;
         }
+        let iso = row.iso.path(root);
+        let built = isos.0.iter().any(|(_, p)| *p == iso);
+        match row.iso {
+            IsoKind::Bare(_) if built => {}
+            IsoKind::Bare(_) => {
+                crate::setup::ensure(needs)?;
+                bare::make_iso(root, &iso)?;
+            }
+            k => {
+                crate::prepare(root, &iso_specs(root, plan, k)?, &iso, needs)?;
+            }
+        }
+        isos.0.push((row.iso, iso));
     }
     Ok(isos)
 }
@@ -491,6 +509,23 @@ impl Row {
         row
     }
 
+    /// A suite without Janus on QEMU EPYC ([`bare`]).
+    fn bare(loader: bare::Loader) -> Row {
+        let model = "EPYC";
+        let emulator = Emulator::for_model(model);
+        Row {
+            label: format!("{model} ({})", loader.what()),
+            model,
+            iso: IsoKind::Bare(loader),
+            expect: Expectation::Bare {
+                suite: loader.suite().into(),
+            },
+            memory_mib: emulator::DEFAULT_MEMORY_MIB,
+            timeout: Duration::from_secs(emulator.default_timeout_secs()),
+            required: true,
+        }
+    }
+
     fn linux(model: &'static str) -> Row {
         let timeout = match Emulator::for_model(model) {
             Emulator::Qemu => LINUX_QEMU_TIMEOUT,
@@ -511,7 +546,7 @@ impl Row {
 }
 
 /// The rows of a plan, longest first: the Linux rows, the attack rows, the many-guests
-/// rows, the bad-modules rows, then the guest rows.
+/// rows, the bad-modules rows, the guest rows, then the bare rows (suites without Janus).
 pub fn rows(plan: &Plan) -> Vec<Row> {
     let mut rows = Vec::new();
     if plan.linux {
@@ -570,6 +605,13 @@ pub fn rows(plan: &Plan) -> Vec<Row> {
         rows.push(Row::guests(m, amd_nrip.clone()));
     }
     rows.push(Row::guests("phenom_8650_toliman", amd_qemu));
+    // The suites that test a protocol also run without Janus, under the loader they
+    // were written for.
+    for loader in [bare::Loader::Grub, bare::Loader::QemuKernel] {
+        if plan.suites.iter().any(|s| s == loader.suite()) {
+            rows.push(Row::bare(loader));
+        }
+    }
     rows
 }
 
@@ -599,6 +641,10 @@ pub fn run_row(root: &Path, isos: &Isos, row: Row) -> RowResult {
             log,
         };
     };
+    let qemu_args = match row.iso {
+        IsoKind::Bare(loader) => loader.qemu_args(root),
+        _ => Vec::new(),
+    };
     let run = emulator::Boot {
         emulator,
         model: row.model,
@@ -608,10 +654,11 @@ pub fn run_row(root: &Path, isos: &Isos, row: Row) -> RowResult {
         timeout,
         stream: false,
         icount: false,
+        qemu_args: &qemu_args,
     };
     match emulator::boot(root, &run) {
         Ok(outcome) => {
-            let report = judge::parse(&outcome.serial);
+            let report = judge::parse_for(&row.expect, &outcome.serial);
             let verdict = judge::judge(&row.expect, &report).map_err(|reason| {
                 if outcome.timed_out {
                     format!("timeout ({} s): {reason}", timeout.as_secs())
@@ -1027,7 +1074,8 @@ mod tests {
             None,
             "a module file, not a built-in guest"
         );
-        match &rows(&plan).last().unwrap().expect {
+        let guest_rows = rows(&plan).into_iter().filter(|r| r.iso == IsoKind::Guests);
+        match &guest_rows.last().unwrap().expect {
             Expectation::Pass { guests, suites, .. } => {
                 assert_eq!(guests, &names(&["smoke", "mb2", "qemukernel", "hello"]));
                 assert_eq!(suites.len(), 3);
@@ -1042,6 +1090,51 @@ mod tests {
             3 * 16 + 8 + 4 * 16,
             "modules take no guest memory"
         );
+    }
+
+    /// The suites that test a protocol get a row without Janus each, on QEMU EPYC, from
+    /// one ISO; required like every row.
+    #[test]
+    fn bare_rows() {
+        let plan = Plan::new(&names(&["smoke", "mb2", "qemukernel"]), None).unwrap();
+        let all = rows(&plan);
+        let bare: Vec<&Row> = all
+            .iter()
+            .filter(|r| matches!(r.iso, IsoKind::Bare(_)))
+            .collect();
+        let labels: Vec<&str> = bare.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(labels, ["EPYC (grub mb2)", "EPYC (qemu -kernel)"]);
+        assert_eq!(all.last().unwrap().label, "EPYC (qemu -kernel)");
+        assert!(bare
+            .iter()
+            .all(|r| r.required && r.emulator() == Emulator::Qemu));
+        assert_eq!(
+            bare.iter().map(|r| r.log_name()).collect::<Vec<_>>(),
+            ["grub-mb2-EPYC.log", "qemu-kernel-EPYC.log"]
+        );
+        assert_eq!(
+            bare[0].iso.path(Path::new("/r")),
+            Path::new("/r/build/bare.iso")
+        );
+        assert_eq!(
+            bare[1].iso.path(Path::new("/r")),
+            bare[0].iso.path(Path::new("/r"))
+        );
+        assert_eq!(
+            bare[1].expect,
+            Expectation::Bare {
+                suite: "qemukernel".into()
+            }
+        );
+        let plan = Plan::new(
+            &names(&["smoke", "mb2", "qemukernel"]),
+            Some(&names(&["mb2"])),
+        );
+        assert_eq!(rows_of(&plan.unwrap()).last().unwrap(), "EPYC (grub mb2)");
+        let plan = Plan::new(&all_suites(), None).unwrap();
+        assert!(!rows(&plan)
+            .iter()
+            .any(|r| matches!(r.iso, IsoKind::Bare(_))));
     }
 
     #[test]
