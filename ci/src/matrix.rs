@@ -1074,8 +1074,8 @@ mod tests {
             None,
             "a module file, not a built-in guest"
         );
-        let guest_rows = rows(&plan).into_iter().filter(|r| r.iso == IsoKind::Guests);
-        match &guest_rows.last().unwrap().expect {
+        let mut guest_rows = rows(&plan).into_iter().filter(|r| r.iso == IsoKind::Guests);
+        match &guest_rows.next_back().unwrap().expect {
             Expectation::Pass { guests, suites, .. } => {
                 assert_eq!(guests, &names(&["smoke", "mb2", "qemukernel", "hello"]));
                 assert_eq!(suites.len(), 3);
