@@ -129,7 +129,7 @@ fn mb2_malformed_structures_are_refused() {
 fn mmap_layouts() {
     // Multiboot1: size-prefixed; a size of 24 carries 4 bytes more that are skipped.
     let mut v = Vec::new();
-    for (size, base) in [(20u32, 0u64), (24, 0x10_0000)] {
+    for (size, base) in [(20u32, 0u64), (24, 0x10_0000), (20, 0x30_0000)] {
         le32(&mut v, size);
         le64(&mut v, base);
         le64(&mut v, 0x1000);
@@ -141,7 +141,7 @@ fn mmap_layouts() {
     let got: Vec<u64> = Entries::new(&v, Layout::SizePrefixed)
         .map(|e| e.base)
         .collect();
-    assert_eq!(got, [0, 0x10_0000], "the truncated third entry is not read");
+    assert_eq!(got, [0, 0x10_0000, 0x30_0000], "the truncated fourth is not read");
     // Multiboot2 with an entry size too small for an entry: nothing.
     assert_eq!(Entries::new(&[0; 64], Layout::Stride(16)).count(), 0);
     assert_eq!(Entries::new(&[0; 64], Layout::Stride(32)).count(), 2);
