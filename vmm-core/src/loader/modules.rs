@@ -880,7 +880,9 @@ mod tests {
             &mb2_header(&[]),
         );
         let mut both = mb2.clone();
+        both.resize(both.len().next_multiple_of(4), 0);
         both.extend_from_slice(&header(FLAG_MEMORY_INFO));
+        assert!(crate::loader::multiboot1::is_multiboot1(&both));
         let k = aout_image(&[0xf4], 0);
         let p = plan_all(&[
             m("/a", &mb2),

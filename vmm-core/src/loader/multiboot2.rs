@@ -722,7 +722,9 @@ mod tests {
     fn detection_needs_magic_and_checksum_8_aligned_in_32_kib() {
         let mut both = elf(&[]);
         assert!(is_multiboot2(&both));
+        both.resize(both.len().next_multiple_of(4), 0);
         both.extend_from_slice(&header(FLAG_MEMORY_INFO));
+        assert!(crate::loader::multiboot1::is_multiboot1(&both));
         assert!(is_multiboot2(&both), "a multiboot1 header as well");
         let mut bad = elf(&[]);
         bad[0x6c] ^= 1;
