@@ -512,7 +512,7 @@ mod tests {
             let start = mem.read_u32(GuestPhys(at + 8)).unwrap() as u64;
             let end = mem.read_u32(GuestPhys(at + 12)).unwrap() as u64;
             assert!(
-                start % 0x1000 == 0 && start >= prev_end,
+                start.is_multiple_of(0x1000) && start >= prev_end,
                 "in order, on pages"
             );
             assert_eq!(end - start, m.image.len() as u64);
