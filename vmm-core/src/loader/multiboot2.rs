@@ -153,10 +153,7 @@ impl fmt::Display for LoadError {
 
 /// The offset of the first multiboot2 magic, 8-byte aligned in the first 32 KiB.
 fn find_header(image: &[u8]) -> Option<usize> {
-    let end = image.len().min(HEADER_SEARCH);
-    (0..end.saturating_sub(15))
-        .step_by(8)
-        .find(|&o| u32_at(image, o) == Some(HEADER_MAGIC))
+    image::find_magic(image, HEADER_MAGIC, HEADER_SEARCH, 8, 16)
 }
 
 fn checksum_ok(image: &[u8], hdr: usize) -> bool {
@@ -406,7 +403,7 @@ mod tests {
     use crate::firmware::acpi;
     use crate::loader::cmdline::ModuleString;
     use crate::loader::multiboot1::FLAG_MEMORY_INFO;
-    use crate::loader::samples::{elf32_with, header, mb2_flat, mb2_header, Mb2Tag};
+    use crate::loader::samples::{c_string, elf32_with, header, mb2_flat, mb2_header, Mb2Tag};
     use crate::memory::testing::ram;
     use std::vec::Vec;
 
@@ -468,14 +465,6 @@ mod tests {
             .filter(|t| t.0 == ty)
             .map(|t| (t.1, t.2))
             .collect()
-    }
-
-    fn c_string(mem: &GuestMemory, at: u64) -> std::string::String {
-        let bytes: Vec<u8> = (at..)
-            .map(|a| mem.read_u8(GuestPhys(a)).unwrap())
-            .take_while(|&c| c != 0)
-            .collect();
-        std::string::String::from_utf8(bytes).unwrap()
     }
 
     fn module<'a>(image: &'a [u8], tail: &'a str) -> BootModule<'a> {

@@ -144,3 +144,12 @@ pub fn bzimage() -> Vec<u8> {
     b.extend_from_slice(PAYLOAD);
     b
 }
+
+/// The NUL-terminated string at `at` in guest memory.
+pub fn c_string(mem: &crate::memory::GuestMemory, at: u64) -> std::string::String {
+    let bytes: Vec<u8> = (at..)
+        .map(|a| mem.read_u8(crate::addr::GuestPhys(a)).unwrap())
+        .take_while(|&c| c != 0)
+        .collect();
+    std::string::String::from_utf8(bytes).unwrap()
+}
