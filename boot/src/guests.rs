@@ -189,14 +189,16 @@ fn load_multiboot2(
 }
 
 fn say_multiboot(plan: &GuestPlan<'_>, kind: &str, boot: &BootState) {
+    let count = plan.modules.as_slice().len();
     say!(
-        "guest {}: loaded {}, entry {:#x}, memory {} MiB, boot information at {:#x}, {} modules up to {:#x}",
+        "guest {}: loaded {}, entry {:#x}, memory {} MiB, boot information at {:#x}, {} module{} up to {:#x}",
         plan.name,
         kind,
         boot.entry,
         plan.mem / MIB,
         boot.ebx,
-        plan.modules.as_slice().len(),
+        count,
+        if count == 1 { "" } else { "s" },
         boot.area.end
     );
 }

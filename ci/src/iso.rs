@@ -1,5 +1,7 @@
 //! Guest specifications (`--guest FILE[:KEY=VALUE,...]`) and the GRUB rescue ISO that
-//! boots Janus with them.
+//! boots Janus with them. `--guest FILE:module-of=NAME[,cmdline=STRING]` is not a guest
+//! but a multiboot module of guest NAME: its line is
+//! `module2 /guests/BASENAME module-of=NAME STRING`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -50,7 +52,15 @@ impl GuestSpec {
             }
         }
         let file = PathBuf::from(file);
-        if !keys.iter().any(|(k, _)| k == "name") {
+        if let Some(i) = keys.iter().position(|(k, _)| k == MODULE_OF) {
+            if let Some((k, _)) = keys.iter().find(|(k, _)| k != MODULE_OF && k != "cmdline") {
+                return Err(format!(
+                    "--guest `{spec}`: a {MODULE_OF}= module takes only cmdline=, not `{k}`"
+                ));
+            }
+            let of = keys.remove(i);
+            keys.insert(0, of);
+        } else if !keys.iter().any(|(k, _)| k == "name") {
             let stem = file
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -127,8 +137,14 @@ impl GuestSpec {
             .unwrap_or_else(|| "guest".into())
     }
 
+    /// Whether this is a multiboot module of a guest (`module-of=`), not a guest.
+    pub fn is_module(&self) -> bool {
+        self.keys.iter().any(|(k, _)| k == MODULE_OF)
+    }
+
     /// `module2 /guests/BASENAME name=foo mem=32M cmdline="a b"`; with
-    /// [`GuestSpec::path_arg`], `module2 /guests/BASENAME /guests/BASENAME mem=32M`.
+    /// [`GuestSpec::path_arg`], `module2 /guests/BASENAME /guests/BASENAME mem=32M`. A
+    /// module's `cmdline=` is its string, given as plain words after `module-of=NAME`.
     pub fn module_line(&self) -> String {
         let path = format!("/guests/{}", self.basename());
         let mut line = format!("module2 {path}");
@@ -136,11 +152,20 @@ impl GuestSpec {
             write!(line, " {}", quote(&path)).unwrap();
         }
         for (k, v) in &self.keys {
-            write!(line, " {k}={}", quote(v)).unwrap();
+            if self.is_module() && k == "cmdline" {
+                for word in v.split_whitespace() {
+                    write!(line, " {}", quote(word)).unwrap();
+                }
+            } else {
+                write!(line, " {k}={}", quote(v)).unwrap();
+            }
         }
         line
     }
 }
+
+/// The key that makes a module a multiboot module of a guest.
+const MODULE_OF: &str = "module-of";
 
 fn is_key(k: &str) -> bool {
     !k.is_empty()
@@ -282,6 +307,20 @@ mod tests {
             "module2 /guests/résumé.bin /guests/résumé.bin mem=8M"
         );
         assert!(g.with_file(PathBuf::from("x")).path_arg);
+    }
+
+    #[test]
+    fn module_of_a_guest() {
+        let g = GuestSpec::parse("cfg.txt:module-of=hello").unwrap();
+        assert!(g.is_module() && g.name().is_none());
+        assert_eq!(g.module_line(), "module2 /guests/cfg.txt module-of=hello");
+        let g = GuestSpec::parse("d/cfg.txt:cmdline=a=1  b \"c\",module-of=k").unwrap();
+        assert_eq!(
+            g.module_line(),
+            "module2 /guests/cfg.txt module-of=k a=1 b \"\\\"c\\\"\""
+        );
+        let err = GuestSpec::parse("cfg.txt:module-of=k,mem=2M").unwrap_err();
+        assert!(err.contains("takes only cmdline="), "{err}");
     }
 
     #[test]

@@ -245,7 +245,9 @@ fn check_boot(b: &BootState, mem: &GuestMemory, modules: &[BootModule<'_>]) {
     );
     let area = b.area;
     assert_eq!(u64::from(b.ebx), area.info);
-    assert!(area.info % PAGE == 0 && area.info <= area.info_end && area.info_end <= area.end);
+    assert!(
+        area.info.is_multiple_of(PAGE) && area.info <= area.info_end && area.info_end <= area.end
+    );
     assert!(
         area.end <= ram,
         "boot area ends at {:#x}, past RAM",
@@ -264,7 +266,7 @@ fn check_boot(b: &BootState, mem: &GuestMemory, modules: &[BootModule<'_>]) {
     let ranges: Vec<_> =
         vmm_core::loader::bootarea::module_ranges(area.info_end, modules).collect();
     for (m, r) in modules.iter().zip(&ranges) {
-        assert!(r.start % PAGE == 0 && r.end <= area.end);
+        assert!(r.start.is_multiple_of(PAGE) && r.end <= area.end);
         if let Some(&last) = m.image.last() {
             assert_eq!(mem.read_u8(GuestPhys(r.end - 1)).unwrap(), last);
         }
@@ -349,7 +351,7 @@ fn mb2_image(g: &mut Gen) -> Vec<u8> {
     } else {
         g.bytes(256).to_vec()
     };
-    let off = (img.len().min(512) + 7) / 8 * 8;
+    let off = img.len().min(512).next_multiple_of(8);
     let load = g.pick(&[0x10_0000u64, 0x8000, 0x1000]);
     mb2_header(g, &mut img, off, load, 0x400);
     img.extend_from_slice(g.bytes(256));

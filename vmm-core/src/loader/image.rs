@@ -89,6 +89,22 @@ impl fmt::Display for ImageError {
     }
 }
 
+/// The offset of the first `magic` in the first `within` bytes of `image`, on an `align`
+/// boundary, with room for `len` header bytes (Multiboot 0.6.96 3.1.1: 4-aligned in 8 KiB;
+/// Multiboot2 spec 2.0 3.1.1: 8-aligned in 32 KiB).
+pub fn find_magic(
+    image: &[u8],
+    magic: u32,
+    within: usize,
+    align: usize,
+    len: usize,
+) -> Option<usize> {
+    let end = image.len().min(within);
+    (0..end.saturating_sub(len - 1))
+        .step_by(align)
+        .find(|&o| crate::loader::le::u32_at(image, o) == Some(magic))
+}
+
 /// One piece of the image to place: `filesz` bytes from `offset` at `addr`, zeroed up
 /// to `memsz`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -112,6 +112,9 @@ pub struct Schedule {
 }
 
 /// What a module is.
+// A guest's plan holds its modules inline (about 1 KiB; vmm-core has no heap): the
+// roles of one boot, 32 at most, are planned once.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug)]
 pub enum Role<'a> {
     Guest(GuestPlan<'a>),
@@ -534,7 +537,8 @@ mod tests {
     extern crate std;
     use super::*;
     use crate::loader::cmdline::parse_module_args;
-    use crate::loader::samples::{aout_image, bzimage};
+    use crate::loader::multiboot1::FLAG_MEMORY_INFO;
+    use crate::loader::samples::{aout_image, bzimage, elf32_with, header, mb2_header};
     use std::string::{String, ToString};
     use std::vec::Vec;
 
@@ -775,5 +779,125 @@ mod tests {
             too_many(MAX_MODULES).to_string(),
             "guest module32: not started: Janus takes at most 32 modules"
         );
+    }
+
+    fn module_strings(g: &GuestPlan<'_>) -> Vec<String> {
+        g.modules
+            .as_slice()
+            .iter()
+            .map(|m| m.string.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn modules_attach_in_line_order_before_or_after_their_guest() {
+        let k = aout_image(&[0xf4], 0);
+        let p = plan_all(&[
+            m("module-of=k one 1", b"first"),
+            m("/k name=k", &k),
+            m("/guests/two module-of=k", b"second"),
+            m("module-of=k", b""),
+        ]);
+        let g = guest(&p[1]);
+        assert_eq!(module_strings(&g), ["one 1", "/guests/two", ""]);
+        let images: Vec<&[u8]> = g.modules.as_slice().iter().map(|m| m.image).collect();
+        assert_eq!(images, [&b"first"[..], b"second", b""]);
+        for i in [0, 2, 3] {
+            assert!(matches!(p[i], Ok(Role::Module { of: 1 })), "{i}");
+        }
+        assert!(guest(&plan_all(&[m("/k", &k)])[0])
+            .modules
+            .as_slice()
+            .is_empty());
+    }
+
+    #[test]
+    fn module_of_nobody_or_of_a_linux_guest() {
+        let (k, lx) = (aout_image(&[0xf4], 0), bzimage());
+        let p = plan_all(&[
+            m("module-of=nobody", b"x"),
+            m("/vmlinuz name=lx", &lx),
+            m("/rd initrd-of=lx", b"cpio"),
+            m("module-of=lx", b"x"),
+            m("/k name=k", &k),
+        ]);
+        assert_eq!(
+            line(&p[0]),
+            "guest module0: not started: module for 'nobody', but no guest has that name"
+        );
+        assert_eq!(
+            line(&p[3]),
+            "guest module3: not started: module for 'lx', a Linux guest: give a Linux guest its initrd with initrd-of="
+        );
+        assert!(guest(&p[1]).modules.as_slice().is_empty());
+        assert_eq!(guest(&p[1]).initrd, Some(&b"cpio"[..]));
+        assert_eq!(refusals(&p), 2);
+    }
+
+    #[test]
+    fn too_many_modules_for_one_guest() {
+        let k = aout_image(&[0xf4], 0);
+        let lines: Vec<String> = (0..=MAX_GUEST_MODULES)
+            .map(|i| std::format!("module-of=k m{i}"))
+            .collect();
+        let mut mods = std::vec![m("/k name=k", &k)];
+        mods.extend(lines.iter().map(|l| m(l, b"data")));
+        let p = plan_all(&mods);
+        let g = guest(&p[0]);
+        assert_eq!(g.modules.as_slice().len(), MAX_GUEST_MODULES);
+        assert_eq!(module_strings(&g)[MAX_GUEST_MODULES - 1], "m15");
+        assert_eq!(
+            line(&p[MAX_GUEST_MODULES + 1]),
+            "guest module17: not started: module for 'k', which has 16 modules already (at most 16 a guest)"
+        );
+        assert_eq!(refusals(&p), 1);
+    }
+
+    #[test]
+    fn modules_that_do_not_fit_refuse_their_guest_alone() {
+        let k = aout_image(&[0xf4], 0);
+        let big = std::vec![0u8; 2 << 20];
+        let p = plan_all(&[
+            m("/k name=k mem=2M", &k),
+            m("module-of=k", &big),
+            m("/j name=j mem=4M", &k),
+            m("module-of=j", &big),
+        ]);
+        assert_eq!(
+            line(&p[0]),
+            "guest k: not started: its image and modules (2052 KiB) do not fit its 2 MiB of RAM"
+        );
+        assert!(matches!(p[1], Ok(Role::Module { of: 0 })), "no second line");
+        assert_eq!(guest(&p[2]).modules.as_slice().len(), 1);
+        assert_eq!(refusals(&p), 1);
+    }
+
+    #[test]
+    fn multiboot2_detected_before_multiboot1() {
+        let mb2 = elf32_with(
+            0x10_0000,
+            0x10_0000,
+            0x10_0000,
+            &[0xf4],
+            0x10,
+            &mb2_header(&[]),
+        );
+        let mut both = mb2.clone();
+        both.resize(both.len().next_multiple_of(4), 0);
+        both.extend_from_slice(&header(FLAG_MEMORY_INFO));
+        assert!(crate::loader::multiboot1::is_multiboot1(&both));
+        let k = aout_image(&[0xf4], 0);
+        let p = plan_all(&[
+            m("/a", &mb2),
+            m("/b", &both),
+            m("/c kind=multiboot2", &k),
+            m("/d", &k),
+            m("module-of=a x", b"1"),
+        ]);
+        for i in 0..3 {
+            assert!(matches!(guest(&p[i]).image, Image::Multiboot2(_)), "{i}");
+        }
+        assert!(matches!(guest(&p[3]).image, Image::Multiboot1(_)));
+        assert_eq!(module_strings(&guest(&p[0])), ["x"]);
     }
 }

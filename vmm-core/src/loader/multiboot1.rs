@@ -136,10 +136,7 @@ impl fmt::Display for LoadError {
 
 /// The offset of the multiboot1 header (magic and a matching checksum aside), if any.
 fn find_header(image: &[u8]) -> Option<usize> {
-    let end = image.len().min(HEADER_SEARCH);
-    (0..end.saturating_sub(11))
-        .step_by(4)
-        .find(|&o| u32_at(image, o) == Some(HEADER_MAGIC))
+    image::find_magic(image, HEADER_MAGIC, HEADER_SEARCH, 4, 12)
 }
 
 /// Whether `image` carries a multiboot1 header.
@@ -279,20 +276,12 @@ mod tests {
     use super::*;
     use crate::addr::GuestPhys;
     use crate::loader::cmdline::ModuleString;
-    use crate::loader::samples::{aout_image, aout_image_at, elf32, header};
+    use crate::loader::samples::{aout_image, aout_image_at, c_string, elf32, header};
     use crate::memory::testing::ram;
     use std::vec::Vec;
 
     fn info_u32(mem: &GuestMemory, b: &BootState, off: u64) -> u32 {
         mem.read_u32(GuestPhys(b.ebx as u64 + off)).unwrap()
-    }
-
-    fn c_string(mem: &GuestMemory, at: u64) -> std::string::String {
-        let bytes: Vec<u8> = (at..)
-            .map(|a| mem.read_u8(GuestPhys(a)).unwrap())
-            .take_while(|&c| c != 0)
-            .collect();
-        std::string::String::from_utf8(bytes).unwrap()
     }
 
     #[test]

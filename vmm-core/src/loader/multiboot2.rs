@@ -153,10 +153,7 @@ impl fmt::Display for LoadError {
 
 /// The offset of the first multiboot2 magic, 8-byte aligned in the first 32 KiB.
 fn find_header(image: &[u8]) -> Option<usize> {
-    let end = image.len().min(HEADER_SEARCH);
-    (0..end.saturating_sub(15))
-        .step_by(8)
-        .find(|&o| u32_at(image, o) == Some(HEADER_MAGIC))
+    image::find_magic(image, HEADER_MAGIC, HEADER_SEARCH, 8, 16)
 }
 
 fn checksum_ok(image: &[u8], hdr: usize) -> bool {
@@ -397,4 +394,335 @@ pub fn load(
         image: extent,
         area,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::firmware::acpi;
+    use crate::loader::cmdline::ModuleString;
+    use crate::loader::multiboot1::FLAG_MEMORY_INFO;
+    use crate::loader::samples::{c_string, elf32_with, header, mb2_flat, mb2_header, Mb2Tag};
+    use crate::memory::testing::ram;
+    use std::vec::Vec;
+
+    const MIB: u64 = 1 << 20;
+
+    /// An ELF32 kernel at 1 MiB whose multiboot2 header has `tags`.
+    fn elf(tags: &[Mb2Tag<'_>]) -> Vec<u8> {
+        elf32_with(
+            0x10_0000,
+            0x10_0000,
+            0x10_0000,
+            &[0xf4],
+            0x2000,
+            &mb2_header(tags),
+        )
+    }
+
+    fn with_acpi(size: u64) -> GuestMemory {
+        let mut mem = ram(size as usize);
+        acpi::write(
+            &mut mem,
+            GuestPhys(acpi::RSDP_ADDR),
+            1,
+            0,
+            0xFEC0_0000,
+            acpi::PmPorts::PC,
+        )
+        .unwrap();
+        mem
+    }
+
+    /// The boot information's tags: (type, address of the tag, size), checking the
+    /// layout rules of spec 3.6 on the way.
+    fn tags(mem: &GuestMemory, b: &BootState) -> Vec<(u32, u64, u32)> {
+        let at = u64::from(b.ebx);
+        assert_eq!(at % 8, 0, "8-aligned");
+        let total = mem.read_u32(GuestPhys(at)).unwrap() as u64;
+        assert_eq!(mem.read_u32(GuestPhys(at + 4)).unwrap(), 0, "reserved");
+        assert_eq!(at + total, b.area.info_end);
+        let mut out = Vec::new();
+        let mut t = at + 8;
+        loop {
+            assert_eq!(t % 8, 0);
+            let (ty, size) = (
+                mem.read_u32(GuestPhys(t)).unwrap(),
+                mem.read_u32(GuestPhys(t + 4)).unwrap(),
+            );
+            out.push((ty, t, size));
+            if ty == info_tag::END {
+                assert_eq!((size, t + 8), (8, at + total), "end tag last");
+                return out;
+            }
+            t += u64::from(size).next_multiple_of(8);
+        }
+    }
+
+    fn find(tags: &[(u32, u64, u32)], ty: u32) -> Vec<(u64, u32)> {
+        tags.iter()
+            .filter(|t| t.0 == ty)
+            .map(|t| (t.1, t.2))
+            .collect()
+    }
+
+    fn module<'a>(image: &'a [u8], tail: &'a str) -> BootModule<'a> {
+        BootModule {
+            image,
+            string: ModuleString { head: "", tail },
+        }
+    }
+
+    #[test]
+    fn an_elf_kernel_gets_the_boot_information_grub_gives() {
+        let mut mem = with_acpi(16 * MIB);
+        let (m0, m1) = ([1u8; 0x1234], [2u8; 3]);
+        let mods = [module(&m0, "first a=b"), module(&m1, "second")];
+        let img = elf(&[]);
+        let b = load(&img, &mut mem, "console=x", &mods, Some(acpi::RSDP_ADDR)).unwrap();
+        assert_eq!((b.entry, b.eax), (0x10_0000, BOOT_MAGIC));
+        assert_eq!(b.ebx, 0x10_2000, "on the page after the image's bss");
+        let t = tags(&mem, &b);
+        let types: Vec<u32> = t.iter().map(|t| t.0).collect();
+        assert_eq!(types, [1, 2, 3, 3, 4, 6, 14, 15, 0]);
+        let (cmd, size) = find(&t, info_tag::CMDLINE)[0];
+        assert_eq!(
+            (c_string(&mem, cmd + 8), size),
+            ("console=x".into(), 8 + 10)
+        );
+        let name = find(&t, info_tag::LOADER_NAME)[0].0;
+        assert_eq!(c_string(&mem, name + 8), LOADER_NAME);
+        let mut prev_end = b.area.info_end;
+        for ((at, size), (m, s)) in find(&t, info_tag::MODULE)
+            .into_iter()
+            .zip(mods.iter().zip(["first a=b", "second"]))
+        {
+            let start = mem.read_u32(GuestPhys(at + 8)).unwrap() as u64;
+            let end = mem.read_u32(GuestPhys(at + 12)).unwrap() as u64;
+            assert!(
+                start.is_multiple_of(0x1000) && start >= prev_end,
+                "in order, on pages"
+            );
+            assert_eq!(end - start, m.image.len() as u64);
+            assert_eq!(mem.read_u8(GuestPhys(end - 1)).unwrap(), m.image[0]);
+            assert_eq!(c_string(&mem, at + 16), s);
+            assert_eq!(size as usize, 16 + s.len() + 1);
+            prev_end = end;
+        }
+        let meminfo = find(&t, info_tag::BASIC_MEMINFO)[0].0;
+        assert_eq!(mem.read_u32(GuestPhys(meminfo + 8)).unwrap(), 639);
+        assert_eq!(mem.read_u32(GuestPhys(meminfo + 12)).unwrap(), 15 * 1024);
+        let (mmap, size) = find(&t, info_tag::MMAP)[0];
+        assert_eq!(mem.read_u32(GuestPhys(mmap + 8)).unwrap(), 24, "entry_size");
+        assert_eq!(
+            mem.read_u32(GuestPhys(mmap + 12)).unwrap(),
+            0,
+            "entry_version"
+        );
+        let map = bootarea::memory_map(16 * MIB);
+        assert_eq!(size as usize, 16 + 24 * map.len());
+        for (i, e) in map.iter().enumerate() {
+            let at = mmap + 16 + 24 * i as u64;
+            assert_eq!(mem.read_u64(GuestPhys(at)).unwrap(), { e.addr });
+            assert_eq!(mem.read_u64(GuestPhys(at + 8)).unwrap(), { e.size });
+            assert_eq!(mem.read_u32(GuestPhys(at + 16)).unwrap(), { e.kind });
+            assert_eq!(mem.read_u32(GuestPhys(at + 20)).unwrap(), 0);
+        }
+        let mut rsdp = [0u8; 36];
+        mem.read(GuestPhys(acpi::RSDP_ADDR), &mut rsdp).unwrap();
+        for (ty, len) in [(info_tag::ACPI_OLD, 20), (info_tag::ACPI_NEW, 36)] {
+            let (at, size) = find(&t, ty)[0];
+            assert_eq!(size, 8 + len as u32);
+            let mut copy = std::vec![0u8; len];
+            mem.read(GuestPhys(at + 8), &mut copy).unwrap();
+            assert_eq!(copy, &rsdp[..len]);
+        }
+    }
+
+    #[test]
+    fn without_acpi_tables_no_rsdp_tags() {
+        let mut mem = ram(16 << 20);
+        let b = load(&elf(&[]), &mut mem, "", &[], Some(acpi::RSDP_ADDR)).unwrap();
+        let types: Vec<u32> = tags(&mem, &b).iter().map(|t| t.0).collect();
+        assert_eq!(types, [1, 2, 4, 6, 0]);
+    }
+
+    /// A flat kernel linked at 0x8000 with the address and entry tags loads, and its
+    /// boot information goes after it.
+    #[test]
+    fn address_and_entry_tags_load_a_flat_kernel_low() {
+        let mut mem = ram(16 << 20);
+        mem.fill(GuestPhys(0x8000), 0x2000, 0xcc).unwrap();
+        let img = mb2_flat(0x8000, &[0xf4, 0xeb], 0x100, &[]);
+        let hdr_len = img.len() as u64 - 2;
+        let b = load(&img, &mut mem, "", &[], None).unwrap();
+        assert_eq!(u64::from(b.entry), 0x8000 + hdr_len);
+        assert_eq!(mem.read_u8(GuestPhys(0x8000 + hdr_len)).unwrap(), 0xf4);
+        assert_eq!(b.image.end, 0x8000 + img.len() as u64 + 0x100);
+        assert_eq!(mem.read_u8(GuestPhys(b.image.end - 1)).unwrap(), 0, "bss");
+        assert_eq!(b.ebx, 0x9000);
+        // load_addr -1: the file from its start.
+        let mut img = mb2_flat(0x20_0000, &[0xf4], 0, &[]);
+        img[28..32].copy_from_slice(&u32::MAX.to_le_bytes());
+        let b = load(&img, &mut mem, "", &[], None).unwrap();
+        assert_eq!(b.image.start, 0x20_0000);
+    }
+
+    #[test]
+    fn entry_tag_overrides_the_elf_entry() {
+        let mut mem = ram(16 << 20);
+        let b = load(&elf(&[(3, 0, &[0x10_0010])]), &mut mem, "", &[], None).unwrap();
+        assert_eq!(b.entry, 0x10_0010);
+        assert_eq!(
+            load(&elf(&[(3, 0, &[0x50_0000])]), &mut mem, "", &[], None),
+            Err(LoadError::Image(ImageError::EntryNotLoaded(0x50_0000)))
+        );
+        // An address tag needs an entry tag.
+        let fields: &[u32] = &[0x10_0000, 0x10_0000, 0, 0];
+        let mut img = mb2_header(&[(2, 0, fields)]);
+        img.resize(0x40, 0xf4);
+        assert_eq!(
+            load(&img, &mut mem, "", &[], None),
+            Err(LoadError::AddressWithoutEntry)
+        );
+    }
+
+    #[test]
+    fn information_requests() {
+        let mut mem = with_acpi(16 << 20);
+        let rsdp = Some(acpi::RSDP_ADDR);
+        let ok: &[u32] = &[1, 2, 3, 4, 6, 14, 15, 21];
+        assert!(load(&elf(&[(1, 0, ok)]), &mut mem, "", &[], rsdp).is_ok());
+        // A framebuffer (8) Janus cannot give: refused unless optional.
+        let fb: &[u32] = &[1, 8];
+        assert_eq!(
+            load(&elf(&[(1, 0, fb)]), &mut mem, "", &[], rsdp),
+            Err(LoadError::Request(8))
+        );
+        assert!(load(&elf(&[(1, OPTIONAL, fb)]), &mut mem, "", &[], rsdp).is_ok());
+        // The RSDP only when Janus wrote ACPI tables.
+        let acpi_req: &[u32] = &[14];
+        let mut bare = ram(16 << 20);
+        assert_eq!(
+            load(&elf(&[(1, 0, acpi_req)]), &mut bare, "", &[], rsdp),
+            Err(LoadError::Request(14))
+        );
+        let s = std::format!("{}", LoadError::Request(8));
+        assert!(s.contains("tag 8") && !s.contains('\n'), "{s}");
+    }
+
+    #[test]
+    fn header_tags_honoured_ignored_or_refused() {
+        let mut mem = ram(16 << 20);
+        // Console flags (4) and module alignment (6): fine even when not optional.
+        let tags: &[Mb2Tag<'_>] = &[(4, 0, &[3]), (6, 0, &[])];
+        assert!(load(&elf(tags), &mut mem, "", &[], None).is_ok());
+        // Framebuffer (5), EFI (7, 8, 9) and unknown tags: refused unless optional.
+        let fb: &[u32] = &[1024, 768, 32];
+        for (ty, body) in [
+            (5u16, fb),
+            (7, &[]),
+            (8, &[0x10_0000]),
+            (9, &[0x10_0000]),
+            (77, &[]),
+        ] {
+            assert_eq!(
+                load(&elf(&[(ty, 0, body)]), &mut mem, "", &[], None),
+                Err(LoadError::Unsupported(ty)),
+                "{ty}"
+            );
+            assert!(load(&elf(&[(ty, OPTIONAL, body)]), &mut mem, "", &[], None).is_ok());
+        }
+        assert!(std::format!("{}", LoadError::Unsupported(5)).contains("framebuffer"));
+    }
+
+    #[test]
+    fn relocatable_kernel_loads_where_linked_and_learns_its_base() {
+        let mut mem = ram(16 << 20);
+        let reloc: &[u32] = &[0x10_0000, 0x1000_0000, 0x1000, 1];
+        let b = load(&elf(&[(10, 0, reloc)]), &mut mem, "", &[], None).unwrap();
+        let t = tags(&mem, &b);
+        let (at, size) = find(&t, info_tag::LOAD_BASE)[0];
+        assert_eq!(size, 12);
+        assert_eq!(mem.read_u32(GuestPhys(at + 8)).unwrap(), 0x10_0000);
+        assert_eq!(b.image.start, 0x10_0000);
+    }
+
+    #[test]
+    fn bad_headers_get_a_reason() {
+        let mut mem = ram(16 << 20);
+        assert_eq!(
+            load(b"nothing", &mut mem, "", &[], None),
+            Err(LoadError::NoHeader)
+        );
+        let good = elf(&[]);
+        let with = |off: usize, v: u32| {
+            let mut b = good.clone();
+            b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+            b
+        };
+        let h = 0x60;
+        assert_eq!(
+            load(&with(h + 12, 0), &mut mem, "", &[], None),
+            Err(LoadError::BadChecksum)
+        );
+        // Architecture 4 (MIPS), checksum kept right.
+        let sum = u32::from_le_bytes(good[h + 12..h + 16].try_into().unwrap());
+        let mips = with(h + 4, 4);
+        let mips = {
+            let mut b = mips;
+            b[h + 12..h + 16].copy_from_slice(&sum.wrapping_sub(4).to_le_bytes());
+            b
+        };
+        assert_eq!(
+            load(&mips, &mut mem, "", &[], None),
+            Err(LoadError::UnsupportedArch(4))
+        );
+        // A tag shorter than 8 bytes, or running past header_length.
+        let mut short = mb2_header(&[(4, 0, &[0])]);
+        short[20..24].copy_from_slice(&4u32.to_le_bytes());
+        assert!(matches!(
+            load(&short, &mut mem, "", &[], None),
+            Err(LoadError::BadHeader(_))
+        ));
+        let mut long = mb2_header(&[(4, 0, &[0])]);
+        long[20..24].copy_from_slice(&64u32.to_le_bytes());
+        assert!(matches!(
+            load(&long, &mut mem, "", &[], None),
+            Err(LoadError::BadHeader(_))
+        ));
+        // An address tag too short for its four fields.
+        let addr: &[u32] = &[0x10_0000];
+        assert!(matches!(
+            load(&mb2_header(&[(2, 0, addr)]), &mut mem, "", &[], None),
+            Err(LoadError::BadHeader(_))
+        ));
+        // header_length past the file.
+        let mut cut = mb2_header(&[]);
+        cut.truncate(20);
+        assert!(matches!(
+            load(&cut, &mut mem, "", &[], None),
+            Err(LoadError::Image(ImageError::Truncated)) | Err(LoadError::BadChecksum)
+        ));
+    }
+
+    #[test]
+    fn detection_needs_magic_and_checksum_8_aligned_in_32_kib() {
+        let mut both = elf(&[]);
+        assert!(is_multiboot2(&both));
+        both.resize(both.len().next_multiple_of(4), 0);
+        both.extend_from_slice(&header(FLAG_MEMORY_INFO));
+        assert!(crate::loader::multiboot1::is_multiboot1(&both));
+        assert!(is_multiboot2(&both), "a multiboot1 header as well");
+        let mut bad = elf(&[]);
+        bad[0x6c] ^= 1;
+        assert!(!is_multiboot2(&bad), "wrong checksum");
+        let mut late = std::vec![0u8; HEADER_SEARCH];
+        late.extend_from_slice(&mb2_header(&[]));
+        assert!(!is_multiboot2(&late), "past 32 KiB");
+        let mut odd = std::vec![0u8; 4];
+        odd.extend_from_slice(&mb2_header(&[]));
+        assert!(!is_multiboot2(&odd), "not 8-aligned");
+    }
 }
