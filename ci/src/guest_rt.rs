@@ -141,7 +141,11 @@ fn mmap_layouts() {
     let got: Vec<u64> = Entries::new(&v, Layout::SizePrefixed)
         .map(|e| e.base)
         .collect();
-    assert_eq!(got, [0, 0x10_0000, 0x30_0000], "the truncated fourth is not read");
+    assert_eq!(
+        got,
+        [0, 0x10_0000, 0x30_0000],
+        "the truncated fourth is not read"
+    );
     // Multiboot2 with an entry size too small for an entry: nothing.
     assert_eq!(Entries::new(&[0; 64], Layout::Stride(16)).count(), 0);
     assert_eq!(Entries::new(&[0; 64], Layout::Stride(32)).count(), 2);
