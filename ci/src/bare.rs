@@ -11,12 +11,12 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::matrix::{fixture_file, fixtures};
+use crate::matrix::{fixture_file, fixtures, MB2, QEMUKERNEL};
 use crate::{build, iso};
 
 /// The suite GRUB boots, and the one QEMU's -kernel boots.
-pub const GRUB_SUITE: &str = "mb2";
-pub const QEMU_SUITE: &str = "qemukernel";
+pub const GRUB_SUITE: &str = MB2;
+pub const QEMU_SUITE: &str = QEMUKERNEL;
 
 /// Which loader a bare row uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

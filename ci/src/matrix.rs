@@ -69,9 +69,11 @@ const LINUX_BOCHS_TIMEOUT: u64 = 900;
 #[path = "../../guests/src/rt/fixtures.rs"]
 pub mod fixtures;
 
-/// The suites booted with [`fixtures`]: a multiboot2 kernel and a multiboot1 kernel
-/// linked below 1 MiB that reads fw_cfg (issue #10).
-pub const FIXTURE_SUITES: [&str; 2] = ["mb2", "qemukernel"];
+/// The multiboot2 suite, and the multiboot1 suite linked below 1 MiB that reads fw_cfg.
+pub const MB2: &str = "mb2";
+pub const QEMUKERNEL: &str = "qemukernel";
+/// The suites booted with [`fixtures`] (issue #10).
+pub const FIXTURE_SUITES: [&str; 2] = [MB2, QEMUKERNEL];
 
 /// Where the fixtures' module files are.
 pub fn fixture_file(root: &Path, file: &str) -> PathBuf {

@@ -1,7 +1,7 @@
 //! The guest runtime: multiboot1 and multiboot2 entry and long mode, the boot
-//! information of both protocols (and checks of it), QEMU's fw_cfg, exceptions and interrupts, serial,
-//! CPU helpers, time, the PC devices and APICs, hypercalls and the check harness, the
-//! command line, free RAM, SSE/x87 and debug registers, and CPL 3.
+//! information of both protocols (and checks of it), QEMU's fw_cfg, exceptions and
+//! interrupts, serial, CPU helpers, time, the PC devices and APICs, hypercalls and the
+//! check harness, the command line, free RAM, SSE/x87 and debug registers, and CPL 3.
 
 pub mod apic;
 pub mod args;
