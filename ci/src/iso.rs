@@ -190,16 +190,16 @@ fn quote(v: &str) -> String {
     out
 }
 
+/// The start of every grub.cfg: no menu, the serial console.
+pub const CFG_SERIAL: &str = "set timeout=0\n\
+    set default=0\n\
+    serial --unit=0 --speed=115200\n\
+    terminal_input serial\n\
+    terminal_output serial\n";
+
 /// The grub.cfg that boots Janus with `guests` over the serial console.
 pub fn grub_cfg(guests: &[GuestSpec]) -> String {
-    let mut cfg = String::from(
-        "set timeout=0\n\
-         set default=0\n\
-         serial --unit=0 --speed=115200\n\
-         terminal_input serial\n\
-         terminal_output serial\n\
-         menuentry \"Janus\" {\n    multiboot2 /boot/janus.elf\n",
-    );
+    let mut cfg = format!("{CFG_SERIAL}menuentry \"Janus\" {{\n    multiboot2 /boot/janus.elf\n");
     for g in guests {
         writeln!(cfg, "    {}", g.module_line()).unwrap();
     }
@@ -244,13 +244,19 @@ pub fn make(root: &Path, janus: &Path, guests: &[GuestSpec], out: &Path) -> Resu
     }
     let cfg_path = grub.join("grub.cfg");
     std::fs::write(&cfg_path, grub_cfg(guests)).map_err(|e| io("cannot write", &cfg_path, e))?;
+    mkrescue(&dir, out)
+}
+
+/// `grub-mkrescue -o OUT DIR`: the ISO of the tree `dir` (with its boot/grub/grub.cfg).
+pub fn mkrescue(dir: &Path, out: &Path) -> Result<(), String> {
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| io("cannot create", parent, e))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     }
     let output = Command::new("grub-mkrescue")
         .arg("-o")
         .arg(out)
-        .arg(&dir)
+        .arg(dir)
         .output()
         .map_err(|e| format!("cannot run grub-mkrescue: {e}"))?;
     if !output.status.success() {

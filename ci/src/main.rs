@@ -5,11 +5,14 @@
 //! `test`; `bench` lives in bench.rs. The work itself lives in the modules below.
 
 mod bad_modules;
+mod bare;
 mod bench;
 mod bench_exits;
 mod build;
 mod emulator;
 pub mod fuzz;
+#[cfg(test)]
+mod guest_rt;
 mod hostile;
 mod iso;
 mod judge;
@@ -407,6 +410,7 @@ fn cmd_run(
         timeout,
         stream: true,
         icount: false,
+        qemu_args: &[],
     };
     let outcome = emulator::boot(&root, &run)?;
     let report = judge::parse(&outcome.serial);
