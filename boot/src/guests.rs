@@ -11,9 +11,10 @@ use core::fmt;
 use vmm_core::addr::{GuestPhys, HostPhys, MIB, PAGE_2M, PAGE_4K};
 use vmm_core::devices::ioapic::DEFAULT_BASE as IOAPIC_BASE;
 use vmm_core::firmware::{acpi, mptable};
+use vmm_core::loader::bootarea::BootState;
 use vmm_core::loader::e820::EBDA_START;
 use vmm_core::loader::modules::{self, GuestPlan, Image, ModuleIn, Role, MAX_MODULES};
-use vmm_core::loader::{linux, multiboot1};
+use vmm_core::loader::{linux, multiboot1, multiboot2};
 use vmm_core::memory::{GuestMemory, MemError};
 use vmm_core::nested::FrameAllocator;
 use vmm_core::platform::IOAPIC_ID;
@@ -78,6 +79,7 @@ fn load(
         .and_then(|()| match plan.image {
             Image::Linux(img) => load_linux(plan, &img, &mut mem),
             Image::Multiboot1(image) => load_multiboot1(plan, image, &mut mem),
+            Image::Multiboot2(image) => load_multiboot2(plan, image, &mut mem),
         });
     let start = match loaded {
         Ok(start) => start,
@@ -98,6 +100,7 @@ fn load(
 enum LoadError {
     Linux(linux::LinuxError),
     Multiboot1(multiboot1::LoadError),
+    Multiboot2(multiboot2::LoadError),
     Table(&'static str, MemError),
     Memory(MemError),
 }
@@ -107,6 +110,7 @@ impl fmt::Display for LoadError {
         match self {
             LoadError::Linux(e) => write!(f, "{e}"),
             LoadError::Multiboot1(e) => write!(f, "{e}"),
+            LoadError::Multiboot2(e) => write!(f, "{e}"),
             LoadError::Table(what, e) => write!(f, "cannot write the {what}: {e}"),
             LoadError::Memory(e) => write!(f, "{e}"),
         }
@@ -124,17 +128,7 @@ fn load_linux(
         initrd: plan.initrd,
     };
     let boot = linux::load(img, mem, &setup).map_err(LoadError::Linux)?;
-    mptable::write(mem, GuestPhys(EBDA_START), 1, IOAPIC_ID, IOAPIC_BASE as u32)
-        .map_err(|e| LoadError::Table("MP table", e))?;
-    acpi::write(
-        mem,
-        GuestPhys(acpi::RSDP_ADDR),
-        1,
-        IOAPIC_ID,
-        IOAPIC_BASE as u32,
-        acpi::PmPorts::PC,
-    )
-    .map_err(|e| LoadError::Table("ACPI tables", e))?;
+    write_firmware_tables(mem)?;
     say!(
         "guest {}: loaded Linux (boot protocol {}.{:02}), kernel at {:#x}, initrd {}, memory {} MiB",
         plan.name,
@@ -150,23 +144,63 @@ fn load_linux(
     Ok(boot.start)
 }
 
+/// The MP table in the EBDA and the ACPI tables from [`acpi::RSDP_ADDR`], describing one
+/// CPU, the IOAPIC and the ISA interrupts.
+fn write_firmware_tables(mem: &mut GuestMemory) -> Result<(), LoadError> {
+    mptable::write(mem, GuestPhys(EBDA_START), 1, IOAPIC_ID, IOAPIC_BASE as u32)
+        .map_err(|e| LoadError::Table("MP table", e))?;
+    acpi::write(
+        mem,
+        GuestPhys(acpi::RSDP_ADDR),
+        1,
+        IOAPIC_ID,
+        IOAPIC_BASE as u32,
+        acpi::PmPorts::PC,
+    )
+    .map_err(|e| LoadError::Table("ACPI tables", e))?;
+    Ok(())
+}
+
 fn load_multiboot1(
     plan: &GuestPlan<'_>,
     image: &[u8],
     mem: &mut GuestMemory,
 ) -> Result<StartMode, LoadError> {
-    let boot = multiboot1::load(image, mem, plan.cmdline).map_err(LoadError::Multiboot1)?;
+    let modules = plan.modules.as_slice();
+    let boot =
+        multiboot1::load(image, mem, plan.cmdline, modules).map_err(LoadError::Multiboot1)?;
+    say_multiboot(plan, "multiboot1", &boot);
+    Ok(boot.start_mode())
+}
+
+/// A multiboot2 guest gets the firmware tables too, and their RSDP in its information.
+fn load_multiboot2(
+    plan: &GuestPlan<'_>,
+    image: &[u8],
+    mem: &mut GuestMemory,
+) -> Result<StartMode, LoadError> {
+    write_firmware_tables(mem)?;
+    let modules = plan.modules.as_slice();
+    let rsdp = Some(acpi::RSDP_ADDR);
+    let boot =
+        multiboot2::load(image, mem, plan.cmdline, modules, rsdp).map_err(LoadError::Multiboot2)?;
+    say_multiboot(plan, "multiboot2", &boot);
+    Ok(boot.start_mode())
+}
+
+fn say_multiboot(plan: &GuestPlan<'_>, kind: &str, boot: &BootState) {
+    let count = plan.modules.as_slice().len();
     say!(
-        "guest {}: loaded multiboot1, entry {:#x}, memory {} MiB",
+        "guest {}: loaded {}, entry {:#x}, memory {} MiB, boot information at {:#x}, {} module{} up to {:#x}",
         plan.name,
+        kind,
         boot.entry,
-        plan.mem / MIB
+        plan.mem / MIB,
+        boot.ebx,
+        count,
+        if count == 1 { "" } else { "s" },
+        boot.area.end
     );
-    Ok(StartMode::Protected32 {
-        entry: boot.entry,
-        eax: boot.eax,
-        ebx: boot.ebx,
-    })
 }
 
 enum InitrdNote {
@@ -206,7 +240,7 @@ pub fn load_all(
                 Ok(guest) => guests.push(guest),
                 Err(Rejected) => rejected += 1,
             },
-            Ok(Role::Initrd { .. }) => {}
+            Ok(Role::Initrd { .. } | Role::Module { .. }) => {}
             Err(r) => {
                 say!("{}", r);
                 rejected += 1;

@@ -24,6 +24,9 @@ const ORPHAN: &str = "orphan.cpio";
 const TRUNCATED: &str = "truncated.elf";
 const OUTSIDE: &str = "outside.elf";
 const EMPTY: &str = "empty.bin";
+/// A module larger than the RAM of the guest it belongs to.
+const BIG: &str = "big.bin";
+const BIG_LEN: usize = 3 << 20;
 /// A junk file whose stem is not ASCII, over 31 bytes with a multi-byte character across
 /// byte 31 (issue #8: cutting the derived name there panicked).
 const NON_ASCII: &str = "résumé-日本-aaaaaaaaaaaaaaé-bbbbbbbbbb.bin";
@@ -81,7 +84,7 @@ pub fn bad_modules() -> Vec<BadModule> {
     let long_name = "n".repeat(32);
     let long_file = long_name_file();
     let mut v = vec![
-        bad(JUNK, &[("name", "junk")], "junk", "not a multiboot1 kernel"),
+        bad(JUNK, &[("name", "junk")], "junk", "not a multiboot kernel"),
         bad(
             GOOD,
             &[("name", "badline"), ("colour", "blue")],
@@ -132,8 +135,8 @@ pub fn bad_modules() -> Vec<BadModule> {
             "outside",
             "outside the guest's 16 MiB of RAM",
         ),
-        by_stem(NON_ASCII, &[], NON_ASCII_LABEL, "not a multiboot1 kernel"),
-        by_stem(&long_file, &[], &"x".repeat(31), "not a multiboot1 kernel"),
+        by_stem(NON_ASCII, &[], NON_ASCII_LABEL, "not a multiboot kernel"),
+        by_stem(&long_file, &[], &"x".repeat(31), "not a multiboot kernel"),
         bad(
             GOOD,
             &[("name", "longline"), ("cmdline", &long_line)],
@@ -218,7 +221,7 @@ pub fn bad_modules() -> Vec<BadModule> {
             ORPHAN,
             &[("initrd-of", GOOD)],
             "module25",
-            "a multiboot1 guest: only Linux guests take one",
+            "a multiboot guest: only Linux guests take one",
         ),
         bad(EMPTY, &[("name", "empty")], "empty", "(0 bytes)"),
         bad(
@@ -228,29 +231,25 @@ pub fn bad_modules() -> Vec<BadModule> {
             "not a Linux bzImage",
         ),
         bad(GOOD, &[("name", &long_name)], "module28", "bad name 'nnnn"),
+        // A guest whose multiboot module does not fit its RAM: the guest's line says
+        // it, its module says nothing more.
         bad(
             GOOD,
-            &[("name", "heavy"), ("weight", "1001")],
-            "module29",
-            "bad weight '1001'",
-        ),
-        bad(
-            GOOD,
-            &[("name", "lim0"), ("limit", "0s")],
-            "module30",
-            "bad limit '0s'",
-        ),
-        bad(
-            GOOD,
-            &[
-                ("name", "twice2"),
-                ("on-reset", "restart"),
-                ("on-reset", "end"),
-            ],
-            "module31",
-            "key 'on-reset' given twice",
+            &[("name", "fat"), ("mem", "2M")],
+            "fat",
+            "do not fit its 2 MiB of RAM",
         ),
     ]);
+    v.push(BadModule {
+        label: None,
+        ..bad(BIG, &[("module-of", "fat")], "", "")
+    });
+    v.push(bad(
+        ORPHAN,
+        &[("module-of", "nobody")],
+        "module31",
+        "module for 'nobody', but no guest has that name",
+    ));
     // Past the table: counted, one line each.
     for index in MAX_MODULES..MAX_MODULES + 2 {
         let name = format!("extra{index}");
@@ -351,6 +350,7 @@ pub fn write_files(dir: &Path, good_elf: &Path) -> Result<(), String> {
         write(name, &junk)?;
     }
     write(EMPTY, b"")?;
+    write(BIG, &vec![0x42; BIG_LEN])?;
     write(ORPHAN, b"an initrd for a guest that does not exist\n")?;
     let elf =
         std::fs::read(good_elf).map_err(|e| format!("cannot read {}: {e}", good_elf.display()))?;
@@ -391,11 +391,11 @@ mod tests {
         };
         assert!(rejected.len() >= 20, "{} classes", rejected.len());
         assert_eq!(good, [GOOD]);
-        // Every module but the initrd of a refused guest has its line; one module is
-        // silent, so 33 modules after smoke give 32 lines.
+        // Every module but the initrd and the module of a refused guest has its line; two
+        // modules are silent, so 33 modules after smoke give 31 lines.
         assert_eq!(bad.len(), 33);
-        assert_eq!(rejected.len(), 32);
-        assert_eq!(done, "janus: done: 33 guests, 32 failed");
+        assert_eq!(rejected.len(), 31);
+        assert_eq!(done, "janus: done: 32 guests, 31 failed");
         let mut labels: Vec<&str> = rejected.iter().map(|(l, _)| l.as_str()).collect();
         labels.sort();
         labels.dedup();
@@ -448,10 +448,9 @@ mod tests {
         assert!(lines[12].len() > 5000);
         assert_eq!(lines[17], "module2 /guests/orphan.cpio initrd-of=lxfail");
         assert_eq!(lines[21], "module2 /guests/smoke name=twice name=again");
-        assert_eq!(
-            lines[31],
-            "module2 /guests/smoke name=twice2 on-reset=restart on-reset=end"
-        );
+        assert_eq!(lines[29], "module2 /guests/smoke name=fat mem=2M");
+        assert_eq!(lines[30], "module2 /guests/big.bin module-of=fat");
+        assert_eq!(lines[31], "module2 /guests/orphan.cpio module-of=nobody");
         assert_eq!(specs[5].file, dir.join("orphan.cpio"));
     }
 
@@ -509,6 +508,7 @@ mod tests {
         assert!(std::fs::read(dir.join(EMPTY)).unwrap().is_empty());
         assert_eq!(std::fs::read(dir.join(TRUNCATED)).unwrap(), &elf[..8192]);
         assert!(!std::fs::read(dir.join(ORPHAN)).unwrap().is_empty());
+        assert_eq!(std::fs::read(dir.join(BIG)).unwrap().len(), 3 << 20);
         // outside.elf: the address fields 1 GiB up, load end (0) untouched.
         let out = std::fs::read(dir.join(OUTSIDE)).unwrap();
         let at =

@@ -330,6 +330,7 @@ fn measure_model(
         timeout,
         stream: false,
         icount: model.icount,
+        qemu_args: &[],
     };
     let log = root.join(format!("build/logs/bench-exits-{name}.log"));
     match emulator::boot(root, &run(exit_iso, &log)) {

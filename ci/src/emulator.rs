@@ -131,6 +131,8 @@ pub struct Boot<'a> {
     /// QEMU runs with [`QEMU_ICOUNT`] (Bochs' clock already counts instructions:
     /// `clock: sync=none`).
     pub icount: bool,
+    /// More QEMU arguments (`-kernel ...`: QEMU then boots that kernel, not the ISO).
+    pub qemu_args: &'a [String],
 }
 
 /// Boots `b.iso` as `b` says and waits for the emulator to end or time out.
@@ -144,6 +146,7 @@ pub fn boot(root: &Path, b: &Boot<'_>) -> Result<Outcome, String> {
         timeout,
         stream,
         icount,
+        qemu_args,
     } = *b;
     let dir = log.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -162,6 +165,7 @@ pub fn boot(root: &Path, b: &Boot<'_>) -> Result<Outcome, String> {
             if icount {
                 cmd.args(QEMU_ICOUNT);
             }
+            cmd.args(qemu_args);
             cmd
         }
         Emulator::Bochs => bochs_command(root, model, memory_mib, &iso, &log_abs, timeout)?,

@@ -1,5 +1,7 @@
 //! Guest specifications (`--guest FILE[:KEY=VALUE,...]`) and the GRUB rescue ISO that
-//! boots Janus with them.
+//! boots Janus with them. `--guest FILE:module-of=NAME[,cmdline=STRING]` is not a guest
+//! but a multiboot module of guest NAME: its line is
+//! `module2 /guests/BASENAME module-of=NAME STRING`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -50,7 +52,15 @@ impl GuestSpec {
             }
         }
         let file = PathBuf::from(file);
-        if !keys.iter().any(|(k, _)| k == "name") {
+        if let Some(i) = keys.iter().position(|(k, _)| k == MODULE_OF) {
+            if let Some((k, _)) = keys.iter().find(|(k, _)| k != MODULE_OF && k != "cmdline") {
+                return Err(format!(
+                    "--guest `{spec}`: a {MODULE_OF}= module takes only cmdline=, not `{k}`"
+                ));
+            }
+            let of = keys.remove(i);
+            keys.insert(0, of);
+        } else if !keys.iter().any(|(k, _)| k == "name") {
             let stem = file
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -127,8 +137,14 @@ impl GuestSpec {
             .unwrap_or_else(|| "guest".into())
     }
 
+    /// Whether this is a multiboot module of a guest (`module-of=`), not a guest.
+    pub fn is_module(&self) -> bool {
+        self.keys.iter().any(|(k, _)| k == MODULE_OF)
+    }
+
     /// `module2 /guests/BASENAME name=foo mem=32M cmdline="a b"`; with
-    /// [`GuestSpec::path_arg`], `module2 /guests/BASENAME /guests/BASENAME mem=32M`.
+    /// [`GuestSpec::path_arg`], `module2 /guests/BASENAME /guests/BASENAME mem=32M`. A
+    /// module's `cmdline=` is its string, given as plain words after `module-of=NAME`.
     pub fn module_line(&self) -> String {
         let path = format!("/guests/{}", self.basename());
         let mut line = format!("module2 {path}");
@@ -136,11 +152,20 @@ impl GuestSpec {
             write!(line, " {}", quote(&path)).unwrap();
         }
         for (k, v) in &self.keys {
-            write!(line, " {k}={}", quote(v)).unwrap();
+            if self.is_module() && k == "cmdline" {
+                for word in v.split_whitespace() {
+                    write!(line, " {}", quote(word)).unwrap();
+                }
+            } else {
+                write!(line, " {k}={}", quote(v)).unwrap();
+            }
         }
         line
     }
 }
+
+/// The key that makes a module a multiboot module of a guest.
+const MODULE_OF: &str = "module-of";
 
 fn is_key(k: &str) -> bool {
     !k.is_empty()
@@ -165,16 +190,16 @@ fn quote(v: &str) -> String {
     out
 }
 
+/// The start of every grub.cfg: no menu, the serial console.
+pub const CFG_SERIAL: &str = "set timeout=0\n\
+    set default=0\n\
+    serial --unit=0 --speed=115200\n\
+    terminal_input serial\n\
+    terminal_output serial\n";
+
 /// The grub.cfg that boots Janus with `guests` over the serial console.
 pub fn grub_cfg(guests: &[GuestSpec]) -> String {
-    let mut cfg = String::from(
-        "set timeout=0\n\
-         set default=0\n\
-         serial --unit=0 --speed=115200\n\
-         terminal_input serial\n\
-         terminal_output serial\n\
-         menuentry \"Janus\" {\n    multiboot2 /boot/janus.elf\n",
-    );
+    let mut cfg = format!("{CFG_SERIAL}menuentry \"Janus\" {{\n    multiboot2 /boot/janus.elf\n");
     for g in guests {
         writeln!(cfg, "    {}", g.module_line()).unwrap();
     }
@@ -219,13 +244,19 @@ pub fn make(root: &Path, janus: &Path, guests: &[GuestSpec], out: &Path) -> Resu
     }
     let cfg_path = grub.join("grub.cfg");
     std::fs::write(&cfg_path, grub_cfg(guests)).map_err(|e| io("cannot write", &cfg_path, e))?;
+    mkrescue(&dir, out)
+}
+
+/// `grub-mkrescue -o OUT DIR`: the ISO of the tree `dir` (with its boot/grub/grub.cfg).
+pub fn mkrescue(dir: &Path, out: &Path) -> Result<(), String> {
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| io("cannot create", parent, e))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     }
     let output = Command::new("grub-mkrescue")
         .arg("-o")
         .arg(out)
-        .arg(&dir)
+        .arg(dir)
         .output()
         .map_err(|e| format!("cannot run grub-mkrescue: {e}"))?;
     if !output.status.success() {
@@ -276,6 +307,20 @@ mod tests {
             "module2 /guests/résumé.bin /guests/résumé.bin mem=8M"
         );
         assert!(g.with_file(PathBuf::from("x")).path_arg);
+    }
+
+    #[test]
+    fn module_of_a_guest() {
+        let g = GuestSpec::parse("cfg.txt:module-of=hello").unwrap();
+        assert!(g.is_module() && g.name().is_none());
+        assert_eq!(g.module_line(), "module2 /guests/cfg.txt module-of=hello");
+        let g = GuestSpec::parse("d/cfg.txt:cmdline=a=1  b \"c\",module-of=k").unwrap();
+        assert_eq!(
+            g.module_line(),
+            "module2 /guests/cfg.txt module-of=k a=1 b \"\\\"c\\\"\""
+        );
+        let err = GuestSpec::parse("cfg.txt:module-of=k,mem=2M").unwrap_err();
+        assert!(err.contains("takes only cmdline="), "{err}");
     }
 
     #[test]

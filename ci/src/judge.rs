@@ -200,6 +200,29 @@ pub fn parse(log: &str) -> Report {
     r
 }
 
+/// The report of a log that is one suite's own output, without Janus: every line is
+/// read as a line of guest `suite`.
+pub fn parse_bare(log: &str, suite: &str) -> Report {
+    let mut r = Report::default();
+    for raw in log.split('\n') {
+        let line = clean(raw);
+        let line = line.trim();
+        if !line.is_empty() {
+            r.last_line = Some(line.to_string());
+            guest_line(&mut r, suite, line, &format!("[{suite}] {line}"));
+        }
+    }
+    r
+}
+
+/// Parses a row's log the way its expectation reads it.
+pub fn parse_for(expect: &Expectation, log: &str) -> Report {
+    match expect {
+        Expectation::Bare { suite } => parse_bare(log, suite),
+        _ => parse(log),
+    }
+}
+
 fn janus_line(r: &mut Report, text: &str) {
     if text.starts_with("Janus ") {
         r.banner.get_or_insert_with(|| text.to_string());
@@ -334,6 +357,12 @@ pub enum Expectation {
         guests: Vec<GuestWant>,
         linux: Option<&'static str>,
     },
+    /// A suite booted without Janus (by GRUB or QEMU's own loader, [`crate::bare`]): the
+    /// log is the suite's own output, parsed by [`parse_bare`]; it must print
+    /// `SUITE: PASS (N checks)` and no FAIL line.
+    Bare {
+        suite: String,
+    },
 }
 
 /// One guest of a row whose guests run at once ([`Expectation::Together`]).
@@ -394,6 +423,13 @@ pub fn own_suites(names: &[String]) -> Vec<(String, String)> {
 pub fn suite_status(expect: &Expectation, r: &Report) -> Vec<(String, Result<u64, String>)> {
     let owned;
     let suites = match expect {
+        Expectation::Bare { suite } => {
+            let status = bare_checks(suite, r).ok_or_else(|| "no PASS line".to_string());
+            return vec![(
+                suite.clone(),
+                status.and_then(|n| judge_bare(suite, r).map(|()| n)),
+            )];
+        }
         Expectation::Pass { suites, .. } => suites,
         Expectation::Rejects { good, .. } => {
             owned = own_suites(good);
@@ -441,8 +477,34 @@ fn shorten(s: &str) -> String {
     }
 }
 
+/// A suite without Janus: its PASS line and no failure.
+fn judge_bare(suite: &str, r: &Report) -> Result<(), String> {
+    if let Some(f) = r.failures.first() {
+        return Err(shorten(f));
+    }
+    match bare_checks(suite, r) {
+        Some(_) => Ok(()),
+        None => Err(shorten(&format!(
+            "no `{suite}: PASS` line (log ends: {})",
+            r.last_line.as_deref().unwrap_or("")
+        ))),
+    }
+}
+
+/// The checks of `suite`'s PASS line in a bare log.
+fn bare_checks(suite: &str, r: &Report) -> Option<u64> {
+    r.suites
+        .iter()
+        .find(|s| s.guest == suite && s.suite == suite)
+        .map(|s| s.checks)
+}
+
 /// Judges a report; `Err` holds a short reason.
 pub fn judge(expect: &Expectation, r: &Report) -> Result<(), String> {
+    if let Expectation::Bare { suite } = expect {
+        // No Janus in the log: none of the checks below apply.
+        return judge_bare(suite, r);
+    }
     if let Some(p) = &r.panic {
         return Err(shorten(p));
     }
@@ -525,6 +587,7 @@ pub fn judge(expect: &Expectation, r: &Report) -> Result<(), String> {
             good,
             done,
         } => judge_rejects(rejected, good, done, r),
+        Expectation::Bare { suite } => judge_bare(suite, r),
     }
 }
 
@@ -1586,6 +1649,35 @@ janus: done: 7 guests, 6 failed\n";
         assert!(judge(&want, &parse(&log))
             .unwrap_err()
             .starts_with("module18 rejected for another reason: unknown key 'weight'"));
+    }
+
+    /// A suite without Janus: GRUB's screen, then the suite's own lines.
+    #[test]
+    fn bare_suites() {
+        let want = Expectation::Bare {
+            suite: "mb2".into(),
+        };
+        let good = "\x1b[2J\x1b[1;1H\x1b[0mBooting `mb2'\r\n\r\ncheck mb2.magic: ok\r\n\
+                    module 0: 0x121000-0x1210b1 \"index=0\"\r\nmb2: PASS (20 checks)\r\n";
+        let r = parse_for(&want, good);
+        assert_eq!(judge(&want, &r), Ok(()));
+        assert_eq!(suite_status(&want, &r), [("mb2".to_string(), Ok(20))]);
+        assert_eq!(parse(good).suites.len(), 0, "not a Janus log");
+        let failed = good.replace("mb2.magic: ok", "mb2.magic: FAIL (eax=0x2badb002)");
+        let r = parse_for(&want, &failed);
+        assert_eq!(
+            judge(&want, &r),
+            Err("[mb2] check mb2.magic: FAIL (eax=0x2badb002)".into())
+        );
+        assert!(suite_status(&want, &r)[0].1.is_err());
+        let other = good.replace("mb2: PASS", "qemukernel: PASS");
+        let err = judge(&want, &parse_for(&want, &other)).unwrap_err();
+        assert!(
+            err.starts_with("no `mb2: PASS` line (log ends: qemukernel: PASS"),
+            "{err}"
+        );
+        let err = judge(&want, &parse_for(&want, "")).unwrap_err();
+        assert_eq!(err, "no `mb2: PASS` line (log ends: )");
     }
 
     #[test]

@@ -5,11 +5,14 @@
 //! `test`; `bench` lives in bench.rs. The work itself lives in the modules below.
 
 mod bad_modules;
+mod bare;
 mod bench;
 mod bench_exits;
 mod build;
 mod emulator;
 pub mod fuzz;
+#[cfg(test)]
+mod guest_rt;
 mod hostile;
 mod iso;
 mod judge;
@@ -62,8 +65,9 @@ COMMANDS:
             (build/bench/exits.tsv; charts build/bench/exits-MODEL.svg).
             `bench exits`: only the exit-cost table; `bench linux`: only Linux.
             See docs/testing.md.
-    fuzz    Fuzz the instruction decoder, the multiboot1 and Linux loaders and the module
-            command lines on the host, built with overflow checks (in target/fuzz): N
+    fuzz    Fuzz the instruction decoder, the multiboot1, multiboot2 and Linux loaders
+            and the module command lines on the host, built with overflow checks (in
+            target/fuzz): N
             executions per target (default 2500000) or S seconds each; --seed replays a
             run. Prints executions per target and `fuzz: N passed, N failed`.
 
@@ -406,6 +410,7 @@ fn cmd_run(
         timeout,
         stream: true,
         icount: false,
+        qemu_args: &[],
     };
     let outcome = emulator::boot(&root, &run)?;
     let report = judge::parse(&outcome.serial);

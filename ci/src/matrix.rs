@@ -9,7 +9,7 @@ use crate::emulator::{self, Emulator};
 use crate::iso::GuestSpec;
 use crate::judge::{self, Expectation, Report};
 use crate::together::Spinner;
-use crate::{bad_modules, hostile, linux, together};
+use crate::{bad_modules, bare, hostile, linux, together};
 
 /// The guests `cargo janus test` boots when no `--guests` is given. `None` means all of
 /// them: every suite in guests/src/bin, `hello`, and `linux` (the Linux rows). A list such
@@ -61,6 +61,45 @@ pub const LINUX_MACHINE_MIB: u32 = 512;
 const LINUX_QEMU_TIMEOUT: u64 = 300;
 /// Bochs took 130 s to reach the marker with no VMM in between.
 const LINUX_BOCHS_TIMEOUT: u64 = 900;
+
+/// The command line and multiboot modules of the suites that check them (guests/src/rt/
+/// fixtures.rs, compiled here too so that the suites and their module lines agree).
+// The suites read the fixtures' `bytes`; only the tests here do.
+#[allow(dead_code)]
+#[path = "../../guests/src/rt/fixtures.rs"]
+pub mod fixtures;
+
+/// The multiboot2 suite, and the multiboot1 suite linked below 1 MiB that reads fw_cfg.
+pub const MB2: &str = "mb2";
+pub const QEMUKERNEL: &str = "qemukernel";
+/// The suites booted with [`fixtures`] (issue #10).
+pub const FIXTURE_SUITES: [&str; 2] = [MB2, QEMUKERNEL];
+
+/// Where the fixtures' module files are.
+pub fn fixture_file(root: &Path, file: &str) -> PathBuf {
+    root.join("guests/modules").join(file)
+}
+
+/// Suite `name` as a guest of its own name (`after` the guest before it, if any); a
+/// fixture suite also gets the fixtures' command line and, after it, one
+/// `module2 /guests/FILE module-of=NAME ARGS` line per module (the ARGS words are
+/// `key=value`, written as keys).
+pub fn suite_specs(name: &str, after: Option<&str>) -> Vec<GuestSpec> {
+    let mut keys = vec![("name", name), ("mem", SUITE_MEM)];
+    keys.extend(after.map(|p| ("after", p)));
+    if !FIXTURE_SUITES.contains(&name) {
+        return vec![GuestSpec::with_keys(PathBuf::from(name), &keys)];
+    }
+    keys.push(("cmdline", fixtures::CMDLINE));
+    let mut v = vec![GuestSpec::with_keys(PathBuf::from(name), &keys)];
+    let root = crate::workspace_root();
+    for m in fixtures::MODULES {
+        let mut keys = vec![("module-of", name)];
+        keys.extend(m.args.split_whitespace().filter_map(|w| w.split_once('=')));
+        v.push(GuestSpec::with_keys(fixture_file(&root, m.file), &keys));
+    }
+    v
+}
 
 /// The test suites: the binaries of the guests crate, i.e. the stems of
 /// guests/src/bin/*.rs (and guests/src/bin/NAME/main.rs), sorted, `smoke` first.
@@ -199,7 +238,8 @@ impl Plan {
     }
 
     /// The specs of the guest ISO (built-in names; `prepare` resolves them to files):
-    /// `module2 /guests/NAME name=NAME mem=16M` per suite, then hello.
+    /// `module2 /guests/NAME name=NAME mem=16M` per suite ([`suite_specs`]: with their
+    /// modules for the fixture suites), then hello.
     /// The suites one after another (`after=` the previous one): each suite is a
     /// functional test of the platform that times itself, so it runs alone; the rows
     /// where guests run at once are the many-guests and attack rows.
@@ -207,9 +247,7 @@ impl Plan {
         let mut v: Vec<GuestSpec> = Vec::new();
         let mut previous: Option<&str> = None;
         for n in &self.suites {
-            let mut keys = vec![("name", n.as_str()), ("mem", SUITE_MEM)];
-            keys.extend(previous.map(|p| ("after", p)));
-            v.push(GuestSpec::with_keys(PathBuf::from(n), &keys));
+            v.extend(suite_specs(n, previous));
             previous = Some(n);
         }
         if self.hello {
@@ -253,6 +291,9 @@ pub enum IsoKind {
     Many(Spinner),
     /// build/attacksN.iso: attack group N-1 of [`hostile::groups`] beside a victim.
     Attacks(usize),
+    /// build/bare.iso: a suite without Janus ([`bare`]; QEMU's -kernel boots its kernel
+    /// and not the ISO's).
+    Bare(bare::Loader),
 }
 
 impl IsoKind {
@@ -266,6 +307,7 @@ impl IsoKind {
             IsoKind::Many(Spinner::InterruptsOff) => "many".into(),
             IsoKind::Many(Spinner::InterruptsOn) => "many-sti".into(),
             IsoKind::Attacks(g) => format!("attacks{}", g + 1),
+            IsoKind::Bare(l) => l.stem().into(),
         }
     }
 
@@ -274,10 +316,12 @@ impl IsoKind {
         matches!(self, IsoKind::Linux | IsoKind::LinuxSuites)
     }
 
-    /// The ISO's path: build/STEM.iso (build/hostile.iso for the bad modules).
+    /// The ISO's path: build/STEM.iso (build/hostile.iso for the bad modules, one
+    /// build/bare.iso for the bare rows).
     pub fn path(self, root: &Path) -> PathBuf {
         match self {
             IsoKind::Bad => root.join("build/hostile.iso"),
+            IsoKind::Bare(_) => root.join("build/bare.iso"),
             k => root.join(format!("build/{}.iso", k.stem())),
         }
     }
@@ -325,6 +369,7 @@ fn iso_specs(root: &Path, plan: &Plan, kind: IsoKind) -> Result<Vec<GuestSpec>, 
         }
         IsoKind::Many(s) => together::many_specs(&plan.many, s),
         IsoKind::Attacks(g) => together::attack_specs(g),
+        IsoKind::Bare(_) => Vec::new(),
     })
 }
 
@@ -337,11 +382,22 @@ pub fn build_isos(
 ) -> Result<Isos, String> {
     let mut isos = Isos::default();
     for row in rows {
-        if isos.get(row.iso).is_none() {
-            let iso = row.iso.path(root);
-            crate::prepare(root, &iso_specs(root, plan, row.iso)?, &iso, needs)?;
-            isos.0.push((row.iso, iso));
+        if isos.get(row.iso).is_some() {
+            continue;
         }
+        let iso = row.iso.path(root);
+        let built = isos.0.iter().any(|(_, p)| *p == iso);
+        match row.iso {
+            IsoKind::Bare(_) if built => {}
+            IsoKind::Bare(_) => {
+                crate::setup::ensure(needs)?;
+                bare::make_iso(root, &iso)?;
+            }
+            k => {
+                crate::prepare(root, &iso_specs(root, plan, k)?, &iso, needs)?;
+            }
+        }
+        isos.0.push((row.iso, iso));
     }
     Ok(isos)
 }
@@ -455,6 +511,23 @@ impl Row {
         row
     }
 
+    /// A suite without Janus on QEMU EPYC ([`bare`]).
+    fn bare(loader: bare::Loader) -> Row {
+        let model = "EPYC";
+        let emulator = Emulator::for_model(model);
+        Row {
+            label: format!("{model} ({})", loader.what()),
+            model,
+            iso: IsoKind::Bare(loader),
+            expect: Expectation::Bare {
+                suite: loader.suite().into(),
+            },
+            memory_mib: emulator::DEFAULT_MEMORY_MIB,
+            timeout: Duration::from_secs(emulator.default_timeout_secs()),
+            required: true,
+        }
+    }
+
     fn linux(model: &'static str) -> Row {
         let timeout = match Emulator::for_model(model) {
             Emulator::Qemu => LINUX_QEMU_TIMEOUT,
@@ -475,7 +548,7 @@ impl Row {
 }
 
 /// The rows of a plan, longest first: the Linux rows, the attack rows, the many-guests
-/// rows, the bad-modules rows, then the guest rows.
+/// rows, the bad-modules rows, the guest rows, then the bare rows (suites without Janus).
 pub fn rows(plan: &Plan) -> Vec<Row> {
     let mut rows = Vec::new();
     if plan.linux {
@@ -534,6 +607,13 @@ pub fn rows(plan: &Plan) -> Vec<Row> {
         rows.push(Row::guests(m, amd_nrip.clone()));
     }
     rows.push(Row::guests("phenom_8650_toliman", amd_qemu));
+    // The suites that test a protocol also run without Janus, under the loader they
+    // were written for.
+    for loader in [bare::Loader::Grub, bare::Loader::QemuKernel] {
+        if plan.suites.iter().any(|s| s == loader.suite()) {
+            rows.push(Row::bare(loader));
+        }
+    }
     rows
 }
 
@@ -563,6 +643,10 @@ pub fn run_row(root: &Path, isos: &Isos, row: Row) -> RowResult {
             log,
         };
     };
+    let qemu_args = match row.iso {
+        IsoKind::Bare(loader) => loader.qemu_args(root),
+        _ => Vec::new(),
+    };
     let run = emulator::Boot {
         emulator,
         model: row.model,
@@ -572,10 +656,11 @@ pub fn run_row(root: &Path, isos: &Isos, row: Row) -> RowResult {
         timeout,
         stream: false,
         icount: false,
+        qemu_args: &qemu_args,
     };
     match emulator::boot(root, &run) {
         Ok(outcome) => {
-            let report = judge::parse(&outcome.serial);
+            let report = judge::parse_for(&row.expect, &outcome.serial);
             let verdict = judge::judge(&row.expect, &report).map_err(|reason| {
                 if outcome.timed_out {
                     format!("timeout ({} s): {reason}", timeout.as_secs())
@@ -964,6 +1049,94 @@ mod tests {
             hello.module_line(),
             "module2 /guests/hello.elf name=hello mem=8M"
         );
+    }
+
+    /// The fixture suites get the fixtures' command line and their modules, in order,
+    /// right after them; the others none; and the many-guests ISO has them too.
+    #[test]
+    fn fixture_suites_get_their_modules() {
+        let plan = Plan::new(&names(&["smoke", "mb2", "qemukernel"]), None).unwrap();
+        let specs = plan.guest_specs();
+        let lines: Vec<_> = specs.iter().map(|g| g.module_line()).collect();
+        assert_eq!(
+            lines[..7],
+            [
+                "module2 /guests/smoke name=smoke mem=16M",
+                "module2 /guests/mb2 name=mb2 mem=16M after=smoke cmdline=\"fixture=janus words=3\"",
+                "module2 /guests/alpha.txt module-of=mb2 index=0 colour=blue",
+                "module2 /guests/beta.bin module-of=mb2 index=1",
+                "module2 /guests/qemukernel name=qemukernel mem=16M after=mb2 cmdline=\"fixture=janus words=3\"",
+                "module2 /guests/alpha.txt module-of=qemukernel index=0 colour=blue",
+                "module2 /guests/beta.bin module-of=qemukernel index=1",
+            ]
+        );
+        assert!(specs[2].file.is_file() && specs[3].file.ends_with("guests/modules/beta.bin"));
+        assert_eq!(
+            specs[2].builtin(),
+            None,
+            "a module file, not a built-in guest"
+        );
+        let mut guest_rows = rows(&plan).into_iter().filter(|r| r.iso == IsoKind::Guests);
+        match &guest_rows.next_back().unwrap().expect {
+            Expectation::Pass { guests, suites, .. } => {
+                assert_eq!(guests, &names(&["smoke", "mb2", "qemukernel", "hello"]));
+                assert_eq!(suites.len(), 3);
+            }
+            e => panic!("{e:?}"),
+        }
+        let many = together::many_specs(&plan.suites, Spinner::InterruptsOff);
+        assert_eq!(many.len(), 7 + 1 + 4);
+        assert!(many[3].module_line().ends_with("module-of=mb2 index=1"));
+        assert_eq!(
+            together::guest_mib(&many),
+            3 * 16 + 8 + 4 * 16,
+            "modules take no guest memory"
+        );
+    }
+
+    /// The suites that test a protocol get a row without Janus each, on QEMU EPYC, from
+    /// one ISO; required like every row.
+    #[test]
+    fn bare_rows() {
+        let plan = Plan::new(&names(&["smoke", "mb2", "qemukernel"]), None).unwrap();
+        let all = rows(&plan);
+        let bare: Vec<&Row> = all
+            .iter()
+            .filter(|r| matches!(r.iso, IsoKind::Bare(_)))
+            .collect();
+        let labels: Vec<&str> = bare.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(labels, ["EPYC (grub mb2)", "EPYC (qemu -kernel)"]);
+        assert_eq!(all.last().unwrap().label, "EPYC (qemu -kernel)");
+        assert!(bare
+            .iter()
+            .all(|r| r.required && r.emulator() == Emulator::Qemu));
+        assert_eq!(
+            bare.iter().map(|r| r.log_name()).collect::<Vec<_>>(),
+            ["grub-mb2-EPYC.log", "qemu-kernel-EPYC.log"]
+        );
+        assert_eq!(
+            bare[0].iso.path(Path::new("/r")),
+            Path::new("/r/build/bare.iso")
+        );
+        assert_eq!(
+            bare[1].iso.path(Path::new("/r")),
+            bare[0].iso.path(Path::new("/r"))
+        );
+        assert_eq!(
+            bare[1].expect,
+            Expectation::Bare {
+                suite: "qemukernel".into()
+            }
+        );
+        let plan = Plan::new(
+            &names(&["smoke", "mb2", "qemukernel"]),
+            Some(&names(&["mb2"])),
+        );
+        assert_eq!(rows_of(&plan.unwrap()).last().unwrap(), "EPYC (grub mb2)");
+        let plan = Plan::new(&all_suites(), None).unwrap();
+        assert!(!rows(&plan)
+            .iter()
+            .any(|r| matches!(r.iso, IsoKind::Bare(_))));
     }
 
     #[test]

@@ -100,7 +100,10 @@ fn many_attack(name: &str) -> &'static Attack {
 /// The many-guests ISO: `suites` (each as a guest of its own name), hello, then the
 /// hostile guests.
 pub fn many_specs(suites: &[String], spinner: Spinner) -> Vec<GuestSpec> {
-    let mut v: Vec<GuestSpec> = suites.iter().map(|s| suite_spec(s)).collect();
+    let mut v: Vec<GuestSpec> = suites
+        .iter()
+        .flat_map(|s| crate::matrix::suite_specs(s, None))
+        .collect();
     v.push(GuestSpec::with_keys(
         PathBuf::from(HELLO),
         &[("name", HELLO), ("mem", HELLO_MEM)],
@@ -180,10 +183,12 @@ pub fn linux_expectation(linux: &'static str) -> Expectation {
     }
 }
 
-/// MiB of RAM the guests of `specs` ask for (`mem=`; 16 MiB when not given).
+/// MiB of RAM the guests of `specs` ask for (`mem=`; 16 MiB when not given); a
+/// `module-of=` module is no guest.
 pub fn guest_mib(specs: &[GuestSpec]) -> u32 {
     specs
         .iter()
+        .filter(|g| !g.keys.iter().any(|(k, _)| k == "module-of"))
         .map(|g| {
             let mem = g
                 .keys

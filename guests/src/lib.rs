@@ -1,4 +1,4 @@
-//! Guest payloads for Janus: multiboot1 kernels that run inside the hypervisor, and the
+//! Guest payloads for Janus: multiboot1 and multiboot2 kernels that run inside the hypervisor, and the
 //! small runtime they share (see `rt`). Build with
 //! `cargo build --release -p janus-guests --target x86_64-unknown-none --bins`.
 //!
@@ -8,9 +8,11 @@
 
 pub mod rt;
 
+pub use rt::boot_info::BootInfo;
 pub use rt::cpu::{cpuid, exit, inb, inl, inw, outb, outl, outw, rdmsr, vendor};
 pub use rt::hypercall::hypercall;
-pub use rt::multiboot::{BootInfo, MmapEntry, MultibootInfo};
+pub use rt::memmap::MmapEntry;
+pub use rt::multiboot::MultibootInfo;
 pub use rt::suite::Suite;
 
 /// Names the guest's main function: `fn main(boot: &BootInfo) -> !`.

@@ -7,10 +7,14 @@ use super::gen::Gen;
 use std::ptr::NonNull;
 use vmm_core::addr::{GuestPhys, HostPhys, PAGE_2M};
 use vmm_core::decode::{decode, CpuMode};
+use vmm_core::loader::bootarea::{BootModule, BootState, PAGE};
+use vmm_core::loader::cmdline::ModuleString;
 use vmm_core::loader::cmdline::{parse_module_args, valid_name_char, MAX_MEM};
+use vmm_core::loader::image::FIRMWARE_AREA;
 use vmm_core::loader::linux::{self, hdr, BOOT_FLAG, HDRS};
 use vmm_core::loader::modules::{self, ModuleIn, Role, MAX_MODULES, MIN_MEM, NAME_MAX};
 use vmm_core::loader::multiboot1::{self, HEADER_MAGIC};
+use vmm_core::loader::multiboot2::{self, header_tag};
 use vmm_core::memory::GuestMemory;
 
 pub struct Target {
@@ -30,6 +34,11 @@ pub const TARGETS: &[Target] = &[
         name: "multiboot1",
         max_len: 1024,
         run: fuzz_multiboot1,
+    },
+    Target {
+        name: "multiboot2",
+        max_len: 1024,
+        run: fuzz_multiboot2,
     },
     Target {
         name: "linux",
@@ -204,15 +213,166 @@ fn text(g: &mut Gen, max: usize) -> String {
     c.to_string().repeat(n / c.len_utf8())
 }
 
-/// `multiboot1::load` on generated images in RAM of various sizes.
+/// Up to three modules' bytes, of sizes around a page and up to 1 MiB.
+fn module_bytes(g: &mut Gen) -> Vec<Vec<u8>> {
+    (0..g.int(0..=3u8))
+        .map(|_| vec![0x6d; g.pick(&[0usize, 1, 4095, 4097, 1 << 20])])
+        .collect()
+}
+
+fn boot_modules<'a>(bytes: &'a [Vec<u8>], string: &'a str) -> Vec<BootModule<'a>> {
+    bytes
+        .iter()
+        .map(|b| BootModule {
+            image: b,
+            string: ModuleString {
+                head: "/guests/m",
+                tail: string,
+            },
+        })
+        .collect()
+}
+
+/// What a loaded multiboot kernel must find: its entry in its image; the boot
+/// information page-aligned, in RAM, off the image and the firmware area; the modules
+/// after it in order, each on a page boundary, holding their bytes.
+fn check_boot(b: &BootState, mem: &GuestMemory, modules: &[BootModule<'_>]) {
+    let ram = mem.size();
+    assert!(
+        b.image.contains(b.entry.into()),
+        "entry {:#x} outside the image",
+        b.entry
+    );
+    let area = b.area;
+    assert_eq!(u64::from(b.ebx), area.info);
+    assert!(
+        area.info.is_multiple_of(PAGE) && area.info <= area.info_end && area.info_end <= area.end
+    );
+    assert!(
+        area.end <= ram,
+        "boot area ends at {:#x}, past RAM",
+        area.end
+    );
+    let disjoint =
+        |a: std::ops::Range<u64>, b: std::ops::Range<u64>| a.end <= b.start || b.end <= a.start;
+    assert!(
+        disjoint(area.info..area.end, b.image.start..b.image.end),
+        "over the image"
+    );
+    assert!(
+        disjoint(area.info..area.end, FIRMWARE_AREA),
+        "over the firmware area"
+    );
+    let ranges: Vec<_> =
+        vmm_core::loader::bootarea::module_ranges(area.info_end, modules).collect();
+    for (m, r) in modules.iter().zip(&ranges) {
+        assert!(r.start.is_multiple_of(PAGE) && r.end <= area.end);
+        if let Some(&last) = m.image.last() {
+            assert_eq!(mem.read_u8(GuestPhys(r.end - 1)).unwrap(), last);
+        }
+    }
+}
+
+/// `multiboot1::load` on generated images and modules in RAM of various sizes.
 fn fuzz_multiboot1(data: &[u8]) {
     let mut g = Gen::new(data);
     let ram = g.pick(&[64 << 10, 1 << 20, 2 << 20, 4 << 20]);
-    let cmdline = text(&mut g, 0xa000 - 0x9100);
+    let cmdline = text(&mut g, 4096);
     let img = mb1_image(&mut g);
+    let bytes = module_bytes(&mut g);
+    let string = text(&mut g, 64);
+    let mods = boot_modules(&bytes, &string);
     with_ram(ram, |mem| {
-        if let Ok(b) = multiboot1::load(&img, mem, &cmdline) {
-            assert!((b.entry as u64) < ram, "entry {:#x} outside RAM", b.entry);
+        if let Ok(b) = multiboot1::load(&img, mem, &cmdline, &mods) {
+            check_boot(&b, mem, &mods);
+        }
+    });
+}
+
+/// A multiboot2 header (spec 2.0 3.1) at `off` with generated tags: information
+/// requests, address and entry tags near `load`, console, framebuffer, module alignment,
+/// EFI, relocatable and unknown tags, mostly well formed.
+fn mb2_header(g: &mut Gen, img: &mut Vec<u8>, off: usize, load: u64, len_hint: u64) {
+    let mut tags: Vec<u8> = Vec::new();
+    for _ in 0..g.int(0..=4u8) {
+        let ty = g.pick(&[1u16, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0x7fff]);
+        let flags = g.pick(&[0u16, 1]);
+        let body: Vec<u32> = match ty {
+            header_tag::INFO_REQUEST => (0..g.int(0..=3u8))
+                .map(|_| g.pick(&[1u32, 3, 6, 8, 14, 21, 99]))
+                .collect(),
+            header_tag::ADDRESS => vec![
+                g.mostly(load + off as u64) as u32,
+                g.mostly_of(load as u32, &[u32::MAX, 0]),
+                g.mostly_of(0u32, &[(load + len_hint) as u32]),
+                g.mostly_of(0u32, &[(load + len_hint + 0x1000) as u32]),
+            ],
+            header_tag::ENTRY => vec![g.near(load + 0x40) as u32],
+            _ => (0..g.int(0..=4u8)).map(|_| g.u32()).collect(),
+        };
+        let size = if g.ratio(1, 16) {
+            g.int(0..=40u32)
+        } else {
+            8 + 4 * body.len() as u32
+        };
+        tags.extend_from_slice(&ty.to_le_bytes());
+        tags.extend_from_slice(&flags.to_le_bytes());
+        tags.extend_from_slice(&size.to_le_bytes());
+        body.iter()
+            .for_each(|w| tags.extend_from_slice(&w.to_le_bytes()));
+        tags.resize(tags.len().next_multiple_of(8), 0);
+    }
+    if g.ratio(15, 16) {
+        tags.extend_from_slice(&[0, 0, 0, 0, 8, 0, 0, 0]);
+    }
+    let len = g.mostly(16 + tags.len() as u64) as u32;
+    let arch = g.mostly_of(0u32, &[4]);
+    let mut sum = 0u32
+        .wrapping_sub(multiboot2::HEADER_MAGIC)
+        .wrapping_sub(arch)
+        .wrapping_sub(len);
+    if g.ratio(1, 16) {
+        sum ^= 1;
+    }
+    for (i, w) in [multiboot2::HEADER_MAGIC, arch, len, sum]
+        .iter()
+        .enumerate()
+    {
+        put(img, off + 4 * i, &w.to_le_bytes());
+    }
+    put(img, off + 16, &tags);
+}
+
+/// A multiboot2 image: an ELF (with a multiboot1 header turned into a multiboot2 one)
+/// or a flat file whose header carries the address tags.
+fn mb2_image(g: &mut Gen) -> Vec<u8> {
+    let mut img = if g.ratio(1, 2) {
+        mb1_elf(g)
+    } else {
+        g.bytes(256).to_vec()
+    };
+    let off = img.len().min(512).next_multiple_of(8);
+    let load = g.pick(&[0x10_0000u64, 0x8000, 0x1000]);
+    mb2_header(g, &mut img, off, load, 0x400);
+    img.extend_from_slice(g.bytes(256));
+    img
+}
+
+/// `multiboot2::load` on generated images and modules, with and without an RSDP.
+fn fuzz_multiboot2(data: &[u8]) {
+    let mut g = Gen::new(data);
+    let ram = g.pick(&[1 << 20, 2 << 20, 4 << 20]);
+    let cmdline = text(&mut g, 4096);
+    let img = mb2_image(&mut g);
+    let bytes = module_bytes(&mut g);
+    let string = text(&mut g, 64);
+    let mods = boot_modules(&bytes, &string);
+    let rsdp = g.pick(&[None, Some(0xF_0000u64), Some(u64::MAX)]);
+    with_ram(ram, |mem| {
+        if let Ok(b) = multiboot2::load(&img, mem, &cmdline, &mods, rsdp) {
+            check_boot(&b, mem, &mods);
+            let total = mem.read_u32(GuestPhys(b.area.info)).unwrap() as u64;
+            assert_eq!(b.area.info + total, b.area.info_end, "total_size");
         }
     });
 }
@@ -329,6 +489,7 @@ fn module_line(g: &mut Gen) -> String {
             "mem=",
             "kind=",
             "initrd-of=",
+            "module-of=",
             "cmdline=",
             "colour=",
             "x",
@@ -365,9 +526,10 @@ fn fuzz_modules(data: &[u8]) {
     let n = g.pick(&[0usize, 1, 2, 3, 5, MAX_MODULES + 1]);
     let lines: Vec<String> = (0..n).map(|_| module_line(&mut g)).collect();
     let images: Vec<Vec<u8>> = (0..n)
-        .map(|_| match g.int(0..=2u8) {
+        .map(|_| match g.int(0..=3u8) {
             0 => mb1_image(&mut g),
             1 => bzimage(&mut g),
+            2 => mb2_image(&mut g),
             _ => g.bytes(64).to_vec(),
         })
         .collect();
@@ -390,7 +552,7 @@ fn fuzz_modules(data: &[u8]) {
                 names.push(name);
                 assert!((MIN_MEM..=MAX_MEM).contains(&plan.mem) && plan.mem % PAGE_2M == 0);
             }
-            Ok(Role::Initrd { of }) => assert!(of < n),
+            Ok(Role::Initrd { of } | Role::Module { of }) => assert!(of < n),
             Err(r) => {
                 let line = r.to_string();
                 assert!(line.starts_with("guest ") && line.contains(": not started: "));

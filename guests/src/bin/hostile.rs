@@ -179,7 +179,7 @@ const ATTACKS: &[Attack] = &[
 ];
 
 fn main(boot: &BootInfo) -> ! {
-    let line = args::cmdline(boot);
+    let line = boot.cmdline();
     let Some(name) = args::arg(line, "attack") else {
         catalogue()
     };

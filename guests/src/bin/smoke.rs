@@ -5,6 +5,7 @@
 #![no_main]
 
 use core::arch::asm;
+use janus_guests::rt::fw_cfg;
 use janus_guests::rt::hypercall::{self, EFAULT, EINVAL, ENOSYS};
 use janus_guests::rt::multiboot::{BOOTLOADER_MAGIC, FLAG_MEM, FLAG_MMAP};
 use janus_guests::{
@@ -15,8 +16,6 @@ entry!(main);
 
 /// A port nothing claims under Janus: reads return all ones.
 const UNCLAIMED_PORT: u16 = 0x300;
-const FW_CFG_SELECTOR: u16 = 0x510;
-const FW_CFG_DATA: u16 = 0x511;
 const COM1: u16 = 0x3f8;
 const COM1_LSR: u16 = COM1 + 5;
 const COM1_SCRATCH: u16 = COM1 + 7;
@@ -28,7 +27,7 @@ fn main(boot: &BootInfo) -> ! {
     cpuid_leaves(&mut s);
     msrs(&mut s);
     ports(&mut s);
-    fw_cfg(&mut s, boot);
+    fw_cfg::check_basics(&mut s, boot);
     string_io(&mut s);
     hypercalls(&mut s);
     s.finish()
@@ -192,48 +191,6 @@ fn ports(s: &mut Suite) {
         "ports.com1_scratch",
         scr == 0x5a,
         format_args!("wrote 0x5a, read back {:#x}", scr),
-    );
-}
-
-/// QEMU's fw_cfg (selector 0x510, data 0x511): a kernel written for `qemu -kernel` asks
-/// it for the RAM size and the number of CPUs.
-fn fw_cfg(s: &mut Suite, boot: &BootInfo) {
-    let item = |selector: u16, buf: &mut [u8]| {
-        outw(FW_CFG_SELECTOR, selector);
-        for b in buf.iter_mut() {
-            *b = inb(FW_CFG_DATA);
-        }
-    };
-    let mut sig = [0u8; 4];
-    item(0x0000, &mut sig);
-    s.check(
-        "fw_cfg.signature",
-        &sig == b"QEMU",
-        format_args!("signature {:x?}, want \"QEMU\"", sig),
-    );
-    let (mut cpus, mut max) = ([0u8; 2], [0u8; 2]);
-    item(0x0005, &mut cpus);
-    item(0x000f, &mut max);
-    s.check(
-        "fw_cfg.cpus",
-        u16::from_le_bytes(cpus) == 1 && u16::from_le_bytes(max) == 1,
-        format_args!(
-            "{} CPUs, {} at most; want 1 (this guest has one vCPU)",
-            u16::from_le_bytes(cpus),
-            u16::from_le_bytes(max)
-        ),
-    );
-    let mut ram = [0u8; 8];
-    item(0x0003, &mut ram);
-    let ram = u64::from_le_bytes(ram);
-    // Multiboot's mem_upper counts the KiB from 1 MiB up to the first hole.
-    let upper = boot
-        .info()
-        .map_or(0, |i| (u64::from(i.mem_upper) + 1024) * 1024);
-    s.check(
-        "fw_cfg.ram_size",
-        ram >= upper && ram > 0 && ram < upper + (1 << 20),
-        format_args!("RAM size {ram:#x}, multiboot says about {upper:#x}"),
     );
 }
 

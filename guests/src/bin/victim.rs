@@ -266,7 +266,7 @@ fn run(secret: &Secret, ram: &mut Ram, duration_ms: u64) -> Seen {
 
 fn main(boot: &BootInfo) -> ! {
     let mut s = Suite::new("victim");
-    let line = args::cmdline(boot);
+    let line = boot.cmdline();
     let secret_arg = args::arg(line, "secret").unwrap_or(DEFAULT_SECRET);
     let duration = args::arg(line, "duration")
         .and_then(args::parse_u64)

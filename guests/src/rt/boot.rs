@@ -1,14 +1,30 @@
-//! The multiboot1 header and the 32-bit entry that switches to long mode.
+//! The multiboot1 and multiboot2 headers and the 32-bit entry that switches to long mode.
 //!
-//! The loader (Janus or QEMU's -kernel) honours header flag bit 16 and loads the image
-//! through the address fields below, then enters `_start` in 32-bit protected mode with
-//! paging off, EAX = 0x2BADB002 and EBX = the physical address of the multiboot info
-//! (Multiboot 0.6.96, 3.2). ESP is undefined, so nothing touches the stack until we set
-//! our own. We clear .bss, identity-map the first 1 GiB with 2 MiB pages, enable PAE,
-//! EFER.LME and paging, load a 64-bit GDT, far-return into 64-bit code and call
-//! `janus_guest_start(magic, mbi)`.
+//! Each binary's link script keeps one header (guests/build.rs picks the script): the
+//! multiboot1 header (section `.multiboot`; flags from the script's `__guest_mb1_flags`)
+//! or the multiboot2 header (section `.multiboot2`, with the entry stub
+//! `.multiboot2.text`). The other is discarded, so a loader sees one protocol.
+//!
+//! Multiboot1 (Multiboot 0.6.96, 3.1-3.2): the loader (Janus or QEMU's -kernel) honours
+//! header flag bit 16 and loads the image through the address fields, then enters
+//! `_start` with EAX = 0x2BADB002 and EBX = the multiboot info.
+//!
+//! Multiboot2 (Multiboot2 Specification version 2.0, 3.1.1-3.1.6, 3.1.11, 3.3): the
+//! header asks for the command line, loader name, modules, basic memory, memory map and
+//! old RSDP (information request tag, required), gives the load addresses (address tag),
+//! the entry `_start_mb2` (entry address tag; the ELF entry stays `_start`, so the suite
+//! can tell which one the loader used) and asks for page-aligned modules (module
+//! alignment tag). EAX = 0x36D76289, EBX = the boot information.
+//!
+//! Either way the CPU is in 32-bit protected mode with paging off and ESP undefined, so
+//! nothing touches the stack until we set our own. We clear .bss, identity-map the first
+//! 1 GiB with 2 MiB pages, enable PAE, EFER.LME and paging, load a 64-bit GDT,
+//! far-return into 64-bit code and call `janus_guest_start(magic, info, entry)`.
 
-use super::{idt, multiboot::BootInfo};
+use super::{
+    boot_info::{BootInfo, Entry},
+    idt,
+};
 
 core::arch::global_asm!(
     r#"
@@ -16,18 +32,64 @@ core::arch::global_asm!(
     .balign 4
 guest_mb1_header:
     .long 0x1badb002
-    .long 0x00010002
-    .long 0x100000000 - (0x1badb002 + 0x00010002)
+    .long __guest_mb1_flags
+    .long __guest_mb1_checksum
     .long guest_mb1_header
     .long __guest_load_start
     .long __guest_load_end
     .long __guest_bss_end
     .long _start
 
+    .section .multiboot2, "a"
+    .balign 8
+guest_mb2_header:
+    .long 0xe85250d6
+    .long 0
+    .long guest_mb2_header_end - guest_mb2_header
+    .long 0x100000000 - (0xe85250d6 + (guest_mb2_header_end - guest_mb2_header))
+    /* Information request (type 1, required): 1 cmdline, 2 loader name, 3 modules,
+       4 basic meminfo, 6 mmap, 14 old RSDP. */
+    .balign 8
+    .short 1, 0
+    .long 8 + 6 * 4
+    .long 1, 2, 3, 4, 6, 14
+    /* Address (type 2): header, load start, load end, bss end. */
+    .balign 8
+    .short 2, 0
+    .long 24
+    .long guest_mb2_header
+    .long __guest_load_start
+    .long __guest_load_end
+    .long __guest_bss_end
+    /* Entry address (type 3). */
+    .balign 8
+    .short 3, 0
+    .long 12
+    .long _start_mb2
+    /* Module alignment (type 6): modules page-aligned. */
+    .balign 8
+    .short 6, 0
+    .long 8
+    /* End. */
+    .balign 8
+    .short 0, 0
+    .long 8
+guest_mb2_header_end:
+
+    .section .multiboot2.text, "ax"
+    .code32
+    .global _start_mb2
+_start_mb2:
+    /* ESI says which entry ran until the call (1: the entry tag's). */
+    mov esi, 1
+    jmp guest_entry
+
     .section .boot, "ax"
     .code32
     .global _start
 _start:
+    xor esi, esi
+guest_entry:
     cli
     cld
     /* Keep the loader's magic in EBP and the info address in EBX until the call. */
@@ -89,6 +151,7 @@ guest_long_mode:
     mov fs, ax
     mov gs, ax
     mov rsp, offset guest_stack_top
+    mov edx, esi
     mov edi, ebp
     mov esi, ebx
     xor ebp, ebp
@@ -125,11 +188,17 @@ extern "Rust" {
     fn janus_guest_main(boot: &BootInfo) -> !;
 }
 
-/// Called by the 64-bit entry code with the loader's EAX and EBX.
+/// Called by the 64-bit entry code with the loader's EAX and EBX and which entry ran
+/// (0: `_start`, 1: `_start_mb2`).
 #[no_mangle]
-extern "C" fn janus_guest_start(magic: u32, mbi: u32) -> ! {
+extern "C" fn janus_guest_start(magic: u32, info: u32, entry: u32) -> ! {
     idt::install();
-    let boot = BootInfo::new(magic, mbi);
+    let entry = if entry == 1 {
+        Entry::Multiboot2Tag
+    } else {
+        Entry::Start
+    };
+    let boot = BootInfo::new(magic, info, entry);
     // SAFETY: `janus_guest_main` is defined by the binary's `entry!` with this signature.
     unsafe { janus_guest_main(&boot) }
 }

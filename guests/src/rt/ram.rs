@@ -1,15 +1,15 @@
 //! Where the guest's RAM is and which of it is free: the image's end (from the linker
 //! script), the end of RAM (multiboot `mem_upper`) and the available memory-map ranges
-//! minus what the loader and the image use.
+//! minus the image and whatever the loader left, wherever it put it (the information
+//! structure, its strings and memory map, the modules; either protocol).
 
-use super::multiboot::BootInfo;
+use super::boot_info::BootInfo;
+use super::phys::MAPPED_END;
+use super::ranges::Used;
 use core::ops::Range;
 
-/// Janus' loader writes the multiboot information below this (vmm-core `INFO_AREA`);
-/// the real-mode IVT and BDA live there on a PC as well.
-const LOADER_AREA_END: u64 = 0x1_0000;
-/// The runtime identity-maps only the first GiB.
-const MAPPED_END: u64 = 0x4000_0000;
+/// The real-mode IVT and the BIOS data area: never handed out.
+const LOW_RESERVED_END: u64 = 0x1000;
 const PAGE: u64 = 4096;
 
 extern "C" {
@@ -24,26 +24,28 @@ pub fn image() -> Range<u64> {
 
 /// The first address above RAM: 1 MiB + `mem_upper` KiB, or `None` without the field.
 pub fn ram_end(boot: &BootInfo) -> Option<u64> {
-    let info = boot.info()?;
-    info.has(super::multiboot::FLAG_MEM)
-        .then(|| 0x10_0000 + u64::from(info.mem_upper) * 1024)
+    boot.mem()
+        .map(|(_, upper)| 0x10_0000 + u64::from(upper) * 1024)
+}
+
+/// What is in use: the low area, the image and the loader's data.
+pub fn used(boot: &BootInfo) -> Used {
+    let mut used = Used::default();
+    used.add(0..LOW_RESERVED_END);
+    used.add(image());
+    boot.loader_data(|r| used.add(r));
+    used
 }
 
 /// The free RAM, page-aligned: available memory-map ranges in the identity map, minus
-/// the loader's area and the image.
+/// [`used`].
 pub fn free_ranges(boot: &BootInfo) -> impl Iterator<Item = Range<u64>> {
-    let image = image();
-    boot.info()
-        .into_iter()
-        .flat_map(|i| i.mmap())
+    let used = used(boot);
+    boot.mmap()
         .filter(|e| e.kind == 1)
-        .filter_map(move |e| {
-            let mut start = e.base.max(LOADER_AREA_END);
-            let end = (e.base + e.len).min(MAPPED_END);
-            if start < image.end && end > image.start {
-                start = start.max(image.end);
-            }
-            let (start, end) = (start.next_multiple_of(PAGE), end / PAGE * PAGE);
+        .flat_map(move |e| used.gaps(e.base..e.end().min(MAPPED_END)))
+        .filter_map(|r| {
+            let (start, end) = (r.start.next_multiple_of(PAGE), r.end / PAGE * PAGE);
             (start < end).then_some(start..end)
         })
 }

@@ -7,9 +7,18 @@
 //! |---|---|
 //! | `name=` | the guest's name on the console (1-31 of `A-Za-z0-9_.-`) |
 //! | `mem=` | its RAM: bytes, or with a `K`, `M` or `G` suffix (`KiB`/`MiB`/`GiB` too) |
-//! | `kind=` | `multiboot1` or `linux` (default: recognised from the image) |
+//! | `kind=` | `multiboot1`, `multiboot2` or `linux` (default: recognised from the image) |
 //! | `initrd-of=` | this module is the initrd of guest NAME, not a guest itself |
+//! | `module-of=` | this module is a multiboot module of guest NAME; the rest of the line is free text |
 //! | `cmdline=` | the guest kernel's command line: the REST of the line (so it can hold spaces and `=`), or a `"quoted string"` |
+//!
+//! A module line `[FILE] module-of=NAME ARGS...` (`module-of=` the first key) is a
+//! multiboot module of guest NAME: ARGS are not keys, and the module's string (Multiboot
+//! 0.6.96 3.3 `string`, Multiboot2 spec 2.0 3.6.6) is the line without the `module-of=`
+//! word ([`ModuleString`]). GRUB passes only what follows the file name, so
+//! `module2 /guests/cfg module-of=k a b` gives the string `a b`; a line that repeats the
+//! path (`module2 /guests/cfg /guests/cfg module-of=k a b`, QEMU's `-initrd "FILE ARGS"`
+//! form) gives `/guests/cfg a b`.
 //!
 //! Bad input is an [`ArgError`] that says what is wrong, never a panic.
 
@@ -20,6 +29,8 @@ use core::fmt;
 pub enum GuestKind {
     /// A multiboot1 kernel, started the way QEMU's `-kernel` starts it.
     Multiboot1,
+    /// A multiboot2 kernel, started the way GRUB's `multiboot2` starts it.
+    Multiboot2,
     /// A Linux bzImage.
     Linux,
 }
@@ -28,6 +39,7 @@ impl fmt::Display for GuestKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             GuestKind::Multiboot1 => "multiboot1",
+            GuestKind::Multiboot2 => "multiboot2",
             GuestKind::Linux => "linux",
         })
     }
@@ -51,6 +63,43 @@ pub struct ModuleArgs<'a> {
     pub limit_ns: Option<u64>,
     /// `after=NAME`: the guest starts when guest NAME (an earlier module) has ended.
     pub after: Option<&'a str>,
+    /// `module-of=NAME`: a multiboot module of guest NAME, with its string.
+    pub module_of: Option<(&'a str, ModuleString<'a>)>,
+}
+
+/// A multiboot module's string: its line without the `module-of=NAME` word, that is the
+/// text before the word and the text after it, joined by one space.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ModuleString<'a> {
+    pub head: &'a str,
+    pub tail: &'a str,
+}
+
+impl<'a> ModuleString<'a> {
+    /// The pieces to write one after the other: head, a space when both are there, tail.
+    pub fn parts(&self) -> [&'a str; 3] {
+        let sep = if self.head.is_empty() || self.tail.is_empty() {
+            ""
+        } else {
+            " "
+        };
+        [self.head, sep, self.tail]
+    }
+
+    /// Its length in bytes (without a NUL).
+    pub fn len(&self) -> usize {
+        self.parts().iter().map(|p| p.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl fmt::Display for ModuleString<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.parts().iter().try_for_each(|p| f.write_str(p))
+    }
 }
 
 /// What happens when a guest pulls its machine's reset line.
@@ -78,7 +127,8 @@ pub enum ArgError<'a> {
     /// A word that is not `key=value` after the file name.
     Stray(&'a str),
     UnclosedQuote,
-    /// Two keys that cannot go together (`initrd-of=` with a guest's keys).
+    /// Two keys that cannot go together (`initrd-of=` with a guest's keys, or
+    /// `module-of=` after another key).
     Conflict(&'static str, &'static str),
 }
 
@@ -88,7 +138,7 @@ impl fmt::Display for ArgError<'_> {
             ArgError::UnknownKey(k) => {
                 write!(
                     f,
-                    "unknown key '{}' (known: name, mem, kind, cmdline, initrd-of, weight, on-reset, limit, after)",
+                    "unknown key '{}' (known: name, mem, kind, cmdline, initrd-of, module-of, weight, on-reset, limit, after)",
                     Clip(k)
                 )
             }
@@ -111,7 +161,11 @@ impl fmt::Display for ArgError<'_> {
                 Clip(s),
                 MAX_MEM >> 40
             ),
-            ArgError::BadKind(k) => write!(f, "bad kind '{}': use multiboot1 or linux", Clip(k)),
+            ArgError::BadKind(k) => write!(
+                f,
+                "bad kind '{}': use multiboot1, multiboot2 or linux",
+                Clip(k)
+            ),
             ArgError::BadWeight(w) => write!(f, "bad weight '{}': use 1 to {MAX_WEIGHT}", Clip(w)),
             ArgError::BadOnReset(v) => {
                 write!(f, "bad on-reset '{}': use end or restart", Clip(v))
@@ -218,6 +272,31 @@ fn valid_name(n: &str) -> bool {
     (1..=31).contains(&n.len()) && n.chars().all(valid_name_char)
 }
 
+/// The keys of a parsed line other than `initrd-of=`, and whether each is given.
+fn guest_keys(a: &ModuleArgs<'_>) -> [(&'static str, bool); 8] {
+    [
+        ("name", a.name.is_some()),
+        ("mem", a.mem.is_some()),
+        ("kind", a.kind.is_some()),
+        ("cmdline", a.cmdline.is_some()),
+        ("weight", a.weight.is_some()),
+        ("on-reset", a.on_reset.is_some()),
+        ("limit", a.limit_ns.is_some()),
+        ("after", a.after.is_some()),
+    ]
+}
+
+/// The first key a parsed line has, for [`ArgError::Conflict`].
+fn first_key_name(a: &ModuleArgs<'_>) -> &'static str {
+    if a.initrd_of.is_some() {
+        return "initrd-of";
+    }
+    let keys = guest_keys(a);
+    keys.iter()
+        .find(|(_, given)| *given)
+        .map_or("name", |(k, _)| k)
+}
+
 fn set<'a, T>(slot: &mut Option<T>, key: &'a str, v: T) -> Result<(), ArgError<'a>> {
     if slot.is_some() {
         return Err(ArgError::Repeated(key));
@@ -253,8 +332,10 @@ fn unquote(s: &str) -> &str {
 /// `"key=a b"` (as GRUB passes it on) are accepted.
 pub fn parse_module_args(line: &str) -> Result<ModuleArgs<'_>, ArgError<'_>> {
     let mut a = ModuleArgs::default();
-    let mut rest = line.trim();
+    let line = line.trim();
+    let mut rest = line;
     let mut first = true;
+    let mut first_key = true;
     while !rest.is_empty() {
         let (raw, after) = next_word(rest)?;
         let word = unquote(raw);
@@ -267,8 +348,24 @@ pub fn parse_module_args(line: &str) -> Result<ModuleArgs<'_>, ArgError<'_>> {
             }
             return Err(ArgError::Stray(word));
         };
-        first = false;
         let value = unquote(value);
+        if matches!(key, "module-of" | "module_of") {
+            if !first_key {
+                return Err(ArgError::Conflict("module-of", first_key_name(&a)));
+            }
+            if !valid_name(value) {
+                return Err(ArgError::BadName(value));
+            }
+            let word_start = line.len() - rest.len();
+            let string = ModuleString {
+                head: line[..word_start].trim(),
+                tail: after.trim(),
+            };
+            a.module_of = Some((value, string));
+            break;
+        }
+        first = false;
+        first_key = false;
         if key == "cmdline" && !raw.contains('"') {
             // Unquoted: the command line is the rest of the module line.
             set(&mut a.cmdline, key, rest[key.len() + 1..].trim_end())?;
@@ -286,6 +383,7 @@ pub fn parse_module_args(line: &str) -> Result<ModuleArgs<'_>, ArgError<'_>> {
             "kind" => {
                 let k = match value {
                     "multiboot1" | "multiboot" | "mb1" => GuestKind::Multiboot1,
+                    "multiboot2" | "mb2" => GuestKind::Multiboot2,
                     "linux" => GuestKind::Linux,
                     _ => return Err(ArgError::BadKind(value)),
                 };
@@ -318,17 +416,7 @@ pub fn parse_module_args(line: &str) -> Result<ModuleArgs<'_>, ArgError<'_>> {
         rest = after.trim_start();
     }
     if a.initrd_of.is_some() {
-        let guest_keys = [
-            ("name", a.name.is_some()),
-            ("mem", a.mem.is_some()),
-            ("kind", a.kind.is_some()),
-            ("cmdline", a.cmdline.is_some()),
-            ("weight", a.weight.is_some()),
-            ("on-reset", a.on_reset.is_some()),
-            ("limit", a.limit_ns.is_some()),
-            ("after", a.after.is_some()),
-        ];
-        if let Some((k, _)) = guest_keys.iter().find(|(_, given)| *given) {
+        if let Some((k, _)) = guest_keys(&a).iter().find(|(_, given)| *given) {
             return Err(ArgError::Conflict("initrd-of", k));
         }
     }
@@ -474,5 +562,58 @@ mod tests {
         assert_eq!(parse_module_args("/g stray"), Err(ArgError::Stray("stray")));
         let msg = format!("{}", ArgError::UnknownKey("colour"));
         assert!(msg.contains("colour") && msg.contains("known"), "{msg}");
+    }
+
+    #[test]
+    fn module_of_takes_the_rest_as_the_string() {
+        // As GRUB passes `module2 /guests/cfg module-of=k a=1  b`: what follows the file.
+        let a = parse_module_args("module-of=k a=1  b").unwrap();
+        let (of, s) = a.module_of.unwrap();
+        assert_eq!(of, "k");
+        assert_eq!(s.to_string(), "a=1  b");
+        assert_eq!((a.path, a.name, a.cmdline), (None, None, None));
+        // With the path first (QEMU's `-initrd "FILE ARGS"` form): "FILE ARGS".
+        let a = parse_module_args("/guests/cfg module-of=k x y").unwrap();
+        let s = a.module_of.unwrap().1;
+        assert_eq!((s.to_string(), s.len()), ("/guests/cfg x y".into(), 15));
+        assert_eq!(a.path, Some("/guests/cfg"));
+        // No arguments: the string is the path alone, or empty.
+        let s = parse_module_args("/g/f module-of=k")
+            .unwrap()
+            .module_of
+            .unwrap()
+            .1;
+        assert_eq!(s.parts(), ["/g/f", "", ""]);
+        let s = parse_module_args(" module-of=k ")
+            .unwrap()
+            .module_of
+            .unwrap()
+            .1;
+        assert!(s.is_empty());
+        // Keys after module-of= are the module's text, not Janus' keys.
+        let a = parse_module_args("module-of=k name=x mem=lots").unwrap();
+        assert_eq!(a.module_of.unwrap().1.to_string(), "name=x mem=lots");
+        assert_eq!(a.name, None);
+    }
+
+    #[test]
+    fn module_of_must_come_first_and_name_a_guest() {
+        assert_eq!(
+            parse_module_args("/g name=a module-of=k"),
+            Err(ArgError::Conflict("module-of", "name"))
+        );
+        assert_eq!(
+            parse_module_args("/g initrd-of=a module-of=k"),
+            Err(ArgError::Conflict("module-of", "initrd-of"))
+        );
+        assert_eq!(
+            parse_module_args("/g module-of=a/b"),
+            Err(ArgError::BadName("a/b"))
+        );
+        assert_eq!(
+            parse_module_args("kind=multiboot2").unwrap().kind,
+            Some(GuestKind::Multiboot2)
+        );
+        assert_eq!(GuestKind::Multiboot2.to_string(), "multiboot2");
     }
 }

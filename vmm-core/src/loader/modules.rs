@@ -1,15 +1,23 @@
 //! From the boot loader's modules to guest plans: which module is a guest (with its
-//! name, kind, RAM size, kernel command line and initrd) and which is an initrd, or why a
-//! module cannot be either. Pure: the boot code allocates the RAM and loads the images.
+//! name, kind, RAM size, kernel command line, initrd or multiboot modules), which is an
+//! initrd (`initrd-of=`, Linux guests) and which a multiboot module (`module-of=`,
+//! multiboot1 and multiboot2 guests: Multiboot 0.6.96 3.3, Multiboot2 spec 2.0 3.6.6),
+//! or why a module cannot be any of these. Pure: the boot code allocates the RAM and
+//! loads the images.
+//!
+//! A guest's multiboot modules keep their line order, whether their lines come before or
+//! after the guest's; at most [`MAX_GUEST_MODULES`] each.
 //!
 //! Every refused module gets one [`Refusal`], printed as one line
 //! `guest LABEL: not started: REASON`; the other modules are unaffected.
 
 use crate::addr::{MIB, PAGE_2M};
+use crate::loader::bootarea::{BootModule, PAGE};
 use crate::loader::cmdline::{
-    parse_module_args, valid_name_char, ArgError, Clip, GuestKind, ModuleArgs, OnReset,
+    parse_module_args, valid_name_char, ArgError, Clip, GuestKind, ModuleArgs, ModuleString,
+    OnReset,
 };
-use crate::loader::{linux, multiboot1};
+use crate::loader::{linux, multiboot1, multiboot2};
 use crate::vm::Name;
 use arrayvec::ArrayVec;
 use core::fmt;
@@ -26,6 +34,8 @@ pub const LINUX_DEFAULT_MEM: u64 = 256 * MIB;
 pub const NAME_MAX: usize = 31;
 /// Linux's command line when the module gives none.
 pub const LINUX_CMDLINE: &str = "console=ttyS0";
+/// Multiboot modules one guest takes; more are refused.
+pub const MAX_GUEST_MODULES: usize = 16;
 
 /// One module as the boot loader handed it over.
 #[derive(Clone, Copy, Debug)]
@@ -38,7 +48,39 @@ pub struct ModuleIn<'a> {
 #[derive(Clone, Copy, Debug)]
 pub enum Image<'a> {
     Multiboot1(&'a [u8]),
+    Multiboot2(&'a [u8]),
     Linux(linux::LinuxImage<'a>),
+}
+
+/// A multiboot guest's modules, in line order.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GuestModules<'a> {
+    list: [BootModule<'a>; MAX_GUEST_MODULES],
+    len: usize,
+}
+
+impl<'a> GuestModules<'a> {
+    pub fn as_slice(&self) -> &[BootModule<'a>] {
+        &self.list[..self.len]
+    }
+
+    /// Adds `m`; false when the guest has [`MAX_GUEST_MODULES`] already.
+    fn push(&mut self, m: BootModule<'a>) -> bool {
+        let Some(slot) = self.list.get_mut(self.len) else {
+            return false;
+        };
+        *slot = m;
+        self.len += 1;
+        true
+    }
+
+    /// Bytes the modules take in guest RAM, each from a page boundary.
+    fn footprint(&self) -> u64 {
+        self.as_slice()
+            .iter()
+            .map(|m| (m.image.len() as u64).next_multiple_of(PAGE))
+            .sum()
+    }
 }
 
 /// A module that becomes a guest.
@@ -52,6 +94,8 @@ pub struct GuestPlan<'a> {
     pub cmdline: &'a str,
     /// The initrd's bytes (Linux guests only).
     pub initrd: Option<&'a [u8]>,
+    /// Its multiboot modules (multiboot guests only).
+    pub modules: GuestModules<'a>,
     /// How the guest shares the CPU and what its end is.
     pub schedule: Schedule,
 }
@@ -68,11 +112,18 @@ pub struct Schedule {
 }
 
 /// What a module is.
+// A guest's plan holds its modules inline (about 1 KiB; vmm-core has no heap): the
+// roles of one boot, 32 at most, are planned once.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug)]
 pub enum Role<'a> {
     Guest(GuestPlan<'a>),
     /// The initrd of the guest module at this index.
     Initrd {
+        of: usize,
+    },
+    /// A multiboot module of the guest module at this index.
+    Module {
         of: usize,
     },
 }
@@ -94,6 +145,15 @@ pub enum Reason<'a> {
         first: usize,
     },
     InitrdNotLinux(&'a str),
+    ModuleOrphan(&'a str),
+    ModuleOfLinux(&'a str),
+    /// The guest has [`MAX_GUEST_MODULES`] modules already.
+    TooManyGuestModules(&'a str),
+    /// Its modules and image (bytes) do not fit its RAM (bytes).
+    ModulesTooBig {
+        need: u64,
+        mem: u64,
+    },
     UnknownImage(usize),
     Linux(linux::LinuxError),
     NoInitrd,
@@ -138,12 +198,33 @@ impl fmt::Display for Reason<'_> {
             ),
             Reason::InitrdNotLinux(of) => write!(
                 f,
-                "initrd for '{}', a multiboot1 guest: only Linux guests take one",
+                "initrd for '{}', a multiboot guest: only Linux guests take one (give it modules with module-of=)",
                 Clip(of)
+            ),
+            Reason::ModuleOrphan(of) => write!(
+                f,
+                "module for '{}', but no guest has that name",
+                Clip(of)
+            ),
+            Reason::ModuleOfLinux(of) => write!(
+                f,
+                "module for '{}', a Linux guest: give a Linux guest its initrd with initrd-of=",
+                Clip(of)
+            ),
+            Reason::TooManyGuestModules(of) => write!(
+                f,
+                "module for '{}', which has {MAX_GUEST_MODULES} modules already (at most {MAX_GUEST_MODULES} a guest)",
+                Clip(of)
+            ),
+            Reason::ModulesTooBig { need, mem } => write!(
+                f,
+                "its image and modules ({} KiB) do not fit its {} MiB of RAM",
+                need.div_ceil(1024),
+                mem >> 20
             ),
             Reason::UnknownImage(len) => write!(
                 f,
-                "not a multiboot1 kernel (no multiboot header in the first 8 KiB) nor a Linux bzImage ({len} bytes)"
+                "not a multiboot kernel (no multiboot1 header in the first 8 KiB, no multiboot2 header in the first 32 KiB) nor a Linux bzImage ({len} bytes)"
             ),
             Reason::Linux(e) => write!(f, "{e}"),
             Reason::NoInitrd => write!(
@@ -190,6 +271,7 @@ enum Parsed<'a> {
     Refused(Refusal<'a>),
     Guest(ModuleArgs<'a>, Name),
     Initrd(&'a str),
+    Module(&'a str, ModuleString<'a>),
 }
 
 fn parse_one<'a>(index: usize, m: &ModuleIn<'a>, earlier: &[Parsed<'a>]) -> Parsed<'a> {
@@ -208,6 +290,10 @@ fn parse_one<'a>(index: usize, m: &ModuleIn<'a>, earlier: &[Parsed<'a>]) -> Pars
             initrd_of: Some(of),
             ..
         }) => Parsed::Initrd(of),
+        Ok(ModuleArgs {
+            module_of: Some((of, string)),
+            ..
+        }) => Parsed::Module(of, string),
         Ok(args) => {
             let name = name_of(index, &args);
             match owner(&name, earlier) {
@@ -228,22 +314,34 @@ fn owner(name: &str, parsed: &[Parsed<'_>]) -> Option<usize> {
         .position(|p| matches!(p, Parsed::Guest(_, n) if n.as_str() == name))
 }
 
+/// `kind=`, else what the image is: Linux, then multiboot2, then multiboot1 (a kernel
+/// with both multiboot headers is a multiboot2 kernel, as GRUB's `multiboot2` loads it).
 fn kind_of(args: &ModuleArgs<'_>, image: &[u8]) -> Option<GuestKind> {
     match args.kind {
         Some(k) => Some(k),
-        None if multiboot1::is_multiboot1(image) => Some(GuestKind::Multiboot1),
         None if image.get(0x202..0x206) == Some(linux::HDRS) => Some(GuestKind::Linux),
+        None if multiboot2::is_multiboot2(image) => Some(GuestKind::Multiboot2),
+        None if multiboot1::is_multiboot1(image) => Some(GuestKind::Multiboot1),
         None => None,
     }
+}
+
+/// What attaches to one guest: its initrd and its multiboot modules.
+#[derive(Clone, Copy, Default)]
+struct Attached<'a> {
+    initrd: Option<&'a [u8]>,
+    modules: GuestModules<'a>,
 }
 
 fn plan_guest<'a>(
     m: &ModuleIn<'a>,
     args: &ModuleArgs<'a>,
     name: Name,
-    initrd: Option<&'a [u8]>,
+    attached: Attached<'a>,
 ) -> Result<GuestPlan<'a>, Reason<'a>> {
     let kind = kind_of(args, m.image).ok_or(Reason::UnknownImage(m.image.len()))?;
+    let Attached { initrd, modules } = attached;
+    let multiboot = |image| (image, DEFAULT_MEM, args.cmdline.unwrap_or(m.cmdline), None);
     let (image, default_mem, cmdline, initrd) = match kind {
         GuestKind::Linux => {
             let img = linux::parse(m.image).map_err(Reason::Linux)?;
@@ -257,23 +355,29 @@ fn plan_guest<'a>(
                 initrd,
             )
         }
-        GuestKind::Multiboot1 => (
-            Image::Multiboot1(m.image),
-            DEFAULT_MEM,
-            args.cmdline.unwrap_or(m.cmdline),
-            None,
-        ),
+        GuestKind::Multiboot1 => multiboot(Image::Multiboot1(m.image)),
+        GuestKind::Multiboot2 => multiboot(Image::Multiboot2(m.image)),
+    };
+    let modules = match image {
+        Image::Linux(_) => GuestModules::default(),
+        _ => modules,
     };
     let want = args.mem.unwrap_or(default_mem);
     if want < MIN_MEM {
         return Err(Reason::MemTooSmall(want));
     }
+    let mem = want.div_ceil(PAGE_2M) * PAGE_2M;
+    let need = (m.image.len() as u64).next_multiple_of(PAGE) + modules.footprint();
+    if modules.len > 0 && need > mem {
+        return Err(Reason::ModulesTooBig { need, mem });
+    }
     Ok(GuestPlan {
         name,
         image,
-        mem: want.div_ceil(PAGE_2M) * PAGE_2M,
+        mem,
         cmdline,
         initrd,
+        modules,
         schedule: Schedule {
             weight: args.weight.unwrap_or(1),
             on_reset: args.on_reset.unwrap_or_default(),
@@ -283,32 +387,87 @@ fn plan_guest<'a>(
     })
 }
 
-/// Attaches each initrd module to its guest: `Ok(guest index)` or why not. Entries of
-/// modules that are not initrds are `None`.
-fn attach_initrds<'a>(
-    parsed: &[Parsed<'a>],
-) -> ArrayVec<Option<Result<usize, Reason<'a>>>, MAX_MODULES> {
+/// Attaches each initrd and module line to its guest: `Ok(guest index)` or why not.
+/// Entries of the other lines are `None`.
+fn attach<'a>(parsed: &[Parsed<'a>]) -> ArrayVec<Option<Result<usize, Reason<'a>>>, MAX_MODULES> {
     let mut out: ArrayVec<Option<Result<usize, Reason<'a>>>, MAX_MODULES> = ArrayVec::new();
     for p in parsed {
-        let Parsed::Initrd(of) = *p else {
-            out.push(None);
-            continue;
+        // How many earlier lines of the same kind attached to guest `g`, and the first.
+        let earlier = |out: &[Option<Result<usize, Reason<'a>>>], g: usize| {
+            let same = |j: &usize| {
+                out[*j] == Some(Ok(g))
+                    && core::mem::discriminant(&parsed[*j]) == core::mem::discriminant(p)
+            };
+            (
+                (0..out.len()).filter(same).count(),
+                (0..out.len()).find(same),
+            )
         };
-        let first = out
-            .iter()
-            .position(|o| matches!(o, Some(Ok(g)) if owner(of, parsed) == Some(*g)));
-        out.push(Some(match (owner(of, parsed), first) {
-            (None, _) => Err(Reason::InitrdOrphan(of)),
-            (Some(_), Some(first)) => Err(Reason::SecondInitrd { of, first }),
-            (Some(g), None) => Ok(g),
-        }));
+        out.push(match *p {
+            Parsed::Initrd(of) => Some(match owner(of, parsed) {
+                None => Err(Reason::InitrdOrphan(of)),
+                Some(g) => match earlier(&out, g).1 {
+                    Some(first) => Err(Reason::SecondInitrd { of, first }),
+                    None => Ok(g),
+                },
+            }),
+            Parsed::Module(of, _) => Some(match owner(of, parsed) {
+                None => Err(Reason::ModuleOrphan(of)),
+                Some(g) if earlier(&out, g).0 >= MAX_GUEST_MODULES => {
+                    Err(Reason::TooManyGuestModules(of))
+                }
+                Some(g) => Ok(g),
+            }),
+            _ => None,
+        });
     }
     out
 }
 
-/// Plans every module (at most [`MAX_MODULES`]), in order: a guest, an initrd, or a
-/// refusal. The first module with a name keeps it; initrds attach to that guest.
-/// A refused guest's initrd says nothing more: the guest's line is the reason.
+/// The initrd and modules of guest `g`.
+fn attached_to<'a>(
+    g: usize,
+    modules: &[ModuleIn<'a>],
+    parsed: &[Parsed<'a>],
+    attachments: &[Option<Result<usize, Reason<'a>>>],
+) -> Attached<'a> {
+    let mut a = Attached::default();
+    for (i, at) in attachments.iter().enumerate() {
+        if *at != Some(Ok(g)) {
+            continue;
+        }
+        match parsed[i] {
+            Parsed::Initrd(_) => a.initrd = Some(modules[i].image),
+            Parsed::Module(_, string) => {
+                a.modules.push(BootModule {
+                    image: modules[i].image,
+                    string,
+                });
+            }
+            _ => {}
+        }
+    }
+    a
+}
+
+/// An initrd of a multiboot guest, or a module of a Linux guest: why not, if so.
+fn wrong_kind<'a>(line: Parsed<'a>, guest: &Result<Role<'a>, Refusal<'a>>) -> Option<Reason<'a>> {
+    let Ok(Role::Guest(g)) = guest else {
+        return None;
+    };
+    match (line, g.image) {
+        (Parsed::Initrd(of), Image::Multiboot1(_) | Image::Multiboot2(_)) => {
+            Some(Reason::InitrdNotLinux(of))
+        }
+        (Parsed::Module(of, _), Image::Linux(_)) => Some(Reason::ModuleOfLinux(of)),
+        _ => None,
+    }
+}
+
+/// Plans every module (at most [`MAX_MODULES`]), in order: a guest, an initrd, a
+/// multiboot module or a refusal. The first module with a name keeps it; initrds and
+/// modules attach to that guest. A refused guest's initrd and modules say nothing more:
+/// the guest's line is the reason.
 pub fn plan_all<'a>(
     modules: &[ModuleIn<'a>],
 ) -> ArrayVec<Result<Role<'a>, Refusal<'a>>, MAX_MODULES> {
@@ -318,45 +477,47 @@ pub fn plan_all<'a>(
         let p = parse_one(i, m, &parsed);
         parsed.push(p);
     }
-    let initrds = attach_initrds(&parsed);
-    let initrd_for = |g: usize| {
-        initrds
-            .iter()
-            .position(|o| *o == Some(Ok(g)))
-            .map(|r| modules[r].image)
-    };
+    let attachments = attach(&parsed);
     let mut out: ArrayVec<Result<Role<'a>, Refusal<'a>>, MAX_MODULES> = parsed
         .iter()
         .enumerate()
-        .map(|(i, p)| match *p {
-            Parsed::Refused(r) => Err(r),
-            Parsed::Guest(args, name) => plan_guest(&modules[i], &args, name, initrd_for(i))
-                .map(Role::Guest)
-                .map_err(|reason| Refusal {
-                    label: name,
-                    reason,
-                }),
-            Parsed::Initrd(of) => match initrds[i].unwrap_or(Err(Reason::InitrdOrphan(of))) {
-                Ok(of) => Ok(Role::Initrd { of }),
-                Err(reason) => Err(Refusal {
-                    label: module_label(i),
-                    reason,
-                }),
-            },
+        .map(|(i, p)| {
+            let refuse = |reason| Refusal {
+                label: module_label(i),
+                reason,
+            };
+            match *p {
+                Parsed::Refused(r) => Err(r),
+                Parsed::Guest(args, name) => {
+                    let attached = attached_to(i, modules, &parsed, &attachments);
+                    plan_guest(&modules[i], &args, name, attached)
+                        .map(Role::Guest)
+                        .map_err(|reason| Refusal {
+                            label: name,
+                            reason,
+                        })
+                }
+                Parsed::Initrd(of) => attachments[i]
+                    .unwrap_or(Err(Reason::InitrdOrphan(of)))
+                    .map(|of| Role::Initrd { of })
+                    .map_err(refuse),
+                Parsed::Module(of, _) => attachments[i]
+                    .unwrap_or(Err(Reason::ModuleOrphan(of)))
+                    .map(|of| Role::Module { of })
+                    .map_err(refuse),
+            }
         })
         .collect();
     for i in 0..out.len() {
-        if let (Ok(Role::Initrd { of }), Parsed::Initrd(name)) = (out[i], parsed[i]) {
-            if let Ok(Role::Guest(GuestPlan {
-                image: Image::Multiboot1(_),
-                ..
-            })) = out[of]
-            {
-                out[i] = Err(Refusal {
-                    label: module_label(i),
-                    reason: Reason::InitrdNotLinux(name),
-                });
-            }
+        let of = match out[i] {
+            Ok(Role::Initrd { of } | Role::Module { of }) => of,
+            _ => continue,
+        };
+        if let Some(reason) = wrong_kind(parsed[i], &out[of]) {
+            out[i] = Err(Refusal {
+                label: module_label(i),
+                reason,
+            });
         }
     }
     out
@@ -376,7 +537,8 @@ mod tests {
     extern crate std;
     use super::*;
     use crate::loader::cmdline::parse_module_args;
-    use crate::loader::samples::{aout_image, bzimage};
+    use crate::loader::multiboot1::FLAG_MEMORY_INFO;
+    use crate::loader::samples::{aout_image, bzimage, elf32_with, header, mb2_header};
     use std::string::{String, ToString};
     use std::vec::Vec;
 
@@ -446,7 +608,7 @@ mod tests {
         let p = plan_all(&[m("/junk name=j", b"MZ not a kernel")]);
         assert_eq!(
             line(&p[0]),
-            "guest j: not started: not a multiboot1 kernel (no multiboot header in the first 8 KiB) nor a Linux bzImage (15 bytes)"
+            "guest j: not started: not a multiboot kernel (no multiboot1 header in the first 8 KiB, no multiboot2 header in the first 32 KiB) nor a Linux bzImage (15 bytes)"
         );
         let p = plan_all(&[m("/junk name=j kind=linux", b"MZ not a kernel")]);
         assert!(line(&p[0]).contains("not a Linux bzImage"));
@@ -547,7 +709,7 @@ mod tests {
         let p = plan_all(&[m("/k name=a colour=blue", &k)]);
         assert_eq!(
             line(&p[0]),
-            "guest module0: not started: bad module command line: unknown key 'colour' (known: name, mem, kind, cmdline, initrd-of, weight, on-reset, limit, after)"
+            "guest module0: not started: bad module command line: unknown key 'colour' (known: name, mem, kind, cmdline, initrd-of, module-of, weight, on-reset, limit, after)"
         );
     }
 
@@ -555,7 +717,7 @@ mod tests {
     fn unknown_kind() {
         let k = aout_image(&[0xf4], 0);
         let p = plan_all(&[m("/k kind=windows", &k)]);
-        assert!(line(&p[0]).ends_with("bad kind 'windows': use multiboot1 or linux"));
+        assert!(line(&p[0]).ends_with("bad kind 'windows': use multiboot1, multiboot2 or linux"));
     }
 
     #[test]
@@ -579,7 +741,7 @@ mod tests {
     #[test]
     fn initrd_of_a_failed_guest_adds_no_line() {
         let p = plan_all(&[m("/junk name=lx", b"junk"), m("/rd initrd-of=lx", b"cpio")]);
-        assert!(line(&p[0]).contains("not a multiboot1 kernel"));
+        assert!(line(&p[0]).contains("not a multiboot kernel"));
         assert!(matches!(p[1], Ok(Role::Initrd { of: 0 })));
         assert_eq!(refusals(&p), 1);
     }
@@ -600,7 +762,7 @@ mod tests {
             "guest module2: not started: second initrd for 'lx': module1 is its initrd already"
         );
         assert!(guest(&p[3]).initrd.is_none());
-        assert!(line(&p[4]).contains("a multiboot1 guest: only Linux guests take one"));
+        assert!(line(&p[4]).contains("a multiboot guest: only Linux guests take one"));
         assert_eq!(refusals(&p), 2);
     }
 
@@ -617,5 +779,125 @@ mod tests {
             too_many(MAX_MODULES).to_string(),
             "guest module32: not started: Janus takes at most 32 modules"
         );
+    }
+
+    fn module_strings(g: &GuestPlan<'_>) -> Vec<String> {
+        g.modules
+            .as_slice()
+            .iter()
+            .map(|m| m.string.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn modules_attach_in_line_order_before_or_after_their_guest() {
+        let k = aout_image(&[0xf4], 0);
+        let p = plan_all(&[
+            m("module-of=k one 1", b"first"),
+            m("/k name=k", &k),
+            m("/guests/two module-of=k", b"second"),
+            m("module-of=k", b""),
+        ]);
+        let g = guest(&p[1]);
+        assert_eq!(module_strings(&g), ["one 1", "/guests/two", ""]);
+        let images: Vec<&[u8]> = g.modules.as_slice().iter().map(|m| m.image).collect();
+        assert_eq!(images, [&b"first"[..], b"second", b""]);
+        for i in [0, 2, 3] {
+            assert!(matches!(p[i], Ok(Role::Module { of: 1 })), "{i}");
+        }
+        assert!(guest(&plan_all(&[m("/k", &k)])[0])
+            .modules
+            .as_slice()
+            .is_empty());
+    }
+
+    #[test]
+    fn module_of_nobody_or_of_a_linux_guest() {
+        let (k, lx) = (aout_image(&[0xf4], 0), bzimage());
+        let p = plan_all(&[
+            m("module-of=nobody", b"x"),
+            m("/vmlinuz name=lx", &lx),
+            m("/rd initrd-of=lx", b"cpio"),
+            m("module-of=lx", b"x"),
+            m("/k name=k", &k),
+        ]);
+        assert_eq!(
+            line(&p[0]),
+            "guest module0: not started: module for 'nobody', but no guest has that name"
+        );
+        assert_eq!(
+            line(&p[3]),
+            "guest module3: not started: module for 'lx', a Linux guest: give a Linux guest its initrd with initrd-of="
+        );
+        assert!(guest(&p[1]).modules.as_slice().is_empty());
+        assert_eq!(guest(&p[1]).initrd, Some(&b"cpio"[..]));
+        assert_eq!(refusals(&p), 2);
+    }
+
+    #[test]
+    fn too_many_modules_for_one_guest() {
+        let k = aout_image(&[0xf4], 0);
+        let lines: Vec<String> = (0..=MAX_GUEST_MODULES)
+            .map(|i| std::format!("module-of=k m{i}"))
+            .collect();
+        let mut mods = std::vec![m("/k name=k", &k)];
+        mods.extend(lines.iter().map(|l| m(l, b"data")));
+        let p = plan_all(&mods);
+        let g = guest(&p[0]);
+        assert_eq!(g.modules.as_slice().len(), MAX_GUEST_MODULES);
+        assert_eq!(module_strings(&g)[MAX_GUEST_MODULES - 1], "m15");
+        assert_eq!(
+            line(&p[MAX_GUEST_MODULES + 1]),
+            "guest module17: not started: module for 'k', which has 16 modules already (at most 16 a guest)"
+        );
+        assert_eq!(refusals(&p), 1);
+    }
+
+    #[test]
+    fn modules_that_do_not_fit_refuse_their_guest_alone() {
+        let k = aout_image(&[0xf4], 0);
+        let big = std::vec![0u8; 2 << 20];
+        let p = plan_all(&[
+            m("/k name=k mem=2M", &k),
+            m("module-of=k", &big),
+            m("/j name=j mem=4M", &k),
+            m("module-of=j", &big),
+        ]);
+        assert_eq!(
+            line(&p[0]),
+            "guest k: not started: its image and modules (2052 KiB) do not fit its 2 MiB of RAM"
+        );
+        assert!(matches!(p[1], Ok(Role::Module { of: 0 })), "no second line");
+        assert_eq!(guest(&p[2]).modules.as_slice().len(), 1);
+        assert_eq!(refusals(&p), 1);
+    }
+
+    #[test]
+    fn multiboot2_detected_before_multiboot1() {
+        let mb2 = elf32_with(
+            0x10_0000,
+            0x10_0000,
+            0x10_0000,
+            &[0xf4],
+            0x10,
+            &mb2_header(&[]),
+        );
+        let mut both = mb2.clone();
+        both.resize(both.len().next_multiple_of(4), 0);
+        both.extend_from_slice(&header(FLAG_MEMORY_INFO));
+        assert!(crate::loader::multiboot1::is_multiboot1(&both));
+        let k = aout_image(&[0xf4], 0);
+        let p = plan_all(&[
+            m("/a", &mb2),
+            m("/b", &both),
+            m("/c kind=multiboot2", &k),
+            m("/d", &k),
+            m("module-of=a x", b"1"),
+        ]);
+        for i in 0..3 {
+            assert!(matches!(guest(&p[i]).image, Image::Multiboot2(_)), "{i}");
+        }
+        assert!(matches!(guest(&p[3]).image, Image::Multiboot1(_)));
+        assert_eq!(module_strings(&guest(&p[0])), ["x"]);
     }
 }

@@ -3,36 +3,31 @@
 //!
 //! Spec: Multiboot Specification version 0.6.96 (GNU, 2009), section 3.1 (the header,
 //! including the "a.out kludge" address fields of flag bit 16), 3.2 (machine state) and
-//! 3.3 (boot information format). ELF layouts: System V gABI (ELF32/ELF64 headers and
-//! program headers).
+//! 3.3 (boot information format: the info structure, the module list of flag 3, the
+//! memory map of flag 6, the loader name of flag 9).
 //!
 //! The guest gets: its image copied to the physical addresses it asks for (ELF PT_LOAD
-//! `p_paddr`, or the bit-16 address fields), EAX = 0x2BADB002, EBX = the boot
-//! information at [`INFO_ADDR`] with mem_lower/mem_upper, the command line, a memory map
-//! and the loader's name. The boot information lives in [`INFO_AREA`], which the image
-//! may not overlap.
+//! `p_paddr` through [`super::elf`], or the bit-16 address fields through
+//! [`super::image`]), EAX = 0x2BADB002, EBX = the boot information with
+//! mem_lower/mem_upper, the command line, its modules (`mods_count`, `mods_addr`: each
+//! `mod_start`, `mod_end`, `string`, `reserved` 0), a memory map and the loader's name.
+//! The boot information and the modules go after the image ([`super::bootarea`]).
 
-use crate::addr::GuestPhys;
+use crate::loader::bootarea::{self, BootModule, BootState, InfoWriter, LOADER_NAME};
+use crate::loader::e820::E820Entry;
+use crate::loader::elf;
+use crate::loader::image::{self, AddressFields, Extent, ImageError};
+use crate::loader::le::u32_at;
 use crate::memory::{GuestMemory, MemError};
 use core::fmt;
-use core::ops::Range;
 
 pub const HEADER_MAGIC: u32 = 0x1BAD_B002;
 pub const BOOT_MAGIC: u32 = 0x2BAD_B002;
 /// The header must lie in the first 8 KiB of the image, 4-byte aligned (spec 3.1.1).
 pub const HEADER_SEARCH: usize = 8192;
 
-/// Guest-physical range holding what the loader writes for the kernel.
-pub const INFO_AREA: Range<u64> = 0x8000..0x10000;
-pub const INFO_ADDR: u64 = 0x9000;
-const LOADER_NAME_ADDR: u64 = 0x9080;
-const CMDLINE_ADDR: u64 = 0x9100;
-const CMDLINE_MAX: usize = 0xa000 - 0x9100 - 1;
-const MMAP_ADDR: u64 = 0xa000;
-pub const LOADER_NAME: &[u8] = b"Janus\0";
-
 /// Header flags (spec 3.1.2). Bits 0-15 are requirements the loader must meet or refuse.
-const FLAG_ALIGN_MODULES: u32 = 1 << 0;
+pub(crate) const FLAG_ALIGN_MODULES: u32 = 1 << 0;
 pub(crate) const FLAG_MEMORY_INFO: u32 = 1 << 1;
 const FLAG_VIDEO_MODE: u32 = 1 << 2;
 pub(crate) const FLAG_ADDRESSES: u32 = 1 << 16;
@@ -42,6 +37,7 @@ const KNOWN_REQUIREMENTS: u32 = FLAG_ALIGN_MODULES | FLAG_MEMORY_INFO | FLAG_VID
 pub mod info_flags {
     pub const MEMORY: u32 = 1 << 0;
     pub const CMDLINE: u32 = 1 << 2;
+    pub const MODS: u32 = 1 << 3;
     pub const MMAP: u32 = 1 << 6;
     pub const LOADER_NAME: u32 = 1 << 9;
 }
@@ -70,72 +66,55 @@ pub struct Info {
 }
 
 const _: () = assert!(core::mem::size_of::<Info>() == 116);
+const _: () = assert!(core::mem::offset_of!(Info, mods_count) == 20);
 const _: () = assert!(core::mem::offset_of!(Info, mmap_length) == 44);
 const _: () = assert!(core::mem::offset_of!(Info, boot_loader_name) == 64);
 
-/// One memory-map entry; `size` counts the bytes after itself (20).
-#[repr(C, packed)]
-#[derive(Clone, Copy)]
-pub struct MmapEntry {
-    pub size: u32,
-    pub base: u64,
-    pub len: u64,
-    pub kind: u32,
+impl Info {
+    fn as_bytes(&self) -> &[u8] {
+        // SAFETY: Info is repr(C), made only of u32s (no padding), so all its bytes are
+        // initialised; the slice borrows `self`.
+        unsafe {
+            core::slice::from_raw_parts(
+                (self as *const Info).cast::<u8>(),
+                core::mem::size_of::<Info>(),
+            )
+        }
+    }
 }
 
-const _: () = assert!(core::mem::size_of::<MmapEntry>() == 24);
+/// One module-list entry (spec 3.3): mod_start, mod_end, string, reserved.
+pub const MODULE_ENTRY: usize = 16;
+/// One memory-map entry: `size` (20, the bytes after itself), base, length, type.
+pub const MMAP_ENTRY: usize = 24;
 
-impl MmapEntry {
-    fn to_bytes(self) -> [u8; 24] {
-        let mut b = [0u8; 24];
-        b[0..4].copy_from_slice(&{ self.size }.to_le_bytes());
-        b[4..12].copy_from_slice(&{ self.base }.to_le_bytes());
-        b[12..20].copy_from_slice(&{ self.len }.to_le_bytes());
-        b[20..24].copy_from_slice(&{ self.kind }.to_le_bytes());
-        b
-    }
+fn mmap_entry(e: &E820Entry) -> [u8; MMAP_ENTRY] {
+    let mut b = [0u8; MMAP_ENTRY];
+    b[0..4].copy_from_slice(&20u32.to_le_bytes());
+    b[4..24].copy_from_slice(&e.to_bytes());
+    b
 }
 
 pub const MMAP_AVAILABLE: u32 = 1;
 pub const MMAP_RESERVED: u32 = 2;
-
-/// Where the kernel starts and what its registers hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BootState {
-    pub entry: u32,
-    pub eax: u32,
-    pub ebx: u32,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LoadError {
     NoHeader,
     BadChecksum,
     UnsupportedRequirement(u32),
-    /// Neither the address fields (flag 16) nor a usable ELF.
-    NotElf,
-    BadElf(&'static str),
-    /// The address fields or program headers point outside the file.
-    Truncated,
-    /// A segment lands outside guest RAM.
-    OutsideRam {
-        addr: u64,
-        len: u64,
-        ram: u64,
-    },
-    /// A segment overlaps where the boot information goes.
-    OverlapsInfo {
-        addr: u64,
-        len: u64,
-    },
-    EntryNotLoaded(u64),
-    CmdlineTooLong(usize),
-    Memory(MemError),
+    Image(ImageError),
+}
+
+impl From<ImageError> for LoadError {
+    fn from(e: ImageError) -> Self {
+        LoadError::Image(e)
+    }
 }
 
 impl From<MemError> for LoadError {
     fn from(e: MemError) -> Self {
-        LoadError::Memory(e)
+        LoadError::Image(ImageError::Memory(e))
     }
 }
 
@@ -150,56 +129,14 @@ impl fmt::Display for LoadError {
                     "multiboot1 header requires features Janus does not offer (flags {bits:#x})"
                 )
             }
-            LoadError::NotElf => write!(
-                f,
-                "neither multiboot address fields (flag 16) nor an ELF image"
-            ),
-            LoadError::BadElf(why) => write!(f, "bad ELF image: {why}"),
-            LoadError::Truncated => write!(f, "image is truncated: its headers point past its end"),
-            LoadError::OutsideRam { addr, len, ram } => write!(
-                f,
-                "image wants {len:#x} bytes at {addr:#x}, outside the guest's {} MiB of RAM",
-                ram >> 20
-            ),
-            LoadError::OverlapsInfo { addr, len } => write!(
-                f,
-                "image at {addr:#x}+{len:#x} overlaps the boot information area {:#x}-{:#x}",
-                INFO_AREA.start, INFO_AREA.end
-            ),
-            LoadError::EntryNotLoaded(e) => {
-                write!(f, "entry point {e:#x} is not in a loaded segment")
-            }
-            LoadError::CmdlineTooLong(n) => write!(
-                f,
-                "command line of {n} bytes is too long (at most {CMDLINE_MAX})"
-            ),
-            LoadError::Memory(e) => write!(f, "{e}"),
+            LoadError::Image(e) => write!(f, "{e}"),
         }
     }
 }
 
-fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(
-        b.get(off..off.checked_add(4)?)?.try_into().ok()?,
-    ))
-}
-fn u16_at(b: &[u8], off: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(
-        b.get(off..off.checked_add(2)?)?.try_into().ok()?,
-    ))
-}
-fn u64_at(b: &[u8], off: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(
-        b.get(off..off.checked_add(8)?)?.try_into().ok()?,
-    ))
-}
-
 /// The offset of the multiboot1 header (magic and a matching checksum aside), if any.
 fn find_header(image: &[u8]) -> Option<usize> {
-    let end = image.len().min(HEADER_SEARCH);
-    (0..end.saturating_sub(11))
-        .step_by(4)
-        .find(|&o| u32_at(image, o) == Some(HEADER_MAGIC))
+    image::find_magic(image, HEADER_MAGIC, HEADER_SEARCH, 4, 12)
 }
 
 /// Whether `image` carries a multiboot1 header.
@@ -207,227 +144,110 @@ pub fn is_multiboot1(image: &[u8]) -> bool {
     find_header(image).is_some()
 }
 
-/// One piece of the image to place: `filesz` bytes from `offset` at `addr`, zeroed up
-/// to `memsz`.
-#[derive(Clone, Copy, Debug)]
-struct Segment {
-    offset: u64,
-    filesz: u64,
-    addr: u64,
-    memsz: u64,
-}
-
-fn place(image: &[u8], mem: &mut GuestMemory, s: Segment) -> Result<(), LoadError> {
-    if s.filesz > s.memsz {
-        return Err(LoadError::BadElf(
-            "segment's file size exceeds its memory size",
+/// The address fields of flag 16 (spec 3.1.3) and the entry address after them.
+fn address_fields(image: &[u8], hdr: usize) -> Result<(AddressFields, u32), ImageError> {
+    let f = |i: usize| u32_at(image, hdr + 12 + 4 * i).ok_or(ImageError::Truncated);
+    let fields = AddressFields {
+        header_addr: f(0)?,
+        load_addr: f(1)?,
+        load_end_addr: f(2)?,
+        bss_end_addr: f(3)?,
+    };
+    if fields.load_addr == image::LOAD_FROM_START {
+        return Err(ImageError::BadElf(
+            "multiboot address fields are inconsistent",
         ));
     }
-    let file_end = s.offset.checked_add(s.filesz).ok_or(LoadError::Truncated)?;
-    if file_end > image.len() as u64 {
-        return Err(LoadError::Truncated);
-    }
-    let end = s.addr.checked_add(s.memsz).ok_or(LoadError::OutsideRam {
-        addr: s.addr,
-        len: s.memsz,
-        ram: mem.size(),
-    })?;
-    if s.memsz == 0 {
-        return Ok(());
-    }
-    if !mem.contains(GuestPhys(s.addr), s.memsz) {
-        return Err(LoadError::OutsideRam {
-            addr: s.addr,
-            len: s.memsz,
-            ram: mem.size(),
-        });
-    }
-    if s.addr < INFO_AREA.end && end > INFO_AREA.start {
-        return Err(LoadError::OverlapsInfo {
-            addr: s.addr,
-            len: s.memsz,
-        });
-    }
-    mem.write(
-        GuestPhys(s.addr),
-        &image[s.offset as usize..file_end as usize],
-    )?;
-    mem.fill(
-        GuestPhys(s.addr + s.filesz),
-        (s.memsz - s.filesz) as usize,
-        0,
-    )?;
-    Ok(())
+    Ok((fields, f(4)?))
 }
 
-/// Segments from the header's address fields (flag 16, spec 3.1.3).
-fn aout_segments(image: &[u8], hdr: usize) -> Result<(Segment, u64), LoadError> {
-    let f = |i: usize| {
-        u32_at(image, hdr + 12 + 4 * i)
-            .ok_or(LoadError::Truncated)
-            .map(u64::from)
-    };
-    let (header_addr, load_addr, load_end, bss_end, entry) = (f(0)?, f(1)?, f(2)?, f(3)?, f(4)?);
-    let bad = LoadError::BadElf("multiboot address fields are inconsistent");
-    if load_addr > header_addr {
-        return Err(bad);
+/// Loads the image; returns its extent and physical entry.
+fn load_image(
+    image: &[u8],
+    mem: &mut GuestMemory,
+    hdr: usize,
+    flags: u32,
+) -> Result<(Extent, u64), ImageError> {
+    if flags & FLAG_ADDRESSES == 0 {
+        let l = elf::load(image, mem)?;
+        return Ok((
+            l.extent,
+            l.entry.ok_or(ImageError::EntryNotLoaded(l.e_entry))?,
+        ));
     }
-    let offset = (hdr as u64)
-        .checked_sub(header_addr - load_addr)
-        .ok_or(bad)?;
-    let filesz = if load_end == 0 {
-        image.len() as u64 - offset
-    } else {
-        load_end.checked_sub(load_addr).ok_or(bad)?
-    };
-    let memsz = if bss_end == 0 {
-        filesz
-    } else {
-        bss_end.checked_sub(load_addr).ok_or(bad)?.max(filesz)
-    };
-    Ok((
-        Segment {
-            offset,
-            filesz,
-            addr: load_addr,
-            memsz,
-        },
-        entry,
-    ))
+    let (fields, entry) = address_fields(image, hdr)?;
+    let seg = fields.segment(hdr, image.len())?;
+    let mut extent = Extent::default();
+    image::place(image, mem, seg, &mut extent)?;
+    let entry = u64::from(entry);
+    if !extent.contains(entry) {
+        return Err(ImageError::EntryNotLoaded(entry));
+    }
+    Ok((extent, entry))
 }
 
-/// Loads the PT_LOAD segments of an ELF32 or ELF64 image; returns the physical entry.
-fn load_elf(image: &[u8], mem: &mut GuestMemory) -> Result<u64, LoadError> {
-    if image.get(..4) != Some(b"\x7fELF") {
-        return Err(LoadError::NotElf);
+/// Writes the boot information: the `Info` structure, the memory map, the loader's
+/// name, the command line, the module list and the module strings; the modules start at
+/// `first_module`.
+fn write_info(
+    w: &mut InfoWriter<'_>,
+    ram: u64,
+    cmdline: &str,
+    modules: &[BootModule<'_>],
+    first_module: u64,
+) -> Result<(), MemError> {
+    let info_at = w.put(&[0u8; core::mem::size_of::<Info>()])?;
+    w.align(8)?;
+    let map = bootarea::memory_map(ram);
+    let mmap_at = w.at;
+    for e in &map {
+        w.put(&mmap_entry(e))?;
     }
-    let class64 = match image.get(4) {
-        Some(1) => false,
-        Some(2) => true,
-        _ => return Err(LoadError::BadElf("unknown ELF class")),
-    };
-    if image.get(5) != Some(&1) {
-        return Err(LoadError::BadElf("not little-endian"));
+    let name_at = w.put_str(LOADER_NAME)?;
+    let cmd_at = w.put_str(cmdline)?;
+    w.align(4)?;
+    let mods_at = w.at;
+    let mut string_at = mods_at + (MODULE_ENTRY * modules.len()) as u64;
+    for (m, r) in modules
+        .iter()
+        .zip(bootarea::module_ranges(first_module, modules))
+    {
+        w.put_u32s(&[r.start as u32, r.end as u32, string_at as u32, 0])?;
+        string_at += m.string.len() as u64 + 1;
     }
-    let t = LoadError::Truncated;
-    let machine = u16_at(image, 18).ok_or(t)?;
-    if !matches!(machine, 3 | 62) {
-        return Err(LoadError::BadElf("not an x86 image"));
+    for m in modules {
+        w.put_module_string(&m.string)?;
     }
-    let (entry, phoff, phentsize, phnum) = if class64 {
-        (
-            u64_at(image, 24).ok_or(t)?,
-            u64_at(image, 32).ok_or(t)?,
-            u16_at(image, 54).ok_or(t)?,
-            u16_at(image, 56).ok_or(t)?,
-        )
-    } else {
-        (
-            u32_at(image, 24).ok_or(t)? as u64,
-            u32_at(image, 28).ok_or(t)? as u64,
-            u16_at(image, 42).ok_or(t)?,
-            u16_at(image, 44).ok_or(t)?,
-        )
-    };
-    if phnum == 0 {
-        return Err(LoadError::BadElf("no program headers"));
-    }
-    if (phentsize as usize) < if class64 { 56 } else { 32 } {
-        return Err(LoadError::BadElf("program header entries too small"));
-    }
-    let mut phys_entry = None;
-    for i in 0..phnum as u64 {
-        let ph = phoff.checked_add(i * phentsize as u64).ok_or(t)? as usize;
-        if u32_at(image, ph).ok_or(t)? != 1 {
-            continue; // not PT_LOAD
-        }
-        let (offset, vaddr, paddr, filesz, memsz) = if class64 {
-            let g = |o: usize| u64_at(image, ph + o).ok_or(LoadError::Truncated);
-            (g(8)?, g(16)?, g(24)?, g(32)?, g(40)?)
-        } else {
-            let g = |o: usize| {
-                u32_at(image, ph + o)
-                    .map(u64::from)
-                    .ok_or(LoadError::Truncated)
-            };
-            (g(4)?, g(8)?, g(12)?, g(16)?, g(20)?)
-        };
-        place(
-            image,
-            mem,
-            Segment {
-                offset,
-                filesz,
-                addr: paddr,
-                memsz,
-            },
-        )?;
-        // Like QEMU, an entry given as a virtual address inside this segment is moved to
-        // the segment's physical address.
-        if entry >= vaddr && entry < vaddr.saturating_add(memsz) {
-            phys_entry = Some(entry - vaddr + paddr);
-        }
-    }
-    phys_entry.ok_or(LoadError::EntryNotLoaded(entry))
-}
-
-/// Writes the boot information: the `Info` structure, the loader's name, the command
-/// line and a PC-like memory map of the guest's RAM.
-fn write_info(mem: &mut GuestMemory, cmdline: &str) -> Result<u32, LoadError> {
-    if cmdline.len() > CMDLINE_MAX {
-        return Err(LoadError::CmdlineTooLong(cmdline.len()));
-    }
-    let ram = mem.size();
-    let low_end = 0x9fc00u64.min(ram);
-    let mut map: arrayvec::ArrayVec<(u64, u64, u32), 4> = arrayvec::ArrayVec::new();
-    map.push((0, low_end, MMAP_AVAILABLE));
-    map.push((0x9fc00, 0x400, MMAP_RESERVED)); // EBDA
-    map.push((0xf0000, 0x10000, MMAP_RESERVED)); // BIOS ROM
-    if ram > 0x10_0000 {
-        map.push((0x10_0000, ram - 0x10_0000, MMAP_AVAILABLE));
-    }
-    for (i, &(base, len, kind)) in map.iter().enumerate() {
-        let e = MmapEntry {
-            size: 20,
-            base,
-            len,
-            kind,
-        };
-        mem.write(GuestPhys(MMAP_ADDR + 24 * i as u64), &e.to_bytes())?;
-    }
-    mem.write(GuestPhys(LOADER_NAME_ADDR), LOADER_NAME)?;
-    mem.write(GuestPhys(CMDLINE_ADDR), cmdline.as_bytes())?;
-    mem.write(GuestPhys(CMDLINE_ADDR + cmdline.len() as u64), &[0])?;
+    let (mem_lower, mem_upper) = bootarea::mem_bounds(ram);
     let info = Info {
         flags: info_flags::MEMORY
             | info_flags::CMDLINE
+            | info_flags::MODS
             | info_flags::MMAP
             | info_flags::LOADER_NAME,
-        mem_lower: (low_end / 1024) as u32,
-        mem_upper: (ram.saturating_sub(0x10_0000) / 1024) as u32,
-        cmdline: CMDLINE_ADDR as u32,
-        mmap_length: 24 * map.len() as u32,
-        mmap_addr: MMAP_ADDR as u32,
-        boot_loader_name: LOADER_NAME_ADDR as u32,
+        mem_lower,
+        mem_upper,
+        cmdline: cmd_at as u32,
+        mods_count: modules.len() as u32,
+        mods_addr: mods_at as u32,
+        mmap_length: (MMAP_ENTRY * map.len()) as u32,
+        mmap_addr: mmap_at as u32,
+        boot_loader_name: name_at as u32,
         ..Default::default()
     };
-    // SAFETY: Info is repr(C), made only of u32s (no padding), so its bytes are initialised.
-    let bytes = unsafe {
-        core::slice::from_raw_parts(
-            (&info as *const Info).cast::<u8>(),
-            core::mem::size_of::<Info>(),
-        )
-    };
-    mem.fill(GuestPhys(INFO_ADDR), 0x80, 0)?;
-    mem.write(GuestPhys(INFO_ADDR), bytes)?;
-    Ok(INFO_ADDR as u32)
+    w.write_at(info_at, info.as_bytes())
 }
 
-/// Loads a multiboot1 kernel into `mem` and prepares its boot information.
-pub fn load(image: &[u8], mem: &mut GuestMemory, cmdline: &str) -> Result<BootState, LoadError> {
+/// Loads a multiboot1 kernel into `mem` and prepares its boot information and modules.
+pub fn load(
+    image: &[u8],
+    mem: &mut GuestMemory,
+    cmdline: &str,
+    modules: &[BootModule<'_>],
+) -> Result<BootState, LoadError> {
     let hdr = find_header(image).ok_or(LoadError::NoHeader)?;
-    let flags = u32_at(image, hdr + 4).ok_or(LoadError::Truncated)?;
-    let checksum = u32_at(image, hdr + 8).ok_or(LoadError::Truncated)?;
+    let flags = u32_at(image, hdr + 4).ok_or(ImageError::Truncated)?;
+    let checksum = u32_at(image, hdr + 8).ok_or(ImageError::Truncated)?;
     if HEADER_MAGIC.wrapping_add(flags).wrapping_add(checksum) != 0 {
         return Err(LoadError::BadChecksum);
     }
@@ -435,29 +255,18 @@ pub fn load(image: &[u8], mem: &mut GuestMemory, cmdline: &str) -> Result<BootSt
     if unknown != 0 {
         return Err(LoadError::UnsupportedRequirement(unknown));
     }
-    if mem.size() < INFO_AREA.end {
-        return Err(LoadError::OutsideRam {
-            addr: INFO_AREA.start,
-            len: INFO_AREA.end - INFO_AREA.start,
-            ram: mem.size(),
-        });
-    }
-    let entry = if flags & FLAG_ADDRESSES != 0 {
-        let (seg, entry) = aout_segments(image, hdr)?;
-        place(image, mem, seg)?;
-        if entry < seg.addr || entry >= seg.addr + seg.memsz {
-            return Err(LoadError::EntryNotLoaded(entry));
-        }
-        entry
-    } else {
-        load_elf(image, mem)?
-    };
-    let entry = u32::try_from(entry).map_err(|_| LoadError::EntryNotLoaded(entry))?;
-    let ebx = write_info(mem, cmdline)?;
+    let (extent, entry) = load_image(image, mem, hdr, flags)?;
+    let entry = u32::try_from(entry).map_err(|_| ImageError::EntryNotLoaded(entry))?;
+    let ram = mem.size();
+    let area = bootarea::write(mem, extent, modules, |w, first| {
+        write_info(w, ram, cmdline, modules, first)
+    })?;
     Ok(BootState {
         entry,
         eax: BOOT_MAGIC,
-        ebx,
+        ebx: area.info as u32,
+        image: extent,
+        area,
     })
 }
 
@@ -465,23 +274,31 @@ pub fn load(image: &[u8], mem: &mut GuestMemory, cmdline: &str) -> Result<BootSt
 mod tests {
     extern crate std;
     use super::*;
-    use crate::loader::samples::{aout_image, elf32, header};
+    use crate::addr::GuestPhys;
+    use crate::loader::cmdline::ModuleString;
+    use crate::loader::samples::{aout_image, aout_image_at, c_string, elf32, header};
     use crate::memory::testing::ram;
+    use std::vec::Vec;
+
+    fn info_u32(mem: &GuestMemory, b: &BootState, off: u64) -> u32 {
+        mem.read_u32(GuestPhys(b.ebx as u64 + off)).unwrap()
+    }
 
     #[test]
     fn address_fields_load_and_zero_bss() {
         let mut mem = ram(4 << 20);
         mem.fill(GuestPhys(0x10_0000), 0x100, 0xcc).unwrap();
         let img = aout_image(&[0xf4, 0xeb, 0xfe], 0x40);
-        let b = load(&img, &mut mem, "/guests/k arg").unwrap();
+        let b = load(&img, &mut mem, "/guests/k arg", &[]).unwrap();
+        assert_eq!((b.entry, b.eax), (0x10_0020, BOOT_MAGIC));
         assert_eq!(
-            b,
-            BootState {
-                entry: 0x10_0020,
-                eax: BOOT_MAGIC,
-                ebx: INFO_ADDR as u32
+            b.image,
+            Extent {
+                start: 0x10_0000,
+                end: 0x10_0063
             }
         );
+        assert_eq!(b.ebx, 0x10_1000, "on the page after the image");
         assert_eq!(mem.read_u8(GuestPhys(0x10_0020)).unwrap(), 0xf4);
         assert_eq!(
             mem.read_u8(GuestPhys(0x10_0023)).unwrap(),
@@ -499,34 +316,116 @@ mod tests {
     #[test]
     fn boot_information() {
         let mut mem = ram(16 << 20);
-        load(&aout_image(&[0xf4], 0), &mut mem, "hello=world").unwrap();
-        let i = INFO_ADDR;
-        let flags = mem.read_u32(GuestPhys(i)).unwrap();
+        let b = load(&aout_image(&[0xf4], 0), &mut mem, "hello=world", &[]).unwrap();
         assert_eq!(
-            flags,
-            info_flags::MEMORY | info_flags::CMDLINE | info_flags::MMAP | info_flags::LOADER_NAME
+            info_u32(&mem, &b, 0),
+            info_flags::MEMORY
+                | info_flags::CMDLINE
+                | info_flags::MODS
+                | info_flags::MMAP
+                | info_flags::LOADER_NAME
         );
-        assert_eq!(mem.read_u32(GuestPhys(i + 4)).unwrap(), 639);
-        assert_eq!(mem.read_u32(GuestPhys(i + 8)).unwrap(), 15 * 1024);
-        let cmd = mem.read_u32(GuestPhys(i + 16)).unwrap() as u64;
-        let mut buf = [0u8; 12];
-        mem.read(GuestPhys(cmd), &mut buf).unwrap();
-        assert_eq!(&buf, b"hello=world\0");
-        let (len, addr) = (
-            mem.read_u32(GuestPhys(i + 44)).unwrap(),
-            mem.read_u32(GuestPhys(i + 48)).unwrap() as u64,
-        );
-        assert_eq!(len, 4 * 24);
-        // Last entry: available RAM from 1 MiB to the end.
-        let last = addr + 3 * 24;
-        assert_eq!(mem.read_u32(GuestPhys(last)).unwrap(), 20);
-        assert_eq!(mem.read_u64(GuestPhys(last + 4)).unwrap(), 0x10_0000);
-        assert_eq!(mem.read_u64(GuestPhys(last + 12)).unwrap(), 15 << 20);
-        assert_eq!(mem.read_u32(GuestPhys(last + 20)).unwrap(), MMAP_AVAILABLE);
-        let name = mem.read_u32(GuestPhys(i + 64)).unwrap() as u64;
-        let mut n = [0u8; 6];
-        mem.read(GuestPhys(name), &mut n).unwrap();
-        assert_eq!(&n, LOADER_NAME);
+        assert_eq!(info_u32(&mem, &b, 4), 639);
+        assert_eq!(info_u32(&mem, &b, 8), 15 * 1024);
+        assert_eq!(c_string(&mem, info_u32(&mem, &b, 16) as u64), "hello=world");
+        assert_eq!(info_u32(&mem, &b, 20), 0, "no modules");
+        let (len, addr) = (info_u32(&mem, &b, 44), info_u32(&mem, &b, 48) as u64);
+        let map = bootarea::memory_map(16 << 20);
+        assert_eq!(len as usize, MMAP_ENTRY * map.len());
+        // The RAM from 1 MiB to the end is available.
+        let high = (0..map.len() as u64)
+            .map(|i| addr + 24 * i)
+            .find(|&e| mem.read_u64(GuestPhys(e + 4)).unwrap() == 0x10_0000)
+            .expect("an entry at 1 MiB");
+        assert_eq!(mem.read_u32(GuestPhys(high)).unwrap(), 20);
+        assert_eq!(mem.read_u64(GuestPhys(high + 12)).unwrap(), 15 << 20);
+        assert_eq!(mem.read_u32(GuestPhys(high + 20)).unwrap(), MMAP_AVAILABLE);
+        assert_eq!(c_string(&mem, info_u32(&mem, &b, 64) as u64), LOADER_NAME);
+        // Everything the loader wrote lies in [ebx, info_end).
+        for off in [16, 48, 64] {
+            let p = info_u32(&mem, &b, off) as u64;
+            assert!((b.area.info..b.area.info_end).contains(&p), "{off}");
+        }
+    }
+
+    fn module<'a>(image: &'a [u8], head: &'a str, tail: &'a str) -> BootModule<'a> {
+        BootModule {
+            image,
+            string: ModuleString { head, tail },
+        }
+    }
+
+    #[test]
+    fn modules_in_order_page_aligned_with_their_strings() {
+        let mut mem = ram(16 << 20);
+        let (a, b2, c) = (Vec::from([1u8; 10]), [2u8; 0x1800], b"config".to_vec());
+        let mods = [
+            module(&a, "", "first x=1"),
+            module(&b2, "/guests/two", ""),
+            module(&c, "/c", "y"),
+        ];
+        let b = load(&aout_image(&[0xf4], 0), &mut mem, "k", &mods).unwrap();
+        assert_eq!(info_u32(&mem, &b, 20), 3);
+        let list = info_u32(&mem, &b, 24) as u64;
+        let mut last_end = b.area.info_end;
+        for (i, (m, want)) in mods
+            .iter()
+            .zip(["first x=1", "/guests/two", "/c y"])
+            .enumerate()
+        {
+            let e = list + 16 * i as u64;
+            let (start, end) = (
+                mem.read_u32(GuestPhys(e)).unwrap() as u64,
+                mem.read_u32(GuestPhys(e + 4)).unwrap() as u64,
+            );
+            assert_eq!(start % 0x1000, 0, "module {i} page-aligned");
+            assert!(start >= last_end, "module {i} after what precedes it");
+            assert_eq!(end - start, m.image.len() as u64);
+            let mut bytes = std::vec![0u8; m.image.len()];
+            mem.read(GuestPhys(start), &mut bytes).unwrap();
+            assert_eq!(bytes, m.image);
+            let s = mem.read_u32(GuestPhys(e + 8)).unwrap() as u64;
+            assert_eq!(c_string(&mem, s), want);
+            assert_eq!(mem.read_u32(GuestPhys(e + 12)).unwrap(), 0, "reserved");
+            last_end = end;
+        }
+        assert_eq!(b.area.end, last_end);
+        assert!(b.area.info >= b.image.end, "info after the image");
+    }
+
+    /// Issue #10: a kernel linked at 0x8000 was refused ("overlaps the boot
+    /// information area 0x8000-0x10000"); QEMU loads it.
+    #[test]
+    fn kernel_at_0x8000_loads_with_its_info_after_it() {
+        let mut mem = ram(16 << 20);
+        let img = aout_image_at(0x8000, &[0xf4], 0x3000);
+        let data = [9u8; 0x100];
+        let b = load(&img, &mut mem, "low", &[module(&data, "", "m")]).unwrap();
+        assert_eq!(b.entry, 0x8020);
+        assert_eq!(b.image.end, 0x8000 + 0x21 + 0x3000);
+        assert_eq!(b.ebx, 0xc000, "the page after its bss");
+        assert!(b.area.end <= 0x9_FC00, "below the EBDA");
+        // A low kernel with no room after it below the EBDA: info from 1 MiB.
+        let mut mem = ram(16 << 20);
+        let big = [7u8; 0x9_3000];
+        let b = load(&img, &mut mem, "low", &[module(&big, "", "")]).unwrap();
+        assert_eq!(b.ebx, 0x10_0000);
+        assert_eq!(info_u32(&mem, &b, 24) as u64 / 0x1000 * 0x1000, 0x10_0000);
+    }
+
+    #[test]
+    fn modules_must_fit_in_ram() {
+        let mut mem = ram(2 << 20);
+        let big = std::vec![0u8; 1 << 20];
+        assert!(matches!(
+            load(
+                &aout_image(&[0xf4], 0),
+                &mut mem,
+                "",
+                &[module(&big, "", "")]
+            ),
+            Err(LoadError::Image(ImageError::NoRoom { .. }))
+        ));
     }
 
     #[test]
@@ -535,57 +434,60 @@ mod tests {
         // Linked at 3 GiB virtual, loaded at 1 MiB physical; entry given virtually.
         let img = elf32(0x10_0000, 0xc010_0000, 0xc010_0001, &[0x90, 0xf4], 0x1000);
         assert!(is_multiboot1(&img));
-        let b = load(&img, &mut mem, "").unwrap();
+        let b = load(&img, &mut mem, "", &[]).unwrap();
         assert_eq!(b.entry, 0x10_0001);
+        assert_eq!(b.ebx, 0x10_1000);
         assert_eq!(mem.read_u16(GuestPhys(0x10_0000)).unwrap(), 0xf490);
     }
 
     #[test]
     fn hostile_images_get_a_reason() {
         let mut mem = ram(4 << 20);
+        let img = |e: ImageError| Err(LoadError::Image(e));
         assert_eq!(
-            load(b"not a kernel at all", &mut mem, ""),
+            load(b"not a kernel at all", &mut mem, "", &[]),
             Err(LoadError::NoHeader)
         );
         let mut bad = aout_image(&[0xf4], 0);
         bad[8] ^= 1;
-        assert_eq!(load(&bad, &mut mem, ""), Err(LoadError::BadChecksum));
+        assert_eq!(load(&bad, &mut mem, "", &[]), Err(LoadError::BadChecksum));
         let mut req = header(1 << 5);
         req.resize(64, 0);
         assert_eq!(
-            load(&req, &mut mem, ""),
+            load(&req, &mut mem, "", &[]),
             Err(LoadError::UnsupportedRequirement(1 << 5))
         );
         // Header only, no ELF and no address fields.
         let mut plain = header(FLAG_MEMORY_INFO);
         plain.resize(64, 0);
-        assert_eq!(load(&plain, &mut mem, ""), Err(LoadError::NotElf));
+        assert_eq!(load(&plain, &mut mem, "", &[]), img(ImageError::NotElf));
         // Truncated: address fields claim more than the file holds.
-        let mut img = aout_image(&[0xf4], 0);
-        img.truncate(img.len() - 1);
-        assert_eq!(load(&img, &mut mem, ""), Err(LoadError::Truncated));
+        let mut t = aout_image(&[0xf4], 0);
+        t.truncate(t.len() - 1);
+        assert_eq!(load(&t, &mut mem, "", &[]), img(ImageError::Truncated));
         // Too big for RAM.
         let big = elf32(0x10_0000, 0x10_0000, 0x10_0000, &[0xf4], 8 << 20);
         assert!(matches!(
-            load(&big, &mut mem, ""),
-            Err(LoadError::OutsideRam { .. })
+            load(&big, &mut mem, "", &[]),
+            Err(LoadError::Image(ImageError::OutsideRam { .. }))
         ));
-        // Over the boot information.
-        let low = elf32(0x8800, 0x8800, 0x8800, &[0xf4], 0x10);
+        // Over the EBDA and BIOS area, where the firmware tables go.
+        let fw = elf32(0x9_F000, 0x9_F000, 0x9_F000, &[0xf4], 0x1000);
         assert!(matches!(
-            load(&low, &mut mem, ""),
-            Err(LoadError::OverlapsInfo { .. })
+            load(&fw, &mut mem, "", &[]),
+            Err(LoadError::Image(ImageError::OverlapsFirmware { .. }))
         ));
         // Entry outside every segment.
         let e = elf32(0x10_0000, 0x10_0000, 0x50_0000, &[0xf4], 0x10);
         assert_eq!(
-            load(&e, &mut mem, ""),
-            Err(LoadError::EntryNotLoaded(0x50_0000))
+            load(&e, &mut mem, "", &[]),
+            img(ImageError::EntryNotLoaded(0x50_0000))
         );
-        let long = "x".repeat(CMDLINE_MAX + 1);
+        let mut e = aout_image(&[0xf4], 0);
+        e[28..32].copy_from_slice(&0x50_0000u32.to_le_bytes());
         assert_eq!(
-            load(&aout_image(&[0xf4], 0), &mut mem, &long),
-            Err(LoadError::CmdlineTooLong(CMDLINE_MAX + 1))
+            load(&e, &mut mem, "", &[]),
+            img(ImageError::EntryNotLoaded(0x50_0000))
         );
         assert!(std::format!("{}", LoadError::NoHeader).contains("multiboot1 header"));
     }
