@@ -231,7 +231,7 @@ fn timer_setup() {
 
 fn main(boot: &BootInfo) -> ! {
     apic::map_mmio();
-    if let Some(name) = args::arg(args::cmdline(boot), "profile") {
+    if let Some(name) = args::arg(boot.cmdline(), "profile") {
         profile(name);
     }
     let mut s = Suite::new("exitcost");
