@@ -361,6 +361,16 @@ mod tests {
 
     /// A vCPU in 64-bit mode (paging off is fine for the walker with LMA set) at 0x1000
     /// whose instruction bytes are `code`.
+    /// [`emulate`] at guest-physical `gpa` with a fresh instruction cache.
+    fn emu(
+        v: &mut MockVcpu,
+        mem: &mut GuestMemory,
+        gpa: u64,
+        d: &mut Dev,
+    ) -> Result<MmioOutcome, MmioError> {
+        emulate(v, mem, GuestPhys(gpa), d, &mut InsnCache::default())
+    }
+
     fn setup(code: &[u8], long: bool) -> (MockVcpu, GuestMemory) {
         let mut v = MockVcpu::new(&[]);
         let mut mem = ram(0x10_0000);
@@ -380,13 +390,7 @@ mod tests {
         v.regs[9] = 0xffff_ffff_1234_5678;
         let mut d = Dev::default();
         assert_eq!(
-            emulate(
-                &mut v,
-                &mut mem,
-                GuestPhys(DEV + 0x80),
-                &mut d,
-                &mut InsnCache::default()
-            ),
+            emu(&mut v, &mut mem, DEV + 0x80, &mut d),
             Ok(MmioOutcome::Completed { len: 7 })
         );
         assert_eq!(d.writes, [(0x80, 4, 0x1234_5678)]);
@@ -396,13 +400,7 @@ mod tests {
         let (mut v, mut mem) = setup(&[0x8b, 0x07], true);
         v.regs[0] = u64::MAX;
         assert_eq!(
-            emulate(
-                &mut v,
-                &mut mem,
-                GuestPhys(DEV + 0x30),
-                &mut d,
-                &mut InsnCache::default()
-            ),
+            emu(&mut v, &mut mem, DEV + 0x30, &mut d),
             Ok(MmioOutcome::Completed { len: 2 })
         );
         assert_eq!(v.reg(Gpr::Rax), 0xccdd_eef0);
@@ -410,53 +408,26 @@ mod tests {
         // mov ah, [rsi] (no REX: high byte) merges.
         let (mut v, mut mem) = setup(&[0x8a, 0x26], true);
         v.regs[0] = 0x1111_1111;
-        emulate(
-            &mut v,
-            &mut mem,
-            GuestPhys(DEV),
-            &mut d,
-            &mut InsnCache::default(),
-        )
-        .unwrap();
+        emu(&mut v, &mut mem, DEV, &mut d).unwrap();
         assert_eq!(v.reg(Gpr::Rax), 0x1111_f011);
 
         // mov dword [rax], 0x11223344
         let (mut v, mut mem) = setup(&[0xc7, 0x00, 0x44, 0x33, 0x22, 0x11], true);
         let mut d = Dev::default();
-        emulate(
-            &mut v,
-            &mut mem,
-            GuestPhys(DEV + 0xb0),
-            &mut d,
-            &mut InsnCache::default(),
-        )
-        .unwrap();
+        emu(&mut v, &mut mem, DEV + 0xb0, &mut d).unwrap();
         assert_eq!(d.writes, [(0xb0, 4, 0x1122_3344)]);
 
         // mov qword [rax], -1 (imm32 sign-extended)
         let (mut v, mut mem) = setup(&[0x48, 0xc7, 0x00, 0xff, 0xff, 0xff, 0xff], true);
         let mut d = Dev::default();
-        emulate(
-            &mut v,
-            &mut mem,
-            GuestPhys(DEV),
-            &mut d,
-            &mut InsnCache::default(),
-        )
-        .unwrap();
+        emu(&mut v, &mut mem, DEV, &mut d).unwrap();
         assert_eq!(d.writes, [(0, 8, u64::MAX)]);
 
         // 32-bit code: mov eax, [0xfee00020] via moffs (a1 + 4 bytes)
         let (mut v, mut mem) = setup(&[0xa1, 0x20, 0, 0xe0, 0xfe], false);
         let mut d = Dev::default();
         assert_eq!(
-            emulate(
-                &mut v,
-                &mut mem,
-                GuestPhys(DEV + 0x20),
-                &mut d,
-                &mut InsnCache::default()
-            ),
+            emu(&mut v, &mut mem, DEV + 0x20, &mut d),
             Ok(MmioOutcome::Completed { len: 5 })
         );
         assert_eq!(v.reg(Gpr::Rax), 0xccdd_eef0);
@@ -468,36 +439,15 @@ mod tests {
         // movzx ecx, byte [rax]
         let (mut v, mut mem) = setup(&[0x0f, 0xb6, 0x08], true);
         v.regs[1] = u64::MAX;
-        emulate(
-            &mut v,
-            &mut mem,
-            GuestPhys(DEV),
-            &mut d,
-            &mut InsnCache::default(),
-        )
-        .unwrap();
+        emu(&mut v, &mut mem, DEV, &mut d).unwrap();
         assert_eq!(v.reg(Gpr::Rcx), 0xf0);
         // movsx rdx, word [rax]  (48 0f bf 10)
         let (mut v, mut mem) = setup(&[0x48, 0x0f, 0xbf, 0x10], true);
-        emulate(
-            &mut v,
-            &mut mem,
-            GuestPhys(DEV),
-            &mut d,
-            &mut InsnCache::default(),
-        )
-        .unwrap();
+        emu(&mut v, &mut mem, DEV, &mut d).unwrap();
         assert_eq!(v.reg(Gpr::Rdx), 0xffff_ffff_ffff_eef0);
         // movsxd rbx, dword [rax]  (48 63 18)
         let (mut v, mut mem) = setup(&[0x48, 0x63, 0x18], true);
-        emulate(
-            &mut v,
-            &mut mem,
-            GuestPhys(DEV),
-            &mut d,
-            &mut InsnCache::default(),
-        )
-        .unwrap();
+        emu(&mut v, &mut mem, DEV, &mut d).unwrap();
         assert_eq!(v.reg(Gpr::Rbx), 0xffff_ffff_ccdd_eef0);
         assert_eq!(d.reads, [(0, 1), (0, 2), (0, 4)]);
     }
@@ -511,25 +461,13 @@ mod tests {
         v.regs[0] = 0x42;
         let mut d = Dev::default();
         assert_eq!(
-            emulate(
-                &mut v,
-                &mut mem,
-                GuestPhys(DEV + 0x80),
-                &mut d,
-                &mut InsnCache::default()
-            ),
+            emu(&mut v, &mut mem, DEV + 0x80, &mut d),
             Ok(MmioOutcome::Again),
             "re-executes for the rest"
         );
         assert_eq!((v.reg(Gpr::Rcx), v.reg(Gpr::Rdi)), (1, DEV + 0x84));
         assert_eq!(
-            emulate(
-                &mut v,
-                &mut mem,
-                GuestPhys(DEV + 0x84),
-                &mut d,
-                &mut InsnCache::default()
-            ),
+            emu(&mut v, &mut mem, DEV + 0x84, &mut d),
             Ok(MmioOutcome::Completed { len: 2 })
         );
         assert_eq!(v.reg(Gpr::Rcx), 0);
@@ -540,13 +478,7 @@ mod tests {
         v.regs[Gpr::Rsi as usize] = DEV + 0x30;
         v.regs[Gpr::Rdi as usize] = 0x2000;
         assert_eq!(
-            emulate(
-                &mut v,
-                &mut mem,
-                GuestPhys(DEV + 0x30),
-                &mut d,
-                &mut InsnCache::default()
-            ),
+            emu(&mut v, &mut mem, DEV + 0x30, &mut d),
             Ok(MmioOutcome::Completed { len: 1 })
         );
         assert_eq!(mem.read_u32(GuestPhys(0x2000)).unwrap(), 0xccdd_eef0);
@@ -558,14 +490,7 @@ mod tests {
         let mut d = Dev::default();
         // add [rax], ecx: not emulated on device memory.
         let (mut v, mut mem) = setup(&[0x01, 0x08], true);
-        let e = emulate(
-            &mut v,
-            &mut mem,
-            GuestPhys(DEV),
-            &mut d,
-            &mut InsnCache::default(),
-        )
-        .unwrap_err();
+        let e = emu(&mut v, &mut mem, DEV, &mut d).unwrap_err();
         assert_eq!(
             e,
             MmioError::Unsupported {
@@ -578,13 +503,7 @@ mod tests {
         // A load from where nothing is.
         let (mut v, mut mem) = setup(&[0x8b, 0x07], true);
         assert_eq!(
-            emulate(
-                &mut v,
-                &mut mem,
-                GuestPhys(0xd000_0000),
-                &mut d,
-                &mut InsnCache::default()
-            ),
+            emu(&mut v, &mut mem, 0xd000_0000, &mut d),
             Err(MmioError::NoDevice(GuestPhys(0xd000_0000)))
         );
         // Truncated bytes (code at the end of RAM).
@@ -592,13 +511,7 @@ mod tests {
         v.rip = 0xf_ffff;
         mem.write(GuestPhys(0xf_ffff), &[0x8b]).unwrap();
         assert!(matches!(
-            emulate(
-                &mut v,
-                &mut mem,
-                GuestPhys(DEV),
-                &mut d,
-                &mut InsnCache::default()
-            ),
+            emu(&mut v, &mut mem, DEV, &mut d),
             Err(MmioError::Decode(_))
         ));
     }

@@ -63,6 +63,31 @@ pub struct BootState {
 }
 
 impl BootState {
+    /// Writes the boot information (by `info`, see [`write`]) and the modules after the
+    /// loaded `image`, and says how the kernel starts: at `entry`, EAX = `magic`, EBX =
+    /// the information. The last step of both multiboot loaders.
+    pub fn after_image<F>(
+        mem: &mut GuestMemory,
+        image: Extent,
+        entry: u64,
+        magic: u32,
+        modules: &[BootModule<'_>],
+        info: F,
+    ) -> Result<BootState, ImageError>
+    where
+        F: FnMut(&mut InfoWriter<'_>, u64) -> Result<(), MemError>,
+    {
+        let entry = u32::try_from(entry).map_err(|_| ImageError::EntryNotLoaded(entry))?;
+        let area = write(mem, image, modules, info)?;
+        Ok(BootState {
+            entry,
+            eax: magic,
+            ebx: area.info as u32,
+            image,
+            area,
+        })
+    }
+
     pub fn start_mode(&self) -> StartMode {
         StartMode::Protected32 {
             entry: self.entry,

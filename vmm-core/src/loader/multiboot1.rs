@@ -256,18 +256,11 @@ pub fn load(
         return Err(LoadError::UnsupportedRequirement(unknown));
     }
     let (extent, entry) = load_image(image, mem, hdr, flags)?;
-    let entry = u32::try_from(entry).map_err(|_| ImageError::EntryNotLoaded(entry))?;
     let ram = mem.size();
-    let area = bootarea::write(mem, extent, modules, |w, first| {
-        write_info(w, ram, cmdline, modules, first)
-    })?;
-    Ok(BootState {
-        entry,
-        eax: BOOT_MAGIC,
-        ebx: area.info as u32,
-        image: extent,
-        area,
-    })
+    let write = |w: &mut InfoWriter<'_>, first| write_info(w, ram, cmdline, modules, first);
+    Ok(BootState::after_image(
+        mem, extent, entry, BOOT_MAGIC, modules, write,
+    )?)
 }
 
 #[cfg(test)]

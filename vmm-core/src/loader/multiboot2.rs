@@ -377,23 +377,16 @@ pub fn load(
     let rsdp = read_rsdp(mem, rsdp);
     let h = parse_header(image, hdr, rsdp.is_some())?;
     let (extent, entry) = load_image(image, mem, hdr, &h)?;
-    let entry = u32::try_from(entry).map_err(|_| ImageError::EntryNotLoaded(entry))?;
     let input = InfoInput {
         ram: mem.size(),
         cmdline,
         rsdp,
         load_base: h.relocatable.then_some(extent.start as u32),
     };
-    let area = bootarea::write(mem, extent, modules, |w, first| {
-        write_info(w, &input, modules, first)
-    })?;
-    Ok(BootState {
-        entry,
-        eax: BOOT_MAGIC,
-        ebx: area.info as u32,
-        image: extent,
-        area,
-    })
+    let write = |w: &mut InfoWriter<'_>, first| write_info(w, &input, modules, first);
+    Ok(BootState::after_image(
+        mem, extent, entry, BOOT_MAGIC, modules, write,
+    )?)
 }
 
 #[cfg(test)]
