@@ -4,14 +4,20 @@
 //! values live in the VMCS/VMCB guest state go through [`StateMsr`]; a few read-only
 //! ones get fixed answers; the platform's own (APIC base, x2APIC, TSC deadline) are
 //! answered by [`crate::platform::Platform`] before these; anything else raises #GP(0),
-//! as a CPU without that MSR does.
+//! as a CPU without that MSR does. An MSR that belongs to a CPUID feature exists exactly when
+//! the guest's CPUID shows that feature: IA32_TSC_AUX with RDTSCP ([`tsc_aux`]), the MTRRs
+//! with MTRR ([`mtrr`]).
+
+pub mod mtrr;
+pub mod tsc_aux;
 
 use crate::vcpu::{ArchVcpu, Event, StateMsr};
+use mtrr::Mtrrs;
+pub use tsc_aux::IA32_TSC_AUX;
 
 pub const IA32_TSC: u32 = 0x10;
 pub const IA32_FEATURE_CONTROL: u32 = 0x3a;
 pub const IA32_BIOS_SIGN_ID: u32 = 0x8b;
-pub const IA32_MTRRCAP: u32 = 0xfe;
 pub const IA32_MISC_ENABLE: u32 = 0x1a0;
 /// IA32_MISC_ENABLE as the guest reads it: fast strings on, branch trace and PEBS
 /// unavailable, XD not disabled (SDM Vol 4, Table 2-2). Linux's early boot code reads it
@@ -28,20 +34,48 @@ pub const MISC_ENABLE_WRITABLE: u64 = (1 << 0) | (1 << 3) | (1 << 23);
 /// AMD guest they read 0 and ignore writes, as KVM does without a PMU.
 pub const AMD_PERF_LEGACY: core::ops::RangeInclusive<u32> = 0xc001_0000..=0xc001_0007;
 
-/// The MSR values a guest owns that live in no VMCS/VMCB field.
+/// The MSR values a guest owns that live in no VMCS/VMCB field, and which of the MSRs
+/// that belong to a CPUID feature it has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GuestMsrs {
     pub misc_enable: u64,
     /// The guest's CPU is AMD's (or Hygon's): the legacy PMU MSRs exist.
     pub amd: bool,
+    /// CPUID shows RDTSCP (0x8000_0001 EDX bit 27): IA32_TSC_AUX exists. Its value is the
+    /// vCPU's ([`StateMsr::TscAux`]), resident in the CPU while the guest runs.
+    pub tsc_aux: bool,
+    /// The MTRRs, when CPUID shows MTRR (leaf 1 EDX bit 12).
+    pub mtrr: Option<Mtrrs>,
 }
 
 impl GuestMsrs {
-    pub fn new(amd: bool) -> GuestMsrs {
+    /// The MSRs of a guest whose CPUID (the policy's answers) is `cpuid`.
+    pub fn for_cpuid(cpuid: impl Fn(u32, u32) -> [u32; 4]) -> GuestMsrs {
+        let max_ext = cpuid(0x8000_0000, 0)[0];
+        let ext = |leaf: u32| {
+            if max_ext >= leaf {
+                cpuid(leaf, 0)
+            } else {
+                [0; 4]
+            }
+        };
+        // MAXPHYADDR is 36 without leaf 0x8000_0008 (SDM Vol 3A 4.1.4).
+        let max_phys = match ext(0x8000_0008)[0] as u8 {
+            0 => 36,
+            n => n,
+        };
         GuestMsrs {
             misc_enable: MISC_ENABLE_VALUE,
-            amd,
+            amd: crate::vendor::of_leaf0(cpuid(0, 0)) == Some(crate::vendor::Vendor::AmdCompatible),
+            tsc_aux: ext(0x8000_0001)[3] & (1 << 27) != 0,
+            mtrr: (cpuid(1, 0)[3] & (1 << 12) != 0).then(|| Mtrrs::bios_default(max_phys)),
         }
+    }
+
+    /// The MSRs of a guest on a host whose CPUID is `host`, as Janus' CPUID policy
+    /// ([`crate::cpuid::guest_cpuid`]) shows it.
+    pub fn for_guest(host: impl Fn(u32, u32) -> [u32; 4]) -> GuestMsrs {
+        GuestMsrs::for_cpuid(|leaf, sub| crate::cpuid::guest_cpuid(leaf, sub, 0, &host))
     }
 }
 pub const IA32_SYSENTER_CS: u32 = 0x174;
@@ -108,8 +142,9 @@ pub fn read(vcpu: &impl ArchVcpu, own: &GuestMsrs, msr: u32, tsc: u64) -> Result
         // Locked with VMX disabled: a guest that looks sees no way to enable it.
         IA32_FEATURE_CONTROL => Ok(1),
         IA32_BIOS_SIGN_ID => Ok(0),
-        IA32_MTRRCAP => Ok(0),
         IA32_MISC_ENABLE => Ok(own.misc_enable),
+        IA32_TSC_AUX if own.tsc_aux => Ok(vcpu.state_msr(StateMsr::TscAux)),
+        m if Mtrrs::owns(m) => own.mtrr.map(|t| t.read(m)).ok_or(Event::gp(0)),
         m if own.amd && AMD_PERF_LEGACY.contains(&m) => Ok(0),
         _ => Err(Event::gp(0)),
     }
@@ -152,6 +187,76 @@ pub fn write(vcpu: &mut impl ArchVcpu, own: &mut GuestMsrs, msr: u32, v: u64) ->
             Ok(())
         }
         None if own.amd && AMD_PERF_LEGACY.contains(&msr) => Ok(()),
-        None => Err(Event::gp(0)),
+        // The low 32 bits are the value; the upper ones are reserved (SDM Vol 4, Table
+        // 2-2, IA32_TSC_AUX).
+        None if msr == IA32_TSC_AUX && own.tsc_aux && v >> 32 == 0 => {
+            vcpu.set_state_msr(StateMsr::TscAux, v)
+        }
+        None => match own.mtrr.as_mut() {
+            Some(t) if Mtrrs::owns(msr) => t.write(msr, v),
+            _ => Err(Event::gp(0)),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mock::{host_cpuid, MockVcpu};
+
+    /// A guest whose CPUID shows what `host_cpuid` has, less leaf 1 EDX and 0x8000_0001
+    /// EDX bits `clear`.
+    fn msrs_without(l1_edx: u32, e1_edx: u32) -> GuestMsrs {
+        GuestMsrs::for_cpuid(|leaf, sub| {
+            let mut r = host_cpuid(leaf, sub);
+            match leaf {
+                1 => r[3] &= !l1_edx,
+                0x8000_0001 => r[3] &= !e1_edx,
+                _ => {}
+            }
+            r
+        })
+    }
+
+    #[test]
+    fn tsc_aux_keeps_32_bits_in_the_vcpu() {
+        let mut v = MockVcpu::new(&[]);
+        let mut own = msrs_without(0, 0);
+        assert!(own.tsc_aux);
+        assert_eq!(read(&v, &own, IA32_TSC_AUX, 0), Ok(0), "reset value");
+        assert_eq!(write(&mut v, &mut own, IA32_TSC_AUX, 0xfeed_f00d), Ok(()));
+        assert_eq!(v.state_msr(StateMsr::TscAux), 0xfeed_f00d);
+        assert_eq!(read(&v, &own, IA32_TSC_AUX, 0), Ok(0xfeed_f00d));
+        assert_eq!(
+            write(&mut v, &mut own, IA32_TSC_AUX, 1 << 32),
+            Err(Event::gp(0)),
+            "bits 63:32 reserved"
+        );
+        assert_eq!(read(&v, &own, IA32_TSC_AUX, 0), Ok(0xfeed_f00d));
+    }
+
+    #[test]
+    fn no_rdtscp_no_tsc_aux() {
+        let mut v = MockVcpu::new(&[]);
+        let mut own = msrs_without(0, 1 << 27);
+        assert!(!own.tsc_aux);
+        assert_eq!(read(&v, &own, IA32_TSC_AUX, 0), Err(Event::gp(0)));
+        assert_eq!(write(&mut v, &mut own, IA32_TSC_AUX, 1), Err(Event::gp(0)));
+        assert_eq!(v.state_msr(StateMsr::TscAux), 0);
+    }
+
+    #[test]
+    fn mtrrs_exist_with_the_cpuid_bit() {
+        let mut v = MockVcpu::new(&[]);
+        let mut own = msrs_without(0, 0);
+        assert_eq!(read(&v, &own, mtrr::IA32_MTRRCAP, 0), Ok(0x508));
+        assert_eq!(write(&mut v, &mut own, 0x205, 0xf_ffff_f800), Ok(()));
+        assert_eq!(read(&v, &own, 0x205, 0), Ok(0xf_ffff_f800));
+        assert_eq!(write(&mut v, &mut own, 0x2ff, 0x3), Err(Event::gp(0)));
+        let mut none = msrs_without(1 << 12, 0);
+        for msr in [0xfe, 0x2ff, 0x200, 0x250, 0x26f] {
+            assert_eq!(read(&v, &none, msr, 0), Err(Event::gp(0)), "{msr:#x}");
+            assert_eq!(write(&mut v, &mut none, msr, 0), Err(Event::gp(0)));
+        }
     }
 }
