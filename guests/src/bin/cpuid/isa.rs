@@ -5,6 +5,7 @@ use super::{e1c, gives, l1c, l1d, l7b, runs, shows, Feature, Outcome};
 use core::arch::asm;
 
 pub const FEATURES: &[Feature] = &[
+    shows("cpuid.cx8", l1d(8), cmpxchg8b),
     shows("cpuid.cmov", l1d(15), cmov),
     shows("cpuid.cx16", l1c(13), cmpxchg16b),
     shows("cpuid.movbe", l1c(22), movbe),
@@ -34,6 +35,25 @@ fn cmov() -> Outcome {
         };
         r
     })
+}
+
+/// CMPXCHG8B: EDX:EAX matches, so ECX:EBX is stored and ZF set.
+fn cmpxchg8b() -> Outcome {
+    let mut m = 0x0000_0002_0000_0001u64;
+    let p = &mut m as *mut u64;
+    let r = gives(1, || {
+        let z: u64;
+        // SAFETY: CMPXCHG8B on a local; RBX (reserved by LLVM) is swapped in and out.
+        unsafe {
+            asm!("xchg {b}, rbx", "lock cmpxchg8b qword ptr [{p}]", "xchg {b}, rbx", "setz {z:l}",
+                 "movzx {z:e}, {z:l}",
+                 p = in(reg) p, b = inout(reg) 0x33u64 => _, z = out(reg) z,
+                 inout("eax") 1u32 => _, inout("edx") 2u32 => _, in("ecx") 0x44u32,
+                 options(nostack))
+        };
+        z
+    });
+    r.and(|| super::expect(m, 0x0000_0044_0000_0033))
 }
 
 #[repr(C, align(16))]

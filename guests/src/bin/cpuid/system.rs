@@ -3,12 +3,12 @@
 //! RDFSBASE/WRFSBASE after CR4.FSGSBASE, SYSCALL after EFER.SCE, an instruction fetch
 //! from a no-execute page faults after EFER.NXE, a 1 GiB page maps, STAC/CLAC.
 
-use super::{e1d, expect, faults, gives, l1c, l1d, l7b, l7c, runs, shows, Feature, Outcome};
+use super::{e1c, e1d, expect, faults, gives, l1c, l1d, l7b, l7c, runs, shows, Feature, Outcome};
 use core::arch::{asm, global_asm};
 use janus_guests::rdmsr;
 use janus_guests::rt::x86::{
-    rdtsc, read_cr3, read_cr4, write_cr4, wrmsr, MSR_EFER, MSR_FMASK, MSR_FS_BASE, MSR_LSTAR,
-    MSR_STAR, MSR_SYSENTER_CS,
+    rdtsc, read_cr3, read_cr4, read_cr8, write_cr4, write_cr8, wrmsr, MSR_EFER, MSR_FMASK,
+    MSR_FS_BASE, MSR_LSTAR, MSR_STAR, MSR_SYSENTER_CS,
 };
 
 pub const FEATURES: &[Feature] = &[
@@ -31,6 +31,8 @@ pub const FEATURES: &[Feature] = &[
     shows("cpuid.ffxsr", e1d(25), ffxsr),
     shows("cpuid.page1gb", e1d(26), page1gb),
     shows("cpuid.lm", e1d(29), lm),
+    shows("cpuid.hypervisor", l1c(31), hypervisor),
+    shows("cpuid.alt_mov_cr8", e1c(4), alt_mov_cr8),
 ];
 
 /// Sets bit `bit` of CR4 and clears it: `Ok` when CR4 read it back both times.
@@ -286,4 +288,30 @@ fn page1gb() -> Outcome {
 /// EFER.LMA: the guest runs in long mode.
 fn lm() -> Outcome {
     expect(rdmsr(MSR_EFER) & 1 << 10, 1 << 10)
+}
+
+/// The hypervisor leaves (SDM Vol 2A, CPUID: leaf 1 ECX bit 31 is reserved for them):
+/// leaf 0x4000_0000 names Janus.
+fn hypervisor() -> Outcome {
+    let r = janus_guests::cpuid(0x4000_0000, 0);
+    expect(u64::from(r[1..] == cpuid_signature()), 1)
+}
+
+fn cpuid_signature() -> [u32; 3] {
+    [b"Janu", b"sJan", b"usHV"].map(|w| u32::from_le_bytes(*w))
+}
+
+/// AMD's alternative CR8 encoding: LOCK MOV from CR0 reads CR8 (APM Vol 3, MOV CRn).
+fn alt_mov_cr8() -> Outcome {
+    let old = read_cr8();
+    write_cr8(3);
+    let r = gives(3, || {
+        let v: u64;
+        // SAFETY: reads CR8 (F0 0F 20 C0: lock mov eax, cr0); encoded by hand since the
+        // assembler refuses LOCK on MOV.
+        unsafe { asm!(".byte 0xf0, 0x0f, 0x20, 0xc0", out("rax") v, options(nostack, nomem)) };
+        v
+    });
+    write_cr8(old);
+    r
 }
