@@ -3,8 +3,9 @@
 //! suite enabled SSE first (CR4.OSFXSR, SDM Vol 3A 13.1.3); the guest is built
 //! soft-float, so compiled code keeps nothing in these registers.
 
-use super::{e1c, e1d, expect, gives, l1c, l1d, l7b, runs, shows, Feature, Outcome};
+use super::{e1c, e1d, expect, faults, gives, l1c, l1d, l7b, runs, shows, Feature, Outcome};
 use core::arch::asm;
+use janus_guests::rt::fpu::{mxcsr, set_mxcsr};
 
 pub const FEATURES: &[Feature] = &[
     shows("cpuid.fpu", l1d(0), fpu),
@@ -20,6 +21,7 @@ pub const FEATURES: &[Feature] = &[
     shows("cpuid.aes", l1c(25), aes),
     shows("cpuid.sha", l7b(29), sha),
     shows("cpuid.sse4a", e1c(6), sse4a),
+    shows("cpuid.misalignsse", e1c(7), misalign_sse),
     shows("cpuid.mmxext", e1d(22), mmxext),
     shows("cpuid.3dnowext", e1d(30), amd3dnowext),
     shows("cpuid.3dnow", e1d(31), amd3dnow),
@@ -228,4 +230,30 @@ fn amd3dnowext() -> Outcome {
 fn amd3dnow() -> Outcome {
     // SAFETY: empties the MMX state, as EMMS does.
     runs(|| unsafe { asm!(".byte 0x0f, 0x0e", options(nostack, nomem)) })
+}
+
+#[repr(C, align(16))]
+struct Block([u8; 32]);
+
+static BLOCK: Block = Block([0; 32]);
+
+/// ADDPS from a misaligned operand.
+fn addps_misaligned() {
+    let p = BLOCK.0.as_ptr().wrapping_add(1);
+    // SAFETY: reads 16 bytes inside `BLOCK`; XMM0 only.
+    unsafe {
+        asm!("xorps xmm0, xmm0", "addps xmm0, xmmword ptr [{}]", in(reg) p,
+             options(nostack, readonly))
+    }
+}
+
+/// AMD's misaligned SSE mode: with MXCSR.MM (bit 17) a misaligned 16-byte operand is
+/// taken, without it #GP (APM Vol 4, 1.1.4 and MXCSR).
+fn misalign_sse() -> Outcome {
+    let old = mxcsr();
+    let r = runs(|| set_mxcsr(old | 1 << 17)).and(|| runs(addps_misaligned));
+    set_mxcsr(old & !(1 << 17));
+    let r = r.and(|| faults(13, addps_misaligned));
+    set_mxcsr(old);
+    r
 }
