@@ -33,6 +33,15 @@ pub const MISC_ENABLE_WRITABLE: u64 = (1 << 0) | (1 << 3) | (1 << 23);
 /// which every AMD CPU since the K7 has whatever CPUID says: Janus shows no PMU, so on an
 /// AMD guest they read 0 and ignore writes, as KVM does without a PMU.
 pub const AMD_PERF_LEGACY: core::ops::RangeInclusive<u32> = 0xc001_0000..=0xc001_0007;
+/// AMD's SYSCFG (APM Vol 2 7.9.1, 3.2.1): every AMD CPU since the K8 has it. It reads 0
+/// (no MtrrFixDramModEn, no TOM2, no memory encryption) and ignores writes, as under KVM:
+/// Linux reads it with a plain RDMSR before the fixed-range MTRRs on AMD family 0Fh and up.
+pub const AMD_SYSCFG: u32 = 0xc001_0010;
+
+/// An MSR of every AMD CPU that an AMD guest reads as 0 and writes to no effect.
+fn amd_inert(msr: u32) -> bool {
+    AMD_PERF_LEGACY.contains(&msr) || msr == AMD_SYSCFG
+}
 
 /// The MSR values a guest owns that live in no VMCS/VMCB field, and which of the MSRs
 /// that belong to a CPUID feature it has.
@@ -145,7 +154,7 @@ pub fn read(vcpu: &impl ArchVcpu, own: &GuestMsrs, msr: u32, tsc: u64) -> Result
         IA32_MISC_ENABLE => Ok(own.misc_enable),
         IA32_TSC_AUX if own.tsc_aux => Ok(vcpu.state_msr(StateMsr::TscAux)),
         m if Mtrrs::owns(m) => own.mtrr.map(|t| t.read(m)).ok_or(Event::gp(0)),
-        m if own.amd && AMD_PERF_LEGACY.contains(&m) => Ok(0),
+        m if own.amd && amd_inert(m) => Ok(0),
         _ => Err(Event::gp(0)),
     }
 }
@@ -186,7 +195,7 @@ pub fn write(vcpu: &mut impl ArchVcpu, own: &mut GuestMsrs, msr: u32, v: u64) ->
             own.misc_enable = v;
             Ok(())
         }
-        None if own.amd && AMD_PERF_LEGACY.contains(&msr) => Ok(()),
+        None if own.amd && amd_inert(msr) => Ok(()),
         // The low 32 bits are the value; the upper ones are reserved (SDM Vol 4, Table
         // 2-2, IA32_TSC_AUX).
         None if msr == IA32_TSC_AUX && own.tsc_aux && v >> 32 == 0 => {
@@ -243,6 +252,18 @@ mod tests {
         assert_eq!(read(&v, &own, IA32_TSC_AUX, 0), Err(Event::gp(0)));
         assert_eq!(write(&mut v, &mut own, IA32_TSC_AUX, 1), Err(Event::gp(0)));
         assert_eq!(v.state_msr(StateMsr::TscAux), 0);
+    }
+
+    #[test]
+    fn syscfg_is_inert_on_amd_and_absent_on_intel() {
+        let mut v = MockVcpu::new(&[]);
+        let mut own = msrs_without(0, 0);
+        own.amd = true;
+        assert_eq!(write(&mut v, &mut own, AMD_SYSCFG, 1 << 19), Ok(()));
+        assert_eq!(read(&v, &own, AMD_SYSCFG, 0), Ok(0));
+        own.amd = false;
+        assert_eq!(read(&v, &own, AMD_SYSCFG, 0), Err(Event::gp(0)));
+        assert_eq!(write(&mut v, &mut own, AMD_SYSCFG, 0), Err(Event::gp(0)));
     }
 
     #[test]
