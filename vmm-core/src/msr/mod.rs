@@ -37,10 +37,14 @@ pub const AMD_PERF_LEGACY: core::ops::RangeInclusive<u32> = 0xc001_0000..=0xc001
 /// (no MtrrFixDramModEn, no TOM2, no memory encryption) and ignores writes, as under KVM:
 /// Linux reads it with a plain RDMSR before the fixed-range MTRRs on AMD family 0Fh and up.
 pub const AMD_SYSCFG: u32 = 0xc001_0010;
+/// AMD's NB_CFG (family 10h-16h BKDG, MSRC001_001F): reads 0 and ignores writes, as under
+/// KVM. Linux reads it and sets EnableCf8ExtCfg (bit 46) on AMD to reach extended PCI
+/// configuration space through port 0xCF8, which Janus' guests do not have.
+pub const AMD_NB_CFG: u32 = 0xc001_001f;
 
 /// An MSR of every AMD CPU that an AMD guest reads as 0 and writes to no effect.
 fn amd_inert(msr: u32) -> bool {
-    AMD_PERF_LEGACY.contains(&msr) || msr == AMD_SYSCFG
+    AMD_PERF_LEGACY.contains(&msr) || msr == AMD_SYSCFG || msr == AMD_NB_CFG
 }
 
 /// The MSR values a guest owns that live in no VMCS/VMCB field, and which of the MSRs
@@ -255,15 +259,17 @@ mod tests {
     }
 
     #[test]
-    fn syscfg_is_inert_on_amd_and_absent_on_intel() {
+    fn syscfg_and_nb_cfg_are_inert_on_amd_and_absent_on_intel() {
         let mut v = MockVcpu::new(&[]);
         let mut own = msrs_without(0, 0);
-        own.amd = true;
-        assert_eq!(write(&mut v, &mut own, AMD_SYSCFG, 1 << 19), Ok(()));
-        assert_eq!(read(&v, &own, AMD_SYSCFG, 0), Ok(0));
-        own.amd = false;
-        assert_eq!(read(&v, &own, AMD_SYSCFG, 0), Err(Event::gp(0)));
-        assert_eq!(write(&mut v, &mut own, AMD_SYSCFG, 0), Err(Event::gp(0)));
+        for msr in [AMD_SYSCFG, AMD_NB_CFG] {
+            own.amd = true;
+            assert_eq!(write(&mut v, &mut own, msr, 1 << 46), Ok(()));
+            assert_eq!(read(&v, &own, msr, 0), Ok(0));
+            own.amd = false;
+            assert_eq!(read(&v, &own, msr, 0), Err(Event::gp(0)));
+            assert_eq!(write(&mut v, &mut own, msr, 0), Err(Event::gp(0)));
+        }
     }
 
     #[test]
