@@ -279,6 +279,22 @@ fn msr_policy(s: &mut Suite) {
             base
         ),
     );
+    // Linux's microcode-revision probe: WRMSR 0 to IA32_BIOS_SIGN_ID, CPUID, RDMSR.
+    let mut rev = u64::MAX;
+    let e = catch_exception(|| {
+        wrmsr(0x8b, 0);
+        cpuid(1, 0);
+        rev = rdmsr(0x8b);
+    });
+    s.check(
+        "policy.bios_sign_id_probe",
+        e.is_none() && rev == 0,
+        format_args!(
+            "wrmsr/cpuid/rdmsr of IA32_BIOS_SIGN_ID: {:?}, read {:#x}; want no fault, 0",
+            e.map(|e| e.vector),
+            rev
+        ),
+    );
     let mut fc = 0;
     let e = catch_exception(|| fc = rdmsr(MSR_FEATURE_CONTROL));
     s.check("policy.feature_control_locked", e.is_none() && fc & 0x7 == 0x1,

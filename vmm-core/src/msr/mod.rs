@@ -200,6 +200,9 @@ pub fn write(vcpu: &mut impl ArchVcpu, own: &mut GuestMsrs, msr: u32, v: u64) ->
             Ok(())
         }
         None if own.amd && amd_inert(msr) => Ok(()),
+        // Linux writes 0 to IA32_BIOS_SIGN_ID before the CPUID that latches the microcode
+        // revision there (SDM Vol 3A 9.11.7.1); there is no microcode to report: it stays 0.
+        None if msr == IA32_BIOS_SIGN_ID => Ok(()),
         // The low 32 bits are the value; the upper ones are reserved (SDM Vol 4, Table
         // 2-2, IA32_TSC_AUX).
         None if msr == IA32_TSC_AUX && own.tsc_aux && v >> 32 == 0 => {
@@ -270,6 +273,15 @@ mod tests {
             assert_eq!(read(&v, &own, msr, 0), Err(Event::gp(0)));
             assert_eq!(write(&mut v, &mut own, msr, 0), Err(Event::gp(0)));
         }
+    }
+
+    #[test]
+    fn bios_sign_id_takes_the_microcode_probe_and_stays_0() {
+        let mut v = MockVcpu::new(&[]);
+        let mut own = msrs_without(0, 0);
+        assert_eq!(write(&mut v, &mut own, IA32_BIOS_SIGN_ID, 0), Ok(()));
+        assert_eq!(write(&mut v, &mut own, IA32_BIOS_SIGN_ID, 5 << 32), Ok(()));
+        assert_eq!(read(&v, &own, IA32_BIOS_SIGN_ID, 0), Ok(0));
     }
 
     #[test]
