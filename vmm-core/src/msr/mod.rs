@@ -4,9 +4,9 @@
 //! values live in the VMCS/VMCB guest state go through [`StateMsr`]; a few read-only
 //! ones get fixed answers; the platform's own (APIC base, x2APIC, TSC deadline) are
 //! answered by [`crate::platform::Platform`] before these; anything else raises #GP(0),
-//! as a CPU without that MSR does. An MSR that belongs to a CPUID feature exists exactly when
-//! the guest's CPUID shows that feature: IA32_TSC_AUX with RDTSCP ([`tsc_aux`]), the MTRRs
-//! with MTRR ([`mtrr`]).
+//! as a CPU without that MSR does. An MSR that belongs to a CPUID feature exists exactly
+//! when the guest's CPUID shows that feature: IA32_TSC_AUX with RDTSCP ([`tsc_aux`]), the
+//! MTRRs with MTRR ([`mtrr`]). The cpuid guest suite checks both directions.
 
 pub mod mtrr;
 pub mod tsc_aux;
@@ -52,7 +52,8 @@ fn amd_inert(msr: u32) -> bool {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GuestMsrs {
     pub misc_enable: u64,
-    /// The guest's CPU is AMD's (or Hygon's): the legacy PMU MSRs exist.
+    /// The guest's CPU is AMD's (or Hygon's): the legacy PMU MSRs, SYSCFG and NB_CFG
+    /// exist.
     pub amd: bool,
     /// CPUID shows RDTSCP (0x8000_0001 EDX bit 27): IA32_TSC_AUX exists. Its value is the
     /// vCPU's ([`StateMsr::TscAux`]), resident in the CPU while the guest runs.
@@ -91,6 +92,7 @@ impl GuestMsrs {
         GuestMsrs::for_cpuid(|leaf, sub| crate::cpuid::guest_cpuid(leaf, sub, 0, &host))
     }
 }
+
 pub const IA32_SYSENTER_CS: u32 = 0x174;
 pub const IA32_SYSENTER_ESP: u32 = 0x175;
 pub const IA32_SYSENTER_EIP: u32 = 0x176;
