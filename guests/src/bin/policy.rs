@@ -164,6 +164,23 @@ fn vendor_msrs(s: &mut Suite) {
             bad
         ),
     );
+    // HWCR reads with TscFreqSel (bit 24) on AMD: Linux warns of a firmware bug without it.
+    let mut hwcr = 0;
+    let e = catch_exception(|| hwcr = rdmsr(0xc001_0015));
+    let ok = if amd {
+        e.is_none() && hwcr == 1 << 24
+    } else {
+        e.map(|e| e.vector) == Some(13)
+    };
+    s.check(
+        "policy.msr_amd_hwcr",
+        ok,
+        format_args!(
+            "HWCR {:#x}, exception {:?}; want 0x1000000 on AMD, #GP on Intel",
+            hwcr,
+            e.map(|e| e.vector)
+        ),
+    );
 }
 
 fn msr_policy(s: &mut Suite) {

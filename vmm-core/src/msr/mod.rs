@@ -41,10 +41,22 @@ pub const AMD_SYSCFG: u32 = 0xc001_0010;
 /// KVM. Linux reads it and sets EnableCf8ExtCfg (bit 46) on AMD to reach extended PCI
 /// configuration space through port 0xCF8, which Janus' guests do not have.
 pub const AMD_NB_CFG: u32 = 0xc001_001f;
+/// AMD's HWCR (APM Vol 2 Appendix A; family 10h-17h BKDG/PPR, MSRC001_0015): reads with
+/// TscFreqSel (bit 24, "the TSC counts at the P0 frequency", read-only 1 since family 10h)
+/// and nothing else set, and ignores writes, as under KVM. Linux reads it on AMD CPUs with
+/// an invariant TSC and warns of a firmware bug when bit 24 is clear.
+pub const AMD_HWCR: u32 = 0xc001_0015;
+pub const HWCR_VALUE: u64 = 1 << 24;
 
-/// An MSR of every AMD CPU that an AMD guest reads as 0 and writes to no effect.
-fn amd_inert(msr: u32) -> bool {
-    AMD_PERF_LEGACY.contains(&msr) || msr == AMD_SYSCFG || msr == AMD_NB_CFG
+/// What an AMD guest reads from an MSR every AMD CPU has and whose writes change nothing
+/// here; `None` for other MSRs.
+fn amd_inert(msr: u32) -> Option<u64> {
+    match msr {
+        AMD_HWCR => Some(HWCR_VALUE),
+        AMD_SYSCFG | AMD_NB_CFG => Some(0),
+        m if AMD_PERF_LEGACY.contains(&m) => Some(0),
+        _ => None,
+    }
 }
 
 /// The MSR values a guest owns that live in no VMCS/VMCB field, and which of the MSRs
@@ -52,8 +64,8 @@ fn amd_inert(msr: u32) -> bool {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GuestMsrs {
     pub misc_enable: u64,
-    /// The guest's CPU is AMD's (or Hygon's): the legacy PMU MSRs, SYSCFG and NB_CFG
-    /// exist.
+    /// The guest's CPU is AMD's (or Hygon's): the legacy PMU MSRs, SYSCFG, NB_CFG and
+    /// HWCR exist.
     pub amd: bool,
     /// CPUID shows RDTSCP (0x8000_0001 EDX bit 27): IA32_TSC_AUX exists. Its value is the
     /// vCPU's ([`StateMsr::TscAux`]), resident in the CPU while the guest runs.
@@ -160,8 +172,7 @@ pub fn read(vcpu: &impl ArchVcpu, own: &GuestMsrs, msr: u32, tsc: u64) -> Result
         IA32_MISC_ENABLE => Ok(own.misc_enable),
         IA32_TSC_AUX if own.tsc_aux => Ok(vcpu.state_msr(StateMsr::TscAux)),
         m if Mtrrs::owns(m) => own.mtrr.map(|t| t.read(m)).ok_or(Event::gp(0)),
-        m if own.amd && amd_inert(m) => Ok(0),
-        _ => Err(Event::gp(0)),
+        m => amd_inert(m).filter(|_| own.amd).ok_or(Event::gp(0)),
     }
 }
 
@@ -201,7 +212,7 @@ pub fn write(vcpu: &mut impl ArchVcpu, own: &mut GuestMsrs, msr: u32, v: u64) ->
             own.misc_enable = v;
             Ok(())
         }
-        None if own.amd && amd_inert(msr) => Ok(()),
+        None if own.amd && amd_inert(msr).is_some() => Ok(()),
         // Linux writes 0 to IA32_BIOS_SIGN_ID before the CPUID that latches the microcode
         // revision there (SDM Vol 3A 9.11.7.1); there is no microcode to report: it stays 0.
         None if msr == IA32_BIOS_SIGN_ID => Ok(()),
@@ -264,7 +275,7 @@ mod tests {
     }
 
     #[test]
-    fn syscfg_and_nb_cfg_are_inert_on_amd_and_absent_on_intel() {
+    fn syscfg_nb_cfg_and_hwcr_are_inert_on_amd_and_absent_on_intel() {
         let mut v = MockVcpu::new(&[]);
         let mut own = msrs_without(0, 0);
         for msr in [AMD_SYSCFG, AMD_NB_CFG] {
@@ -275,6 +286,11 @@ mod tests {
             assert_eq!(read(&v, &own, msr, 0), Err(Event::gp(0)));
             assert_eq!(write(&mut v, &mut own, msr, 0), Err(Event::gp(0)));
         }
+        own.amd = true;
+        assert_eq!(write(&mut v, &mut own, AMD_HWCR, 0), Ok(()));
+        assert_eq!(read(&v, &own, AMD_HWCR, 0), Ok(1 << 24), "TscFreqSel");
+        own.amd = false;
+        assert_eq!(read(&v, &own, AMD_HWCR, 0), Err(Event::gp(0)));
     }
 
     #[test]
