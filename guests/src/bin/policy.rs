@@ -137,12 +137,12 @@ fn round_trip(s: &mut Suite, name: &str, msr: u32, v: u64) {
 
 /// The MSRs every CPU of the guest's vendor has: AMD's legacy performance counters
 /// (0xC001_0000-7) read 0 and take writes without a PMU, and so do SYSCFG (0xC001_0010,
-/// which Linux reads before the fixed-range MTRRs) and NB_CFG (0xC001_001F); an Intel CPU
-/// has none there.
+/// which Linux reads before the fixed-range MTRRs), NB_CFG (0xC001_001F) and the
+/// interrupt-pending message register (0xC001_0055); an Intel CPU has none there.
 fn vendor_msrs(s: &mut Suite) {
     let amd = matches!(&janus_guests::vendor(), b"AuthenticAMD" | b"HygonGenuine");
     let mut bad = None;
-    for msr in (0xc001_0000u32..=0xc001_0007).chain([0xc001_0010, 0xc001_001f]) {
+    for msr in (0xc001_0000u32..=0xc001_0007).chain([0xc001_0010, 0xc001_001f, 0xc001_0055]) {
         let mut v = u64::MAX;
         let e_rd = expect_exception(13, || v = rdmsr(msr));
         let e_wr = expect_exception(13, || wrmsr(msr, 0));

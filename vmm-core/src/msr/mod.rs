@@ -46,6 +46,10 @@ pub const AMD_NB_CFG: u32 = 0xc001_001f;
 /// and nothing else set, and ignores writes, as under KVM. Linux reads it on AMD CPUs with
 /// an invariant TSC and warns of a firmware bug when bit 24 is clear.
 pub const AMD_HWCR: u32 = 0xc001_0015;
+/// AMD's interrupt-pending message register (family 0Fh-10h BKDG, MSRC001_0055): reads 0
+/// (no C1E on an interrupt-pending message) and ignores writes, as under KVM. Linux reads
+/// it to decide the AMD E400 erratum's idle routine.
+pub const AMD_INT_PENDING_MSG: u32 = 0xc001_0055;
 pub const HWCR_VALUE: u64 = 1 << 24;
 
 /// What an AMD guest reads from an MSR every AMD CPU has and whose writes change nothing
@@ -53,7 +57,7 @@ pub const HWCR_VALUE: u64 = 1 << 24;
 fn amd_inert(msr: u32) -> Option<u64> {
     match msr {
         AMD_HWCR => Some(HWCR_VALUE),
-        AMD_SYSCFG | AMD_NB_CFG => Some(0),
+        AMD_SYSCFG | AMD_NB_CFG | AMD_INT_PENDING_MSG => Some(0),
         m if AMD_PERF_LEGACY.contains(&m) => Some(0),
         _ => None,
     }
@@ -64,8 +68,8 @@ fn amd_inert(msr: u32) -> Option<u64> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GuestMsrs {
     pub misc_enable: u64,
-    /// The guest's CPU is AMD's (or Hygon's): the legacy PMU MSRs, SYSCFG, NB_CFG and
-    /// HWCR exist.
+    /// The guest's CPU is AMD's (or Hygon's): the legacy PMU MSRs, SYSCFG, NB_CFG, HWCR
+    /// and the interrupt-pending message register exist.
     pub amd: bool,
     /// CPUID shows RDTSCP (0x8000_0001 EDX bit 27): IA32_TSC_AUX exists. Its value is the
     /// vCPU's ([`StateMsr::TscAux`]), resident in the CPU while the guest runs.
@@ -278,7 +282,7 @@ mod tests {
     fn syscfg_nb_cfg_and_hwcr_are_inert_on_amd_and_absent_on_intel() {
         let mut v = MockVcpu::new(&[]);
         let mut own = msrs_without(0, 0);
-        for msr in [AMD_SYSCFG, AMD_NB_CFG] {
+        for msr in [AMD_SYSCFG, AMD_NB_CFG, AMD_INT_PENDING_MSG] {
             own.amd = true;
             assert_eq!(write(&mut v, &mut own, msr, 1 << 46), Ok(()));
             assert_eq!(read(&v, &own, msr, 0), Ok(0));
