@@ -25,6 +25,7 @@ mod inject;
 mod npt;
 mod setup;
 mod svm;
+mod tsc_aux;
 mod vcpu;
 mod vmcb;
 

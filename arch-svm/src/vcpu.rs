@@ -10,6 +10,7 @@ use crate::exit::decode;
 use crate::inject;
 use crate::npt::Npt;
 use crate::setup::{self, Tables, IOPM_PAGES, MSRPM_PAGES};
+use crate::tsc_aux;
 use crate::vmcb::bits::interrupt_shadow::INTERRUPT_SHADOW;
 use crate::vmcb::bits::v_intr::{V_IGN_TPR, V_INTR_PRIO, V_IRQ, V_TPR};
 use crate::vmcb::bits::{clean, tlb_control};
@@ -21,6 +22,7 @@ use vmm_core::cpu_rules::{cr0, efer, rflags, CpuRules, CrState};
 use vmm_core::exit::VmExit;
 use vmm_core::fetch::{length_at_rip, InsnCache};
 use vmm_core::memory::GuestMemory;
+use vmm_core::msr::tsc_aux::TscAux;
 use vmm_core::nested::{self, FrameAllocator};
 use vmm_core::vcpu::{
     ArchVcpu, ControlReg, DebugReg, Event, Gpr, GprFile, InitialState, SegReg, Segment, StateMsr,
@@ -49,7 +51,9 @@ pub struct SvmVcpu {
     rules: CpuRules,
     /// DR0-DR3 as the guest set them; in the hardware registers too while loaded.
     dr: [u64; 4],
-    /// Whether this vCPU's DR0-DR3 are in the hardware registers ([`ArchVcpu::load`]).
+    /// IA32_TSC_AUX, in the hardware register while loaded ([`crate::tsc_aux`]).
+    tsc_aux: TscAux,
+    /// Whether this vCPU's DR0-DR3 and TSC_AUX are in the hardware ([`ArchVcpu::load`]).
     loaded: bool,
     /// Where the VMCB's ASID goes back when the vCPU ends.
     asids: &'static AsidPool,
@@ -77,6 +81,7 @@ impl SvmVcpu {
             next_rip: None,
             rules,
             dr: [0; 4],
+            tsc_aux: TscAux::new(),
             loaded: false,
             asids,
         }
@@ -272,6 +277,7 @@ impl ArchVcpu for SvmVcpu {
             StateMsr::Lstar => s.lstar,
             StateMsr::Cstar => s.cstar,
             StateMsr::Fmask => s.sfmask,
+            StateMsr::TscAux => self.tsc_aux.get(),
         }
     }
 
@@ -294,6 +300,7 @@ impl ArchVcpu for SvmVcpu {
             StateMsr::Lstar => s.lstar = v,
             StateMsr::Cstar => s.cstar = v,
             StateMsr::Fmask => s.sfmask = v,
+            StateMsr::TscAux => self.tsc_aux.set(v, tsc_aux::write),
         }
         Ok(())
     }
@@ -355,14 +362,17 @@ impl ArchVcpu for SvmVcpu {
 
     /// Nothing to read back: VMRUN and #VMEXIT switch DR6, DR7 and CR2 through the VMCB,
     /// VMLOAD/VMSAVE around VMRUN the syscall MSRs, KERNEL_GS_BASE and FS/GS (APM Vol 2
-    /// 15.5.1, 15.5.2), and the guest changes DR0-DR3 only by MOVs that exit, so `dr` is
-    /// always current. Unloaded, the vCPU leaves the hardware alone and cannot run.
+    /// 15.5.1, 15.5.2), and the guest changes DR0-DR3 and TSC_AUX only by MOVs and WRMSRs
+    /// that exit, so `dr` and `tsc_aux` are always current. Unloaded, the vCPU leaves the
+    /// hardware alone (TSC_AUX back at the host's value) and cannot run.
     fn put(&mut self) {
+        self.tsc_aux.put(tsc_aux::write);
         self.loaded = false;
     }
 
     fn load(&mut self) {
         debug_regs::load_addresses(&self.dr);
+        self.tsc_aux.load(tsc_aux::write);
         // Another guest may have run with this ASID since (more guests than ASIDs).
         if self.asids.shared(self.vmcb.control.guest_asid) {
             self.vmcb.control.tlb_control = if self.caps.flush_by_asid {

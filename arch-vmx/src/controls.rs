@@ -94,6 +94,9 @@ impl Controls {
             | proc1::USE_MSR_BITMAPS
             | proc1::SECONDARY;
         let proc1 = c.proc1.adjust(want1) & !CR3_EXITING | (c.proc1.must1 & CR3_EXITING);
+        // RDTSCP runs without an exit, reading the guest's TSC_AUX that the vCPU keeps
+        // resident (resident.rs); CPUID shows RDTSCP when the host has it, and a CPU with
+        // RDTSCP but without this control would #UD it (none is known to Janus).
         let want2 =
             proc2::EPT | proc2::UNRESTRICTED | proc2::RDTSCP | if vpid { proc2::VPID } else { 0 };
         // DR7 (and IA32_DEBUGCTL) are the guest's, loaded at entry and saved at exit

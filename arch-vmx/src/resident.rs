@@ -1,13 +1,18 @@
 //! The guest registers that VT-x keeps in neither the VMCS nor the VM-exit landing's
 //! save area, so that while a vCPU is loaded on the host CPU only the CPU's own registers
 //! hold them: DR0-DR3 and DR6 (the VMCS has only DR7, SDM Vol 3C 25.4.1), and the
-//! SYSCALL/SWAPGS MSRs that VM entry and exit do not switch (SDM Vol 3C 26.3.2, 28.5).
+//! SYSCALL/SWAPGS MSRs that VM entry and exit do not switch (SDM Vol 3C 26.3.2, 28.5),
+//! and IA32_TSC_AUX, which the guest's RDTSCP reads without an exit (the VM-entry and
+//! VM-exit MSR-load lists could switch it too, but would cost two MSR loads on every
+//! entry and exit; loading it with the vCPU costs two WRMSRs per vCPU switch, see
+//! [`vmm_core::msr::tsc_aux`]).
 //!
 //! `ResidentRegs` keeps the vCPU's copy: `load` puts it into the CPU, `put` reads the CPU
 //! back (the guest changes the MSRs without an exit: WRMSR of the pass-through MSRs,
 //! SWAPGS), and while loaded reads and writes reach the CPU.
 
 use core::marker::PhantomData;
+use vmm_core::msr::tsc_aux::{TscAux, IA32_TSC_AUX};
 use vmm_core::vcpu::DebugReg;
 use x86::msr::{self, rdmsr, wrmsr};
 
@@ -57,12 +62,16 @@ impl Resident {
 pub trait CpuRegs {
     fn read(r: Resident) -> u64;
     fn write(r: Resident, v: u64);
+    /// Writes IA32_TSC_AUX (only ever called when the guest has RDTSCP, so the host has
+    /// the MSR).
+    fn write_tsc_aux(v: u64);
 }
 
 /// The values a vCPU gives its resident registers, and whether they are in the CPU.
 #[derive(Debug)]
 pub struct ResidentRegs<C> {
     values: [u64; 10],
+    tsc_aux: TscAux,
     loaded: bool,
     cpu: PhantomData<C>,
 }
@@ -74,6 +83,7 @@ impl<C: CpuRegs> ResidentRegs<C> {
         values[Resident::Dr6 as usize] = dr6;
         ResidentRegs {
             values,
+            tsc_aux: TscAux::new(),
             loaded: false,
             cpu: PhantomData,
         }
@@ -98,11 +108,21 @@ impl<C: CpuRegs> ResidentRegs<C> {
         }
     }
 
+    /// The guest's IA32_TSC_AUX.
+    pub fn tsc_aux(&self) -> u64 {
+        self.tsc_aux.get()
+    }
+
+    pub fn set_tsc_aux(&mut self, v: u64) {
+        self.tsc_aux.set(v, C::write_tsc_aux);
+    }
+
     /// Puts this vCPU's values into the CPU.
     pub fn load(&mut self) {
         for r in Resident::ALL {
             C::write(r, self.values[r as usize]);
         }
+        self.tsc_aux.load(C::write_tsc_aux);
         self.loaded = true;
     }
 
@@ -114,6 +134,8 @@ impl<C: CpuRegs> ResidentRegs<C> {
         for r in Resident::ALL {
             self.values[r as usize] = C::read(r);
         }
+        // The guest cannot change TSC_AUX without an exit: only the host's goes back.
+        self.tsc_aux.put(C::write_tsc_aux);
         self.loaded = false;
     }
 }
@@ -195,6 +217,13 @@ impl CpuRegs for HwCpu {
             }
         }
     }
+
+    fn write_tsc_aux(v: u64) {
+        // SAFETY: the core sets TSC_AUX only for a guest whose CPUID shows RDTSCP, which
+        // it shows only when the host has it (and so the MSR); the core checked bits
+        // 63:32 are clear. Janus never reads TSC_AUX itself.
+        unsafe { wrmsr(IA32_TSC_AUX, v) };
+    }
 }
 
 /// A pretend CPU for host tests: one per test thread.
@@ -205,6 +234,12 @@ pub mod fake {
 
     std::thread_local! {
         static REGS: RefCell<[u64; 10]> = const { RefCell::new([0; 10]) };
+        static TSC_AUX: core::cell::Cell<u64> = const { core::cell::Cell::new(0) };
+    }
+
+    /// What the pretend CPU's IA32_TSC_AUX holds.
+    pub fn tsc_aux() -> u64 {
+        TSC_AUX.get()
     }
 
     #[derive(Debug)]
@@ -216,6 +251,9 @@ pub mod fake {
         }
         fn write(r: Resident, v: u64) {
             REGS.with(|c| c.borrow_mut()[r as usize] = v)
+        }
+        fn write_tsc_aux(v: u64) {
+            TSC_AUX.set(v)
         }
     }
 }

@@ -393,6 +393,7 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
             StateMsr::Lstar => self.resident.get(Resident::Lstar),
             StateMsr::Cstar => self.resident.get(Resident::Cstar),
             StateMsr::Fmask => self.resident.get(Resident::Fmask),
+            StateMsr::TscAux => self.resident.tsc_aux(),
         }
     }
 
@@ -414,6 +415,7 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
             StateMsr::Lstar => self.resident.set(Resident::Lstar, v),
             StateMsr::Cstar => self.resident.set(Resident::Cstar, v),
             StateMsr::Fmask => self.resident.set(Resident::Fmask, v),
+            StateMsr::TscAux => self.resident.set_tsc_aux(v),
         }
         Ok(())
     }

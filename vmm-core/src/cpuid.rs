@@ -2,9 +2,14 @@
 //!
 //! Same answers on both vendors. Anything Janus does not virtualize is hidden so that an
 //! unmodified guest never tries to use it: VMX/SVM (no nested virtualization), XSAVE and
-//! AVX (XCR0 is not switched yet), MTRRs, machine-check architecture, performance
-//! monitoring and power management. The local APIC (xAPIC and x2APIC, with the
-//! TSC-deadline timer) is Janus' own model ([`crate::devices::lapic`]).
+//! AVX (XCR0 is not switched yet) and what needs their state (AMD's XOP, FMA4, LWP),
+//! machine-check architecture, performance monitoring, debug and power-management MSRs
+//! (silicon debug, DCA, OSVW, node ID, AMD's data-breakpoint masks and extra counters),
+//! and EFER.TCE, which the EFER rules refuse. The local APIC (xAPIC and x2APIC, with the
+//! TSC-deadline timer) is Janus' own model ([`crate::devices::lapic`]); the MTRRs are
+//! shown and kept per guest ([`crate::msr::mtrr`]); RDTSCP is shown when the host has it,
+//! with a per-guest IA32_TSC_AUX ([`crate::msr::tsc_aux`]). The cpuid guest suite runs
+//! every feature shown (docs/testing.md).
 
 /// `"JanusJanusHV"` as EBX, ECX, EDX (docs/hypercalls.md).
 pub const SIGNATURE: [u32; 3] = [
@@ -37,6 +42,8 @@ mod bit {
     pub const HYPERVISOR: u32 = 1 << 31;
     pub const DTES64: u32 = 1 << 2;
     pub const DS_CPL: u32 = 1 << 4;
+    pub const SDBG: u32 = 1 << 11;
+    pub const DCA: u32 = 1 << 18;
     // Leaf 1 EDX (Table 3-11).
     pub const MCE: u32 = 1 << 7;
     pub const APIC: u32 = 1 << 9;
@@ -56,6 +63,36 @@ mod bit {
     pub const PERFCTR_CORE: u32 = 1 << 23;
     pub const MONITORX: u32 = 1 << 29;
     pub const IBS: u32 = 1 << 10;
+    pub const OSVW: u32 = 1 << 9;
+    pub const XOP: u32 = 1 << 11;
+    pub const LWP: u32 = 1 << 15;
+    pub const FMA4: u32 = 1 << 16;
+    pub const TCE: u32 = 1 << 17;
+    pub const NODEID: u32 = 1 << 19;
+    pub const PERFCTR_NB: u32 = 1 << 24;
+    pub const DBKPT_EXT: u32 = 1 << 26;
+    pub const PERF_TSC: u32 = 1 << 27;
+    pub const PERFCTR_LLC: u32 = 1 << 28;
+    /// Leaf 0x8000_0001 ECX bits hidden: SVM and its companions, and features Janus does
+    /// not honour (see the module doc).
+    pub const EXT1_ECX_HIDDEN: u32 = SVM
+        | EXTAPIC
+        | OSVW
+        | IBS
+        | XOP
+        | SKINIT
+        | WDT
+        | LWP
+        | FMA4
+        | TCE
+        | NODEID
+        | TOPOEXT
+        | PERFCTR_CORE
+        | PERFCTR_NB
+        | DBKPT_EXT
+        | PERF_TSC
+        | PERFCTR_LLC
+        | MONITORX;
 }
 
 /// Leaf 7.0 EBX features a guest may use: FSGSBASE, BMI1, SMEP, BMI2, ERMS, RDSEED, ADX,
@@ -109,11 +146,13 @@ pub fn guest_cpuid(
                 | AVX
                 | F16C
                 | DTES64
-                | DS_CPL))
+                | DS_CPL
+                | SDBG
+                | DCA))
                 | HYPERVISOR
                 | X2APIC
                 | TSC_DEADLINE;
-            let d = (d & !(MCE | MTRR | MCA | DS | ACPI | HTT | TM | PBE)) | APIC;
+            let d = (d & !(MCE | MCA | DS | ACPI | HTT | TM | PBE)) | APIC | MTRR;
             [a, b, c, d]
         }
         // MONITOR/MWAIT, thermal and power, performance monitoring, XSAVE state,
@@ -134,12 +173,7 @@ pub fn guest_cpuid(
         }
         0x8000_0001 => {
             let [a, b, c, d] = host(leaf, 0);
-            [
-                a,
-                b,
-                c & !(SVM | EXTAPIC | IBS | SKINIT | WDT | TOPOEXT | PERFCTR_CORE | MONITORX),
-                d,
-            ]
+            [a, b, c & !EXT1_ECX_HIDDEN, d]
         }
         0x8000_0008 => {
             let [a, b, c, d] = host(leaf, 0);
@@ -222,6 +256,38 @@ mod tests {
             "AVX2 hidden"
         );
         assert_ne!(guest_cpuid(7, 0, 1000, host)[1] & 1, 0, "FSGSBASE kept");
+    }
+
+    #[test]
+    fn shows_mtrr_and_hides_what_needs_unvirtualized_state() {
+        assert_ne!(guest_cpuid(1, 0, 1000, host)[3] & (1 << 12), 0, "MTRR");
+        let no_mtrr_host = |leaf, sub| match leaf {
+            1 => [0, 0, 0, 0],
+            _ => host(leaf, sub),
+        };
+        assert_ne!(
+            guest_cpuid(1, 0, 1000, no_mtrr_host)[3] & (1 << 12),
+            0,
+            "Janus' own MTRRs"
+        );
+        let l1 = guest_cpuid(1, 0, 1000, host);
+        assert_eq!(l1[2] & (1 << 11 | 1 << 18), 0, "SDBG and DCA hidden");
+        let e1 = guest_cpuid(0x8000_0001, 0, 1000, host)[2];
+        for (bit, what) in [(9, "OSVW"), (11, "XOP"), (16, "FMA4"), (17, "TCE")] {
+            assert_eq!(e1 & (1 << bit), 0, "{what} hidden");
+        }
+        assert_ne!(e1 & (1 << 5 | 1 << 6), 0, "LZCNT and SSE4A kept");
+    }
+
+    #[test]
+    fn shows_rdtscp_exactly_when_the_host_has_it() {
+        let e1 = |h: &dyn Fn(u32, u32) -> [u32; 4]| guest_cpuid(0x8000_0001, 0, 1000, h)[3];
+        assert_ne!(e1(&host) & (1 << 27), 0);
+        let without = |leaf, sub| match leaf {
+            0x8000_0001 => [0, 0, 0, 0x2fd3_fbff & !(1 << 27)],
+            _ => host(leaf, sub),
+        };
+        assert_eq!(e1(&without) & (1 << 27), 0);
     }
 
     #[test]

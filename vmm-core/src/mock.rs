@@ -50,7 +50,7 @@ pub struct MockVcpu {
     pub cr4: u64,
     pub efer: u64,
     pub pat: u64,
-    pub other_msrs: [u64; 10],
+    pub other_msrs: [u64; 16],
     pub injected: Vec<Event>,
     pub exits: VecDeque<VmExit>,
     /// Length of every exiting instruction.
@@ -100,7 +100,7 @@ impl MockVcpu {
             cr4: 0,
             efer: 0,
             pat: 0x0007_0406_0007_0406,
-            other_msrs: [0; 10],
+            other_msrs: [0; 16],
             injected: Vec::new(),
             exits: exits.iter().copied().collect(),
             insn_len: 2,
@@ -192,14 +192,14 @@ impl ArchVcpu for MockVcpu {
         match m {
             StateMsr::Efer => self.efer,
             StateMsr::Pat => self.pat,
-            other => self.other_msrs[other as usize % 10],
+            other => self.other_msrs[other as usize],
         }
     }
     fn set_state_msr(&mut self, m: StateMsr, v: u64) -> Result<(), Event> {
         match m {
             StateMsr::Efer => self.efer = self.rules.write_efer(self.cr_state(), v)?.efer,
             StateMsr::Pat => self.pat = v,
-            other => self.other_msrs[other as usize % 10] = v,
+            other => self.other_msrs[other as usize] = v,
         }
         Ok(())
     }

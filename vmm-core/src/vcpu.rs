@@ -247,6 +247,9 @@ pub enum StateMsr {
     Lstar,
     Cstar,
     Fmask,
+    /// IA32_TSC_AUX: the backend keeps it resident in the CPU while the vCPU is loaded
+    /// ([`crate::msr::tsc_aux`]).
+    TscAux,
 }
 
 /// One virtual CPU of a guest, on one vendor's hardware.

@@ -5,7 +5,6 @@ use crate::memory::GuestMemory;
 use crate::msr::GuestMsrs;
 use crate::platform::{Now, Platform};
 use crate::stats::ExitStats;
-use crate::vendor::Vendor;
 use arrayvec::{ArrayString, ArrayVec};
 use core::fmt::{self, Write};
 
@@ -188,10 +187,7 @@ impl Vm {
             ns_per_tick,
             stats: ExitStats::default(),
             steal: Steal::default(),
-            // The guest's vendor is the host's: CPUID passes leaf 0 through.
-            msrs: GuestMsrs::new(
-                crate::vendor::of_leaf0((host.cpuid)(0, 0)) == Some(Vendor::AmdCompatible),
-            ),
+            msrs: GuestMsrs::for_guest(host.cpuid),
             insn: InsnCache::default(),
             host,
             console_owner: 0,

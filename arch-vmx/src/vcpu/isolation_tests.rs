@@ -116,6 +116,28 @@ fn put_keeps_and_load_restores_what_lives_in_the_cpu() {
     assert_eq!(b.state_msr(StateMsr::Lstar), 0xb);
 }
 
+/// TSC_AUX is the loaded guest's while it runs (its RDTSCP reads the CPU's) and the
+/// host's 0 between guests; the guest changes it only by an intercepted WRMSR.
+#[test]
+fn tsc_aux_is_the_loaded_guests_and_the_hosts_afterwards() {
+    use crate::resident::fake::tsc_aux;
+    let (mut a, mut b) = (unloaded(), unloaded());
+    a.set_state_msr(StateMsr::TscAux, 0xa).unwrap();
+    assert_eq!(tsc_aux(), 0, "not loaded: the CPU is not a's");
+    a.load();
+    assert_eq!(tsc_aux(), 0xa);
+    a.set_state_msr(StateMsr::TscAux, 0xaa).unwrap();
+    assert_eq!(tsc_aux(), 0xaa, "loaded: at once");
+    a.put();
+    assert_eq!(tsc_aux(), 0, "the host's value back");
+    b.load();
+    assert_eq!(tsc_aux(), 0, "b never set it: a's is gone");
+    b.put();
+    a.load();
+    assert_eq!((tsc_aux(), a.state_msr(StateMsr::TscAux)), (0xaa, 0xaa));
+    a.put();
+}
+
 #[test]
 fn run_refuses_a_vcpu_that_is_not_loaded() {
     let mut v = unloaded();

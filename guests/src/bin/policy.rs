@@ -136,11 +136,13 @@ fn round_trip(s: &mut Suite, name: &str, msr: u32, v: u64) {
 }
 
 /// The MSRs every CPU of the guest's vendor has: AMD's legacy performance counters
-/// (0xC001_0000-7) read 0 and take writes without a PMU; an Intel CPU has none there.
+/// (0xC001_0000-7) read 0 and take writes without a PMU, and so do SYSCFG (0xC001_0010,
+/// which Linux reads before the fixed-range MTRRs), NB_CFG (0xC001_001F) and the
+/// interrupt-pending message register (0xC001_0055); an Intel CPU has none there.
 fn vendor_msrs(s: &mut Suite) {
     let amd = matches!(&janus_guests::vendor(), b"AuthenticAMD" | b"HygonGenuine");
     let mut bad = None;
-    for msr in 0xc001_0000u32..=0xc001_0007 {
+    for msr in (0xc001_0000u32..=0xc001_0007).chain([0xc001_0010, 0xc001_001f, 0xc001_0055]) {
         let mut v = u64::MAX;
         let e_rd = expect_exception(13, || v = rdmsr(msr));
         let e_wr = expect_exception(13, || wrmsr(msr, 0));
@@ -160,6 +162,23 @@ fn vendor_msrs(s: &mut Suite) {
             "{} CPU: (msr, value, rdmsr #GP, wrmsr #GP) = {:x?}; want reads of 0 and no #GP on AMD, #GP on Intel",
             if amd { "AMD" } else { "Intel" },
             bad
+        ),
+    );
+    // HWCR reads with TscFreqSel (bit 24) on AMD: Linux warns of a firmware bug without it.
+    let mut hwcr = 0;
+    let e = catch_exception(|| hwcr = rdmsr(0xc001_0015));
+    let ok = if amd {
+        e.is_none() && hwcr == 1 << 24
+    } else {
+        e.map(|e| e.vector) == Some(13)
+    };
+    s.check(
+        "policy.msr_amd_hwcr",
+        ok,
+        format_args!(
+            "HWCR {:#x}, exception {:?}; want 0x1000000 on AMD, #GP on Intel",
+            hwcr,
+            e.map(|e| e.vector)
         ),
     );
 }
@@ -275,6 +294,22 @@ fn msr_policy(s: &mut Suite) {
         format_args!(
             "IA32_APIC_BASE {:#x}, want 0xfee00900 (BSP, enabled, xAPIC)",
             base
+        ),
+    );
+    // Linux's microcode-revision probe: WRMSR 0 to IA32_BIOS_SIGN_ID, CPUID, RDMSR.
+    let mut rev = u64::MAX;
+    let e = catch_exception(|| {
+        wrmsr(0x8b, 0);
+        cpuid(1, 0);
+        rev = rdmsr(0x8b);
+    });
+    s.check(
+        "policy.bios_sign_id_probe",
+        e.is_none() && rev == 0,
+        format_args!(
+            "wrmsr/cpuid/rdmsr of IA32_BIOS_SIGN_ID: {:?}, read {:#x}; want no fault, 0",
+            e.map(|e| e.vector),
+            rev
         ),
     );
     let mut fc = 0;

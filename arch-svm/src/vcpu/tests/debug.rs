@@ -89,3 +89,24 @@ fn a_vcpu_runs_only_while_loaded() {
     v.put();
     assert!(not_loaded(v.run()), "put");
 }
+
+/// TSC_AUX, which no VMCB field holds: the loaded guest's in the register (its RDTSCP
+/// reads it without an exit), the host's 0 once it is put.
+#[test]
+fn tsc_aux_is_in_the_register_only_while_loaded() {
+    use crate::tsc_aux::fake::hardware as tsc_aux;
+    let (mut a, mut b) = (vcpu(PROTECTED), vcpu(PROTECTED));
+    a.set_state_msr(StateMsr::TscAux, 7).unwrap();
+    assert_eq!(tsc_aux(), 0, "not loaded: the register is left alone");
+    a.load();
+    assert_eq!(tsc_aux(), 7);
+    a.set_state_msr(StateMsr::TscAux, 0x77).unwrap();
+    assert_eq!((tsc_aux(), a.state_msr(StateMsr::TscAux)), (0x77, 0x77));
+    a.put();
+    assert_eq!(tsc_aux(), 0, "the host's value back");
+    b.load();
+    assert_eq!(tsc_aux(), 0, "b sees none of a's");
+    b.put();
+    a.load();
+    assert_eq!(tsc_aux(), 0x77);
+}
