@@ -30,7 +30,7 @@ impl Allowed {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VmxCaps {
     pub revision: u32,
     pub pin: Allowed,

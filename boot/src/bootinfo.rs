@@ -43,6 +43,9 @@ pub struct BootInfo {
     /// How many modules the loader handed over (more than `modules.len()` when it gave
     /// more than Janus takes; the rest are refused).
     pub modules_given: usize,
+    /// The ACPI RSDP as the loader copied it (multiboot2 tags 14 and 15, Multiboot2 spec
+    /// 1.0 3.6.14-3.6.15); empty when it gave none.
+    pub rsdp: ArrayVec<u8, 36>,
 }
 
 pub fn parse(magic: u32, info: u32) -> Result<BootInfo, &'static str> {
@@ -65,6 +68,7 @@ fn parse_mb2(info: u32) -> Result<BootInfo, &'static str> {
         reserved: ArrayVec::new(),
         modules: ArrayVec::new(),
         modules_given: 0,
+        rsdp: ArrayVec::new(),
     };
     let mmap = bi
         .memory_map_tag()
@@ -77,6 +81,11 @@ fn parse_mb2(info: u32) -> Result<BootInfo, &'static str> {
     let _ = out
         .reserved
         .try_push(bi.start_address() as u64..bi.end_address() as u64);
+    if let Some(t) = bi.rsdp_v2_tag() {
+        out.rsdp = tag_payload(t);
+    } else if let Some(t) = bi.rsdp_v1_tag() {
+        out.rsdp = tag_payload(t);
+    }
     for m in bi.module_tags() {
         out.modules_given += 1;
         let cmdline = m.cmdline().unwrap_or("");
@@ -91,6 +100,19 @@ fn parse_mb2(info: u32) -> Result<BootInfo, &'static str> {
         let _ = out.modules.try_push(module);
     }
     Ok(out)
+}
+
+/// The bytes after a multiboot2 tag's 8-byte header (type, size), up to 36.
+fn tag_payload<T>(tag: &T) -> ArrayVec<u8, 36> {
+    let p = tag as *const T as *const u8;
+    // SAFETY: `tag` is a tag inside the boot information, which starts with its type and
+    // size (Multiboot2 spec 1.0 3.6.1); the size counts the header and the payload, all
+    // inside the boot information, which stays mapped and untouched.
+    let payload = unsafe {
+        let size = (p.add(4) as *const u32).read_unaligned() as usize;
+        core::slice::from_raw_parts(p.add(8), size.saturating_sub(8))
+    };
+    payload.iter().copied().take(36).collect()
 }
 
 /// The multiboot1 information structure, up to the fields Janus reads.
@@ -149,6 +171,7 @@ fn parse_mb1(info: u32) -> Result<BootInfo, &'static str> {
         reserved: ArrayVec::new(),
         modules: ArrayVec::new(),
         modules_given: 0,
+        rsdp: ArrayVec::new(),
     };
     let _ = out
         .reserved

@@ -121,6 +121,7 @@ boot_gdt_ptr:
     .balign 4096
 boot_pml4: .skip 4096
 boot_pdpt: .skip 4096
+    .global boot_pd
 boot_pd: .skip 4 * 4096
     .global boot_stack, boot_stack_top
 boot_stack: .skip 8 * 1024 * 1024

@@ -10,6 +10,10 @@ use vmm_core::nested::FrameAllocator;
 /// Janus identity-maps the first 4 GiB (entry.rs); memory above is not used yet.
 const MAPPED_END: u64 = 4 << 30;
 
+/// Where a startup IPI can send a CPU (vector 0x08-0x9E: SDM Vol 3A 9.4.4.2 wants the
+/// page below 1 MiB, and the BIOS areas at both ends are best left alone).
+const LOW_PAGES: core::ops::Range<u64> = 0x8000..0x9_F000;
+
 extern "C" {
     static __image_start: u8;
     static __image_end: u8;
@@ -33,6 +37,23 @@ impl HostFrames {
             free.reserve(r.start & !(PAGE_4K - 1)..(r.end + PAGE_4K - 1) & !(PAGE_4K - 1));
         }
         HostFrames { free }
+    }
+
+    /// A 4 KiB page below 1 MiB that the loader reported available and that holds none of
+    /// the boot information or modules, for the APs' real-mode start (`trampoline.rs`).
+    /// The allocator never hands out memory below 1 MiB, so the page stays Janus' own.
+    pub fn low_page(info: &BootInfo) -> Option<u64> {
+        let overlaps = |p: u64| {
+            info.reserved
+                .iter()
+                .any(|r| r.start < p + PAGE_4K && p < r.end)
+        };
+        info.available.iter().find_map(|r| {
+            let first = r.start.max(LOW_PAGES.start).next_multiple_of(PAGE_4K);
+            (first..r.end.min(LOW_PAGES.end))
+                .step_by(PAGE_4K as usize)
+                .find(|&p| p + PAGE_4K <= r.end && !overlaps(p))
+        })
     }
 
     pub fn free_bytes(&self) -> u64 {

@@ -36,8 +36,8 @@ fn read(reg: usize) -> u32 {
     unsafe { core::ptr::read_volatile((APIC_BASE + reg) as *const u32) }
 }
 
-/// Enables the local APIC and measures its timer against the (calibrated) TSC.
-pub fn init() {
+/// Enables this CPU's local APIC with its timer masked (every host CPU, SMP included).
+pub fn enable_local() {
     // SAFETY: IA32_APIC_BASE (0x1B): setting the global enable bit keeps the default base.
     unsafe {
         let base = x86::msr::rdmsr(0x1b);
@@ -46,6 +46,11 @@ pub fn init() {
     write(SVR, 0x100 | SPURIOUS as u32);
     write(DIVIDE, DIVIDE_BY_1);
     write(LVT_TIMER, MASKED | VECTOR as u32);
+}
+
+/// Enables the local APIC and measures its timer against the (calibrated) TSC.
+pub fn init() {
+    enable_local();
     // Count down for about 1 ms of TSC time.
     let tsc_hz = crate::time::tsc_hz();
     let window = tsc_hz / 1000;

@@ -5,6 +5,7 @@
 use crate::machine::{end, EndCode};
 use core::mem::size_of;
 use core::ptr::addr_of;
+use core::sync::atomic::Ordering;
 use spin::Once;
 use x86::dtables::{lidt, DescriptorTablePointer};
 
@@ -184,9 +185,10 @@ extern "C" fn exception_handler(f: &mut Frame) {
         return;
     }
     let p = crate::console::print_emergency;
+    let cpu = crate::percpu::current().map_or(0, |c| c.index.load(Ordering::Relaxed));
     p(format_args!(
-        "janus: EXCEPTION {} (vector {}) error code {:#x} at rip {:#x} cs {:#x} rflags {:#x} rsp {:#x}\n",
-        NAMES[(f.vector & 31) as usize], f.vector, f.error_code, f.rip, f.cs, f.rflags, f.rsp
+        "janus: EXCEPTION {} (vector {}) error code {:#x} at rip {:#x} cs {:#x} rflags {:#x} rsp {:#x} on cpu {}\n",
+        NAMES[(f.vector & 31) as usize], f.vector, f.error_code, f.rip, f.cs, f.rflags, f.rsp, cpu
     ));
     // SAFETY: reading CR2 has no side effects.
     let cr2 = unsafe { x86::controlregs::cr2() };

@@ -2,6 +2,8 @@
 #![no_std]
 #![no_main]
 
+mod apic;
+mod apstack;
 mod bootinfo;
 mod console;
 mod entry;
@@ -12,10 +14,13 @@ mod guests;
 mod hosttimer;
 mod idt;
 mod machine;
+mod percpu;
 mod run;
 mod sched;
+mod smp;
 mod stack;
 mod time;
+mod trampoline;
 
 use machine::{end, EndCode};
 

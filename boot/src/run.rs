@@ -6,6 +6,7 @@ use crate::guests;
 use crate::machine::EndCode;
 use crate::say;
 use crate::sched::{Cpu, Scheduler};
+use crate::smp::Backend;
 use raw_cpuid::CpuId;
 use vmm_core::fpu::SaveMode;
 use vmm_core::vcpu::ArchBackend;
@@ -67,7 +68,10 @@ pub fn run(boot: &BootInfo, frames: &mut HostFrames, fpu: SaveMode) -> EndCode {
             Ok(caps) => {
                 say!("cpu: vendor=Intel backend=vmx {}", caps);
                 match arch_vmx::Vmx::enable(caps, frames) {
-                    Ok(mut vmx) => run_guests(&mut vmx, boot, frames, fpu),
+                    Ok(mut vmx) => {
+                        crate::smp::start(boot, frames, Backend::Vmx(caps), fpu);
+                        run_guests(&mut vmx, boot, frames, fpu)
+                    }
                     Err(e) => refuse(format_args!("VMXON failed: {e}")),
                 }
             }
@@ -77,7 +81,10 @@ pub fn run(boot: &BootInfo, frames: &mut HostFrames, fpu: SaveMode) -> EndCode {
             Ok(caps) => {
                 say!("cpu: vendor=AMD backend=svm {}", caps);
                 match arch_svm::Svm::enable(caps, frames) {
-                    Ok(mut svm) => run_guests(&mut svm, boot, frames, fpu),
+                    Ok(mut svm) => {
+                        crate::smp::start(boot, frames, Backend::Svm(caps), fpu);
+                        run_guests(&mut svm, boot, frames, fpu)
+                    }
                     Err(e) => refuse(format_args!("enabling SVM failed: {e}")),
                 }
             }

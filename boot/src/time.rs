@@ -47,3 +47,11 @@ pub fn now_ns() -> u64 {
 pub fn tsc_hz() -> u64 {
     TSC_HZ.load(Ordering::Relaxed)
 }
+
+/// Spins for `us` microseconds of TSC time.
+pub fn delay_us(us: u64) {
+    let end = tsc() + tsc_hz() / 1_000_000 * us;
+    while tsc() < end {
+        core::hint::spin_loop();
+    }
+}

@@ -325,6 +325,7 @@ fn measure_model(
         emulator: emu,
         model: model.cpu,
         memory_mib: emulator::DEFAULT_MEMORY_MIB,
+        cpus: 1,
         iso,
         log,
         timeout,

@@ -121,6 +121,8 @@ pub struct Boot<'a> {
     pub emulator: Emulator,
     pub model: &'a str,
     pub memory_mib: u32,
+    /// Host CPUs of the emulated machine (QEMU `-smp`, Bochs `cpu: count=`).
+    pub cpus: u32,
     pub iso: &'a Path,
     /// The serial log; its file stem also names the Bochs configuration files, so
     /// parallel runs need distinct logs.
@@ -141,6 +143,7 @@ pub fn boot(root: &Path, b: &Boot<'_>) -> Result<Outcome, String> {
         emulator,
         model,
         memory_mib,
+        cpus,
         iso,
         log,
         timeout,
@@ -162,13 +165,21 @@ pub fn boot(root: &Path, b: &Boot<'_>) -> Result<Outcome, String> {
     let mut cmd = match emulator {
         Emulator::Qemu => {
             let mut cmd = qemu_command(model, memory_mib, &iso, &log_abs);
+            cmd.args(qemu_smp_args(cpus));
             if icount {
                 cmd.args(QEMU_ICOUNT);
             }
             cmd.args(qemu_args);
             cmd
         }
-        Emulator::Bochs => bochs_command(root, model, memory_mib, &iso, &log_abs, timeout)?,
+        Emulator::Bochs => {
+            let machine = Machine {
+                model,
+                memory_mib,
+                cpus,
+            };
+            bochs_command(root, &machine, &iso, &log_abs, timeout)?
+        }
     };
     cmd.stdin(Stdio::null()).stdout(output).stderr(output_err);
     // Bochs runs under `timeout -k 10`; give that a chance before killing it ourselves.
@@ -273,19 +284,40 @@ pub fn qemu_command(model: &str, memory_mib: u32, iso: &Path, log: &Path) -> Com
     cmd
 }
 
+/// QEMU's arguments for `cpus` host CPUs: none for one (QEMU's default), `-smp N` else.
+pub fn qemu_smp_args(cpus: u32) -> Vec<String> {
+    if cpus <= 1 {
+        return Vec::new();
+    }
+    vec!["-smp".to_string(), cpus.to_string()]
+}
+
+/// The emulated machine of a Bochs run: CPU model, memory, CPU count.
+pub struct Machine<'a> {
+    pub model: &'a str,
+    pub memory_mib: u32,
+    pub cpus: u32,
+}
+
 /// The Bochs configuration for one run (see /work/shared/testbench.md).
 /// Bochs' emulated clock: instructions per emulated second. 10 M rather than the 4 M that
 /// boots fastest: guests that take a 1 kHz timer interrupt spend three exits per tick
 /// (host timer, interrupt window, EOI), which at today's exit costs (about 900 to 2,500
 /// instructions each, `cargo janus bench`) would fill a whole millisecond at 4 M and leave
 /// the guest no time between ticks.
-pub fn bxrc(model: &str, memory_mib: u32, iso: &Path, serial: &Path, bochs_log: &Path) -> String {
+pub fn bxrc(m: &Machine<'_>, iso: &Path, serial: &Path, bochs_log: &Path) -> String {
+    let Machine {
+        model,
+        memory_mib,
+        cpus,
+    } = *m;
+    let cpus = cpus.max(1);
     format!(
         "\
 memory: guest={memory_mib}, host={memory_mib}
 romimage: file=/usr/share/bochs/BIOS-bochs-latest
 vgaromimage: file=/usr/share/vgabios/vgabios.bin
-cpu: model={model}, count=1, ips=10000000, reset_on_triple_fault=0
+cpu: model={model}, count={cpus}, ips=10000000, reset_on_triple_fault=0
 ata0: enabled=1, ioaddr1=0x1f0, ioaddr2=0x3f0, irq=14
 ata0-master: type=cdrom, path={iso}, status=inserted
 boot: cdrom
@@ -309,8 +341,7 @@ mouse: enabled=0
 
 fn bochs_command(
     root: &Path,
-    model: &str,
-    memory_mib: u32,
+    machine: &Machine<'_>,
     iso: &Path,
     log: &Path,
     timeout: Duration,
@@ -321,10 +352,10 @@ fn bochs_command(
     let name = log
         .file_stem()
         .map(|s| sanitize(&s.to_string_lossy()))
-        .unwrap_or_else(|| sanitize(model));
+        .unwrap_or_else(|| sanitize(machine.model));
     let rc = dir.join(format!("{name}.bxrc"));
     let bochs_log = absolute(&dir.join(format!("{name}.bochs.log")));
-    std::fs::write(&rc, bxrc(model, memory_mib, iso, log, &bochs_log))
+    std::fs::write(&rc, bxrc(machine, iso, log, &bochs_log))
         .map_err(|e| format!("cannot write {}: {e}", rc.display()))?;
     // One per run: parallel runs must not rewrite a file another Bochs is reading.
     let cont = dir.join(format!("{name}.cont.rc"));
@@ -424,8 +455,11 @@ mod tests {
     #[test]
     fn bxrc_has_the_essentials() {
         let rc = bxrc(
-            "ryzen",
-            256,
+            &Machine {
+                model: "ryzen",
+                memory_mib: 256,
+                cpus: 1,
+            },
             Path::new("/b/m.iso"),
             Path::new("/b/logs/ryzen.log"),
             Path::new("/b/r.log"),
@@ -442,13 +476,27 @@ mod tests {
             assert!(rc.lines().any(|l| l == line), "missing `{line}`");
         }
         let rc = bxrc(
-            "corei7_skylake_x",
-            512,
+            &Machine {
+                model: "corei7_skylake_x",
+                memory_mib: 512,
+                cpus: 2,
+            },
             Path::new("/b/l.iso"),
             Path::new("/b/s.log"),
             Path::new("/b/r.log"),
         );
         assert!(rc.lines().any(|l| l == "memory: guest=512, host=512"));
+        assert!(rc
+            .lines()
+            .any(|l| l
+                == "cpu: model=corei7_skylake_x, count=2, ips=10000000, reset_on_triple_fault=0"));
+    }
+
+    #[test]
+    fn smp_args_only_for_more_than_one_cpu() {
+        assert!(qemu_smp_args(1).is_empty());
+        assert!(qemu_smp_args(0).is_empty());
+        assert_eq!(qemu_smp_args(4), ["-smp", "4"]);
     }
     #[test]
     fn timeout_kills_the_group() {

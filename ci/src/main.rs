@@ -35,7 +35,7 @@ const USAGE: &str = "\
 cargo janus: build, boot and test Janus in emulated CPUs
 
 USAGE:
-    cargo janus run  [--cpu MODEL] [--guests LIST] [--guest FILE[:KEY=VALUE,...]]... [--timeout SECS]
+    cargo janus run  [--cpu MODEL] [--cpus N] [--guests LIST] [--guest FILE[:KEY=VALUE,...]]... [--timeout SECS]
     cargo janus iso  [--guests LIST] [--guest FILE[:KEY=VALUE,...]]... -o FILE.iso
     cargo janus test [--guests LIST] [--only SUBSTRING] [--jobs N]
     cargo janus bench [exits | linux]
@@ -76,6 +76,8 @@ OPTIONS:
                        max, 'qemu64,-svm', ...) run in QEMU; Bochs names (corei7_skylake_x,
                        tigerlake, ryzen, zambezi, trinity_apu, phenom_8650_toliman, ...) in
                        Bochs.
+    --cpus N           `run`: host CPUs of the emulated machine (QEMU -smp N, Bochs
+                       `cpu: count=N`; default 1).
     --guest SPEC       FILE[:KEY=VALUE,...], e.g. `--guest my.elf:name=foo,mem=32M,cmdline=a b`.
                        Becomes `module2 /guests/BASENAME name=foo mem=32M cmdline=\"a b\"`.
                        The name defaults to the file's stem. FILE may also be the name of a
@@ -103,6 +105,8 @@ enum Command {
         guests: Vec<GuestSpec>,
         named: Option<Vec<String>>,
         timeout: Option<u64>,
+        /// Host CPUs of the emulated machine.
+        cpus: u32,
     },
     Iso {
         guests: Vec<GuestSpec>,
@@ -154,7 +158,8 @@ fn main() -> ExitCode {
             guests,
             named,
             timeout,
-        } => cmd_run(&cpu, guests, named, timeout),
+            cpus,
+        } => cmd_run(&cpu, guests, named, timeout, cpus),
         Command::Iso { guests, named, out } => cmd_iso(guests, named, &out),
         Command::Test { only, jobs, named } => cmd_test(only.as_deref(), jobs, named),
     };
@@ -175,6 +180,7 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
     let mut cpu: Option<String> = None;
     let mut guests = Vec::new();
     let mut timeout = None;
+    let mut cpus = 1;
     let mut out = None;
     let mut only = None;
     let mut jobs = None;
@@ -225,6 +231,14 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
                 }
                 timeout = Some(secs);
             }
+            ("run", "--cpus") => {
+                let v = value()?;
+                cpus = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=64).contains(n))
+                    .ok_or_else(|| format!("--cpus: `{v}` is not a CPU count from 1 to 64"))?;
+            }
             ("bench", word) if bench_part.is_none() && bench::Part::parse(word).is_some() => {
                 bench_part = bench::Part::parse(word)
             }
@@ -265,6 +279,7 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             guests,
             named,
             timeout,
+            cpus,
         }),
         "iso" => {
             let out = out.ok_or("iso needs -o FILE.iso")?;
@@ -376,6 +391,7 @@ fn cmd_run(
     guests: Vec<GuestSpec>,
     named: Option<Vec<String>>,
     timeout: Option<u64>,
+    cpus: u32,
 ) -> Result<u8, String> {
     let root = workspace_root();
     let emulator = Emulator::for_model(cpu);
@@ -405,6 +421,7 @@ fn cmd_run(
         emulator,
         model: cpu,
         memory_mib: memory,
+        cpus,
         iso: &iso,
         log: &log,
         timeout,
@@ -558,7 +575,9 @@ mod tests {
                 guests,
                 named,
                 timeout,
+                cpus,
             } => {
+                assert_eq!(cpus, 1);
                 assert_eq!(named, None);
                 assert_eq!(cpu, "EPYC");
                 assert!(guests.is_empty());
@@ -573,6 +592,8 @@ mod tests {
             "--guest",
             "a.elf:mem=8M",
             "--timeout=30",
+            "--cpus",
+            "2",
         ]))
         .unwrap()
         {
@@ -580,8 +601,10 @@ mod tests {
                 cpu,
                 guests,
                 timeout,
+                cpus,
                 ..
             } => {
+                assert_eq!(cpus, 2);
                 assert_eq!(cpu, "qemu64,-svm");
                 assert_eq!(guests.len(), 1);
                 assert_eq!(timeout, Some(30));
@@ -595,6 +618,8 @@ mod tests {
         assert!(parse_args(&args(&["frobnicate"])).is_err());
         assert!(parse_args(&args(&["run", "--cpu"])).is_err());
         assert!(parse_args(&args(&["run", "--timeout", "soon"])).is_err());
+        assert!(parse_args(&args(&["run", "--cpus", "0"])).is_err());
+        assert!(parse_args(&args(&["run", "--cpus", "65"])).is_err());
         assert!(parse_args(&args(&["iso"])).is_err(), "iso needs -o");
         assert!(parse_args(&args(&["test", "--cpu", "EPYC"])).is_err());
     }

@@ -41,6 +41,9 @@ const MANY_MODELS: [&str; 3] = ["EPYC", "corei7_skylake_x", "ryzen"];
 /// resolution", seen on ryzen), which a real CPU does not do.
 const ATTACK_MODELS: [&str; 2] = ["EPYC", "corei7_skylake_x"];
 const BAD_MODELS: [&str; 2] = ["EPYC", "corei7_skylake_x"];
+/// The host-SMP rows (issue #11): model and host CPU count, booting [`SMP_SUITE`].
+const SMP_ROWS: [(&str, u32); 2] = [("EPYC", 2), ("corei7_skylake_x", 2)];
+const SMP_SUITE: &str = "smoke";
 /// The models of the Linux rows.
 const LINUX_MODELS: [&str; 4] = ["EPYC", "corei7_skylake_x", "ryzen", "phenom_8650_toliman"];
 
@@ -291,6 +294,8 @@ pub enum IsoKind {
     Many(Spinner),
     /// build/attacksN.iso: attack group N-1 of [`hostile::groups`] beside a victim.
     Attacks(usize),
+    /// build/smp.iso: the smoke suite, for the rows with several host CPUs.
+    Smp,
     /// build/bare.iso: a suite without Janus ([`bare`]; QEMU's -kernel boots its kernel
     /// and not the ISO's).
     Bare(bare::Loader),
@@ -307,6 +312,7 @@ impl IsoKind {
             IsoKind::Many(Spinner::InterruptsOff) => "many".into(),
             IsoKind::Many(Spinner::InterruptsOn) => "many-sti".into(),
             IsoKind::Attacks(g) => format!("attacks{}", g + 1),
+            IsoKind::Smp => "smp".into(),
             IsoKind::Bare(l) => l.stem().into(),
         }
     }
@@ -369,6 +375,7 @@ fn iso_specs(root: &Path, plan: &Plan, kind: IsoKind) -> Result<Vec<GuestSpec>, 
         }
         IsoKind::Many(s) => together::many_specs(&plan.many, s),
         IsoKind::Attacks(g) => together::attack_specs(g),
+        IsoKind::Smp => suite_specs(SMP_SUITE, None),
         IsoKind::Bare(_) => Vec::new(),
     })
 }
@@ -412,6 +419,9 @@ pub struct Row {
     pub iso: IsoKind,
     pub expect: Expectation,
     pub memory_mib: u32,
+    /// Host CPUs of the emulated machine; with more than one the log must report them
+    /// all online ([`smp_verdict`]).
+    pub cpus: u32,
     pub timeout: Duration,
     /// Whether a failure fails the matrix ([`LINUX_ROWS_REQUIRED`] for Linux rows).
     pub required: bool,
@@ -440,7 +450,23 @@ impl Row {
             iso: IsoKind::Guests,
             expect,
             memory_mib: emulator::DEFAULT_MEMORY_MIB,
+            cpus: 1,
             timeout: Duration::from_secs(emulator.default_timeout_secs()),
+            required: true,
+        }
+    }
+
+    /// [`SMP_SUITE`] on a machine with `cpus` host CPUs.
+    fn smp(model: &'static str, cpus: u32, expect: Expectation) -> Row {
+        let emulator = Emulator::for_model(model);
+        Row {
+            label: format!("{model} ({cpus} CPUs)"),
+            model,
+            iso: IsoKind::Smp,
+            expect,
+            memory_mib: emulator::DEFAULT_MEMORY_MIB,
+            cpus,
+            timeout: Duration::from_secs(emulator.default_timeout_secs() * cpus as u64),
             required: true,
         }
     }
@@ -453,6 +479,7 @@ impl Row {
             iso: IsoKind::Bad,
             expect: bad_modules::expectation(),
             memory_mib: emulator::DEFAULT_MEMORY_MIB,
+            cpus: 1,
             timeout: Duration::from_secs(emulator.default_timeout_secs()),
             required: true,
         }
@@ -480,6 +507,7 @@ impl Row {
             iso,
             expect,
             memory_mib: mib.max(emulator::DEFAULT_MEMORY_MIB),
+            cpus: 1,
             timeout: Duration::from_secs(secs),
             required: true,
         }
@@ -523,6 +551,7 @@ impl Row {
                 suite: loader.suite().into(),
             },
             memory_mib: emulator::DEFAULT_MEMORY_MIB,
+            cpus: 1,
             timeout: Duration::from_secs(emulator.default_timeout_secs()),
             required: true,
         }
@@ -541,6 +570,7 @@ impl Row {
                 guest: linux::GUEST,
             },
             memory_mib: LINUX_MACHINE_MIB,
+            cpus: 1,
             timeout: Duration::from_secs(timeout),
             required: LINUX_ROWS_REQUIRED,
         }
@@ -606,7 +636,34 @@ pub fn rows(plan: &Plan) -> Vec<Row> {
     for m in ["ryzen", "zambezi", "trinity_apu"] {
         rows.push(Row::guests(m, amd_nrip.clone()));
     }
-    rows.push(Row::guests("phenom_8650_toliman", amd_qemu));
+    rows.push(Row::guests("phenom_8650_toliman", amd_qemu.clone()));
+    if plan.suites.iter().any(|s| s == SMP_SUITE) {
+        let smoke = [SMP_SUITE.to_string()];
+        for (m, cpus) in SMP_ROWS {
+            let base = if Emulator::for_model(m) == Emulator::Qemu {
+                &amd_qemu
+            } else {
+                &intel
+            };
+            let Expectation::Pass {
+                vendor,
+                backend,
+                features,
+                ..
+            } = base.clone()
+            else {
+                continue;
+            };
+            let expect = Expectation::Pass {
+                vendor,
+                backend,
+                features,
+                guests: smoke.to_vec(),
+                suites: judge::own_suites(&smoke),
+            };
+            rows.push(Row::smp(m, cpus, expect));
+        }
+    }
     // The suites that test a protocol also run without Janus, under the loader they
     // were written for.
     for loader in [bare::Loader::Grub, bare::Loader::QemuKernel] {
@@ -651,6 +708,7 @@ pub fn run_row(root: &Path, isos: &Isos, row: Row) -> RowResult {
         emulator,
         model: row.model,
         memory_mib: row.memory_mib,
+        cpus: row.cpus,
         iso,
         log: &log,
         timeout,
@@ -661,23 +719,26 @@ pub fn run_row(root: &Path, isos: &Isos, row: Row) -> RowResult {
     match emulator::boot(root, &run) {
         Ok(outcome) => {
             let report = judge::parse_for(&row.expect, &outcome.serial);
-            let verdict = judge::judge(&row.expect, &report).map_err(|reason| {
-                if outcome.timed_out {
-                    format!("timeout ({} s): {reason}", timeout.as_secs())
-                } else if report.last_janus_line.is_none() {
-                    // Nothing from Janus: the emulator itself is the likely culprit.
-                    let code = outcome
-                        .exit_code
-                        .map_or("signal".to_string(), |c| c.to_string());
-                    format!(
-                        "{reason}; {} exited {code}, see {}",
-                        emulator.name(),
-                        outcome.output_file.display()
-                    )
-                } else {
-                    reason
-                }
-            });
+            let verdict = judge::judge(&row.expect, &report);
+            let verdict = verdict
+                .and_then(|()| smp_verdict(row.cpus, &outcome.serial))
+                .map_err(|reason| {
+                    if outcome.timed_out {
+                        format!("timeout ({} s): {reason}", timeout.as_secs())
+                    } else if report.last_janus_line.is_none() {
+                        // Nothing from Janus: the emulator itself is the likely culprit.
+                        let code = outcome
+                            .exit_code
+                            .map_or("signal".to_string(), |c| c.to_string());
+                        format!(
+                            "{reason}; {} exited {code}, see {}",
+                            emulator.name(),
+                            outcome.output_file.display()
+                        )
+                    } else {
+                        reason
+                    }
+                });
             RowResult {
                 row,
                 report,
@@ -693,6 +754,25 @@ pub fn run_row(root: &Path, isos: &Isos, row: Row) -> RowResult {
             verdict: Err(e),
             log,
         },
+    }
+}
+
+/// With `cpus` host CPUs, the log must say `janus: smp: N of N CPUs online` (boot/src/
+/// smp.rs) for N = `cpus`.
+pub fn smp_verdict(cpus: u32, log: &str) -> Result<(), String> {
+    if cpus <= 1 {
+        return Ok(());
+    }
+    let line = log.lines().find_map(|l| {
+        l.trim_end()
+            .strip_prefix("janus: smp: ")?
+            .strip_suffix(" CPUs online")
+    });
+    let want = format!("{cpus} of {cpus}");
+    match line {
+        Some(l) if l == want => Ok(()),
+        Some(l) => Err(format!("{l} CPUs online, not {want}")),
+        None => Err("no `janus: smp: N of N CPUs online` line".into()),
     }
 }
 
@@ -771,7 +851,8 @@ mod tests {
         let plan = Plan::new(&all_suites(), None).unwrap();
         let rows = rows(&plan);
         let labels: Vec<&str> = rows.iter().map(|r| r.label.as_str()).collect();
-        assert_eq!(rows.len(), 5 + 8 + 3 + 2 + 15, "{labels:#?}");
+        // 15 guest rows and the 2 host-SMP rows.
+        assert_eq!(rows.len(), 5 + 8 + 3 + 2 + 15 + 2, "{labels:#?}");
         // The Linux rows come first: they take longest. Then the guests at once, then the
         // bad modules.
         assert_eq!(
@@ -848,7 +929,7 @@ mod tests {
             .iter()
             .filter(|r| r.emulator() == Emulator::Bochs)
             .count();
-        assert_eq!(bochs, 11 + 4 + 2 + 2);
+        assert_eq!(bochs, 11 + 4 + 2 + 2 + 1);
         let refused: Vec<_> = rows
             .iter()
             .filter(|r| matches!(r.expect, Expectation::Refused { .. }))
@@ -941,7 +1022,7 @@ mod tests {
             }
         );
         let rows = rows(&plan);
-        assert_eq!(rows.len(), 15, "no Linux rows");
+        assert_eq!(rows.len(), 15 + 2, "no Linux rows; the SMP rows");
         assert_eq!(rows[0].label, "EPYC");
         let plan = Plan::new(&all, Some(&names(&["linux"]))).unwrap();
         assert!(!plan.has_guest_rows());
@@ -1031,6 +1112,45 @@ mod tests {
         assert_eq!(linux[0], "module2 /guests/smoke name=smoke mem=16M");
         assert_eq!(linux.len(), 4);
         assert!(linux[3].starts_with("module2 /guests/victim name=victim mem=16M cmdline="));
+    }
+
+    #[test]
+    fn smp_rows_boot_smoke_on_two_cpus_and_want_both_online() {
+        let plan = Plan::new(&names(&["smoke", "pic"]), None).unwrap();
+        let smp: Vec<Row> = rows(&plan)
+            .into_iter()
+            .filter(|r| r.iso == IsoKind::Smp)
+            .collect();
+        let labels: Vec<_> = smp.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(labels, ["EPYC (2 CPUs)", "corei7_skylake_x (2 CPUs)"]);
+        for r in &smp {
+            assert_eq!(r.cpus, 2);
+            assert!(r.required);
+            match &r.expect {
+                Expectation::Pass { guests, .. } => assert_eq!(guests, &["smoke".to_string()]),
+                e => panic!("{e:?}"),
+            }
+        }
+        assert_eq!(smp[0].log_name(), "smp-EPYC.log");
+        let specs = iso_specs(Path::new("."), &plan, IsoKind::Smp).unwrap();
+        assert_eq!(specs.len(), 1);
+        assert_eq!(
+            specs[0].module_line(),
+            "module2 /guests/smoke name=smoke mem=16M"
+        );
+        let no_smoke = Plan::new(&names(&["smoke", "pic"]), Some(&names(&["pic"]))).unwrap();
+        assert!(rows(&no_smoke).iter().all(|r| r.iso != IsoKind::Smp));
+    }
+
+    #[test]
+    fn smp_verdict_wants_every_cpu_online() {
+        let log = "janus: smp: 2 CPUs found (the ACPI MADT)\njanus: smp: 2 of 2 CPUs online\n";
+        assert_eq!(smp_verdict(2, log), Ok(()));
+        assert_eq!(smp_verdict(1, ""), Ok(()));
+        let short = "janus: smp: 1 of 2 CPUs online\n";
+        assert!(smp_verdict(2, short).unwrap_err().contains("1 of 2"));
+        assert!(smp_verdict(2, "janus: done: 1 guests, 0 failed\n").is_err());
+        assert!(smp_verdict(4, log).is_err());
     }
 
     fn rows_of(plan: &Plan) -> Vec<String> {

@@ -1,5 +1,10 @@
-//! Firmware tables the guest finds in its memory, as a PC BIOS would leave them.
+//! Firmware tables: the ones the guest finds in its memory, as a PC BIOS would leave them
+//! (`acpi`, `mptable`), and the parsers that find the host's own CPUs in its firmware's
+//! (`hostcpus`, `madt`, `mpscan`).
 pub mod acpi;
+pub mod hostcpus;
+pub mod madt;
+pub mod mpscan;
 pub mod mptable;
 
 /// The bytes of a `repr(C, packed)` structure made of integers and byte arrays.
