@@ -1,5 +1,6 @@
 //! Host physical memory for Janus' own use: nested page tables, VMCS/VMCB pages and
-//! guest RAM, carved from what the boot loader said is available.
+//! guest RAM, carved from what the boot loader said is available, and shared by every
+//! host CPU behind a spin lock.
 
 use crate::bootinfo::BootInfo;
 use core::ptr::NonNull;
@@ -19,24 +20,44 @@ extern "C" {
     static __image_end: u8;
 }
 
-pub struct HostFrames {
-    free: FreeRanges,
-}
+/// The host's free memory, shared by every host CPU behind a lock.
+static FREE: spin::Once<spin::Mutex<FreeRanges>> = spin::Once::new();
+
+/// A handle on the host's frames (every CPU makes its own; they share [`FREE`]). Each
+/// call takes the lock for its own length only.
+pub struct HostFrames(());
 
 impl HostFrames {
+    /// Builds the free list from the boot information (once) and returns a handle.
     pub fn new(info: &BootInfo) -> Self {
-        let mut free = FreeRanges::new();
-        for r in &info.available {
-            // Below 1 MiB lie the BIOS data areas and the boot loader's leftovers.
-            free.add(r.start.max(MIB)..r.end.min(MAPPED_END));
-        }
-        // SAFETY: only the addresses of the linker-script symbols are taken.
-        let image = unsafe { &__image_start as *const u8 as u64..&__image_end as *const u8 as u64 };
-        free.reserve(image);
-        for r in &info.reserved {
-            free.reserve(r.start & !(PAGE_4K - 1)..(r.end + PAGE_4K - 1) & !(PAGE_4K - 1));
-        }
-        HostFrames { free }
+        FREE.call_once(|| {
+            let mut free = FreeRanges::new();
+            for r in &info.available {
+                // Below 1 MiB lie the BIOS data areas and the boot loader's leftovers.
+                free.add(r.start.max(MIB)..r.end.min(MAPPED_END));
+            }
+            // SAFETY: only the addresses of the linker-script symbols are taken.
+            let image =
+                unsafe { &__image_start as *const u8 as u64..&__image_end as *const u8 as u64 };
+            free.reserve(image);
+            for r in &info.reserved {
+                free.reserve(r.start & !(PAGE_4K - 1)..(r.end + PAGE_4K - 1) & !(PAGE_4K - 1));
+            }
+            spin::Mutex::new(free)
+        });
+        HostFrames(())
+    }
+
+    /// Another handle, for another CPU (after `new`).
+    pub fn handle() -> Self {
+        HostFrames(())
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut FreeRanges) -> T) -> T {
+        let free = FREE
+            .get()
+            .expect("HostFrames::new runs before any allocation");
+        f(&mut free.lock())
     }
 
     /// A 4 KiB page below 1 MiB that the loader reported available and that holds none of
@@ -57,12 +78,12 @@ impl HostFrames {
     }
 
     pub fn free_bytes(&self) -> u64 {
-        self.free.total()
+        self.with(|f| f.total())
     }
 
     /// Zeroed, `align`-aligned memory for a guest's RAM, and the pointer Janus uses on it.
     pub fn alloc_ram(&mut self, size: u64, align: u64) -> Option<(HostPhys, NonNull<u8>)> {
-        let hpa = self.free.alloc(size, align)?;
+        let hpa = self.with(|f| f.alloc(size, align))?;
         let ptr = NonNull::new(hpa.0 as *mut u8)?;
         // SAFETY: the range was free (never handed out before), lies below 4 GiB and so is
         // identity-mapped; we own it from now on.
@@ -72,7 +93,7 @@ impl HostFrames {
 
     /// The largest guest RAM that could still be allocated.
     pub fn largest(&self, align: u64) -> u64 {
-        self.free.largest(align)
+        self.with(|f| f.largest(align))
     }
 }
 
@@ -88,7 +109,7 @@ impl FrameAllocator for HostFrames {
 
     fn free(&mut self, hpa: HostPhys, pages: usize) {
         // `alloc_ram` zeroes what it hands out, so the frames need no clearing here.
-        self.free.add(hpa.0..hpa.0 + pages as u64 * PAGE_4K);
+        self.with(|f| f.add(hpa.0..hpa.0 + pages as u64 * PAGE_4K));
     }
     fn table(&mut self, hpa: HostPhys) -> &mut [u64; 512] {
         assert!(

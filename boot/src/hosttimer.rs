@@ -48,6 +48,13 @@ pub fn enable_local() {
     write(LVT_TIMER, MASKED | VECTOR as u32);
 }
 
+/// Unmasks this CPU's timer (one-shot, stopped) once its APIC is enabled: an AP's, whose
+/// rate the boot CPU measured (every CPU's APIC timer runs at the same rate).
+pub fn start_local() {
+    write(INITIAL_COUNT, 0);
+    write(LVT_TIMER, VECTOR as u32);
+}
+
 /// Enables the local APIC and measures its timer against the (calibrated) TSC.
 pub fn init() {
     enable_local();

@@ -11,6 +11,7 @@ mod fpu;
 mod frames;
 mod gdt;
 mod guests;
+mod handoff;
 mod hosttimer;
 mod idt;
 mod machine;

@@ -18,6 +18,8 @@ pub mod state {
     pub const ARRIVED: u8 = 2;
     pub const ONLINE: u8 = 3;
     pub const LEFT_OUT: u8 = 4;
+    /// It ran its guests to their end.
+    pub const FINISHED: u8 = 5;
 }
 
 #[repr(C)]

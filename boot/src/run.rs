@@ -113,35 +113,39 @@ fn run_guests<B: ArchBackend>(
         return EndCode::NoGuests;
     }
     let (guests, rejected) = guests::load_all(boot, frames, HOOKS);
+    let (mine, refused) = crate::handoff::hand_out(guests, &crate::smp::online());
+    let rejected = rejected + refused;
     let mut sched = Scheduler::new(backend, frames, Cpu::detect(fpu));
-    for g in guests {
-        sched.add(g);
+    for h in mine {
+        sched.add(h.guest, h.owner);
     }
     sched.run();
+    crate::handoff::report(&sched);
+    crate::smp::wait_for_guests();
+    let (summaries, switches, switch_ticks) = crate::handoff::results();
     let mut failed = rejected;
-    for slot in &sched.slots {
-        let end = slot.end.as_ref().unwrap_or(&GuestEnd::Halted);
-        if !end.succeeded() {
+    for s in &summaries {
+        if !s.end.succeeded() {
             failed += 1;
         }
         say!(
             "summary: {} status={} cpu_ms={} {}",
-            slot.guest.vm.name,
-            Status(end),
-            slot.cpu_ns / 1_000_000,
-            slot.guest.vm.stats
+            s.name,
+            Status(&s.end),
+            s.cpu_ns / 1_000_000,
+            s.stats
         );
     }
-    if sched.switches > 0 {
+    if switches > 0 {
         say!(
             "scheduler: {} guest switches, {} TSC ticks each on average (end of one slice to the start of the next)",
-            sched.switches,
-            sched.switch_ticks / sched.switches
+            switches,
+            switch_ticks / switches
         );
     }
     say!(
         "done: {} guests, {} failed",
-        sched.slots.len() + rejected,
+        summaries.len() + rejected,
         failed
     );
     if failed == 0 {

@@ -1,4 +1,5 @@
-//! The boot CPU's scheduler loop: every guest runs at once, sharing this CPU.
+//! A host CPU's scheduler loop: every guest placed on this CPU runs at once, sharing it
+//! (each online host CPU runs one of these loops with its own queue: `smp.rs`).
 //!
 //! The policy is vmm_core::sched's `RunQueue` (weighted fair shares, 10 ms slices,
 //! halted guests cost nothing until their next interrupt). This file does what needs the
@@ -6,8 +7,6 @@
 //! from one guest to another (the backend's `put`/`load`, the x87/SSE/AVX state, an IBPB
 //! where the CPU has one), idling when every guest is halted, and ending or restarting
 //! guests.
-//!
-//! SMP will give every host CPU one of these loops with its own queue.
 
 use crate::frames::HostFrames;
 use crate::guests::Guest;
@@ -116,11 +115,11 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
     }
 
     /// Gives `guest` a vCPU and a place in the queue; a guest that cannot get a vCPU
-    /// ends at once with the reason.
-    pub fn add(&mut self, mut guest: Guest) {
+    /// ends at once with the reason. `owner` numbers its lines on the console, unique
+    /// across host CPUs (below MAX_VCPUS: its index among the loaded guests).
+    pub fn add(&mut self, mut guest: Guest, owner: u8) {
         let id = self.slots.len();
-        // Its lines' owner on the console: at most MAX_VCPUS slots, so the id fits.
-        guest.vm.console_owner = id as u8;
+        guest.vm.console_owner = owner;
         // The limit counts from the guest's first slice (`run_one`): with many guests a
         // guest may wait for its first turn longer than its whole limit.
         let deadline = None;

@@ -16,15 +16,19 @@ use crate::bootinfo::BootInfo;
 use crate::frames::HostFrames;
 use crate::percpu::{self, state, PerCpu};
 use crate::say;
+use crate::sched::{Cpu, Scheduler};
 use crate::trampoline::Trampoline;
 use crate::{apic, apstack, gdt, idt, time};
+use arrayvec::ArrayVec;
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Once;
 use vmm_core::addr::HostPhys;
+use vmm_core::firmware::hostcpus::MAX_CPUS;
 use vmm_core::firmware::hostcpus::{self, PhysRead};
 use vmm_core::fpu::SaveMode;
 use vmm_core::nested::FrameAllocator;
+use vmm_core::vcpu::ArchBackend;
 
 /// The boot CPU's virtualization extension and capabilities, which every AP must match.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -229,51 +233,104 @@ extern "C" fn ap_main(index: u64) -> ! {
     idt::init();
     percpu::install(index);
     cpu.state.store(state::ARRIVED, Ordering::Release);
-    let apic_id = cpu.apic_id.load(Ordering::Relaxed);
-    let verdict = bring_up(cpu);
-    match &verdict {
-        Ok(name) => say!("cpu {index} (apic {apic_id}): online, {name}"),
-        Err(e) => say!("cpu {index} (apic {apic_id}): left out: {e}"),
-    }
-    let end = if verdict.is_ok() {
-        state::ONLINE
-    } else {
-        state::LEFT_OUT
-    };
-    cpu.state.store(end, Ordering::Release);
-    park()
-}
-
-/// The AP's own set-up, checked against the boot CPU's.
-fn bring_up(cpu: &PerCpu) -> Result<&'static str, LeftOut> {
-    let boot = BOOT_CPU
-        .get()
-        .ok_or(LeftOut::Enable("started before the boot CPU"))?;
+    let Some(boot) = BOOT_CPU.get() else { park() };
     crate::hosttimer::enable_local();
     if crate::fpu::init() != boot.fpu {
-        return Err(LeftOut::Fpu);
+        left_out(cpu, LeftOut::Fpu)
     }
     let mut pages = Reserved(&cpu.frames);
     match boot.backend {
-        Backend::Vmx(want) => {
-            let caps = arch_vmx::probe().map_err(|e| LeftOut::NoVt(e.0))?;
-            if caps != want {
-                return Err(LeftOut::Differs("VMX"));
-            }
-            arch_vmx::Vmx::enable(caps, &mut pages).map_err(LeftOut::Enable)?;
-        }
-        Backend::Svm(want) => {
-            let caps = arch_svm::probe(idt::rdmsr_safe).map_err(|e| LeftOut::NoVt(e.0))?;
-            if caps != want {
-                return Err(LeftOut::Differs("SVM"));
-            }
-            arch_svm::Svm::enable(caps, &mut pages).map_err(LeftOut::Enable)?;
-        }
+        Backend::Vmx(want) => match enable_vmx(want, &mut pages) {
+            Ok(mut vmx) => serve(cpu, &mut vmx, boot),
+            Err(e) => left_out(cpu, e),
+        },
+        Backend::Svm(want) => match enable_svm(want, &mut pages) {
+            Ok(mut svm) => serve(cpu, &mut svm, boot),
+            Err(e) => left_out(cpu, e),
+        },
     }
-    Ok(boot.backend.name())
 }
 
-/// An AP with nothing to run yet waits here (stage B of issue #11 gives it guests).
+fn enable_vmx(want: arch_vmx::VmxCaps, pages: &mut Reserved) -> Result<arch_vmx::Vmx, LeftOut> {
+    let caps = arch_vmx::probe().map_err(|e| LeftOut::NoVt(e.0))?;
+    if caps != want {
+        return Err(LeftOut::Differs("VMX"));
+    }
+    arch_vmx::Vmx::enable(caps, pages).map_err(LeftOut::Enable)
+}
+
+fn enable_svm(want: arch_svm::SvmCaps, pages: &mut Reserved) -> Result<arch_svm::Svm, LeftOut> {
+    let caps = arch_svm::probe(idt::rdmsr_safe).map_err(|e| LeftOut::NoVt(e.0))?;
+    if caps != want {
+        return Err(LeftOut::Differs("SVM"));
+    }
+    arch_svm::Svm::enable(caps, pages).map_err(LeftOut::Enable)
+}
+
+fn left_out(cpu: &PerCpu, why: LeftOut) -> ! {
+    let (index, apic_id) = ids(cpu);
+    say!("cpu {index} (apic {apic_id}): left out: {why}");
+    cpu.state.store(state::LEFT_OUT, Ordering::Release);
+    park()
+}
+
+fn ids(cpu: &PerCpu) -> (u32, u32) {
+    (
+        cpu.index.load(Ordering::Relaxed),
+        cpu.apic_id.load(Ordering::Relaxed),
+    )
+}
+
+/// An online AP: it waits for the guests placed on it, runs them on its own queue until
+/// all have ended, files their summaries and parks.
+fn serve<B: ArchBackend>(cpu: &PerCpu, backend: &mut B, boot: &BootCpu) -> ! {
+    let (index, apic_id) = ids(cpu);
+    say!(
+        "cpu {index} (apic {apic_id}): online, {}",
+        boot.backend.name()
+    );
+    cpu.state.store(state::ONLINE, Ordering::Release);
+    crate::hosttimer::start_local();
+    let guests = loop {
+        if let Some(g) = crate::handoff::take(index as usize) {
+            break g;
+        }
+        crate::hosttimer::arm(Some(POLL_NS));
+        crate::hosttimer::idle();
+    };
+    let mut frames = HostFrames::handle();
+    let mut sched = Scheduler::new(backend, &mut frames, Cpu::detect(boot.fpu));
+    for h in guests {
+        sched.add(h.guest, h.owner);
+    }
+    sched.run();
+    crate::handoff::report(&sched);
+    cpu.state.store(state::FINISHED, Ordering::Release);
+    park()
+}
+
+/// How often a waiting AP looks for its guests.
+const POLL_NS: u64 = 1_000_000;
+
+/// The CPU numbers that are online (0, the boot CPU, first).
+pub fn online() -> ArrayVec<usize, MAX_CPUS> {
+    (0..MAX_CPUS)
+        .filter(|&i| percpu::get(i).state.load(Ordering::Acquire) >= state::ONLINE)
+        .filter(|&i| percpu::get(i).state.load(Ordering::Acquire) != state::LEFT_OUT)
+        .collect()
+}
+
+/// Waits until every AP that runs guests has finished them (the boot CPU has).
+pub fn wait_for_guests() {
+    let busy =
+        || (1..MAX_CPUS).any(|i| percpu::get(i).state.load(Ordering::Acquire) == state::ONLINE);
+    while busy() {
+        crate::hosttimer::arm(Some(POLL_NS));
+        crate::hosttimer::idle();
+    }
+}
+
+/// An AP with nothing (more) to run waits here for good.
 fn park() -> ! {
     loop {
         // SAFETY: with interrupts off, HLT waits for an NMI, INIT or SMI; Janus sends none.

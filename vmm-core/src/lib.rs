@@ -28,6 +28,7 @@ pub mod operand;
 pub mod platform;
 pub mod recent;
 pub mod sched;
+pub mod smp;
 pub mod stats;
 pub mod vcpu;
 pub mod vendor;

@@ -22,6 +22,7 @@
 //!
 //! Bad input is an [`ArgError`] that says what is wrong, never a panic.
 
+use crate::smp::CpuSet;
 use core::fmt;
 
 /// What a module holds.
@@ -63,6 +64,8 @@ pub struct ModuleArgs<'a> {
     pub limit_ns: Option<u64>,
     /// `after=NAME`: the guest starts when guest NAME (an earlier module) has ended.
     pub after: Option<&'a str>,
+    /// `cpus=N` or `cpus=A-B`: the host CPUs the guest may run on (`crate::smp`).
+    pub cpus: Option<CpuSet>,
     /// `module-of=NAME`: a multiboot module of guest NAME, with its string.
     pub module_of: Option<(&'a str, ModuleString<'a>)>,
 }
@@ -124,6 +127,7 @@ pub enum ArgError<'a> {
     BadWeight(&'a str),
     BadOnReset(&'a str),
     BadDuration(&'a str),
+    BadCpus(&'a str),
     /// A word that is not `key=value` after the file name.
     Stray(&'a str),
     UnclosedQuote,
@@ -138,7 +142,7 @@ impl fmt::Display for ArgError<'_> {
             ArgError::UnknownKey(k) => {
                 write!(
                     f,
-                    "unknown key '{}' (known: name, mem, kind, cmdline, initrd-of, module-of, weight, on-reset, limit, after)",
+                    "unknown key '{}' (known: name, mem, kind, cmdline, initrd-of, module-of, weight, on-reset, limit, after, cpus)",
                     Clip(k)
                 )
             }
@@ -173,6 +177,11 @@ impl fmt::Display for ArgError<'_> {
             ArgError::BadDuration(v) => write!(
                 f,
                 "bad limit '{}': use a number with ms, s or m, at most a day",
+                Clip(v)
+            ),
+            ArgError::BadCpus(v) => write!(
+                f,
+                "bad cpus '{}': use a host CPU number N or a range A-B",
                 Clip(v)
             ),
             ArgError::Stray(w) => write!(f, "'{}' is not key=value", Clip(w)),
@@ -273,7 +282,7 @@ fn valid_name(n: &str) -> bool {
 }
 
 /// The keys of a parsed line other than `initrd-of=`, and whether each is given.
-fn guest_keys(a: &ModuleArgs<'_>) -> [(&'static str, bool); 8] {
+fn guest_keys(a: &ModuleArgs<'_>) -> [(&'static str, bool); 9] {
     [
         ("name", a.name.is_some()),
         ("mem", a.mem.is_some()),
@@ -283,6 +292,7 @@ fn guest_keys(a: &ModuleArgs<'_>) -> [(&'static str, bool); 8] {
         ("on-reset", a.on_reset.is_some()),
         ("limit", a.limit_ns.is_some()),
         ("after", a.after.is_some()),
+        ("cpus", a.cpus.is_some()),
     ]
 }
 
@@ -405,6 +415,11 @@ pub fn parse_module_args(line: &str) -> Result<ModuleArgs<'_>, ArgError<'_>> {
                 set(&mut a.on_reset, key, r)?
             }
             "limit" => set(&mut a.limit_ns, key, parse_duration(value)?)?,
+            "cpus" => set(
+                &mut a.cpus,
+                key,
+                CpuSet::parse(value).ok_or(ArgError::BadCpus(value))?,
+            )?,
             "after" => {
                 if !valid_name(value) {
                     return Err(ArgError::BadName(value));
@@ -426,6 +441,7 @@ pub fn parse_module_args(line: &str) -> Result<ModuleArgs<'_>, ArgError<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    extern crate std;
 
     #[test]
     fn scheduling_keys() {
@@ -474,6 +490,27 @@ mod tests {
         assert_eq!(
             parse_module_args("initrd-of=l weight=2").err(),
             Some(ArgError::Conflict("initrd-of", "weight"))
+        );
+    }
+
+    #[test]
+    fn cpus_key() {
+        let a = parse_module_args("/g/spin cpus=1").unwrap();
+        assert_eq!(a.cpus, Some(CpuSet { first: 1, last: 1 }));
+        let a = parse_module_args("cpus=0-3 name=x").unwrap();
+        assert_eq!(a.cpus, Some(CpuSet { first: 0, last: 3 }));
+        for bad in ["cpus=", "cpus=3-1", "cpus=x", "cpus=1,2", "cpus=999"] {
+            let e = parse_module_args(bad).unwrap_err();
+            assert!(matches!(e, ArgError::BadCpus(_)), "{bad}: {e:?}");
+        }
+        assert!(std::format!("{}", ArgError::BadCpus("3-1")).contains("range A-B"));
+        assert_eq!(
+            parse_module_args("cpus=1 cpus=1").err(),
+            Some(ArgError::Repeated("cpus"))
+        );
+        assert_eq!(
+            parse_module_args("initrd-of=l cpus=1").err(),
+            Some(ArgError::Conflict("initrd-of", "cpus"))
         );
     }
 

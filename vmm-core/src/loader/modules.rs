@@ -109,6 +109,8 @@ pub struct Schedule {
     pub limit_ns: Option<u64>,
     /// The guest it starts after (when that one has ended).
     pub after: Option<Name>,
+    /// `cpus=`: the host CPUs it may run on (`crate::smp::place`).
+    pub cpus: Option<crate::smp::CpuSet>,
 }
 
 /// What a module is.
@@ -383,6 +385,7 @@ fn plan_guest<'a>(
             on_reset: args.on_reset.unwrap_or_default(),
             limit_ns: args.limit_ns,
             after: args.after.and_then(|a| Name::try_from(a).ok()),
+            cpus: args.cpus,
         },
     })
 }
@@ -709,7 +712,7 @@ mod tests {
         let p = plan_all(&[m("/k name=a colour=blue", &k)]);
         assert_eq!(
             line(&p[0]),
-            "guest module0: not started: bad module command line: unknown key 'colour' (known: name, mem, kind, cmdline, initrd-of, module-of, weight, on-reset, limit, after)"
+            "guest module0: not started: bad module command line: unknown key 'colour' (known: name, mem, kind, cmdline, initrd-of, module-of, weight, on-reset, limit, after, cpus)"
         );
     }
 
