@@ -80,6 +80,9 @@ pub fn hand_out(
             owner: owner as u8,
             guest,
         };
+        if let (Ok(cpu), true) = (placed, online.len() > 1) {
+            say!("guest {}: runs on cpu {cpu}", handed.guest.vm.name);
+        }
         match placed {
             Ok(0) => mine.push(handed),
             Ok(cpu) => transit.push(InTransit { cpu, handed }),

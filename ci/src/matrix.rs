@@ -41,9 +41,16 @@ const MANY_MODELS: [&str; 3] = ["EPYC", "corei7_skylake_x", "ryzen"];
 /// resolution", seen on ryzen), which a real CPU does not do.
 const ATTACK_MODELS: [&str; 2] = ["EPYC", "corei7_skylake_x"];
 const BAD_MODELS: [&str; 2] = ["EPYC", "corei7_skylake_x"];
-/// The host-SMP rows (issue #11): model and host CPU count, booting [`SMP_SUITE`].
-const SMP_ROWS: [(&str, u32); 2] = [("EPYC", 2), ("corei7_skylake_x", 2)];
-const SMP_SUITE: &str = "smoke";
+/// The host-SMP rows (issue #11): model and host CPU count, booting [`SMP_GUESTS`].
+const SMP_ROWS: [(&str, u32); 3] = [("EPYC", 2), ("corei7_skylake_x", 2), ("ryzen", 2)];
+/// The suites of the host-SMP rows, and the `cpus=` of each: smoke and lapic are spread
+/// round robin (CPUs 0 and 1), pic is pinned to CPU 1. Janus says where each runs
+/// (`janus: guest NAME: runs on cpu N`), and the row checks it ([`smp_verdict`]).
+const SMP_GUESTS: [(&str, Option<&str>, &str); 3] = [
+    ("smoke", None, "0"),
+    ("pic", Some("1"), "1"),
+    ("lapic", None, "1"),
+];
 /// The models of the Linux rows.
 const LINUX_MODELS: [&str; 4] = ["EPYC", "corei7_skylake_x", "ryzen", "phenom_8650_toliman"];
 
@@ -294,7 +301,7 @@ pub enum IsoKind {
     Many(Spinner),
     /// build/attacksN.iso: attack group N-1 of [`hostile::groups`] beside a victim.
     Attacks(usize),
-    /// build/smp.iso: the smoke suite, for the rows with several host CPUs.
+    /// build/smp.iso: [`SMP_GUESTS`], for the rows with several host CPUs.
     Smp,
     /// build/bare.iso: a suite without Janus ([`bare`]; QEMU's -kernel boots its kernel
     /// and not the ISO's).
@@ -375,7 +382,7 @@ fn iso_specs(root: &Path, plan: &Plan, kind: IsoKind) -> Result<Vec<GuestSpec>, 
         }
         IsoKind::Many(s) => together::many_specs(&plan.many, s),
         IsoKind::Attacks(g) => together::attack_specs(g),
-        IsoKind::Smp => suite_specs(SMP_SUITE, None),
+        IsoKind::Smp => smp_specs(),
         IsoKind::Bare(_) => Vec::new(),
     })
 }
@@ -637,13 +644,14 @@ pub fn rows(plan: &Plan) -> Vec<Row> {
         rows.push(Row::guests(m, amd_nrip.clone()));
     }
     rows.push(Row::guests("phenom_8650_toliman", amd_qemu.clone()));
-    if plan.suites.iter().any(|s| s == SMP_SUITE) {
-        let smoke = [SMP_SUITE.to_string()];
+    let has = |n: &str| plan.suites.iter().any(|s| s == n);
+    if SMP_GUESTS.iter().all(|(n, _, _)| has(n)) {
+        let names: Vec<String> = SMP_GUESTS.iter().map(|(n, _, _)| n.to_string()).collect();
         for (m, cpus) in SMP_ROWS {
-            let base = if Emulator::for_model(m) == Emulator::Qemu {
-                &amd_qemu
-            } else {
-                &intel
+            let base = match Emulator::for_model(m) {
+                Emulator::Qemu => &amd_qemu,
+                Emulator::Bochs if together::BOCHS_AMD_MODELS.contains(&m) => &amd_nrip,
+                Emulator::Bochs => &intel,
             };
             let Expectation::Pass {
                 vendor,
@@ -658,8 +666,8 @@ pub fn rows(plan: &Plan) -> Vec<Row> {
                 vendor,
                 backend,
                 features,
-                guests: smoke.to_vec(),
-                suites: judge::own_suites(&smoke),
+                guests: names.clone(),
+                suites: judge::own_suites(&names),
             };
             rows.push(Row::smp(m, cpus, expect));
         }
@@ -757,11 +765,38 @@ pub fn run_row(root: &Path, isos: &Isos, row: Row) -> RowResult {
     }
 }
 
+/// The guests of the host-SMP ISO ([`SMP_GUESTS`]).
+fn smp_specs() -> Vec<GuestSpec> {
+    SMP_GUESTS
+        .iter()
+        .map(|&(name, cpus, _)| {
+            let mut keys = vec![("name", name), ("mem", SUITE_MEM)];
+            keys.extend(cpus.map(|c| ("cpus", c)));
+            GuestSpec::with_keys(PathBuf::from(name), &keys)
+        })
+        .collect()
+}
+
 /// With `cpus` host CPUs, the log must say `janus: smp: N of N CPUs online` (boot/src/
-/// smp.rs) for N = `cpus`.
+/// smp.rs) for N = `cpus`, and, for the host-SMP ISO's guests, where each ran.
 pub fn smp_verdict(cpus: u32, log: &str) -> Result<(), String> {
     if cpus <= 1 {
         return Ok(());
+    }
+    for (name, _, cpu) in SMP_GUESTS {
+        let want = format!("janus: guest {name}: runs on cpu {cpu}");
+        let said = log.lines().find_map(|l| {
+            l.trim_end()
+                .strip_prefix(&format!("janus: guest {name}: runs on cpu "))
+                .map(|c| c.to_string())
+        });
+        match said {
+            Some(c) if c == *cpu => {}
+            Some(c) => return Err(format!("{name} ran on cpu {c}, not {cpu}")),
+            // Rows of other ISOs do not boot these guests.
+            None if !log.contains(&format!("janus: guest {name}: loaded")) => {}
+            None => return Err(format!("no `{want}` line")),
+        }
     }
     let line = log.lines().find_map(|l| {
         l.trim_end()
@@ -851,8 +886,8 @@ mod tests {
         let plan = Plan::new(&all_suites(), None).unwrap();
         let rows = rows(&plan);
         let labels: Vec<&str> = rows.iter().map(|r| r.label.as_str()).collect();
-        // 15 guest rows and the 2 host-SMP rows.
-        assert_eq!(rows.len(), 5 + 8 + 3 + 2 + 15 + 2, "{labels:#?}");
+        // 15 guest rows and the 3 host-SMP rows.
+        assert_eq!(rows.len(), 5 + 8 + 3 + 2 + 15 + 3, "{labels:#?}");
         // The Linux rows come first: they take longest. Then the guests at once, then the
         // bad modules.
         assert_eq!(
@@ -929,7 +964,7 @@ mod tests {
             .iter()
             .filter(|r| r.emulator() == Emulator::Bochs)
             .count();
-        assert_eq!(bochs, 11 + 4 + 2 + 2 + 1);
+        assert_eq!(bochs, 11 + 4 + 2 + 2 + 2);
         let refused: Vec<_> = rows
             .iter()
             .filter(|r| matches!(r.expect, Expectation::Refused { .. }))
@@ -1022,7 +1057,11 @@ mod tests {
             }
         );
         let rows = rows(&plan);
-        assert_eq!(rows.len(), 15 + 2, "no Linux rows; the SMP rows");
+        assert_eq!(
+            rows.len(),
+            15,
+            "no Linux rows, no SMP rows (they need pic and lapic)"
+        );
         assert_eq!(rows[0].label, "EPYC");
         let plan = Plan::new(&all, Some(&names(&["linux"]))).unwrap();
         assert!(!plan.has_guest_rows());
@@ -1115,42 +1154,72 @@ mod tests {
     }
 
     #[test]
-    fn smp_rows_boot_smoke_on_two_cpus_and_want_both_online() {
-        let plan = Plan::new(&names(&["smoke", "pic"]), None).unwrap();
+    fn smp_rows_boot_three_suites_on_two_cpus_and_want_both_online() {
+        let all = names(&["smoke", "pic", "lapic"]);
+        let plan = Plan::new(&all, None).unwrap();
         let smp: Vec<Row> = rows(&plan)
             .into_iter()
             .filter(|r| r.iso == IsoKind::Smp)
             .collect();
         let labels: Vec<_> = smp.iter().map(|r| r.label.as_str()).collect();
-        assert_eq!(labels, ["EPYC (2 CPUs)", "corei7_skylake_x (2 CPUs)"]);
+        assert_eq!(
+            labels,
+            [
+                "EPYC (2 CPUs)",
+                "corei7_skylake_x (2 CPUs)",
+                "ryzen (2 CPUs)"
+            ]
+        );
         for r in &smp {
             assert_eq!(r.cpus, 2);
             assert!(r.required);
             match &r.expect {
-                Expectation::Pass { guests, .. } => assert_eq!(guests, &["smoke".to_string()]),
+                Expectation::Pass { guests, .. } => {
+                    assert_eq!(guests, &names(&["smoke", "pic", "lapic"]))
+                }
                 e => panic!("{e:?}"),
             }
         }
+        match &smp[2].expect {
+            Expectation::Pass { features, .. } => assert!(features.contains(&("nrip", "yes"))),
+            e => panic!("{e:?}"),
+        }
         assert_eq!(smp[0].log_name(), "smp-EPYC.log");
         let specs = iso_specs(Path::new("."), &plan, IsoKind::Smp).unwrap();
-        assert_eq!(specs.len(), 1);
+        let lines: Vec<_> = specs.iter().map(|g| g.module_line()).collect();
         assert_eq!(
-            specs[0].module_line(),
-            "module2 /guests/smoke name=smoke mem=16M"
+            lines,
+            [
+                "module2 /guests/smoke name=smoke mem=16M",
+                "module2 /guests/pic name=pic mem=16M cpus=1",
+                "module2 /guests/lapic name=lapic mem=16M",
+            ]
         );
-        let no_smoke = Plan::new(&names(&["smoke", "pic"]), Some(&names(&["pic"]))).unwrap();
-        assert!(rows(&no_smoke).iter().all(|r| r.iso != IsoKind::Smp));
+        let no_lapic = Plan::new(&all, Some(&names(&["smoke", "pic"]))).unwrap();
+        assert!(rows(&no_lapic).iter().all(|r| r.iso != IsoKind::Smp));
     }
 
     #[test]
-    fn smp_verdict_wants_every_cpu_online() {
-        let log = "janus: smp: 2 CPUs found (the ACPI MADT)\njanus: smp: 2 of 2 CPUs online\n";
-        assert_eq!(smp_verdict(2, log), Ok(()));
+    fn smp_verdict_wants_every_cpu_online_and_each_guest_where_it_belongs() {
+        let placed = "janus: guest smoke: loaded multiboot1\n\
+                      janus: guest smoke: runs on cpu 0\n\
+                      janus: guest pic: loaded multiboot1\n\
+                      janus: guest pic: runs on cpu 1\n\
+                      janus: guest lapic: loaded multiboot1\n\
+                      janus: guest lapic: runs on cpu 1\n";
+        let log = format!("janus: smp: 2 of 2 CPUs online\n{placed}");
+        assert_eq!(smp_verdict(2, &log), Ok(()));
         assert_eq!(smp_verdict(1, ""), Ok(()));
-        let short = "janus: smp: 1 of 2 CPUs online\n";
-        assert!(smp_verdict(2, short).unwrap_err().contains("1 of 2"));
+        let short = log.replace("2 of 2", "1 of 2");
+        assert!(smp_verdict(2, &short).unwrap_err().contains("1 of 2"));
         assert!(smp_verdict(2, "janus: done: 1 guests, 0 failed\n").is_err());
-        assert!(smp_verdict(4, log).is_err());
+        assert!(smp_verdict(4, &log).is_err());
+        let moved = log.replace("pic: runs on cpu 1", "pic: runs on cpu 0");
+        assert!(smp_verdict(2, &moved)
+            .unwrap_err()
+            .contains("pic ran on cpu 0"));
+        let unsaid = log.replace("janus: guest lapic: runs on cpu 1\n", "");
+        assert!(smp_verdict(2, &unsaid).unwrap_err().contains("lapic"));
     }
 
     fn rows_of(plan: &Plan) -> Vec<String> {
