@@ -195,8 +195,10 @@ pub fn print_emergency(args: fmt::Arguments<'_>) {
     if let Some(mut out) = OUT.try_lock() {
         out.flush();
     }
-    // SAFETY: Janus runs on one CPU with interrupts off; the only way here while the lock
-    // is held is an exception inside `print`, which will not resume, so sharing is fine.
+    // SAFETY: Janus runs with interrupts off; the lock is held here either by an
+    // exception inside `print`, which will not resume, or by another host CPU, whose
+    // bytes may interleave with these last lines before the machine ends: no memory is
+    // shared through the port, only the UART's output.
     let mut port = unsafe { SerialPort::new(DATA) };
     let _ = port.write_fmt(args);
 }

@@ -145,7 +145,7 @@ mod tests {
             Want::default(),
             Want {
                 cpus: None,
-                after: Some(0),
+                after: Some(1),
             },
             Want {
                 cpus: set(1, 1),
@@ -155,11 +155,20 @@ mod tests {
                 cpus: set(0, 1),
                 after: None,
             },
+            Want::default(),
+            Want {
+                cpus: set(0, 1),
+                after: None,
+            },
         ];
         let got = cpus(2, &w);
-        assert_eq!(got[..4], [Ok(0), Ok(1), Ok(0), Ok(1)]);
-        // CPU 0 has two guests and CPU 1 two: the tie goes to the lower number.
+        // The third waits for the second, on its CPU; the round robin goes on after it.
+        assert_eq!(got[..4], [Ok(0), Ok(1), Ok(1), Ok(1)]);
+        // CPU 0 has one guest and CPU 1 three: the least loaded.
         assert_eq!(got[4], Ok(0));
+        assert_eq!(got[5], Ok(0));
+        // Three each: the tie goes to the lower number.
+        assert_eq!(got[6], Ok(0));
     }
 
     #[test]
