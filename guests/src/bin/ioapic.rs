@@ -131,16 +131,20 @@ fn main(_boot: &BootInfo) -> ! {
     );
     uart_quiet();
 
-    // PIT IRQ0 arrives on pin 2 (not pin 0).
-    irq::count_on(PIT_VEC, Eoi::Lapic);
-    irq::count_on(PIN0_VEC, Eoi::Lapic);
-    apic::ioapic_route(2, PIT_VEC, dest, 0);
-    apic::ioapic_route(0, PIN0_VEC, dest, 0);
-    pc::pit_program(0, 2, 1193);
-    let got = wait_irqs(PIT_VEC, 3, 50_000);
-    apic::ioapic_mask(2);
-    apic::ioapic_mask(0);
-    pc::pit_program(0, 0, 0xffff);
+    // PIT IRQ0 arrives on pin 2 (not pin 0). A timing check: taken again when another
+    // guest had the CPU during the 50 ms (`time::measure`).
+    let got = time::measure(3, || {
+        irq::count_on(PIT_VEC, Eoi::Lapic);
+        irq::count_on(PIN0_VEC, Eoi::Lapic);
+        apic::ioapic_route(2, PIT_VEC, dest, 0);
+        apic::ioapic_route(0, PIN0_VEC, dest, 0);
+        pc::pit_program(0, 2, 1193);
+        let got = wait_irqs(PIT_VEC, 3, 50_000);
+        apic::ioapic_mask(2);
+        apic::ioapic_mask(0);
+        pc::pit_program(0, 0, 0xffff);
+        (got, got)
+    });
     x86::open_window();
     s.check(
         "ioapic.pit_irq0_on_pin2",
