@@ -16,19 +16,10 @@ const PAGE: u64 = 0x1000;
 
 /// The device pages as the local APIC's mode and base last put them: rebuilt only when
 /// those change, not on every access.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct DevicePages {
     key: Option<(ApicMode, u64)>,
     bus: Bus<DeviceId, 2>,
-}
-
-impl Default for DevicePages {
-    fn default() -> Self {
-        DevicePages {
-            key: None,
-            bus: Bus::new(),
-        }
-    }
 }
 
 impl Platform {
