@@ -118,6 +118,8 @@ pub struct Platform {
     lines: u16,
     /// An NMI waiting for the vCPU.
     pub nmi_pending: bool,
+    /// Where the local APIC's and the IOAPIC's pages are ([`mmio::DevicePages`]).
+    device_pages: mmio::DevicePages,
     /// Device writes so far (wrapping): the dispatcher's test for "this exit changed no
     /// device", see [`Platform::writes`].
     writes: u32,
@@ -144,6 +146,7 @@ impl Platform {
             fw_cfg: FwCfg::new(ram),
             lines: 0,
             nmi_pending: false,
+            device_pages: mmio::DevicePages::default(),
             writes: 0,
         }
     }
