@@ -115,10 +115,40 @@ core::arch::global_asm!(
     "ret",
 );
 
+// TBM's BLCFILL (rax = rdi & (rdi + 1)) that survives a #UD: Bochs' trinity_apu shows
+// TBM (CPUID 0x8000_0001 ECX bit 21) and raises #UD for it. Written as bytes (XOP map 9,
+// opcode 01 /1, W=1: AMD APM Vol 3, BLCFILL) so that no assembler feature is needed.
+core::arch::global_asm!(
+    ".global janus_tbm_probe, janus_tbm_insn, janus_tbm_fixup",
+    "janus_tbm_probe:",
+    "janus_tbm_insn:",
+    ".byte 0x8f, 0xe9, 0xf8, 0x01, 0xcf",
+    "ret",
+    "janus_tbm_fixup:",
+    "mov rax, -1",
+    "ret",
+);
+
 extern "C" {
     fn janus_popcnt_insn();
     fn janus_popcnt_fixup();
     fn janus_popcnt_probe(v: u64) -> u64;
+    fn janus_tbm_insn();
+    fn janus_tbm_fixup();
+    fn janus_tbm_probe(v: u64) -> u64;
+}
+
+/// The instructions Janus probes, each with where a #UD or #GP on it resumes.
+fn probe_fixup(rip: u64) -> Option<u64> {
+    let table: [(unsafe extern "C" fn(), unsafe extern "C" fn()); 3] = [
+        (janus_rdmsr_insn, janus_rdmsr_fixup),
+        (janus_popcnt_insn, janus_popcnt_fixup),
+        (janus_tbm_insn, janus_tbm_fixup),
+    ];
+    table
+        .iter()
+        .find(|(insn, _)| *insn as *const () as u64 == rip)
+        .map(|(_, fixup)| *fixup as *const () as u64)
 }
 
 /// Whether POPCNT really works on this CPU (CPUID may say so when it does not).
@@ -126,6 +156,13 @@ pub fn popcnt_works() -> bool {
     // SAFETY: the routine only executes POPCNT; a #UD is recovered by the exception
     // handler (IDT installed by `init` before any caller runs).
     unsafe { janus_popcnt_probe(0xf0f0_0000_0000_0101) == 10 }
+}
+
+/// Whether TBM really works on this CPU (CPUID may say so when it does not).
+pub fn tbm_works() -> bool {
+    // SAFETY: the routine only executes BLCFILL; a #UD is recovered by the exception
+    // handler (IDT installed by `init` before any caller runs).
+    unsafe { janus_tbm_probe(0x17) == 0x10 }
 }
 
 /// Reads an MSR, or `None` if the CPU raises #GP for it.
@@ -176,13 +213,11 @@ const NAMES: [&str; 32] = [
 ];
 
 extern "C" fn exception_handler(f: &mut Frame) {
-    if f.vector == 13 && f.rip == janus_rdmsr_insn as *const () as u64 {
-        f.rip = janus_rdmsr_fixup as *const () as u64;
-        return;
-    }
-    if f.vector == 6 && f.rip == janus_popcnt_insn as *const () as u64 {
-        f.rip = janus_popcnt_fixup as *const () as u64;
-        return;
+    if matches!(f.vector, 6 | 13) {
+        if let Some(fixup) = probe_fixup(f.rip) {
+            f.rip = fixup;
+            return;
+        }
     }
     let p = crate::console::print_emergency;
     let cpu = crate::percpu::current().map_or(0, |c| c.index.load(Ordering::Relaxed));

@@ -27,6 +27,11 @@ pub fn probe_features() {
             broken.push((1, 2, 1 << 23));
             broken.push((0x8000_0001, 2, 1 << 5)); // ABM (LZCNT and POPCNT on AMD)
         }
+        let ext = core::arch::x86_64::__cpuid_count(0x8000_0001, 0);
+        if ext.ecx & (1 << 21) != 0 && !crate::idt::tbm_works() {
+            log::warn!("CPUID advertises TBM but it raises #UD: hidden from guests");
+            broken.push((0x8000_0001, 2, 1 << 21));
+        }
         broken
     });
 }

@@ -449,14 +449,16 @@ impl Row {
         }
     }
 
-    fn guests(model: &'static str, expect: Expectation) -> Row {
+    /// A row of the guest ISO, whose guests (loaded at once, run one after another) need
+    /// `memory_mib` ([`memory_for`] the plan's guest specs).
+    fn guests(model: &'static str, expect: Expectation, memory_mib: u32) -> Row {
         let emulator = Emulator::for_model(model);
         Row {
             label: model.to_string(),
             model,
             iso: IsoKind::Guests,
             expect,
-            memory_mib: emulator::DEFAULT_MEMORY_MIB,
+            memory_mib,
             cpus: 1,
             timeout: Duration::from_secs(emulator.default_timeout_secs()),
             required: true,
@@ -471,7 +473,7 @@ impl Row {
             model,
             iso: IsoKind::Smp,
             expect,
-            memory_mib: emulator::DEFAULT_MEMORY_MIB,
+            memory_mib: memory_for(&smp_specs()),
             cpus,
             timeout: Duration::from_secs(emulator.default_timeout_secs() * cpus as u64),
             required: true,
@@ -507,13 +509,12 @@ impl Row {
             Emulator::Bochs => BOCHS_SECS_PER_GUEST,
         };
         let secs = (per_guest * specs.len() as u64).max(emulator.default_timeout_secs());
-        let mib = (together::guest_mib(specs) + HEADROOM_MIB).next_multiple_of(64);
         Row {
             label: format!("{model} ({what})"),
             model,
             iso,
             expect,
-            memory_mib: mib.max(emulator::DEFAULT_MEMORY_MIB),
+            memory_mib: memory_for(specs),
             cpus: 1,
             timeout: Duration::from_secs(secs),
             required: true,
@@ -586,6 +587,14 @@ impl Row {
 
 /// The rows of a plan, longest first: the Linux rows, the attack rows, the many-guests
 /// rows, the bad-modules rows, the guest rows, then the bare rows (suites without Janus).
+/// The emulated machine's memory for guests `specs` loaded at once: theirs, Janus'
+/// headroom, in 64 MiB steps, never below the default.
+fn memory_for(specs: &[GuestSpec]) -> u32 {
+    (together::guest_mib(specs) + HEADROOM_MIB)
+        .next_multiple_of(64)
+        .max(emulator::DEFAULT_MEMORY_MIB)
+}
+
 pub fn rows(plan: &Plan) -> Vec<Row> {
     let mut rows = Vec::new();
     if plan.linux {
@@ -613,23 +622,26 @@ pub fn rows(plan: &Plan) -> Vec<Row> {
     if !plan.has_guest_rows() {
         return rows;
     }
+    let mib = memory_for(&plan.guest_specs());
     let amd_qemu = plan.pass("AMD", "svm", &[("npt", "yes"), ("nrip", "no")]);
     let amd_nrip = plan.pass("AMD", "svm", &[("npt", "yes"), ("nrip", "yes")]);
     let intel = plan.pass("Intel", "vmx", &[("ept", "yes"), ("unrestricted", "yes")]);
     for m in ["EPYC", "EPYC-Rome", "Opteron_G5", "phenom"] {
-        rows.push(Row::guests(m, amd_qemu.clone()));
+        rows.push(Row::guests(m, amd_qemu.clone(), mib));
     }
     rows.push(Row::guests(
         "qemu64",
         Expectation::Refused {
             reason_contains: "nested paging",
         },
+        mib,
     ));
     rows.push(Row::guests(
         "qemu64,-svm",
         Expectation::Refused {
             reason_contains: "no hardware virtualization",
         },
+        mib,
     ));
     for m in [
         "corei7_sandy_bridge_2600k",
@@ -638,12 +650,12 @@ pub fn rows(plan: &Plan) -> Vec<Row> {
         "corei7_icelake_u",
         "tigerlake",
     ] {
-        rows.push(Row::guests(m, intel.clone()));
+        rows.push(Row::guests(m, intel.clone(), mib));
     }
     for m in ["ryzen", "zambezi", "trinity_apu"] {
-        rows.push(Row::guests(m, amd_nrip.clone()));
+        rows.push(Row::guests(m, amd_nrip.clone(), mib));
     }
-    rows.push(Row::guests("phenom_8650_toliman", amd_qemu.clone()));
+    rows.push(Row::guests("phenom_8650_toliman", amd_qemu.clone(), mib));
     let has = |n: &str| plan.suites.iter().any(|s| s == n);
     if SMP_GUESTS.iter().all(|(n, _, _)| has(n)) {
         let names: Vec<String> = SMP_GUESTS.iter().map(|(n, _, _)| n.to_string()).collect();
@@ -988,6 +1000,29 @@ mod tests {
                 assert!(suites.contains(&("pic".to_string(), "pic".to_string())));
             }
             e => panic!("{e:?}"),
+        }
+    }
+
+    /// The guest ISO's rows have RAM for every guest on it (they are loaded at once):
+    /// seen, a 13th suite left `hello` without memory on 256 MiB.
+    #[test]
+    fn guest_rows_are_sized_for_the_guest_iso() {
+        let mut suites = all_suites();
+        suites.extend(["cpuid", "mb2", "qemukernel"].map(String::from));
+        let plan = Plan::new(&suites, None).unwrap();
+        let need = together::guest_mib(&plan.guest_specs()) + HEADROOM_MIB;
+        let guest_rows: Vec<_> = rows(&plan)
+            .into_iter()
+            .filter(|r| r.iso == IsoKind::Guests)
+            .collect();
+        assert!(guest_rows.len() >= 15);
+        for r in guest_rows {
+            assert!(
+                need <= r.memory_mib,
+                "{}: {} < {need}",
+                r.label,
+                r.memory_mib
+            );
         }
     }
 

@@ -155,6 +155,9 @@ pub fn guest_cpuid(
             let d = (d & !(MCE | MCA | DS | ACPI | HTT | TM | PBE)) | APIC | MTRR;
             [a, b, c, d]
         }
+        // Only where the host's maximum basic leaf (passed through in leaf 0) has them.
+        0x15 if host(0, 0)[0] >= 0x15 => tsc_leaf(host(0x15, 0), tsc_khz),
+        0x16 if host(0, 0)[0] >= 0x16 => frequency_leaf(host(0x16, 0), tsc_khz),
         // MONITOR/MWAIT, thermal and power, performance monitoring, XSAVE state,
         // topology: none of them is offered.
         5 | 6 | 0xa | 0xb | 0xd | 0x1f => [0; 4],
@@ -188,6 +191,40 @@ pub fn guest_cpuid(
     }
 }
 
+/// Leaf 0x15, the TSC's rate as crystal Hz (ECX) times EBX/EAX (SDM Vol 2A CPUID, leaf
+/// 15H): the host's when it agrees with the rate Janus measured (within 1%), else one
+/// that tells the measured rate, `tsc_khz`. An emulator's CPU model can claim a rate its
+/// TSC does not run at (seen: Bochs corei7_skylake_x says 3.5 GHz for a 10 MHz TSC, and
+/// Linux, trusting leaf 0x15, marked its TSC unstable).
+fn tsc_leaf(host: [u32; 4], tsc_khz: u32) -> [u32; 4] {
+    let [den, num, crystal_hz, _] = host;
+    let host_khz = (den != 0 && crystal_hz != 0)
+        .then(|| u64::from(crystal_hz) * u64::from(num) / u64::from(den) / 1000);
+    if host_khz.is_some_and(|k| agrees(k, tsc_khz)) {
+        return host;
+    }
+    // The smallest ratio whose crystal fits 32 bits: exact below 4.29 GHz.
+    let hz = u64::from(tsc_khz) * 1000;
+    let ratio = hz.div_ceil(u64::from(u32::MAX)).max(1);
+    [1, ratio as u32, (hz / ratio) as u32, 0]
+}
+
+/// Leaf 0x16, base/maximum/bus frequency in MHz (SDM Vol 2A CPUID, leaf 16H): the
+/// host's when its base frequency agrees with the measured TSC rate, else the measured
+/// rate as base and maximum (guests take it for the processor's speed).
+fn frequency_leaf(host: [u32; 4], tsc_khz: u32) -> [u32; 4] {
+    if host[0] != 0 && agrees(u64::from(host[0] & 0xffff) * 1000, tsc_khz) {
+        return host;
+    }
+    let mhz = (tsc_khz / 1000).max(1);
+    [mhz, mhz, 0, 0]
+}
+
+/// Whether a rate of `khz` is within 1% of `measured_khz`.
+fn agrees(khz: u64, measured_khz: u32) -> bool {
+    khz.abs_diff(u64::from(measured_khz)) * 100 <= u64::from(measured_khz)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +250,37 @@ mod tests {
             guest_cpuid(HV_TIMING, 0, 2_600_000, host)[..2],
             [2_600_000, 1_000_000]
         );
+    }
+
+    #[test]
+    fn the_tsc_and_frequency_leaves_tell_the_measured_rate() {
+        // Bochs corei7_skylake_x: 3.5 GHz claimed (crystal 100 MHz x 35), 10 MHz measured.
+        let bochs = |leaf: u32, _| match leaf {
+            0x15 => [1, 35, 100_000_000, 0],
+            0x16 => [3500, 3500, 100, 0],
+            0 => [0x16, 0, 0, 0],
+            _ => [0; 4],
+        };
+        let [den, num, hz, _] = guest_cpuid(0x15, 0, 9_999, bochs);
+        assert_eq!(u64::from(hz) * u64::from(num) / u64::from(den), 9_999_000);
+        assert_eq!(guest_cpuid(0x16, 0, 9_999, bochs)[..2], [9, 9]);
+        // A host whose leaves agree with the measurement keeps them (its crystal is
+        // exact; a calibration is not).
+        assert_eq!(
+            guest_cpuid(0x15, 0, 3_499_000, bochs),
+            [1, 35, 100_000_000, 0]
+        );
+        assert_eq!(guest_cpuid(0x16, 0, 3_499_000, bochs), [3500, 3500, 100, 0]);
+        // No crystal enumerated (ECX 0): the measured rate. Above 4.29 GHz: a ratio.
+        let none = |leaf: u32, _| if leaf == 0 { [0x16, 0, 0, 0] } else { [0; 4] };
+        let [den, num, hz, _] = guest_cpuid(0x15, 0, 5_000_000, none);
+        assert_eq!(
+            u64::from(hz) * u64::from(num) / u64::from(den),
+            5_000_000_000
+        );
+        // A host without the leaves: passed through as it answers.
+        let old = |leaf: u32, _| if leaf == 0 { [0xd, 0, 0, 0] } else { [7; 4] };
+        assert_eq!(guest_cpuid(0x15, 0, 9_999, old), [7; 4]);
     }
 
     #[test]

@@ -253,13 +253,19 @@ impl Vm {
     /// console has room for this guest's lines (the rest stays in the UART, whose
     /// transmitter then reads busy). Also sends a line that waited.
     pub fn drain_console(&mut self) {
+        let mut sent = false;
         while self.send_line() {
             match self.platform.com1.pop_output() {
                 Some(b) => {
                     self.console_byte(b);
+                    sent = true;
                 }
-                None => return,
+                None => break,
             }
+        }
+        if sent {
+            // The transmitter emptied: its interrupt rises now, not at the next access.
+            self.platform.sync_com1_irq();
         }
     }
 

@@ -293,17 +293,22 @@ fn tsc_deadline(s: &mut Suite) {
         after == 0,
         format_args!("IA32_TSC_DEADLINE reads {:#x} after firing, want 0", after),
     );
-    // Writing 0 disarms.
-    irq::reset(DEADLINE_VEC);
-    wrmsr(MSR_TSC_DEADLINE, rdtsc() + time::us_to_ticks(1_000));
-    wrmsr(MSR_TSC_DEADLINE, 0);
-    let _ = wait_irqs(DEADLINE_VEC, 1, 3_000);
+    // Writing 0 disarms. Taken again when another guest ran between the two writes for
+    // longer than the 1 ms (seen with many guests: the deadline passed before the disarm).
+    let fired = time::measure(ATTEMPTS, || {
+        irq::reset(DEADLINE_VEC);
+        wrmsr(MSR_TSC_DEADLINE, rdtsc() + time::us_to_ticks(1_000));
+        wrmsr(MSR_TSC_DEADLINE, 0);
+        let _ = wait_irqs(DEADLINE_VEC, 1, 3_000);
+        let n = irq::count(DEADLINE_VEC);
+        (n == 0, n)
+    });
     s.check(
         "lapic.tsc_deadline_disarm",
-        irq::count(DEADLINE_VEC) == 0,
+        fired == 0,
         format_args!(
             "{} interrupts after writing 0 to IA32_TSC_DEADLINE (want 0)",
-            irq::count(DEADLINE_VEC)
+            fired
         ),
     );
     apic::timer_stop();

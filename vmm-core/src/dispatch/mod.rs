@@ -76,12 +76,12 @@ pub fn run_slice(vcpu: &mut impl ArchVcpu, vm: &mut Vm, until_ns: u64) -> Stop {
         };
         vm.stats.count(exit.kind());
         let tpr_moved = tpr::store_shadow(vcpu, &mut vm.platform);
-        let (quiet, reads) = (is_quiet(&exit), reads_devices(&exit));
-        let writes = vm.platform.writes();
+        let (quiet, devices_only) = (is_quiet(&exit), touches_only_devices(&exit));
+        let changes = vm.platform.changes();
         if let Some(end) = handle_exit(vcpu, vm, exit) {
             return ended(vm, end);
         }
-        settled = !tpr_moved && (quiet || (reads && vm.platform.writes() == writes));
+        settled = !tpr_moved && (quiet || (devices_only && vm.platform.changes() == changes));
         if core::mem::take(&mut vm.halted) {
             let wake_ns = vm.platform.next_event_ns(vm.now());
             return Stop::Halted { wake_ns };
@@ -93,8 +93,8 @@ pub fn run_slice(vcpu: &mut impl ArchVcpu, vm: &mut Vm, until_ns: u64) -> Stop {
 /// and the exit timers as they were: the dispatcher then re-enters without updating them
 /// (until the next device event or the end of the slice is due). CPUID, the hypercalls
 /// (the console only queues a line), XSETBV, INVD/WBINVD and debug-register moves touch
-/// no device; the POST port ignores what is written to it. Device reads are quiet too
-/// ([`reads_devices`]).
+/// no device; the POST port ignores what is written to it. Device accesses that change
+/// nothing are quiet too ([`touches_only_devices`]).
 fn is_quiet(exit: &VmExit) -> bool {
     match exit {
         VmExit::Cpuid
@@ -110,11 +110,11 @@ fn is_quiet(exit: &VmExit) -> bool {
 }
 
 /// Whether `exit` does nothing to the platform but through device accesses (port I/O,
-/// device memory, the platform's MSRs read): when its handling made no device write
-/// ([`crate::platform::Platform::writes`]) it only read, and a read can only lower an
-/// interrupt line (a 16550's IIR or RBR, the RTC's register C), never raise one or move
-/// a timer, so at worst an interrupt is offered at the next device event instead of now.
-fn reads_devices(exit: &VmExit) -> bool {
+/// device memory, the platform's MSRs read): when its handling changed no interrupt or
+/// timer state ([`crate::platform::Platform::changes`]: a read, which can only lower a
+/// line that is then counted, or a write to a device whose line stayed put, such as a
+/// byte to a UART with its interrupts off), it is as quiet as [`is_quiet`]'s exits.
+fn touches_only_devices(exit: &VmExit) -> bool {
     matches!(
         exit,
         VmExit::Io(_) | VmExit::NestedPageFault { .. } | VmExit::RdMsr

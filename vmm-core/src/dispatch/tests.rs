@@ -759,6 +759,31 @@ fn quiet_exits_skip_the_device_work_until_something_is_due() {
 }
 
 #[test]
+fn uart_bytes_are_quiet_while_its_interrupt_line_stays_put() {
+    let slice = |m: &mut Vm, exits: &[VmExit]| {
+        let mut v = MockVcpu::new(exits);
+        v.regs[Gpr::Rax as usize] = u64::from(b'x');
+        v.ns_per_run = 50_000;
+        let now = crate::mock::TSC.with(|t| t.get());
+        assert_eq!(run_slice(&mut v, m, now + 175_000), Stop::Preempted);
+        v.offers
+    };
+    // An interrupt handler's IIR read, then a byte.
+    let exits = [inp(0x3fa, 1), out(0x3f8, 1), VmExit::Cpuid, VmExit::Cpuid];
+    // Interrupts off in the UART (IER 0, as Linux's early console polls it): nothing to
+    // bring up to date after the read or the byte.
+    let mut m = vm(ram(1 << 20));
+    assert_eq!(slice(&mut m, &exits), 2, "first entry and the slice end");
+    // With the transmitter interrupt on, the IIR read drops IRQ 4 and the byte raises it
+    // again as it leaves: each is followed by an offer.
+    let mut m = vm(ram(1 << 20));
+    m.platform.port_write(0x3fc, 1, 0x08, m.now()); // MCR.OUT2 gates the line
+    m.platform.port_write(0x3f9, 1, 0x02, m.now()); // IER.THRE
+    assert!(m.platform.com1.irq_pending(), "THR empty: THRE interrupt");
+    assert_eq!(slice(&mut m, &exits), 4);
+}
+
+#[test]
 fn device_memory_reads_are_quiet_and_writes_are_not() {
     let mut mem = ram(1 << 20);
     // mov eax, [rbx] twice, then mov [rbx], eax; RBX = the LAPIC's TPR.

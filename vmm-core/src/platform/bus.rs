@@ -123,7 +123,10 @@ impl<Id: Copy, const N: usize> Bus<Id, N> {
         if self.ranges.iter().any(|o| o.overlaps(&r)) {
             return Err(BusError::Overlap);
         }
-        self.ranges.try_push(r).map_err(|_| BusError::Full)
+        // Kept sorted by base, so that `find` is a binary search: every port access and
+        // every device-memory access looks up its device here.
+        let at = self.ranges.partition_point(|o| o.base < r.base);
+        self.ranges.try_insert(at, r).map_err(|_| BusError::Full)
     }
 
     /// The ranges, in the order they were added.
@@ -134,7 +137,13 @@ impl<Id: Copy, const N: usize> Bus<Id, N> {
 
     /// The device an access of `size` bytes at `addr` reaches, if any range takes it.
     pub fn find(&self, addr: u64, size: u8) -> Option<Hit<Id>> {
-        let r = self.ranges.iter().find(|r| r.holds(addr))?;
+        // The last range starting at or below `addr` is the only one that can hold it
+        // (ranges do not overlap).
+        let below = self.ranges.partition_point(|r| r.base <= addr);
+        let r = self
+            .ranges
+            .get(below.checked_sub(1)?)
+            .filter(|r| r.holds(addr))?;
         if r.width == Width::Dword && (size != 4 || addr != r.base) {
             return None;
         }
@@ -175,5 +184,36 @@ mod tests {
             "the address register takes dwords only"
         );
         assert_eq!(b.find(0x400, 1), None);
+    }
+
+    #[test]
+    fn the_binary_search_finds_what_a_scan_finds_in_any_insertion_order() {
+        let table = [
+            (0x3f8, 8),
+            (0x20, 2),
+            (0xa0, 2),
+            (0x40, 4),
+            (0x61, 1),
+            (0x70, 2),
+            (0x4d0, 2),
+            (0xcf8, 1),
+            (0xcfc, 4),
+            (0x510, 2),
+            (0x600, 4),
+        ];
+        let mut b: Bus<usize, 16> = Bus::new();
+        for (i, &(base, len)) in table.iter().enumerate() {
+            b.insert(Range::new(base, len, i, Width::Any)).unwrap();
+        }
+        assert!(
+            b.ranges().windows(2).all(|w| w[0].base < w[1].base),
+            "sorted"
+        );
+        for addr in 0..0x1000u64 {
+            let scan = table
+                .iter()
+                .position(|&(base, len)| addr >= base && addr < base + len);
+            assert_eq!(b.find(addr, 1).map(|h| h.id), scan, "{addr:#x}");
+        }
     }
 }

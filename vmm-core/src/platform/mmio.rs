@@ -14,19 +14,33 @@ use crate::operand::size_mask;
 
 const PAGE: u64 = 0x1000;
 
+/// The device pages as the local APIC's mode and base last put them: rebuilt only when
+/// those change, not on every access.
+#[derive(Clone, Debug, Default)]
+pub struct DevicePages {
+    key: Option<(ApicMode, u64)>,
+    bus: Bus<DeviceId, 2>,
+}
+
 impl Platform {
     /// The device pages where they are now: the guest moves the local APIC's (or turns
     /// it into x2APIC mode, which has none) with IA32_APIC_BASE. Where the guest puts it
     /// over the IOAPIC's, the local APIC answers.
-    fn mmio_map(&self) -> Bus<DeviceId, 2> {
-        let mut bus = Bus::new();
-        if self.lapic.mode() == ApicMode::XApic {
-            let lapic = self.lapic.base_address();
-            let _ = bus.insert(Range::new(lapic, PAGE, DeviceId::Lapic, Width::Any));
+    fn mmio_map(&mut self) -> &Bus<DeviceId, 2> {
+        let key = (self.lapic.mode(), self.lapic.base_address());
+        if self.device_pages.key != Some(key) {
+            let mut bus = Bus::new();
+            if key.0 == ApicMode::XApic {
+                let _ = bus.insert(Range::new(key.1, PAGE, DeviceId::Lapic, Width::Any));
+            }
+            // Refused only when the local APIC's page covers it.
+            let _ = bus.insert(Range::new(IOAPIC_BASE, PAGE, DeviceId::Ioapic, Width::Any));
+            self.device_pages = DevicePages {
+                key: Some(key),
+                bus,
+            };
         }
-        // Refused only when the local APIC's page covers it.
-        let _ = bus.insert(Range::new(IOAPIC_BASE, PAGE, DeviceId::Ioapic, Width::Any));
-        bus
+        &self.device_pages.bus
     }
 }
 
@@ -38,7 +52,7 @@ pub struct DeviceMemory<'a> {
 
 impl DeviceMemory<'_> {
     /// The device and register offset of the dword at `gpa`.
-    fn register(&self, gpa: u64) -> Option<(DeviceId, u64)> {
+    fn register(&mut self, gpa: u64) -> Option<(DeviceId, u64)> {
         let hit = self.platform.mmio_map().find(gpa & !3, 4)?;
         Some((hit.id, hit.offset))
     }
@@ -118,5 +132,26 @@ mod tests {
         );
         assert_eq!(m.read(GuestPhys(0xfed0_0000), 4), None, "no HPET");
         assert!(!m.write(GuestPhys(0xfed0_0000), 4, 0));
+    }
+
+    #[test]
+    fn the_device_pages_follow_the_apic_base_and_mode() {
+        use crate::devices::lapic::{BASE_ENABLE, BASE_EXTD};
+        let mut p = Platform::new(16 << 20, 1_000_000_000, 0);
+        let now = Now { ns: 0, tsc: 0 };
+        let version = |p: &mut Platform, at: u64| {
+            let mut m = DeviceMemory { platform: p, now };
+            m.read(GuestPhys(at + 0x30), 4).map(|v| v & 0xff)
+        };
+        assert_eq!(version(&mut p, 0xfee0_0000), Some(0x14));
+        // The guest moves its local APIC: the old page goes quiet, the new one answers.
+        p.lapic.set_apic_base(0xfed0_0000 | BASE_ENABLE).unwrap();
+        assert_eq!(version(&mut p, 0xfee0_0000), None);
+        assert_eq!(version(&mut p, 0xfed0_0000), Some(0x14));
+        // x2APIC mode has no page at all.
+        p.lapic
+            .set_apic_base(0xfed0_0000 | BASE_ENABLE | BASE_EXTD)
+            .unwrap();
+        assert_eq!(version(&mut p, 0xfed0_0000), None);
     }
 }

@@ -83,6 +83,16 @@ const _: () = {
 };
 
 impl DeviceId {
+    /// Whether a write to it can start or stop a timer or move an interrupt by itself:
+    /// the timers and the interrupt controllers. The other devices reach interrupts only
+    /// through their IRQ lines ([`Platform::set_isa_irq`] counts those that move).
+    fn drives_interrupts(self) -> bool {
+        matches!(
+            self,
+            DeviceId::Pit | DeviceId::Pic | DeviceId::Rtc | DeviceId::Lapic | DeviceId::Ioapic
+        )
+    }
+
     pub const ALL: [DeviceId; 12] = [
         DeviceId::Com1,
         DeviceId::DebugExit,
@@ -118,9 +128,11 @@ pub struct Platform {
     lines: u16,
     /// An NMI waiting for the vCPU.
     pub nmi_pending: bool,
-    /// Device writes so far (wrapping): the dispatcher's test for "this exit changed no
-    /// device", see [`Platform::writes`].
-    writes: u32,
+    /// Where the local APIC's and the IOAPIC's pages are ([`mmio::DevicePages`]).
+    device_pages: mmio::DevicePages,
+    /// Changes to interrupt or timer state so far (wrapping): the dispatcher's test for
+    /// "this exit changed nothing it must act on", see [`Platform::changes`].
+    changes: u32,
 }
 
 impl Platform {
@@ -144,7 +156,8 @@ impl Platform {
             fw_cfg: FwCfg::new(ram),
             lines: 0,
             nmi_pending: false,
-            writes: 0,
+            device_pages: mmio::DevicePages::default(),
+            changes: 0,
         }
     }
 
@@ -155,6 +168,7 @@ impl Platform {
             return;
         }
         self.lines = (self.lines & !bit) | if level { bit } else { 0 };
+        self.changed();
         self.pic.set_irq(irq, level);
         let pin = if irq == 0 { 2 } else { irq };
         if let Some(d) = self.ioapic.set_irq(pin, level) {
@@ -188,7 +202,8 @@ impl Platform {
 
     /// Acts on what a device access did; what concerns the whole VM is returned.
     /// A write to device `id`'s register at `offset`, and what it did to the machine. Every
-    /// device write (ports, device memory) comes through here and is counted.
+    /// device write (ports, device memory) comes through here; one to a timer or an
+    /// interrupt controller counts as a change ([`Platform::changes`]).
     fn device_write(
         &mut self,
         id: DeviceId,
@@ -197,20 +212,31 @@ impl Platform {
         value: u64,
         now: Now,
     ) -> PlatformEffect {
-        self.writes = self.writes.wrapping_add(1);
+        if id.drives_interrupts() {
+            self.changed();
+        }
         let e = self.device(id).write(offset, size, value, now);
         self.apply(e)
     }
 
-    /// How many device writes and platform MSR writes the guest has made (wrapping). An
-    /// exit that leaves it unchanged only read devices, and a read can lower an
-    /// interrupt line but neither raise one nor move a timer: the dispatcher need not
-    /// bring devices, interrupt offers and exit timers up to date after it.
-    pub fn writes(&self) -> u32 {
-        self.writes
+    fn changed(&mut self) {
+        self.changes = self.changes.wrapping_add(1);
+    }
+
+    /// How often interrupt or timer state may have changed (wrapping): a write to a timer
+    /// or an interrupt controller, an IRQ line that moved, an interrupt delivered, a
+    /// platform MSR written. An exit that leaves it as it was (a device read; a byte to a
+    /// UART whose interrupt line stays where it was) leaves the timers, the interrupt the
+    /// guest may take and the exit timers as they were, and the dispatcher need not bring
+    /// them up to date after it.
+    pub fn changes(&self) -> u32 {
+        self.changes
     }
 
     fn apply(&mut self, e: DeviceEffect) -> PlatformEffect {
+        if e != DeviceEffect::None {
+            self.changed();
+        }
         match e {
             DeviceEffect::None => PlatformEffect::None,
             DeviceEffect::Exit(status) => PlatformEffect::Exit(status),
@@ -230,7 +256,7 @@ impl Platform {
     /// After an access to device `id`, follows the interrupt lines it drives.
     fn sync_lines(&mut self, id: DeviceId) {
         match id {
-            DeviceId::Com1 => self.sync_uart_irq(),
+            DeviceId::Com1 => self.sync_com1_irq(),
             DeviceId::Legacy => {
                 let (k, m) = (self.legacy.irq1_level(), self.legacy.irq12_level());
                 self.set_isa_irq(1, k);
@@ -298,7 +324,7 @@ impl Platform {
 
     /// WRMSR of an MSR the platform owns; `None` when it is not one of them.
     pub fn write_msr(&mut self, msr: u32, value: u64, now: Now) -> Option<Result<(), Event>> {
-        self.writes = self.writes.wrapping_add(1);
+        self.changed();
         Some(match msr {
             MSR_APIC_BASE => self.lapic.set_apic_base(value).map_err(|()| Event::gp(0)),
             MSR_TSC_DEADLINE => {
@@ -317,7 +343,7 @@ impl Platform {
     }
 
     /// Follows COM1's interrupt output onto IRQ 4.
-    fn sync_uart_irq(&mut self) {
+    pub fn sync_com1_irq(&mut self) {
         let level = self.com1.irq_pending();
         self.set_isa_irq(COM1_IRQ, level);
     }
@@ -439,10 +465,10 @@ mod tests {
         p.lapic.write_mmio(0x350, 1 << 16, T0.ns);
         p.com1.write(4, 0x08); // OUT2
         p.com1.write(1, 0x02); // THRE interrupt: the transmitter is empty
-        p.sync_uart_irq();
+        p.sync_com1_irq();
         assert_eq!(p.acknowledge_interrupt(), Some(0x44));
         p.com1.read(2); // reading IIR clears THRE
-        p.sync_uart_irq();
+        p.sync_com1_irq();
         assert_eq!(p.lines & (1 << 4), 0);
     }
 
