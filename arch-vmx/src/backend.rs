@@ -5,7 +5,7 @@ use crate::caps::VmxCaps;
 use crate::host_state::HostState;
 use crate::structures::Structures;
 use crate::vcpu::VmxVcpu;
-use crate::vmcs::hw::{flush_new_vcpu, invept_all, HwVmcs};
+use crate::vmcs::hw::{flush_new_vcpu, invept_all, CurrentSlot, HwVmcs};
 use crate::vpid::VpidPool;
 use vmm_core::cpu_rules::CpuRules;
 use vmm_core::memory::GuestMemory;
@@ -19,11 +19,14 @@ static VPIDS: VpidPool = VpidPool::new();
 /// VT-x, switched on: VMX root operation has been entered with VMXON.
 pub struct Vmx {
     caps: VmxCaps,
+    /// This CPU's record of its current VMCS.
+    current: CurrentSlot,
 }
 
 impl Vmx {
     /// Sets CR0/CR4 as VMX requires and executes VMXON (SDM Vol 3C 24.7, 24.8).
     pub fn enable<A: FrameAllocator>(caps: VmxCaps, frames: &mut A) -> Result<Vmx, &'static str> {
+        let current = CurrentSlot::take().ok_or("more host CPUs than Janus' VT-x supports")?;
         let region = frames
             .alloc_table()
             .ok_or("no memory for the VMXON region")?;
@@ -40,7 +43,7 @@ impl Vmx {
         if caps.invept_all() {
             invept_all();
         }
-        Ok(Vmx { caps })
+        Ok(Vmx { caps, current })
     }
 }
 
@@ -58,7 +61,7 @@ impl ArchBackend for Vmx {
         // exit flushes its linear mappings (SDM Vol 3C 29.1).
         let vpid = self.caps.flushable_vpid().then(|| VPIDS.take()).flatten();
         let s = Structures::allocate(mem, self.caps.revision, vpid, frames)?;
-        let vmcs = match HwVmcs::load_fresh(s.vmcs) {
+        let vmcs = match HwVmcs::load_fresh(s.vmcs, self.current) {
             Ok(v) => v,
             Err(e) => {
                 s.free(false, frames);

@@ -10,26 +10,47 @@ use crate::caps::{ept_cap, VmxCaps};
 use crate::entry::vmx_run;
 use crate::regs::GuestRegs;
 use crate::resident::HwCpu;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use vmm_core::addr::HostPhys;
 use vmm_core::vcpu::VcpuError;
 use x86::bits64::vmx;
 
-/// The physical address of the VMCS last made current on this CPU (0: none).
-static CURRENT: AtomicU64 = AtomicU64::new(0);
+/// Host CPUs Janus can run VT-x on.
+const MAX_CPUS: usize = 64;
 
-/// A VMCS in host memory, reached with VMREAD/VMWRITE.
+/// Per host CPU, the physical address of the VMCS last made current on it (0: none).
+/// Each CPU has its own slot: with one shared word, two CPUs running guests would each
+/// find the other's VMCS named there and reload their own on every VMREAD.
+static CURRENT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// The next free slot of [`CURRENT`].
+static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+
+/// This host CPU's slot of [`CURRENT`], taken once when the CPU enters VMX operation.
+#[derive(Clone, Copy, Debug)]
+pub struct CurrentSlot(&'static AtomicU64);
+
+impl CurrentSlot {
+    /// A slot of its own for the calling CPU, or `None` past [`MAX_CPUS`].
+    pub fn take() -> Option<CurrentSlot> {
+        CURRENT
+            .get(NEXT_SLOT.fetch_add(1, Ordering::Relaxed))
+            .map(CurrentSlot)
+    }
+}
+
+/// A VMCS in host memory, reached with VMREAD/VMWRITE on the CPU that owns `current`.
 #[derive(Debug)]
 pub struct HwVmcs {
     phys: HostPhys,
+    current: CurrentSlot,
 }
 
 impl HwVmcs {
     /// VMCLEAR then VMPTRLD: the 4 KiB page at `phys`, holding the VMCS revision ID,
     /// becomes the current, clear VMCS (SDM Vol 3C 25.11.3).
-    pub fn load_fresh(phys: HostPhys) -> Result<HwVmcs, VcpuError> {
-        vmclear(phys)?;
-        let v = HwVmcs { phys };
+    pub fn load_fresh(phys: HostPhys, current: CurrentSlot) -> Result<HwVmcs, VcpuError> {
+        vmclear_on(phys, current)?;
+        let v = HwVmcs { phys, current };
         v.load()?;
         Ok(v)
     }
@@ -41,13 +62,13 @@ impl HwVmcs {
             what: "VMPTRLD failed",
             code: self.phys.0,
         })?;
-        CURRENT.store(self.phys.0, Ordering::Relaxed);
+        self.current.0.store(self.phys.0, Ordering::Relaxed);
         Ok(())
     }
 
     /// Makes this VMCS current if it is not already.
     fn make_current(&self) -> Result<(), VcpuError> {
-        if CURRENT.load(Ordering::Relaxed) == self.phys.0 {
+        if self.current.0.load(Ordering::Relaxed) == self.phys.0 {
             return Ok(());
         }
         self.load()
@@ -78,7 +99,7 @@ impl VmcsAccess for HwVmcs {
     }
 
     fn clear(&mut self) -> Result<(), VcpuError> {
-        vmclear(self.phys)
+        vmclear_on(self.phys, self.current)
     }
 
     fn enter(&mut self, regs: &mut GuestRegs, launched: bool) -> Result<(), VcpuError> {
@@ -154,8 +175,9 @@ unsafe fn vmwrite(field: u32, value: u64) -> bool {
     ok != 0
 }
 
-/// VMCLEAR of the VMCS at `phys` (SDM Vol 3C 25.11.3, 31.3).
-fn vmclear(phys: HostPhys) -> Result<(), VcpuError> {
+/// VMCLEAR of the VMCS at `phys` on the CPU that owns `current` (SDM Vol 3C 25.11.3,
+/// 31.3).
+fn vmclear_on(phys: HostPhys, current: CurrentSlot) -> Result<(), VcpuError> {
     // SAFETY: `phys` is a 4 KiB page given to a VMCS, holding the revision ID; VMX root
     // operation is on (the `Vmx` object exists only after VMXON). VMCLEAR only writes
     // that page.
@@ -164,7 +186,9 @@ fn vmclear(phys: HostPhys) -> Result<(), VcpuError> {
         code: phys.0,
     })?;
     // VMCLEAR of the current VMCS leaves no VMCS current.
-    let _ = CURRENT.compare_exchange(phys.0, 0, Ordering::Relaxed, Ordering::Relaxed);
+    let _ = current
+        .0
+        .compare_exchange(phys.0, 0, Ordering::Relaxed, Ordering::Relaxed);
     Ok(())
 }
 
