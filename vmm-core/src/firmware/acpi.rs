@@ -26,7 +26,7 @@
 //! port 0xCF9 (value 0x06, which [`crate::devices::legacy`] takes as a CPU reset). The
 //! DSDT holds nothing but `\_S0` and `\_S5`.
 
-use super::as_bytes;
+use super::{as_bytes, checksum, sum};
 use crate::addr::GuestPhys;
 use crate::devices::acpi_pm::{
     PM1A_CNT, PM1A_EVT, PM1_CNT_LEN, PM1_EVT_LEN, SLP_TYP_S0, SLP_TYP_S5,
@@ -429,15 +429,6 @@ as_bytes!(
     MadtInterruptOverride,
     MadtLocalApicNmi
 );
-
-fn sum(bytes: &[u8]) -> u8 {
-    bytes.iter().fold(0u8, |a, &b| a.wrapping_add(b))
-}
-
-/// The byte that makes `bytes` sum to 0 (mod 256) when stored in a zeroed checksum field.
-pub fn checksum(bytes: &[u8]) -> u8 {
-    0u8.wrapping_sub(sum(bytes))
-}
 
 /// AML: NameOp, RootChar, the name, then `Package (4) { typ, typ, 0, 0 }`.
 const fn sleep_package(name: [u8; 4], typ: u8) -> [u8; 15] {

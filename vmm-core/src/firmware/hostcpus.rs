@@ -129,11 +129,6 @@ fn boot_first(list: CpuList, boot_apic_id: u32) -> CpuList {
     out
 }
 
-/// Whether `bytes` sum to 0 (mod 256), as every ACPI and MP structure must.
-pub fn sums_to_zero(bytes: &[u8]) -> bool {
-    bytes.iter().fold(0u8, |a, &b| a.wrapping_add(b)) == 0
-}
-
 /// Sums `len` bytes from `addr` in chunks (tables are read without a heap).
 pub fn sum_at(mem: &dyn PhysRead, addr: u64, len: u64) -> Option<u8> {
     let mut sum = 0u8;
@@ -144,7 +139,7 @@ pub fn sum_at(mem: &dyn PhysRead, addr: u64, len: u64) -> Option<u8> {
         if !mem.read(addr.checked_add(done)?, &mut buf[..n]) {
             return None;
         }
-        sum = buf[..n].iter().fold(sum, |a, &b| a.wrapping_add(b));
+        sum = sum.wrapping_add(super::sum(&buf[..n]));
         done += n as u64;
     }
     Some(sum)
@@ -293,7 +288,7 @@ mod tests {
     #[test]
     fn sum_at_reads_in_chunks_and_refuses_what_is_out_of_reach() {
         let mem = Bytes((0..=255u8).cycle().take(1000).collect());
-        let whole = mem.0.iter().fold(0u8, |a, &b| a.wrapping_add(b));
+        let whole = crate::firmware::sum(&mem.0);
         assert_eq!(sum_at(&mem, 0, 1000), Some(whole));
         assert_eq!(sum_at(&mem, 900, 101), None);
         assert_eq!(sum_at(&mem, u64::MAX, 2), None);

@@ -10,7 +10,7 @@
 //! flags), 5.2.12.12 (processor local x2APIC, type 9, 16 bytes: x2APIC ID at 4, flags at
 //! 8) and table 5.23 (flags: bit 0 Enabled, bit 1 Online Capable).
 
-use super::hostcpus::{sum_at, sums_to_zero, u32_at, u64_at, CpuList, HostCpu, PhysRead, Source};
+use super::hostcpus::{sum_at, u32_at, u64_at, CpuList, HostCpu, PhysRead, Source};
 
 const HEADER: u64 = 36;
 const MADT_ENTRIES: u64 = 44;
@@ -34,12 +34,12 @@ fn find_table(mem: &dyn PhysRead, rsdp: &[u8], signature: &[u8; 4]) -> Result<u6
     if rsdp.len() < 20 || &rsdp[..8] != b"RSD PTR " {
         return Err("ACPI: the RSDP has no `RSD PTR ` signature");
     }
-    if !sums_to_zero(&rsdp[..20]) {
+    if super::sum(&rsdp[..20]) != 0 {
         return Err("ACPI: the RSDP checksum is wrong");
     }
     let (root, entry_size) = if rsdp[15] >= 2 && rsdp.len() >= 36 && u64_at(rsdp, 24) != 0 {
         let len = (u32_at(rsdp, 20) as usize).min(rsdp.len());
-        if len < 36 || !sums_to_zero(&rsdp[..len]) {
+        if len < 36 || super::sum(&rsdp[..len]) != 0 {
             return Err("ACPI: the RSDP extended checksum is wrong");
         }
         (u64_at(rsdp, 24), 8)
@@ -171,10 +171,7 @@ mod tests {
         let at = at as usize;
         let len = u32_at(&m.0, at + 4) as usize;
         m.0[at + 9] = 0;
-        let s = m.0[at..at + len]
-            .iter()
-            .fold(0u8, |a, &b| a.wrapping_add(b));
-        m.0[at + 9] = 0u8.wrapping_sub(s);
+        m.0[at + 9] = crate::firmware::checksum(&m.0[at..at + len]);
     }
 
     fn ids(l: &CpuList) -> Vec<u32> {
@@ -195,8 +192,7 @@ mod tests {
         let mut r = rsdp(&m);
         r[15] = 0;
         r[8] = 0;
-        let s = r[..20].iter().fold(0u8, |a, &b| a.wrapping_add(b));
-        r[8] = 0u8.wrapping_sub(s);
+        r[8] = crate::firmware::checksum(&r[..20]);
         assert_eq!(ids(&cpus_from_rsdp(&m, &r[..20]).unwrap()), [0, 1]);
     }
 

@@ -7,6 +7,17 @@ pub mod madt;
 pub mod mpscan;
 pub mod mptable;
 
+/// The sum of `bytes` mod 256: 0 for every well-formed ACPI and MP structure (ACPI 6.5
+/// 5.2.5.3, MP spec 1.4 4.1).
+pub fn sum(bytes: &[u8]) -> u8 {
+    bytes.iter().fold(0u8, |a, &b| a.wrapping_add(b))
+}
+
+/// The byte that makes `bytes` sum to 0 (mod 256) when stored in a zeroed checksum field.
+pub fn checksum(bytes: &[u8]) -> u8 {
+    0u8.wrapping_sub(sum(bytes))
+}
+
 /// The bytes of a `repr(C, packed)` structure made of integers and byte arrays.
 ///
 /// # Safety

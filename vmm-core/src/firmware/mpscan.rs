@@ -11,7 +11,7 @@
 //! bit 0 EN; bus, I/O APIC, I/O and local interrupt assignments 8 bytes) and 5 (the
 //! default configurations have two processors, APIC IDs 0 and 1).
 
-use super::hostcpus::{sum_at, sums_to_zero, u16_at, u32_at, CpuList, HostCpu, PhysRead, Source};
+use super::hostcpus::{sum_at, u16_at, u32_at, CpuList, HostCpu, PhysRead, Source};
 use core::ops::Range;
 
 const FLOATING: &[u8; 4] = b"_MP_";
@@ -63,7 +63,7 @@ fn find_floating(mem: &dyn PhysRead) -> Option<u64> {
     for area in areas(mem) {
         for at in area.step_by(16) {
             let mut f = [0u8; 16];
-            if mem.read(at, &mut f) && &f[..4] == FLOATING && f[8] == 1 && sums_to_zero(&f) {
+            if mem.read(at, &mut f) && &f[..4] == FLOATING && f[8] == 1 && super::sum(&f) == 0 {
                 return Some(at);
             }
         }
@@ -137,10 +137,7 @@ mod tests {
     fn fix_table_checksum(m: &mut Bytes, table: usize) {
         let len = u16_at(&m.0, table + 4) as usize;
         m.0[table + 7] = 0;
-        let s = m.0[table..table + len]
-            .iter()
-            .fold(0u8, |a, &b| a.wrapping_add(b));
-        m.0[table + 7] = 0u8.wrapping_sub(s);
+        m.0[table + 7] = crate::firmware::checksum(&m.0[table..table + len]);
     }
 
     #[test]

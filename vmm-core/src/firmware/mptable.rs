@@ -16,7 +16,7 @@
 //! the ISA bus's polarity and trigger (active high, edge). The local APICs get ExtINT on
 //! LINT0 and NMI on LINT1.
 
-use super::as_bytes;
+use super::{as_bytes, checksum};
 use crate::addr::GuestPhys;
 use crate::memory::{GuestMemory, MemError};
 
@@ -170,11 +170,6 @@ as_bytes!(BusEntry);
 as_bytes!(IoApicEntry);
 as_bytes!(InterruptEntry);
 
-/// The byte that makes `bytes` sum to 0 (mod 256) when stored in a zeroed checksum field.
-pub fn checksum(bytes: &[u8]) -> u8 {
-    0u8.wrapping_sub(bytes.iter().fold(0u8, |a, &b| a.wrapping_add(b)))
-}
-
 /// Bytes [`write`] produces for `cpus` processors: pointer, header and entries.
 pub const fn size(cpus: u8) -> u64 {
     16 + 44 + 20 * cpus as u64 + 8 + 8 + 8 * (IO_INTERRUPTS as u64 + LOCAL_INTERRUPTS as u64)
@@ -252,7 +247,7 @@ pub fn write(
     let mut put = |mem: &mut GuestMemory, b: &[u8]| -> Result<(), MemError> {
         mem.write(GuestPhys(off), b)?;
         off += b.len() as u64;
-        sum = b.iter().fold(sum, |a, &x| a.wrapping_add(x));
+        sum = sum.wrapping_add(super::sum(b));
         count += 1;
         Ok(())
     };
@@ -304,7 +299,7 @@ pub fn write(
         lapic_addr: LAPIC_ADDR,
         ..Default::default()
     };
-    let hdr_sum = hdr.as_bytes().iter().fold(sum, |a, &x| a.wrapping_add(x));
+    let hdr_sum = sum.wrapping_add(super::sum(hdr.as_bytes()));
     hdr.checksum = 0u8.wrapping_sub(hdr_sum);
     mem.write(table_at, hdr.as_bytes())?;
 
@@ -326,15 +321,12 @@ pub fn write(
 mod tests {
     extern crate std;
     use super::*;
+    use crate::firmware::sum;
     use crate::memory::testing::ram;
     use std::vec;
     use std::vec::Vec;
 
     const AT: u64 = 0x9_FC00;
-
-    fn sum(b: &[u8]) -> u8 {
-        b.iter().fold(0u8, |a, &x| a.wrapping_add(x))
-    }
 
     /// Writes a table and returns (pointer bytes, table bytes).
     fn build(cpus: u8) -> (Vec<u8>, Vec<u8>) {
