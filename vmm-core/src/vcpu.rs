@@ -229,6 +229,10 @@ pub enum StartMode {
         gdt_base: u64,
         gdt_limit: u16,
     },
+    /// An application processor after INIT and a start-up IPI with `vector`: real mode at
+    /// `vector << 12` (CS selector `vector << 8`, IP 0), as SDM Vol 3A 9.1.1 (Table 9-1,
+    /// the state after INIT) and 10.4.4.1 (the SIPI's vector) give it.
+    Startup { vector: u8 },
 }
 
 /// A guest-visible MSR whose value lives in the backend's guest-state area (VMCS or
@@ -492,6 +496,34 @@ impl StartMode {
                     },
                     idt: DescTable { base: 0, limit: 0 },
                     gprs,
+                }
+            }
+            StartMode::Startup { vector } => {
+                let real = |selector: u16, base: u64, attr: u16| Segment {
+                    selector,
+                    base,
+                    limit: 0xffff,
+                    attr,
+                };
+                InitialState {
+                    cr0: 0x6000_0010, // CD | NW | ET, as after INIT
+                    cr3: 0,
+                    cr4: 0,
+                    efer: 0,
+                    rip: 0,
+                    rflags: 2,
+                    cs: real((vector as u16) << 8, (vector as u64) << 12, 0x9b),
+                    data: real(0, 0, 0x93),
+                    tr,
+                    gdt: DescTable {
+                        base: 0,
+                        limit: 0xffff,
+                    },
+                    idt: DescTable {
+                        base: 0,
+                        limit: 0xffff,
+                    },
+                    gprs: GprFile::default(),
                 }
             }
         }

@@ -47,6 +47,9 @@ pub struct HostHooks {
 pub const RTC_EPOCH: u64 = 1_767_225_600;
 
 pub type Name = ArrayString<32>;
+
+/// The most vCPUs a guest can have (`vcpus=`): APIC IDs 0 to 7, below the IOAPIC's.
+pub const MAX_GUEST_VCPUS: usize = 8;
 pub type Reason = ArrayString<160>;
 
 /// How a guest's run ended.

@@ -98,6 +98,9 @@ pub struct GuestPlan<'a> {
     pub modules: GuestModules<'a>,
     /// How the guest shares the CPU and what its end is.
     pub schedule: Schedule,
+    /// Its virtual CPUs (`vcpus=`, 1 to [`crate::vm::MAX_GUEST_VCPUS`]): the first starts
+    /// at the image's entry, the others wait for INIT and SIPI as on a PC.
+    pub vcpus: u8,
 }
 
 /// A guest's scheduling settings (`weight=`, `on-reset=`, `limit=`).
@@ -380,6 +383,7 @@ fn plan_guest<'a>(
         cmdline,
         initrd,
         modules,
+        vcpus: 1,
         schedule: Schedule {
             weight: args.weight.unwrap_or(1),
             on_reset: args.on_reset.unwrap_or_default(),
