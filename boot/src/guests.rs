@@ -89,7 +89,7 @@ fn load(
         }
     };
     Ok(Guest {
-        vm: Vm::new(&name, mem, hooks),
+        vm: Vm::new(&name, mem, hooks, plan.vcpus),
         start,
         plan: *plan,
         ram: (hpa, size),
@@ -128,7 +128,7 @@ fn load_linux(
         initrd: plan.initrd,
     };
     let boot = linux::load(img, mem, &setup).map_err(LoadError::Linux)?;
-    write_firmware_tables(mem)?;
+    write_firmware_tables(mem, plan.vcpus)?;
     say!(
         "guest {}: loaded Linux (boot protocol {}.{:02}), kernel at {:#x}, initrd {}, memory {} MiB",
         plan.name,
@@ -144,15 +144,21 @@ fn load_linux(
     Ok(boot.start)
 }
 
-/// The MP table in the EBDA and the ACPI tables from [`acpi::RSDP_ADDR`], describing one
-/// CPU, the IOAPIC and the ISA interrupts.
-fn write_firmware_tables(mem: &mut GuestMemory) -> Result<(), LoadError> {
-    mptable::write(mem, GuestPhys(EBDA_START), 1, IOAPIC_ID, IOAPIC_BASE as u32)
-        .map_err(|e| LoadError::Table("MP table", e))?;
+/// The MP table in the EBDA and the ACPI tables from [`acpi::RSDP_ADDR`], describing the
+/// guest's `vcpus` CPUs (APIC IDs 0 to vcpus - 1), the IOAPIC and the ISA interrupts.
+fn write_firmware_tables(mem: &mut GuestMemory, vcpus: u8) -> Result<(), LoadError> {
+    mptable::write(
+        mem,
+        GuestPhys(EBDA_START),
+        vcpus,
+        IOAPIC_ID,
+        IOAPIC_BASE as u32,
+    )
+    .map_err(|e| LoadError::Table("MP table", e))?;
     acpi::write(
         mem,
         GuestPhys(acpi::RSDP_ADDR),
-        1,
+        vcpus,
         IOAPIC_ID,
         IOAPIC_BASE as u32,
         acpi::PmPorts::PC,
@@ -161,11 +167,14 @@ fn write_firmware_tables(mem: &mut GuestMemory) -> Result<(), LoadError> {
     Ok(())
 }
 
+/// Multiboot1 guests find the firmware tables where a PC's BIOS leaves them (as under
+/// QEMU's `-kernel`): an SMP kernel learns its CPUs from them.
 fn load_multiboot1(
     plan: &GuestPlan<'_>,
     image: &[u8],
     mem: &mut GuestMemory,
 ) -> Result<StartMode, LoadError> {
+    write_firmware_tables(mem, plan.vcpus)?;
     let modules = plan.modules.as_slice();
     let boot =
         multiboot1::load(image, mem, plan.cmdline, modules).map_err(LoadError::Multiboot1)?;
@@ -179,7 +188,7 @@ fn load_multiboot2(
     image: &[u8],
     mem: &mut GuestMemory,
 ) -> Result<StartMode, LoadError> {
-    write_firmware_tables(mem)?;
+    write_firmware_tables(mem, plan.vcpus)?;
     let modules = plan.modules.as_slice();
     let rsdp = Some(acpi::RSDP_ADDR);
     let boot =

@@ -2,11 +2,15 @@
 //! (each online host CPU runs one of these loops with its own queue: `smp.rs`).
 //!
 //! The policy is vmm_core::sched's `RunQueue` (weighted fair shares, 10 ms slices,
-//! halted guests cost nothing until their next interrupt). This file does what needs the
-//! hardware: entering a guest for one slice (`dispatch::run_slice`), switching the CPU
-//! from one guest to another (the backend's `put`/`load`, the x87/SSE/AVX state, an IBPB
-//! where the CPU has one), idling when every guest is halted, and ending or restarting
-//! guests.
+//! halted guests cost nothing until their next interrupt), and within a guest's slice
+//! vmm_core::turns' (its vCPUs take turns). This file does what needs the hardware:
+//! entering a vCPU for its turn (`dispatch::run_slice`), switching the CPU from one vCPU
+//! to another (the backend's `put`/`load`, the x87/SSE/AVX state, an IBPB when the guest
+//! changes), starting and stopping vCPUs on INIT and SIPI, idling when every guest is
+//! halted, and ending or restarting guests.
+//!
+//! All vCPUs of a guest run on its host CPU, one at a time: a guest's devices and memory
+//! are then never touched by two host CPUs at once.
 
 use crate::frames::HostFrames;
 use crate::guests::Guest;
@@ -16,9 +20,11 @@ use vmm_core::cpu_rules::CpuRules;
 use vmm_core::dispatch::{self, Stop};
 use vmm_core::fpu::{FpuState, SaveMode};
 use vmm_core::loader::cmdline::OnReset;
+use vmm_core::platform::cpus::RunState;
 use vmm_core::sched::{Next, RunQueue, MAX_VCPUS};
-use vmm_core::vcpu::{ArchBackend, ArchVcpu, VcpuError};
-use vmm_core::vm::GuestEnd;
+use vmm_core::turns::{self, Turn};
+use vmm_core::vcpu::{ArchBackend, ArchVcpu, StartMode, VcpuError};
+use vmm_core::vm::{GuestEnd, MAX_GUEST_VCPUS};
 
 /// IA32_PRED_CMD (SDM Vol 4 Table 2-2): writing bit 0 (IBPB) keeps branch predictions
 /// one guest trained from steering another's.
@@ -31,11 +37,39 @@ const MIN_SLICE_NS: u64 = 100_000;
 /// A guest that resets more often than this with `on-reset=restart` ends instead.
 pub const MAX_RESTARTS: u32 = 3;
 
-/// One guest on this CPU: its VM, its vCPU while it lives, and its saved state.
-pub struct Slot<V> {
-    pub guest: Guest,
+/// One vCPU of a guest: its backend state while it runs (none while it waits for a
+/// SIPI) and its saved x87/SSE/AVX state.
+pub struct VcpuSlot<V> {
     pub vcpu: Option<V>,
     pub fpu: FpuState,
+    /// It halted; the device event that may wake it, if any.
+    halted: Option<Option<u64>>,
+}
+
+impl<V: ArchVcpu> VcpuSlot<V> {
+    fn empty() -> Self {
+        VcpuSlot {
+            vcpu: None,
+            fpu: FpuState::reset(),
+            halted: None,
+        }
+    }
+
+    fn turn(&self) -> Turn {
+        match (&self.vcpu, self.halted) {
+            (None, _) => Turn::Absent,
+            (Some(_), Some(wake_ns)) => Turn::Halted { wake_ns },
+            (Some(_), None) => Turn::Runnable,
+        }
+    }
+}
+
+/// One guest on this CPU: its VM, its vCPUs, and what the scheduler keeps of it.
+pub struct Slot<V> {
+    pub guest: Guest,
+    pub vcpus: ArrayVec<VcpuSlot<V>, MAX_GUEST_VCPUS>,
+    /// The vCPU whose turn it was last.
+    last_vcpu: usize,
     pub end: Option<GuestEnd>,
     pub restarts: u32,
     /// When its `limit=` runs out (host ns), from its first slice on.
@@ -68,16 +102,51 @@ impl Cpu {
     }
 }
 
-/// Gives `slot`'s guest a new vCPU, starting from its boot state and reset x87/SSE.
+impl<V: ArchVcpu> Slot<V> {
+    /// Whether the guest lives (it has not ended).
+    fn live(&self) -> bool {
+        self.end.is_none()
+    }
+
+    fn turns(&self) -> ArrayVec<Turn, MAX_GUEST_VCPUS> {
+        self.vcpus.iter().map(VcpuSlot::turn).collect()
+    }
+}
+
+/// Gives `slot`'s guest its vCPUs as at power-on: the boot vCPU at its boot state, the
+/// others waiting for a SIPI.
 fn start_vcpu<B: ArchBackend>(
     backend: &mut B,
     frames: &mut HostFrames,
     slot: &mut Slot<B::Vcpu>,
 ) -> Result<(), VcpuError> {
-    let g = &slot.guest;
-    let rules = CpuRules::for_guest(g.vm.host.cpuid);
-    slot.vcpu = Some(backend.create_vcpu(&g.vm.memory, g.start, rules, frames)?);
-    slot.fpu = FpuState::reset();
+    slot.vcpus.clear();
+    for _ in 0..slot.guest.vm.platform.cpus.len() {
+        slot.vcpus.push(VcpuSlot::empty());
+    }
+    slot.last_vcpu = 0;
+    let start = slot.guest.start;
+    create(backend, frames, slot, 0, start)
+}
+
+/// Creates vCPU `i` of `slot`'s guest at `start`, with reset x87/SSE.
+fn create<B: ArchBackend>(
+    backend: &mut B,
+    frames: &mut HostFrames,
+    slot: &mut Slot<B::Vcpu>,
+    i: usize,
+    start: StartMode,
+) -> Result<(), VcpuError> {
+    let vm = &slot.guest.vm;
+    let rules = CpuRules::for_guest(vm.host.cpuid);
+    let mut vcpu = backend.create_vcpu(&vm.memory, start, rules, frames)?;
+    // All vCPUs of a guest read one TSC (IA32_TSC writes move it for all).
+    vcpu.set_tsc_offset(vm.tsc_offset);
+    slot.vcpus[i] = VcpuSlot {
+        vcpu: Some(vcpu),
+        fpu: FpuState::reset(),
+        halted: None,
+    };
     Ok(())
 }
 
@@ -88,8 +157,8 @@ pub struct Scheduler<'a, B: ArchBackend> {
     pub cpu: Cpu,
     pub slots: ArrayVec<Slot<B::Vcpu>, MAX_VCPUS>,
     queue: RunQueue,
-    /// The slot whose state is in the CPU.
-    current: Option<usize>,
+    /// The slot and vCPU whose state is in the CPU.
+    current: Option<(usize, usize)>,
     /// The last slice: whose, and the TSC when it ended.
     last_slice: Option<(usize, u64)>,
     /// Switches from one guest to another, and the TSC ticks they took in all: from the
@@ -126,8 +195,8 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
         let weight = guest.plan.schedule.weight;
         let mut slot = Slot {
             guest,
-            vcpu: None,
-            fpu: FpuState::reset(),
+            vcpus: ArrayVec::new(),
+            last_vcpu: 0,
             end: None,
             restarts: 0,
             deadline,
@@ -180,7 +249,6 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
     }
 
     fn run_one(&mut self, id: usize, now: u64, until_ns: u64) {
-        self.switch_to(id);
         // Another guest's event ends the slice early, but never before MIN_SLICE_NS: the
         // running guest always gets somewhere.
         let early = self
@@ -203,13 +271,11 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
             slot.deadline = limit.map(|l| now.saturating_add(l));
         }
         let until = slot.deadline.map_or(until, |d| d.min(until));
-        let stop = match slot.vcpu.as_mut() {
-            Some(vcpu) => dispatch::run_slice(vcpu, &mut slot.guest.vm, until),
-            None => Stop::Ended(GuestEnd::error(format_args!("no vCPU"))),
-        };
+        let stop = self.run_turns(id, until);
         self.last_slice = Some((id, crate::time::tsc()));
         let ended = crate::time::now_ns();
         let ran = ended.saturating_sub(now);
+        let slot = &mut self.slots[id];
         slot.cpu_ns += ran;
         let _ = self.queue.charge(id, ran);
         match stop {
@@ -217,7 +283,8 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
             // Nothing will ever wake it: only its time limit can end it; without one it
             // ends now.
             Stop::Halted { wake_ns: None } if self.slots[id].deadline.is_none() => {
-                let end = self.slots[id]
+                let s = &self.slots[id];
+                let end = s.vcpus[s.last_vcpu]
                     .vcpu
                     .as_ref()
                     .map_or(GuestEnd::Halted, dispatch::sleeps_forever);
@@ -234,19 +301,19 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
     fn end_expired(&mut self, now: u64) {
         for id in 0..self.slots.len() {
             let s = &self.slots[id];
-            if s.vcpu.is_some() && s.deadline.is_some_and(|d| d <= now) {
+            if s.live() && s.deadline.is_some_and(|d| d <= now) {
                 self.finish(id, GuestEnd::TimeLimit);
             }
         }
     }
 
-    /// Which guests have an interrupt waiting; the halted ones among them become
-    /// runnable.
+    /// Which guests have an interrupt waiting for one of their vCPUs (or a vCPU to start
+    /// or stop); the halted ones among them become runnable.
     fn poll_interrupts(&mut self) -> ArrayVec<bool, MAX_VCPUS> {
         let mut pending = ArrayVec::new();
         for slot in self.slots.iter_mut() {
-            let live = slot.vcpu.is_some();
-            pending.push(live && dispatch::has_interrupt(&mut slot.guest.vm));
+            let live = slot.live();
+            pending.push(live && wake_vcpus(slot));
         }
         let halted: ArrayVec<usize, MAX_VCPUS> = self.queue.halted().collect();
         for id in halted {
@@ -256,7 +323,10 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
         }
         // Going first for an interrupt makes sense only if the guest can take it now.
         for (p, slot) in pending.iter_mut().zip(self.slots.iter()) {
-            *p = *p && slot.vcpu.as_ref().is_some_and(|v| v.interrupts_open());
+            *p = *p
+                && slot.vcpus.iter().any(|v| {
+                    v.halted.is_none() && v.vcpu.as_ref().is_some_and(|v| v.interrupts_open())
+                });
         }
         pending
     }
@@ -267,7 +337,7 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
         self.slots
             .iter()
             .enumerate()
-            .filter(|(i, s)| *i != id && s.vcpu.is_some())
+            .filter(|(i, s)| *i != id && s.live())
             .filter_map(|(_, s)| {
                 let event = s.guest.vm.platform.next_event_ns(s.guest.vm.now());
                 match (event, s.deadline) {
@@ -278,44 +348,112 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
             .min()
     }
 
-    /// Makes slot `next` the one whose state is in the CPU.
-    fn switch_to(&mut self, next: usize) {
-        if self.current == Some(next) {
+    /// Makes vCPU `v` of slot `next` the one whose state is in the CPU (and the one its
+    /// platform acts for).
+    fn switch_to(&mut self, next: usize, v: usize) {
+        self.slots[next].guest.vm.platform.select(v);
+        if self.current == Some((next, v)) {
             return;
         }
+        let other_guest = self.current.is_some_and(|(g, _)| g != next);
         self.put_current();
-        if self.cpu.ibpb {
+        if other_guest && self.cpu.ibpb {
             // SAFETY: CPUID says IA32_PRED_CMD exists; IBPB only discards predictions.
             unsafe { x86::msr::wrmsr(IA32_PRED_CMD, IBPB) };
         }
-        let slot = &mut self.slots[next];
-        slot.fpu.restore(self.cpu.fpu);
-        if let Some(v) = slot.vcpu.as_mut() {
-            v.load();
+        let vs = &mut self.slots[next].vcpus[v];
+        vs.fpu.restore(self.cpu.fpu);
+        if let Some(vcpu) = vs.vcpu.as_mut() {
+            vcpu.load();
         }
-        self.current = Some(next);
+        self.current = Some((next, v));
     }
 
-    /// Takes the current guest's state out of the CPU.
+    /// Takes the current vCPU's state out of the CPU.
     fn put_current(&mut self) {
-        if let Some(prev) = self.current.take() {
-            let slot = &mut self.slots[prev];
-            if let Some(v) = slot.vcpu.as_mut() {
-                v.put();
+        if let Some((g, v)) = self.current.take() {
+            let vs = &mut self.slots[g].vcpus[v];
+            if let Some(vcpu) = vs.vcpu.as_mut() {
+                vcpu.put();
             }
-            slot.fpu.save(self.cpu.fpu);
+            vs.fpu.save(self.cpu.fpu);
         }
+    }
+
+    /// Slot `id`'s vCPUs take turns until its slice ends at `until` (host ns), every one
+    /// of them halts, or the guest ends.
+    fn run_turns(&mut self, id: usize, until: u64) -> Stop {
+        loop {
+            if let Err(e) = self.start_and_stop(id) {
+                return Stop::Ended(e);
+            }
+            // Another vCPU's IPI or a device may have woken a halted one.
+            wake_vcpus(&mut self.slots[id]);
+            let slot = &self.slots[id];
+            let turns = slot.turns();
+            let Some(v) = turns::next(&turns, slot.last_vcpu) else {
+                return Stop::Halted {
+                    wake_ns: turns::wake_ns(&turns),
+                };
+            };
+            let now = crate::time::now_ns();
+            let turn_end = turns::turn_end(&turns, now, until);
+            self.switch_to(id, v);
+            let slot = &mut self.slots[id];
+            slot.last_vcpu = v;
+            let vs = &mut slot.vcpus[v];
+            let Some(vcpu) = vs.vcpu.as_mut() else {
+                continue;
+            };
+            match dispatch::run_slice(vcpu, &mut slot.guest.vm, turn_end) {
+                Stop::Preempted if crate::time::now_ns() >= until => return Stop::Preempted,
+                Stop::Preempted => {}
+                Stop::Halted { wake_ns } => vs.halted = Some(wake_ns),
+                Stop::Ended(end) => return Stop::Ended(end),
+            }
+        }
+    }
+
+    /// Acts on the INITs and SIPIs slot `id`'s vCPUs received: an INIT takes a vCPU's
+    /// state away, a SIPI gives it a new one in real mode at its vector.
+    fn start_and_stop(&mut self, id: usize) -> Result<(), GuestEnd> {
+        for i in 0..self.slots[id].vcpus.len() {
+            let platform = &self.slots[id].guest.vm.platform;
+            let run = platform.run_state(i);
+            if matches!(run, RunState::Running | RunState::WaitForSipi) {
+                continue;
+            }
+            if self.current == Some((id, i)) {
+                self.put_current();
+            }
+            if let Some(old) = self.slots[id].vcpus[i].vcpu.take() {
+                old.release(self.frames);
+            }
+            self.slots[id].vcpus[i].halted = None;
+            let next = match run {
+                RunState::Startup(vector) => {
+                    let start = StartMode::Startup { vector };
+                    create(self.backend, self.frames, &mut self.slots[id], i, start).map_err(
+                        |e| GuestEnd::error(format_args!("cannot create its vCPU {i}: {e}")),
+                    )?;
+                    RunState::Running
+                }
+                _ => RunState::WaitForSipi,
+            };
+            self.slots[id].guest.vm.platform.set_run_state(i, next);
+        }
+        Ok(())
     }
 
     /// A guest ended: it restarts (`on-reset=restart`, a few times) or is gone; its
     /// vCPU's frames go back either way, and its RAM when it is gone.
     fn finish(&mut self, id: usize, end: GuestEnd) {
-        if self.current == Some(id) {
+        if self.current.is_some_and(|(g, _)| g == id) {
             self.put_current();
         }
         let frames = &mut *self.frames;
         let slot = &mut self.slots[id];
-        if let Some(v) = slot.vcpu.take() {
+        for v in slot.vcpus.iter_mut().filter_map(|v| v.vcpu.take()) {
             v.release(frames);
         }
         let restart = end == GuestEnd::Reset
@@ -367,7 +505,7 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
         let limit = self
             .slots
             .iter()
-            .filter(|s| s.vcpu.is_some())
+            .filter(|s| s.live())
             .filter_map(|s| s.deadline)
             .min();
         let wake = match (until_ns, limit) {
@@ -377,4 +515,23 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
         crate::hosttimer::arm(wake.map(|t| t.saturating_sub(now)));
         crate::hosttimer::idle();
     }
+}
+
+/// Wakes the halted vCPUs of `slot` that have an interrupt waiting; whether any vCPU has
+/// one, or an INIT or SIPI to be acted on.
+fn wake_vcpus<V: ArchVcpu>(slot: &mut Slot<V>) -> bool {
+    let mut any = false;
+    for (i, vs) in slot.vcpus.iter_mut().enumerate() {
+        let vm = &mut slot.guest.vm;
+        let starts = !matches!(
+            vm.platform.run_state(i),
+            RunState::Running | RunState::WaitForSipi
+        );
+        let interrupt = vs.vcpu.is_some() && dispatch::has_interrupt(vm, i);
+        if interrupt {
+            vs.halted = None;
+        }
+        any |= starts || interrupt;
+    }
+    any
 }

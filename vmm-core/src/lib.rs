@@ -30,6 +30,7 @@ pub mod recent;
 pub mod sched;
 pub mod smp;
 pub mod stats;
+pub mod turns;
 pub mod vcpu;
 pub mod vendor;
 pub mod vm;

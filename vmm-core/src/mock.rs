@@ -329,5 +329,5 @@ pub const HOOKS: HostHooks = HostHooks {
 pub fn vm(mem: GuestMemory) -> Vm {
     take_output();
     ROOM.with(|r| r.set(true));
-    Vm::new("t", mem, HOOKS)
+    Vm::new("t", mem, HOOKS, 1)
 }

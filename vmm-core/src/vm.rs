@@ -170,14 +170,15 @@ impl Steal {
 }
 
 impl Vm {
-    pub fn new(name: &str, memory: GuestMemory, host: HostHooks) -> Self {
+    /// A VM with `vcpus` vCPUs (1 to [`MAX_GUEST_VCPUS`]).
+    pub fn new(name: &str, memory: GuestMemory, host: HostHooks, vcpus: u8) -> Self {
         let mut n = Name::new();
         for c in name.chars() {
             if n.try_push(c).is_err() {
                 break;
             }
         }
-        let platform = Platform::new(memory.size(), (host.tsc_hz)(), RTC_EPOCH);
+        let platform = Platform::new(memory.size(), (host.tsc_hz)(), RTC_EPOCH, vcpus);
         let ns_per_tick = ns_per_tick((host.tsc_hz)());
         Vm {
             name: n,

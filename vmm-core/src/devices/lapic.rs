@@ -380,6 +380,12 @@ impl LocalApic {
         a
     }
 
+    /// An INIT IPI reached this APIC's CPU: the registers go back to their state after
+    /// RESET, but for the ID and IA32_APIC_BASE (its mode stays), section 11.4.7.3.
+    pub fn init(&mut self) {
+        self.reset_registers();
+    }
+
     /// The register state after RESET or INIT (section 11.4.7.1): everything but the
     /// ID and IA32_APIC_BASE.
     fn reset_registers(&mut self) {

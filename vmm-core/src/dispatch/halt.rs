@@ -17,7 +17,7 @@ pub(super) fn hlt(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
     }
     let now = vm.now();
     vm.platform.update(now);
-    if vm.platform.interrupt_pending() || vm.platform.nmi_pending {
+    if vm.platform.wakes(vm.platform.current()) {
         return None;
     }
     vm.halted = true;
@@ -33,19 +33,19 @@ pub fn sleeps_forever(vcpu: &impl ArchVcpu) -> GuestEnd {
     ))
 }
 
-/// Whether the halted vCPU of `vm` has something to take now.
-pub fn has_interrupt(vm: &mut Vm) -> bool {
+/// Whether vCPU `i` of `vm` (halted) has something to take now.
+pub fn has_interrupt(vm: &mut Vm, i: usize) -> bool {
     // Console room frees the UART's transmitter, which may interrupt.
     vm.drain_console();
     let now = vm.now();
     vm.platform.update(now);
-    vm.platform.interrupt_pending() || vm.platform.nmi_pending
+    vm.platform.wakes(i)
 }
 
 /// Idles the host until the platform has an interrupt (or NMI) for the halted vCPU.
 pub(super) fn wait_for_interrupt(vm: &mut Vm) {
     vm.armed = None;
-    while !has_interrupt(vm) {
+    while !has_interrupt(vm, vm.platform.current()) {
         let _ = arm_host_timer(vm, u64::MAX);
         (vm.host.idle)();
         vm.armed = None;

@@ -6,7 +6,7 @@ use crate::vm::{GuestEnd, Vm};
 /// Injects the interrupt the platform has for the vCPU if the guest can take it now,
 /// or asks for an exit as soon as it can.
 pub(super) fn offer_interrupt(vcpu: &mut impl ArchVcpu, vm: &mut Vm) {
-    if vm.platform.nmi_pending {
+    if vm.platform.nmi_pending() {
         offer_nmi(vcpu, vm);
         return;
     }
@@ -26,7 +26,7 @@ pub(super) fn offer_interrupt(vcpu: &mut impl ArchVcpu, vm: &mut Vm) {
 
 fn offer_nmi(vcpu: &mut impl ArchVcpu, vm: &mut Vm) {
     if vcpu.nmi_open() {
-        vm.platform.nmi_pending = false;
+        vm.platform.take_nmi();
         vcpu.inject(Event::Nmi);
         vcpu.request_interrupt_window(vm.platform.interrupt_pending());
     } else {

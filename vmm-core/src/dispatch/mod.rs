@@ -34,7 +34,8 @@ use crate::vm::{GuestEnd, Vm};
 pub enum Stop {
     /// The guest ended.
     Ended(GuestEnd),
-    /// Its time slice is over; it can run again at once.
+    /// Its time slice is over, or another vCPU of its guest has something to take; it
+    /// can run again at once.
     Preempted,
     /// It executed HLT with interrupts on and has nothing to take yet: it needs the CPU
     /// again when its platform has an interrupt for it, at `wake_ns` (guest time of its
@@ -59,7 +60,11 @@ pub fn run_slice(vcpu: &mut impl ArchVcpu, vm: &mut Vm, until_ns: u64) -> Stop {
         if !settled || now.ns >= due_ns {
             vm.platform.update(now);
             irq::offer_interrupt(vcpu, vm);
-            if entered && now.ns >= until_ns {
+            // Another vCPU of this guest got an interrupt, an NMI, an INIT or a SIPI (an
+            // IPI from this one, a device, its timer): this one makes way, so that an IPI
+            // is taken at once rather than at the end of the slice.
+            let kicked = vm.platform.take_kicks() != 0;
+            if entered && (now.ns >= until_ns || kicked) {
                 return Stop::Preempted;
             }
             irq::arm_exit_timers(vcpu, vm, until_ns);

@@ -363,7 +363,7 @@ fn device_memory_accesses_are_emulated() {
     assert_eq!(handle_exit(&mut v, &mut m, npf), None);
     assert_eq!(v.rip, 0x10_0000 - 0x1000 + 6);
     assert!(
-        m.platform.lapic.sw_enabled(),
+        m.platform.lapic_mut().sw_enabled(),
         "SVR write reached the local APIC"
     );
 }
@@ -409,21 +409,21 @@ fn an_nmi_ipi_is_injected_as_an_nmi() {
     let mut m = vm(ram(1 << 20));
     let mut v = MockVcpu::new(&[]);
     let now = m.now();
-    m.platform.lapic.write_mmio(0xf0, 0x1ff, now.ns);
+    m.platform.lapic_mut().write_mmio(0xf0, 0x1ff, now.ns);
     // ICR: NMI (delivery mode 4) to all including self (the self shorthand is for
     // fixed delivery only).
     let e = m
         .platform
-        .lapic
+        .lapic_mut()
         .write_mmio(0x300, (2 << 18) | (4 << 8), now.ns);
     m.platform.apic_effect(e);
-    assert!(m.platform.nmi_pending);
+    assert!(m.platform.nmi_pending());
     offer_interrupt(&mut v, &mut m);
     assert!(v.injected.is_empty() && v.window, "IF=0: wait for a window");
     v.rflags |= 1 << 9;
     offer_interrupt(&mut v, &mut m);
     assert_eq!(v.injected, vec![Event::Nmi]);
-    assert!(!m.platform.nmi_pending);
+    assert!(!m.platform.nmi_pending());
 }
 
 #[test]
@@ -446,7 +446,7 @@ fn a_cr8_write_exit_sets_the_local_apic_tpr() {
         value: 0xa,
     };
     assert_eq!(handle_exit(&mut v, &mut m, e), None);
-    assert_eq!(m.platform.lapic.tpr(), 0xa0);
+    assert_eq!(m.platform.lapic_mut().tpr(), 0xa0);
     assert_eq!(v.rip, 0x10_0002, "the MOV completes");
 }
 
@@ -454,7 +454,7 @@ fn a_cr8_write_exit_sets_the_local_apic_tpr() {
 fn a_cr8_read_exit_returns_the_tpr_priority_class() {
     let mut m = vm(ram(1 << 20));
     let mut v = MockVcpu::new(&[]);
-    m.platform.lapic.set_tpr(0x7c);
+    m.platform.lapic_mut().set_tpr(0x7c);
     v.regs[Gpr::Rbx as usize] = u64::MAX;
     let e = VmExit::CrRead {
         cr: CrTarget::Cr8,
@@ -468,14 +468,14 @@ fn a_cr8_read_exit_returns_the_tpr_priority_class() {
 fn a_cr8_write_above_15_is_gp_and_leaves_the_tpr() {
     let mut m = vm(ram(1 << 20));
     let mut v = MockVcpu::new(&[]);
-    m.platform.lapic.set_tpr(0x30);
+    m.platform.lapic_mut().set_tpr(0x30);
     let e = VmExit::CrWrite {
         cr: CrTarget::Cr8,
         value: 16,
     };
     assert_eq!(handle_exit(&mut v, &mut m, e), None);
     assert_eq!(v.injected, vec![Event::gp(0)]);
-    assert_eq!(m.platform.lapic.tpr(), 0x30);
+    assert_eq!(m.platform.lapic_mut().tpr(), 0x30);
     assert_eq!(v.rip, 0x10_0000, "the faulting MOV is not skipped");
 }
 
@@ -486,7 +486,7 @@ fn a_cr8_change_without_an_exit_reaches_the_local_apic() {
     v.tpr_shadow = Some(0);
     v.guest_cr8 = Some(5);
     assert_eq!(run(&mut v, &mut m), GuestEnd::Halted);
-    assert_eq!(m.platform.lapic.tpr(), 0x50);
+    assert_eq!(m.platform.lapic_mut().tpr(), 0x50);
 }
 
 #[test]
@@ -494,11 +494,11 @@ fn the_local_apic_tpr_reaches_the_shadow_before_entry() {
     let mut m = vm(ram(1 << 20));
     let mut v = MockVcpu::new(&[VmExit::Hlt]);
     v.tpr_shadow = Some(0);
-    m.platform.lapic.set_tpr(0x93);
+    m.platform.lapic_mut().set_tpr(0x93);
     assert_eq!(run(&mut v, &mut m), GuestEnd::Halted);
     assert_eq!(v.tpr_at_entry, Some(9));
     assert_eq!(
-        m.platform.lapic.tpr(),
+        m.platform.lapic_mut().tpr(),
         0x93,
         "an unchanged class keeps the TPR"
     );

@@ -18,7 +18,7 @@ pub(super) fn load_shadow(vcpu: &mut impl ArchVcpu, platform: &Platform) {
 pub(super) fn store_shadow(vcpu: &impl ArchVcpu, platform: &mut Platform) -> bool {
     match vcpu.tpr_shadow() {
         Some(class) if cr8(platform) != class => {
-            platform.lapic.set_tpr(class << 4);
+            platform.lapic_mut().set_tpr(class << 4);
             true
         }
         _ => false,
@@ -35,10 +35,10 @@ pub(super) fn write(platform: &mut Platform, value: u64) -> Result<(), Event> {
     if value > 15 {
         return Err(Event::gp(0));
     }
-    platform.lapic.set_tpr((value as u8) << 4);
+    platform.lapic_mut().set_tpr((value as u8) << 4);
     Ok(())
 }
 
 fn cr8(platform: &Platform) -> u8 {
-    platform.lapic.tpr() >> 4
+    platform.lapic().tpr() >> 4
 }

@@ -27,7 +27,7 @@ impl Platform {
     /// it into x2APIC mode, which has none) with IA32_APIC_BASE. Where the guest puts it
     /// over the IOAPIC's, the local APIC answers.
     fn mmio_map(&mut self) -> &Bus<DeviceId, 2> {
-        let key = (self.lapic.mode(), self.lapic.base_address());
+        let key = (self.lapic().mode(), self.lapic().base_address());
         if self.device_pages.key != Some(key) {
             let mut bus = Bus::new();
             if key.0 == ApicMode::XApic {
@@ -110,7 +110,7 @@ mod tests {
 
     #[test]
     fn apic_and_ioapic_pages_answer_others_do_not() {
-        let mut p = Platform::new(16 << 20, 1_000_000_000, 0);
+        let mut p = Platform::new(16 << 20, 1_000_000_000, 0, 1);
         let mut m = DeviceMemory {
             platform: &mut p,
             now: Now { ns: 0, tsc: 0 },
@@ -137,7 +137,7 @@ mod tests {
     #[test]
     fn the_device_pages_follow_the_apic_base_and_mode() {
         use crate::devices::lapic::{BASE_ENABLE, BASE_EXTD};
-        let mut p = Platform::new(16 << 20, 1_000_000_000, 0);
+        let mut p = Platform::new(16 << 20, 1_000_000_000, 0, 1);
         let now = Now { ns: 0, tsc: 0 };
         let version = |p: &mut Platform, at: u64| {
             let mut m = DeviceMemory { platform: p, now };
@@ -145,11 +145,13 @@ mod tests {
         };
         assert_eq!(version(&mut p, 0xfee0_0000), Some(0x14));
         // The guest moves its local APIC: the old page goes quiet, the new one answers.
-        p.lapic.set_apic_base(0xfed0_0000 | BASE_ENABLE).unwrap();
+        p.lapic_mut()
+            .set_apic_base(0xfed0_0000 | BASE_ENABLE)
+            .unwrap();
         assert_eq!(version(&mut p, 0xfee0_0000), None);
         assert_eq!(version(&mut p, 0xfed0_0000), Some(0x14));
         // x2APIC mode has no page at all.
-        p.lapic
+        p.lapic_mut()
             .set_apic_base(0xfed0_0000 | BASE_ENABLE | BASE_EXTD)
             .unwrap();
         assert_eq!(version(&mut p, 0xfed0_0000), None);

@@ -1,17 +1,22 @@
 //! The PC a guest sees: its devices, the wires between them, and guest time.
 //!
-//! One `Platform` per VM (one vCPU for now). The devices are the bus-independent models
+//! One `Platform` per VM, with a local APIC per vCPU ([`cpus`]). The devices are the bus-independent models
 //! of [`crate::devices`], each a [`bus::Device`]; this module maps ports ([`ports`]) and
 //! device memory ([`mmio`]) to them through [`bus::Bus`] tables, acts on what their
 //! accesses did ([`bus::DeviceEffect`]), routes interrupt lines (ISA IRQ n to the PIC pair and to IOAPIC
-//! pin n, IRQ0 to pin 2 as on PCs and in the MP table), and picks the interrupt the
-//! vCPU takes next: the local APIC's, or the PIC's while the APIC passes it through
-//! (LINT0 in ExtINT mode, or the APIC disabled).
+//! pin n, IRQ0 to pin 2 as on PCs and in the MP table), routes interrupt messages (IPIs,
+//! IOAPIC deliveries) to the vCPUs they name, and picks the interrupt a vCPU takes next:
+//! its local APIC's, or the PIC's while its APIC passes it through (LINT0 in ExtINT
+//! mode, or the APIC disabled).
+//!
+//! Device accesses act for the current vCPU ([`Platform::select`]): its local APIC is the
+//! one at the APIC's page and MSRs, and its IPIs come from it.
 //!
 //! Time: devices compute their state from guest time in nanoseconds, which is host
 //! time (the TSC, calibrated at boot); the guest's TSC is the host's.
 
 pub mod bus;
+pub mod cpus;
 pub mod mmio;
 pub mod ports;
 
@@ -19,8 +24,8 @@ use crate::devices::acpi_pm::{AcpiPm, PmTimer};
 use crate::devices::fw_cfg::FwCfg;
 use crate::devices::ioapic::{Delivery, DeliveryMode, IoApic};
 use crate::devices::lapic::{
-    ApicEffect, IpiMode, LocalApic, Shorthand, MSR_APIC_BASE, MSR_TSC_DEADLINE, X2APIC_MSR_BASE,
-    X2APIC_MSR_LAST,
+    ApicEffect, Ipi, IpiMode, LocalApic, Shorthand, MSR_APIC_BASE, MSR_TSC_DEADLINE,
+    X2APIC_MSR_BASE, X2APIC_MSR_LAST,
 };
 use crate::devices::legacy::Legacy;
 use crate::devices::pci::PciConfig;
@@ -30,9 +35,12 @@ use crate::devices::rtc::Rtc;
 use crate::devices::uart16550::Uart16550;
 use crate::vcpu::Event;
 use bus::{Bus, Device, DeviceEffect};
+use cpus::{CpuMask, Cpus, RunState};
 use ports::{DebugExit, PORT_RANGES};
 
-pub const IOAPIC_ID: u8 = 1;
+/// Above every vCPU's APIC ID (0 to [`crate::vm::MAX_GUEST_VCPUS`] - 1), as the MP
+/// specification asks of an I/O APIC's ID.
+pub const IOAPIC_ID: u8 = crate::vm::MAX_GUEST_VCPUS as u8;
 /// The APIC timer's input clock: 1 GHz, so one tick is one nanosecond before the divider.
 pub const APIC_TIMER_HZ: u64 = 1_000_000_000;
 const COM1_IRQ: u8 = 4;
@@ -116,7 +124,13 @@ pub struct Platform {
     pub rtc: Rtc,
     pub legacy: Legacy,
     pub pci: PciConfig,
-    pub lapic: LocalApic,
+    /// Each vCPU's local APIC, NMI latch and start-up state.
+    pub cpus: Cpus,
+    /// The vCPU whose accesses the platform takes now.
+    cur: usize,
+    /// vCPUs other than the current one that got an interrupt, an NMI, an INIT or a SIPI
+    /// since [`Platform::take_kicks`]: the current one should make way for them.
+    kicks: CpuMask,
     pub ioapic: IoApic,
     pub acpi_pm: AcpiPm,
     pm_timer: PmTimer,
@@ -126,8 +140,6 @@ pub struct Platform {
     ports: Bus<DeviceId, PORT_RANGES>,
     /// ISA IRQ lines as the devices drive them (bit n = IRQ n).
     lines: u16,
-    /// An NMI waiting for the vCPU.
-    pub nmi_pending: bool,
     /// Where the local APIC's and the IOAPIC's pages are ([`mmio::DevicePages`]).
     device_pages: mmio::DevicePages,
     /// Changes to interrupt or timer state so far (wrapping): the dispatcher's test for
@@ -136,9 +148,9 @@ pub struct Platform {
 }
 
 impl Platform {
-    /// A PC with `ram` bytes of memory whose TSC runs at `tsc_hz`; the RTC starts at
-    /// `epoch_seconds` (Unix time).
-    pub fn new(ram: u64, tsc_hz: u64, epoch_seconds: u64) -> Self {
+    /// A PC with `ram` bytes of memory and `vcpus` CPUs whose TSC runs at `tsc_hz`; the
+    /// RTC starts at `epoch_seconds` (Unix time).
+    pub fn new(ram: u64, tsc_hz: u64, epoch_seconds: u64, vcpus: u8) -> Self {
         let acpi_pm = AcpiPm::default();
         Platform {
             com1: Uart16550::new(),
@@ -147,7 +159,9 @@ impl Platform {
             rtc: Rtc::new(epoch_seconds, ram),
             legacy: Legacy::new(),
             pci: PciConfig::new(),
-            lapic: LocalApic::new(0, true, tsc_hz, APIC_TIMER_HZ),
+            cpus: Cpus::new(vcpus, tsc_hz, APIC_TIMER_HZ),
+            cur: 0,
+            kicks: 0,
             ioapic: IoApic::new(IOAPIC_ID),
             ports: ports::pc_ports(&acpi_pm),
             acpi_pm,
@@ -155,7 +169,6 @@ impl Platform {
             debug_exit: DebugExit,
             fw_cfg: FwCfg::new(ram),
             lines: 0,
-            nmi_pending: false,
             device_pages: mmio::DevicePages::default(),
             changes: 0,
         }
@@ -194,7 +207,7 @@ impl Platform {
             DeviceId::AcpiPm => &mut self.acpi_pm,
             DeviceId::PmTimer => &mut self.pm_timer,
             DeviceId::Pci => &mut self.pci,
-            DeviceId::Lapic => &mut self.lapic,
+            DeviceId::Lapic => &mut self.cpus.get_mut(self.cur).lapic,
             DeviceId::Ioapic => &mut self.ioapic,
             DeviceId::FwCfg => &mut self.fw_cfg,
         }
@@ -266,16 +279,20 @@ impl Platform {
         }
     }
 
+    /// An IOAPIC message: to the vCPUs its destination names.
     fn deliver(&mut self, d: Delivery) {
-        match d.mode {
-            DeliveryMode::Fixed | DeliveryMode::LowestPriority => {
-                self.lapic.accept(d.vector, d.level)
-            }
-            DeliveryMode::Nmi => self.nmi_pending = true,
+        let to = self
+            .cpus
+            .targets(self.cur, Shorthand::Destination, d.dest as u32, d.logical);
+        let mode = match d.mode {
+            DeliveryMode::Fixed => IpiMode::Fixed,
+            DeliveryMode::LowestPriority => IpiMode::LowestPriority,
+            DeliveryMode::Nmi => IpiMode::Nmi,
+            DeliveryMode::Init => IpiMode::Init,
             // ExtINT: the PIC's own output reaches the CPU through LINT0 / pass-through.
-            // SMI and INIT are not modelled for a single vCPU.
-            DeliveryMode::ExtInt | DeliveryMode::Smi | DeliveryMode::Init => {}
-        }
+            DeliveryMode::ExtInt | DeliveryMode::Smi => return,
+        };
+        self.signal(to, mode, d.vector, d.level);
     }
 
     /// Acts on what a local APIC access did.
@@ -289,34 +306,94 @@ impl Platform {
                     }
                 }
             }
-            // One vCPU: an IPI to itself (or to all) is accepted here; others go nowhere.
-            ApicEffect::Ipi(ipi) => {
-                let to_self = match ipi.shorthand {
-                    Shorthand::ToSelf | Shorthand::AllIncludingSelf => true,
-                    Shorthand::AllExcludingSelf => false,
-                    Shorthand::Destination => self.lapic.matches_destination(ipi.dest, ipi.logical),
-                };
-                if to_self {
-                    match ipi.mode {
-                        IpiMode::Fixed | IpiMode::LowestPriority => {
-                            self.lapic.accept(ipi.vector, ipi.level)
-                        }
-                        IpiMode::Nmi => self.nmi_pending = true,
-                        IpiMode::Smi | IpiMode::Init | IpiMode::Startup => {}
-                    }
+            ApicEffect::Ipi(ipi) => self.ipi(ipi),
+        }
+    }
+
+    /// An IPI from the current vCPU (SDM Vol 3A 11.6.1, the ICR).
+    fn ipi(&mut self, ipi: Ipi) {
+        let to = self
+            .cpus
+            .targets(self.cur, ipi.shorthand, ipi.dest, ipi.logical);
+        self.signal(to, ipi.mode, ipi.vector, ipi.level);
+    }
+
+    /// Delivers an interrupt message in `mode` to the vCPUs of `to`.
+    fn signal(&mut self, to: CpuMask, mode: IpiMode, vector: u8, level: bool) {
+        let to = match mode {
+            IpiMode::LowestPriority => self.cpus.lowest_priority(to),
+            _ => to,
+        };
+        for i in (0..self.cpus.len()).filter(|i| to & (1 << i) != 0) {
+            let cpu = self.cpus.get_mut(i);
+            match mode {
+                IpiMode::Fixed | IpiMode::LowestPriority => cpu.lapic.accept(vector, level),
+                IpiMode::Nmi => cpu.nmi_pending = true,
+                IpiMode::Init => {
+                    cpu.lapic.init();
+                    cpu.run = cpu.run.init();
                 }
+                IpiMode::Startup => cpu.run = cpu.run.sipi(vector),
+                // No SMM in a guest: an SMI has nowhere to go.
+                IpiMode::Smi => {}
             }
         }
+        self.kicks |= to & !(1 << self.cur);
+    }
+
+    /// Makes vCPU `i` the one whose accesses the platform takes.
+    pub fn select(&mut self, i: usize) {
+        self.cur = i.min(self.cpus.len() - 1);
+    }
+
+    /// The vCPU whose accesses the platform takes.
+    pub fn current(&self) -> usize {
+        self.cur
+    }
+
+    /// The current vCPU's local APIC.
+    pub fn lapic(&self) -> &LocalApic {
+        &self.cpus.get(self.cur).lapic
+    }
+
+    pub fn lapic_mut(&mut self) -> &mut LocalApic {
+        &mut self.cpus.get_mut(self.cur).lapic
+    }
+
+    /// Whether an NMI waits for the current vCPU.
+    pub fn nmi_pending(&self) -> bool {
+        self.cpus.get(self.cur).nmi_pending
+    }
+
+    /// Takes the NMI waiting for the current vCPU, if one is.
+    pub fn take_nmi(&mut self) -> bool {
+        core::mem::take(&mut self.cpus.get_mut(self.cur).nmi_pending)
+    }
+
+    /// The vCPUs (other than the current one) that got something to act on since the
+    /// last call: an interrupt, an NMI, an INIT or a SIPI.
+    pub fn take_kicks(&mut self) -> CpuMask {
+        core::mem::take(&mut self.kicks)
+    }
+
+    /// Where vCPU `i` stands in the start-up protocol.
+    pub fn run_state(&self, i: usize) -> RunState {
+        self.cpus.get(i).run
+    }
+
+    /// Records what the scheduler made of vCPU `i`'s INIT or SIPI.
+    pub fn set_run_state(&mut self, i: usize, run: RunState) {
+        self.cpus.get_mut(i).run = run;
     }
 
     /// RDMSR of an MSR the platform owns (APIC base, x2APIC registers, TSC deadline):
     /// `None` when it is not one of them.
     pub fn read_msr(&mut self, msr: u32, now: Now) -> Option<Result<u64, Event>> {
         Some(match msr {
-            MSR_APIC_BASE => Ok(self.lapic.apic_base()),
-            MSR_TSC_DEADLINE => Ok(self.lapic.read_tsc_deadline()),
+            MSR_APIC_BASE => Ok(self.lapic().apic_base()),
+            MSR_TSC_DEADLINE => Ok(self.lapic().read_tsc_deadline()),
             X2APIC_MSR_BASE..=X2APIC_MSR_LAST => {
-                self.lapic.read_msr(msr, now.ns).ok_or(Event::gp(0))
+                self.lapic_mut().read_msr(msr, now.ns).ok_or(Event::gp(0))
             }
             _ => return None,
         })
@@ -326,18 +403,23 @@ impl Platform {
     pub fn write_msr(&mut self, msr: u32, value: u64, now: Now) -> Option<Result<(), Event>> {
         self.changed();
         Some(match msr {
-            MSR_APIC_BASE => self.lapic.set_apic_base(value).map_err(|()| Event::gp(0)),
+            MSR_APIC_BASE => self
+                .lapic_mut()
+                .set_apic_base(value)
+                .map_err(|()| Event::gp(0)),
             MSR_TSC_DEADLINE => {
-                self.lapic.write_tsc_deadline(value, now.tsc);
+                self.lapic_mut().write_tsc_deadline(value, now.tsc);
                 Ok(())
             }
-            X2APIC_MSR_BASE..=X2APIC_MSR_LAST => match self.lapic.write_msr(msr, value, now.ns) {
-                Ok(e) => {
-                    self.apic_effect(e);
-                    Ok(())
+            X2APIC_MSR_BASE..=X2APIC_MSR_LAST => {
+                match self.lapic_mut().write_msr(msr, value, now.ns) {
+                    Ok(e) => {
+                        self.apic_effect(e);
+                        Ok(())
+                    }
+                    Err(()) => Err(Event::gp(0)),
                 }
-                Err(()) => Err(Event::gp(0)),
-            },
+            }
             _ => return None,
         })
     }
@@ -348,37 +430,60 @@ impl Platform {
         self.set_isa_irq(COM1_IRQ, level);
     }
 
-    /// Brings the timers up to `now`: PIT ticks become IRQ0 edges, the APIC timer fires.
+    /// Brings the timers up to `now`: PIT ticks become IRQ0 edges, the APIC timers fire
+    /// (another vCPU's timer interrupt kicks it, as an IPI would).
     pub fn update(&mut self, now: Now) {
         if self.pit.irq0_edges(now.ns) > 0 {
             self.pulse_isa_irq(0);
         }
-        self.lapic.poll_timer(now.ns, now.tsc);
+        let cur = self.cur;
+        for (i, cpu) in self.cpus.iter_mut().enumerate() {
+            let before = cpu.lapic.irr_pending();
+            cpu.lapic.poll_timer(now.ns, now.tsc);
+            if i != cur && !before && cpu.lapic.irr_pending() {
+                self.kicks |= 1 << i;
+            }
+        }
     }
 
     /// The guest time at which a device next needs [`Platform::update`], if any.
     pub fn next_event_ns(&self, now: Now) -> Option<u64> {
         let pit = self.pit.next_irq0_ns(now.ns);
-        let apic = self.lapic.next_timer_ns(now.ns);
+        let apic = self
+            .cpus
+            .iter()
+            .filter_map(|c| c.lapic.next_timer_ns(now.ns))
+            .min();
         match (pit, apic) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
-    /// Whether an external interrupt is waiting for the vCPU.
+    /// Whether an external interrupt is waiting for the current vCPU.
     pub fn interrupt_pending(&self) -> bool {
-        self.lapic.pending_vector().is_some()
-            || (self.lapic.pic_passthrough() && self.pic.pending())
+        self.interrupt_pending_on(self.cur)
     }
 
-    /// Takes the next external interrupt for delivery (the INTA cycle): its vector.
+    /// Whether an external interrupt or an NMI is waiting for vCPU `i`.
+    pub fn wakes(&self, i: usize) -> bool {
+        self.interrupt_pending_on(i) || self.cpus.get(i).nmi_pending
+    }
+
+    fn interrupt_pending_on(&self, i: usize) -> bool {
+        let lapic = &self.cpus.get(i).lapic;
+        lapic.pending_vector().is_some() || (lapic.pic_passthrough() && self.pic.pending())
+    }
+
+    /// Takes the current vCPU's next external interrupt for delivery (the INTA cycle):
+    /// its vector.
     pub fn acknowledge_interrupt(&mut self) -> Option<u8> {
-        if let Some(v) = self.lapic.pending_vector() {
-            self.lapic.acknowledge(v);
+        let lapic = &mut self.cpus.get_mut(self.cur).lapic;
+        if let Some(v) = lapic.pending_vector() {
+            lapic.acknowledge(v);
             return Some(v);
         }
-        if self.lapic.pic_passthrough() && self.pic.pending() {
+        if lapic.pic_passthrough() && self.pic.pending() {
             return self.pic.acknowledge();
         }
         None
@@ -413,7 +518,7 @@ mod tests {
 
     #[test]
     fn pit_ticks_reach_the_cpu_through_the_pic_while_the_apic_is_off() {
-        let mut p = Platform::new(16 << 20, 1_000_000_000, 0);
+        let mut p = Platform::new(16 << 20, 1_000_000_000, 0, 1);
         linux_like_pic(&mut p);
         // PIT channel 0, mode 2, 1193 ticks (1 ms).
         p.pit.write(0x43, 0x34, T0.ns);
@@ -438,10 +543,10 @@ mod tests {
 
     #[test]
     fn ioapic_routes_irq0_to_pin_2_and_the_apic_delivers() {
-        let mut p = Platform::new(16 << 20, 1_000_000_000, 0);
+        let mut p = Platform::new(16 << 20, 1_000_000_000, 0, 1);
         // APIC software-enabled, LINT0 masked (so the PIC is not passed through).
-        p.lapic.write_mmio(0xf0, 0x1ff, T0.ns);
-        p.lapic.write_mmio(0x350, 1 << 16, T0.ns);
+        p.lapic_mut().write_mmio(0xf0, 0x1ff, T0.ns);
+        p.lapic_mut().write_mmio(0x350, 1 << 16, T0.ns);
         // IOAPIC pin 2 -> vector 0x31, edge, unmasked.
         p.ioapic.write_mmio(0x00, 0x10 + 2 * 2);
         p.ioapic.write_mmio(0x10, 0x31);
@@ -451,18 +556,18 @@ mod tests {
         assert!(p.interrupt_pending());
         assert_eq!(p.acknowledge_interrupt(), Some(0x31));
         // EOI clears the in-service bit; nothing else pending.
-        let e = p.lapic.write_mmio(0xb0, 0, T0.ns);
+        let e = p.lapic_mut().write_mmio(0xb0, 0, T0.ns);
         p.apic_effect(e);
         assert!(!p.interrupt_pending());
     }
 
     #[test]
     fn uart_interrupt_follows_its_line() {
-        let mut p = Platform::new(16 << 20, 1_000_000_000, 0);
+        let mut p = Platform::new(16 << 20, 1_000_000_000, 0, 1);
         p.ioapic.write_mmio(0x00, 0x10 + 2 * 4);
         p.ioapic.write_mmio(0x10, 0x44);
-        p.lapic.write_mmio(0xf0, 0x1ff, T0.ns);
-        p.lapic.write_mmio(0x350, 1 << 16, T0.ns);
+        p.lapic_mut().write_mmio(0xf0, 0x1ff, T0.ns);
+        p.lapic_mut().write_mmio(0x350, 1 << 16, T0.ns);
         p.com1.write(4, 0x08); // OUT2
         p.com1.write(1, 0x02); // THRE interrupt: the transmitter is empty
         p.sync_com1_irq();
@@ -474,10 +579,110 @@ mod tests {
 
     #[test]
     fn self_ipi_is_accepted() {
-        let mut p = Platform::new(16 << 20, 1_000_000_000, 0);
-        p.lapic.write_mmio(0xf0, 0x1ff, T0.ns);
-        let e = p.lapic.write_mmio(0x300, (1 << 18) | 0x55, T0.ns);
+        let mut p = Platform::new(16 << 20, 1_000_000_000, 0, 1);
+        p.lapic_mut().write_mmio(0xf0, 0x1ff, T0.ns);
+        let e = p.lapic_mut().write_mmio(0x300, (1 << 18) | 0x55, T0.ns);
         p.apic_effect(e);
         assert_eq!(p.acknowledge_interrupt(), Some(0x55));
+    }
+
+    fn enabled(p: &mut Platform) {
+        for i in 0..p.cpus.len() {
+            p.select(i);
+            p.lapic_mut().write_mmio(0xf0, 0x1ff, T0.ns);
+        }
+        p.select(0);
+    }
+
+    /// ICR high then low, from the current vCPU.
+    fn send(p: &mut Platform, dest: u32, low: u32) {
+        p.lapic_mut().write_mmio(0x310, dest << 24, T0.ns);
+        let e = p.lapic_mut().write_mmio(0x300, low, T0.ns);
+        p.apic_effect(e);
+    }
+
+    #[test]
+    fn a_fixed_ipi_reaches_the_other_vcpu_and_kicks_it() {
+        let mut p = Platform::new(16 << 20, 1_000_000_000, 0, 2);
+        enabled(&mut p);
+        send(&mut p, 1, 0x41);
+        assert!(!p.interrupt_pending(), "not for the sender");
+        assert_eq!(p.take_kicks(), 0b10);
+        assert_eq!(p.take_kicks(), 0, "taken");
+        assert!(p.wakes(1));
+        p.select(1);
+        assert_eq!(p.acknowledge_interrupt(), Some(0x41));
+        // The answer goes back to CPU 0.
+        send(&mut p, 0, 0x42);
+        assert_eq!(p.take_kicks(), 0b01);
+        p.select(0);
+        assert_eq!(p.acknowledge_interrupt(), Some(0x42));
+    }
+
+    #[test]
+    fn init_and_sipi_through_the_icr_start_an_ap() {
+        let mut p = Platform::new(16 << 20, 1_000_000_000, 0, 3);
+        enabled(&mut p);
+        p.select(2);
+        p.lapic_mut().write_mmio(0x80, 0x30, T0.ns); // a TPR that INIT must clear
+        p.select(0);
+        send(&mut p, 2, (1 << 14) | (5 << 8)); // INIT, assert
+        send(&mut p, 2, 6 << 8 | 0x9a); // SIPI
+        send(&mut p, 2, 6 << 8 | 0x10); // the second SIPI is ignored
+        assert_eq!(p.run_state(2), RunState::Startup(0x9a));
+        assert_eq!(p.run_state(1), RunState::WaitForSipi, "not addressed");
+        assert_eq!(p.cpus.get(2).lapic.tpr(), 0, "INIT reset the APIC");
+        assert_eq!(p.take_kicks(), 0b100);
+    }
+
+    #[test]
+    fn an_nmi_ipi_waits_for_its_vcpu_only() {
+        let mut p = Platform::new(16 << 20, 1_000_000_000, 0, 2);
+        enabled(&mut p);
+        send(&mut p, 1, 4 << 8);
+        assert!(!p.nmi_pending());
+        p.select(1);
+        assert!(p.nmi_pending());
+        assert!(p.take_nmi() && !p.nmi_pending());
+    }
+
+    #[test]
+    fn the_ioapic_routes_to_the_vcpu_its_entry_names() {
+        let mut p = Platform::new(16 << 20, 1_000_000_000, 0, 2);
+        enabled(&mut p);
+        for i in 0..2 {
+            p.select(i);
+            p.lapic_mut().write_mmio(0x350, 1 << 16, T0.ns); // LINT0 masked
+        }
+        p.select(0);
+        // Pin 4 -> vector 0x44, physical destination APIC 1.
+        p.ioapic.write_mmio(0x00, 0x10 + 2 * 4);
+        p.ioapic.write_mmio(0x10, 0x44);
+        p.ioapic.write_mmio(0x00, 0x10 + 2 * 4 + 1);
+        p.ioapic.write_mmio(0x10, 1 << 24);
+        p.set_isa_irq(4, true);
+        assert!(!p.interrupt_pending());
+        assert_eq!(p.take_kicks(), 0b10);
+        p.select(1);
+        assert_eq!(p.acknowledge_interrupt(), Some(0x44));
+    }
+
+    #[test]
+    fn another_vcpus_timer_kicks_it() {
+        let mut p = Platform::new(16 << 20, 1_000_000_000, 0, 2);
+        enabled(&mut p);
+        p.select(1);
+        p.lapic_mut().write_mmio(0x3e0, 0xb, T0.ns); // divide by 1
+        p.lapic_mut().write_mmio(0x320, 0x50, T0.ns); // one-shot, vector 0x50
+        p.lapic_mut().write_mmio(0x380, 1000, T0.ns);
+        p.select(0);
+        assert_eq!(p.next_event_ns(T0), Some(T0.ns + 1000));
+        let later = Now {
+            ns: T0.ns + 1000,
+            tsc: T0.tsc + 1000,
+        };
+        p.update(later);
+        assert_eq!(p.take_kicks(), 0b10);
+        assert!(p.wakes(1) && !p.wakes(0));
     }
 }

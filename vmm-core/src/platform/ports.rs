@@ -164,7 +164,7 @@ mod tests {
     const NOW: Now = Now { ns: 0, tsc: 0 };
 
     fn pc() -> Platform {
-        Platform::new(16 << 20, 1_000_000_000, 1_700_000_000)
+        Platform::new(16 << 20, 1_000_000_000, 1_700_000_000, 1)
     }
 
     /// A port nothing on the PC decodes (the prototype-card range).
