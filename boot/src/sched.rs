@@ -384,8 +384,8 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
     /// of them halts, or the guest ends.
     fn run_turns(&mut self, id: usize, until: u64) -> Stop {
         loop {
-            if let Err(e) = self.start_and_stop(id) {
-                return Stop::Ended(e);
+            if let Some(end) = self.start_and_stop(id) {
+                return Stop::Ended(end);
             }
             // Another vCPU's IPI or a device may have woken a halted one.
             wake_vcpus(&mut self.slots[id]);
@@ -415,8 +415,9 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
     }
 
     /// Acts on the INITs and SIPIs slot `id`'s vCPUs received: an INIT takes a vCPU's
-    /// state away, a SIPI gives it a new one in real mode at its vector.
-    fn start_and_stop(&mut self, id: usize) -> Result<(), GuestEnd> {
+    /// state away, a SIPI gives it a new one in real mode at its vector. `Some` ends the
+    /// guest: a vCPU could not be created.
+    fn start_and_stop(&mut self, id: usize) -> Option<GuestEnd> {
         for i in 0..self.slots[id].vcpus.len() {
             let platform = &self.slots[id].guest.vm.platform;
             let run = platform.run_state(i);
@@ -433,16 +434,19 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
             let next = match run {
                 RunState::Startup(vector) => {
                     let start = StartMode::Startup { vector };
-                    create(self.backend, self.frames, &mut self.slots[id], i, start).map_err(
-                        |e| GuestEnd::error(format_args!("cannot create its vCPU {i}: {e}")),
-                    )?;
+                    let slot = &mut self.slots[id];
+                    if let Err(e) = create(self.backend, self.frames, slot, i, start) {
+                        return Some(GuestEnd::error(format_args!(
+                            "cannot create its vCPU {i}: {e}"
+                        )));
+                    }
                     RunState::Running
                 }
                 _ => RunState::WaitForSipi,
             };
             self.slots[id].guest.vm.platform.set_run_state(i, next);
         }
-        Ok(())
+        None
     }
 
     /// A guest ended: it restarts (`on-reset=restart`, a few times) or is gone; its
