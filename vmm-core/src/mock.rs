@@ -327,7 +327,12 @@ pub const HOOKS: HostHooks = HostHooks {
 
 /// A VM named `t` with `mem` of RAM at 0.
 pub fn vm(mem: GuestMemory) -> Vm {
+    vm_smp(mem, 1)
+}
+
+/// A VM named `t` with `mem` of RAM at 0 and `vcpus` vCPUs.
+pub fn vm_smp(mem: GuestMemory, vcpus: u8) -> Vm {
     take_output();
     ROOM.with(|r| r.set(true));
-    Vm::new("t", mem, HOOKS, 1)
+    Vm::new("t", mem, HOOKS, vcpus)
 }

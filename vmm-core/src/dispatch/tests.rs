@@ -853,3 +853,54 @@ fn amd_legacy_pmu_msrs_and_misc_enable_bits_keep_the_cpus_word() {
     assert!(!rd(&mut v, &mut m, 0xc001_0004).0);
     assert!(!wr(&mut v, &mut m, 0xc001_0000, 0));
 }
+
+/// Both vCPUs' APICs in x2APIC mode and software-enabled.
+fn x2apics(m: &mut Vm) {
+    use crate::devices::lapic::{BASE_ENABLE, BASE_EXTD, DEFAULT_BASE};
+    let now = m.now();
+    for i in 0..m.platform.cpus.len() {
+        m.platform.select(i);
+        let bsp = if i == 0 { 1 << 8 } else { 0 };
+        let base = DEFAULT_BASE | BASE_ENABLE | BASE_EXTD | bsp;
+        m.platform.lapic_mut().set_apic_base(base).unwrap();
+        m.platform
+            .lapic_mut()
+            .write_msr(0x80f, 0x1ff, now.ns)
+            .unwrap();
+    }
+    m.platform.select(0);
+}
+
+#[test]
+fn an_ipi_to_another_vcpu_ends_the_senders_turn_at_once() {
+    let mut m = crate::mock::vm_smp(ram(1 << 20), 2);
+    x2apics(&mut m);
+    // WRMSR x2APIC ICR: fixed, vector 0x40, to APIC 1; then the debug-exit port.
+    let mut v = MockVcpu::new(&[VmExit::WrMsr, out(0xf4, 1)]);
+    v.regs[Gpr::Rcx as usize] = 0x830;
+    v.regs[Gpr::Rax as usize] = 0x40;
+    v.regs[Gpr::Rdx as usize] = 1;
+    assert_eq!(run_slice(&mut v, &mut m, u64::MAX), Stop::Preempted);
+    assert!(m.platform.wakes(1), "vCPU 1 has the IPI");
+    assert!(!m.platform.wakes(0));
+    m.platform.select(1);
+    assert_eq!(m.platform.acknowledge_interrupt(), Some(0x40));
+}
+
+#[test]
+fn a_self_ipi_does_not_end_the_turn() {
+    let mut m = crate::mock::vm_smp(ram(1 << 20), 2);
+    x2apics(&mut m);
+    // x2APIC SELF IPI register (0x83f): vector 0x41, to the sender only.
+    let mut v = MockVcpu::new(&[VmExit::WrMsr, out(0xf4, 1)]);
+    v.rflags |= 1 << 9;
+    v.regs[Gpr::Rcx as usize] = 0x83f;
+    v.regs[Gpr::Rax as usize] = 0x41;
+    v.regs[Gpr::Rdx as usize] = 0;
+    // The debug-exit port ends it with AL, still the vector.
+    assert_eq!(
+        run_slice(&mut v, &mut m, u64::MAX),
+        Stop::Ended(GuestEnd::Exited(0x41))
+    );
+    assert_eq!(v.injected, vec![Event::Interrupt(0x41)]);
+}
