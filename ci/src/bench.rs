@@ -145,6 +145,7 @@ fn janus_failure(t: &Timed) -> String {
     let why = match judge::judge(
         &judge::Expectation::Linux {
             guest: linux::GUEST,
+            cpus: 1,
         },
         &r,
     ) {

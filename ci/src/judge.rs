@@ -333,9 +333,12 @@ pub enum Expectation {
     },
     /// A Linux guest that must reach userspace: `[GUEST] JANUS-LINUX-MARKER...`, then
     /// `[GUEST] JANUS-LINUX-DONE`, then `janus: guest GUEST ended: ...` (any end: the
-    /// guest reboots, which Janus reports as a reset).
+    /// guest reboots, which Janus reports as a reset). With `cpus`, /proc/cpuinfo must
+    /// list that many processors, and with more than one /proc/interrupts must count
+    /// local timer interrupts on every one.
     Linux {
         guest: &'static str,
+        cpus: u8,
     },
     /// Bad modules next to good guests: each bad module must be answered with one
     /// `janus: guest LABEL: not started: REASON` line, the good guests must still run, and
@@ -575,11 +578,11 @@ pub fn judge(expect: &Expectation, r: &Report) -> Result<(), String> {
                 _ => Err(stopped("no done line", r)),
             }
         }
-        Expectation::Linux { guest } => {
+        Expectation::Linux { guest, cpus } => {
             if let Some(reason) = &r.refused {
                 return Err(shorten(&format!("refused: {reason}")));
             }
-            judge_linux(guest, r)
+            judge_linux(guest, r).and_then(|()| judge_linux_cpus(guest, *cpus, r))
         }
         Expectation::Together { guests, linux } => judge_together(guests, *linux, r),
         Expectation::Rejects {
@@ -685,6 +688,39 @@ fn judge_linux(guest: &str, r: &Report) -> Result<(), String> {
         ))),
         (false, _, None) => Err(stopped("no userspace marker", r)),
     }
+}
+
+/// The Linux guest saw `cpus` processors and, with several, took local timer interrupts
+/// on each (`JANUS-LINUX-CPUS: N`, `JANUS-LINUX-LOC: LOC: c0 c1 ... Local timer ...`).
+fn judge_linux_cpus(guest: &str, cpus: u8, r: &Report) -> Result<(), String> {
+    let line = |prefix: &str| {
+        r.markers
+            .iter()
+            .find(|(g, t)| g == guest && t.starts_with(prefix))
+            .map(|(_, t)| t[prefix.len()..].trim().to_string())
+    };
+    let seen = line(crate::linux::CPUS).ok_or("no processor count line")?;
+    if seen != cpus.to_string() {
+        return Err(format!(
+            "/proc/cpuinfo lists {seen} processors, want {cpus}"
+        ));
+    }
+    if cpus < 2 {
+        return Ok(());
+    }
+    let loc = line(crate::linux::LOC).unwrap_or_default();
+    let counts: Vec<u64> = loc
+        .split_whitespace()
+        .skip(1)
+        .take(cpus as usize)
+        .map_while(|w| w.parse().ok())
+        .collect();
+    if counts.len() != cpus as usize || counts.contains(&0) {
+        return Err(shorten(&format!(
+            "local timer interrupts not counted on every CPU: {loc}"
+        )));
+    }
+    Ok(())
 }
 
 /// How guest `w.guest` went: Ok, or a short reason.
@@ -1136,11 +1172,49 @@ janus: guest hello ended: exit status 0\njanus: done: 4 guests, 0 failed\n";
     }
 
     #[test]
+    fn linux_with_several_cpus_must_see_them_and_tick_on_each() {
+        let log = |cpus: &str, loc: &str| {
+            parse(&format!(
+                "janus: Janus 0.1.0 (multiboot2)\n[linux] JANUS-LINUX-MARKER: userspace reached\n\
+                 [linux] JANUS-LINUX-CPUS: {cpus}\n[linux] JANUS-LINUX-LOC: {loc}\n\
+                 [linux] JANUS-LINUX-DONE\njanus: guest linux ended: reset\n"
+            ))
+        };
+        let two = Expectation::Linux {
+            guest: "linux",
+            cpus: 2,
+        };
+        let good = log("2", "LOC:  812  640  Local timer interrupts");
+        assert_eq!(judge(&two, &good), Ok(()));
+        assert_eq!(
+            judge(&two, &log("1", "LOC: 812 Local timer interrupts")),
+            Err("/proc/cpuinfo lists 1 processors, want 2".into())
+        );
+        assert!(
+            judge(&two, &log("2", "LOC:  812  0  Local timer interrupts"))
+                .unwrap_err()
+                .starts_with("local timer interrupts not counted on every CPU")
+        );
+        let one = Expectation::Linux {
+            guest: "linux",
+            cpus: 1,
+        };
+        assert_eq!(
+            judge(&one, &good),
+            Err("/proc/cpuinfo lists 2 processors, want 1".into())
+        );
+    }
+
+    #[test]
     fn linux_expectation() {
-        let linux = Expectation::Linux { guest: "linux" };
+        let linux = Expectation::Linux {
+            guest: "linux",
+            cpus: 1,
+        };
         let booted = "janus: Janus 0.1.0 (multiboot2)\njanus: cpu: vendor=AMD backend=svm npt=yes nrip=no\n\
 janus: guest linux: loaded Linux, entry 0x1000000, memory 256 MiB\n[linux] [    0.000000] Linux version 6.1.0\n\
 [linux] JANUS-LINUX-MARKER: userspace reached\n[linux] flags\t\t: fpu vme de\n\
+[linux] JANUS-LINUX-CPUS: 1\n[linux] JANUS-LINUX-LOC: LOC:   1234   Local timer interrupts\n\
 [linux]            CPU0\n[linux] JANUS-LINUX-DONE\n[linux] [    9.1] reboot: Restarting system\n\
 janus: guest linux ended: reset\n\
 janus: summary: linux status=reset exits=12345 (io=12000 cpuid=300 msr=45 hlt=0)\n\

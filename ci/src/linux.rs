@@ -21,6 +21,12 @@ pub const MARKER: &str = "JANUS-LINUX-MARKER";
 pub const UPTIME: &str = "JANUS-LINUX-UPTIME:";
 /// The line /init prints after its report, just before rebooting.
 pub const DONE: &str = "JANUS-LINUX-DONE";
+/// The line with the number of processors /proc/cpuinfo lists.
+pub const CPUS: &str = "JANUS-LINUX-CPUS:";
+/// The line with /proc/interrupts' local timer row (`LOC:`, one count per CPU).
+pub const LOC: &str = "JANUS-LINUX-LOC:";
+/// vCPUs of the Linux guest in the SMP rows (`vcpus=`).
+pub const SMP_VCPUS: u8 = 2;
 
 /// The guest's name in Janus (and in its `[linux] ` console prefix).
 pub const GUEST: &str = "linux";
@@ -38,6 +44,8 @@ pub const INIT_SCRIPT: &str = "#!/bin/busybox sh
 echo JANUS-LINUX-MARKER: userspace reached
 echo \"JANUS-LINUX-UPTIME: $(/bin/busybox cat /proc/uptime)\"
 /bin/busybox grep -m1 '^flags' /proc/cpuinfo
+echo \"JANUS-LINUX-CPUS: $(/bin/busybox grep -c ^processor /proc/cpuinfo)\"
+echo \"JANUS-LINUX-LOC: $(/bin/busybox grep LOC: /proc/interrupts)\"
 /bin/busybox cat /proc/interrupts
 echo JANUS-LINUX-DONE
 /bin/busybox poweroff -f
@@ -64,16 +72,28 @@ impl Assets {
 
     /// The two modules with another kernel command line.
     pub fn guest_specs_with(&self, cmdline: &str) -> Vec<GuestSpec> {
+        self.specs(cmdline, 1)
+    }
+
+    /// The two modules, the guest with `vcpus` vCPUs.
+    pub fn smp_guest_specs(&self, vcpus: u8) -> Vec<GuestSpec> {
+        self.specs(JANUS_CMDLINE, vcpus)
+    }
+
+    fn specs(&self, cmdline: &str, vcpus: u8) -> Vec<GuestSpec> {
+        let mem = format!("{GUEST_MEM_MIB}M");
+        let vcpus = vcpus.to_string();
+        let mut keys = vec![
+            ("name", GUEST),
+            ("mem", mem.as_str()),
+            ("kind", "linux"),
+            ("cmdline", cmdline),
+        ];
+        if vcpus != "1" {
+            keys.push(("vcpus", vcpus.as_str()));
+        }
         vec![
-            GuestSpec::with_keys(
-                self.kernel.clone(),
-                &[
-                    ("name", GUEST),
-                    ("mem", &format!("{GUEST_MEM_MIB}M")),
-                    ("kind", "linux"),
-                    ("cmdline", cmdline),
-                ],
-            ),
+            GuestSpec::with_keys(self.kernel.clone(), &keys),
             GuestSpec::with_keys(self.initramfs.clone(), &[("initrd-of", GUEST)]),
         ]
     }

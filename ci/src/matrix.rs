@@ -53,6 +53,9 @@ const SMP_GUESTS: [(&str, Option<&str>, &str); 3] = [
 ];
 /// The models of the Linux rows.
 const LINUX_MODELS: [&str; 4] = ["EPYC", "corei7_skylake_x", "ryzen", "phenom_8650_toliman"];
+/// The models of the rows with a Linux guest of [`linux::SMP_VCPUS`] vCPUs (issue #11):
+/// one per vendor.
+const LINUX_SMP_MODELS: [&str; 2] = ["EPYC", "corei7_skylake_x"];
 
 /// Emulator seconds per guest of a row whose guests run at once: about twice what one
 /// guest takes alone.
@@ -294,6 +297,8 @@ pub enum IsoKind {
     Linux,
     /// build/linux-suites.iso: the Linux guest beside smoke, pic, lapic and a victim.
     LinuxSuites,
+    /// build/linux-smp.iso: only the Linux guest, with [`linux::SMP_VCPUS`] vCPUs.
+    LinuxSmp,
     /// build/hostile.iso: the smoke guest, then bad modules ([`bad_modules::specs`]).
     Bad,
     /// build/many.iso (build/many-sti.iso with the spinner that keeps interrupts on):
@@ -315,6 +320,7 @@ impl IsoKind {
             IsoKind::Guests => "matrix".into(),
             IsoKind::Linux => "linux".into(),
             IsoKind::LinuxSuites => "linux-suites".into(),
+            IsoKind::LinuxSmp => "linux-smp".into(),
             IsoKind::Bad => "bad".into(),
             IsoKind::Many(Spinner::InterruptsOff) => "many".into(),
             IsoKind::Many(Spinner::InterruptsOn) => "many-sti".into(),
@@ -326,7 +332,10 @@ impl IsoKind {
 
     /// Whether the ISO holds the Linux guest.
     pub fn has_linux(self) -> bool {
-        matches!(self, IsoKind::Linux | IsoKind::LinuxSuites)
+        matches!(
+            self,
+            IsoKind::Linux | IsoKind::LinuxSuites | IsoKind::LinuxSmp
+        )
     }
 
     /// The ISO's path: build/STEM.iso (build/hostile.iso for the bad modules, one
@@ -361,17 +370,21 @@ fn iso_specs(root: &Path, plan: &Plan, kind: IsoKind) -> Result<Vec<GuestSpec>, 
             eprintln!("cargo janus: guests: {}", plan.guest_names().join(", "));
             plan.guest_specs()
         }
-        IsoKind::Linux | IsoKind::LinuxSuites => {
+        IsoKind::Linux | IsoKind::LinuxSuites | IsoKind::LinuxSmp => {
             let assets = linux::assets(root)?;
             eprintln!(
                 "cargo janus: Linux guest: {} + build/linux/initramfs.cpio",
                 assets.kernel_name
             );
-            let mut v = assets.guest_specs();
-            if kind == IsoKind::LinuxSuites {
-                v.extend(together::linux_neighbour_specs());
+            match kind {
+                IsoKind::LinuxSmp => assets.smp_guest_specs(linux::SMP_VCPUS),
+                IsoKind::LinuxSuites => {
+                    let mut v = assets.guest_specs();
+                    v.extend(together::linux_neighbour_specs());
+                    v
+                }
+                _ => assets.guest_specs(),
             }
-            v
         }
         IsoKind::Bad => {
             eprintln!(
@@ -547,6 +560,18 @@ impl Row {
         row
     }
 
+    /// Linux with [`linux::SMP_VCPUS`] vCPUs: it must see them all and tick on each.
+    fn linux_smp(model: &'static str) -> Row {
+        let mut row = Row::linux(model);
+        row.label = format!("{model} (linux, {} vCPUs)", linux::SMP_VCPUS);
+        row.iso = IsoKind::LinuxSmp;
+        row.expect = Expectation::Linux {
+            guest: linux::GUEST,
+            cpus: linux::SMP_VCPUS,
+        };
+        row
+    }
+
     /// A suite without Janus on QEMU EPYC ([`bare`]).
     fn bare(loader: bare::Loader) -> Row {
         let model = "EPYC";
@@ -576,6 +601,7 @@ impl Row {
             iso: IsoKind::Linux,
             expect: Expectation::Linux {
                 guest: linux::GUEST,
+                cpus: 1,
             },
             memory_mib: LINUX_MACHINE_MIB,
             cpus: 1,
@@ -606,6 +632,7 @@ pub fn rows(plan: &Plan) -> Vec<Row> {
         if plan.linux_suites {
             rows.push(Row::linux_suites("EPYC"));
         }
+        rows.extend(LINUX_SMP_MODELS.map(Row::linux_smp));
     }
     if plan.attacks {
         let groups = hostile::groups().len();
@@ -899,26 +926,28 @@ mod tests {
         let rows = rows(&plan);
         let labels: Vec<&str> = rows.iter().map(|r| r.label.as_str()).collect();
         // 15 guest rows and the 3 host-SMP rows.
-        assert_eq!(rows.len(), 5 + 8 + 3 + 2 + 15 + 3, "{labels:#?}");
+        assert_eq!(rows.len(), 7 + 8 + 3 + 2 + 15 + 3, "{labels:#?}");
         // The Linux rows come first: they take longest. Then the guests at once, then the
         // bad modules.
         assert_eq!(
-            labels[..8],
+            labels[..10],
             [
                 "EPYC (linux)",
                 "corei7_skylake_x (linux)",
                 "ryzen (linux)",
                 "phenom_8650_toliman (linux)",
                 "EPYC (linux + suites)",
+                "EPYC (linux, 2 vCPUs)",
+                "corei7_skylake_x (linux, 2 vCPUs)",
                 "EPYC (attacks 1/4)",
                 "EPYC (attacks 2/4)",
                 "EPYC (attacks 3/4)"
             ]
         );
-        assert_eq!(labels[9], "corei7_skylake_x (attacks 1/4)");
-        assert_eq!(labels[12], "corei7_skylake_x (attacks 4/4)");
+        assert_eq!(labels[11], "corei7_skylake_x (attacks 1/4)");
+        assert_eq!(labels[14], "corei7_skylake_x (attacks 4/4)");
         assert_eq!(
-            labels[13..18],
+            labels[15..20],
             [
                 "EPYC (many guests)",
                 "corei7_skylake_x (many guests)",
@@ -929,30 +958,30 @@ mod tests {
         );
         // Bochs' AMD-V cannot take a spinning guest with IF=0 back: its row spins with
         // interrupts on, in an ISO of its own.
-        assert_eq!(rows[14].iso, IsoKind::Many(Spinner::InterruptsOff));
-        assert_eq!(rows[15].iso, IsoKind::Many(Spinner::InterruptsOn));
-        assert_eq!(rows[15].log_name(), "many-sti-ryzen.log");
+        assert_eq!(rows[16].iso, IsoKind::Many(Spinner::InterruptsOff));
+        assert_eq!(rows[17].iso, IsoKind::Many(Spinner::InterruptsOn));
+        assert_eq!(rows[17].log_name(), "many-sti-ryzen.log");
         assert_eq!(
-            rows[15].iso.path(Path::new("/r")),
+            rows[17].iso.path(Path::new("/r")),
             Path::new("/r/build/many-sti.iso")
         );
-        assert_eq!(rows[17].emulator(), Emulator::Bochs);
-        assert!(rows[16..18]
+        assert_eq!(rows[19].emulator(), Emulator::Bochs);
+        assert!(rows[18..20]
             .iter()
             .all(|r| r.iso == IsoKind::Bad && r.required));
-        assert_eq!(rows[16].log_name(), "bad-EPYC.log");
-        assert_eq!(rows[11].log_name(), "attacks3-corei7_skylake_x.log");
-        assert_eq!(rows[13].log_name(), "many-EPYC.log");
+        assert_eq!(rows[18].log_name(), "bad-EPYC.log");
+        assert_eq!(rows[13].log_name(), "attacks3-corei7_skylake_x.log");
+        assert_eq!(rows[15].log_name(), "many-EPYC.log");
         assert_eq!(rows[4].log_name(), "linux-suites-EPYC.log");
         assert_eq!(
-            rows[11].iso.path(Path::new("/r")),
+            rows[13].iso.path(Path::new("/r")),
             Path::new("/r/build/attacks3.iso")
         );
         assert_eq!(
-            rows[16].iso.path(Path::new("/r")),
+            rows[18].iso.path(Path::new("/r")),
             Path::new("/r/build/hostile.iso")
         );
-        match &rows[16].expect {
+        match &rows[18].expect {
             Expectation::Rejects { rejected, good, .. } => {
                 assert!(rejected.len() >= 20);
                 assert_eq!(rejected[1], ("module2".to_string(), "unknown key 'colour'"));
@@ -976,7 +1005,7 @@ mod tests {
             .iter()
             .filter(|r| r.emulator() == Emulator::Bochs)
             .count();
-        assert_eq!(bochs, 11 + 4 + 2 + 2 + 2);
+        assert_eq!(bochs, 11 + 4 + 2 + 2 + 2 + 1);
         let refused: Vec<_> = rows
             .iter()
             .filter(|r| matches!(r.expect, Expectation::Refused { .. }))
@@ -991,7 +1020,7 @@ mod tests {
             rows.len(),
             "log names are unique (they also name the Bochs files)"
         );
-        match &rows[18].expect {
+        match &rows[20].expect {
             Expectation::Pass { guests, suites, .. } => {
                 assert_eq!(guests.len(), 13);
                 assert_eq!(guests[0], "smoke");
@@ -1107,7 +1136,9 @@ mod tests {
                 "corei7_skylake_x (linux)",
                 "ryzen (linux)",
                 "phenom_8650_toliman (linux)",
-                "EPYC (linux + suites)"
+                "EPYC (linux + suites)",
+                "EPYC (linux, 2 vCPUs)",
+                "corei7_skylake_x (linux, 2 vCPUs)"
             ]
         );
         let plan = Plan::new(&all, Some(&names(&["bad"]))).unwrap();
@@ -1122,7 +1153,7 @@ mod tests {
         let plan = Plan::new(&all, Some(&names(&["attacks"]))).unwrap();
         assert_eq!(rows_of(&plan).len(), 8);
         let plan = Plan::new(&all, Some(&names(&["linux", "bad", "hello"]))).unwrap();
-        assert_eq!(rows_of(&plan).len(), 2 + 5 + 15);
+        assert_eq!(rows_of(&plan).len(), 2 + 7 + 15);
         // Without a smoke suite there is no good guest for the bad-modules rows; without
         // the hostile guest no many-guests or attack rows, without the victim no attack
         // rows and no Linux + suites.

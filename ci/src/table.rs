@@ -30,7 +30,7 @@ pub fn result_text(r: &RowResult) -> String {
     };
     match (&r.verdict, &r.row.expect) {
         (Ok(()), Expectation::Refused { .. }) => "refused (expected)".into(),
-        (Ok(()), Expectation::Linux { guest }) => {
+        (Ok(()), Expectation::Linux { guest, .. }) => {
             format!("pass (ended: {})", r.report.ended(guest).unwrap_or("?"))
         }
         (Ok(()), _) => format!("pass{}", note(None)),
