@@ -9,7 +9,11 @@
 //! TSC-deadline timer) is Janus' own model ([`crate::devices::lapic`]); the MTRRs are
 //! shown and kept per guest ([`crate::msr::mtrr`]); RDTSCP is shown when the host has it,
 //! with a per-guest IA32_TSC_AUX ([`crate::msr::tsc_aux`]). The cpuid guest suite runs
-//! every feature shown (docs/testing.md).
+//! every feature shown (docs/testing.md). The topology leaves tell each vCPU its place
+//! among its guest's vCPUs ([`topology`]).
+
+mod topology;
+pub use topology::Topology;
 
 /// `"JanusJanusHV"` as EBX, ECX, EDX (docs/hypercalls.md).
 pub const SIGNATURE: [u32; 3] = [
@@ -55,6 +59,7 @@ mod bit {
     pub const TM: u32 = 1 << 29;
     pub const PBE: u32 = 1 << 31;
     // Leaf 0x8000_0001 ECX (APM Vol 3, E.4.2).
+    pub const CMP_LEGACY: u32 = 1 << 1;
     pub const SVM: u32 = 1 << 2;
     pub const EXTAPIC: u32 = 1 << 3;
     pub const SKINIT: u32 = 1 << 12;
@@ -110,9 +115,26 @@ const LEAF7_EBX_ALLOWED: u32 = (1 << 0)
     | (1 << 24)
     | (1 << 29);
 
-/// The guest's CPUID result for `(leaf, subleaf)`, given the host's and the guest's TSC
-/// frequency in kHz.
+/// The guest's CPUID as its features go, for what asks only about them (the FPU, MSR
+/// and CPU rules): the answer to the one vCPU of a one-vCPU guest.
 pub fn guest_cpuid(
+    leaf: u32,
+    subleaf: u32,
+    tsc_khz: u32,
+    host: impl Fn(u32, u32) -> [u32; 4],
+) -> [u32; 4] {
+    vcpu_cpuid(Topology::single(), leaf, subleaf, tsc_khz, host)
+}
+
+/// Whether the host's vendor (leaf 0 EBX, the first four bytes) is Intel's.
+fn intel_host(host: &impl Fn(u32, u32) -> [u32; 4]) -> bool {
+    host(0, 0)[1] == u32::from_le_bytes(*b"Genu")
+}
+
+/// The CPUID result for `(leaf, subleaf)` of the vCPU at `topo`, given the host's and
+/// the guest's TSC frequency in kHz.
+pub fn vcpu_cpuid(
+    topo: Topology,
     leaf: u32,
     subleaf: u32,
     tsc_khz: u32,
@@ -131,8 +153,6 @@ pub fn guest_cpuid(
         0x4000_0002..=0x4fff_ffff => [0; 4],
         1 => {
             let [a, b, c, d] = host(1, 0);
-            // One logical processor, APIC ID 0 (EBX 31:24 and 23:16).
-            let b = b & 0xffff;
             let c = (c & !(VMX
                 | SMX
                 | MONITOR
@@ -153,18 +173,21 @@ pub fn guest_cpuid(
                 | X2APIC
                 | TSC_DEADLINE;
             let d = (d & !(MCE | MCA | DS | ACPI | HTT | TM | PBE)) | APIC | MTRR;
+            // The APIC ID and logical processor count (EBX 31:24, 23:16) and HTT.
+            let (b, d) = topo.leaf1(b & 0xffff, d);
             [a, b, c, d]
         }
         // Only where the host's maximum basic leaf (passed through in leaf 0) has them.
         0x15 if host(0, 0)[0] >= 0x15 => tsc_leaf(host(0x15, 0), tsc_khz),
         0x16 if host(0, 0)[0] >= 0x16 => frequency_leaf(host(0x16, 0), tsc_khz),
-        // MONITOR/MWAIT, thermal and power, performance monitoring, XSAVE state,
-        // topology: none of them is offered.
+        0xb if host(0, 0)[0] >= 0xb => topo.leaf_b(subleaf).unwrap_or([0; 4]),
+        // MONITOR/MWAIT, thermal and power, performance monitoring, XSAVE state, the
+        // V2 topology leaf: none of them is offered.
         5 | 6 | 0xa | 0xb | 0xd | 0x1f => [0; 4],
         4 => {
             let [a, b, c, d] = host(4, subleaf);
-            // Cache parameters: one core and one thread share each cache.
-            [a & 0x3fff, b, c, d]
+            // Cache parameters: the vCPUs sharing each cache, the cores of the package.
+            [topo.leaf4(a), b, c, d]
         }
         7 => {
             if subleaf == 0 {
@@ -176,17 +199,20 @@ pub fn guest_cpuid(
         }
         0x8000_0001 => {
             let [a, b, c, d] = host(leaf, 0);
-            [a, b, c & !EXT1_ECX_HIDDEN, d]
+            let c = topo.ext1_ecx(c & !EXT1_ECX_HIDDEN, intel_host(&host));
+            [a, b, c, d]
         }
         0x8000_0008 => {
             let [a, b, c, d] = host(leaf, 0);
-            // AMD core count (ECX 7:0) and APIC-ID size (15:12): one core.
-            [a, b, c & !0xf0ff, d]
+            // AMD core count (ECX 7:0) and APIC-ID size (15:12).
+            [a, b, topo.ext8_ecx(c), d]
         }
-        // SVM features and AMD topology: hidden along with SVM itself. Memory encryption
-        // (SME/SEV, leaf 0x8000_001F) is not virtualized: a guest told it exists reads
-        // SEV MSRs early in boot (Linux's decompressor does, with no fault handler).
-        0x8000_000a | 0x8000_001e | 0x8000_001f => [0; 4],
+        0x8000_001e => topo.ext1e(),
+        // SVM features: hidden along with SVM itself; the host's extended topology.
+        // Memory encryption (SME/SEV, leaf 0x8000_001F) is not virtualized: a guest told
+        // it exists reads SEV MSRs early in boot (Linux's decompressor does, with no
+        // fault handler).
+        0x8000_000a | 0x8000_001f | 0x8000_0026 => [0; 4],
         _ => host(leaf, subleaf),
     }
 }

@@ -1,7 +1,7 @@
 //! CPUID, and the exits that end the guest or report what Janus does not handle.
 
 use super::advance;
-use crate::cpuid::guest_cpuid;
+use crate::cpuid::{vcpu_cpuid, Topology};
 use crate::exit::ALWAYS_INTERCEPTED_EXCEPTIONS;
 use crate::vcpu::{ArchVcpu, ControlReg, Event, Gpr, SegReg, StateMsr};
 use crate::vm::{GuestEnd, Vm};
@@ -11,7 +11,7 @@ pub(super) fn cpuid(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
     let leaf = vcpu.gpr(Gpr::Rax) as u32;
     let sub = vcpu.gpr(Gpr::Rcx) as u32;
     let tsc_khz = ((vm.host.tsc_hz)() / 1000) as u32;
-    let r = guest_cpuid(leaf, sub, tsc_khz, vm.host.cpuid);
+    let r = vcpu_cpuid(Topology::single(), leaf, sub, tsc_khz, vm.host.cpuid);
     for (reg, v) in [Gpr::Rax, Gpr::Rbx, Gpr::Rcx, Gpr::Rdx].into_iter().zip(r) {
         vcpu.set_gpr(reg, v as u64);
     }

@@ -11,6 +11,7 @@
 //! | `initrd-of=` | this module is the initrd of guest NAME, not a guest itself |
 //! | `module-of=` | this module is a multiboot module of guest NAME; the rest of the line is free text |
 //! | `cmdline=` | the guest kernel's command line: the REST of the line (so it can hold spaces and `=`), or a `"quoted string"` |
+//! | `vcpus=` | its virtual CPUs, 1 to [`crate::vm::MAX_GUEST_VCPUS`] |
 //!
 //! A module line `[FILE] module-of=NAME ARGS...` (`module-of=` the first key) is a
 //! multiboot module of guest NAME: ARGS are not keys, and the module's string (Multiboot
@@ -66,6 +67,8 @@ pub struct ModuleArgs<'a> {
     pub after: Option<&'a str>,
     /// `cpus=N` or `cpus=A-B`: the host CPUs the guest may run on (`crate::smp`).
     pub cpus: Option<CpuSet>,
+    /// `vcpus=N`: the guest's virtual CPUs (1 to [`MAX_VCPUS`]).
+    pub vcpus: Option<u8>,
     /// `module-of=NAME`: a multiboot module of guest NAME, with its string.
     pub module_of: Option<(&'a str, ModuleString<'a>)>,
 }
@@ -128,6 +131,7 @@ pub enum ArgError<'a> {
     BadOnReset(&'a str),
     BadDuration(&'a str),
     BadCpus(&'a str),
+    BadVcpus(&'a str),
     /// A word that is not `key=value` after the file name.
     Stray(&'a str),
     UnclosedQuote,
@@ -142,7 +146,7 @@ impl fmt::Display for ArgError<'_> {
             ArgError::UnknownKey(k) => {
                 write!(
                     f,
-                    "unknown key '{}' (known: name, mem, kind, cmdline, initrd-of, module-of, weight, on-reset, limit, after, cpus)",
+                    "unknown key '{}' (known: name, mem, kind, cmdline, initrd-of, module-of, weight, on-reset, limit, after, cpus, vcpus)",
                     Clip(k)
                 )
             }
@@ -184,6 +188,11 @@ impl fmt::Display for ArgError<'_> {
                 "bad cpus '{}': use a host CPU number N or a range A-B",
                 Clip(v)
             ),
+            ArgError::BadVcpus(v) => write!(
+                f,
+                "bad vcpus '{}': use a number of virtual CPUs, 1 to {MAX_VCPUS}",
+                Clip(v)
+            ),
             ArgError::Stray(w) => write!(f, "'{}' is not key=value", Clip(w)),
             ArgError::UnclosedQuote => write!(f, "a quote is not closed"),
             ArgError::Conflict(a, b) => write!(f, "keys '{a}' and '{b}' do not go together"),
@@ -198,6 +207,16 @@ fn parse_weight(v: &str) -> Result<u32, ArgError<'_>> {
     match v.parse::<u32>() {
         Ok(w) if (1..=MAX_WEIGHT).contains(&w) => Ok(w),
         _ => Err(ArgError::BadWeight(v)),
+    }
+}
+
+/// Largest `vcpus=`: the virtual CPUs a guest can have.
+pub const MAX_VCPUS: u8 = crate::vm::MAX_GUEST_VCPUS as u8;
+
+fn parse_vcpus(v: &str) -> Result<u8, ArgError<'_>> {
+    match v.parse::<u8>() {
+        Ok(n) if (1..=MAX_VCPUS).contains(&n) => Ok(n),
+        _ => Err(ArgError::BadVcpus(v)),
     }
 }
 
@@ -282,7 +301,7 @@ fn valid_name(n: &str) -> bool {
 }
 
 /// The keys of a parsed line other than `initrd-of=`, and whether each is given.
-fn guest_keys(a: &ModuleArgs<'_>) -> [(&'static str, bool); 9] {
+fn guest_keys(a: &ModuleArgs<'_>) -> [(&'static str, bool); 10] {
     [
         ("name", a.name.is_some()),
         ("mem", a.mem.is_some()),
@@ -293,6 +312,7 @@ fn guest_keys(a: &ModuleArgs<'_>) -> [(&'static str, bool); 9] {
         ("limit", a.limit_ns.is_some()),
         ("after", a.after.is_some()),
         ("cpus", a.cpus.is_some()),
+        ("vcpus", a.vcpus.is_some()),
     ]
 }
 
@@ -420,6 +440,7 @@ pub fn parse_module_args(line: &str) -> Result<ModuleArgs<'_>, ArgError<'_>> {
                 key,
                 CpuSet::parse(value).ok_or(ArgError::BadCpus(value))?,
             )?,
+            "vcpus" => set(&mut a.vcpus, key, parse_vcpus(value)?)?,
             "after" => {
                 if !valid_name(value) {
                     return Err(ArgError::BadName(value));
@@ -511,6 +532,36 @@ mod tests {
         assert_eq!(
             parse_module_args("initrd-of=l cpus=1").err(),
             Some(ArgError::Conflict("initrd-of", "cpus"))
+        );
+    }
+
+    #[test]
+    fn vcpus_key() {
+        assert_eq!(parse_module_args("/g/k vcpus=1").unwrap().vcpus, Some(1));
+        let a = parse_module_args("/g/k name=x vcpus=8 mem=8M").unwrap();
+        assert_eq!((a.vcpus, a.mem), (Some(MAX_VCPUS), Some(8 << 20)));
+        assert_eq!(parse_module_args("/g/k").unwrap().vcpus, None);
+        for bad in [
+            "vcpus=0",
+            "vcpus=9",
+            "vcpus=256",
+            "vcpus=",
+            "vcpus=two",
+            "vcpus=-1",
+            "vcpus=2x",
+        ] {
+            let e = parse_module_args(bad).unwrap_err();
+            assert!(matches!(e, ArgError::BadVcpus(_)), "{bad}: {e:?}");
+        }
+        let msg = std::format!("{}", ArgError::BadVcpus("9"));
+        assert_eq!(msg, "bad vcpus '9': use a number of virtual CPUs, 1 to 8");
+        assert_eq!(
+            parse_module_args("vcpus=2 vcpus=2").err(),
+            Some(ArgError::Repeated("vcpus"))
+        );
+        assert_eq!(
+            parse_module_args("initrd-of=l vcpus=2").err(),
+            Some(ArgError::Conflict("initrd-of", "vcpus"))
         );
     }
 

@@ -383,7 +383,7 @@ fn plan_guest<'a>(
         cmdline,
         initrd,
         modules,
-        vcpus: 1,
+        vcpus: args.vcpus.unwrap_or(1),
         schedule: Schedule {
             weight: args.weight.unwrap_or(1),
             on_reset: args.on_reset.unwrap_or_default(),
@@ -598,6 +598,29 @@ mod tests {
     }
 
     #[test]
+    fn vcpus_are_planned_and_bad_counts_refuse_only_their_guest() {
+        let k = aout_image(&[0xf4], 0);
+        let p = plan_all(&[
+            m("/k name=one", &k),
+            m("/k name=four vcpus=4", &k),
+            m("/k name=zero vcpus=0", &k),
+            m("/k name=nine vcpus=9", &k),
+            m("/k name=word vcpus=two", &k),
+            m("/k name=max vcpus=8", &k),
+        ]);
+        assert_eq!(guest(&p[0]).vcpus, 1, "default");
+        assert_eq!(guest(&p[1]).vcpus, 4);
+        assert_eq!(guest(&p[5]).vcpus, 8);
+        assert_eq!(
+            line(&p[2]),
+            "guest module2: not started: bad module command line: bad vcpus '0': use a number of virtual CPUs, 1 to 8"
+        );
+        assert!(line(&p[3]).ends_with("bad vcpus '9': use a number of virtual CPUs, 1 to 8"));
+        assert!(line(&p[4]).ends_with("bad vcpus 'two': use a number of virtual CPUs, 1 to 8"));
+        assert_eq!(refusals(&p), 3);
+    }
+
+    #[test]
     fn a_linux_guest_gets_its_initrd() {
         let (k, rd) = (bzimage(), [7u8; 16]);
         let p = plan_all(&[m("/vmlinuz name=lx", &k), m("/rd initrd-of=lx", &rd)]);
@@ -716,7 +739,7 @@ mod tests {
         let p = plan_all(&[m("/k name=a colour=blue", &k)]);
         assert_eq!(
             line(&p[0]),
-            "guest module0: not started: bad module command line: unknown key 'colour' (known: name, mem, kind, cmdline, initrd-of, module-of, weight, on-reset, limit, after, cpus)"
+            "guest module0: not started: bad module command line: unknown key 'colour' (known: name, mem, kind, cmdline, initrd-of, module-of, weight, on-reset, limit, after, cpus, vcpus)"
         );
     }
 
