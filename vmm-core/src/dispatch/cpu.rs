@@ -6,12 +6,17 @@ use crate::exit::ALWAYS_INTERCEPTED_EXCEPTIONS;
 use crate::vcpu::{ArchVcpu, ControlReg, Event, Gpr, SegReg, StateMsr};
 use crate::vm::{GuestEnd, Vm};
 
-/// CPUID: the policy's answer for the leaf in EAX and subleaf in ECX.
+/// CPUID: the policy's answer for the leaf in EAX and subleaf in ECX, for this vCPU.
 pub(super) fn cpuid(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
     let leaf = vcpu.gpr(Gpr::Rax) as u32;
     let sub = vcpu.gpr(Gpr::Rcx) as u32;
     let tsc_khz = ((vm.host.tsc_hz)() / 1000) as u32;
-    let r = vcpu_cpuid(Topology::single(), leaf, sub, tsc_khz, vm.host.cpuid);
+    // vCPU n has APIC ID n (`platform::cpus`).
+    let topo = Topology {
+        apic_id: vm.platform.current() as u32,
+        vcpus: vm.platform.cpus.len() as u8,
+    };
+    let r = vcpu_cpuid(topo, leaf, sub, tsc_khz, vm.host.cpuid);
     for (reg, v) in [Gpr::Rax, Gpr::Rbx, Gpr::Rcx, Gpr::Rdx].into_iter().zip(r) {
         vcpu.set_gpr(reg, v as u64);
     }

@@ -904,3 +904,15 @@ fn a_self_ipi_does_not_end_the_turn() {
     );
     assert_eq!(v.injected, vec![Event::Interrupt(0x41)]);
 }
+
+#[test]
+fn cpuid_names_the_vcpu_that_asks() {
+    let mut m = crate::mock::vm_smp(ram(1 << 20), 2);
+    for i in [0u64, 1] {
+        m.platform.select(i as usize);
+        let mut v = MockVcpu::new(&[]);
+        v.regs[Gpr::Rax as usize] = 1;
+        assert_eq!(handle_exit(&mut v, &mut m, VmExit::Cpuid), None);
+        assert_eq!(v.regs[Gpr::Rbx as usize] >> 24, i, "leaf 1 EBX[31:24]");
+    }
+}
