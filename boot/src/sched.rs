@@ -392,9 +392,7 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
             let slot = &self.slots[id];
             let turns = slot.turns();
             let Some(v) = turns::next(&turns, slot.last_vcpu) else {
-                return Stop::Halted {
-                    wake_ns: turns::wake_ns(&turns),
-                };
+                return self.all_halted(id, &turns);
             };
             let now = crate::time::now_ns();
             let turn_end = turns::turn_end(&turns, now, until);
@@ -411,6 +409,23 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
                 Stop::Halted { wake_ns } => vs.halted = Some(wake_ns),
                 Stop::Ended(end) => return Stop::Ended(end),
             }
+        }
+    }
+
+    /// None of slot `id`'s vCPUs can run: the guest halts until the first of them wakes,
+    /// or ends as halted when every one that runs halted with interrupts off (only an NMI
+    /// could wake one, and none of them is left to send it).
+    fn all_halted(&self, id: usize, turns: &[Turn]) -> Stop {
+        let stopped = self.slots[id].vcpus.iter().all(|v| {
+            v.vcpu
+                .as_ref()
+                .is_none_or(|v| v.rflags() & vmm_core::cpu_rules::rflags::IF == 0)
+        });
+        if stopped {
+            return Stop::Ended(GuestEnd::Halted);
+        }
+        Stop::Halted {
+            wake_ns: turns::wake_ns(turns),
         }
     }
 
@@ -531,7 +546,10 @@ fn wake_vcpus<V: ArchVcpu>(slot: &mut Slot<V>) -> bool {
             vm.platform.run_state(i),
             RunState::Running | RunState::WaitForSipi
         );
-        let interrupt = vs.vcpu.is_some() && dispatch::has_interrupt(vm, i);
+        let interrupt = vs.vcpu.as_ref().is_some_and(|v| {
+            let on = v.rflags() & vmm_core::cpu_rules::rflags::IF != 0;
+            dispatch::has_interrupt(vm, i, on)
+        });
         if interrupt {
             vs.halted = None;
         }

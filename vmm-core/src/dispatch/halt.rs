@@ -6,10 +6,13 @@ use crate::cpu_rules::rflags;
 use crate::vcpu::ArchVcpu;
 use crate::vm::{GuestEnd, Vm};
 
-/// HLT with RFLAGS.IF clear ends the guest (nothing can wake it); with IF set the vCPU
-/// halts until a device has an interrupt for it: [`super::run_slice`] gives the CPU back.
+/// HLT: the vCPU halts until a device has an interrupt for it ([`super::run_slice`]
+/// gives the CPU back). With RFLAGS.IF clear only an NMI, INIT or SIPI wakes it: the
+/// guest's only vCPU so halted ends the guest (nothing can wake it); one of several waits,
+/// as an AP an OS stopped does (the guest ends when all its vCPUs do).
 pub(super) fn hlt(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
-    if vcpu.rflags() & rflags::IF == 0 {
+    let interrupts_on = vcpu.rflags() & rflags::IF != 0;
+    if !interrupts_on && vm.platform.cpus.len() == 1 {
         return Some(GuestEnd::Halted);
     }
     if let Some(end) = advance(vcpu, vm) {
@@ -17,7 +20,7 @@ pub(super) fn hlt(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
     }
     let now = vm.now();
     vm.platform.update(now);
-    if vm.platform.wakes(vm.platform.current()) {
+    if vm.platform.wakes(vm.platform.current(), interrupts_on) {
         return None;
     }
     vm.halted = true;
@@ -33,19 +36,19 @@ pub fn sleeps_forever(vcpu: &impl ArchVcpu) -> GuestEnd {
     ))
 }
 
-/// Whether vCPU `i` of `vm` (halted) has something to take now.
-pub fn has_interrupt(vm: &mut Vm, i: usize) -> bool {
+/// Whether vCPU `i` of `vm` (halted, its interrupts on or not) has something to take now.
+pub fn has_interrupt(vm: &mut Vm, i: usize, interrupts_on: bool) -> bool {
     // Console room frees the UART's transmitter, which may interrupt.
     vm.drain_console();
     let now = vm.now();
     vm.platform.update(now);
-    vm.platform.wakes(i)
+    vm.platform.wakes(i, interrupts_on)
 }
 
 /// Idles the host until the platform has an interrupt (or NMI) for the halted vCPU.
 pub(super) fn wait_for_interrupt(vm: &mut Vm) {
     vm.armed = None;
-    while !has_interrupt(vm, vm.platform.current()) {
+    while !has_interrupt(vm, vm.platform.current(), true) {
         let _ = arm_host_timer(vm, u64::MAX);
         (vm.host.idle)();
         vm.armed = None;

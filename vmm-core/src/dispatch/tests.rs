@@ -881,8 +881,8 @@ fn an_ipi_to_another_vcpu_ends_the_senders_turn_at_once() {
     v.regs[Gpr::Rax as usize] = 0x40;
     v.regs[Gpr::Rdx as usize] = 1;
     assert_eq!(run_slice(&mut v, &mut m, u64::MAX), Stop::Preempted);
-    assert!(m.platform.wakes(1), "vCPU 1 has the IPI");
-    assert!(!m.platform.wakes(0));
+    assert!(m.platform.wakes(1, true), "vCPU 1 has the IPI");
+    assert!(!m.platform.wakes(0, true));
     m.platform.select(1);
     assert_eq!(m.platform.acknowledge_interrupt(), Some(0x40));
 }
@@ -915,4 +915,24 @@ fn cpuid_names_the_vcpu_that_asks() {
         assert_eq!(handle_exit(&mut v, &mut m, VmExit::Cpuid), None);
         assert_eq!(v.regs[Gpr::Rbx as usize] >> 24, i, "leaf 1 EBX[31:24]");
     }
+}
+
+#[test]
+fn hlt_with_interrupts_off_stops_one_vcpu_of_several_not_the_guest() {
+    let mut m = crate::mock::vm_smp(ram(1 << 20), 2);
+    let mut v = MockVcpu::new(&[]);
+    assert_eq!(handle_exit(&mut v, &mut m, VmExit::Hlt), None);
+    assert!(m.halted, "it waits for an NMI, INIT or SIPI");
+    // An external interrupt does not wake it; an NMI does.
+    m.platform.lapic_mut().write_mmio(0xf0, 0x1ff, 0);
+    m.platform.lapic_mut().accept(0x40, false);
+    assert!(!m.platform.wakes(0, false));
+    m.platform.cpus.get_mut(0).nmi_pending = true;
+    assert!(m.platform.wakes(0, false));
+    // The only vCPU of a guest so halted ends it.
+    let mut one = vm(ram(1 << 20));
+    assert_eq!(
+        handle_exit(&mut MockVcpu::new(&[]), &mut one, VmExit::Hlt),
+        Some(GuestEnd::Halted)
+    );
 }

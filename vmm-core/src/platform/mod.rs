@@ -465,9 +465,11 @@ impl Platform {
         self.interrupt_pending_on(self.cur)
     }
 
-    /// Whether an external interrupt or an NMI is waiting for vCPU `i`.
-    pub fn wakes(&self, i: usize) -> bool {
-        self.interrupt_pending_on(i) || self.cpus.get(i).nmi_pending
+    /// Whether vCPU `i`, halted, wakes: an NMI waits for it, or an external interrupt
+    /// and its interrupts are on (`interrupts_on`, RFLAGS.IF: with IF clear only an NMI,
+    /// an INIT or a SIPI ends HLT, SDM Vol 2A HLT).
+    pub fn wakes(&self, i: usize, interrupts_on: bool) -> bool {
+        self.cpus.get(i).nmi_pending || (interrupts_on && self.interrupt_pending_on(i))
     }
 
     fn interrupt_pending_on(&self, i: usize) -> bool {
@@ -609,7 +611,7 @@ mod tests {
         assert!(!p.interrupt_pending(), "not for the sender");
         assert_eq!(p.take_kicks(), 0b10);
         assert_eq!(p.take_kicks(), 0, "taken");
-        assert!(p.wakes(1));
+        assert!(p.wakes(1, true));
         p.select(1);
         assert_eq!(p.acknowledge_interrupt(), Some(0x41));
         // The answer goes back to CPU 0.
@@ -683,6 +685,7 @@ mod tests {
         };
         p.update(later);
         assert_eq!(p.take_kicks(), 0b10);
-        assert!(p.wakes(1) && !p.wakes(0));
+        assert!(p.wakes(1, true) && !p.wakes(0, true));
+        assert!(!p.wakes(1, false), "with IF clear, only an NMI wakes it");
     }
 }
