@@ -3,7 +3,8 @@
 //! the instructions, control-register bits and MSRs that feature defines (SDM Vol 2A,
 //! CPUID, Tables 3-8 to 3-11; APM Vol 3, Appendix E) and checks their results; for a few
 //! features Janus hides it checks they are hidden consistently (the instruction #UDs, the
-//! CR4/EFER bit #GPs). One check per feature: `ok` when exercised and right, `ok (not
+//! CR4/EFER bit #GPs); the topology leaves are checked against each other and the local
+//! APIC (`cpuid/topology.rs`). One check per feature: `ok` when exercised and right, `ok (not
 //! shown)` when CPUID does not show it; bits shown that no check covers are listed in a
 //! `note:` line. It follows the guest's CPUID, not the host's: an emulator may lack what
 //! its host CPU has.
@@ -20,6 +21,8 @@ mod msrs;
 mod simd;
 #[path = "cpuid/system.rs"]
 mod system;
+#[path = "cpuid/topology.rs"]
+mod topology;
 
 use core::fmt;
 use janus_guests::rt::fpu::enable_sse;
@@ -214,10 +217,11 @@ pub const fn hides(name: &'static str, bit: Bit, exercise: fn() -> Outcome) -> F
 }
 
 /// Every table, in the order they run (the x2APIC switch, in `msrs`, last).
-const TABLES: [&[Feature]; 5] = [
+const TABLES: [&[Feature]; 6] = [
     isa::FEATURES,
     simd::FEATURES,
     system::FEATURES,
+    topology::FEATURES,
     hidden::FEATURES,
     msrs::FEATURES,
 ];
