@@ -10,8 +10,11 @@
 //! 13.3), saved with XSAVE. (Not before: QEMU 7.2's TCG hangs on MOV to CR4 with OSXSAVE
 //! under `-cpu Opteron_G5`, seen in the matrix.)
 
+use crate::frames::HostFrames;
+use vmm_core::addr::{HostPhys, PAGE_4K};
 use vmm_core::cpu_rules::{cr4, xcr0};
-use vmm_core::fpu::SaveMode;
+use vmm_core::fpu::{FpuState, SaveMode};
+use vmm_core::nested::FrameAllocator;
 
 /// The components Janus saves at most: x87, SSE, AVX, and AVX-512's opmask, ZMM_Hi256 and
 /// Hi16_ZMM (bits 5-7). Others (MPX, PT, AMX, ...) need supervisor state or permissions.
@@ -52,3 +55,33 @@ fn host_cpuid(leaf: u32, sub: u32) -> [u32; 4] {
     let r = core::arch::x86_64::__cpuid_count(leaf, sub);
     [r.eax, r.ebx, r.ecx, r.edx]
 }
+
+/// A vCPU's saved x87/SSE/AVX state in a 4 KiB frame of its own (`FpuState` is one page):
+/// a guest may have up to 8 vCPUs and a CPU up to 32 guests, too many pages for the
+/// scheduler's stack.
+pub struct FpuFrame {
+    hpa: HostPhys,
+}
+
+impl FpuFrame {
+    /// A frame holding the state after reset; `None` when memory ran out.
+    pub fn new(frames: &mut HostFrames) -> Option<FpuFrame> {
+        let (hpa, _) = frames.alloc_ram(PAGE_4K, PAGE_4K)?;
+        let mut f = FpuFrame { hpa };
+        *f.state() = FpuState::reset();
+        Some(f)
+    }
+
+    pub fn state(&mut self) -> &mut FpuState {
+        // SAFETY: the frame is 4 KiB, page-aligned (FpuState needs 64), identity-mapped
+        // (alloc_ram's memory), and this FpuFrame owns it until `free`.
+        unsafe { &mut *(self.hpa.0 as *mut FpuState) }
+    }
+
+    /// Gives the frame back.
+    pub fn free(self, frames: &mut HostFrames) {
+        frames.free(self.hpa, 1);
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<FpuState>() == PAGE_4K as usize);

@@ -12,13 +12,14 @@
 //! All vCPUs of a guest run on its host CPU, one at a time: a guest's devices and memory
 //! are then never touched by two host CPUs at once.
 
+use crate::fpu::FpuFrame;
 use crate::frames::HostFrames;
 use crate::guests::Guest;
 use crate::say;
 use arrayvec::ArrayVec;
 use vmm_core::cpu_rules::CpuRules;
 use vmm_core::dispatch::{self, Stop};
-use vmm_core::fpu::{FpuState, SaveMode};
+use vmm_core::fpu::SaveMode;
 use vmm_core::loader::cmdline::OnReset;
 use vmm_core::platform::cpus::RunState;
 use vmm_core::sched::{Next, RunQueue, MAX_VCPUS};
@@ -37,11 +38,11 @@ const MIN_SLICE_NS: u64 = 100_000;
 /// A guest that resets more often than this with `on-reset=restart` ends instead.
 pub const MAX_RESTARTS: u32 = 3;
 
-/// One vCPU of a guest: its backend state while it runs (none while it waits for a
-/// SIPI) and its saved x87/SSE/AVX state.
+/// One vCPU of a guest: its backend state and its saved x87/SSE/AVX state while it runs
+/// (neither while it waits for a SIPI).
 pub struct VcpuSlot<V> {
     pub vcpu: Option<V>,
-    pub fpu: FpuState,
+    fpu: Option<FpuFrame>,
     /// It halted; the device event that may wake it, if any.
     halted: Option<Option<u64>>,
 }
@@ -50,9 +51,20 @@ impl<V: ArchVcpu> VcpuSlot<V> {
     fn empty() -> Self {
         VcpuSlot {
             vcpu: None,
-            fpu: FpuState::reset(),
+            fpu: None,
             halted: None,
         }
+    }
+
+    /// Gives its VMCS or VMCB, maps and FPU frame back.
+    fn release(&mut self, frames: &mut HostFrames) {
+        if let Some(v) = self.vcpu.take() {
+            v.release(frames);
+        }
+        if let Some(f) = self.fpu.take() {
+            f.free(frames);
+        }
+        self.halted = None;
     }
 
     fn turn(&self) -> Turn {
@@ -139,12 +151,22 @@ fn create<B: ArchBackend>(
 ) -> Result<(), VcpuError> {
     let vm = &slot.guest.vm;
     let rules = CpuRules::for_guest(vm.host.cpuid);
-    let mut vcpu = backend.create_vcpu(&vm.memory, start, rules, frames)?;
+    let fpu = FpuFrame::new(frames).ok_or(VcpuError {
+        what: "no memory for its x87/SSE state",
+        code: 0,
+    })?;
+    let mut vcpu = match backend.create_vcpu(&vm.memory, start, rules, frames) {
+        Ok(v) => v,
+        Err(e) => {
+            fpu.free(frames);
+            return Err(e);
+        }
+    };
     // All vCPUs of a guest read one TSC (IA32_TSC writes move it for all).
     vcpu.set_tsc_offset(vm.tsc_offset);
     slot.vcpus[i] = VcpuSlot {
         vcpu: Some(vcpu),
-        fpu: FpuState::reset(),
+        fpu: Some(fpu),
         halted: None,
     };
     Ok(())
@@ -362,7 +384,9 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
             unsafe { x86::msr::wrmsr(IA32_PRED_CMD, IBPB) };
         }
         let vs = &mut self.slots[next].vcpus[v];
-        vs.fpu.restore(self.cpu.fpu);
+        if let Some(f) = vs.fpu.as_mut() {
+            f.state().restore(self.cpu.fpu);
+        }
         if let Some(vcpu) = vs.vcpu.as_mut() {
             vcpu.load();
         }
@@ -376,7 +400,9 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
             if let Some(vcpu) = vs.vcpu.as_mut() {
                 vcpu.put();
             }
-            vs.fpu.save(self.cpu.fpu);
+            if let Some(f) = vs.fpu.as_mut() {
+                f.state().save(self.cpu.fpu);
+            }
         }
     }
 
@@ -442,10 +468,7 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
             if self.current == Some((id, i)) {
                 self.put_current();
             }
-            if let Some(old) = self.slots[id].vcpus[i].vcpu.take() {
-                old.release(self.frames);
-            }
-            self.slots[id].vcpus[i].halted = None;
+            self.slots[id].vcpus[i].release(self.frames);
             let next = match run {
                 RunState::Startup(vector) => {
                     let start = StartMode::Startup { vector };
@@ -472,7 +495,7 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
         }
         let frames = &mut *self.frames;
         let slot = &mut self.slots[id];
-        for v in slot.vcpus.iter_mut().filter_map(|v| v.vcpu.take()) {
+        for v in slot.vcpus.iter_mut() {
             v.release(frames);
         }
         let restart = end == GuestEnd::Reset
