@@ -48,7 +48,7 @@ const NMI_VEC: u8 = 2;
 const SLOTS: usize = 5;
 
 /// Round trips measured with CPU 1, and with each AP for the check.
-const ROUND_TRIPS: u32 = 1000;
+const ROUND_TRIPS: u32 = 500;
 const ROUND_TRIPS_EACH: u32 = 10;
 /// Spinlock rounds per CPU.
 const STRESS_ROUNDS: u64 = 50_000;
