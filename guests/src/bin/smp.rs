@@ -297,6 +297,11 @@ fn discover(s: &mut Suite, want: u64) -> Option<Cpus> {
 
 /// Starts every AP; checks they came online once each with the right IDs.
 fn start_aps(s: &mut Suite, boot: &BootInfo, cpus: &mut Cpus) {
+    if cpus.n == 1 {
+        println!("smp: one CPU: no AP to start");
+        check_ids(s, cpus, "smp.apic_ids_match");
+        return;
+    }
     cpus.page = smp::trampoline_page(boot, &[cpus.table_at]);
     let len = smp::trampoline_len();
     let Some(page) = cpus.page.filter(|_| len <= 4096) else {
