@@ -384,6 +384,9 @@ fn a_bad_madt_leaves_the_mp_table() {
         m.list(cpu_list::from_madt).unwrap_err(),
         "no RSDP with a valid checksum"
     );
+    // A BDA of zeros (no EBDA segment, no base memory size): the last KiB below 640 KiB.
+    m.put(0x400, &[0; 0x20]);
+    assert_eq!(m.list(cpu_list::find).unwrap().at, 0x9_fd00);
     // Neither table.
     m.put(0x9_fc00, &[0; 16]);
     assert!(m.list(cpu_list::find).is_err());

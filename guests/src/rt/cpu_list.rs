@@ -8,7 +8,7 @@
 //!   processor and 4.3.3 I/O APIC entries).
 //!
 //! Both are looked for in the first KiB of the EBDA (segment at 0x40E), the last KiB of
-//! base memory (KiB count at 0x413) and 0xE0000-0xFFFFF. Memory is read through a
+//! base memory (KiB count at 0x413; 640 when 0) and 0xE0000-0xFFFFF. Memory is read through a
 //! [`Mem`] closure so the tests can hand in a fake machine.
 
 use super::bytes::u32_at;
@@ -99,8 +99,12 @@ fn u16_at(b: &[u8], at: usize) -> u16 {
 pub fn search_areas(mem: Mem) -> [(u64, usize); 3] {
     let bda = mem(0x400, 0x20);
     let ebda = bda.map_or(0, |b| u64::from(u16_at(b, 0x0e)) << 4);
-    let base_kib = bda.map_or(640, |b| u64::from(u16_at(b, 0x13)));
-    let last_kib = base_kib.clamp(1, 640) * 1024 - 1024;
+    // A BDA without the base memory size (a loader that wrote none): 640 KiB.
+    let base_kib = bda
+        .map(|b| u64::from(u16_at(b, 0x13)))
+        .filter(|&k| k != 0)
+        .unwrap_or(640);
+    let last_kib = base_kib.min(640) * 1024 - 1024;
     [(ebda, 1024), (last_kib, 1024), (0xe_0000, 0x2_0000)]
 }
 
