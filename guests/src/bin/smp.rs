@@ -688,9 +688,12 @@ static X2_ID: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 static X2_LDR: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 
 /// Switches the CPU running it to x2APIC mode (the runtime's mode flag is the BSP's to
-/// set, once all have switched) and records its ID and LDR.
+/// set, once all have switched) and records its ID and LDR. The xAPIC LDR is cleared
+/// first, so the x2APIC LDR can only come from the ID (the flat LDR the suite set, bit =
+/// CPU index, equals it for APIC IDs below 8).
 fn go_x2apic() {
     let Some(i) = smp::this_cpu() else { return };
+    apic::mmio_write(LDR, 0);
     wrmsr(MSR_APIC_BASE, rdmsr(MSR_APIC_BASE) | (1 << 11) | (1 << 10));
     X2_ID[i].store(rdmsr(0x802) as u32, SeqCst);
     X2_LDR[i].store(rdmsr(0x80d) as u32, SeqCst);
