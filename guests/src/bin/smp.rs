@@ -758,7 +758,7 @@ fn x2apic(s: &mut Suite, cpus: &Cpus) {
     );
     let mut bad = None;
     for ap in cpus.aps() {
-        let ldr = X2_LDR[ap].load(SeqCst);
+        let ldr = x2_ldr(cpus.ids[ap]);
         let r = deliver(cpus, 1 << ap, || {
             apic::send_ipi(ICR_FIXED | ICR_LOGICAL | u32::from(TEST_VEC), ldr)
         });
@@ -768,7 +768,7 @@ fn x2apic(s: &mut Suite, cpus: &Cpus) {
     check_delivery(
         s,
         "smp.x2apic_logical",
-        "logical x2APIC destination (the AP's LDR)",
+        "logical x2APIC destination (cluster << 16 | bit of the AP)",
         want,
         r,
     );
