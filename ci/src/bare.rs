@@ -4,9 +4,11 @@
 //!   grub.cfg boots it directly; Multiboot2 Specification version 2.0);
 //! - `qemu -kernel`: QEMU's own multiboot loader and fw_cfg run the qemukernel suite
 //!   (`-kernel`, `-append`, `-initrd "FILE ARGS,..."`; QEMU boots the kernel, not the CD).
-//!
-//! Both get the fixtures' command line and modules (guests/src/rt/fixtures.rs), as the
-//! suites do under Janus.
+//!   Both get the fixtures' command line and modules (guests/src/rt/fixtures.rs), as the
+//!   suites do under Janus.
+//! - `qemu -kernel smp, N CPUs`: QEMU's loader runs the smp suite with `-append cpus=N`
+//!   on a machine of N CPUs (`-smp N`, from the row's CPU count): the suite's start-up,
+//!   IPI and IOAPIC checks hold on emulated hardware before they judge Janus (issue #11).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -17,13 +19,25 @@ use crate::{build, iso};
 /// The suite GRUB boots, and the one QEMU's -kernel boots.
 pub const GRUB_SUITE: &str = MB2;
 pub const QEMU_SUITE: &str = QEMUKERNEL;
+/// The guest-SMP suite (guests/src/bin/smp.rs), booted by QEMU's -kernel on N CPUs.
+pub const SMP_SUITE: &str = "smp";
 
 /// Which loader a bare row uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Loader {
     Grub,
     QemuKernel,
+    /// QEMU's -kernel booting the smp suite on a machine of this many CPUs.
+    Smp(u32),
 }
+
+/// The bare rows' loaders, in matrix order.
+pub const LOADERS: [Loader; 4] = [
+    Loader::Grub,
+    Loader::QemuKernel,
+    Loader::Smp(2),
+    Loader::Smp(4),
+];
 
 impl Loader {
     /// The suite it boots.
@@ -31,31 +45,50 @@ impl Loader {
         match self {
             Loader::Grub => GRUB_SUITE,
             Loader::QemuKernel => QEMU_SUITE,
+            Loader::Smp(_) => SMP_SUITE,
         }
     }
 
-    /// The row's label after the model: `grub mb2`, `qemu -kernel`.
-    pub fn what(self) -> &'static str {
+    /// The row's label after the model: `grub mb2`, `qemu -kernel`, `qemu -kernel smp,
+    /// 2 CPUs`.
+    pub fn what(self) -> String {
         match self {
-            Loader::Grub => "grub mb2",
-            Loader::QemuKernel => "qemu -kernel",
+            Loader::Grub => "grub mb2".into(),
+            Loader::QemuKernel => "qemu -kernel".into(),
+            Loader::Smp(n) => format!("qemu -kernel smp, {n} CPUs"),
         }
     }
 
     /// The stem of its logs.
-    pub fn stem(self) -> &'static str {
+    pub fn stem(self) -> String {
         match self {
-            Loader::Grub => "grub-mb2",
-            Loader::QemuKernel => "qemu-kernel",
+            Loader::Grub => "grub-mb2".into(),
+            Loader::QemuKernel => "qemu-kernel".into(),
+            Loader::Smp(n) => format!("bare-smp{n}"),
+        }
+    }
+
+    /// The emulated machine's CPUs.
+    pub fn cpus(self) -> u32 {
+        match self {
+            Loader::Smp(n) => n,
+            Loader::Grub | Loader::QemuKernel => 1,
         }
     }
 
     /// The QEMU arguments beyond the ISO: none for GRUB; `-kernel`, `-append` and
-    /// `-initrd` for QEMU's own loader.
+    /// `-initrd` for QEMU's own loader; `-kernel` and `-append cpus=N` for the smp
+    /// suite (the row's CPU count gives `-smp N`).
     pub fn qemu_args(self, root: &Path) -> Vec<String> {
         match self {
             Loader::Grub => Vec::new(),
             Loader::QemuKernel => qemu_kernel_args(root),
+            Loader::Smp(n) => vec![
+                "-kernel".into(),
+                build::guest_bin(root, SMP_SUITE).display().to_string(),
+                "-append".into(),
+                format!("cpus={n}"),
+            ],
         }
     }
 }
@@ -148,5 +181,26 @@ mod tests {
             ]
         );
         assert!(Loader::Grub.qemu_args(root).is_empty());
+    }
+
+    /// The smp rows: QEMU's -kernel boots the smp suite, told how many CPUs to find, on
+    /// a machine of that many.
+    #[test]
+    fn smp_loader_tells_the_suite_its_cpu_count() {
+        let root = Path::new("/r");
+        assert_eq!(
+            Loader::Smp(4).qemu_args(root),
+            [
+                "-kernel",
+                "/r/target/x86_64-unknown-none/release/smp",
+                "-append",
+                "cpus=4"
+            ]
+        );
+        assert_eq!(Loader::Smp(4).cpus(), 4);
+        assert_eq!(Loader::QemuKernel.cpus(), 1);
+        assert_eq!(Loader::Smp(2).what(), "qemu -kernel smp, 2 CPUs");
+        assert_ne!(Loader::Smp(2).stem(), Loader::Smp(4).stem());
+        assert_eq!(Loader::Smp(2).suite(), "smp");
     }
 }

@@ -1,6 +1,7 @@
 //! Host tests of the guest runtime's pure parsers (guests/src/rt: little-endian fields,
 //! both multiboot memory-map layouts, the multiboot2 tags, free-range arithmetic, command
-//! line words; and the fixtures, which `matrix` compiles). The guests crate builds only
+//! line words, the CPUs of the MADT and the MP table; and the fixtures, which `matrix`
+//! compiles). The guests crate builds only
 //! for the bare-metal target, so these files are compiled here as well, unchanged (the
 //! tests use part of their API).
 #![allow(dead_code)]
@@ -9,6 +10,8 @@
 mod args;
 #[path = "../../guests/src/rt/bytes.rs"]
 mod bytes;
+#[path = "../../guests/src/rt/cpu_list.rs"]
+mod cpu_list;
 #[path = "../../guests/src/rt/mb2_tags.rs"]
 mod mb2_tags;
 #[path = "../../guests/src/rt/memmap.rs"]
@@ -229,4 +232,191 @@ fn fixtures_are_the_files_in_guests_modules() {
         fixtures::MODULES[1].bytes.len() > 4096,
         "one spans two pages"
     );
+}
+
+/// A fake PC's low 1 MiB (plus a little) for the CPU-table parsers.
+struct Machine(Vec<u8>);
+
+impl Machine {
+    fn put(&mut self, at: u64, bytes: &[u8]) {
+        self.0[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);
+    }
+
+    fn list(
+        &self,
+        f: fn(cpu_list::Mem) -> Result<cpu_list::CpuList, &'static str>,
+    ) -> Result<cpu_list::CpuList, &'static str> {
+        let mem = |a: u64, l: usize| self.0.get(a as usize..(a as usize).checked_add(l)?);
+        f(&mem)
+    }
+}
+
+/// Sets byte `at` of `b` so that all of `b` sums to 0.
+fn checksum(b: &mut [u8], at: usize) {
+    b[at] = 0;
+    b[at] = 0u8.wrapping_sub(b.iter().fold(0u8, |s, &x| s.wrapping_add(x)));
+}
+
+/// An ACPI table: the 36-byte header, then `body`.
+fn acpi(sig: &[u8; 4], body: &[u8]) -> Vec<u8> {
+    let mut t = sig.to_vec();
+    le32(&mut t, 36 + body.len() as u32);
+    t.resize(36, 0);
+    t[8] = 1;
+    t.extend_from_slice(body);
+    checksum(&mut t, 9);
+    t
+}
+
+/// A MADT: Local APIC entries (id, enabled), then an I/O APIC (id 8) and an x2APIC entry
+/// (id 0x100, enabled).
+fn madt(cpus: &[(u8, bool)]) -> Vec<u8> {
+    let mut b = Vec::new();
+    le32(&mut b, 0xfee0_0000);
+    le32(&mut b, 1);
+    for (uid, &(id, on)) in cpus.iter().enumerate() {
+        b.extend_from_slice(&[0, 8, uid as u8, id]);
+        le32(&mut b, u32::from(on));
+    }
+    b.extend_from_slice(&[1, 12, 8, 0]);
+    le32(&mut b, 0xfec0_0000);
+    le32(&mut b, 0);
+    b.extend_from_slice(&[9, 16, 0, 0]);
+    le32(&mut b, 0x100);
+    le32(&mut b, 1);
+    le32(&mut b, 9);
+    acpi(b"APIC", &b)
+}
+
+fn rsdp(revision: u8, rsdt: u32, xsdt: u64) -> Vec<u8> {
+    let mut r = b"RSD PTR ".to_vec();
+    r.extend_from_slice(&[0; 7]);
+    r.push(revision);
+    le32(&mut r, rsdt);
+    le32(&mut r, 36);
+    le64(&mut r, xsdt);
+    r.extend_from_slice(&[0; 4]);
+    checksum(&mut r[..20], 8);
+    checksum(&mut r, 32);
+    r
+}
+
+/// An MP configuration table: processors (id, flags), a bus, an I/O APIC (id 8).
+fn mp_config(cpus: &[(u8, u8)]) -> Vec<u8> {
+    let mut t = b"PCMP".to_vec();
+    t.resize(44, 0);
+    let mut n = 0u16;
+    for &(id, flags) in cpus {
+        t.extend_from_slice(&[0, id, 0x14, flags]);
+        t.resize(t.len() + 16, 0);
+        n += 1;
+    }
+    t.extend_from_slice(&[1, 0, b'I', b'S', b'A', 0, 0, 0]);
+    t.extend_from_slice(&[2, 8, 0x11, 1]);
+    le32(&mut t, 0xfec0_0000);
+    n += 2;
+    let len = t.len() as u16;
+    t[4..6].copy_from_slice(&len.to_le_bytes());
+    t[6] = 4;
+    t[34..36].copy_from_slice(&n.to_le_bytes());
+    checksum(&mut t, 7);
+    t
+}
+
+/// EBDA at 0x9FC00 holding the MP floating pointer (table at 0x9FD00), the RSDP at
+/// 0xF0010, RSDT at 0x80000 -> a dummy FACP and the MADT at 0x82000.
+fn pc() -> Machine {
+    let mut m = Machine(vec![0; 0x10_0000 + 0x1000]);
+    m.put(0x40e, &0x9fc0u16.to_le_bytes());
+    m.put(0x413, &639u16.to_le_bytes());
+    let mut fp = b"_MP_".to_vec();
+    le32(&mut fp, 0x9_fd00);
+    fp.extend_from_slice(&[1, 4, 0, 0, 0, 0, 0, 0]);
+    checksum(&mut fp, 10);
+    m.put(0x9_fc00, &fp);
+    m.put(0x9_fd00, &mp_config(&[(0, 3), (2, 1), (7, 0)]));
+    m.put(0xf_0010, &rsdp(0, 0x8_0000, 0));
+    let mut entries = Vec::new();
+    le32(&mut entries, 0x8_1000);
+    le32(&mut entries, 0x8_2000);
+    m.put(0x8_0000, &acpi(b"RSDT", &entries));
+    m.put(0x8_1000, &acpi(b"FACP", &[0; 8]));
+    m.put(0x8_2000, &madt(&[(0, true), (2, true), (5, false)]));
+    m
+}
+
+#[test]
+fn cpus_of_the_madt_and_the_mp_table() {
+    let m = pc();
+    let l = m.list(cpu_list::find).unwrap();
+    assert_eq!(l.source, cpu_list::Source::Madt);
+    assert_eq!(
+        (l.at, l.ids(), l.ioapic_id),
+        (0x8_2000, &[0, 2, 0x100][..], Some(8))
+    );
+    assert!(l.distinct());
+    let mp = m.list(cpu_list::from_mp_table).unwrap();
+    assert_eq!(mp.source, cpu_list::Source::MpTable);
+    assert_eq!(
+        (mp.at, mp.ids(), mp.ioapic_id),
+        (0x9_fd00, &[0, 2][..], Some(8))
+    );
+}
+
+#[test]
+fn a_bad_madt_leaves_the_mp_table() {
+    let mut m = pc();
+    m.0[0x8_2000 + 50] ^= 1;
+    assert_eq!(
+        m.list(cpu_list::from_madt).unwrap_err(),
+        "no MADT (APIC) in the RSDT/XSDT"
+    );
+    assert_eq!(
+        m.list(cpu_list::find).unwrap().source,
+        cpu_list::Source::MpTable
+    );
+    // An RSDP off a 16-byte boundary is not found.
+    let mut m = pc();
+    let r = m.0[0xf_0010..0xf_0010 + 36].to_vec();
+    m.put(0xf_0010, &[0; 36]);
+    m.put(0xf_0018, &r);
+    assert_eq!(
+        m.list(cpu_list::from_madt).unwrap_err(),
+        "no RSDP with a valid checksum"
+    );
+    // A BDA of zeros (no EBDA segment, no base memory size): the last KiB below 640 KiB.
+    m.put(0x400, &[0; 0x20]);
+    assert_eq!(m.list(cpu_list::find).unwrap().at, 0x9_fd00);
+    // Neither table.
+    m.put(0x9_fc00, &[0; 16]);
+    assert!(m.list(cpu_list::find).is_err());
+}
+
+#[test]
+fn the_xsdt_wins_over_the_rsdt_when_valid() {
+    let mut m = pc();
+    m.put(0x8_4000, &madt(&[(3, true), (3, true)]));
+    let mut entries = Vec::new();
+    le64(&mut entries, 0x8_4000);
+    m.put(0x8_3000, &acpi(b"XSDT", &entries));
+    m.put(0xf_0010, &rsdp(2, 0x8_0000, 0x8_3000));
+    let l = m.list(cpu_list::from_madt).unwrap();
+    assert_eq!((l.at, l.ids()), (0x8_4000, &[3, 3, 0x100][..]));
+    assert!(!l.distinct(), "APIC ID 3 twice");
+    m.0[0x8_3000 + 36] ^= 1;
+    assert_eq!(m.list(cpu_list::from_madt).unwrap().at, 0x8_2000);
+}
+
+#[test]
+fn cpus_beyond_the_list_are_counted() {
+    let mut m = pc();
+    let many: Vec<(u8, bool)> = (0..40).map(|i| (i, true)).collect();
+    m.put(0x8_2000, &madt(&many));
+    let l = m.list(cpu_list::from_madt).unwrap();
+    assert_eq!((l.ids().len(), l.count()), (cpu_list::MAX, 41));
+    // The MP table's processor entries past its entry count are not read.
+    let mut t = mp_config(&[(0, 3), (1, 1)]);
+    t[34] = 1;
+    checksum(&mut t, 7);
+    assert_eq!(cpu_list::mp_cpus(&t, 0).ids(), [0]);
 }

@@ -88,6 +88,11 @@ pub const QEMUKERNEL: &str = "qemukernel";
 /// The suites booted with [`fixtures`] (issue #10).
 pub const FIXTURE_SUITES: [&str; 2] = [MB2, QEMUKERNEL];
 
+/// The smp suite's command line as a guest of one vCPU (the guest ISO, the many-guests
+/// rows): it then checks that the tables list that one CPU and its self-IPIs. Its rows
+/// with several CPUs say `cpus=N` themselves ([`bare::Loader::Smp`]).
+pub const SMP_ONE_CPU_CMDLINE: &str = "cpus=1";
+
 /// Where the fixtures' module files are.
 pub fn fixture_file(root: &Path, file: &str) -> PathBuf {
     root.join("guests/modules").join(file)
@@ -96,10 +101,13 @@ pub fn fixture_file(root: &Path, file: &str) -> PathBuf {
 /// Suite `name` as a guest of its own name (`after` the guest before it, if any); a
 /// fixture suite also gets the fixtures' command line and, after it, one
 /// `module2 /guests/FILE module-of=NAME ARGS` line per module (the ARGS words are
-/// `key=value`, written as keys).
+/// `key=value`, written as keys). The smp suite gets [`SMP_ONE_CPU_CMDLINE`].
 pub fn suite_specs(name: &str, after: Option<&str>) -> Vec<GuestSpec> {
     let mut keys = vec![("name", name), ("mem", SUITE_MEM)];
     keys.extend(after.map(|p| ("after", p)));
+    if name == bare::SMP_SUITE {
+        keys.push(("cmdline", SMP_ONE_CPU_CMDLINE));
+    }
     if !FIXTURE_SUITES.contains(&name) {
         return vec![GuestSpec::with_keys(PathBuf::from(name), &keys)];
     }
@@ -326,7 +334,7 @@ impl IsoKind {
             IsoKind::Many(Spinner::InterruptsOn) => "many-sti".into(),
             IsoKind::Attacks(g) => format!("attacks{}", g + 1),
             IsoKind::Smp => "smp".into(),
-            IsoKind::Bare(l) => l.stem().into(),
+            IsoKind::Bare(l) => l.stem(),
         }
     }
 
@@ -584,9 +592,18 @@ impl Row {
                 suite: loader.suite().into(),
             },
             memory_mib: emulator::DEFAULT_MEMORY_MIB,
-            cpus: 1,
+            cpus: loader.cpus(),
             timeout: Duration::from_secs(emulator.default_timeout_secs()),
             required: true,
+        }
+    }
+
+    /// Host CPUs Janus must report online ([`smp_verdict`]): none for a bare row, which
+    /// runs no Janus.
+    pub fn janus_cpus(&self) -> u32 {
+        match self.iso {
+            IsoKind::Bare(_) => 1,
+            _ => self.cpus,
         }
     }
 
@@ -713,7 +730,7 @@ pub fn rows(plan: &Plan) -> Vec<Row> {
     }
     // The suites that test a protocol also run without Janus, under the loader they
     // were written for.
-    for loader in [bare::Loader::Grub, bare::Loader::QemuKernel] {
+    for loader in bare::LOADERS {
         if plan.suites.iter().any(|s| s == loader.suite()) {
             rows.push(Row::bare(loader));
         }
@@ -768,7 +785,7 @@ pub fn run_row(root: &Path, isos: &Isos, row: Row) -> RowResult {
             let report = judge::parse_for(&row.expect, &outcome.serial);
             let verdict = judge::judge(&row.expect, &report);
             let verdict = verdict
-                .and_then(|()| smp_verdict(row.cpus, &outcome.serial))
+                .and_then(|()| smp_verdict(row.janus_cpus(), &outcome.serial))
                 .map_err(|reason| {
                     if outcome.timed_out {
                         format!("timeout ({} s): {reason}", timeout.as_secs())
@@ -1392,6 +1409,60 @@ mod tests {
         assert!(!rows(&plan)
             .iter()
             .any(|r| matches!(r.iso, IsoKind::Bare(_))));
+    }
+
+    /// The smp suite runs bare on QEMU with 2 and 4 CPUs (`-smp N`, `cpus=N`), after the
+    /// other bare rows; no Janus line is wanted from those rows; as a guest of one vCPU
+    /// it is told `cpus=1`.
+    #[test]
+    fn bare_smp_rows() {
+        let plan = Plan::new(&names(&["smoke", "qemukernel", "smp"]), None).unwrap();
+        let all = rows(&plan);
+        let smp: Vec<&Row> = all
+            .iter()
+            .filter(|r| matches!(r.iso, IsoKind::Bare(bare::Loader::Smp(_))))
+            .collect();
+        let got: Vec<(&str, u32, u32, String)> = smp
+            .iter()
+            .map(|r| (r.label.as_str(), r.cpus, r.janus_cpus(), r.log_name()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "EPYC (qemu -kernel smp, 2 CPUs)",
+                    2,
+                    1,
+                    "bare-smp2-EPYC.log".into()
+                ),
+                (
+                    "EPYC (qemu -kernel smp, 4 CPUs)",
+                    4,
+                    1,
+                    "bare-smp4-EPYC.log".into()
+                ),
+            ]
+        );
+        assert_eq!(
+            smp[1].expect,
+            Expectation::Bare {
+                suite: "smp".into()
+            }
+        );
+        assert_eq!(all.last().unwrap().label, "EPYC (qemu -kernel smp, 4 CPUs)");
+        // Janus' own SMP rows still want every host CPU online.
+        let janus_smp = all.iter().find(|r| r.iso == IsoKind::Smp);
+        assert!(janus_smp.is_none_or(|r| r.janus_cpus() == r.cpus));
+        let lines: Vec<_> = plan.guest_specs().iter().map(|g| g.module_line()).collect();
+        let line = lines.iter().find(|l| l.starts_with("module2 /guests/smp "));
+        assert_eq!(
+            line.map(String::as_str),
+            Some("module2 /guests/smp name=smp mem=16M after=qemukernel cmdline=cpus=1")
+        );
+        let plan = Plan::new(&names(&["smoke", "qemukernel"]), None).unwrap();
+        assert!(!rows(&plan)
+            .iter()
+            .any(|r| matches!(r.iso, IsoKind::Bare(bare::Loader::Smp(_)))));
     }
 
     #[test]

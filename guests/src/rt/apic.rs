@@ -18,6 +18,8 @@ pub const TPR: u32 = 0x80;
 pub const PPR: u32 = 0xa0;
 pub const EOI: u32 = 0xb0;
 pub const LDR: u32 = 0xd0;
+/// Destination format register (xAPIC only; 0xFFFFFFFF = flat model).
+pub const DFR: u32 = 0xe0;
 pub const SVR: u32 = 0xf0;
 pub const ISR0: u32 = 0x100;
 pub const TMR0: u32 = 0x180;
@@ -135,6 +137,26 @@ pub fn send_ipi(low: u32, dest: u32) {
         mmio_write(ICR_HIGH, dest << 24);
         mmio_write(ICR_LOW, low);
     }
+}
+
+// ICR fields (SDM Vol 3A 11.6.1): delivery mode (bits 10:8), destination mode (bit 11),
+// delivery status (bit 12), level (bit 14), trigger mode (bit 15), shorthand (19:18).
+pub const ICR_FIXED: u32 = 0 << 8;
+pub const ICR_LOWEST: u32 = 1 << 8;
+pub const ICR_NMI: u32 = 4 << 8;
+pub const ICR_INIT: u32 = 5 << 8;
+pub const ICR_STARTUP: u32 = 6 << 8;
+pub const ICR_LOGICAL: u32 = 1 << 11;
+pub const ICR_PENDING: u32 = 1 << 12;
+pub const ICR_ASSERT: u32 = 1 << 14;
+pub const ICR_SELF: u32 = 1 << 18;
+pub const ICR_ALL_INCLUDING_SELF: u32 = 2 << 18;
+pub const ICR_ALL_EXCLUDING_SELF: u32 = 3 << 18;
+
+/// Waits (at most `us` microseconds) until the xAPIC ICR's delivery status says the
+/// last IPI was sent; returns whether it did. x2APIC has no delivery status: true.
+pub fn wait_icr_idle(us: u64) -> bool {
+    in_x2apic_mode() || super::time::wait_until(us, || mmio_read(ICR_LOW) & ICR_PENDING == 0)
 }
 
 /// A fixed self-IPI at `vector` (ICR destination shorthand "self").

@@ -1,7 +1,8 @@
 //! The guest runtime: multiboot1 and multiboot2 entry and long mode, the boot
 //! information of both protocols (and checks of it), QEMU's fw_cfg, exceptions and
 //! interrupts, serial, CPU helpers, time, the PC devices and APICs, hypercalls and the
-//! check harness, the command line, free RAM, SSE/x87 and debug registers, and CPL 3.
+//! check harness, the command line, free RAM, SSE/x87 and debug registers, CPL 3, the
+//! CPUs the firmware lists and application processors.
 
 pub mod apic;
 pub mod args;
@@ -10,6 +11,7 @@ pub mod boot_checks;
 pub mod boot_info;
 pub mod bytes;
 pub mod cpu;
+pub mod cpu_list;
 pub mod dr;
 pub mod fixtures;
 pub mod fpu;
@@ -26,6 +28,7 @@ pub mod phys;
 pub mod ram;
 pub mod ranges;
 pub mod serial;
+pub mod smp;
 pub mod suite;
 pub mod time;
 pub mod user;
