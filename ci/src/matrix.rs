@@ -42,15 +42,26 @@ const MANY_MODELS: [&str; 3] = ["EPYC", "corei7_skylake_x", "ryzen"];
 const ATTACK_MODELS: [&str; 2] = ["EPYC", "corei7_skylake_x"];
 const BAD_MODELS: [&str; 2] = ["EPYC", "corei7_skylake_x"];
 /// The host-SMP rows (issue #11): model and host CPU count, booting [`SMP_GUESTS`].
-const SMP_ROWS: [(&str, u32); 3] = [("EPYC", 2), ("corei7_skylake_x", 2), ("ryzen", 2)];
+const SMP_ROWS: [(&str, u32); 4] = [
+    ("EPYC", 2),
+    ("EPYC", 4),
+    ("corei7_skylake_x", 2),
+    ("ryzen", 2),
+];
 /// The suites of the host-SMP rows, and the `cpus=` of each: smoke and lapic are spread
-/// round robin (CPUs 0 and 1), pic is pinned to CPU 1. Janus says where each runs
-/// (`janus: guest NAME: runs on cpu N`), and the row checks it ([`smp_verdict`]).
-const SMP_GUESTS: [(&str, Option<&str>, &str); 3] = [
+/// round robin (CPUs 0 and 1), pic is pinned to CPU 1, and the smp suite, a guest of
+/// [`SMP_SUITE_VCPUS`] vCPUs, to CPU 0. Janus says where each runs (`janus: guest NAME:
+/// runs on cpu N`), and the row checks it ([`smp_verdict`]).
+const SMP_GUESTS: [(&str, Option<&str>, &str); 4] = [
     ("smoke", None, "0"),
     ("pic", Some("1"), "1"),
     ("lapic", None, "1"),
+    (bare::SMP_SUITE, Some("0"), "0"),
 ];
+/// vCPUs of the smp suite in the host-SMP rows (guest SMP, issue #11), and its
+/// command line saying so.
+const SMP_SUITE_VCPUS: &str = "2";
+const SMP_SUITE_CMDLINE: &str = "cpus=2";
 /// The models of the Linux rows.
 const LINUX_MODELS: [&str; 4] = ["EPYC", "corei7_skylake_x", "ryzen", "phenom_8650_toliman"];
 /// The models of the rows with a Linux guest of [`linux::SMP_VCPUS`] vCPUs (issue #11):
@@ -466,6 +477,8 @@ impl Row {
         let model = emulator::sanitize(self.model);
         match self.iso {
             IsoKind::Guests => format!("{model}.log"),
+            // One ISO, rows with 2 and 4 host CPUs.
+            IsoKind::Smp => format!("smp{}-{model}.log", self.cpus),
             k => format!("{}-{model}.log", k.stem()),
         }
     }
@@ -828,6 +841,9 @@ fn smp_specs() -> Vec<GuestSpec> {
         .map(|&(name, cpus, _)| {
             let mut keys = vec![("name", name), ("mem", SUITE_MEM)];
             keys.extend(cpus.map(|c| ("cpus", c)));
+            if name == bare::SMP_SUITE {
+                keys.extend([("vcpus", SMP_SUITE_VCPUS), ("cmdline", SMP_SUITE_CMDLINE)]);
+            }
             GuestSpec::with_keys(PathBuf::from(name), &keys)
         })
         .collect()
@@ -932,6 +948,7 @@ mod tests {
             "pic",
             "pit",
             "policy",
+            "smp",
             "uart",
             "victim",
         ])
@@ -942,8 +959,8 @@ mod tests {
         let plan = Plan::new(&all_suites(), None).unwrap();
         let rows = rows(&plan);
         let labels: Vec<&str> = rows.iter().map(|r| r.label.as_str()).collect();
-        // 15 guest rows and the 3 host-SMP rows.
-        assert_eq!(rows.len(), 7 + 8 + 3 + 2 + 15 + 3, "{labels:#?}");
+        // 15 guest rows, the 4 host-SMP rows and the smp suite's 2 bare rows.
+        assert_eq!(rows.len(), 7 + 8 + 3 + 2 + 15 + 4 + 2, "{labels:#?}");
         // The Linux rows come first: they take longest. Then the guests at once, then the
         // bad modules.
         assert_eq!(
@@ -1237,8 +1254,8 @@ mod tests {
     }
 
     #[test]
-    fn smp_rows_boot_three_suites_on_two_cpus_and_want_both_online() {
-        let all = names(&["smoke", "pic", "lapic"]);
+    fn smp_rows_boot_four_suites_on_several_cpus_and_want_all_online() {
+        let all = names(&["smoke", "pic", "lapic", "smp"]);
         let plan = Plan::new(&all, None).unwrap();
         let smp: Vec<Row> = rows(&plan)
             .into_iter()
@@ -1249,25 +1266,25 @@ mod tests {
             labels,
             [
                 "EPYC (2 CPUs)",
+                "EPYC (4 CPUs)",
                 "corei7_skylake_x (2 CPUs)",
                 "ryzen (2 CPUs)"
             ]
         );
         for r in &smp {
-            assert_eq!(r.cpus, 2);
             assert!(r.required);
             match &r.expect {
-                Expectation::Pass { guests, .. } => {
-                    assert_eq!(guests, &names(&["smoke", "pic", "lapic"]))
-                }
+                Expectation::Pass { guests, .. } => assert_eq!(guests, &all),
                 e => panic!("{e:?}"),
             }
         }
-        match &smp[2].expect {
+        assert_eq!(smp[1].cpus, 4);
+        match &smp[3].expect {
             Expectation::Pass { features, .. } => assert!(features.contains(&("nrip", "yes"))),
             e => panic!("{e:?}"),
         }
-        assert_eq!(smp[0].log_name(), "smp-EPYC.log");
+        assert_eq!(smp[0].log_name(), "smp2-EPYC.log");
+        assert_eq!(smp[1].log_name(), "smp4-EPYC.log");
         let specs = iso_specs(Path::new("."), &plan, IsoKind::Smp).unwrap();
         let lines: Vec<_> = specs.iter().map(|g| g.module_line()).collect();
         assert_eq!(
@@ -1276,6 +1293,7 @@ mod tests {
                 "module2 /guests/smoke name=smoke mem=16M",
                 "module2 /guests/pic name=pic mem=16M cpus=1",
                 "module2 /guests/lapic name=lapic mem=16M",
+                "module2 /guests/smp name=smp mem=16M cpus=0 vcpus=2 cmdline=cpus=2",
             ]
         );
         let no_lapic = Plan::new(&all, Some(&names(&["smoke", "pic"]))).unwrap();
