@@ -1056,10 +1056,10 @@ mod tests {
         );
         match &rows[20].expect {
             Expectation::Pass { guests, suites, .. } => {
-                assert_eq!(guests.len(), 13);
+                assert_eq!(guests.len(), 14);
                 assert_eq!(guests[0], "smoke");
-                assert_eq!(guests[12], "hello");
-                assert_eq!(suites.len(), 12);
+                assert_eq!(guests[13], "hello");
+                assert_eq!(suites.len(), 13);
                 assert!(suites.contains(&("pic".to_string(), "pic".to_string())));
             }
             e => panic!("{e:?}"),
@@ -1424,9 +1424,16 @@ mod tests {
         );
         assert_eq!(rows_of(&plan.unwrap()).last().unwrap(), "EPYC (grub mb2)");
         let plan = Plan::new(&all_suites(), None).unwrap();
-        assert!(!rows(&plan)
-            .iter()
-            .any(|r| matches!(r.iso, IsoKind::Bare(_))));
+        let bare: Vec<_> = rows(&plan)
+            .into_iter()
+            .filter(|r| matches!(r.iso, IsoKind::Bare(_)))
+            .map(|r| r.label)
+            .collect();
+        assert_eq!(
+            bare.len(),
+            2,
+            "only the smp suite's among these suites: {bare:?}"
+        );
     }
 
     /// The smp suite runs bare on QEMU with 2 and 4 CPUs (`-smp N`, `cpus=N`), after the
