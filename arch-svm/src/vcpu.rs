@@ -220,6 +220,10 @@ impl ArchVcpu for SvmVcpu {
         self.vmcb.save.rflags
     }
 
+    fn set_rflags(&mut self, v: u64) {
+        self.vmcb.save.rflags = v;
+    }
+
     fn segment(&self, s: SegReg) -> Segment {
         let v = self.seg_ref(s);
         Segment {

@@ -325,6 +325,10 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
         self.get(guest::RFLAGS)
     }
 
+    fn set_rflags(&mut self, v: u64) {
+        self.write_field(guest::RFLAGS, v)
+    }
+
     fn segment(&self, s: SegReg) -> Segment {
         let f = guest::segment(s);
         Segment {

@@ -79,8 +79,16 @@ pub mod xcr0 {
 
 /// RFLAGS bits the core looks at (SDM Vol 1 3.4.3).
 pub mod rflags {
+    pub const CF: u64 = 1 << 0;
+    pub const PF: u64 = 1 << 2;
+    pub const AF: u64 = 1 << 4;
+    pub const ZF: u64 = 1 << 6;
+    pub const SF: u64 = 1 << 7;
     pub const IF: u64 = 1 << 9;
     pub const DF: u64 = 1 << 10;
+    pub const OF: u64 = 1 << 11;
+    /// The status flags an arithmetic or logical instruction sets.
+    pub const STATUS: u64 = CF | PF | AF | ZF | SF | OF;
 }
 
 /// The registers the rules look at, as the guest sees them.

@@ -5,8 +5,9 @@
 //! address. Janus decodes the instruction at RIP ([`crate::decode`]), performs the
 //! access against the device, writes the result where the instruction would have put it
 //! and moves RIP past it. The forms are the ones drivers use on device memory:
-//! MOV (88/89/8A/8B/C6/C7/A0-A3), MOVZX (0F B6/B7), MOVSX (0F BE/BF), MOVSXD (63), and the string
-//! forms STOS (AA/AB) and MOVS (A4/A5), one element per exit.
+//! MOV (88/89/8A/8B/C6/C7/A0-A3), MOVZX (0F B6/B7), MOVSX (0F BE/BF), MOVSXD (63), TEST
+//! (84/85, F6/F7 /0: compilers fold a volatile read and a bit test into one), and the
+//! string forms STOS (AA/AB) and MOVS (A4/A5), one element per exit.
 //! Encodings: Intel SDM Vol 2 (rev. 084) instruction pages; register semantics
 //! (a 32-bit destination zero-extends, 8/16-bit ones merge): SDM Vol 1 3.4.1.1.
 
@@ -237,6 +238,23 @@ fn execute<B: MmioBus>(
             let v = if i.op_size == 8 { sign_extend(v, 4) } else { v };
             set_reg(vcpu, i.reg(), i.op_size, rex, v);
         }
+        // TEST r/m, r and TEST r/m, imm: the flags of the AND, CF = OF = 0 (SDM Vol 2B TEST;
+        // AF is undefined and cleared here).
+        (Map::One, 0x84 | 0x85) | (Map::One, 0xf6 | 0xf7)
+            if i.opcode < 0xf6 || i.reg() & 7 == 0 =>
+        {
+            let size = if i.opcode & 1 == 0 { 1 } else { i.op_size };
+            let other = if i.opcode < 0xf6 {
+                get_reg(vcpu, i.reg(), size, rex)
+            } else if size == 8 {
+                sign_extend(i.imm, 4)
+            } else {
+                i.imm & size_mask(size)
+            };
+            let v = dev_read(bus, size)? & other;
+            let flags = vcpu.rflags() & !rflags::STATUS | logic_flags(v, size);
+            vcpu.set_rflags(flags);
+        }
         // STOS, MOVS: one element per exit.
         (Map::One, 0xaa | 0xab | 0xa4 | 0xa5) => {
             return string_op(vcpu, mem, bus, i);
@@ -244,6 +262,21 @@ fn execute<B: MmioBus>(
         _ => return Err(unsupported),
     }
     Ok(MmioOutcome::Completed { len: i.len })
+}
+
+/// SF, ZF and PF of a logical instruction's `size`-byte result (CF, OF, AF clear).
+fn logic_flags(v: u64, size: u8) -> u64 {
+    let mut f = 0;
+    if v >> (size as u32 * 8 - 1) & 1 != 0 {
+        f |= rflags::SF;
+    }
+    if v & size_mask(size) == 0 {
+        f |= rflags::ZF;
+    }
+    if (v as u8).count_ones() % 2 == 0 {
+        f |= rflags::PF;
+    }
+    f
 }
 
 fn string_op(
@@ -381,6 +414,38 @@ mod tests {
             v.segs[SegReg::Cs as usize].attr = 0xa9b; // L=1
         }
         (v, mem)
+    }
+
+    #[test]
+    fn test_sets_the_flags_of_the_and_and_writes_nothing() {
+        use crate::cpu_rules::rflags::{CF, OF, PF, SF, ZF};
+        let mut d = Dev::default();
+        // test dword [rax], 0x2000: the device reads 0xccdd_eef0 (bit 13 set). CF and OF
+        // were set before: TEST clears them.
+        let (mut v, mut mem) = setup(&[0xf7, 0x00, 0x00, 0x20, 0, 0], true);
+        v.rflags = 2 | CF | OF | ZF;
+        assert_eq!(
+            emu(&mut v, &mut mem, DEV + 0x300, &mut d),
+            Ok(MmioOutcome::Completed { len: 6 })
+        );
+        assert_eq!(
+            v.rflags,
+            2 | PF,
+            "non-zero, positive, low byte 0: even parity"
+        );
+        assert!(d.writes.is_empty());
+        // test [rax], ecx with ecx = 0x0f: zero result.
+        let (mut v, mut mem) = setup(&[0x85, 0x08], true);
+        v.regs[1] = 0x0f;
+        emu(&mut v, &mut mem, DEV + 0x300, &mut d).unwrap();
+        assert_eq!(v.rflags & (ZF | SF), ZF);
+        // test byte [rax], 0x80: the device's 0xf0 has the sign bit.
+        let (mut v, mut mem) = setup(&[0xf6, 0x00, 0x80], true);
+        emu(&mut v, &mut mem, DEV + 0x300, &mut d).unwrap();
+        assert_eq!(v.rflags & (ZF | SF | PF), SF);
+        // F7 /2 (NOT) is not TEST.
+        let (mut v, mut mem) = setup(&[0xf7, 0x10], true);
+        assert!(emu(&mut v, &mut mem, DEV + 0x300, &mut d).is_err());
     }
 
     #[test]

@@ -158,6 +158,9 @@ impl ArchVcpu for MockVcpu {
     fn rflags(&self) -> u64 {
         self.rflags
     }
+    fn set_rflags(&mut self, v: u64) {
+        self.rflags = v;
+    }
     fn segment(&self, s: SegReg) -> Segment {
         self.segs[s as usize]
     }

@@ -265,6 +265,9 @@ pub trait ArchVcpu {
     fn set_gpr(&mut self, r: Gpr, v: u64);
     fn rip(&self) -> u64;
     fn rflags(&self) -> u64;
+    /// Sets RFLAGS: the status flags of an instruction Janus carried out (TEST on device
+    /// memory).
+    fn set_rflags(&mut self, v: u64);
     fn segment(&self, s: SegReg) -> Segment;
     fn cpl(&self) -> u8;
 
