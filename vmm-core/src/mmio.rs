@@ -273,7 +273,7 @@ fn logic_flags(v: u64, size: u8) -> u64 {
     if v & size_mask(size) == 0 {
         f |= rflags::ZF;
     }
-    if (v as u8).count_ones() % 2 == 0 {
+    if (v as u8).count_ones().is_multiple_of(2) {
         f |= rflags::PF;
     }
     f
