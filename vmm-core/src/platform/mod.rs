@@ -131,11 +131,6 @@ pub struct Platform {
     /// vCPUs other than the current one that got an interrupt, an NMI, an INIT or a SIPI
     /// since [`Platform::take_kicks`]: the current one should make way for them.
     kicks: CpuMask,
-    /// vCPUs that sent an interrupt to another vCPU and may be waiting for it to be
-    /// handled (an OS's cross-CPU call spins until the target answers): the next EOI of
-    /// another vCPU kicks them, so that the sender runs again as soon as the target is
-    /// done, not at the end of the target's turn.
-    waiters: CpuMask,
     pub ioapic: IoApic,
     pub acpi_pm: AcpiPm,
     pm_timer: PmTimer,
@@ -167,7 +162,6 @@ impl Platform {
             cpus: Cpus::new(vcpus, tsc_hz, APIC_TIMER_HZ),
             cur: 0,
             kicks: 0,
-            waiters: 0,
             ioapic: IoApic::new(IOAPIC_ID),
             ports: ports::pc_ports(&acpi_pm),
             acpi_pm,
@@ -306,9 +300,6 @@ impl Platform {
         match e {
             ApicEffect::None => {}
             ApicEffect::Eoi { vector, level } => {
-                let waiting = self.waiters & !(1 << self.cur);
-                self.kicks |= waiting;
-                self.waiters &= !waiting;
                 if level {
                     if let Some(d) = self.ioapic.eoi(vector) {
                         self.deliver(d);
@@ -324,10 +315,6 @@ impl Platform {
         let to = self
             .cpus
             .targets(self.cur, ipi.shorthand, ipi.dest, ipi.logical);
-        let interrupt = matches!(ipi.mode, IpiMode::Fixed | IpiMode::LowestPriority);
-        if interrupt && to & !(1 << self.cur) != 0 {
-            self.waiters |= 1 << self.cur;
-        }
         self.signal(to, ipi.mode, ipi.vector, ipi.level);
     }
 
@@ -700,21 +687,5 @@ mod tests {
         assert_eq!(p.take_kicks(), 0b10);
         assert!(p.wakes(1, true) && !p.wakes(0, true));
         assert!(!p.wakes(1, false), "with IF clear, only an NMI wakes it");
-    }
-
-    #[test]
-    fn the_targets_eoi_hands_the_cpu_back_to_the_sender() {
-        let mut p = Platform::new(16 << 20, 1_000_000_000, 0, 2);
-        enabled(&mut p);
-        send(&mut p, 1, 0x41);
-        assert_eq!(p.take_kicks(), 0b10);
-        p.select(1);
-        assert_eq!(p.acknowledge_interrupt(), Some(0x41));
-        let e = p.lapic_mut().write_mmio(0xb0, 0, T0.ns);
-        p.apic_effect(e);
-        assert_eq!(p.take_kicks(), 0b01, "the sender runs next");
-        let e = p.lapic_mut().write_mmio(0xb0, 0, T0.ns);
-        p.apic_effect(e);
-        assert_eq!(p.take_kicks(), 0, "once");
     }
 }
