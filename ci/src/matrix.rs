@@ -659,15 +659,16 @@ fn memory_for(specs: &[GuestSpec]) -> u32 {
 pub fn rows(plan: &Plan) -> Vec<Row> {
     let mut rows = Vec::new();
     if plan.linux {
-        // One per emulator and vendor, and AMD-V without NRIP save under Bochs too (with
-        // the shorter exit path of issue #9, 110-120 s each there).
+        // The longest first: Linux with 2 vCPUs, then one per emulator and vendor, and
+        // AMD-V without NRIP save under Bochs too (with the shorter exit path of issue #9,
+        // 110-120 s each there).
+        rows.extend(LINUX_SMP_MODELS.map(Row::linux_smp));
         for m in LINUX_MODELS {
             rows.push(Row::linux(m));
         }
         if plan.linux_suites {
             rows.push(Row::linux_suites("EPYC"));
         }
-        rows.extend(LINUX_SMP_MODELS.map(Row::linux_smp));
     }
     if plan.attacks {
         let groups = hostile::groups().len();
@@ -971,13 +972,13 @@ mod tests {
         assert_eq!(
             labels[..10],
             [
+                "EPYC (linux, 2 vCPUs)",
+                "corei7_skylake_x (linux, 2 vCPUs)",
                 "EPYC (linux)",
                 "corei7_skylake_x (linux)",
                 "ryzen (linux)",
                 "phenom_8650_toliman (linux)",
                 "EPYC (linux + suites)",
-                "EPYC (linux, 2 vCPUs)",
-                "corei7_skylake_x (linux, 2 vCPUs)",
                 "EPYC (attacks 1/4)",
                 "EPYC (attacks 2/4)",
                 "EPYC (attacks 3/4)"
@@ -1011,7 +1012,7 @@ mod tests {
         assert_eq!(rows[18].log_name(), "bad-EPYC.log");
         assert_eq!(rows[13].log_name(), "attacks3-corei7_skylake_x.log");
         assert_eq!(rows[15].log_name(), "many-EPYC.log");
-        assert_eq!(rows[4].log_name(), "linux-suites-EPYC.log");
+        assert_eq!(rows[6].log_name(), "linux-suites-EPYC.log");
         assert_eq!(
             rows[13].iso.path(Path::new("/r")),
             Path::new("/r/build/attacks3.iso")
@@ -1028,18 +1029,23 @@ mod tests {
             }
             e => panic!("{e:?}"),
         }
-        assert_eq!(rows[0].timeout, Duration::from_secs(300));
-        assert_eq!(rows[1].timeout, Duration::from_secs(900));
-        assert!(rows[..4]
+        assert_eq!(rows[0].timeout, Duration::from_secs(600));
+        assert_eq!(rows[1].timeout, Duration::from_secs(1800));
+        assert!(rows[..2]
+            .iter()
+            .all(|r| r.iso == IsoKind::LinuxSmp && r.memory_mib == 512));
+        assert_eq!(rows[2].timeout, Duration::from_secs(300));
+        assert_eq!(rows[3].timeout, Duration::from_secs(900));
+        assert!(rows[2..6]
             .iter()
             .all(|r| r.iso == IsoKind::Linux && r.memory_mib == 512));
-        assert!(rows[..5].iter().all(|r| r.required == LINUX_ROWS_REQUIRED));
+        assert!(rows[..7].iter().all(|r| r.required == LINUX_ROWS_REQUIRED));
         assert!(rows
             .iter()
             .filter(|r| matches!(r.iso, IsoKind::Attacks(_) | IsoKind::Many(_)))
             .all(|r| r.required));
-        assert!(rows[4].iso.has_linux() && rows[4].memory_mib == 512 + 4 * 16);
-        assert_eq!(rows[4].timeout, rows[0].timeout);
+        assert!(rows[6].iso.has_linux() && rows[6].memory_mib == 512 + 4 * 16);
+        assert_eq!(rows[6].timeout, rows[2].timeout);
         let bochs = rows
             .iter()
             .filter(|r| r.emulator() == Emulator::Bochs)
@@ -1171,13 +1177,13 @@ mod tests {
         assert_eq!(
             rows_of(&plan),
             [
+                "EPYC (linux, 2 vCPUs)",
+                "corei7_skylake_x (linux, 2 vCPUs)",
                 "EPYC (linux)",
                 "corei7_skylake_x (linux)",
                 "ryzen (linux)",
                 "phenom_8650_toliman (linux)",
-                "EPYC (linux + suites)",
-                "EPYC (linux, 2 vCPUs)",
-                "corei7_skylake_x (linux, 2 vCPUs)"
+                "EPYC (linux + suites)"
             ]
         );
         let plan = Plan::new(&all, Some(&names(&["bad"]))).unwrap();
