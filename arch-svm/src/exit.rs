@@ -44,6 +44,7 @@ pub fn decode(
         code::CPUID => VmExit::Cpuid,
         code::INVD => VmExit::Invd,
         code::HLT => VmExit::Hlt,
+        code::PAUSE => VmExit::Pause,
         code::IOIO => VmExit::Io(io_access(info1, decode_assists)),
         code::MSR if info1 == msr::READ => VmExit::RdMsr,
         code::MSR => VmExit::WrMsr,

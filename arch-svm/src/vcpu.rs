@@ -224,6 +224,16 @@ impl ArchVcpu for SvmVcpu {
         self.vmcb.save.rflags = v;
     }
 
+    fn set_pause_exits(&mut self, on: bool) {
+        // The pause filter count (APM Vol 2 15.14.4) stays 0: no filtering is asked for.
+        let c = &mut self.vmcb.control;
+        if on {
+            c.intercept_misc1 |= misc1::PAUSE;
+        } else {
+            c.intercept_misc1 &= !misc1::PAUSE;
+        }
+    }
+
     fn segment(&self, s: SegReg) -> Segment {
         let v = self.seg_ref(s);
         Segment {

@@ -27,6 +27,7 @@ pub mod reason {
     pub const ENTRY_MSR_LOADING: u32 = 34;
     pub const MWAIT: u32 = 36;
     pub const MONITOR: u32 = 39;
+    pub const PAUSE: u32 = 40;
     pub const ENTRY_MACHINE_CHECK: u32 = 41;
     pub const EPT_VIOLATION: u32 = 48;
     pub const INVEPT: u32 = 50;
@@ -148,6 +149,7 @@ pub fn decode(raw: &RawExit, mode: ModeInfo, gpr: impl Fn(Gpr) -> u64, cr0: u64)
         reason::INTERRUPT_WINDOW => VmExit::InterruptWindow,
         reason::CPUID => VmExit::Cpuid,
         reason::HLT => VmExit::Hlt,
+        reason::PAUSE => VmExit::Pause,
         reason::INVD => VmExit::Invd,
         reason::VMCALL => VmExit::Hypercall,
         reason::VMCLEAR..=reason::VMXON | reason::INVEPT | reason::INVVPID | reason::VMFUNC => {

@@ -329,6 +329,23 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
         self.write_field(guest::RFLAGS, v)
     }
 
+    fn set_pause_exits(&mut self, on: bool) {
+        use crate::controls::proc1::PAUSE_EXITING;
+        // Where the CPU cannot exit on PAUSE, the vCPU spins out its turn as before.
+        if !self.caps.proc1.allows(PAUSE_EXITING) {
+            return;
+        }
+        let p1 = self.get(control::PRIMARY_PROC_BASED);
+        let want = if on {
+            p1 | PAUSE_EXITING
+        } else {
+            p1 & !PAUSE_EXITING
+        };
+        if want != p1 {
+            self.write_field(control::PRIMARY_PROC_BASED, want);
+        }
+    }
+
     fn segment(&self, s: SegReg) -> Segment {
         let f = guest::segment(s);
         Segment {

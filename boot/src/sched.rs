@@ -164,6 +164,8 @@ fn create<B: ArchBackend>(
     };
     // All vCPUs of a guest read one TSC (IA32_TSC writes move it for all).
     vcpu.set_tsc_offset(vm.tsc_offset);
+    // A vCPU that spins waits for another one: it gives its turn away.
+    vcpu.set_pause_exits(vm.platform.cpus.len() > 1);
     slot.vcpus[i] = VcpuSlot {
         vcpu: Some(vcpu),
         fpu: Some(fpu),

@@ -161,6 +161,7 @@ impl ArchVcpu for MockVcpu {
     fn set_rflags(&mut self, v: u64) {
         self.rflags = v;
     }
+    fn set_pause_exits(&mut self, _on: bool) {}
     fn segment(&self, s: SegReg) -> Segment {
         self.segs[s as usize]
     }

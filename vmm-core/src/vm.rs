@@ -128,6 +128,8 @@ pub struct Vm {
     /// The vCPU executed HLT and waits for an interrupt (set by the HLT exit, taken by
     /// [`crate::dispatch::run_slice`]).
     pub halted: bool,
+    /// The vCPU spins (a PAUSE exit) and gives its turn away (taken by `run_slice`).
+    pub yielded: bool,
     /// Whether the guest was told about its first access where nothing answers.
     pub said_open_bus: bool,
     /// Guest TSC minus host TSC (set by guest writes of IA32_TSC).
@@ -186,6 +188,7 @@ impl Vm {
             platform,
             armed: None,
             halted: false,
+            yielded: false,
             said_open_bus: false,
             tsc_offset: 0,
             ns_per_tick,

@@ -146,6 +146,7 @@ fn interrupts_and_simple_instructions() {
     assert_eq!(exit(0x64, 0), VmExit::InterruptWindow);
     assert_eq!(exit(0x72, 0), VmExit::Cpuid);
     assert_eq!(exit(0x76, 0), VmExit::Invd);
+    assert_eq!(exit(0x77, 0), VmExit::Pause);
     assert_eq!(exit(0x78, 0), VmExit::Hlt);
     assert_eq!(exit(0x7f, 0), VmExit::TripleFault, "shutdown");
     assert_eq!(exit(0x81, 0), VmExit::Hypercall, "VMMCALL");

@@ -124,6 +124,21 @@ fn release_returns_every_frame_exactly_once() {
 }
 
 #[test]
+fn pause_exits_toggle_the_pause_intercept() {
+    use crate::vmcb::intercept::misc1;
+    let mut svm = svm(16);
+    let mut frames = Frames::default();
+    let mut v = create(&mut svm, &mut frames).unwrap();
+    let before = v.vmcb.control.intercept_misc1;
+    assert_eq!(before & misc1::PAUSE, 0, "off unless asked");
+    v.set_pause_exits(true);
+    assert_eq!(v.vmcb.control.intercept_misc1, before | misc1::PAUSE);
+    v.set_pause_exits(false);
+    assert_eq!(v.vmcb.control.intercept_misc1, before);
+    v.release(&mut frames);
+}
+
+#[test]
 fn asids_are_shared_only_when_all_are_taken_and_sharers_flush_when_loaded() {
     let mut svm = svm(4);
     let mut frames = Frames::default();

@@ -22,6 +22,7 @@ pub const INIT: u64 = 0x63;
 pub const VINTR: u64 = 0x64;
 pub const CPUID: u64 = 0x72;
 pub const INVD: u64 = 0x76;
+pub const PAUSE: u64 = 0x77;
 pub const HLT: u64 = 0x78;
 pub const INVLPGA: u64 = 0x7a;
 pub const IOIO: u64 = 0x7b;

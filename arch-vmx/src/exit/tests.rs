@@ -33,6 +33,7 @@ fn simple_reasons_map_one_to_one() {
         (7, VmExit::InterruptWindow),
         (10, VmExit::Cpuid),
         (12, VmExit::Hlt),
+        (40, VmExit::Pause),
         (13, VmExit::Invd),
         (18, VmExit::Hypercall),
         (31, VmExit::RdMsr),

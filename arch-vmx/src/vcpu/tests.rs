@@ -316,6 +316,17 @@ fn the_interrupt_window_request_toggles_its_control_bit() {
     assert_eq!(raw(&v, PRIMARY_PROC_BASED), before);
 }
 
+#[test]
+fn pause_exits_toggle_their_control_bit() {
+    let mut v = vcpu(PROT);
+    let before = raw(&v, PRIMARY_PROC_BASED);
+    assert_eq!(before & (1 << 30), 0, "off unless asked");
+    v.set_pause_exits(true);
+    assert_eq!(raw(&v, PRIMARY_PROC_BASED), before | (1 << 30));
+    v.set_pause_exits(false);
+    assert_eq!(raw(&v, PRIMARY_PROC_BASED), before);
+}
+
 /// Leaves a VM exit with basic reason `reason` in the exit-information fields.
 pub(super) fn exit_with(v: &mut VmxVcpu<FakeVmcs>, reason: u32, qualification: u64, insn_len: u64) {
     for (enc, value) in [

@@ -27,6 +27,13 @@ pub(super) fn hlt(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
     None
 }
 
+/// PAUSE (intercepted in guests of several vCPUs): the vCPU spins, so it gives its turn
+/// to its guest's other vCPUs ([`super::run_slice`] returns at once).
+pub(super) fn pause(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
+    vm.yielded = true;
+    advance(vcpu, vm)
+}
+
 /// The end of a guest halted with interrupts on but with no timer armed and nothing
 /// pending, where nothing else (a time limit) will end it: it would sleep forever.
 pub fn sleeps_forever(vcpu: &impl ArchVcpu) -> GuestEnd {

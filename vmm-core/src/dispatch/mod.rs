@@ -91,6 +91,9 @@ pub fn run_slice(vcpu: &mut impl ArchVcpu, vm: &mut Vm, until_ns: u64) -> Stop {
             let wake_ns = vm.platform.next_event_ns(vm.now());
             return Stop::Halted { wake_ns };
         }
+        if core::mem::take(&mut vm.yielded) {
+            return Stop::Preempted;
+        }
     }
 }
 
@@ -103,6 +106,7 @@ pub fn run_slice(vcpu: &mut impl ArchVcpu, vm: &mut Vm, until_ns: u64) -> Stop {
 fn is_quiet(exit: &VmExit) -> bool {
     match exit {
         VmExit::Cpuid
+        | VmExit::Pause
         | VmExit::Hypercall
         | VmExit::Xsetbv
         | VmExit::Invd
@@ -157,6 +161,7 @@ pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Optio
         VmExit::WrMsr => msr::wrmsr(vcpu, vm),
         VmExit::Hypercall => hypercall::handle(vcpu, vm).or_else(|| advance(vcpu, vm)),
         VmExit::Hlt => halt::hlt(vcpu, vm),
+        VmExit::Pause => halt::pause(vcpu, vm),
         VmExit::CrRead { cr, dest } => cr::read(vcpu, vm, cr, dest),
         VmExit::CrWrite { cr, value } => cr::write(vcpu, vm, cr, value),
         VmExit::CrWriteUndecoded { cr } => cr::write_undecoded(vcpu, vm, cr),

@@ -936,3 +936,12 @@ fn hlt_with_interrupts_off_stops_one_vcpu_of_several_not_the_guest() {
         Some(GuestEnd::Halted)
     );
 }
+
+#[test]
+fn pause_completes_and_gives_the_turn_away() {
+    let mut m = crate::mock::vm_smp(ram(1 << 20), 2);
+    let mut v = MockVcpu::new(&[VmExit::Pause, out(0xf4, 1)]);
+    assert_eq!(run_slice(&mut v, &mut m, u64::MAX), Stop::Preempted);
+    assert_eq!(v.rip, 0x10_0000 + 2, "past the PAUSE");
+    assert!(!m.yielded, "taken");
+}
