@@ -469,9 +469,15 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
 
     fn put(&mut self) {
         self.resident.put();
+        self.vmcs.unpin();
     }
 
+    /// The VMCS is pinned current while loaded, so the exit path's accesses need no
+    /// VMPTRLD check (`crate::vmcs::current`); a failed VMPTRLD fails the next `run`.
     fn load(&mut self) {
+        if let Err(e) = self.vmcs.pin() {
+            self.record(e);
+        }
         self.resident.load();
     }
 

@@ -154,6 +154,35 @@ fn run_refuses_a_vcpu_that_is_not_loaded() {
     assert_eq!(v.vmcs.entries, 1, "the guest ran only while loaded");
 }
 
+#[test]
+fn the_vmcs_is_pinned_current_exactly_while_loaded() {
+    let mut v = unloaded();
+    assert!(!v.vmcs.pinned);
+    v.load();
+    assert!(
+        v.vmcs.pinned,
+        "the exit path reaches it without a VMPTRLD check"
+    );
+    v.put();
+    assert!(!v.vmcs.pinned, "another vCPU's VMCS may be current now");
+}
+
+#[test]
+fn a_vmcs_that_cannot_be_made_current_fails_the_next_run() {
+    let mut v = unloaded();
+    exit_with(&mut v, 12, 0, 1);
+    v.vmcs.pin_fails = true;
+    v.load();
+    assert_eq!(
+        v.run(),
+        Err(VcpuError {
+            what: "VMPTRLD of the vCPU's VMCS failed",
+            code: 0,
+        })
+    );
+    assert_eq!(v.vmcs.entries, 0, "the guest did not run");
+}
+
 /// A #DB exit (vector 1, hardware exception) with the given qualification.
 fn debug_exit(v: &mut VmxVcpu<FakeVmcs>, qualification: u64, info: u64) {
     exit_with(v, 0, qualification, 0);
