@@ -3,7 +3,10 @@
 
 use crate::caps::VmxCaps;
 use crate::controls::entry_ctl;
-use crate::exit::{db_qual, decode, dr6_after_debug_exception, entry_failure, ModeInfo, RawExit};
+use crate::exit::{
+    db_qual, decode, dr6_after_debug_exception, entry_failure, may_interrupt_delivery, ModeInfo,
+    RawExit,
+};
 use crate::inject::{info, Injection};
 use crate::regs::GuestRegs;
 use crate::resident::{Resident, ResidentRegs};
@@ -274,8 +277,10 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
         }
         // Read when an instruction is completed (`next_rip`): most exits need no length.
         self.exit_insn_len.set(None);
-        self.keep_vectoring_event()?;
         let basic = raw.reason & crate::exit::reason::BASIC;
+        if may_interrupt_delivery(basic) {
+            self.keep_vectoring_event()?;
+        }
         let mode = if basic == crate::exit::reason::IO {
             self.mode()?
         } else {

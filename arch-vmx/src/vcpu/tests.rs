@@ -365,6 +365,22 @@ fn an_interrupted_delivery_is_queued_again() {
 }
 
 #[test]
+fn an_instruction_exit_reads_no_idt_vectoring_information() {
+    let mut v = vcpu(PROT);
+    // CPUID, RDMSR, OUT: the IDT-vectoring field cannot be valid, and is not read (a read
+    // of it would fail here).
+    for (reason, q) in [(10, 0), (31, 0), (30, 0x3f8 << 16)] {
+        exit_with(&mut v, reason, q, 2);
+        v.vmcs.fail = Some(0x4408);
+        assert!(v.run().is_ok(), "exit reason {reason}");
+    }
+    // An EPT violation may have interrupted a delivery: read.
+    exit_with(&mut v, 48, 2, 0);
+    v.vmcs.fail = Some(0x4408);
+    assert_eq!(v.run().unwrap_err().code, 0x4408);
+}
+
+#[test]
 fn a_failed_entry_is_an_error() {
     let mut v = vcpu(PROT);
     exit_with(&mut v, (1 << 31) | 33, 0, 0);
