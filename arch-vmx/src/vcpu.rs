@@ -352,7 +352,7 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
             ControlReg::Cr0 => {
                 (self.get(guest::CR0) & !self.cr0_mask) | (self.cr0_shadow & self.cr0_mask)
             }
-            ControlReg::Cr2 => self.regs.cr2,
+            ControlReg::Cr2 => self.resident.get(Resident::Cr2),
             ControlReg::Cr3 => self.get(guest::CR3),
             ControlReg::Cr4 => {
                 (self.get(guest::CR4) & !self.cr4_mask) | (self.cr4_shadow & self.cr4_mask)
@@ -379,7 +379,7 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
                 self.write_field(guest::CR4, self.real_cr4(v));
             }
             ControlReg::Cr3 => self.write_field(guest::CR3, v),
-            ControlReg::Cr2 => self.regs.cr2 = v,
+            ControlReg::Cr2 => self.resident.set(Resident::Cr2, v),
         }
         Ok(())
     }

@@ -155,6 +155,25 @@ fn run_refuses_a_vcpu_that_is_not_loaded() {
 }
 
 #[test]
+fn cr2_is_the_cpus_while_loaded_and_kept_across_put_and_load() {
+    let (mut a, mut b) = (unloaded(), unloaded());
+    a.set_cr(ControlReg::Cr2, 0xa000).unwrap();
+    assert_eq!(hw(Resident::Cr2), 0, "not loaded: the CPU's CR2 untouched");
+    a.load();
+    assert_eq!(hw(Resident::Cr2), 0xa000);
+    // The guest takes a page fault without an exit: the CPU's CR2 changes.
+    FakeCpu::write(Resident::Cr2, 0xbad0);
+    assert_eq!(a.cr(ControlReg::Cr2), 0xbad0);
+    a.put();
+    b.load();
+    assert_eq!(hw(Resident::Cr2), 0, "b's own");
+    b.put();
+    a.load();
+    assert_eq!(hw(Resident::Cr2), 0xbad0, "a's, as it left it");
+    a.put();
+}
+
+#[test]
 fn the_vmcs_is_pinned_current_exactly_while_loaded() {
     let mut v = unloaded();
     assert!(!v.vmcs.pinned);

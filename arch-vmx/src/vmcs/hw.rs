@@ -146,15 +146,10 @@ impl VmcsAccess for HwVmcs {
                 code: self.phys.0,
             });
         }
-        // SAFETY: CR2 is not part of the VMCS (SDM Vol 3C 27.3): Janus keeps the guest's
-        // and loads it here; Janus itself takes no page faults that would need it.
-        unsafe { x86::controlregs::cr2_write(regs.cr2) };
         // SAFETY: this VMCS is current (pinned) and its host state lands at
         // janus_vmx_exit (set up by `VmxVcpu::setup`); `regs.gprs` is valid for the whole
         // call.
         let failed = unsafe { vmx_run(&mut regs.gprs, launched as u64) };
-        // SAFETY: reading CR2 has no side effects.
-        regs.cr2 = unsafe { x86::controlregs::cr2() } as u64;
         if failed == 0 {
             return Ok(());
         }
