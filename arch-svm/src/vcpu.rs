@@ -97,9 +97,12 @@ impl SvmVcpu {
     /// the instruction ends when the CPU said (IOIO's EXITINFO2, APM Vol 2 15.10.2; nRIP,
     /// 15.7.1), and decodes it.
     fn take_exit(&mut self) -> Result<VmExit, VcpuError> {
+        let clean_after_exit = self.clean_after_exit();
         let c = &mut self.vmcb.control;
         c.tlb_control = tlb_control::DO_NOTHING;
-        c.vmcb_clean = clean::ALL_DIRTY;
+        // The CPU's copy of every group is the VMCB's now; the setters below clear the
+        // bit of each group they change before the next VMRUN.
+        c.vmcb_clean = clean_after_exit;
         let (code, info1, info2) = (c.exit_code, c.exit_info1, c.exit_info2);
         if code == exit_code::INVALID {
             return Err(VcpuError {
@@ -118,6 +121,21 @@ impl SvmVcpu {
         Ok(decode(code, info1, info2, self.caps.decode_assists, |r| {
             self.gpr(r)
         }))
+    }
+
+    /// The clean bits right after an exit: every group, where the CPU has them.
+    fn clean_after_exit(&self) -> u32 {
+        if self.caps.vmcb_clean {
+            clean::ALL
+        } else {
+            clean::ALL_DIRTY
+        }
+    }
+
+    /// A field of clean-bit group `group` changed: the next VMRUN reads the group again
+    /// (APM Vol 2 15.15.3).
+    fn dirty(&mut self, group: u32) {
+        self.vmcb.control.vmcb_clean &= !group;
     }
 
     fn seg_ref(&self, s: SegReg) -> &VmcbSegment {
@@ -148,6 +166,7 @@ impl SvmVcpu {
     fn apply(&mut self, st: CrState) {
         let s = &mut self.vmcb.save;
         (s.cr0, s.cr3, s.cr4, s.efer) = (st.cr0, st.cr3, st.cr4, st.efer | efer::SVME);
+        self.dirty(clean::CRX);
     }
 
     /// Finds where the current instruction ends by decoding it (no NRIP save); the
@@ -254,6 +273,7 @@ impl ArchVcpu for SvmVcpu {
             },
             ControlReg::Cr2 => {
                 self.vmcb.save.cr2 = v;
+                self.dirty(clean::CR2);
                 return Ok(());
             }
         };
@@ -289,7 +309,10 @@ impl ArchVcpu for SvmVcpu {
                 self.apply(next);
                 return Ok(());
             }
-            StateMsr::Pat => s.g_pat = v,
+            StateMsr::Pat => {
+                s.g_pat = v;
+                self.dirty(clean::NP);
+            }
             StateMsr::FsBase => s.fs.base = v,
             StateMsr::GsBase => s.gs.base = v,
             StateMsr::KernelGsBase => s.kernel_gs_base = v,
@@ -322,6 +345,7 @@ impl ArchVcpu for SvmVcpu {
         } else {
             c.intercept_misc1 &= !misc1::VINTR;
         }
+        self.dirty(clean::TPR | clean::INTERCEPTS);
     }
 
     fn inject(&mut self, ev: Event) {
@@ -331,6 +355,7 @@ impl ArchVcpu for SvmVcpu {
 
     fn set_tsc_offset(&mut self, offset: u64) {
         self.vmcb.control.tsc_offset = offset;
+        self.dirty(clean::INTERCEPTS);
     }
 
     fn set_exit_deadline(&mut self, _tsc: Option<u64>) {
@@ -355,8 +380,14 @@ impl ArchVcpu for SvmVcpu {
                     debug_regs::load_addresses(&self.dr);
                 }
             }
-            None if r == DebugReg::Dr6 => self.vmcb.save.dr6 = v,
-            None => self.vmcb.save.dr7 = v,
+            None if r == DebugReg::Dr6 => {
+                self.vmcb.save.dr6 = v;
+                self.dirty(clean::DRX);
+            }
+            None => {
+                self.vmcb.save.dr7 = v;
+                self.dirty(clean::DRX);
+            }
         }
     }
 
@@ -370,7 +401,11 @@ impl ArchVcpu for SvmVcpu {
         self.loaded = false;
     }
 
+    /// Every clean bit is cleared: another VMCB may have run on this CPU since, or this
+    /// one last ran on another CPU, so the CPU's copy cannot be trusted (APM Vol 2
+    /// 15.15.3).
     fn load(&mut self) {
+        self.vmcb.control.vmcb_clean = clean::ALL_DIRTY;
         debug_regs::load_addresses(&self.dr);
         self.tsc_aux.load(tsc_aux::write);
         // Another guest may have run with this ASID since (more guests than ASIDs).
@@ -385,8 +420,8 @@ impl ArchVcpu for SvmVcpu {
     }
 
     /// The VMCB, the permission maps and the nested page tables go back to `frames`, the
-    /// ASID to its pool. A later VMCB in the same frame is read whole: Janus runs every
-    /// VMCB with no clean bits set (APM Vol 2 15.15).
+    /// ASID to its pool. A later VMCB in the same frame is read whole: its first VMRUN,
+    /// and the first after each `load`, has no clean bit set (APM Vol 2 15.15.3).
     fn release<A: FrameAllocator>(self, frames: &mut A) {
         let c = &self.vmcb.control;
         let (n_cr3, iopm, msrpm) = (c.n_cr3, c.iopm_base_pa, c.msrpm_base_pa);
@@ -404,6 +439,7 @@ impl ArchVcpu for SvmVcpu {
     fn set_tpr_shadow(&mut self, cr8: u8) {
         let c = &mut self.vmcb.control;
         c.v_intr = (c.v_intr & !V_TPR) | (cr8 as u64 & V_TPR);
+        self.dirty(clean::TPR);
     }
 
     fn next_rip(&self, mem: &GuestMemory, cache: &mut InsnCache) -> Result<u64, VcpuError> {
