@@ -138,6 +138,15 @@ impl SvmVcpu {
         self.vmcb.control.vmcb_clean &= !group;
     }
 
+    /// Writes the virtual interrupt control; only a change makes the next VMRUN read it
+    /// again (the core offers interrupts on most exits, usually changing nothing).
+    fn set_v_intr(&mut self, v_intr: u64) {
+        if v_intr != self.vmcb.control.v_intr {
+            self.vmcb.control.v_intr = v_intr;
+            self.dirty(clean::TPR);
+        }
+    }
+
     fn seg_ref(&self, s: SegReg) -> &VmcbSegment {
         let save = &self.vmcb.save;
         match s {
@@ -337,15 +346,23 @@ impl ArchVcpu for SvmVcpu {
     /// A virtual interrupt request that ignores the TPR (V_IRQ, V_IGN_TPR) makes the CPU
     /// exit with VINTR as soon as the guest could take it (APM Vol 2 15.21.4).
     fn request_interrupt_window(&mut self, on: bool) {
-        let c = &mut self.vmcb.control;
-        c.v_intr &= !WINDOW_REQUEST;
-        if on {
-            c.v_intr |= V_IRQ | V_IGN_TPR;
-            c.intercept_misc1 |= misc1::VINTR;
+        let c = &self.vmcb.control;
+        let (v_intr, misc1) = if on {
+            (
+                (c.v_intr & !WINDOW_REQUEST) | V_IRQ | V_IGN_TPR,
+                c.intercept_misc1 | misc1::VINTR,
+            )
         } else {
-            c.intercept_misc1 &= !misc1::VINTR;
+            (
+                c.v_intr & !WINDOW_REQUEST,
+                c.intercept_misc1 & !misc1::VINTR,
+            )
+        };
+        self.set_v_intr(v_intr);
+        if misc1 != self.vmcb.control.intercept_misc1 {
+            self.vmcb.control.intercept_misc1 = misc1;
+            self.dirty(clean::INTERCEPTS);
         }
-        self.dirty(clean::TPR | clean::INTERCEPTS);
     }
 
     fn inject(&mut self, ev: Event) {
@@ -437,9 +454,7 @@ impl ArchVcpu for SvmVcpu {
     }
 
     fn set_tpr_shadow(&mut self, cr8: u8) {
-        let c = &mut self.vmcb.control;
-        c.v_intr = (c.v_intr & !V_TPR) | (cr8 as u64 & V_TPR);
-        self.dirty(clean::TPR);
+        self.set_v_intr((self.vmcb.control.v_intr & !V_TPR) | (cr8 as u64 & V_TPR));
     }
 
     fn next_rip(&self, mem: &GuestMemory, cache: &mut InsnCache) -> Result<u64, VcpuError> {

@@ -66,6 +66,9 @@ pub struct VmxVcpu<V: VmcsAccess = HwVmcs> {
     pub(crate) cr4_shadow: u64,
     /// The architectural rules for this guest's CR0/CR4/EFER writes.
     pub(crate) rules: CpuRules,
+    /// The primary processor-based controls as last written: only Janus changes them,
+    /// so the interrupt-window request compares with this copy instead of a VMREAD.
+    pub(crate) proc1: u32,
     /// The event to inject at the next entry.
     pub(crate) pending: Option<Injection>,
     /// The VMX-preemption timer's rate shift, when the control is on.
@@ -434,13 +437,13 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
 
     fn request_interrupt_window(&mut self, on: bool) {
         use crate::controls::proc1::INTERRUPT_WINDOW_EXITING;
-        let p1 = self.get(control::PRIMARY_PROC_BASED);
         let want = if on {
-            p1 | INTERRUPT_WINDOW_EXITING
+            self.proc1 | INTERRUPT_WINDOW_EXITING
         } else {
-            p1 & !INTERRUPT_WINDOW_EXITING
+            self.proc1 & !INTERRUPT_WINDOW_EXITING
         };
-        if want != p1 {
+        if want != self.proc1 {
+            self.proc1 = want;
             self.write_field(control::PRIMARY_PROC_BASED, want);
         }
     }

@@ -314,6 +314,13 @@ fn the_interrupt_window_request_toggles_its_control_bit() {
     assert_eq!(raw(&v, PRIMARY_PROC_BASED), before | (1 << 2));
     v.request_interrupt_window(false);
     assert_eq!(raw(&v, PRIMARY_PROC_BASED), before);
+    // Asking for what is already set touches no field: not even a VMREAD (which would
+    // fail here and fail the next run).
+    v.vmcs.fail = Some(PRIMARY_PROC_BASED);
+    v.request_interrupt_window(false);
+    v.vmcs.fail = None;
+    exit_with(&mut v, 12, 0, 1);
+    assert_eq!(v.run(), Ok(VmExit::Hlt));
 }
 
 /// Leaves a VM exit with basic reason `reason` in the exit-information fields.
