@@ -57,6 +57,9 @@ pub struct SvmVcpu {
     loaded: bool,
     /// Where the VMCB's ASID goes back when the vCPU ends.
     asids: &'static AsidPool,
+    /// The clean bits right after an exit: every group where the CPU has them, else none
+    /// (worked out once: this is on the path of every exit).
+    clean_after_exit: u32,
 }
 
 impl SvmVcpu {
@@ -84,6 +87,11 @@ impl SvmVcpu {
             tsc_aux: TscAux::new(),
             loaded: false,
             asids,
+            clean_after_exit: if caps.vmcb_clean {
+                clean::ALL
+            } else {
+                clean::ALL_DIRTY
+            },
         }
     }
 
@@ -97,7 +105,7 @@ impl SvmVcpu {
     /// the instruction ends when the CPU said (IOIO's EXITINFO2, APM Vol 2 15.10.2; nRIP,
     /// 15.7.1), and decodes it.
     fn take_exit(&mut self) -> Result<VmExit, VcpuError> {
-        let clean_after_exit = self.clean_after_exit();
+        let clean_after_exit = self.clean_after_exit;
         let c = &mut self.vmcb.control;
         c.tlb_control = tlb_control::DO_NOTHING;
         // The CPU's copy of every group is the VMCB's now; the setters below clear the
@@ -123,28 +131,10 @@ impl SvmVcpu {
         }))
     }
 
-    /// The clean bits right after an exit: every group, where the CPU has them.
-    fn clean_after_exit(&self) -> u32 {
-        if self.caps.vmcb_clean {
-            clean::ALL
-        } else {
-            clean::ALL_DIRTY
-        }
-    }
-
     /// A field of clean-bit group `group` changed: the next VMRUN reads the group again
     /// (APM Vol 2 15.15.3).
     fn dirty(&mut self, group: u32) {
         self.vmcb.control.vmcb_clean &= !group;
-    }
-
-    /// Writes the virtual interrupt control; only a change makes the next VMRUN read it
-    /// again (the core offers interrupts on most exits, usually changing nothing).
-    fn set_v_intr(&mut self, v_intr: u64) {
-        if v_intr != self.vmcb.control.v_intr {
-            self.vmcb.control.v_intr = v_intr;
-            self.dirty(clean::TPR);
-        }
     }
 
     fn seg_ref(&self, s: SegReg) -> &VmcbSegment {
@@ -346,23 +336,21 @@ impl ArchVcpu for SvmVcpu {
     /// A virtual interrupt request that ignores the TPR (V_IRQ, V_IGN_TPR) makes the CPU
     /// exit with VINTR as soon as the guest could take it (APM Vol 2 15.21.4).
     fn request_interrupt_window(&mut self, on: bool) {
-        let c = &self.vmcb.control;
-        let (v_intr, misc1) = if on {
-            (
-                (c.v_intr & !WINDOW_REQUEST) | V_IRQ | V_IGN_TPR,
-                c.intercept_misc1 | misc1::VINTR,
-            )
-        } else {
-            (
-                c.v_intr & !WINDOW_REQUEST,
-                c.intercept_misc1 & !misc1::VINTR,
-            )
-        };
-        self.set_v_intr(v_intr);
-        if misc1 != self.vmcb.control.intercept_misc1 {
-            self.vmcb.control.intercept_misc1 = misc1;
-            self.dirty(clean::INTERCEPTS);
+        let c = &mut self.vmcb.control;
+        // The VINTR intercept is on exactly while a request is (both change together
+        // here), so a request that changes nothing returns at once: the core offers
+        // interrupts on most exits.
+        if (c.intercept_misc1 & misc1::VINTR != 0) == on {
+            return;
         }
+        c.v_intr &= !WINDOW_REQUEST;
+        if on {
+            c.v_intr |= V_IRQ | V_IGN_TPR;
+            c.intercept_misc1 |= misc1::VINTR;
+        } else {
+            c.intercept_misc1 &= !misc1::VINTR;
+        }
+        self.dirty(clean::TPR | clean::INTERCEPTS);
     }
 
     fn inject(&mut self, ev: Event) {
@@ -453,8 +441,15 @@ impl ArchVcpu for SvmVcpu {
         Some((self.vmcb.control.v_intr & V_TPR) as u8)
     }
 
+    /// Only a change makes the next VMRUN read V_INTR again (the core syncs the TPR on
+    /// most exits, usually changing nothing).
     fn set_tpr_shadow(&mut self, cr8: u8) {
-        self.set_v_intr((self.vmcb.control.v_intr & !V_TPR) | (cr8 as u64 & V_TPR));
+        let c = &mut self.vmcb.control;
+        let v_intr = (c.v_intr & !V_TPR) | (cr8 as u64 & V_TPR);
+        if v_intr != c.v_intr {
+            c.v_intr = v_intr;
+            self.dirty(clean::TPR);
+        }
     }
 
     fn next_rip(&self, mem: &GuestMemory, cache: &mut InsnCache) -> Result<u64, VcpuError> {
