@@ -123,6 +123,13 @@ const CR0_TS: u64 = vmm_core::cpu_rules::cr0::TS;
 /// CR0 bits LMSW can set: MP, EM, TS (PE it can set but not clear).
 const CR0_LMSW_CLEARABLE: u64 = 0xe;
 
+/// Whether the exit is a string I/O instruction (INS/OUTS), the only I/O exit whose
+/// decoding needs the instruction information and the guest's mode (SDM Vol 3C Table
+/// 28-5, 28.2.5): an IN or OUT reads neither.
+pub fn is_string_io(raw: &RawExit) -> bool {
+    raw.reason & reason::BASIC == reason::IO && raw.qualification & io_qual::STRING != 0
+}
+
 /// Whether an exit of basic reason `basic` can have interrupted the delivery of an event
 /// (and so may have valid IDT-vectoring information to deliver again). An exit caused by
 /// executing an instruction cannot: SDM Vol 3C 28.2.4 lists the exits that occur during

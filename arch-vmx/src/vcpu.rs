@@ -4,8 +4,8 @@
 use crate::caps::VmxCaps;
 use crate::controls::entry_ctl;
 use crate::exit::{
-    db_qual, decode, dr6_after_debug_exception, entry_failure, may_interrupt_delivery, ModeInfo,
-    RawExit,
+    db_qual, decode, dr6_after_debug_exception, entry_failure, is_string_io,
+    may_interrupt_delivery, ModeInfo, RawExit,
 };
 use crate::inject::{info, Injection};
 use crate::regs::GuestRegs;
@@ -183,7 +183,7 @@ impl<V: VmcsAccess> VmxVcpu<V> {
         if failed || !quiet.contains(&basic) {
             raw.qualification = m.read(exit_info::QUALIFICATION)?;
         }
-        if basic == r::IO {
+        if is_string_io(&raw) {
             raw.instruction_info = m.read(exit_info::INSTRUCTION_INFO)?;
         }
         if basic == r::EXCEPTION_OR_NMI {
@@ -284,7 +284,7 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
         if may_interrupt_delivery(basic) {
             self.keep_vectoring_event()?;
         }
-        let mode = if basic == crate::exit::reason::IO {
+        let mode = if is_string_io(&raw) {
             self.mode()?
         } else {
             ModeInfo {

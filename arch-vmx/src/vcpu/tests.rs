@@ -388,6 +388,21 @@ fn an_instruction_exit_reads_no_idt_vectoring_information() {
 }
 
 #[test]
+fn an_in_or_out_exit_reads_neither_instruction_information_nor_the_mode() {
+    let mut v = vcpu(PROT);
+    // OUT DX, AL to 0x3f8: none of these is read (each read would fail here).
+    for field in [0x440e, 0x4816, 0x2806] {
+        exit_with(&mut v, 30, 0x3f8 << 16, 1);
+        v.vmcs.fail = Some(field);
+        assert!(v.run().is_ok(), "field {field:#x} read");
+    }
+    // OUTSB (string, bit 4): the instruction information is read.
+    exit_with(&mut v, 30, (0x3f8 << 16) | (1 << 4), 1);
+    v.vmcs.fail = Some(0x440e);
+    assert_eq!(v.run().unwrap_err().code, 0x440e);
+}
+
+#[test]
 fn a_failed_entry_is_an_error() {
     let mut v = vcpu(PROT);
     exit_with(&mut v, (1 << 31) | 33, 0, 0);
