@@ -14,6 +14,9 @@ pub struct SvmCaps {
     pub decode_assists: bool,
     /// TLB_CONTROL can flush one ASID's entries (FlushByAsid, APM Vol 2 15.16).
     pub flush_by_asid: bool,
+    /// The CPU keeps VMCB state across VMRUNs as the clean bits allow (VmcbClean, CPUID
+    /// 0x8000_000A EDX[5], APM Vol 2 15.15.3).
+    pub vmcb_clean: bool,
 }
 
 /// Why AMD-V cannot run guests here: one line for the console.
@@ -73,6 +76,7 @@ pub fn evaluate(
         asids: ebx,
         decode_assists: edx & (1 << 7) != 0,
         flush_by_asid: edx & (1 << 6) != 0,
+        vmcb_clean: edx & (1 << 5) != 0,
     };
     if !caps.npt {
         return Err(Refusal(
@@ -115,7 +119,9 @@ mod tests {
         assert!(c.npt && !c.nrip_save && !c.flush_by_asid);
         assert_eq!(c.asids, 16);
         let flush = evaluate(1 << 2, 0x8000_001f, Some((16, 0x41)), Some(0)).unwrap();
-        assert!(flush.flush_by_asid, "EDX bit 6");
+        assert!(flush.flush_by_asid && !flush.vmcb_clean, "EDX bit 6");
+        let clean = evaluate(1 << 2, 0x8000_001f, Some((16, 0x21)), Some(0)).unwrap();
+        assert!(clean.vmcb_clean && !clean.flush_by_asid, "EDX bit 5");
     }
 
     #[test]

@@ -21,20 +21,12 @@ pub fn decode(
         info1,
         info2,
     };
+    // The ranges first, in one test: the commonest exits (CPUID, IOIO, MSR, VMMCALL, HLT,
+    // INTR, NPF) then go straight to the jump table of the rest.
+    if exit <= code::EXCP_LAST {
+        return access_or_exception(exit, info1, gpr).unwrap_or(raw);
+    }
     match exit {
-        code::CR_READ..=code::CR_WRITE_LAST => cr_access(exit, info1, gpr).unwrap_or(raw),
-        code::DR_READ..=code::DR_WRITE_LAST => dr_access(exit, info1, gpr).unwrap_or(raw),
-        code::EXCP_BASE..=code::EXCP_LAST => {
-            let vector = (exit - code::EXCP_BASE) as u8;
-            VmExit::Exception {
-                vector,
-                // For intercepted exceptions that push one, EXITINFO1 holds the error
-                // code (APM Vol 2 15.12). An intercepted #DB has already updated DR6 and
-                // DR7 in the VMCB as its delivery would have (APM Vol 2 15.12.2), so the
-                // core reflects it as it is.
-                error_code: pushes_error_code(vector).then_some(info1 as u32),
-            }
-        }
         code::INTR => VmExit::ExternalInterrupt,
         code::NMI => VmExit::Nmi,
         // A physical SMI or INIT, intercepted so that it reaches the host (APM Vol 2 15.13),
@@ -66,6 +58,25 @@ pub fn decode(
             },
         },
         _ => raw,
+    }
+}
+
+/// A CR or DR access, or an intercepted exception: the exit codes 0x00-0x5F.
+fn access_or_exception(exit: u64, info1: u64, gpr: impl Fn(Gpr) -> u64) -> Option<VmExit> {
+    match exit {
+        code::CR_READ..=code::CR_WRITE_LAST => cr_access(exit, info1, gpr),
+        code::DR_READ..=code::DR_WRITE_LAST => dr_access(exit, info1, gpr),
+        _ => {
+            let vector = (exit - code::EXCP_BASE) as u8;
+            Some(VmExit::Exception {
+                vector,
+                // For intercepted exceptions that push one, EXITINFO1 holds the error
+                // code (APM Vol 2 15.12). An intercepted #DB has already updated DR6 and
+                // DR7 in the VMCB as its delivery would have (APM Vol 2 15.12.2), so the
+                // core reflects it as it is.
+                error_code: pushes_error_code(vector).then_some(info1 as u32),
+            })
+        }
     }
 }
 

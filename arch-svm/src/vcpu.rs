@@ -57,6 +57,9 @@ pub struct SvmVcpu {
     loaded: bool,
     /// Where the VMCB's ASID goes back when the vCPU ends.
     asids: &'static AsidPool,
+    /// The clean bits right after an exit: every group where the CPU has them, else none
+    /// (worked out once: this is on the path of every exit).
+    clean_after_exit: u32,
 }
 
 impl SvmVcpu {
@@ -84,6 +87,11 @@ impl SvmVcpu {
             tsc_aux: TscAux::new(),
             loaded: false,
             asids,
+            clean_after_exit: if caps.vmcb_clean {
+                clean::ALL
+            } else {
+                clean::ALL_DIRTY
+            },
         }
     }
 
@@ -97,9 +105,12 @@ impl SvmVcpu {
     /// the instruction ends when the CPU said (IOIO's EXITINFO2, APM Vol 2 15.10.2; nRIP,
     /// 15.7.1), and decodes it.
     fn take_exit(&mut self) -> Result<VmExit, VcpuError> {
+        let clean_after_exit = self.clean_after_exit;
         let c = &mut self.vmcb.control;
         c.tlb_control = tlb_control::DO_NOTHING;
-        c.vmcb_clean = clean::ALL_DIRTY;
+        // The CPU's copy of every group is the VMCB's now; the setters below clear the
+        // bit of each group they change before the next VMRUN.
+        c.vmcb_clean = clean_after_exit;
         let (code, info1, info2) = (c.exit_code, c.exit_info1, c.exit_info2);
         if code == exit_code::INVALID {
             return Err(VcpuError {
@@ -118,6 +129,12 @@ impl SvmVcpu {
         Ok(decode(code, info1, info2, self.caps.decode_assists, |r| {
             self.gpr(r)
         }))
+    }
+
+    /// A field of clean-bit group `group` changed: the next VMRUN reads the group again
+    /// (APM Vol 2 15.15.3).
+    fn dirty(&mut self, group: u32) {
+        self.vmcb.control.vmcb_clean &= !group;
     }
 
     fn seg_ref(&self, s: SegReg) -> &VmcbSegment {
@@ -148,6 +165,7 @@ impl SvmVcpu {
     fn apply(&mut self, st: CrState) {
         let s = &mut self.vmcb.save;
         (s.cr0, s.cr3, s.cr4, s.efer) = (st.cr0, st.cr3, st.cr4, st.efer | efer::SVME);
+        self.dirty(clean::CRX);
     }
 
     /// Finds where the current instruction ends by decoding it (no NRIP save); the
@@ -268,6 +286,7 @@ impl ArchVcpu for SvmVcpu {
             },
             ControlReg::Cr2 => {
                 self.vmcb.save.cr2 = v;
+                self.dirty(clean::CR2);
                 return Ok(());
             }
         };
@@ -303,7 +322,10 @@ impl ArchVcpu for SvmVcpu {
                 self.apply(next);
                 return Ok(());
             }
-            StateMsr::Pat => s.g_pat = v,
+            StateMsr::Pat => {
+                s.g_pat = v;
+                self.dirty(clean::NP);
+            }
             StateMsr::FsBase => s.fs.base = v,
             StateMsr::GsBase => s.gs.base = v,
             StateMsr::KernelGsBase => s.kernel_gs_base = v,
@@ -329,6 +351,12 @@ impl ArchVcpu for SvmVcpu {
     /// exit with VINTR as soon as the guest could take it (APM Vol 2 15.21.4).
     fn request_interrupt_window(&mut self, on: bool) {
         let c = &mut self.vmcb.control;
+        // The VINTR intercept is on exactly while a request is (both change together
+        // here), so a request that changes nothing returns at once: the core offers
+        // interrupts on most exits.
+        if (c.intercept_misc1 & misc1::VINTR != 0) == on {
+            return;
+        }
         c.v_intr &= !WINDOW_REQUEST;
         if on {
             c.v_intr |= V_IRQ | V_IGN_TPR;
@@ -336,6 +364,7 @@ impl ArchVcpu for SvmVcpu {
         } else {
             c.intercept_misc1 &= !misc1::VINTR;
         }
+        self.dirty(clean::TPR | clean::INTERCEPTS);
     }
 
     fn inject(&mut self, ev: Event) {
@@ -345,6 +374,7 @@ impl ArchVcpu for SvmVcpu {
 
     fn set_tsc_offset(&mut self, offset: u64) {
         self.vmcb.control.tsc_offset = offset;
+        self.dirty(clean::INTERCEPTS);
     }
 
     fn set_exit_deadline(&mut self, _tsc: Option<u64>) {
@@ -369,8 +399,14 @@ impl ArchVcpu for SvmVcpu {
                     debug_regs::load_addresses(&self.dr);
                 }
             }
-            None if r == DebugReg::Dr6 => self.vmcb.save.dr6 = v,
-            None => self.vmcb.save.dr7 = v,
+            None if r == DebugReg::Dr6 => {
+                self.vmcb.save.dr6 = v;
+                self.dirty(clean::DRX);
+            }
+            None => {
+                self.vmcb.save.dr7 = v;
+                self.dirty(clean::DRX);
+            }
         }
     }
 
@@ -384,7 +420,11 @@ impl ArchVcpu for SvmVcpu {
         self.loaded = false;
     }
 
+    /// Every clean bit is cleared: another VMCB may have run on this CPU since, or this
+    /// one last ran on another CPU, so the CPU's copy cannot be trusted (APM Vol 2
+    /// 15.15.3).
     fn load(&mut self) {
+        self.vmcb.control.vmcb_clean = clean::ALL_DIRTY;
         debug_regs::load_addresses(&self.dr);
         self.tsc_aux.load(tsc_aux::write);
         // Another guest may have run with this ASID since (more guests than ASIDs).
@@ -399,8 +439,8 @@ impl ArchVcpu for SvmVcpu {
     }
 
     /// The VMCB, the permission maps and the nested page tables go back to `frames`, the
-    /// ASID to its pool. A later VMCB in the same frame is read whole: Janus runs every
-    /// VMCB with no clean bits set (APM Vol 2 15.15).
+    /// ASID to its pool. A later VMCB in the same frame is read whole: its first VMRUN,
+    /// and the first after each `load`, has no clean bit set (APM Vol 2 15.15.3).
     fn release<A: FrameAllocator>(self, frames: &mut A) {
         let c = &self.vmcb.control;
         let (n_cr3, iopm, msrpm) = (c.n_cr3, c.iopm_base_pa, c.msrpm_base_pa);
@@ -415,9 +455,15 @@ impl ArchVcpu for SvmVcpu {
         Some((self.vmcb.control.v_intr & V_TPR) as u8)
     }
 
+    /// Only a change makes the next VMRUN read V_INTR again (the core syncs the TPR on
+    /// most exits, usually changing nothing).
     fn set_tpr_shadow(&mut self, cr8: u8) {
         let c = &mut self.vmcb.control;
-        c.v_intr = (c.v_intr & !V_TPR) | (cr8 as u64 & V_TPR);
+        let v_intr = (c.v_intr & !V_TPR) | (cr8 as u64 & V_TPR);
+        if v_intr != c.v_intr {
+            c.v_intr = v_intr;
+            self.dirty(clean::TPR);
+        }
     }
 
     fn next_rip(&self, mem: &GuestMemory, cache: &mut InsnCache) -> Result<u64, VcpuError> {

@@ -61,7 +61,7 @@ impl ArchBackend for Vmx {
         // exit flushes its linear mappings (SDM Vol 3C 29.1).
         let vpid = self.caps.flushable_vpid().then(|| VPIDS.take()).flatten();
         let s = Structures::allocate(mem, self.caps.revision, vpid, frames)?;
-        let vmcs = match HwVmcs::load_fresh(s.vmcs, self.current) {
+        let vmcs = match HwVmcs::fresh(s.vmcs, self.current) {
             Ok(v) => v,
             Err(e) => {
                 s.free(false, frames);

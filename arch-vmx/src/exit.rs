@@ -15,6 +15,9 @@ pub mod reason {
     pub const CPUID: u32 = 10;
     pub const HLT: u32 = 12;
     pub const INVD: u32 = 13;
+    pub const INVLPG: u32 = 14;
+    pub const RDPMC: u32 = 15;
+    pub const RDTSC: u32 = 16;
     pub const VMCALL: u32 = 18;
     pub const VMCLEAR: u32 = 19;
     pub const VMXON: u32 = 27;
@@ -31,6 +34,7 @@ pub mod reason {
     pub const ENTRY_MACHINE_CHECK: u32 = 41;
     pub const EPT_VIOLATION: u32 = 48;
     pub const INVEPT: u32 = 50;
+    pub const RDTSCP: u32 = 51;
     pub const PREEMPTION_TIMER: u32 = 52;
     pub const INVVPID: u32 = 53;
     pub const WBINVD: u32 = 54;
@@ -118,6 +122,49 @@ pub struct ModeInfo {
 const CR0_TS: u64 = vmm_core::cpu_rules::cr0::TS;
 /// CR0 bits LMSW can set: MP, EM, TS (PE it can set but not clear).
 const CR0_LMSW_CLEARABLE: u64 = 0xe;
+
+/// Whether the exit is a string I/O instruction (INS/OUTS), the only I/O exit whose
+/// decoding needs the instruction information and the guest's mode (SDM Vol 3C Table
+/// 28-5, 28.2.5): an IN or OUT reads neither.
+pub fn is_string_io(raw: &RawExit) -> bool {
+    raw.reason & reason::BASIC == reason::IO && raw.qualification & io_qual::STRING != 0
+}
+
+/// Whether an exit of basic reason `basic` can have interrupted the delivery of an event
+/// (and so may have valid IDT-vectoring information to deliver again). An exit caused by
+/// executing an instruction cannot: SDM Vol 3C 28.2.4 lists the exits that occur during
+/// event delivery (a fault in the exception bitmap, a task switch through a task gate,
+/// an APIC access, an EPT violation or misconfiguration, ...), and each instruction exit
+/// happens at an instruction boundary. Skipping the IDT-vectoring VMREAD for these saves
+/// it on the commonest exits.
+pub fn may_interrupt_delivery(basic: u32) -> bool {
+    use reason as r;
+    !matches!(
+        basic,
+        r::INTERRUPT_WINDOW
+            | r::CPUID
+            | r::HLT
+            | r::INVD
+            | r::INVLPG
+            | r::RDPMC
+            | r::RDTSC
+            | r::VMCALL
+            ..=r::VMXON
+                | r::CR_ACCESS
+                | r::DR_ACCESS
+                | r::IO
+                | r::RDMSR
+                | r::WRMSR
+                | r::MWAIT
+                | r::MONITOR
+                | r::PAUSE
+                | r::INVEPT
+                | r::RDTSCP
+                | r::INVVPID
+                | r::WBINVD
+                | r::XSETBV
+    )
+}
 
 /// A failed VM entry (exit reason bit 31, SDM Vol 3C 27.8) as an error; `None` for an
 /// exit from a guest that ran.

@@ -1,6 +1,6 @@
 //! The guest state VT-x keeps neither in the VMCS nor in the CPU between entries: the
-//! general registers (but RSP) and CR2 (SDM Vol 3C 27.3), saved and loaded around each
-//! entry. The registers that stay in the CPU while the vCPU is loaded are in
+//! general registers (but RSP, SDM Vol 3C 27.3), saved and loaded around each entry. The
+//! registers that stay in the CPU while the vCPU is loaded (CR2 among them) are in
 //! `crate::resident`.
 
 use vmm_core::vcpu::GprFile;
@@ -9,5 +9,4 @@ use vmm_core::vcpu::GprFile;
 #[derive(Debug, Default)]
 pub struct GuestRegs {
     pub gprs: GprFile,
-    pub cr2: u64,
 }

@@ -1,6 +1,8 @@
 //! The guest registers that VT-x keeps in neither the VMCS nor the VM-exit landing's
 //! save area, so that while a vCPU is loaded on the host CPU only the CPU's own registers
-//! hold them: DR0-DR3 and DR6 (the VMCS has only DR7, SDM Vol 3C 25.4.1), and the
+//! hold them: CR2 (not in the VMCS, SDM Vol 3C 27.3; Janus takes no page faults, so the
+//! guest's stays in the register across exits instead of being loaded and read back
+//! around every entry), DR0-DR3 and DR6 (the VMCS has only DR7, SDM Vol 3C 25.4.1), and the
 //! SYSCALL/SWAPGS MSRs that VM entry and exit do not switch (SDM Vol 3C 26.3.2, 28.5),
 //! and IA32_TSC_AUX, which the guest's RDTSCP reads without an exit (the VM-entry and
 //! VM-exit MSR-load lists could switch it too, but would cost two MSR loads on every
@@ -16,9 +18,13 @@ use vmm_core::msr::tsc_aux::{TscAux, IA32_TSC_AUX};
 use vmm_core::vcpu::DebugReg;
 use x86::msr::{self, rdmsr, wrmsr};
 
+/// How many registers live in the CPU while a vCPU is loaded.
+pub const COUNT: usize = 11;
+
 /// One register that lives in the CPU while the vCPU is loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Resident {
+    Cr2,
     Dr0,
     Dr1,
     Dr2,
@@ -32,7 +38,8 @@ pub enum Resident {
 }
 
 impl Resident {
-    pub const ALL: [Resident; 10] = [
+    pub const ALL: [Resident; COUNT] = [
+        Resident::Cr2,
         Resident::Dr0,
         Resident::Dr1,
         Resident::Dr2,
@@ -70,7 +77,7 @@ pub trait CpuRegs {
 /// The values a vCPU gives its resident registers, and whether they are in the CPU.
 #[derive(Debug)]
 pub struct ResidentRegs<C> {
-    values: [u64; 10],
+    values: [u64; COUNT],
     tsc_aux: TscAux,
     loaded: bool,
     cpu: PhantomData<C>,
@@ -79,7 +86,7 @@ pub struct ResidentRegs<C> {
 impl<C: CpuRegs> ResidentRegs<C> {
     /// Not loaded; every register 0 but DR6 = `dr6`.
     pub fn new(dr6: u64) -> Self {
-        let mut values = [0; 10];
+        let mut values = [0; COUNT];
         values[Resident::Dr6 as usize] = dr6;
         ResidentRegs {
             values,
@@ -164,10 +171,13 @@ impl CpuRegs for HwCpu {
             return unsafe { rdmsr(m) };
         }
         let v: u64;
-        // SAFETY: Janus runs at CPL 0, where MOV from a debug register cannot fault
+        // SAFETY: Janus runs at CPL 0, where MOV from a debug register or CR2 cannot fault
         // (CR4.DE only matters for DR4/DR5, SDM Vol 3B 18.2.2); it has no side effects.
         unsafe {
             match r {
+                Resident::Cr2 => {
+                    core::arch::asm!("mov {}, cr2", out(reg) v, options(nomem, nostack))
+                }
                 Resident::Dr0 => {
                     core::arch::asm!("mov {}, dr0", out(reg) v, options(nomem, nostack))
                 }
@@ -197,9 +207,13 @@ impl CpuRegs for HwCpu {
         }
         // SAFETY: at CPL 0 MOV to DR0-DR3 takes any address and MOV to DR6 any value
         // whose bits 63:32 are clear (the core's `write_dr` checked it). Host DR7 is 0x400
-        // after every VM exit (SDM Vol 3C 28.5.1), so no breakpoint fires in Janus.
+        // after every VM exit (SDM Vol 3C 28.5.1), so no breakpoint fires in Janus. CR2
+        // takes any value and only page faults read or write it; Janus takes none.
         unsafe {
             match r {
+                Resident::Cr2 => {
+                    core::arch::asm!("mov cr2, {}", in(reg) v, options(nomem, nostack))
+                }
                 Resident::Dr0 => {
                     core::arch::asm!("mov dr0, {}", in(reg) v, options(nomem, nostack))
                 }
@@ -233,7 +247,7 @@ pub mod fake {
     use std::cell::RefCell;
 
     std::thread_local! {
-        static REGS: RefCell<[u64; 10]> = const { RefCell::new([0; 10]) };
+        static REGS: RefCell<[u64; super::COUNT]> = const { RefCell::new([0; super::COUNT]) };
         static TSC_AUX: core::cell::Cell<u64> = const { core::cell::Cell::new(0) };
     }
 

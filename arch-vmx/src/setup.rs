@@ -50,6 +50,7 @@ impl<V: VmcsAccess> VmxVcpu<V> {
             cr0_shadow: 0,
             cr4_shadow: 0,
             rules,
+            proc1: ctl.proc1,
             pending: None,
             preemption_timer: (ctl.pin & pin::PREEMPTION_TIMER != 0)
                 .then_some(caps.preemption_timer_shift),

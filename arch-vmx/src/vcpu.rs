@@ -3,7 +3,10 @@
 
 use crate::caps::VmxCaps;
 use crate::controls::entry_ctl;
-use crate::exit::{db_qual, decode, dr6_after_debug_exception, entry_failure, ModeInfo, RawExit};
+use crate::exit::{
+    db_qual, decode, dr6_after_debug_exception, entry_failure, is_string_io,
+    may_interrupt_delivery, ModeInfo, RawExit,
+};
 use crate::inject::{info, Injection};
 use crate::regs::GuestRegs;
 use crate::resident::{Resident, ResidentRegs};
@@ -63,6 +66,9 @@ pub struct VmxVcpu<V: VmcsAccess = HwVmcs> {
     pub(crate) cr4_shadow: u64,
     /// The architectural rules for this guest's CR0/CR4/EFER writes.
     pub(crate) rules: CpuRules,
+    /// The primary processor-based controls as last written: only Janus changes them,
+    /// so the interrupt-window request compares with this copy instead of a VMREAD.
+    pub(crate) proc1: u32,
     /// The event to inject at the next entry.
     pub(crate) pending: Option<Injection>,
     /// The VMX-preemption timer's rate shift, when the control is on.
@@ -177,7 +183,7 @@ impl<V: VmcsAccess> VmxVcpu<V> {
         if failed || !quiet.contains(&basic) {
             raw.qualification = m.read(exit_info::QUALIFICATION)?;
         }
-        if basic == r::IO {
+        if is_string_io(&raw) {
             raw.instruction_info = m.read(exit_info::INSTRUCTION_INFO)?;
         }
         if basic == r::EXCEPTION_OR_NMI {
@@ -274,9 +280,11 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
         }
         // Read when an instruction is completed (`next_rip`): most exits need no length.
         self.exit_insn_len.set(None);
-        self.keep_vectoring_event()?;
         let basic = raw.reason & crate::exit::reason::BASIC;
-        let mode = if basic == crate::exit::reason::IO {
+        if may_interrupt_delivery(basic) {
+            self.keep_vectoring_event()?;
+        }
+        let mode = if is_string_io(&raw) {
             self.mode()?
         } else {
             ModeInfo {
@@ -368,7 +376,7 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
             ControlReg::Cr0 => {
                 (self.get(guest::CR0) & !self.cr0_mask) | (self.cr0_shadow & self.cr0_mask)
             }
-            ControlReg::Cr2 => self.regs.cr2,
+            ControlReg::Cr2 => self.resident.get(Resident::Cr2),
             ControlReg::Cr3 => self.get(guest::CR3),
             ControlReg::Cr4 => {
                 (self.get(guest::CR4) & !self.cr4_mask) | (self.cr4_shadow & self.cr4_mask)
@@ -395,7 +403,7 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
                 self.write_field(guest::CR4, self.real_cr4(v));
             }
             ControlReg::Cr3 => self.write_field(guest::CR3, v),
-            ControlReg::Cr2 => self.regs.cr2 = v,
+            ControlReg::Cr2 => self.resident.set(Resident::Cr2, v),
         }
         Ok(())
     }
@@ -450,13 +458,13 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
 
     fn request_interrupt_window(&mut self, on: bool) {
         use crate::controls::proc1::INTERRUPT_WINDOW_EXITING;
-        let p1 = self.get(control::PRIMARY_PROC_BASED);
         let want = if on {
-            p1 | INTERRUPT_WINDOW_EXITING
+            self.proc1 | INTERRUPT_WINDOW_EXITING
         } else {
-            p1 & !INTERRUPT_WINDOW_EXITING
+            self.proc1 & !INTERRUPT_WINDOW_EXITING
         };
-        if want != p1 {
+        if want != self.proc1 {
+            self.proc1 = want;
             self.write_field(control::PRIMARY_PROC_BASED, want);
         }
     }
@@ -490,9 +498,15 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
 
     fn put(&mut self) {
         self.resident.put();
+        self.vmcs.unpin();
     }
 
+    /// The VMCS is pinned current while loaded, so the exit path's accesses need no
+    /// VMPTRLD check (`crate::vmcs::current`); a failed VMPTRLD fails the next `run`.
     fn load(&mut self) {
+        if let Err(e) = self.vmcs.pin() {
+            self.record(e);
+        }
         self.resident.load();
     }
 

@@ -76,6 +76,7 @@ fn svm(asids: u32) -> Svm {
             asids,
             decode_assists: true,
             flush_by_asid: true,
+            vmcb_clean: true,
         },
         host_save: HostPhys(0x6000_0000),
         asids: Box::leak(Box::new(AsidPool::new())),

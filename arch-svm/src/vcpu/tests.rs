@@ -2,6 +2,7 @@
 //! physical address. Nothing here executes an SVM instruction. Expected values are
 //! written as the manual gives them (APM Vol 2), not through the crate's constants.
 
+mod clean;
 mod control;
 mod debug;
 mod events;
@@ -38,6 +39,7 @@ const CAPS: SvmCaps = SvmCaps {
     asids: 16,
     decode_assists: false,
     flush_by_asid: false,
+    vmcb_clean: false,
 };
 const NRIP_CAPS: SvmCaps = SvmCaps {
     nrip_save: true,

@@ -51,11 +51,24 @@ pub mod event_inj {
     pub const ERROR_CODE_SHIFT: u32 = 32;
 }
 
-/// VMCB clean bits (offset 0xC0, APM Vol 2 15.15.3): a set bit tells the CPU that the
-/// fields of that group are unchanged since the last VMRUN of this VMCB (bit 0
-/// intercepts, 1 IOPM/MSRPM, 2 ASID, 3 V_INTR, 4 nested paging, 5 CRx/EFER, 6 DRx, 7
-/// GDT/IDT, 8 segments, 9 CR2, 10 LBR, 11 AVIC). Janus does not track changes yet.
+/// VMCB clean bits (offset 0xC0, APM Vol 2 15.15.3, Table 15-9): a set bit tells the CPU
+/// that the fields of that group are unchanged since this VMCB's last VMRUN on this CPU,
+/// so it may keep its cached copy instead of reading them again. Bit 0 intercepts (the
+/// vectors, TSC offset, pause filter), 1 IOPM/MSRPM bases, 2 ASID, 3 TPR (V_TPR, V_IRQ
+/// and the rest of 0x60-0x67), 4 NP (NP_ENABLE, N_CR3, G_PAT), 5 CR0/CR3/CR4/EFER, 6
+/// DR6/DR7, 7 GDTR/IDTR, 8 CS/DS/SS/ES and CPL, 9 CR2, 10 LBR, 11 AVIC. The fields outside
+/// every group (TLB_CONTROL, the interrupt shadow, EVENTINJ, RIP, RSP, RAX, RFLAGS, and
+/// what VMLOAD loads) are read on every VMRUN. Only the groups Janus changes after a
+/// VMCB's set-up are named.
 pub mod clean {
-    /// Every field group is reloaded from the VMCB.
+    pub const INTERCEPTS: u32 = 1 << 0;
+    pub const TPR: u32 = 1 << 3;
+    pub const NP: u32 = 1 << 4;
+    pub const CRX: u32 = 1 << 5;
+    pub const DRX: u32 = 1 << 6;
+    pub const CR2: u32 = 1 << 9;
+    /// Groups 0-10, every one Janus uses (AVIC's and the later ones are left clear).
+    pub const ALL: u32 = (1 << 11) - 1;
+    /// Every field group is read from the VMCB.
     pub const ALL_DIRTY: u32 = 0;
 }

@@ -154,6 +154,54 @@ fn run_refuses_a_vcpu_that_is_not_loaded() {
     assert_eq!(v.vmcs.entries, 1, "the guest ran only while loaded");
 }
 
+#[test]
+fn cr2_is_the_cpus_while_loaded_and_kept_across_put_and_load() {
+    let (mut a, mut b) = (unloaded(), unloaded());
+    a.set_cr(ControlReg::Cr2, 0xa000).unwrap();
+    assert_eq!(hw(Resident::Cr2), 0, "not loaded: the CPU's CR2 untouched");
+    a.load();
+    assert_eq!(hw(Resident::Cr2), 0xa000);
+    // The guest takes a page fault without an exit: the CPU's CR2 changes.
+    FakeCpu::write(Resident::Cr2, 0xbad0);
+    assert_eq!(a.cr(ControlReg::Cr2), 0xbad0);
+    a.put();
+    b.load();
+    assert_eq!(hw(Resident::Cr2), 0, "b's own");
+    b.put();
+    a.load();
+    assert_eq!(hw(Resident::Cr2), 0xbad0, "a's, as it left it");
+    a.put();
+}
+
+#[test]
+fn the_vmcs_is_pinned_current_exactly_while_loaded() {
+    let mut v = unloaded();
+    assert!(!v.vmcs.pinned);
+    v.load();
+    assert!(
+        v.vmcs.pinned,
+        "the exit path reaches it without a VMPTRLD check"
+    );
+    v.put();
+    assert!(!v.vmcs.pinned, "another vCPU's VMCS may be current now");
+}
+
+#[test]
+fn a_vmcs_that_cannot_be_made_current_fails_the_next_run() {
+    let mut v = unloaded();
+    exit_with(&mut v, 12, 0, 1);
+    v.vmcs.pin_fails = true;
+    v.load();
+    assert_eq!(
+        v.run(),
+        Err(VcpuError {
+            what: "VMPTRLD of the vCPU's VMCS failed",
+            code: 0,
+        })
+    );
+    assert_eq!(v.vmcs.entries, 0, "the guest did not run");
+}
+
 /// A #DB exit (vector 1, hardware exception) with the given qualification.
 fn debug_exit(v: &mut VmxVcpu<FakeVmcs>, qualification: u64, info: u64) {
     exit_with(v, 0, qualification, 0);

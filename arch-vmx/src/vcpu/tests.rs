@@ -314,6 +314,13 @@ fn the_interrupt_window_request_toggles_its_control_bit() {
     assert_eq!(raw(&v, PRIMARY_PROC_BASED), before | (1 << 2));
     v.request_interrupt_window(false);
     assert_eq!(raw(&v, PRIMARY_PROC_BASED), before);
+    // Asking for what is already set touches no field: not even a VMREAD (which would
+    // fail here and fail the next run).
+    v.vmcs.fail = Some(PRIMARY_PROC_BASED);
+    v.request_interrupt_window(false);
+    v.vmcs.fail = None;
+    exit_with(&mut v, 12, 0, 1);
+    assert_eq!(v.run(), Ok(VmExit::Hlt));
 }
 
 #[test]
@@ -373,6 +380,37 @@ fn an_interrupted_delivery_is_queued_again() {
     assert_eq!(v.run(), Ok(VmExit::Hlt));
     assert_eq!(raw(&v, ENTRY_INTERRUPTION_INFO), 0x8000_0b0e);
     assert_eq!(raw(&v, ENTRY_ERROR_CODE), 6);
+}
+
+#[test]
+fn an_instruction_exit_reads_no_idt_vectoring_information() {
+    let mut v = vcpu(PROT);
+    // CPUID, RDMSR, OUT: the IDT-vectoring field cannot be valid, and is not read (a read
+    // of it would fail here).
+    for (reason, q) in [(10, 0), (31, 0), (30, 0x3f8 << 16)] {
+        exit_with(&mut v, reason, q, 2);
+        v.vmcs.fail = Some(0x4408);
+        assert!(v.run().is_ok(), "exit reason {reason}");
+    }
+    // An EPT violation may have interrupted a delivery: read.
+    exit_with(&mut v, 48, 2, 0);
+    v.vmcs.fail = Some(0x4408);
+    assert_eq!(v.run().unwrap_err().code, 0x4408);
+}
+
+#[test]
+fn an_in_or_out_exit_reads_neither_instruction_information_nor_the_mode() {
+    let mut v = vcpu(PROT);
+    // OUT DX, AL to 0x3f8: none of these is read (each read would fail here).
+    for field in [0x440e, 0x4816, 0x2806] {
+        exit_with(&mut v, 30, 0x3f8 << 16, 1);
+        v.vmcs.fail = Some(field);
+        assert!(v.run().is_ok(), "field {field:#x} read");
+    }
+    // OUTSB (string, bit 4): the instruction information is read.
+    exit_with(&mut v, 30, (0x3f8 << 16) | (1 << 4), 1);
+    v.vmcs.fail = Some(0x440e);
+    assert_eq!(v.run().unwrap_err().code, 0x440e);
 }
 
 #[test]

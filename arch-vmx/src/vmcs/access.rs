@@ -8,11 +8,13 @@ use crate::resident::CpuRegs;
 use vmm_core::vcpu::VcpuError;
 
 /// A VMREAD or VMWRITE that failed (VMfailInvalid: no current VMCS; VMfailValid: a field
-/// this CPU does not have or a read-only one, SDM Vol 3C 31.3), with the field encoding.
+/// this CPU does not have or a read-only one, SDM Vol 3C 31.3), with the field encoding;
+/// or the VMPTRLD that makes the VMCS current.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AccessError {
     Read(u32),
     Write(u32),
+    Current,
 }
 
 impl From<AccessError> for VcpuError {
@@ -25,6 +27,10 @@ impl From<AccessError> for VcpuError {
             AccessError::Write(field) => VcpuError {
                 what: "VMWRITE of VMCS field failed",
                 code: field as u64,
+            },
+            AccessError::Current => VcpuError {
+                what: "VMPTRLD of the vCPU's VMCS failed",
+                code: 0,
             },
         }
     }
@@ -43,6 +49,13 @@ pub trait VmcsAccess {
     /// Enters the guest with `regs` (VMLAUNCH, or VMRESUME once `launched`) and returns
     /// at its next VM exit, whose information is then in the exit-information fields.
     fn enter(&mut self, regs: &mut GuestRegs, launched: bool) -> Result<(), VcpuError>;
+
+    /// The vCPU is loaded on this CPU: its VMCS is made current and kept current until
+    /// `unpin` (`super::current`).
+    fn pin(&mut self) -> Result<(), AccessError>;
+
+    /// The vCPU is put: other VMCSs may be made current on this CPU.
+    fn unpin(&mut self);
 
     /// VMCLEAR: the CPU writes back whatever of this VMCS it caches and forgets it, so that
     /// its page can be freed (SDM Vol 3C 25.11.1, 25.11.3).

@@ -16,6 +16,10 @@ pub struct FakeVmcs {
     pub entries: u32,
     /// VMCLEAR fails (as with a bad address).
     pub clear_fails: bool,
+    /// Pinned current (`VmcsAccess::pin`).
+    pub pinned: bool,
+    /// `pin` fails (as VMPTRLD of a bad page would).
+    pub pin_fails: bool,
 }
 
 impl VmcsAccess for FakeVmcs {
@@ -40,6 +44,18 @@ impl VmcsAccess for FakeVmcs {
     fn enter(&mut self, _regs: &mut GuestRegs, _launched: bool) -> Result<(), VcpuError> {
         self.entries += 1;
         Ok(())
+    }
+
+    fn pin(&mut self) -> Result<(), AccessError> {
+        if self.pin_fails {
+            return Err(AccessError::Current);
+        }
+        self.pinned = true;
+        Ok(())
+    }
+
+    fn unpin(&mut self) {
+        self.pinned = false;
     }
 
     fn clear(&mut self) -> Result<(), VcpuError> {
