@@ -250,6 +250,7 @@ impl ArchVcpu for SvmVcpu {
         } else {
             c.intercept_misc1 &= !misc1::PAUSE;
         }
+        self.dirty(clean::INTERCEPTS);
     }
 
     fn segment(&self, s: SegReg) -> Segment {

@@ -89,6 +89,20 @@ fn tsc() -> u64 {
 }
 
 impl<V: VmcsAccess> VmxVcpu<V> {
+    /// Turns `bit` of the primary processor-based controls on or off, through the copy
+    /// of them that Janus keeps (only Janus writes them): a VMWRITE only on a change.
+    fn set_proc1(&mut self, bit: u32, on: bool) {
+        let want = if on {
+            self.proc1 | bit
+        } else {
+            self.proc1 & !bit
+        };
+        if want != self.proc1 {
+            self.proc1 = want;
+            self.write_field(control::PRIMARY_PROC_BASED, want);
+        }
+    }
+
     /// Reads a field; a failure is recorded and the value reads as 0 until `run` ends
     /// the guest with it.
     fn get<W: Width>(&self, f: Field<W>) -> W::Value {
@@ -343,15 +357,7 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
         if !self.caps.proc1.allows(PAUSE_EXITING) {
             return;
         }
-        let p1 = self.get(control::PRIMARY_PROC_BASED);
-        let want = if on {
-            p1 | PAUSE_EXITING
-        } else {
-            p1 & !PAUSE_EXITING
-        };
-        if want != p1 {
-            self.write_field(control::PRIMARY_PROC_BASED, want);
-        }
+        self.set_proc1(PAUSE_EXITING, on);
     }
 
     fn segment(&self, s: SegReg) -> Segment {
@@ -457,16 +463,7 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
     }
 
     fn request_interrupt_window(&mut self, on: bool) {
-        use crate::controls::proc1::INTERRUPT_WINDOW_EXITING;
-        let want = if on {
-            self.proc1 | INTERRUPT_WINDOW_EXITING
-        } else {
-            self.proc1 & !INTERRUPT_WINDOW_EXITING
-        };
-        if want != self.proc1 {
-            self.proc1 = want;
-            self.write_field(control::PRIMARY_PROC_BASED, want);
-        }
+        self.set_proc1(crate::controls::proc1::INTERRUPT_WINDOW_EXITING, on);
     }
 
     fn inject(&mut self, ev: Event) {

@@ -132,8 +132,10 @@ fn pause_exits_toggle_the_pause_intercept() {
     let mut v = create(&mut svm, &mut frames).unwrap();
     let before = v.vmcb.control.intercept_misc1;
     assert_eq!(before & misc1::PAUSE, 0, "off unless asked");
+    v.vmcb.control.vmcb_clean = u32::MAX;
     v.set_pause_exits(true);
     assert_eq!(v.vmcb.control.intercept_misc1, before | misc1::PAUSE);
+    assert_eq!(v.vmcb.control.vmcb_clean & 1, 0, "the intercepts are dirty");
     v.set_pause_exits(false);
     assert_eq!(v.vmcb.control.intercept_misc1, before);
     v.release(&mut frames);

@@ -330,6 +330,10 @@ fn pause_exits_toggle_their_control_bit() {
     assert_eq!(before & (1 << 30), 0, "off unless asked");
     v.set_pause_exits(true);
     assert_eq!(raw(&v, PRIMARY_PROC_BASED), before | (1 << 30));
+    // The interrupt-window request keeps it (one copy of the controls).
+    v.request_interrupt_window(true);
+    assert_eq!(raw(&v, PRIMARY_PROC_BASED), before | (1 << 30) | (1 << 2));
+    v.request_interrupt_window(false);
     v.set_pause_exits(false);
     assert_eq!(raw(&v, PRIMARY_PROC_BASED), before);
 }
