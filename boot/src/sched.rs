@@ -411,6 +411,9 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
     /// Slot `id`'s vCPUs take turns until its slice ends at `until` (host ns), every one
     /// of them halts, or the guest ends.
     fn run_turns(&mut self, id: usize, until: u64) -> Stop {
+        // The first turn is taken however late (as `run_slice` enters at least once);
+        // after it, the slice ends at `until` whichever way the last turn ended.
+        let mut first = true;
         loop {
             if let Some(end) = self.start_and_stop(id) {
                 return Stop::Ended(end);
@@ -423,6 +426,10 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
                 return self.all_halted(id, &turns);
             };
             let now = crate::time::now_ns();
+            if !first && now >= until {
+                return Stop::Preempted;
+            }
+            first = false;
             let turn_end = turns::turn_end(&turns, now, until);
             self.switch_to(id, v);
             let slot = &mut self.slots[id];
@@ -432,7 +439,6 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
                 continue;
             };
             match dispatch::run_slice(vcpu, &mut slot.guest.vm, turn_end) {
-                Stop::Preempted if crate::time::now_ns() >= until => return Stop::Preempted,
                 Stop::Preempted => {}
                 Stop::Halted { wake_ns } => vs.halted = Some(wake_ns),
                 Stop::Ended(end) => return Stop::Ended(end),
