@@ -570,17 +570,24 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
 /// Wakes the halted vCPUs of `slot` that have an interrupt waiting; whether any vCPU has
 /// one, or an INIT or SIPI to be acted on.
 fn wake_vcpus<V: ArchVcpu>(slot: &mut Slot<V>) -> bool {
+    let vm = &mut slot.guest.vm;
+    dispatch::refresh(vm);
     let mut any = false;
     for (i, vs) in slot.vcpus.iter_mut().enumerate() {
-        let vm = &mut slot.guest.vm;
         let starts = !matches!(
             vm.platform.run_state(i),
             RunState::Running | RunState::WaitForSipi
         );
-        let interrupt = vs.vcpu.as_ref().is_some_and(|v| {
-            let on = v.rflags() & vmm_core::cpu_rules::rflags::IF != 0;
-            dispatch::has_interrupt(vm, i, on)
-        });
+        // Only a halted vCPU's RFLAGS matter (with IF clear only an NMI wakes it); a
+        // runnable one takes its interrupt when its interrupts are on.
+        let interrupt = match (&vs.vcpu, vs.halted) {
+            (None, _) => false,
+            (Some(v), Some(_)) => {
+                let on = v.rflags() & vmm_core::cpu_rules::rflags::IF != 0;
+                vm.platform.wakes(i, on)
+            }
+            (Some(_), None) => vm.platform.wakes(i, true),
+        };
         if interrupt {
             vs.halted = None;
         }

@@ -43,12 +43,18 @@ pub fn sleeps_forever(vcpu: &impl ArchVcpu) -> GuestEnd {
     ))
 }
 
-/// Whether vCPU `i` of `vm` (halted, its interrupts on or not) has something to take now.
-pub fn has_interrupt(vm: &mut Vm, i: usize, interrupts_on: bool) -> bool {
+/// Brings `vm`'s devices up to now, so that [`crate::platform::Platform::wakes`] tells
+/// which of its halted vCPUs have something to take.
+pub fn refresh(vm: &mut Vm) {
     // Console room frees the UART's transmitter, which may interrupt.
     vm.drain_console();
     let now = vm.now();
     vm.platform.update(now);
+}
+
+/// Whether vCPU `i` of `vm` (halted, its interrupts on or not) has something to take now.
+pub fn has_interrupt(vm: &mut Vm, i: usize, interrupts_on: bool) -> bool {
+    refresh(vm);
     vm.platform.wakes(i, interrupts_on)
 }
 
