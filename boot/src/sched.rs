@@ -473,6 +473,12 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
             if matches!(run, RunState::Running | RunState::WaitForSipi) {
                 continue;
             }
+            // INIT makes the boot CPU start over at the reset vector, in the firmware
+            // (SDM Vol 3A 9.1): a PC reboots. Janus has no firmware there: the guest's
+            // machine resets, as through its reset line.
+            if i == 0 {
+                return Some(GuestEnd::Reset);
+            }
             if self.current == Some((id, i)) {
                 self.put_current();
             }

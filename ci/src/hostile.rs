@@ -204,9 +204,10 @@ pub const ATTACKS: &[Attack] = &[
         end: End::Survived,
         saw: Some("interrupts"),
     },
+    // INIT to the boot CPU resets a PC (it starts over in the firmware).
     Attack {
         cmdline: "attack=ipi_init_self_xapic",
-        end: End::Survived,
+        end: End::Reset,
         saw: None,
     },
     Attack {
@@ -246,7 +247,7 @@ pub const ATTACKS: &[Attack] = &[
     },
     Attack {
         cmdline: "attack=ipi_init_self_x2apic",
-        end: End::Survived,
+        end: End::Reset,
         saw: None,
     },
     Attack {

@@ -338,7 +338,13 @@ impl Platform {
                 IpiMode::Smi => {}
             }
         }
-        self.kicks |= to & !(1 << self.cur);
+        // An INIT stops its target at once, the sender too when it is one of them.
+        let me = if mode == IpiMode::Init {
+            0
+        } else {
+            1 << self.cur
+        };
+        self.kicks |= to & !me;
     }
 
     /// Makes vCPU `i` the one whose accesses the platform takes.
@@ -635,6 +641,10 @@ mod tests {
         assert_eq!(p.run_state(1), RunState::WaitForSipi, "not addressed");
         assert_eq!(p.cpus.get(2).lapic.tpr(), 0, "INIT reset the APIC");
         assert_eq!(p.take_kicks(), 0b100);
+        // An INIT to itself stops the sender's turn too.
+        send(&mut p, 0, (1 << 14) | (5 << 8));
+        assert_eq!(p.take_kicks(), 0b001);
+        assert_eq!(p.run_state(0), RunState::Init);
     }
 
     #[test]

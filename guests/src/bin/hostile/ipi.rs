@@ -1,7 +1,8 @@
 //! IPIs a single-vCPU guest has no business sending: INIT, SIPI, NMI and SMI, to itself
 //! (physical destination = its own APIC ID) and to all excluding self (shorthand 11b),
 //! through the xAPIC ICR (MMIO) and the x2APIC ICR MSR 0x830 (SDM Vol 3A 10.6.1,
-//! 10.12.9).
+//! 10.12.9). INIT to itself, the boot CPU, resets its machine (it would start over in the
+//! firmware); the others leave it running.
 
 use super::{Ctx, Saw};
 use janus_guests::rt::idt::{self, Frame};
