@@ -123,6 +123,35 @@ const CR0_TS: u64 = vmm_core::cpu_rules::cr0::TS;
 /// CR0 bits LMSW can set: MP, EM, TS (PE it can set but not clear).
 const CR0_LMSW_CLEARABLE: u64 = 0xe;
 
+/// Whether decoding an exit of basic reason `basic` reads the exit qualification: the
+/// exits `decode` turns into a `VmExit` without it read none (an entry failure and any
+/// reason `decode` leaves raw do).
+pub fn needs_qualification(basic: u32) -> bool {
+    use reason as r;
+    !matches!(
+        basic,
+        r::EXTERNAL_INTERRUPT
+            | r::PREEMPTION_TIMER
+            | r::TRIPLE_FAULT
+            | r::INTERRUPT_WINDOW
+            | r::CPUID
+            | r::HLT
+            | r::INVD
+            | r::VMCALL
+            | r::VMCLEAR
+            ..=r::VMXON
+                | r::INVEPT
+                | r::INVVPID
+                | r::VMFUNC
+                | r::MWAIT
+                | r::MONITOR
+                | r::RDMSR
+                | r::WRMSR
+                | r::WBINVD
+                | r::XSETBV
+    )
+}
+
 /// Whether the exit is a string I/O instruction (INS/OUTS), the only I/O exit whose
 /// decoding needs the instruction information and the guest's mode (SDM Vol 3C Table
 /// 28-5, 28.2.5): an IN or OUT reads neither.

@@ -5,7 +5,7 @@ use crate::caps::VmxCaps;
 use crate::controls::entry_ctl;
 use crate::exit::{
     db_qual, decode, dr6_after_debug_exception, entry_failure, is_string_io,
-    may_interrupt_delivery, ModeInfo, RawExit,
+    may_interrupt_delivery, needs_qualification, ModeInfo, RawExit,
 };
 use crate::inject::{info, Injection};
 use crate::regs::GuestRegs;
@@ -187,14 +187,7 @@ impl<V: VmcsAccess> VmxVcpu<V> {
             ..RawExit::default()
         };
         use crate::exit::reason as r;
-        let quiet = [
-            r::EXTERNAL_INTERRUPT,
-            r::INTERRUPT_WINDOW,
-            r::CPUID,
-            r::HLT,
-            r::VMCALL,
-        ];
-        if failed || !quiet.contains(&basic) {
+        if failed || needs_qualification(basic) {
             raw.qualification = m.read(exit_info::QUALIFICATION)?;
         }
         if is_string_io(&raw) {
