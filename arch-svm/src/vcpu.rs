@@ -45,8 +45,9 @@ pub struct SvmVcpu {
     /// Every GPR but RAX and RSP, which live in the VMCB's save area.
     gprs: GprFile,
     caps: SvmCaps,
-    /// Where the instruction behind the last exit ends, when the CPU said.
-    next_rip: Option<u64>,
+    /// The instruction behind the last exit was completed (`retire`): what the CPU said
+    /// about where it ends no longer applies.
+    retired: bool,
     /// The architectural rules for this guest's CR0/CR4/EFER writes.
     rules: CpuRules,
     /// DR0-DR3 as the guest set them; in the hardware registers too while loaded.
@@ -81,7 +82,7 @@ impl SvmVcpu {
             host_save,
             gprs: st.gprs,
             caps,
-            next_rip: None,
+            retired: false,
             rules,
             dr: [0; 4],
             tsc_aux: TscAux::new(),
@@ -101,9 +102,9 @@ impl SvmVcpu {
         self.vmcb.control.guest_asid
     }
 
-    /// Reads the exit VMRUN left in the VMCB: re-queues an interrupted event, notes where
-    /// the instruction ends when the CPU said (IOIO's EXITINFO2, APM Vol 2 15.10.2; nRIP,
-    /// 15.7.1), and decodes it.
+    /// Reads the exit VMRUN left in the VMCB: re-queues an interrupted event and decodes
+    /// it. Where the instruction ends is looked up only if it is completed
+    /// (`reported_next_rip`).
     fn take_exit(&mut self) -> Result<VmExit, VcpuError> {
         let clean_after_exit = self.clean_after_exit;
         let c = &mut self.vmcb.control;
@@ -119,16 +120,26 @@ impl SvmVcpu {
             });
         }
         inject::redeliver_interrupted(c);
-        self.next_rip = if code == exit_code::IOIO {
-            Some(info2)
+        self.retired = false;
+        Ok(decode(code, info1, info2, self.caps.decode_assists, |r| {
+            self.gpr(r)
+        }))
+    }
+
+    /// Where the instruction behind the last exit ends, when the CPU said: IOIO's
+    /// EXITINFO2 (APM Vol 2 15.10.2), or nRIP with NRIP save (15.7.1; 0 when the exit
+    /// gives none).
+    fn reported_next_rip(&self) -> Option<u64> {
+        let c = &self.vmcb.control;
+        if self.retired {
+            None
+        } else if c.exit_code == exit_code::IOIO {
+            Some(c.exit_info2)
         } else if self.caps.nrip_save && c.next_rip != 0 {
             Some(c.next_rip)
         } else {
             None
-        };
-        Ok(decode(code, info1, info2, self.caps.decode_assists, |r| {
-            self.gpr(r)
-        }))
+        }
     }
 
     /// A field of clean-bit group `group` changed: the next VMRUN reads the group again
@@ -171,6 +182,9 @@ impl SvmVcpu {
     /// Finds where the current instruction ends by decoding it (no NRIP save); the
     /// exit code names the instruction for the common exits, whose unprefixed form
     /// needs no decoder.
+    /// Out of line: inlined, its registers are saved before `next_rip` even looks at
+    /// what the CPU reported.
+    #[inline(never)]
     fn decoded_next_rip(&self, mem: &GuestMemory, cache: &mut InsnCache) -> Result<u64, VcpuError> {
         let rip = self.vmcb.save.rip;
         let len = length_at_rip(self, mem, cache, self.exit_opcode()).map_err(|_| VcpuError {
@@ -468,7 +482,7 @@ impl ArchVcpu for SvmVcpu {
     }
 
     fn next_rip(&self, mem: &GuestMemory, cache: &mut InsnCache) -> Result<u64, VcpuError> {
-        match self.next_rip {
+        match self.reported_next_rip() {
             Some(n) => Ok(n),
             None => self.decoded_next_rip(mem, cache),
         }
@@ -478,7 +492,7 @@ impl ArchVcpu for SvmVcpu {
         self.vmcb.save.rip = next_rip;
         // Completing the instruction ends an STI/MOV SS interrupt shadow.
         self.vmcb.control.interrupt_shadow &= !INTERRUPT_SHADOW;
-        self.next_rip = None;
+        self.retired = true;
     }
 }
 

@@ -45,6 +45,24 @@ fn nrip_save_gives_the_next_rip() {
 }
 
 #[test]
+fn the_reported_next_rip_is_for_one_instruction_only() {
+    let mem = ram_with(&[0x0f, 0xa2]); // CPUID at ENTRY
+    let mut v = vcpu_with(PROTECTED, NRIP_CAPS);
+    v.vmcb.control.exit_code = CPUID;
+    v.vmcb.control.next_rip = 0x5555;
+    v.take_exit().unwrap();
+    v.retire(u64::from(ENTRY));
+    // Completed: the nRIP no longer applies; the instruction at RIP is decoded.
+    assert_eq!(
+        v.next_rip(&mem, &mut InsnCache::default()),
+        Ok(u64::from(ENTRY) + 2)
+    );
+    // The next exit reports again.
+    v.take_exit().unwrap();
+    assert_eq!(v.next_rip(&mem, &mut InsnCache::default()), Ok(0x5555));
+}
+
+#[test]
 fn ioio_exits_give_the_next_rip_in_exitinfo2() {
     let mut v = vcpu_with(PROTECTED, CAPS);
     v.vmcb.control.exit_code = IOIO;
