@@ -187,18 +187,25 @@ impl<V: VmcsAccess> VmxVcpu<V> {
             ..RawExit::default()
         };
         use crate::exit::reason as r;
-        if failed || needs_qualification(basic) {
-            raw.qualification = m.read(exit_info::QUALIFICATION)?;
+        if !failed && !needs_qualification(basic) {
+            return Ok(raw);
         }
-        if is_string_io(&raw) {
-            raw.instruction_info = m.read(exit_info::INSTRUCTION_INFO)?;
+        raw.qualification = m.read(exit_info::QUALIFICATION)?;
+        if failed {
+            return Ok(raw);
         }
-        if basic == r::EXCEPTION_OR_NMI {
-            raw.interruption_info = m.read(exit_info::INTERRUPTION_INFO)?;
-            raw.interruption_error = m.read(exit_info::INTERRUPTION_ERROR_CODE)?;
-        }
-        if basic == r::EPT_VIOLATION {
-            raw.guest_physical = m.read(exit_info::GUEST_PHYSICAL_ADDRESS)?;
+        match basic {
+            r::IO if is_string_io(&raw) => {
+                raw.instruction_info = m.read(exit_info::INSTRUCTION_INFO)?;
+            }
+            r::EXCEPTION_OR_NMI => {
+                raw.interruption_info = m.read(exit_info::INTERRUPTION_INFO)?;
+                raw.interruption_error = m.read(exit_info::INTERRUPTION_ERROR_CODE)?;
+            }
+            r::EPT_VIOLATION => {
+                raw.guest_physical = m.read(exit_info::GUEST_PHYSICAL_ADDRESS)?;
+            }
+            _ => {}
         }
         Ok(raw)
     }
