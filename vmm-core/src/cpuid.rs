@@ -12,7 +12,9 @@
 //! every feature shown (docs/testing.md). The topology leaves tell each vCPU its place
 //! among its guest's vCPUs ([`topology`]).
 
+mod cache;
 mod topology;
+pub use cache::CpuidCache;
 pub use topology::Topology;
 
 /// `"JanusJanusHV"` as EBX, ECX, EDX (docs/hypercalls.md).
