@@ -733,34 +733,39 @@ impl LocalApic {
     /// Fires the timer into the IRR if it expired by `now_ns` (one-shot, periodic) or
     /// `tsc` (TSC-deadline). A periodic timer rearms; periods missed since the last poll
     /// coalesce into one interrupt. A masked timer keeps counting but delivers nothing.
-    pub fn poll_timer(&mut self, now_ns: u64, tsc: u64) {
-        match self.timer_mode() {
+    pub fn poll_timer(&mut self, now_ns: u64, tsc: u64) -> bool {
+        let fire = match self.timer_mode() {
             TimerMode::OneShot
                 if self.counting()
                     && self.timer.expiries == 0
                     && self.elapsed_ticks(now_ns) >= self.timer.initial as u64 =>
             {
                 self.timer.expiries = 1;
-                self.fire_lvt(LVT_TIMER);
+                true
             }
             TimerMode::Periodic if self.counting() => {
                 let k = self.elapsed_ticks(now_ns) / self.timer.initial as u64;
-                if k > self.timer.expiries {
+                let fire = k > self.timer.expiries;
+                if fire {
                     self.timer.expiries = k;
-                    self.fire_lvt(LVT_TIMER);
                 }
+                fire
             }
             TimerMode::TscDeadline if self.timer.deadline != 0 && tsc >= self.timer.deadline => {
                 self.timer.deadline = 0;
-                self.fire_lvt(LVT_TIMER);
+                true
             }
-            _ => {}
+            _ => false,
+        };
+        if fire {
+            self.fire_lvt(LVT_TIMER);
         }
+        fire
     }
 
     /// Settles the timer at `now_ns` before a register write changes how it runs.
     fn settle(&mut self, now_ns: u64) {
-        self.poll_timer(now_ns, self.ns_to_tsc(now_ns));
+        let _ = self.poll_timer(now_ns, self.ns_to_tsc(now_ns));
     }
 
     /// Guest time of the next timer interrupt, if one is due (armed and unmasked); never

@@ -96,13 +96,13 @@ impl Cpus {
         self.all.is_empty()
     }
 
+    /// CPU `i` (below [`Cpus::len`]: the platform's current vCPU always is).
     pub fn get(&self, i: usize) -> &CpuLocal {
-        &self.all[i.min(self.all.len() - 1)]
+        &self.all[i]
     }
 
     pub fn get_mut(&mut self, i: usize) -> &mut CpuLocal {
-        let last = self.all.len() - 1;
-        &mut self.all[i.min(last)]
+        &mut self.all[i]
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &CpuLocal> {

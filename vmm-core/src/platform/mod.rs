@@ -444,9 +444,7 @@ impl Platform {
         }
         let cur = self.cur;
         for (i, cpu) in self.cpus.iter_mut().enumerate() {
-            let before = cpu.lapic.irr_pending();
-            cpu.lapic.poll_timer(now.ns, now.tsc);
-            if i != cur && !before && cpu.lapic.irr_pending() {
+            if cpu.lapic.poll_timer(now.ns, now.tsc) && i != cur {
                 self.kicks |= 1 << i;
             }
         }
