@@ -164,8 +164,10 @@ fn create<B: ArchBackend>(
     };
     // All vCPUs of a guest read one TSC (IA32_TSC writes move it for all).
     vcpu.set_tsc_offset(vm.tsc_offset);
-    // A vCPU that spins waits for another one: it gives its turn away.
-    vcpu.set_pause_exits(vm.platform.cpus.len() > 1);
+    // A vCPU that spins exits on PAUSE: Janus then sees the end of its slice even where
+    // the host timer does not interrupt a PAUSE loop (Bochs with AMD-V), and a vCPU of
+    // several gives its turn to the one it waits for (`dispatch::halt::pause`).
+    vcpu.set_pause_exits(true);
     slot.vcpus[i] = VcpuSlot {
         vcpu: Some(vcpu),
         fpu: Some(fpu),

@@ -107,8 +107,8 @@ pub enum VmExit {
     VirtInstruction,
     /// MONITOR/MWAIT (or AMD's MONITORX/MWAITX), which CPUID hides.
     MonitorMwait,
-    /// PAUSE, intercepted in guests of several vCPUs ([`crate::vcpu::ArchVcpu::set_pause_exits`]):
-    /// the vCPU spins, most likely waiting for another one.
+    /// PAUSE ([`crate::vcpu::ArchVcpu::set_pause_exits`]): the vCPU spins, in a guest of
+    /// several most likely waiting for another one.
     Pause,
     /// An exit the backend has no mapping for: its own reason code and qualification.
     Raw {

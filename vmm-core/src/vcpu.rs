@@ -268,10 +268,11 @@ pub trait ArchVcpu {
     /// Sets RFLAGS: the status flags of an instruction Janus carried out (TEST on device
     /// memory).
     fn set_rflags(&mut self, v: u64);
-    /// Makes PAUSE exit ([`crate::exit::VmExit::Pause`]) or not. On for the vCPUs of a
-    /// guest with several: one that spins on a lock or a cross-CPU call then gives the
-    /// host CPU to the vCPU it waits for instead of spinning out its turn (SDM Vol 3C
-    /// 25.6.2 "PAUSE exiting"; APM Vol 2 15.14.4, the PAUSE intercept).
+    /// Makes PAUSE exit ([`crate::exit::VmExit::Pause`]) or not. On for every vCPU: one
+    /// that spins on a lock or a cross-CPU call gives the host CPU to the vCPU it waits
+    /// for instead of spinning out its turn, and a spin loop exits even where the host
+    /// timer cannot interrupt it (SDM Vol 3C 25.6.2 "PAUSE exiting"; APM Vol 2 15.14.4,
+    /// the PAUSE intercept).
     fn set_pause_exits(&mut self, on: bool);
     fn segment(&self, s: SegReg) -> Segment;
     fn cpl(&self) -> u8;

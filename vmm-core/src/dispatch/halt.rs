@@ -27,10 +27,11 @@ pub(super) fn hlt(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
     None
 }
 
-/// PAUSE (intercepted in guests of several vCPUs): the vCPU spins, so it gives its turn
-/// to its guest's other vCPUs ([`super::run_slice`] returns at once).
+/// PAUSE: the vCPU spins. One of several gives its turn to its guest's other vCPUs
+/// ([`super::run_slice`] returns at once); a guest's only vCPU goes on (the exit let the
+/// dispatcher see whether its slice is over).
 pub(super) fn pause(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
-    vm.yielded = true;
+    vm.yielded = vm.platform.cpus.len() > 1;
     advance(vcpu, vm)
 }
 

@@ -944,4 +944,11 @@ fn pause_completes_and_gives_the_turn_away() {
     assert_eq!(run_slice(&mut v, &mut m, u64::MAX), Stop::Preempted);
     assert_eq!(v.rip, 0x10_0000 + 2, "past the PAUSE");
     assert!(!m.yielded, "taken");
+    // A guest's only vCPU goes on after it.
+    let mut one = vm(ram(1 << 20));
+    let mut v = MockVcpu::new(&[VmExit::Pause, out(0xf4, 1)]);
+    assert_eq!(
+        run_slice(&mut v, &mut one, u64::MAX),
+        Stop::Ended(GuestEnd::Exited(0))
+    );
 }
