@@ -13,6 +13,11 @@ use janus_guests::rt::time::{self, Stopwatch};
 use janus_guests::rt::{apic, irq, pc, x86};
 use janus_guests::{entry, println, BootInfo, Suite};
 
+/// How soon an interrupt due 2 ms after HLT must wake it.
+const TIMELY_US: u64 = 50_000;
+/// Undisturbed tries of that measurement (`time::measure`).
+const ATTEMPTS: u32 = 3;
+
 entry!(main);
 
 /// The address of the instruction expected to fault, stored by the asm blocks.
@@ -404,13 +409,20 @@ fn external_hlt(s: &mut Suite) {
     pc::pic_remap(0x20, 0x28);
     irq::count_on(0x20, irq::Eoi::Pic(0));
     pc::pic_set_mask(!0x0001);
-    // PIT channel 0, mode 0 (one interrupt on terminal count) after ~2 ms.
-    pc::pit_program(0, 0, 2386);
-    apic::timer_oneshot(0x41, (per_ms * 200).min(0xffff_ffff) as u32);
-    let sw = Stopwatch::start();
-    x86::sti_hlt_cli();
-    let us = sw.us();
-    apic::timer_stop();
+    // PIT channel 0, mode 0 (one interrupt on terminal count) after ~2 ms. Taken again
+    // when another guest had the CPU meanwhile (the many-guests rows): how soon a halted
+    // guest wakes then is the scheduler's fair share, not the wake-up path.
+    let us = time::measure(ATTEMPTS, || {
+        irq::reset(0x20);
+        irq::reset(0x41);
+        pc::pit_program(0, 0, 2386);
+        apic::timer_oneshot(0x41, (per_ms * 200).min(0xffff_ffff) as u32);
+        let sw = Stopwatch::start();
+        x86::sti_hlt_cli();
+        let us = sw.us();
+        apic::timer_stop();
+        (us < TIMELY_US, us)
+    });
     pc::pic_set_mask(0xffff);
     s.check(
         "exceptions.external_irq_wakes_hlt",
@@ -424,7 +436,7 @@ fn external_hlt(s: &mut Suite) {
     );
     s.check(
         "exceptions.external_irq_timely",
-        us < 50_000,
+        us < TIMELY_US,
         format_args!("hlt woke after {} us; the PIT was due after 2 ms", us),
     );
 }
