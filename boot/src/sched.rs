@@ -17,7 +17,7 @@ use crate::frames::HostFrames;
 use crate::guests::Guest;
 use crate::say;
 use arrayvec::ArrayVec;
-use vmm_core::cpu_rules::CpuRules;
+use vmm_core::cpu_rules::{rflags, CpuRules};
 use vmm_core::dispatch::{self, Stop};
 use vmm_core::fpu::SaveMode;
 use vmm_core::loader::cmdline::OnReset;
@@ -455,7 +455,7 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
         let stopped = self.slots[id].vcpus.iter().all(|v| {
             v.vcpu
                 .as_ref()
-                .is_none_or(|v| v.rflags() & vmm_core::cpu_rules::rflags::IF == 0)
+                .is_none_or(|v| !rflags::interrupts_on(v.rflags()))
         });
         if stopped {
             return Stop::Ended(GuestEnd::Halted);
@@ -590,10 +590,7 @@ fn wake_vcpus<V: ArchVcpu>(slot: &mut Slot<V>) -> bool {
         // runnable one takes its interrupt when its interrupts are on.
         let interrupt = match (&vs.vcpu, vs.halted) {
             (None, _) => false,
-            (Some(v), Some(_)) => {
-                let on = v.rflags() & vmm_core::cpu_rules::rflags::IF != 0;
-                vm.platform.wakes(i, on)
-            }
+            (Some(v), Some(_)) => vm.platform.wakes(i, rflags::interrupts_on(v.rflags())),
             (Some(_), None) => vm.platform.wakes(i, true),
         };
         if interrupt {

@@ -89,6 +89,11 @@ pub mod rflags {
     pub const OF: u64 = 1 << 11;
     /// The status flags an arithmetic or logical instruction sets.
     pub const STATUS: u64 = CF | PF | AF | ZF | SF | OF;
+
+    /// Whether RFLAGS `v` lets maskable interrupts in (IF).
+    pub fn interrupts_on(v: u64) -> bool {
+        v & IF != 0
+    }
 }
 
 /// The registers the rules look at, as the guest sees them.

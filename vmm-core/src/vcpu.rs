@@ -426,6 +426,12 @@ pub struct InitialState {
     pub gprs: GprFile,
 }
 
+/// GDTR and IDTR after RESET or INIT: base 0, limit 0xFFFF (SDM Vol 3A 9.1.1, Table 9-1).
+const RESET_TABLE: DescTable = DescTable {
+    base: 0,
+    limit: 0xffff,
+};
+
 impl StartMode {
     pub fn initial_state(&self) -> InitialState {
         let tr = Segment {
@@ -459,14 +465,8 @@ impl StartMode {
                         attr: 0xc93,
                     },
                     tr,
-                    gdt: DescTable {
-                        base: 0,
-                        limit: 0xffff,
-                    },
-                    idt: DescTable {
-                        base: 0,
-                        limit: 0xffff,
-                    },
+                    gdt: RESET_TABLE,
+                    idt: RESET_TABLE,
                     gprs,
                 }
             }
@@ -524,14 +524,8 @@ impl StartMode {
                     cs: real((vector as u16) << 8, (vector as u64) << 12, 0x9b),
                     data: real(0, 0, 0x93),
                     tr,
-                    gdt: DescTable {
-                        base: 0,
-                        limit: 0xffff,
-                    },
-                    idt: DescTable {
-                        base: 0,
-                        limit: 0xffff,
-                    },
+                    gdt: RESET_TABLE,
+                    idt: RESET_TABLE,
                     gprs: GprFile::default(),
                 }
             }

@@ -11,13 +11,14 @@ pub(super) fn cpuid(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
     let leaf = vcpu.gpr(Gpr::Rax) as u32;
     let sub = vcpu.gpr(Gpr::Rcx) as u32;
     let me = vm.platform.current();
-    // vCPU n has APIC ID n (`platform::cpus`).
-    let topo = Topology {
-        apic_id: me as u32,
-        vcpus: vm.platform.cpus.len() as u8,
-    };
+    let vcpus = vm.platform.cpus.len() as u8;
     let (host, tsc_hz) = (vm.host.cpuid, vm.host.tsc_hz);
     let r = vm.cpuid.get_or(leaf, sub, me as u8, || {
+        // vCPU n has APIC ID n (`platform::cpus`).
+        let topo = Topology {
+            apic_id: me as u32,
+            vcpus,
+        };
         vcpu_cpuid(topo, leaf, sub, (tsc_hz() / 1000) as u32, host)
     });
     for (reg, v) in [Gpr::Rax, Gpr::Rbx, Gpr::Rcx, Gpr::Rdx].into_iter().zip(r) {

@@ -11,7 +11,7 @@ use crate::vm::{GuestEnd, Vm};
 /// guest's only vCPU so halted ends the guest (nothing can wake it); one of several waits,
 /// as an AP an OS stopped does (the guest ends when all its vCPUs do).
 pub(super) fn hlt(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
-    let interrupts_on = vcpu.rflags() & rflags::IF != 0;
+    let interrupts_on = rflags::interrupts_on(vcpu.rflags());
     if !interrupts_on && vm.platform.cpus.len() == 1 {
         return Some(GuestEnd::Halted);
     }
@@ -54,7 +54,7 @@ pub fn refresh(vm: &mut Vm) {
 }
 
 /// Whether vCPU `i` of `vm` (halted, its interrupts on or not) has something to take now.
-pub fn has_interrupt(vm: &mut Vm, i: usize, interrupts_on: bool) -> bool {
+fn has_interrupt(vm: &mut Vm, i: usize, interrupts_on: bool) -> bool {
     refresh(vm);
     vm.platform.wakes(i, interrupts_on)
 }

@@ -22,7 +22,7 @@ mod msr;
 mod tests;
 mod tpr;
 
-pub use halt::{has_interrupt, refresh, sleeps_forever};
+pub use halt::{refresh, sleeps_forever};
 
 use crate::exit::{IoDir, VmExit};
 use crate::hypercall;
