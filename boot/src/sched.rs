@@ -45,6 +45,9 @@ pub struct VcpuSlot<V> {
     fpu: Option<FpuFrame>,
     /// It halted; the device event that may wake it, if any.
     halted: Option<Option<u64>>,
+    /// The TSC offset its VMCS or VMCB holds: another vCPU's write of IA32_TSC or
+    /// IA32_TSC_ADJUST moves the guest's TSC, and this one's follows before it runs.
+    tsc_offset: u64,
 }
 
 impl<V: ArchVcpu> VcpuSlot<V> {
@@ -53,6 +56,7 @@ impl<V: ArchVcpu> VcpuSlot<V> {
             vcpu: None,
             fpu: None,
             halted: None,
+            tsc_offset: 0,
         }
     }
 
@@ -163,7 +167,8 @@ fn create<B: ArchBackend>(
         }
     };
     // All vCPUs of a guest read one TSC (IA32_TSC writes move it for all).
-    vcpu.set_tsc_offset(vm.tsc_offset);
+    let tsc_offset = vm.msrs.tsc.offset();
+    vcpu.set_tsc_offset(tsc_offset);
     // A vCPU that spins exits on PAUSE: Janus then sees the end of its slice even where
     // the host timer does not interrupt a PAUSE loop (Bochs with AMD-V), and a vCPU of
     // several gives its turn to the one it waits for (`dispatch::halt::pause`).
@@ -172,6 +177,7 @@ fn create<B: ArchBackend>(
         vcpu: Some(vcpu),
         fpu: Some(fpu),
         halted: None,
+        tsc_offset,
     };
     Ok(())
 }
@@ -440,6 +446,11 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
             let Some(vcpu) = vs.vcpu.as_mut() else {
                 continue;
             };
+            let tsc_offset = slot.guest.vm.msrs.tsc.offset();
+            if vs.tsc_offset != tsc_offset {
+                vcpu.set_tsc_offset(tsc_offset);
+                vs.tsc_offset = tsc_offset;
+            }
             match dispatch::run_slice(vcpu, &mut slot.guest.vm, turn_end) {
                 Stop::Preempted => {}
                 Stop::Halted { wake_ns } => vs.halted = Some(wake_ns),

@@ -146,6 +146,7 @@ fn janus_failure(t: &Timed) -> String {
         &judge::Expectation::Linux {
             guest: linux::GUEST,
             cpus: 1,
+            tsc_clock: false,
         },
         &r,
     ) {

@@ -335,10 +335,13 @@ pub enum Expectation {
     /// `[GUEST] JANUS-LINUX-DONE`, then `janus: guest GUEST ended: ...` (any end: the
     /// guest reboots, which Janus reports as a reset). With `cpus`, /proc/cpuinfo must
     /// list that many processors, and with more than one /proc/interrupts must count
-    /// local timer interrupts on every one.
+    /// local timer interrupts on every one. With `tsc_clock`, the kernel must keep time
+    /// with the TSC at the end (clocksource `tsc` or `tsc-early`): it trusted the TSC
+    /// Janus gives it and never marked it unstable.
     Linux {
         guest: &'static str,
         cpus: u8,
+        tsc_clock: bool,
     },
     /// Bad modules next to good guests: each bad module must be answered with one
     /// `janus: guest LABEL: not started: REASON` line, the good guests must still run, and
@@ -578,11 +581,20 @@ pub fn judge(expect: &Expectation, r: &Report) -> Result<(), String> {
                 _ => Err(stopped("no done line", r)),
             }
         }
-        Expectation::Linux { guest, cpus } => {
+        Expectation::Linux {
+            guest,
+            cpus,
+            tsc_clock,
+        } => {
             if let Some(reason) = &r.refused {
                 return Err(shorten(&format!("refused: {reason}")));
             }
-            judge_linux(guest, r).and_then(|()| judge_linux_cpus(guest, *cpus, r))
+            judge_linux(guest, r)
+                .and_then(|()| judge_linux_cpus(guest, *cpus, r))
+                .and_then(|()| match tsc_clock {
+                    true => judge_linux_clock(guest, r),
+                    false => Ok(()),
+                })
         }
         Expectation::Together { guests, linux } => judge_together(guests, *linux, r),
         Expectation::Rejects {
@@ -690,15 +702,30 @@ fn judge_linux(guest: &str, r: &Report) -> Result<(), String> {
     }
 }
 
+/// The text after `prefix` of guest `guest`'s first marker line that starts with it.
+fn marker_text(r: &Report, guest: &str, prefix: &str) -> Option<String> {
+    r.markers
+        .iter()
+        .find(|(g, t)| g == guest && t.starts_with(prefix))
+        .map(|(_, t)| t[prefix.len()..].trim().to_string())
+}
+
+/// The Linux guest keeps time with the TSC (`JANUS-LINUX-CLOCK: tsc`, or `tsc-early`
+/// before the kernel's refined calibration is done).
+fn judge_linux_clock(guest: &str, r: &Report) -> Result<(), String> {
+    let seen = marker_text(r, guest, crate::linux::CLOCK).ok_or("no clocksource line")?;
+    if !matches!(seen.as_str(), "tsc" | "tsc-early") {
+        return Err(shorten(&format!(
+            "the kernel keeps time with clocksource {seen}, not the TSC"
+        )));
+    }
+    Ok(())
+}
+
 /// The Linux guest saw `cpus` processors and, with several, took local timer interrupts
 /// on each (`JANUS-LINUX-CPUS: N`, `JANUS-LINUX-LOC: LOC: c0 c1 ... Local timer ...`).
 fn judge_linux_cpus(guest: &str, cpus: u8, r: &Report) -> Result<(), String> {
-    let line = |prefix: &str| {
-        r.markers
-            .iter()
-            .find(|(g, t)| g == guest && t.starts_with(prefix))
-            .map(|(_, t)| t[prefix.len()..].trim().to_string())
-    };
+    let line = |prefix: &str| marker_text(r, guest, prefix);
     let seen = line(crate::linux::CPUS).ok_or("no processor count line")?;
     if seen != cpus.to_string() {
         return Err(format!(
@@ -1183,6 +1210,7 @@ janus: guest hello ended: exit status 0\njanus: done: 4 guests, 0 failed\n";
         let two = Expectation::Linux {
             guest: "linux",
             cpus: 2,
+            tsc_clock: false,
         };
         let good = log("2", "LOC:  812  640  Local timer interrupts");
         assert_eq!(judge(&two, &good), Ok(()));
@@ -1198,6 +1226,7 @@ janus: guest hello ended: exit status 0\njanus: done: 4 guests, 0 failed\n";
         let one = Expectation::Linux {
             guest: "linux",
             cpus: 1,
+            tsc_clock: false,
         };
         assert_eq!(
             judge(&one, &good),
@@ -1206,10 +1235,42 @@ janus: guest hello ended: exit status 0\njanus: done: 4 guests, 0 failed\n";
     }
 
     #[test]
+    fn linux_must_keep_time_with_the_expected_clocksource() {
+        let log = |clock: &str| {
+            parse(&format!(
+                "janus: Janus 0.1.0 (multiboot2)\n[linux] JANUS-LINUX-MARKER: userspace reached\n\
+                 [linux] JANUS-LINUX-CPUS: 1\n{clock}[linux] JANUS-LINUX-DONE\n\
+                 janus: guest linux ended: reset\n"
+            ))
+        };
+        let tsc = Expectation::Linux {
+            guest: "linux",
+            cpus: 1,
+            tsc_clock: true,
+        };
+        let good = log("[linux] JANUS-LINUX-CLOCK: tsc\n");
+        assert_eq!(judge(&tsc, &good), Ok(()));
+        let early = log("[linux] JANUS-LINUX-CLOCK: tsc-early\n");
+        assert_eq!(judge(&tsc, &early), Ok(()));
+        assert_eq!(
+            judge(&tsc, &log("[linux] JANUS-LINUX-CLOCK: acpi_pm\n")),
+            Err("the kernel keeps time with clocksource acpi_pm, not the TSC".into())
+        );
+        assert_eq!(judge(&tsc, &log("")), Err("no clocksource line".into()));
+        let any = Expectation::Linux {
+            guest: "linux",
+            cpus: 1,
+            tsc_clock: false,
+        };
+        assert_eq!(judge(&any, &log("")), Ok(()));
+    }
+
+    #[test]
     fn linux_expectation() {
         let linux = Expectation::Linux {
             guest: "linux",
             cpus: 1,
+            tsc_clock: false,
         };
         let booted = "janus: Janus 0.1.0 (multiboot2)\njanus: cpu: vendor=AMD backend=svm npt=yes nrip=no\n\
 janus: guest linux: loaded Linux, entry 0x1000000, memory 256 MiB\n[linux] [    0.000000] Linux version 6.1.0\n\

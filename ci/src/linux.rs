@@ -25,6 +25,18 @@ pub const DONE: &str = "JANUS-LINUX-DONE";
 pub const CPUS: &str = "JANUS-LINUX-CPUS:";
 /// The line with /proc/interrupts' local timer row (`LOC:`, one count per CPU).
 pub const LOC: &str = "JANUS-LINUX-LOC:";
+/// The line with the clocksource the kernel keeps time with at the end of its boot.
+pub const CLOCK: &str = "JANUS-LINUX-CLOCK:";
+/// Whether Linux keeps time with the TSC under Janus on CPU model `model`: where the
+/// model shows an invariant TSC (CPUID 0x8000_0007 EDX bit 8) and leaf 7, so that Janus'
+/// IA32_TSC_ADJUST shows too and Linux spares the TSC its clocksource watchdog
+/// (vmm-core's `msr::tsc`). Bochs' corei7_skylake_x and ryzen have both;
+/// phenom_8650_toliman has no leaf 7 (the watchdog, comparing against jiffies that lag
+/// under emulation, marks the TSC unstable), QEMU's models no invariant TSC.
+pub fn keeps_tsc(model: &str) -> bool {
+    matches!(model, "corei7_skylake_x" | "ryzen")
+}
+
 /// vCPUs of the Linux guest in the SMP rows (`vcpus=`).
 pub const SMP_VCPUS: u8 = 2;
 
@@ -46,6 +58,7 @@ echo \"JANUS-LINUX-UPTIME: $(/bin/busybox cat /proc/uptime)\"
 /bin/busybox grep -m1 '^flags' /proc/cpuinfo
 echo \"JANUS-LINUX-CPUS: $(/bin/busybox grep -c ^processor /proc/cpuinfo)\"
 echo \"JANUS-LINUX-LOC: $(/bin/busybox grep LOC: /proc/interrupts)\"
+echo \"JANUS-LINUX-CLOCK: $(/bin/busybox cat /sys/devices/system/clocksource/clocksource0/current_clocksource)\"
 /bin/busybox cat /proc/interrupts
 echo JANUS-LINUX-DONE
 /bin/busybox poweroff -f

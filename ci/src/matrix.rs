@@ -594,6 +594,7 @@ impl Row {
         row.expect = Expectation::Linux {
             guest: linux::GUEST,
             cpus: linux::SMP_VCPUS,
+            tsc_clock: linux::keeps_tsc(model),
         };
         row
     }
@@ -637,6 +638,7 @@ impl Row {
             expect: Expectation::Linux {
                 guest: linux::GUEST,
                 cpus: 1,
+                tsc_clock: linux::keeps_tsc(model),
             },
             memory_mib: LINUX_MACHINE_MIB,
             cpus: 1,

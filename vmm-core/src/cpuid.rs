@@ -102,9 +102,10 @@ mod bit {
         | MONITORX;
 }
 
-/// Leaf 7.0 EBX features a guest may use: FSGSBASE, BMI1, SMEP, BMI2, ERMS, RDSEED, ADX,
-/// SMAP, CLFLUSHOPT, CLWB, SHA (SDM Vol 2A, CPUID, Table 3-8). Everything else (AVX2,
-/// AVX-512, TSX, MPX, SGX, INVPCID, ...) is hidden.
+/// Leaf 7.0 EBX features a guest may use where the host has them: FSGSBASE, BMI1, SMEP,
+/// BMI2, ERMS, RDSEED, ADX, SMAP, CLFLUSHOPT, CLWB, SHA (SDM Vol 2A, CPUID, Table 3-8).
+/// Everything else (AVX2, AVX-512, TSX, MPX, SGX, INVPCID, ...) is hidden, but for
+/// IA32_TSC_ADJUST ([`LEAF7_EBX_EMULATED`]).
 const LEAF7_EBX_ALLOWED: u32 = (1 << 0)
     | (1 << 3)
     | (1 << 7)
@@ -116,6 +117,10 @@ const LEAF7_EBX_ALLOWED: u32 = (1 << 0)
     | (1 << 23)
     | (1 << 24)
     | (1 << 29);
+
+/// Leaf 7.0 EBX features Janus emulates, shown on every host: IA32_TSC_ADJUST (bit 1,
+/// [`crate::msr::tsc`]).
+const LEAF7_EBX_EMULATED: u32 = 1 << 1;
 
 /// The guest's CPUID as its features go, for what asks only about them (the FPU, MSR
 /// and CPU rules): the answer to the one vCPU of a one-vCPU guest.
@@ -194,7 +199,7 @@ pub fn vcpu_cpuid(
         7 => {
             if subleaf == 0 {
                 let [_, b, _, _] = host(7, 0);
-                [0, b & LEAF7_EBX_ALLOWED, 0, 0]
+                [0, (b & LEAF7_EBX_ALLOWED) | LEAF7_EBX_EMULATED, 0, 0]
             } else {
                 [0; 4]
             }
@@ -265,6 +270,14 @@ mod tests {
             0x8000_000a => [1, 16, 0, 0xff],
             _ => [0x11, 0x22, 0x33, 0x44],
         }
+    }
+
+    #[test]
+    fn offers_tsc_adjust_on_every_host_with_leaf_7() {
+        let bare = |leaf: u32, _| if leaf == 0 { [7, 0, 0, 0] } else { [0; 4] };
+        assert_eq!(guest_cpuid(7, 0, 1000, bare)[1], 1 << 1);
+        assert_ne!(guest_cpuid(7, 0, 1000, host)[1] & (1 << 1), 0);
+        assert_eq!(guest_cpuid(7, 1, 1000, host), [0; 4], "only in subleaf 0");
     }
 
     #[test]

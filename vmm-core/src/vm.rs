@@ -133,8 +133,6 @@ pub struct Vm {
     pub yielded: bool,
     /// Whether the guest was told about its first access where nothing answers.
     pub said_open_bus: bool,
-    /// Guest TSC minus host TSC (set by guest writes of IA32_TSC).
-    pub tsc_offset: u64,
     /// Nanoseconds per TSC tick, in 32.32 fixed point.
     ns_per_tick: u64,
     pub stats: ExitStats,
@@ -193,7 +191,6 @@ impl Vm {
             halted: false,
             yielded: false,
             said_open_bus: false,
-            tsc_offset: 0,
             ns_per_tick,
             stats: ExitStats::default(),
             steal: Steal::default(),

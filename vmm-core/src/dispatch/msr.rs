@@ -12,7 +12,7 @@ pub(super) fn rdmsr(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
     let now = vm.now();
     let r = match vm.platform.read_msr(m, now) {
         Some(r) => r,
-        None => msr::read(vcpu, &vm.msrs, m, now.tsc.wrapping_add(vm.tsc_offset)),
+        None => msr::read(vcpu, &vm.msrs, m, now.tsc),
     };
     match r {
         Ok(v) => {
@@ -36,14 +36,8 @@ pub(super) fn wrmsr(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
 
 fn write(vcpu: &mut impl ArchVcpu, vm: &mut Vm, m: u32, v: u64) -> Result<(), Event> {
     let now = vm.now();
-    if m == msr::IA32_TSC {
-        // The guest's TSC becomes `v` now and runs on with the host's.
-        vm.tsc_offset = v.wrapping_sub(now.tsc);
-        vcpu.set_tsc_offset(vm.tsc_offset);
-        return Ok(());
-    }
     match vm.platform.write_msr(m, v, now) {
         Some(r) => r,
-        None => msr::write(vcpu, &mut vm.msrs, m, v),
+        None => msr::write(vcpu, &mut vm.msrs, m, v, now.tsc),
     }
 }

@@ -9,10 +9,12 @@
 //! MTRRs with MTRR ([`mtrr`]). The cpuid guest suite checks both directions.
 
 pub mod mtrr;
+pub mod tsc;
 pub mod tsc_aux;
 
 use crate::vcpu::{ArchVcpu, Event, StateMsr};
 use mtrr::Mtrrs;
+pub use tsc::{GuestTsc, IA32_TSC_ADJUST};
 pub use tsc_aux::IA32_TSC_AUX;
 
 pub const IA32_TSC: u32 = 0x10;
@@ -76,6 +78,10 @@ pub struct GuestMsrs {
     pub tsc_aux: bool,
     /// The MTRRs, when CPUID shows MTRR (leaf 1 EDX bit 12).
     pub mtrr: Option<Mtrrs>,
+    /// CPUID shows IA32_TSC_ADJUST (leaf 7.0 EBX bit 1).
+    pub tsc_adjust: bool,
+    /// The guest's TSC: IA32_TSC and IA32_TSC_ADJUST, one for all of its vCPUs.
+    pub tsc: GuestTsc,
 }
 
 impl GuestMsrs {
@@ -99,6 +105,8 @@ impl GuestMsrs {
             amd: crate::vendor::of_leaf0(cpuid(0, 0)) == Some(crate::vendor::Vendor::AmdCompatible),
             tsc_aux: ext(0x8000_0001)[3] & (1 << 27) != 0,
             mtrr: (cpuid(1, 0)[3] & (1 << 12) != 0).then(|| Mtrrs::bios_default(max_phys)),
+            tsc_adjust: cpuid(0, 0)[0] >= 7 && cpuid(7, 0)[1] & (1 << 1) != 0,
+            tsc: GuestTsc::default(),
         }
     }
 
@@ -163,13 +171,14 @@ fn state_msr(msr: u32) -> Option<StateMsr> {
     })
 }
 
-/// A guest RDMSR: the value, or the exception to inject.
-pub fn read(vcpu: &impl ArchVcpu, own: &GuestMsrs, msr: u32, tsc: u64) -> Result<u64, Event> {
+/// A guest RDMSR (the host's TSC reads `host_tsc`): the value, or the exception to inject.
+pub fn read(vcpu: &impl ArchVcpu, own: &GuestMsrs, msr: u32, host_tsc: u64) -> Result<u64, Event> {
     if let Some(m) = state_msr(msr) {
         return Ok(vcpu.state_msr(m));
     }
     match msr {
-        IA32_TSC => Ok(tsc),
+        IA32_TSC => Ok(own.tsc.read(host_tsc)),
+        IA32_TSC_ADJUST if own.tsc_adjust => Ok(own.tsc.adjust()),
         // Locked with VMX disabled: a guest that looks sees no way to enable it.
         IA32_FEATURE_CONTROL => Ok(1),
         IA32_BIOS_SIGN_ID => Ok(0),
@@ -191,8 +200,16 @@ fn canonical(v: u64) -> bool {
     ((v as i64) << 16 >> 16) as u64 == v
 }
 
-/// A guest WRMSR of `v`: `Err` is the exception to inject.
-pub fn write(vcpu: &mut impl ArchVcpu, own: &mut GuestMsrs, msr: u32, v: u64) -> Result<(), Event> {
+/// A guest WRMSR of `v` (the host's TSC reads `host_tsc`): `Err` is the exception to
+/// inject. A write that moves the TSC gives this vCPU its new offset; the others get it
+/// before they next run (the scheduler's business).
+pub fn write(
+    vcpu: &mut impl ArchVcpu,
+    own: &mut GuestMsrs,
+    msr: u32,
+    v: u64,
+    host_tsc: u64,
+) -> Result<(), Event> {
     match state_msr(msr) {
         Some(StateMsr::Pat) if !valid_pat(v) => Err(Event::gp(0)),
         Some(
@@ -214,6 +231,15 @@ pub fn write(vcpu: &mut impl ArchVcpu, own: &mut GuestMsrs, msr: u32, v: u64) ->
                 return Err(Event::gp(0));
             }
             own.misc_enable = v;
+            Ok(())
+        }
+        None if msr == IA32_TSC || (msr == IA32_TSC_ADJUST && own.tsc_adjust) => {
+            if msr == IA32_TSC {
+                own.tsc.write(host_tsc, v);
+            } else {
+                own.tsc.write_adjust(v);
+            }
+            vcpu.set_tsc_offset(own.tsc.offset());
             Ok(())
         }
         None if own.amd && amd_inert(msr).is_some() => Ok(()),
@@ -252,16 +278,42 @@ mod tests {
     }
 
     #[test]
+    fn tsc_adjust_moves_the_tsc_of_the_vcpu_and_follows_tsc_writes() {
+        let mut v = MockVcpu::new(&[]);
+        let mut own = msrs_without(0, 0);
+        assert!(own.tsc_adjust, "shown on every host");
+        assert_eq!(read(&v, &own, IA32_TSC_ADJUST, 500), Ok(0));
+        assert_eq!(write(&mut v, &mut own, IA32_TSC_ADJUST, 1000, 500), Ok(()));
+        assert_eq!(v.tsc_offset, 1000, "the vCPU runs with the new offset");
+        assert_eq!(read(&v, &own, IA32_TSC, 500), Ok(1500));
+        // IA32_TSC written back by 1500 moves the adjustment by as much.
+        assert_eq!(write(&mut v, &mut own, IA32_TSC, 0, 500), Ok(()));
+        assert_eq!(read(&v, &own, IA32_TSC_ADJUST, 900), Ok(-500i64 as u64));
+        assert_eq!(v.tsc_offset, -500i64 as u64);
+        // A guest whose CPUID does not show it has no such MSR.
+        own.tsc_adjust = false;
+        assert_eq!(read(&v, &own, IA32_TSC_ADJUST, 0), Err(Event::gp(0)));
+        assert_eq!(
+            write(&mut v, &mut own, IA32_TSC_ADJUST, 0, 0),
+            Err(Event::gp(0))
+        );
+        assert_eq!(v.tsc_offset, -500i64 as u64);
+    }
+
+    #[test]
     fn tsc_aux_keeps_32_bits_in_the_vcpu() {
         let mut v = MockVcpu::new(&[]);
         let mut own = msrs_without(0, 0);
         assert!(own.tsc_aux);
         assert_eq!(read(&v, &own, IA32_TSC_AUX, 0), Ok(0), "reset value");
-        assert_eq!(write(&mut v, &mut own, IA32_TSC_AUX, 0xfeed_f00d), Ok(()));
+        assert_eq!(
+            write(&mut v, &mut own, IA32_TSC_AUX, 0xfeed_f00d, 0),
+            Ok(())
+        );
         assert_eq!(v.state_msr(StateMsr::TscAux), 0xfeed_f00d);
         assert_eq!(read(&v, &own, IA32_TSC_AUX, 0), Ok(0xfeed_f00d));
         assert_eq!(
-            write(&mut v, &mut own, IA32_TSC_AUX, 1 << 32),
+            write(&mut v, &mut own, IA32_TSC_AUX, 1 << 32, 0),
             Err(Event::gp(0)),
             "bits 63:32 reserved"
         );
@@ -274,7 +326,10 @@ mod tests {
         let mut own = msrs_without(0, 1 << 27);
         assert!(!own.tsc_aux);
         assert_eq!(read(&v, &own, IA32_TSC_AUX, 0), Err(Event::gp(0)));
-        assert_eq!(write(&mut v, &mut own, IA32_TSC_AUX, 1), Err(Event::gp(0)));
+        assert_eq!(
+            write(&mut v, &mut own, IA32_TSC_AUX, 1, 0),
+            Err(Event::gp(0))
+        );
         assert_eq!(v.state_msr(StateMsr::TscAux), 0);
     }
 
@@ -284,14 +339,14 @@ mod tests {
         let mut own = msrs_without(0, 0);
         for msr in [AMD_SYSCFG, AMD_NB_CFG, AMD_INT_PENDING_MSG] {
             own.amd = true;
-            assert_eq!(write(&mut v, &mut own, msr, 1 << 46), Ok(()));
+            assert_eq!(write(&mut v, &mut own, msr, 1 << 46, 0), Ok(()));
             assert_eq!(read(&v, &own, msr, 0), Ok(0));
             own.amd = false;
             assert_eq!(read(&v, &own, msr, 0), Err(Event::gp(0)));
-            assert_eq!(write(&mut v, &mut own, msr, 0), Err(Event::gp(0)));
+            assert_eq!(write(&mut v, &mut own, msr, 0, 0), Err(Event::gp(0)));
         }
         own.amd = true;
-        assert_eq!(write(&mut v, &mut own, AMD_HWCR, 0), Ok(()));
+        assert_eq!(write(&mut v, &mut own, AMD_HWCR, 0, 0), Ok(()));
         assert_eq!(read(&v, &own, AMD_HWCR, 0), Ok(1 << 24), "TscFreqSel");
         own.amd = false;
         assert_eq!(read(&v, &own, AMD_HWCR, 0), Err(Event::gp(0)));
@@ -301,8 +356,11 @@ mod tests {
     fn bios_sign_id_takes_the_microcode_probe_and_stays_0() {
         let mut v = MockVcpu::new(&[]);
         let mut own = msrs_without(0, 0);
-        assert_eq!(write(&mut v, &mut own, IA32_BIOS_SIGN_ID, 0), Ok(()));
-        assert_eq!(write(&mut v, &mut own, IA32_BIOS_SIGN_ID, 5 << 32), Ok(()));
+        assert_eq!(write(&mut v, &mut own, IA32_BIOS_SIGN_ID, 0, 0), Ok(()));
+        assert_eq!(
+            write(&mut v, &mut own, IA32_BIOS_SIGN_ID, 5 << 32, 0),
+            Ok(())
+        );
         assert_eq!(read(&v, &own, IA32_BIOS_SIGN_ID, 0), Ok(0));
     }
 
@@ -311,13 +369,13 @@ mod tests {
         let mut v = MockVcpu::new(&[]);
         let mut own = msrs_without(0, 0);
         assert_eq!(read(&v, &own, mtrr::IA32_MTRRCAP, 0), Ok(0x508));
-        assert_eq!(write(&mut v, &mut own, 0x205, 0xf_ffff_f800), Ok(()));
+        assert_eq!(write(&mut v, &mut own, 0x205, 0xf_ffff_f800, 0), Ok(()));
         assert_eq!(read(&v, &own, 0x205, 0), Ok(0xf_ffff_f800));
-        assert_eq!(write(&mut v, &mut own, 0x2ff, 0x3), Err(Event::gp(0)));
+        assert_eq!(write(&mut v, &mut own, 0x2ff, 0x3, 0), Err(Event::gp(0)));
         let mut none = msrs_without(1 << 12, 0);
         for msr in [0xfe, 0x2ff, 0x200, 0x250, 0x26f] {
             assert_eq!(read(&v, &none, msr, 0), Err(Event::gp(0)), "{msr:#x}");
-            assert_eq!(write(&mut v, &mut none, msr, 0), Err(Event::gp(0)));
+            assert_eq!(write(&mut v, &mut none, msr, 0, 0), Err(Event::gp(0)));
         }
     }
 }

@@ -1,9 +1,10 @@
 //! The MSRs a CPUID bit announces: PAT (SDM Vol 3A 11.12), the MTRRs (11.11), IA32_TSC_AUX
 //! and RDTSCP (SDM Vol 2B, RDTSCP), IA32_MISC_ENABLE and its xTPR bit (SDM Vol 4 Table
-//! 2-2), the TSC deadline (Vol 3A 10.5.4.1) and the x2APIC MSRs (10.12). x2APIC runs last:
+//! 2-2), the TSC deadline (Vol 3A 10.5.4.1), IA32_TSC_ADJUST (Vol 3B 18.17.3) and the
+//! x2APIC MSRs (10.12). x2APIC runs last:
 //! it leaves the local APIC in x2APIC mode.
 
-use super::{e1d, expect, faults, gives, l1c, l1d, runs, shows, Feature, Outcome};
+use super::{e1d, expect, faults, gives, l1c, l1d, l7b, runs, shows, Feature, Outcome};
 use core::arch::asm;
 use janus_guests::rdmsr;
 use janus_guests::rt::apic;
@@ -17,6 +18,7 @@ pub const FEATURES: &[Feature] = &[
     shows("cpuid.xtpr", l1c(14), xtpr),
     shows("cpuid.tsc_deadline", l1c(24), tsc_deadline),
     shows("cpuid.rdtscp", e1d(27), rdtscp),
+    shows("cpuid.tsc_adjust", l7b(1), tsc_adjust),
     shows("cpuid.x2apic", l1c(21), x2apic),
 ];
 
@@ -26,6 +28,8 @@ const MTRR_PHYSBASE0: u32 = 0x200;
 const MTRR_FIX4K_F8000: u32 = 0x26f;
 const MISC_ENABLE: u32 = 0x1a0;
 const TSC_AUX: u32 = 0xc000_0103;
+const TSC: u32 = 0x10;
+const TSC_ADJUST: u32 = 0x3b;
 
 /// Writes `v` to `msr`, reads it back and restores the old value.
 fn round_trip(msr: u32, v: u64) -> Outcome {
@@ -101,6 +105,27 @@ fn rdtscp() -> Outcome {
     let t = u64::from(hi) << 32 | u64::from(lo);
     r.and(|| expect(u64::from(aux), AUX))
         .and(|| expect(u64::from(before <= t && t <= after), 1))
+}
+
+/// IA32_TSC_ADJUST reads 0 at reset; a write moves the TSC by the difference, and a
+/// write of IA32_TSC moves it by as much as the TSC moved (SDM Vol 3B 18.17.3).
+fn tsc_adjust() -> Outcome {
+    const STEP: u64 = 1 << 40;
+    let r = gives(0, || rdmsr(TSC_ADJUST)).and(|| {
+        let before = rdtsc();
+        wrmsr(TSC_ADJUST, STEP);
+        let after = rdtsc();
+        expect(u64::from(after.wrapping_sub(before) >= STEP), 1)
+    });
+    let r = r.and(|| gives(STEP, || rdmsr(TSC_ADJUST))).and(|| {
+        // The TSC back by STEP (less the time the write takes): the adjustment is
+        // about 0 again, a little below.
+        wrmsr(TSC, rdtsc().wrapping_sub(STEP));
+        let left = rdmsr(TSC_ADJUST) as i64;
+        expect(u64::from((-(1 << 32)..=0).contains(&left)), 1)
+    });
+    wrmsr(TSC_ADJUST, 0);
+    r
 }
 
 const X2APIC_ID: u32 = 0x802;
