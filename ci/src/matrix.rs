@@ -586,8 +586,8 @@ impl Row {
     /// Linux with [`linux::SMP_VCPUS`] vCPUs: it must see them all and tick on each.
     fn linux_smp(model: &'static str) -> Row {
         let mut row = Row::linux(model);
-        // Its vCPUs share one host CPU: about four times the one-vCPU row under Bochs
-        // (503 s against 118 s on corei7_skylake_x, alone on the machine).
+        // Its vCPUs share one host CPU: 133 s against 107 s for the one-vCPU row on
+        // corei7_skylake_x (503 s against 118 s before Linux kept the TSC).
         row.timeout *= LINUX_SMP_SLOWDOWN;
         row.label = format!("{model} (linux, {} vCPUs)", linux::SMP_VCPUS);
         row.iso = IsoKind::LinuxSmp;
