@@ -232,6 +232,43 @@ fn msrs_follow_the_policy_and_unknown_ones_raise_gp() {
     assert_eq!((v.reg(Gpr::Rdx), v.reg(Gpr::Rax)), (1, 0));
 }
 
+/// WRMSR of `val` to `msr` through the exit handler.
+fn wrmsr(v: &mut MockVcpu, m: &mut Vm, msr: u32, val: u64) {
+    v.regs[Gpr::Rcx as usize] = u64::from(msr);
+    v.regs[Gpr::Rax as usize] = val & 0xffff_ffff;
+    v.regs[Gpr::Rdx as usize] = val >> 32;
+    assert_eq!(handle_exit(v, m, VmExit::WrMsr), None);
+}
+
+/// RDMSR of `msr` through the exit handler.
+fn rdmsr(v: &mut MockVcpu, m: &mut Vm, msr: u32) -> u64 {
+    v.regs[Gpr::Rcx as usize] = u64::from(msr);
+    assert_eq!(handle_exit(v, m, VmExit::RdMsr), None);
+    v.reg(Gpr::Rdx) << 32 | v.reg(Gpr::Rax)
+}
+
+#[test]
+fn a_tsc_deadline_counts_in_the_guests_tsc_after_an_adjust() {
+    let mut v = MockVcpu::new(&[]);
+    let mut m = vm(ram(1 << 20));
+    // x2APIC on, software-enabled, LVT timer in TSC-deadline mode (SDM Vol 3A 11.5.4.1).
+    wrmsr(&mut v, &mut m, 0x1b, 0xfee0_0000 | 3 << 10);
+    wrmsr(&mut v, &mut m, 0x80f, 0x1ff);
+    wrmsr(&mut v, &mut m, 0x832, 2 << 17 | 0x40);
+    wrmsr(&mut v, &mut m, msr::IA32_TSC_ADJUST, 1 << 40);
+    assert!(v.injected.is_empty());
+    let now = m.now();
+    let guest_tsc = m.msrs.tsc.read(now.tsc);
+    wrmsr(&mut v, &mut m, 0x6e0, guest_tsc + 5_000);
+    assert_eq!(rdmsr(&mut v, &mut m, 0x6e0), guest_tsc + 5_000);
+    // Due 5,000 ticks from now (ns = ticks in the mock), not 2^40 ticks from now.
+    let due = m.platform.next_event_ns(m.now()).expect("armed");
+    assert!(due.abs_diff(now.ns + 5_000) < 100, "{due} vs {}", now.ns);
+    // A deadline already passed (below the offset, even) fires at once.
+    wrmsr(&mut v, &mut m, 0x6e0, 7);
+    assert_eq!(rdmsr(&mut v, &mut m, 0x6e0), 0, "fired and disarmed");
+}
+
 #[test]
 fn cpuid_exits_answer_from_the_policy() {
     let mut v = MockVcpu::new(&[]);

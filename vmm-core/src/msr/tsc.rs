@@ -51,6 +51,26 @@ impl GuestTsc {
         self.adjust = self.adjust.wrapping_add(delta);
     }
 
+    /// A TSC deadline the guest wrote (`v`, in its TSC) in the host's TSC, which the
+    /// platform's timers count in: 0 stays 0 (disarmed), a deadline already passed is
+    /// `host_tsc`, due now (SDM Vol 3A 11.5.4.1).
+    pub fn deadline_to_host(&self, v: u64, host_tsc: u64) -> u64 {
+        let now = self.read(host_tsc);
+        match v {
+            0 => 0,
+            v if v <= now => host_tsc.max(1),
+            v => host_tsc.saturating_add(v - now),
+        }
+    }
+
+    /// A TSC deadline the platform holds (host TSC) as the guest reads it back.
+    pub fn deadline_to_guest(&self, host_deadline: u64) -> u64 {
+        match host_deadline {
+            0 => 0,
+            h => self.read(h),
+        }
+    }
+
     /// WRMSR IA32_TSC_ADJUST: the TSC moves by the difference between `v` and the old
     /// value (SDM Vol 3B 18.17.3).
     pub fn write_adjust(&mut self, v: u64) {
@@ -81,6 +101,24 @@ mod tests {
         assert_eq!(t.read(50), 20);
         t.write_adjust(0);
         assert_eq!((t.read(50), t.offset()), (50, 0));
+    }
+
+    #[test]
+    fn deadlines_go_between_the_guests_tsc_and_the_hosts() {
+        let mut t = GuestTsc::default();
+        t.write_adjust(1 << 40);
+        let host = 5_000;
+        let guest = t.read(host);
+        assert_eq!(t.deadline_to_host(guest + 700, host), host + 700);
+        assert_eq!(t.deadline_to_guest(host + 700), guest + 700);
+        // Disarmed stays disarmed; a deadline in the past (even below the offset) is due.
+        assert_eq!(
+            (t.deadline_to_host(0, host), t.deadline_to_guest(0)),
+            (0, 0)
+        );
+        assert_eq!(t.deadline_to_host(guest - 1, host), host);
+        assert_eq!(t.deadline_to_host(3, host), host);
+        assert_eq!(t.deadline_to_host(3, 0), 1, "due, not disarmed");
     }
 
     #[test]
