@@ -28,13 +28,12 @@ pub const LOC: &str = "JANUS-LINUX-LOC:";
 /// The line with the clocksource the kernel keeps time with at the end of its boot.
 pub const CLOCK: &str = "JANUS-LINUX-CLOCK:";
 /// Whether Linux keeps time with the TSC under Janus on CPU model `model`: where the
-/// model shows an invariant TSC (CPUID 0x8000_0007 EDX bit 8) and leaf 7, so that Janus'
-/// IA32_TSC_ADJUST shows too and Linux spares the TSC its clocksource watchdog
-/// (vmm-core's `msr::tsc`). Bochs' corei7_skylake_x and ryzen have both;
-/// phenom_8650_toliman has no leaf 7 (the watchdog, comparing against jiffies that lag
-/// under emulation, marks the TSC unstable), QEMU's models no invariant TSC.
+/// model shows an invariant TSC (CPUID 0x8000_0007 EDX bit 8), so that with Janus'
+/// IA32_TSC_ADJUST (vmm-core's `msr::tsc`) Linux spares the TSC its clocksource watchdog.
+/// Bochs' models do; QEMU's do not without `invtsc` (and Linux cannot calibrate the TSC
+/// there: an exit is too slow for its PIT and PM-timer loops).
 pub fn keeps_tsc(model: &str) -> bool {
-    matches!(model, "corei7_skylake_x" | "ryzen")
+    matches!(model, "corei7_skylake_x" | "ryzen" | "phenom_8650_toliman")
 }
 
 /// vCPUs of the Linux guest in the SMP rows (`vcpus=`).

@@ -158,6 +158,13 @@ pub fn vcpu_cpuid(
             0,
         ],
         0x4000_0002..=0x4fff_ffff => [0; 4],
+        // The highest basic leaf: at least 7, where IA32_TSC_ADJUST shows
+        // ([`LEAF7_EBX_EMULATED`]) even on a host whose own leaves end below it (AMD family
+        // 10h ends at 5; the leaves between answer zeros, below).
+        0 => {
+            let [max, b, c, d] = host(0, 0);
+            [max.max(7), b, c, d]
+        }
         1 => {
             let [a, b, c, d] = host(1, 0);
             let c = (c & !(VMX
@@ -198,7 +205,12 @@ pub fn vcpu_cpuid(
         }
         7 => {
             if subleaf == 0 {
-                let [_, b, _, _] = host(7, 0);
+                // The host's bits only where the host has the leaf (past its last basic
+                // leaf, a CPU answers that leaf's values instead).
+                let b = match host(0, 0)[0] >= 7 {
+                    true => host(7, 0)[1],
+                    false => 0,
+                };
                 [0, (b & LEAF7_EBX_ALLOWED) | LEAF7_EBX_EMULATED, 0, 0]
             } else {
                 [0; 4]
@@ -273,9 +285,26 @@ mod tests {
     }
 
     #[test]
-    fn offers_tsc_adjust_on_every_host_with_leaf_7() {
+    fn offers_tsc_adjust_on_every_host() {
         let bare = |leaf: u32, _| if leaf == 0 { [7, 0, 0, 0] } else { [0; 4] };
         assert_eq!(guest_cpuid(7, 0, 1000, bare)[1], 1 << 1);
+        // A host whose basic leaves end at 5 (AMD family 10h): the guest's go on to 7,
+        // with nothing in 6 but IA32_TSC_ADJUST in 7.
+        let phenom = |leaf: u32, _| match leaf {
+            0 => [5, 0x6874_7541, 0x444d_4163, 0x6974_6e65],
+            5..=7 => [0xdead, 0xdead, 0xdead, 0xdead],
+            _ => [0; 4],
+        };
+        assert_eq!(guest_cpuid(0, 0, 1000, phenom)[0], 7);
+        assert_eq!(
+            guest_cpuid(0, 0, 1000, phenom)[1],
+            0x6874_7541,
+            "vendor kept"
+        );
+        assert_eq!(guest_cpuid(6, 0, 1000, phenom), [0; 4]);
+        assert_eq!(guest_cpuid(7, 0, 1000, phenom), [0, 1 << 1, 0, 0]);
+        let big = |leaf: u32, _| if leaf == 0 { [0x16, 0, 0, 0] } else { [0; 4] };
+        assert_eq!(guest_cpuid(0, 0, 1000, big)[0], 0x16, "a higher one stays");
         assert_ne!(guest_cpuid(7, 0, 1000, host)[1] & (1 << 1), 0);
         assert_eq!(guest_cpuid(7, 1, 1000, host), [0; 4], "only in subleaf 0");
     }
