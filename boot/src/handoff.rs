@@ -3,17 +3,20 @@
 //! CPU prints every guest's summary line in module order once all CPUs are done.
 //!
 //! A guest is handed over whole: its RAM, devices and console go to the one CPU that
-//! creates its vCPU and runs it; no two CPUs ever touch the same guest.
+//! creates its vCPUs and runs them. A guest whose vCPUs spread over several CPUs
+//! (`vmm_core::smp::spread`) goes to the shared table instead ([`crate::shared`]), and
+//! each of its CPUs gets a part: the vCPUs it runs.
 
 use crate::frames::HostFrames;
 use crate::guests::Guest;
 use crate::say;
-use crate::sched::Scheduler;
+use crate::sched::{Part, Scheduler};
+use crate::shared::SharedGuest;
 use arrayvec::ArrayVec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use spin::Mutex;
 use vmm_core::loader::modules::MAX_MODULES;
-use vmm_core::smp::{place, Want};
+use vmm_core::smp::{place, spread, Want};
 use vmm_core::stats::ExitStats;
 use vmm_core::vcpu::ArchBackend;
 use vmm_core::vm::{GuestEnd, Name};
@@ -22,7 +25,22 @@ use vmm_core::vm::{GuestEnd, Name};
 /// loaded guests, unique across CPUs).
 pub struct Handed {
     pub owner: u8,
-    pub guest: Guest,
+    pub part: Part,
+}
+
+/// CPU numbers as `0,1,0,1` (vCPU i's first).
+struct CpuList<'a>(&'a [usize]);
+
+impl core::fmt::Display for CpuList<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, c) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{c}")?;
+        }
+        Ok(())
+    }
 }
 
 /// A `Handed` guest in the shared list.
@@ -35,7 +53,9 @@ struct InTransit {
 // from the boot CPU to the CPU that runs it, and only that CPU uses it afterwards.
 unsafe impl Send for InTransit {}
 
-static TRANSIT: Mutex<ArrayVec<InTransit, MAX_MODULES>> = Mutex::new(ArrayVec::new_const());
+/// Room for every guest and the extra parts of shared guests.
+const TRANSIT_MAX: usize = 2 * MAX_MODULES;
+static TRANSIT: Mutex<ArrayVec<InTransit, TRANSIT_MAX>> = Mutex::new(ArrayVec::new_const());
 /// Set once every guest is in `TRANSIT`: from then on a CPU that finds none has none.
 static POSTED: AtomicBool = AtomicBool::new(false);
 
@@ -76,19 +96,51 @@ pub fn hand_out(
     let mut refused = 0;
     let mut transit = TRANSIT.lock();
     for ((owner, guest), placed) in guests.into_iter().enumerate().zip(places) {
+        let spread = guest
+            .plan
+            .schedule
+            .cpus
+            .and_then(|set| spread(online, set, guest.plan.vcpus));
+        if let Some(cpu_of) = spread {
+            let name = guest.vm.name;
+            let Some(shared) = SharedGuest::publish(owner, guest, &cpu_of) else {
+                continue;
+            };
+            say!("guest {}: runs on cpus {}", name, CpuList(&cpu_of));
+            for cpu in shared.cpus() {
+                let handed = Handed {
+                    owner: owner as u8,
+                    part: Part::Shared {
+                        guest: shared,
+                        local: shared.local_mask(cpu),
+                    },
+                };
+                if cpu == 0 {
+                    mine.push(handed);
+                } else if transit.try_push(InTransit { cpu, handed }).is_err() {
+                    say!("guest {}: too many parts in transit", name);
+                }
+            }
+            continue;
+        }
+        let name = guest.vm.name;
         let handed = Handed {
             owner: owner as u8,
-            guest,
+            part: Part::Owned(guest),
         };
         if let (Ok(cpu), true) = (placed, online.len() > 1) {
-            say!("guest {}: runs on cpu {cpu}", handed.guest.vm.name);
+            say!("guest {}: runs on cpu {cpu}", name);
         }
         match placed {
             Ok(0) => mine.push(handed),
-            Ok(cpu) => transit.push(InTransit { cpu, handed }),
+            Ok(cpu) => {
+                let _ = transit.try_push(InTransit { cpu, handed });
+            }
             Err(e) => {
-                say!("guest {}: not started: {e}", handed.guest.vm.name);
-                handed.guest.free_ram(&mut HostFrames::handle());
+                say!("guest {}: not started: {e}", name);
+                if let Part::Owned(g) = &handed.part {
+                    g.free_ram(&mut HostFrames::handle());
+                }
                 refused += 1;
             }
         }
@@ -118,14 +170,8 @@ pub fn take(cpu: usize) -> Option<ArrayVec<Handed, MAX_MODULES>> {
 /// Files the summaries of a CPU whose guests have all ended.
 pub fn report<B: ArchBackend>(sched: &Scheduler<'_, B>) {
     let mut all = SUMMARIES.lock();
-    for slot in &sched.slots {
-        let _ = all.try_push(Summary {
-            owner: slot.guest.vm.console_owner,
-            name: slot.guest.vm.name,
-            end: slot.end.clone().unwrap_or(GuestEnd::Halted),
-            cpu_ns: slot.cpu_ns,
-            stats: slot.guest.vm.stats.clone(),
-        });
+    for s in sched.slots.iter().filter_map(|slot| slot.summary()) {
+        let _ = all.try_push(s);
     }
     SWITCHES.fetch_add(sched.switches, Ordering::Relaxed);
     SWITCH_TICKS.fetch_add(sched.switch_ticks, Ordering::Relaxed);

@@ -36,6 +36,13 @@ fn read(reg: usize) -> u32 {
     unsafe { core::ptr::read_volatile((APIC_BASE + reg) as *const u32) }
 }
 
+/// Interrupts the host CPU with APIC ID `apic_id` (a fixed IPI on the timer's vector,
+/// whose handler only acknowledges it): a guest running there exits, an idle CPU wakes,
+/// and its scheduler looks at what waits for its vCPUs (a shared guest's kick).
+pub fn kick(apic_id: u32) {
+    crate::apic::send_ipi(apic_id, VECTOR as u32);
+}
+
 /// Enables this CPU's local APIC with its timer masked (every host CPU, SMP included).
 pub fn enable_local() {
     // SAFETY: IA32_APIC_BASE (0x1B): setting the global enable bit keeps the default base.

@@ -18,6 +18,7 @@ mod machine;
 mod percpu;
 mod run;
 mod sched;
+mod shared;
 mod smp;
 mod stack;
 mod time;

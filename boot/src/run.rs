@@ -122,7 +122,7 @@ fn run_guests<B: ArchBackend>(
     let rejected = rejected + refused;
     let mut sched = Scheduler::new(backend, frames, Cpu::detect(fpu));
     for h in mine {
-        sched.add(h.guest, h.owner);
+        sched.add(h.part, h.owner);
     }
     sched.run();
     crate::handoff::report(&sched);

@@ -9,23 +9,28 @@
 //! changes), starting and stopping vCPUs on INIT and SIPI, idling when every guest is
 //! halted, and ending or restarting guests.
 //!
-//! All vCPUs of a guest run on its host CPU, one at a time: a guest's devices and memory
-//! are then never touched by two host CPUs at once.
+//! A guest is either all on this CPU (its vCPUs take turns) or shared
+//! ([`crate::shared`]): its vCPUs spread over several CPUs, and this CPU's slot holds the
+//! part it runs, reaching the guest through its lock.
 
 use crate::fpu::FpuFrame;
 use crate::frames::HostFrames;
 use crate::guests::Guest;
+use crate::handoff::Summary;
 use crate::say;
+use crate::shared::{SharedAccess, SharedGuest};
 use arrayvec::ArrayVec;
 use vmm_core::cpu_rules::{rflags, CpuRules};
 use vmm_core::dispatch::{self, Stop};
 use vmm_core::fpu::SaveMode;
 use vmm_core::loader::cmdline::OnReset;
+use vmm_core::loader::modules::GuestPlan;
+use vmm_core::platform::cpus::CpuMask;
 use vmm_core::platform::cpus::RunState;
 use vmm_core::sched::{Next, RunQueue, MAX_VCPUS};
 use vmm_core::turns::{self, Turn};
 use vmm_core::vcpu::{ArchBackend, ArchVcpu, StartMode, VcpuError};
-use vmm_core::vm::{GuestEnd, MAX_GUEST_VCPUS};
+use vmm_core::vm::{GuestEnd, Name, Vm, MAX_GUEST_VCPUS};
 
 /// IA32_PRED_CMD (SDM Vol 4 Table 2-2): writing bit 0 (IBPB) keeps branch predictions
 /// one guest trained from steering another's.
@@ -80,9 +85,67 @@ impl<V: ArchVcpu> VcpuSlot<V> {
     }
 }
 
+/// A guest on this CPU: all of it, or the part of a shared guest whose vCPUs it runs.
+// Inline, as the slots hold their guests: Janus has no heap to box one in.
+#[allow(clippy::large_enum_variant)]
+pub enum Part {
+    Owned(Guest),
+    Shared {
+        guest: &'static SharedGuest,
+        /// The vCPUs this CPU runs.
+        local: CpuMask,
+    },
+}
+
+impl Part {
+    /// Runs `f` on the guest (a shared one under its lock).
+    fn with<R>(&mut self, f: impl FnOnce(&mut Guest) -> R) -> R {
+        match self {
+            Part::Owned(g) => f(g),
+            Part::Shared { guest, local } => f(guest.lock(*local).guest()),
+        }
+    }
+
+    fn with_vm<R>(&mut self, f: impl FnOnce(&mut Vm) -> R) -> R {
+        self.with(|g| f(&mut g.vm))
+    }
+
+    /// Looks at the VM (a shared one under its lock).
+    fn read_vm<R>(&self, f: impl FnOnce(&Vm) -> R) -> R {
+        match self {
+            Part::Owned(g) => f(&g.vm),
+            Part::Shared { guest, local } => f(&guest.lock(*local).guest().vm),
+        }
+    }
+
+    /// Whether this CPU runs vCPU `i`.
+    fn runs(&self, i: usize) -> bool {
+        self.local() & 1 << i != 0
+    }
+
+    /// The vCPUs this CPU runs.
+    fn local(&self) -> CpuMask {
+        match self {
+            Part::Owned(_) => CpuMask::MAX,
+            Part::Shared { local, .. } => *local,
+        }
+    }
+
+    fn shared(&self) -> Option<&'static SharedGuest> {
+        match self {
+            Part::Owned(_) => None,
+            Part::Shared { guest, .. } => Some(guest),
+        }
+    }
+}
+
 /// One guest on this CPU: its VM, its vCPUs, and what the scheduler keeps of it.
 pub struct Slot<V> {
-    pub guest: Guest,
+    pub part: Part,
+    /// What the guest was made from (its schedule, its name).
+    plan: GuestPlan<'static>,
+    name: Name,
+    owner: u8,
     pub vcpus: ArrayVec<VcpuSlot<V>, MAX_GUEST_VCPUS>,
     /// The vCPU whose turn it was last.
     last_vcpu: usize,
@@ -97,6 +160,9 @@ pub struct Slot<V> {
     /// When its last slice ended while it was still runnable (host ns): if another guest
     /// runs before it, the wait is its steal time.
     ready_since: Option<u64>,
+    /// It files the guest's summary: an owned guest's slot, or the last part of a shared
+    /// guest to finish.
+    reports: bool,
 }
 
 /// What switching guests needs to know about this CPU.
@@ -127,6 +193,26 @@ impl<V: ArchVcpu> Slot<V> {
     fn turns(&self) -> ArrayVec<Turn, MAX_GUEST_VCPUS> {
         self.vcpus.iter().map(VcpuSlot::turn).collect()
     }
+
+    /// Its guest's summary line, if this slot files it.
+    pub fn summary(&self) -> Option<Summary> {
+        if !self.reports {
+            return None;
+        }
+        let (stats, cpu_ns) = match &self.part {
+            Part::Owned(g) => (g.vm.stats.clone(), self.cpu_ns),
+            Part::Shared { guest, local } => {
+                (guest.lock(*local).guest().vm.stats.clone(), guest.cpu_ns())
+            }
+        };
+        Some(Summary {
+            owner: self.owner,
+            name: self.name,
+            end: self.end.clone().unwrap_or(GuestEnd::Halted),
+            cpu_ns,
+            stats,
+        })
+    }
 }
 
 /// Gives `slot`'s guest its vCPUs as at power-on: the boot vCPU at its boot state, the
@@ -137,11 +223,15 @@ fn start_vcpu<B: ArchBackend>(
     slot: &mut Slot<B::Vcpu>,
 ) -> Result<(), VcpuError> {
     slot.vcpus.clear();
-    for _ in 0..slot.guest.vm.platform.cpus.len() {
+    let n = slot.part.with_vm(|vm| vm.platform.cpus.len());
+    for _ in 0..n {
         slot.vcpus.push(VcpuSlot::empty());
     }
     slot.last_vcpu = 0;
-    let start = slot.guest.start;
+    if !slot.part.runs(0) {
+        return Ok(());
+    }
+    let start = slot.part.with(|g| g.start);
     create(backend, frames, slot, 0, start)
 }
 
@@ -153,21 +243,23 @@ fn create<B: ArchBackend>(
     i: usize,
     start: StartMode,
 ) -> Result<(), VcpuError> {
-    let vm = &slot.guest.vm;
-    let rules = CpuRules::for_guest(vm.host.cpuid);
     let fpu = FpuFrame::new(frames).ok_or(VcpuError {
         what: "no memory for its x87/SSE state",
         code: 0,
     })?;
-    let mut vcpu = match backend.create_vcpu(&vm.memory, start, rules, frames) {
+    let made = slot.part.with_vm(|vm| {
+        let rules = CpuRules::for_guest(vm.host.cpuid);
+        let vcpu = backend.create_vcpu(&vm.memory, start, rules, frames);
+        vcpu.map(|v| (v, vm.msrs.tsc.offset()))
+    });
+    // All vCPUs of a guest read one TSC (IA32_TSC writes move it for all).
+    let (mut vcpu, tsc_offset) = match made {
         Ok(v) => v,
         Err(e) => {
             fpu.free(frames);
             return Err(e);
         }
     };
-    // All vCPUs of a guest read one TSC (IA32_TSC writes move it for all).
-    let tsc_offset = vm.msrs.tsc.offset();
     vcpu.set_tsc_offset(tsc_offset);
     // A vCPU that spins exits on PAUSE: Janus then sees the end of its slice even where
     // the host timer does not interrupt a PAUSE loop (Bochs with AMD-V), and a vCPU of
@@ -215,18 +307,25 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
         }
     }
 
-    /// Gives `guest` a vCPU and a place in the queue; a guest that cannot get a vCPU
-    /// ends at once with the reason. `owner` numbers its lines on the console, unique
-    /// across host CPUs (below MAX_VCPUS: its index among the loaded guests).
-    pub fn add(&mut self, mut guest: Guest, owner: u8) {
+    /// Gives `part`'s guest a vCPU and a place in the queue; a guest that cannot get a
+    /// vCPU ends at once with the reason. `owner` numbers its lines on the console,
+    /// unique across host CPUs (below MAX_VCPUS: its index among the loaded guests).
+    pub fn add(&mut self, mut part: Part, owner: u8) {
         let id = self.slots.len();
-        guest.vm.console_owner = owner;
+        let (plan, name) = part.with(|g| {
+            g.vm.console_owner = owner;
+            (g.plan, g.vm.name)
+        });
         // The limit counts from the guest's first slice (`run_one`): with many guests a
         // guest may wait for its first turn longer than its whole limit.
         let deadline = None;
-        let weight = guest.plan.schedule.weight;
+        let weight = plan.schedule.weight;
         let mut slot = Slot {
-            guest,
+            part,
+            plan,
+            name,
+            owner,
+            reports: true,
             vcpus: ArrayVec::new(),
             last_vcpu: 0,
             end: None,
@@ -241,11 +340,11 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
             return;
         }
         // `after=NAME`: an earlier guest that is still alive holds this one back.
-        let after = self.slots[id].guest.plan.schedule.after;
+        let after = self.slots[id].plan.schedule.after;
         let waits_for = after.and_then(|name| {
             self.slots[..id]
                 .iter()
-                .position(|s| s.guest.vm.name == name && s.end.is_none())
+                .position(|s| s.name == name && s.end.is_none())
         });
         if let Some(first) = waits_for {
             self.slots[id].waits_for = Some(first);
@@ -296,10 +395,11 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
         let others_ran = self.last_slice.is_some_and(|(prev, _)| prev != id);
         let slot = &mut self.slots[id];
         if let Some(since) = slot.ready_since.take().filter(|_| others_ran) {
-            slot.guest.vm.steal.add(now.saturating_sub(since));
+            slot.part
+                .with_vm(|vm| vm.steal.add(now.saturating_sub(since)));
         }
         if slot.deadline.is_none() {
-            let limit = slot.guest.plan.schedule.limit_ns;
+            let limit = slot.plan.schedule.limit_ns;
             slot.deadline = limit.map(|l| now.saturating_add(l));
         }
         let until = slot.deadline.map_or(until, |d| d.min(until));
@@ -314,7 +414,10 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
             Stop::Preempted => slot.ready_since = Some(ended),
             // Nothing will ever wake it: only its time limit can end it; without one it
             // ends now.
-            Stop::Halted { wake_ns: None } if self.slots[id].deadline.is_none() => {
+            // A shared guest's other vCPUs may still wake this part's.
+            Stop::Halted { wake_ns: None }
+                if self.slots[id].deadline.is_none() && self.slots[id].part.shared().is_none() =>
+            {
                 let s = &self.slots[id];
                 let end = s.vcpus[s.last_vcpu]
                     .vcpu
@@ -329,12 +432,20 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
         }
     }
 
-    /// Guests whose `limit=` ran out end.
+    /// Guests whose `limit=` ran out end, and parts of shared guests that another CPU
+    /// ended.
     fn end_expired(&mut self, now: u64) {
         for id in 0..self.slots.len() {
             let s = &self.slots[id];
             if s.live() && s.deadline.is_some_and(|d| d <= now) {
                 self.finish(id, GuestEnd::TimeLimit);
+            } else if let Some(end) = s
+                .live()
+                .then(|| s.part.shared())
+                .flatten()
+                .and_then(|g| g.has_ended())
+            {
+                self.finish(id, end);
             }
         }
     }
@@ -371,7 +482,7 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
             .enumerate()
             .filter(|(i, s)| *i != id && s.live())
             .filter_map(|(_, s)| {
-                let event = s.guest.vm.platform.next_event_ns(s.guest.vm.now());
+                let event = s.part.read_vm(|vm| vm.platform.next_event_ns(vm.now()));
                 match (event, s.deadline) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -383,7 +494,10 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
     /// Makes vCPU `v` of slot `next` the one whose state is in the CPU (and the one its
     /// platform acts for).
     fn switch_to(&mut self, next: usize, v: usize) {
-        self.slots[next].guest.vm.platform.select(v);
+        // A shared guest's platform acts for the vCPU that holds its lock.
+        if let Part::Owned(g) = &mut self.slots[next].part {
+            g.vm.platform.select(v);
+        }
         if self.current == Some((next, v)) {
             return;
         }
@@ -423,6 +537,10 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
         // after it, the slice ends at `until` whichever way the last turn ended.
         let mut first = true;
         loop {
+            let shared = self.slots[id].part.shared();
+            if let Some(end) = shared.and_then(|g| g.has_ended()) {
+                return Stop::Ended(end);
+            }
             if let Some(end) = self.start_and_stop(id) {
                 return Stop::Ended(end);
             }
@@ -442,16 +560,30 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
             self.switch_to(id, v);
             let slot = &mut self.slots[id];
             slot.last_vcpu = v;
-            let vs = &mut slot.vcpus[v];
+            let Slot { part, vcpus, .. } = slot;
+            let vs = &mut vcpus[v];
             let Some(vcpu) = vs.vcpu.as_mut() else {
                 continue;
             };
-            let tsc_offset = slot.guest.vm.msrs.tsc.offset();
+            let tsc_offset = part.read_vm(|vm| vm.msrs.tsc.offset());
             if vs.tsc_offset != tsc_offset {
                 vcpu.set_tsc_offset(tsc_offset);
                 vs.tsc_offset = tsc_offset;
             }
-            match dispatch::run_slice(vcpu, &mut slot.guest.vm, turn_end) {
+            let stop = match part {
+                Part::Owned(g) => dispatch::run_slice(vcpu, &mut g.vm, turn_end),
+                Part::Shared { guest, local } => {
+                    guest.restart(1 << v);
+                    let mut access = SharedAccess {
+                        guest,
+                        vcpu: v,
+                        local: *local,
+                        armed: None,
+                    };
+                    dispatch::run_slice(vcpu, &mut access, turn_end)
+                }
+            };
+            match stop {
                 Stop::Preempted => {}
                 Stop::Halted { wake_ns } => vs.halted = Some(wake_ns),
                 Stop::Ended(end) => return Stop::Ended(end),
@@ -463,12 +595,18 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
     /// or ends as halted when every one that runs halted with interrupts off (only an NMI
     /// could wake one, and none of them is left to send it).
     fn all_halted(&self, id: usize, turns: &[Turn]) -> Stop {
-        let stopped = self.slots[id].vcpus.iter().all(|v| {
+        let slot = &self.slots[id];
+        let stopped = slot.vcpus.iter().all(|v| {
             v.vcpu
                 .as_ref()
                 .is_none_or(|v| !rflags::interrupts_on(v.rflags()))
         });
-        if stopped {
+        // A shared guest ends so only when the vCPUs of every part are stopped.
+        let all = match slot.part.shared() {
+            Some(g) => stopped && g.stop(slot.part.local()),
+            None => stopped,
+        };
+        if all {
             return Stop::Ended(GuestEnd::Halted);
         }
         Stop::Halted {
@@ -481,8 +619,11 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
     /// guest: a vCPU could not be created.
     fn start_and_stop(&mut self, id: usize) -> Option<GuestEnd> {
         for i in 0..self.slots[id].vcpus.len() {
-            let platform = &self.slots[id].guest.vm.platform;
-            let run = platform.run_state(i);
+            // Another CPU starts and stops the vCPUs it runs.
+            if !self.slots[id].part.runs(i) {
+                continue;
+            }
+            let run = self.slots[id].part.read_vm(|vm| vm.platform.run_state(i));
             if matches!(run, RunState::Running | RunState::WaitForSipi) {
                 continue;
             }
@@ -509,7 +650,9 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
                 }
                 _ => RunState::WaitForSipi,
             };
-            self.slots[id].guest.vm.platform.set_run_state(i, next);
+            self.slots[id]
+                .part
+                .with_vm(|vm| vm.platform.set_run_state(i, next));
         }
         None
     }
@@ -525,14 +668,16 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
         for v in slot.vcpus.iter_mut() {
             v.release(frames);
         }
+        // A shared guest is not restarted: its parts end together.
         let restart = end == GuestEnd::Reset
-            && slot.guest.plan.schedule.on_reset == OnReset::Restart
-            && slot.restarts < MAX_RESTARTS;
+            && slot.plan.schedule.on_reset == OnReset::Restart
+            && slot.restarts < MAX_RESTARTS
+            && slot.part.shared().is_none();
         if restart {
             slot.restarts += 1;
             say!(
                 "guest {} reset: starting it again ({} of {})",
-                slot.guest.vm.name,
+                slot.name,
                 slot.restarts,
                 MAX_RESTARTS
             );
@@ -541,16 +686,30 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
             }
         }
         let slot = &mut self.slots[id];
-        slot.guest.vm.flush_console();
-        say!("guest {} ended: {}", slot.guest.vm.name, end);
-        slot.guest.free_ram(self.frames);
+        let (end, last) = match slot.part.shared() {
+            // The first end of a shared guest is its end; its other parts are told.
+            Some(g) => {
+                let end = g.end(end);
+                (end, g.part_done(slot.cpu_ns))
+            }
+            None => (end, true),
+        };
+        slot.reports = last;
+        if last {
+            let frames = &mut *self.frames;
+            slot.part.with(|g| {
+                g.vm.flush_console();
+                say!("guest {} ended: {}", g.vm.name, end);
+                g.free_ram(frames);
+            });
+        }
         slot.end = Some(end);
         let _ = self.queue.end(id);
         // Guests that were to start after this one start now.
         for i in 0..self.slots.len() {
             if self.slots[i].waits_for == Some(id) {
                 self.slots[i].waits_for = None;
-                let weight = self.slots[i].guest.plan.schedule.weight;
+                let weight = self.slots[i].plan.schedule.weight;
                 let _ = self.queue.add(i, weight);
             }
         }
@@ -559,9 +718,10 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
     /// Loads the guest again and gives it a new vCPU.
     fn restart(&mut self, id: usize) -> Result<(), ()> {
         let slot = &mut self.slots[id];
-        slot.guest.reload(self.frames).map_err(|_| ())?;
+        let frames = &mut *self.frames;
+        slot.part.with(|g| g.reload(frames)).map_err(|_| ())?;
         if let Err(e) = start_vcpu(self.backend, self.frames, slot) {
-            say!("guest {}: cannot create its vCPU: {e}", slot.guest.vm.name);
+            say!("guest {}: cannot create its vCPU: {e}", slot.name);
             return Err(());
         }
         let _ = self.queue.restart(id);
@@ -589,10 +749,19 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
 /// Wakes the halted vCPUs of `slot` that have an interrupt waiting; whether any vCPU has
 /// one, or an INIT or SIPI to be acted on.
 fn wake_vcpus<V: ArchVcpu>(slot: &mut Slot<V>) -> bool {
-    let vm = &mut slot.guest.vm;
+    let Slot { part, vcpus, .. } = slot;
+    let local = part.local();
+    part.with_vm(|vm| wake_local(vm, vcpus, local))
+}
+
+/// [`wake_vcpus`] for the vCPUs in `local` (this CPU's).
+fn wake_local<V: ArchVcpu>(vm: &mut Vm, vcpus: &mut [VcpuSlot<V>], local: CpuMask) -> bool {
     dispatch::refresh(vm);
     let mut any = false;
-    for (i, vs) in slot.vcpus.iter_mut().enumerate() {
+    for (i, vs) in vcpus.iter_mut().enumerate() {
+        if local & 1 << i == 0 {
+            continue;
+        }
         let starts = !matches!(
             vm.platform.run_state(i),
             RunState::Running | RunState::WaitForSipi

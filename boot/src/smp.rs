@@ -301,7 +301,7 @@ fn serve<B: ArchBackend>(cpu: &PerCpu, backend: &mut B, boot: &BootCpu) -> ! {
     let mut frames = HostFrames::handle();
     let mut sched = Scheduler::new(backend, &mut frames, Cpu::detect(boot.fpu));
     for h in guests {
-        sched.add(h.guest, h.owner);
+        sched.add(h.part, h.owner);
     }
     sched.run();
     crate::handoff::report(&sched);

@@ -102,7 +102,10 @@ impl Assets {
             ("cmdline", cmdline),
         ];
         if vcpus != "1" {
+            // Its vCPUs spread over host CPUs 0 and 1 where the machine has both, and
+            // take turns on CPU 0 where it has one.
             keys.push(("vcpus", vcpus.as_str()));
+            keys.push(("cpus", "0-1"));
         }
         vec![
             GuestSpec::with_keys(self.kernel.clone(), &keys),

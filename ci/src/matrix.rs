@@ -52,13 +52,14 @@ const SMP_ROWS: [(&str, u32); 6] = [
 ];
 /// The suites of the host-SMP rows, and the `cpus=` of each: smoke and lapic are spread
 /// round robin (CPUs 0 and 1), pic is pinned to CPU 1, and the smp suite, a guest of
-/// [`SMP_SUITE_VCPUS`] vCPUs, to CPU 0. Janus says where each runs (`janus: guest NAME:
-/// runs on cpu N`), and the row checks it ([`smp_verdict`]).
+/// [`SMP_SUITE_VCPUS`] vCPUs, to CPUs 0 and 1: its vCPUs run on both at once. Janus says
+/// where each runs (`janus: guest NAME: runs on cpu N`, `... runs on cpus 0,1` for a
+/// guest whose vCPUs spread), and the row checks it ([`smp_verdict`]).
 const SMP_GUESTS: [(&str, Option<&str>, &str); 4] = [
-    ("smoke", None, "0"),
-    ("pic", Some("1"), "1"),
-    ("lapic", None, "1"),
-    (bare::SMP_SUITE, Some("0"), "0"),
+    ("smoke", None, "cpu 0"),
+    ("pic", Some("1"), "cpu 1"),
+    ("lapic", None, "cpu 1"),
+    (bare::SMP_SUITE, Some("0-1"), "cpus 0,1"),
 ];
 /// vCPUs of the smp suite in the host-SMP rows (guest SMP, issue #11), and its
 /// command line saying so.
@@ -70,6 +71,8 @@ const LINUX_MODELS: [&str; 4] = ["EPYC", "corei7_skylake_x", "ryzen", "phenom_86
 /// one per backend and emulator (AMD-V without NRIP save under QEMU, VT-x and AMD-V with
 /// NRIP save under Bochs).
 const LINUX_SMP_MODELS: [&str; 3] = ["EPYC", "corei7_skylake_x", "ryzen"];
+/// The models of the rows where that guest's vCPUs run on 2 host CPUs at once.
+const LINUX_PARALLEL_MODELS: [&str; 1] = ["EPYC"];
 
 /// Emulator seconds per guest of a row whose guests run at once: about twice what one
 /// guest takes alone.
@@ -483,6 +486,9 @@ impl Row {
             IsoKind::Guests => format!("{model}.log"),
             // One ISO, rows with 2 and 4 host CPUs.
             IsoKind::Smp => format!("smp{}-{model}.log", self.cpus),
+            IsoKind::LinuxSmp if self.cpus > 1 => {
+                format!("linux-smp-cpus{}-{model}.log", self.cpus)
+            }
             k => format!("{}-{model}.log", k.stem()),
         }
     }
@@ -603,6 +609,18 @@ impl Row {
         row
     }
 
+    /// Linux with [`linux::SMP_VCPUS`] vCPUs on as many host CPUs: they run at once.
+    fn linux_parallel(model: &'static str) -> Row {
+        let mut row = Row::linux_smp(model);
+        row.cpus = linux::SMP_VCPUS as u32;
+        row.label = format!(
+            "{model} (linux, {} vCPUs on {} CPUs)",
+            linux::SMP_VCPUS,
+            linux::SMP_VCPUS
+        );
+        row
+    }
+
     /// A suite without Janus on QEMU EPYC ([`bare`]).
     fn bare(loader: bare::Loader) -> Row {
         let model = "EPYC";
@@ -669,6 +687,7 @@ pub fn rows(plan: &Plan) -> Vec<Row> {
         // AMD-V without NRIP save under Bochs too (with the shorter exit path of issue #9,
         // 110-120 s each there).
         rows.extend(LINUX_SMP_MODELS.map(Row::linux_smp));
+        rows.extend(LINUX_PARALLEL_MODELS.map(Row::linux_parallel));
         for m in LINUX_MODELS {
             rows.push(Row::linux(m));
         }
@@ -868,15 +887,15 @@ pub fn smp_verdict(cpus: u32, log: &str) -> Result<(), String> {
         return Ok(());
     }
     for (name, _, cpu) in SMP_GUESTS {
-        let want = format!("janus: guest {name}: runs on cpu {cpu}");
+        let want = format!("janus: guest {name}: runs on {cpu}");
         let said = log.lines().find_map(|l| {
             l.trim_end()
-                .strip_prefix(&format!("janus: guest {name}: runs on cpu "))
+                .strip_prefix(&format!("janus: guest {name}: runs on "))
                 .map(|c| c.to_string())
         });
         match said {
             Some(c) if c == *cpu => {}
-            Some(c) => return Err(format!("{name} ran on cpu {c}, not {cpu}")),
+            Some(c) => return Err(format!("{name} ran on {c}, not {cpu}")),
             // Rows of other ISOs do not boot these guests.
             None if !log.contains(&format!("janus: guest {name}: loaded")) => {}
             None => return Err(format!("no `{want}` line")),
@@ -972,15 +991,16 @@ mod tests {
         let rows = rows(&plan);
         let labels: Vec<&str> = rows.iter().map(|r| r.label.as_str()).collect();
         // 15 guest rows, the 6 host-SMP rows and the smp suite's 2 bare rows.
-        assert_eq!(rows.len(), 8 + 8 + 3 + 2 + 15 + 6 + 2, "{labels:#?}");
+        assert_eq!(rows.len(), 9 + 8 + 3 + 2 + 15 + 6 + 2, "{labels:#?}");
         // The Linux rows come first: they take longest. Then the guests at once, then the
         // bad modules.
         assert_eq!(
-            labels[..11],
+            labels[..12],
             [
                 "EPYC (linux, 2 vCPUs)",
                 "corei7_skylake_x (linux, 2 vCPUs)",
                 "ryzen (linux, 2 vCPUs)",
+                "EPYC (linux, 2 vCPUs on 2 CPUs)",
                 "EPYC (linux)",
                 "corei7_skylake_x (linux)",
                 "ryzen (linux)",
@@ -991,10 +1011,10 @@ mod tests {
                 "EPYC (attacks 3/4)"
             ]
         );
-        assert_eq!(labels[12], "corei7_skylake_x (attacks 1/4)");
-        assert_eq!(labels[15], "corei7_skylake_x (attacks 4/4)");
+        assert_eq!(labels[13], "corei7_skylake_x (attacks 1/4)");
+        assert_eq!(labels[16], "corei7_skylake_x (attacks 4/4)");
         assert_eq!(
-            labels[16..21],
+            labels[17..22],
             [
                 "EPYC (many guests)",
                 "corei7_skylake_x (many guests)",
@@ -1005,30 +1025,30 @@ mod tests {
         );
         // Bochs' AMD-V cannot take a spinning guest with IF=0 back: its row spins with
         // interrupts on, in an ISO of its own.
-        assert_eq!(rows[17].iso, IsoKind::Many(Spinner::InterruptsOff));
-        assert_eq!(rows[18].iso, IsoKind::Many(Spinner::InterruptsOn));
-        assert_eq!(rows[18].log_name(), "many-sti-ryzen.log");
+        assert_eq!(rows[18].iso, IsoKind::Many(Spinner::InterruptsOff));
+        assert_eq!(rows[19].iso, IsoKind::Many(Spinner::InterruptsOn));
+        assert_eq!(rows[19].log_name(), "many-sti-ryzen.log");
         assert_eq!(
-            rows[18].iso.path(Path::new("/r")),
+            rows[19].iso.path(Path::new("/r")),
             Path::new("/r/build/many-sti.iso")
         );
-        assert_eq!(rows[20].emulator(), Emulator::Bochs);
-        assert!(rows[19..21]
+        assert_eq!(rows[21].emulator(), Emulator::Bochs);
+        assert!(rows[20..22]
             .iter()
             .all(|r| r.iso == IsoKind::Bad && r.required));
-        assert_eq!(rows[19].log_name(), "bad-EPYC.log");
-        assert_eq!(rows[14].log_name(), "attacks3-corei7_skylake_x.log");
-        assert_eq!(rows[16].log_name(), "many-EPYC.log");
-        assert_eq!(rows[7].log_name(), "linux-suites-EPYC.log");
+        assert_eq!(rows[20].log_name(), "bad-EPYC.log");
+        assert_eq!(rows[15].log_name(), "attacks3-corei7_skylake_x.log");
+        assert_eq!(rows[17].log_name(), "many-EPYC.log");
+        assert_eq!(rows[8].log_name(), "linux-suites-EPYC.log");
         assert_eq!(
-            rows[14].iso.path(Path::new("/r")),
+            rows[15].iso.path(Path::new("/r")),
             Path::new("/r/build/attacks3.iso")
         );
         assert_eq!(
-            rows[19].iso.path(Path::new("/r")),
+            rows[20].iso.path(Path::new("/r")),
             Path::new("/r/build/hostile.iso")
         );
-        match &rows[19].expect {
+        match &rows[20].expect {
             Expectation::Rejects { rejected, good, .. } => {
                 assert!(rejected.len() >= 20);
                 assert_eq!(rejected[1], ("module2".to_string(), "unknown key 'colour'"));
@@ -1039,21 +1059,21 @@ mod tests {
         assert_eq!(rows[0].timeout, Duration::from_secs(300));
         assert_eq!(rows[1].timeout, Duration::from_secs(600));
         assert_eq!(rows[2].timeout, Duration::from_secs(600));
-        assert!(rows[..3]
+        assert!(rows[..4]
             .iter()
             .all(|r| r.iso == IsoKind::LinuxSmp && r.memory_mib == 512));
-        assert_eq!(rows[3].timeout, Duration::from_secs(300));
-        assert_eq!(rows[4].timeout, Duration::from_secs(600));
-        assert!(rows[3..7]
+        assert_eq!(rows[4].timeout, Duration::from_secs(300));
+        assert_eq!(rows[5].timeout, Duration::from_secs(600));
+        assert!(rows[4..8]
             .iter()
             .all(|r| r.iso == IsoKind::Linux && r.memory_mib == 512));
-        assert!(rows[..8].iter().all(|r| r.required == LINUX_ROWS_REQUIRED));
+        assert!(rows[..9].iter().all(|r| r.required == LINUX_ROWS_REQUIRED));
         assert!(rows
             .iter()
             .filter(|r| matches!(r.iso, IsoKind::Attacks(_) | IsoKind::Many(_)))
             .all(|r| r.required));
-        assert!(rows[7].iso.has_linux() && rows[7].memory_mib == 512 + 4 * 16);
-        assert_eq!(rows[7].timeout, rows[3].timeout);
+        assert!(rows[8].iso.has_linux() && rows[8].memory_mib == 512 + 4 * 16);
+        assert_eq!(rows[8].timeout, rows[4].timeout);
         let bochs = rows
             .iter()
             .filter(|r| r.emulator() == Emulator::Bochs)
@@ -1073,7 +1093,7 @@ mod tests {
             rows.len(),
             "log names are unique (they also name the Bochs files)"
         );
-        match &rows[21].expect {
+        match &rows[22].expect {
             Expectation::Pass { guests, suites, .. } => {
                 assert_eq!(guests.len(), 14);
                 assert_eq!(guests[0], "smoke");
@@ -1188,6 +1208,7 @@ mod tests {
                 "EPYC (linux, 2 vCPUs)",
                 "corei7_skylake_x (linux, 2 vCPUs)",
                 "ryzen (linux, 2 vCPUs)",
+                "EPYC (linux, 2 vCPUs on 2 CPUs)",
                 "EPYC (linux)",
                 "corei7_skylake_x (linux)",
                 "ryzen (linux)",
@@ -1207,7 +1228,7 @@ mod tests {
         let plan = Plan::new(&all, Some(&names(&["attacks"]))).unwrap();
         assert_eq!(rows_of(&plan).len(), 8);
         let plan = Plan::new(&all, Some(&names(&["linux", "bad", "hello"]))).unwrap();
-        assert_eq!(rows_of(&plan).len(), 2 + 8 + 15);
+        assert_eq!(rows_of(&plan).len(), 2 + 9 + 15);
         // Without a smoke suite there is no good guest for the bad-modules rows; without
         // the hostile guest no many-guests or attack rows, without the victim no attack
         // rows and no Linux + suites.
@@ -1316,7 +1337,7 @@ mod tests {
                 "module2 /guests/smoke name=smoke mem=16M",
                 "module2 /guests/pic name=pic mem=16M cpus=1",
                 "module2 /guests/lapic name=lapic mem=16M",
-                "module2 /guests/smp name=smp mem=16M cpus=0 vcpus=2 cmdline=cpus=2",
+                "module2 /guests/smp name=smp mem=16M cpus=0-1 vcpus=2 cmdline=cpus=2",
             ]
         );
         let no_lapic = Plan::new(&all, Some(&names(&["smoke", "pic"]))).unwrap();
@@ -1330,7 +1351,9 @@ mod tests {
                       janus: guest pic: loaded multiboot1\n\
                       janus: guest pic: runs on cpu 1\n\
                       janus: guest lapic: loaded multiboot1\n\
-                      janus: guest lapic: runs on cpu 1\n";
+                      janus: guest lapic: runs on cpu 1\n\
+                      janus: guest smp: loaded multiboot1\n\
+                      janus: guest smp: runs on cpus 0,1\n";
         let log = format!("janus: smp: 2 of 2 CPUs online\n{placed}");
         assert_eq!(smp_verdict(2, &log), Ok(()));
         assert_eq!(smp_verdict(1, ""), Ok(()));
@@ -1344,6 +1367,11 @@ mod tests {
             .contains("pic ran on cpu 0"));
         let unsaid = log.replace("janus: guest lapic: runs on cpu 1\n", "");
         assert!(smp_verdict(2, &unsaid).unwrap_err().contains("lapic"));
+        // The smp suite's vCPUs must run on both CPUs, not on one.
+        let one = log.replace("smp: runs on cpus 0,1", "smp: runs on cpu 0");
+        assert!(smp_verdict(2, &one)
+            .unwrap_err()
+            .contains("smp ran on cpu 0, not cpus 0,1"));
     }
 
     fn rows_of(plan: &Plan) -> Vec<String> {

@@ -104,9 +104,47 @@ pub fn place<const N: usize>(
     out
 }
 
+/// Where the vCPUs of a guest with `vcpus` vCPUs and `cpus=set` run when they run on
+/// several host CPUs at once: vCPU i on the i-th online CPU of the set, round robin.
+/// `None` (the guest keeps one host CPU, [`place`]'s) unless it has several vCPUs and
+/// its set holds several online CPUs.
+pub fn spread(online: &[usize], set: CpuSet, vcpus: u8) -> Option<ArrayVec<usize, 8>> {
+    let mine: ArrayVec<usize, 256> = online
+        .iter()
+        .copied()
+        .filter(|&c| (set.first as usize..=set.last as usize).contains(&c))
+        .take(256)
+        .collect();
+    if vcpus < 2 || mine.len() < 2 {
+        return None;
+    }
+    Some(
+        (0..vcpus.min(8) as usize)
+            .map(|i| mine[i % mine.len()])
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_guest_of_several_vcpus_pinned_to_several_cpus_spreads_over_them() {
+        let set = |a, b| CpuSet { first: a, last: b };
+        assert_eq!(
+            spread(&[0, 1, 2, 3], set(0, 1), 2).unwrap().as_slice(),
+            [0, 1]
+        );
+        assert_eq!(
+            spread(&[0, 1, 3], set(1, 3), 4).unwrap().as_slice(),
+            [1, 3, 1, 3],
+            "only online CPUs of the set, round robin"
+        );
+        assert_eq!(spread(&[0, 1], set(0, 1), 1), None, "one vCPU");
+        assert_eq!(spread(&[0, 1], set(1, 1), 4), None, "one CPU");
+        assert_eq!(spread(&[0, 2], set(1, 1), 2), None, "none online");
+    }
     extern crate std;
 
     fn set(first: u8, last: u8) -> Option<CpuSet> {

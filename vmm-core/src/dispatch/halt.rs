@@ -31,7 +31,8 @@ pub(super) fn hlt(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
 /// ([`super::run_slice`] returns at once); a guest's only vCPU goes on (the exit let the
 /// dispatcher see whether its slice is over).
 pub(super) fn pause(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
-    vm.yielded = vm.platform.cpus.len() > 1;
+    // Only to a vCPU of this host CPU: one on another CPU runs meanwhile anyway.
+    vm.yielded = vm.platform.local_vcpus() > 1;
     advance(vcpu, vm)
 }
 

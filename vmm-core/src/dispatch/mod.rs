@@ -43,11 +43,35 @@ pub enum Stop {
     Halted { wake_ns: Option<u64> },
 }
 
+/// How [`run_slice`] reaches the VM of the vCPU it runs: directly when one host CPU runs
+/// all of the guest's vCPUs ([`Vm`] itself), through the guest's lock when its vCPUs run
+/// on several host CPUs at once (Janus' shared guests). `run_slice` holds the VM only
+/// between entries: never while the guest runs.
+pub trait VmAccess {
+    /// Runs `f` on the VM, as the vCPU being run (whose local APIC its accesses reach).
+    fn with<R>(&mut self, f: impl FnOnce(&mut Vm) -> R) -> R;
+    /// Whether the guest ended elsewhere (another host CPU's vCPU ended it): the slice
+    /// stops at once.
+    fn ended_elsewhere(&self) -> bool {
+        false
+    }
+}
+
+impl VmAccess for Vm {
+    #[inline(always)]
+    fn with<R>(&mut self, f: impl FnOnce(&mut Vm) -> R) -> R {
+        f(self)
+    }
+}
+
 /// Runs the vCPU until its guest ends, halts, or reaches `until_ns` of guest time (the
 /// end of its time slice: the host timer makes a guest that never exits leave then).
-pub fn run_slice(vcpu: &mut impl ArchVcpu, vm: &mut Vm, until_ns: u64) -> Stop {
+pub fn run_slice(vcpu: &mut impl ArchVcpu, vm: &mut impl VmAccess, until_ns: u64) -> Stop {
     // Another guest may have armed the host timer since this one last ran.
-    vm.armed = None;
+    let service = vm.with(|vm| {
+        vm.armed = None;
+        vm.host.service
+    });
     // The guest enters at least once, however late the slice starts: choosing it may
     // have taken longer than the slice (a slow emulated CPU, many guests).
     let mut entered = false;
@@ -56,43 +80,65 @@ pub fn run_slice(vcpu: &mut impl ArchVcpu, vm: &mut Vm, until_ns: u64) -> Stop {
     // event or the end of the slice).
     let (mut settled, mut due_ns) = (false, 0);
     loop {
-        let now = vm.now();
-        if !settled || now.ns >= due_ns {
-            vm.platform.update(now);
-            irq::offer_interrupt(vcpu, vm);
-            // Another vCPU of this guest got an interrupt, an NMI, an INIT or a SIPI (an
-            // IPI from this one, a device, its timer): this one makes way, so that an IPI
-            // is taken at once rather than at the end of the slice.
-            let kicked = vm.platform.take_kicks() != 0;
-            if entered && (now.ns >= until_ns || kicked) {
-                return Stop::Preempted;
+        if vm.ended_elsewhere() {
+            return Stop::Preempted;
+        }
+        let stop = vm.with(|vm| {
+            let now = vm.now();
+            if !settled || now.ns >= due_ns {
+                vm.platform.update(now);
+                irq::offer_interrupt(vcpu, vm);
+                // Another vCPU of this guest on this host CPU got an interrupt, an NMI, an
+                // INIT or a SIPI (an IPI from this one, a device, its timer): this one
+                // makes way, so that an IPI is taken at once rather than at the end of the
+                // slice.
+                let kicked = vm.platform.take_kicks() != 0;
+                if entered && (now.ns >= until_ns || kicked) {
+                    return Some(Stop::Preempted);
+                }
+                irq::arm_exit_timers(vcpu, vm, until_ns);
+                due_ns = vm.armed.unwrap_or(u64::MAX);
+                tpr::load_shadow(vcpu, &vm.platform);
+                // A console line that waited for room goes out when there is some.
+                vm.drain_console();
             }
-            irq::arm_exit_timers(vcpu, vm, until_ns);
-            due_ns = vm.armed.unwrap_or(u64::MAX);
-            tpr::load_shadow(vcpu, &vm.platform);
-            // A console line that waited for room goes out when there is some.
-            vm.drain_console();
+            None
+        });
+        if let Some(stop) = stop {
+            return stop;
         }
         entered = true;
-        (vm.host.service)();
-        let exit = match vcpu.run() {
-            Ok(e) => e,
-            Err(e) => return ended(vm, GuestEnd::error(format_args!("VM entry failed: {e}"))),
-        };
-        vm.stats.count(exit.kind());
-        let tpr_moved = tpr::store_shadow(vcpu, &mut vm.platform);
-        let (quiet, devices_only) = (is_quiet(&exit), touches_only_devices(&exit));
-        let changes = vm.platform.changes();
-        if let Some(end) = handle_exit(vcpu, vm, exit) {
-            return ended(vm, end);
-        }
-        settled = !tpr_moved && (quiet || (devices_only && vm.platform.changes() == changes));
-        if core::mem::take(&mut vm.halted) {
-            let wake_ns = vm.platform.next_event_ns(vm.now());
-            return Stop::Halted { wake_ns };
-        }
-        if core::mem::take(&mut vm.yielded) {
-            return Stop::Preempted;
+        service();
+        let exit = vcpu.run();
+        let stop = vm.with(|vm| {
+            let exit = match exit {
+                Ok(e) => e,
+                Err(e) => {
+                    return Some(ended(
+                        vm,
+                        GuestEnd::error(format_args!("VM entry failed: {e}")),
+                    ))
+                }
+            };
+            vm.stats.count(exit.kind());
+            let tpr_moved = tpr::store_shadow(vcpu, &mut vm.platform);
+            let (quiet, devices_only) = (is_quiet(&exit), touches_only_devices(&exit));
+            let changes = vm.platform.changes();
+            if let Some(end) = handle_exit(vcpu, vm, exit) {
+                return Some(ended(vm, end));
+            }
+            settled = !tpr_moved && (quiet || (devices_only && vm.platform.changes() == changes));
+            if core::mem::take(&mut vm.halted) {
+                let wake_ns = vm.platform.next_event_ns(vm.now());
+                return Some(Stop::Halted { wake_ns });
+            }
+            if core::mem::take(&mut vm.yielded) {
+                return Some(Stop::Preempted);
+            }
+            None
+        });
+        if let Some(stop) = stop {
+            return stop;
         }
     }
 }

@@ -131,6 +131,10 @@ pub struct Platform {
     /// vCPUs other than the current one that got an interrupt, an NMI, an INIT or a SIPI
     /// since [`Platform::take_kicks`]: the current one should make way for them.
     kicks: CpuMask,
+    /// The vCPUs the current host CPU runs (all of them unless the guest's vCPUs are
+    /// spread over several host CPUs): kicks for the others are another CPU's business
+    /// ([`Platform::take_remote_kicks`]).
+    local: CpuMask,
     pub ioapic: IoApic,
     pub acpi_pm: AcpiPm,
     pm_timer: PmTimer,
@@ -162,6 +166,7 @@ impl Platform {
             cpus: Cpus::new(vcpus, tsc_hz, APIC_TIMER_HZ),
             cur: 0,
             kicks: 0,
+            local: CpuMask::MAX,
             ioapic: IoApic::new(IOAPIC_ID),
             ports: ports::pc_ports(&acpi_pm),
             acpi_pm,
@@ -376,10 +381,31 @@ impl Platform {
         core::mem::take(&mut self.cpus.get_mut(self.cur).nmi_pending)
     }
 
-    /// The vCPUs (other than the current one) that got something to act on since the
-    /// last call: an interrupt, an NMI, an INIT or a SIPI.
+    /// The vCPUs of this host CPU (other than the current one) that got something to act
+    /// on since the last call: an interrupt, an NMI, an INIT or a SIPI.
     pub fn take_kicks(&mut self) -> CpuMask {
-        core::mem::take(&mut self.kicks)
+        let k = self.kicks & self.local;
+        self.kicks &= !self.local;
+        k
+    }
+
+    /// The kicked vCPUs that other host CPUs run: each needs its CPU interrupted.
+    pub fn take_remote_kicks(&mut self) -> CpuMask {
+        let k = self.kicks & !self.local;
+        self.kicks &= self.local;
+        k
+    }
+
+    /// Says which vCPUs the host CPU now using the platform runs (`CpuMask::MAX`: all).
+    pub fn set_local(&mut self, local: CpuMask) {
+        self.local = local;
+    }
+
+    /// How many vCPUs the host CPU now using the platform runs.
+    pub fn local_vcpus(&self) -> usize {
+        (0..self.cpus.len())
+            .filter(|&i| self.local & 1 << i != 0)
+            .count()
     }
 
     /// Where vCPU `i` stands in the start-up protocol.
@@ -623,6 +649,27 @@ mod tests {
         assert_eq!(p.take_kicks(), 0b01);
         p.select(0);
         assert_eq!(p.acknowledge_interrupt(), Some(0x42));
+    }
+
+    #[test]
+    fn a_kick_for_a_vcpu_another_host_cpu_runs_is_that_cpus_business() {
+        let mut p = Platform::new(16 << 20, 1_000_000_000, 0, 3);
+        enabled(&mut p);
+        // This host CPU runs vCPUs 0 and 2; vCPU 1 runs elsewhere.
+        p.set_local(0b101);
+        send(&mut p, 1, 0x41);
+        send(&mut p, 2, 0x42);
+        assert_eq!(p.take_kicks(), 0b100, "only the local one makes way here");
+        assert_eq!(
+            p.take_remote_kicks(),
+            0b010,
+            "the remote one needs its CPU kicked"
+        );
+        assert_eq!((p.take_kicks(), p.take_remote_kicks()), (0, 0), "taken");
+        // A remote kick left untaken stays for the next look, and vice versa.
+        send(&mut p, 1, 0x43);
+        assert_eq!(p.take_kicks(), 0);
+        assert_eq!(p.take_remote_kicks(), 0b010);
     }
 
     #[test]
