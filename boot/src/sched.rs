@@ -18,7 +18,7 @@ use crate::frames::HostFrames;
 use crate::guests::Guest;
 use crate::handoff::Summary;
 use crate::say;
-use crate::shared::{SharedAccess, SharedGuest};
+use crate::shared::SharedGuest;
 use arrayvec::ArrayVec;
 use vmm_core::cpu_rules::{rflags, CpuRules};
 use vmm_core::dispatch::{self, Stop};
@@ -102,7 +102,7 @@ impl Part {
     fn with<R>(&mut self, f: impl FnOnce(&mut Guest) -> R) -> R {
         match self {
             Part::Owned(g) => f(g),
-            Part::Shared { guest, local } => f(guest.lock(*local).guest()),
+            Part::Shared { guest, local } => guest.with(*local, f),
         }
     }
 
@@ -114,7 +114,7 @@ impl Part {
     fn read_vm<R>(&self, f: impl FnOnce(&Vm) -> R) -> R {
         match self {
             Part::Owned(g) => f(&g.vm),
-            Part::Shared { guest, local } => f(&guest.lock(*local).guest().vm),
+            Part::Shared { guest, local } => guest.with(*local, |g| f(&g.vm)),
         }
     }
 
@@ -202,7 +202,7 @@ impl<V: ArchVcpu> Slot<V> {
         let (stats, cpu_ns) = match &self.part {
             Part::Owned(g) => (g.vm.stats.clone(), self.cpu_ns),
             Part::Shared { guest, local } => {
-                (guest.lock(*local).guest().vm.stats.clone(), guest.cpu_ns())
+                (guest.with(*local, |g| g.vm.stats.clone()), guest.cpu_ns())
             }
         };
         Some(Summary {
@@ -574,13 +574,9 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
                 Part::Owned(g) => dispatch::run_slice(vcpu, &mut g.vm, turn_end),
                 Part::Shared { guest, local } => {
                     guest.restart(1 << v);
-                    let mut access = SharedAccess {
-                        guest,
-                        vcpu: v,
-                        local: *local,
-                        armed: None,
-                    };
-                    dispatch::run_slice(vcpu, &mut access, turn_end)
+                    let kick = |mask| guest.kick(mask);
+                    let access = guest.access(v, *local, &kick);
+                    dispatch::run_slice_shared(vcpu, &access, turn_end)
                 }
             };
             match stop {

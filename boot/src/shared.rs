@@ -18,16 +18,22 @@
 
 use crate::guests::Guest;
 use crate::percpu;
+use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use spin::{Mutex, MutexGuard, Once};
-use vmm_core::dispatch::VmAccess;
+use spin::mutex::SpinMutex;
+use spin::{Mutex, Once};
+use vmm_core::dispatch::SharedVm;
 use vmm_core::loader::modules::MAX_MODULES;
 use vmm_core::platform::cpus::CpuMask;
-use vmm_core::vm::{GuestEnd, Vm, MAX_GUEST_VCPUS};
+use vmm_core::vm::{GuestEnd, MAX_GUEST_VCPUS};
 
 /// A guest that may be used from several host CPUs.
 pub struct SharedGuest {
-    guest: Mutex<Movable>,
+    /// Held by the host CPU that uses `guest`. A bare lock beside the data rather than a
+    /// `spin::Mutex<Guest>`: the dispatcher takes and lets go of it inline around every VM
+    /// entry, with no guard to carry (`vmm_core::dispatch::SharedVm`).
+    lock: SpinMutex<()>,
+    guest: UnsafeCell<Guest>,
     /// The host CPU (index) of each vCPU.
     cpu_of: [u8; MAX_GUEST_VCPUS],
     vcpus: u8,
@@ -42,18 +48,11 @@ pub struct SharedGuest {
     stopped: AtomicU8,
 }
 
-/// A guest moved to the shared table.
-pub struct Movable(Guest);
-
-impl Movable {
-    pub fn guest(&mut self) -> &mut Guest {
-        &mut self.0
-    }
-}
-
-// SAFETY: a guest's raw pointers (its RAM) belong to the guest alone; the lock around it
-// lets one host CPU at a time use them.
-unsafe impl Send for Movable {}
+// SAFETY: the guest (and its raw pointers: its RAM) is reached only with `lock` held,
+// by one host CPU at a time; the rest is atomics and locks.
+unsafe impl Sync for SharedGuest {}
+// SAFETY: as above; it lives in a static and never moves between threads otherwise.
+unsafe impl Send for SharedGuest {}
 
 static SHARED: [Once<SharedGuest>; MAX_MODULES] = [const { Once::new() }; MAX_MODULES];
 
@@ -71,7 +70,8 @@ impl SharedGuest {
         let slot = SHARED.get(owner)?;
         let mut fresh = Some(guest);
         let g = slot.call_once(|| SharedGuest {
-            guest: Mutex::new(Movable(fresh.take().expect("called once"))),
+            lock: SpinMutex::new(()),
+            guest: UnsafeCell::new(fresh.take().expect("called once")),
             cpu_of: cpus,
             vcpus: vcpus as u8,
             end: Mutex::new(None),
@@ -97,11 +97,33 @@ impl SharedGuest {
             .map(|i| self.cpu_of[i] as usize)
     }
 
-    /// The guest, locked, for the part whose vCPUs are `local`.
-    pub fn lock(&self, local: CpuMask) -> MutexGuard<'_, Movable> {
-        let mut g = self.guest.lock();
-        g.0.vm.platform.set_local(local);
-        g
+    /// Runs `f` on the guest, locked, for the part whose vCPUs are `local`.
+    pub fn with<R>(&self, local: CpuMask, f: impl FnOnce(&mut Guest) -> R) -> R {
+        let _held = self.lock.lock();
+        // SAFETY: the lock is held: the guest is this CPU's until `_held` goes.
+        let g = unsafe { &mut *self.guest.get() };
+        g.vm.platform.set_local(local);
+        f(g)
+    }
+
+    /// How the dispatcher reaches the VM for vCPU `vcpu` of the part whose vCPUs are
+    /// `local`; `kick` interrupts other CPUs ([`SharedGuest::kick`]).
+    pub fn access<'a>(
+        &'a self,
+        vcpu: usize,
+        local: CpuMask,
+        kick: &'a dyn Fn(CpuMask),
+    ) -> SharedVm<'a> {
+        SharedVm {
+            lock: &self.lock,
+            // SAFETY: only the place is computed, nothing is read; the lock's holder alone
+            // goes through the pointer (`SharedVm`'s use).
+            vm: unsafe { core::ptr::addr_of_mut!((*self.guest.get()).vm) },
+            vcpu,
+            local,
+            ended: &self.ended,
+            kick,
+        }
     }
 
     /// Interrupts the host CPUs of the vCPUs in `mask` (other than this one).
@@ -159,37 +181,4 @@ impl SharedGuest {
 /// This host CPU's index.
 fn this_cpu() -> usize {
     percpu::current().map_or(0, |c| c.index.load(Ordering::Relaxed) as usize)
-}
-
-/// How `run_slice` reaches a shared guest's VM for vCPU `vcpu` of the part whose vCPUs are
-/// `local`: under the lock, with the platform acting for that vCPU; kicks for vCPUs of
-/// other CPUs become host IPIs once the lock is let go.
-pub struct SharedAccess<'a> {
-    pub guest: &'a SharedGuest,
-    pub vcpu: usize,
-    pub local: CpuMask,
-    /// The host-timer deadline this part armed (`Vm::armed` is this CPU's, not the
-    /// guest's).
-    pub armed: Option<u64>,
-}
-
-impl VmAccess for SharedAccess<'_> {
-    fn with<R>(&mut self, f: impl FnOnce(&mut Vm) -> R) -> R {
-        let mut g = self.guest.lock(self.local);
-        let vm = &mut g.guest().vm;
-        vm.platform.select(self.vcpu);
-        vm.armed = self.armed;
-        let r = f(vm);
-        self.armed = vm.armed;
-        let remote = vm.platform.take_remote_kicks();
-        drop(g);
-        if remote != 0 {
-            self.guest.kick(remote);
-        }
-        r
-    }
-
-    fn ended_elsewhere(&self) -> bool {
-        self.guest.ended.load(Ordering::Acquire)
-    }
 }
