@@ -573,7 +573,7 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
             let stop = match part {
                 Part::Owned(g) => dispatch::run_slice(vcpu, &mut g.vm, turn_end),
                 Part::Shared { guest, local } => {
-                    guest.restart(1 << v);
+                    guest.running(1 << v);
                     let kick = |mask| guest.kick(mask);
                     let access = guest.access(v, *local, &kick);
                     dispatch::run_slice_shared(vcpu, &access, turn_end)

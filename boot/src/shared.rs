@@ -4,8 +4,8 @@
 //!
 //! Such a guest is shared: its [`Guest`] (memory, devices, MSRs, console) sits behind one
 //! lock here, and each of its host CPUs keeps a part of it in its scheduler: the vCPUs it
-//! runs, whose VMCS or VMCB never leave that CPU. `dispatch::run_slice` holds the lock
-//! only between two entries, never while a vCPU runs ([`SharedAccess`]). A vCPU that
+//! runs, whose VMCS or VMCB never leave that CPU. `dispatch::run_slice_shared` holds the
+//! lock only between two entries, never while a vCPU runs ([`SharedGuest::access`]). A vCPU that
 //! another CPU runs and that got an interrupt, an NMI, an INIT or a SIPI is kicked with a
 //! host IPI: in the guest it exits, idle its CPU wakes, and either way its scheduler
 //! finds what waits for it. The guest ends once for all: the part that ends it says so
@@ -64,9 +64,6 @@ impl SharedGuest {
         for (c, &cpu) in cpus.iter_mut().zip(cpu_of) {
             *c = cpu as u8;
         }
-        let parts = (0..vcpus)
-            .filter(|&i| !cpus[..i].contains(&cpus[i]))
-            .count();
         let slot = SHARED.get(owner)?;
         let mut fresh = Some(guest);
         let g = slot.call_once(|| SharedGuest {
@@ -76,11 +73,16 @@ impl SharedGuest {
             vcpus: vcpus as u8,
             end: Mutex::new(None),
             ended: AtomicBool::new(false),
-            parts: AtomicU8::new(parts as u8),
+            // Set below, from `cpus()`.
+            parts: AtomicU8::new(0),
             cpu_ns: AtomicU64::new(0),
             stopped: AtomicU8::new(0),
         });
-        fresh.is_none().then_some(g)
+        if fresh.is_some() {
+            return None;
+        }
+        g.parts.store(g.cpus().count() as u8, Ordering::Release);
+        Some(g)
     }
 
     /// The vCPUs host CPU `cpu` runs.
@@ -143,7 +145,7 @@ impl SharedGuest {
     pub fn end(&self, end: GuestEnd) -> GuestEnd {
         let end = self.end.lock().get_or_insert(end).clone();
         self.ended.store(true, Ordering::Release);
-        self.kick(CpuMask::MAX >> (8 - self.vcpus as u32));
+        self.kick(self.all());
         end
     }
 
@@ -168,13 +170,17 @@ impl SharedGuest {
     /// The vCPUs in `mask` are stopped (halted with interrupts off, or never started);
     /// `true` when every vCPU of the guest is.
     pub fn stop(&self, mask: CpuMask) -> bool {
-        let all = CpuMask::MAX >> (8 - self.vcpus as u32);
-        self.stopped.fetch_or(mask, Ordering::AcqRel) | mask == all
+        self.stopped.fetch_or(mask, Ordering::AcqRel) | mask == self.all()
     }
 
     /// The vCPUs in `mask` run again.
-    pub fn restart(&self, mask: CpuMask) {
+    pub fn running(&self, mask: CpuMask) {
         self.stopped.fetch_and(!mask, Ordering::AcqRel);
+    }
+
+    /// All of its vCPUs.
+    fn all(&self) -> CpuMask {
+        CpuMask::MAX >> (8 - self.vcpus as u32)
     }
 }
 
