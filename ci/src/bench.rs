@@ -2,17 +2,19 @@
 //! the exit-cost table of bench_exits.rs (`cargo janus bench linux` / `bench exits` run
 //! one half).
 //!
-//! Both halves run QEMU (TCG, `-cpu EPYC`) with the same kernel, initramfs, command line
-//! and 256 MiB of guest memory. Two times are compared: the kernel's own uptime when its
-//! /init prints `JANUS-LINUX-MARKER` (the guest's clock, the TSC in both halves: the
-//! same work, with no BIOS or loader before it), and the wall time from launching QEMU to
-//! that line (the serial file is polled every 10 ms), which also counts Janus' BIOS, GRUB
-//! and boot. Two command lines are measured: the full boot log on the serial console and
-//! `quiet`. Janus runs from a GRUB
-//! ISO holding only the Linux guest, with `-m 512` for Janus plus the guest; bare QEMU
-//! boots the kernel with `-kernel/-initrd`. The runs alternate (Janus, bare, Janus, ...),
-//! RUNS of each, and the report gives each time, the medians and their ratio, plus the
-//! exits Janus counted (its `janus: summary:` lines) for Linux and for the smoke guest.
+//! Both halves run QEMU (TCG, `-cpu EPYC`) from a GRUB ISO with the same kernel,
+//! initramfs, command line and 256 MiB of guest memory: GRUB boots Janus with Linux as
+//! its only guest (`-m 512` for Janus plus the guest), or boots the kernel itself. Three
+//! times are compared: the kernel's own uptime when its /init prints `JANUS-LINUX-MARKER`
+//! (the guest's clock: the same work, with no BIOS or loader before it), the wall time
+//! from launching QEMU to that line (the serial file is polled every 10 ms), and their
+//! difference, the time before the kernel started (BIOS and GRUB in both halves, plus
+//! Janus' own boot and its loading of the guest). Two command lines are measured: the
+//! full boot log on the serial console and `quiet`. The runs alternate (Janus, bare,
+//! Janus, ...), RUNS of each, and the report gives each time, the medians and their
+//! ratio, plus the exits Janus counted (its `janus: summary:` lines) for Linux and for
+//! the smoke guest, and what one exit costs in real time under TCG (the exitcost suite
+//! without `-icount`): the figure that decides whether Linux can calibrate its TSC.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -167,11 +169,20 @@ fn uptime_at_marker(serial: &str) -> Option<f64> {
     rest.split_whitespace().next()?.parse().ok()
 }
 
+/// The clocksource the kernel used at the marker (its `JANUS-LINUX-CLOCK:` line).
+fn clock_at_marker(serial: &str) -> Option<String> {
+    let line = serial.lines().find(|l| l.contains(linux::CLOCK))?;
+    let rest = &line[line.find(linux::CLOCK)? + linux::CLOCK.len()..];
+    Some(rest.trim().to_string()).filter(|c| !c.is_empty())
+}
+
 /// What one half (Janus or bare) of one configuration measured.
 #[derive(Default)]
 struct Half {
     launch: Vec<Option<f64>>,
     uptime: Vec<Option<f64>>,
+    /// The clocksources the runs ended with, each once.
+    clocks: Vec<String>,
     failed: Option<String>,
 }
 
@@ -179,6 +190,18 @@ impl Half {
     fn record(&mut self, t: &Timed) {
         self.launch.push(t.to_marker);
         self.uptime.push(uptime_at_marker(&t.serial));
+        if let Some(c) = clock_at_marker(&t.serial) {
+            if !self.clocks.contains(&c) {
+                self.clocks.push(c);
+            }
+        }
+    }
+    fn clocks_text(&self) -> String {
+        if self.clocks.is_empty() {
+            "-".into()
+        } else {
+            self.clocks.join(", ")
+        }
     }
     fn median_launch(&self) -> Option<f64> {
         if self.failed.is_some() {
@@ -186,6 +209,20 @@ impl Half {
         } else {
             median(&self.launch.iter().flatten().copied().collect::<Vec<_>>())
         }
+    }
+    /// The median time before the kernel started: launch to the marker less the
+    /// kernel's uptime then.
+    fn median_before_kernel(&self) -> Option<f64> {
+        if self.failed.is_some() {
+            return None;
+        }
+        let before: Vec<f64> = self
+            .launch
+            .iter()
+            .zip(&self.uptime)
+            .filter_map(|(l, u)| Some((*l)? - (*u)?))
+            .collect();
+        median(&before)
     }
     fn median_uptime(&self) -> Option<f64> {
         if self.failed.is_some() {
@@ -212,6 +249,8 @@ fn bench_config(
 ) -> Result<(Half, Half, Option<judge::Summary>), String> {
     let linux_iso = root.join(format!("build/bench-linux-{tag}.iso"));
     crate::prepare(root, &assets.guest_specs_with(cmdline), &linux_iso, &[])?;
+    let bare_iso = root.join(format!("build/bench-bare-{tag}.iso"));
+    linux::bare_iso(root, assets, cmdline, &bare_iso)?;
     let logs = root.join("build/logs");
     let (mut janus, mut bare) = (Half::default(), Half::default());
     let mut summary = None;
@@ -248,7 +287,8 @@ fn bench_config(
         }
         if bare.failed.is_none() {
             let log = logs.join(format!("bench-{tag}-bare-{i}.log"));
-            let cmd = linux::bare_qemu_command(assets, &emulator::absolute(&log), cmdline);
+            let cmd =
+                linux::bare_qemu_command(&emulator::absolute(&bare_iso), &emulator::absolute(&log));
             let t = timed_run(cmd, &log, linux::MARKER, TIMEOUT)?;
             match t.to_marker {
                 Some(s) => println!(
@@ -357,8 +397,17 @@ fn bench_linux(root: &Path) -> Result<u8, String> {
         println!("{tag} (`{cmdline}`):");
         println!("  kernel uptime at the marker (the guest's own clock; the same work in both halves): janus/bare = {}", ratio_text(janus.median_uptime(), bare.median_uptime()));
         println!(
-            "  launch to the marker (Janus adds BIOS, GRUB and its own boot): janus/bare = {}",
+            "  launch to the marker (both through BIOS and GRUB): janus/bare = {}",
             ratio_text(janus.median_launch(), bare.median_launch())
+        );
+        println!(
+            "  before the kernel starts (BIOS, GRUB; for Janus also its boot and the guest's loading): janus/bare = {}",
+            ratio_text(janus.median_before_kernel(), bare.median_before_kernel())
+        );
+        println!(
+            "  clocksource at the marker: janus {}, bare {}",
+            janus.clocks_text(),
+            bare.clocks_text()
         );
         for (who, h) in [("janus", janus), ("bare", bare)] {
             if let Some(why) = &h.failed {
@@ -402,12 +451,64 @@ fn bench_linux(root: &Path) -> Result<u8, String> {
         ),
     }
 
+    all_ok &= print_real_time_costs(root);
     Ok(if all_ok { 0 } else { 1 })
+}
+
+/// Linux reads the ACPI PM timer three times per reference (`acpi_pm_read_verified`) and
+/// rejects the reading when it took more than this many TSC ticks (`tsc_read_refs`,
+/// TSC_DEFAULT_THRESHOLD, before it knows the TSC's rate): with the PIT loop too slow as
+/// well, it cannot calibrate the TSC and keeps time with the PM timer, an exit per read.
+const LINUX_PM_REFERENCE_LIMIT: u64 = 0x20000;
+
+/// What one exit costs in real time under TCG; whether the figures came.
+fn print_real_time_costs(root: &Path) -> bool {
+    let costs = crate::bench_exits::exit_iso(root)
+        .and_then(|iso| crate::bench_exits::real_time_costs(root, &iso));
+    let (mhz, costs) = match costs {
+        Ok(c) => c,
+        Err(e) => {
+            println!("exits in real time under QEMU TCG -cpu {CPU}: - ({e})");
+            return false;
+        }
+    };
+    println!("exits in real time under QEMU TCG -cpu {CPU} (exitcost suite, no -icount, TSC {mhz:.0} MHz), per round trip:");
+    for (exit, ticks) in &costs {
+        println!("  {exit}: {ticks} TSC ticks, {:.1} us", *ticks as f64 / mhz);
+    }
+    if let Some((_, t)) = costs.iter().find(|(e, _)| e == "in_unclaimed") {
+        println!(
+            "  Linux's PM-timer reference (3 port reads) takes about {} ticks; it takes the reading under {LINUX_PM_REFERENCE_LIMIT}",
+            3 * t
+        );
+    }
+    true
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clock_line() {
+        let log = "[linux] JANUS-LINUX-CLOCK: acpi_pm\n";
+        assert_eq!(clock_at_marker(log).as_deref(), Some("acpi_pm"));
+        assert_eq!(
+            clock_at_marker("JANUS-LINUX-CLOCK: tsc-early\n").as_deref(),
+            Some("tsc-early")
+        );
+        assert_eq!(clock_at_marker("JANUS-LINUX-CLOCK:\n"), None);
+    }
+
+    #[test]
+    fn before_the_kernel_is_launch_less_uptime() {
+        let h = Half {
+            launch: vec![Some(9.0), Some(8.0), None],
+            uptime: vec![Some(2.5), Some(2.0), Some(1.0)],
+            ..Half::default()
+        };
+        assert_eq!(h.median_before_kernel(), Some(6.25));
+    }
 
     #[test]
     fn uptime_line() {

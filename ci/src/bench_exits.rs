@@ -389,6 +389,55 @@ fn measure_model(
     problems
 }
 
+/// The TSC rate Janus measured at boot (its `janus: info: TSC N MHz` line).
+pub fn parse_tsc_mhz(serial: &str) -> Option<f64> {
+    let line = serial
+        .lines()
+        .find(|l| l.starts_with("janus: info: TSC "))?;
+    line["janus: info: TSC ".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// What exits cost in real time under QEMU TCG: the exitcost suite booted on `-cpu EPYC`
+/// without `-icount`, where the TSC follows the host's clock. Returns the TSC rate (MHz)
+/// and the figures (TSC ticks per round trip), or why there are none. The ISO is
+/// build/bench-exits.iso, made by the caller ([`exit_iso`]).
+pub fn real_time_costs(root: &Path, iso: &Path) -> Result<(f64, Vec<(String, u64)>), String> {
+    let log = root.join("build/logs/bench-exits-real-time.log");
+    let boot = emulator::Boot {
+        emulator: Emulator::Qemu,
+        model: "EPYC",
+        memory_mib: emulator::DEFAULT_MEMORY_MIB,
+        cpus: 1,
+        iso,
+        log: &log,
+        timeout: Duration::from_secs(Emulator::Qemu.default_timeout_secs()),
+        stream: false,
+        icount: false,
+        qemu_args: &[],
+    };
+    let o = emulator::boot(root, &boot)?;
+    let costs = parse_exit_costs(&o.serial);
+    match parse_tsc_mhz(&o.serial) {
+        Some(mhz) if !costs.is_empty() => Ok((mhz, costs)),
+        _ => Err(format!("no exit costs or TSC rate (log {})", log.display())),
+    }
+}
+
+/// Builds build/bench-exits.iso: Janus with the exitcost suite alone.
+pub fn exit_iso(root: &Path) -> Result<PathBuf, String> {
+    let exit_iso = root.join("build/bench-exits.iso");
+    let exit_spec = GuestSpec::with_keys(
+        PathBuf::from(SUITE),
+        &[("name", SUITE), ("mem", crate::matrix::SUITE_MEM)],
+    );
+    crate::prepare(root, &[exit_spec], &exit_iso, &[])?;
+    Ok(exit_iso)
+}
+
 /// The guests of the guest-switch boot: two `hostile attack=spin` guests with a time
 /// limit.
 fn spinner_specs() -> Vec<GuestSpec> {
@@ -412,12 +461,7 @@ fn spinner_specs() -> Vec<GuestSpec> {
 /// lock. Returns 0 when every model gave every figure, else 1.
 pub fn run(root: &Path) -> Result<u8, String> {
     crate::setup::ensure(&[Need::Iso, Need::Qemu, Need::Bochs])?;
-    let exit_iso = root.join("build/bench-exits.iso");
-    let exit_spec = GuestSpec::with_keys(
-        PathBuf::from(SUITE),
-        &[("name", SUITE), ("mem", crate::matrix::SUITE_MEM)],
-    );
-    crate::prepare(root, &[exit_spec], &exit_iso, &[])?;
+    let exit_iso = exit_iso(root)?;
     let switch_iso = root.join("build/bench-switch.iso");
     crate::prepare(root, &spinner_specs(), &switch_iso, &[])?;
 
@@ -542,6 +586,13 @@ janus: guest exitcost: loaded multiboot1, entry 0x100020, memory 16 MiB
         for n in names.iter().filter(|n| **n != GUEST_SWITCH) {
             assert!(src.contains(&format!("\"{n}\"")), "{n} not in exitcost.rs");
         }
+    }
+
+    #[test]
+    fn tsc_rate_line() {
+        let log = "janus: Janus 0.1.0 (multiboot2)\njanus: info: TSC 2306.617 MHz (calibrated against the PIT)\n";
+        assert_eq!(parse_tsc_mhz(log), Some(2306.617));
+        assert_eq!(parse_tsc_mhz("janus: info: host APIC timer 1 MHz\n"), None);
     }
 
     #[test]

@@ -404,8 +404,43 @@ impl Cpio {
     }
 }
 
-/// The bare QEMU command `cargo janus bench` compares Janus with.
-pub fn bare_qemu_command(assets: &Assets, log: &Path, cmdline: &str) -> Command {
+/// The grub.cfg of the bare half of `cargo janus bench`: GRUB boots the kernel itself,
+/// with `cmdline`, as it boots Janus in the other half.
+pub fn bare_grub_cfg(cmdline: &str) -> String {
+    format!(
+        "{}menuentry \"Linux\" {{\n    linux /boot/vmlinuz {cmdline}\n    initrd /boot/initramfs\n    boot\n}}\n",
+        crate::iso::CFG_SERIAL
+    )
+}
+
+/// The GRUB ISO of the bare half, `out`: the kernel and initramfs of `assets` booted by
+/// GRUB with `cmdline`, no Janus (issue #9 compares Linux under Janus with the same
+/// kernel, initramfs, CPU and memory booted by GRUB without it).
+pub fn bare_iso(root: &Path, assets: &Assets, cmdline: &str, out: &Path) -> Result<(), String> {
+    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned());
+    let dir = root
+        .join("build/iso")
+        .join(stem.unwrap_or_else(|| "bare".into()));
+    let io = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {e}", p.display());
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| io("cannot clear", &dir, e))?;
+    }
+    let grub = dir.join("boot/grub");
+    std::fs::create_dir_all(&grub).map_err(|e| io("cannot create", &grub, e))?;
+    for (from, to) in [
+        (&assets.kernel, "vmlinuz"),
+        (&assets.initramfs, "initramfs"),
+    ] {
+        std::fs::copy(from, dir.join("boot").join(to)).map_err(|e| io("cannot copy", from, e))?;
+    }
+    let cfg = grub.join("grub.cfg");
+    std::fs::write(&cfg, bare_grub_cfg(cmdline)).map_err(|e| io("cannot write", &cfg, e))?;
+    crate::iso::mkrescue(&dir, out)
+}
+
+/// The bare QEMU command `cargo janus bench` compares Janus with: `iso` (from
+/// [`bare_iso`]) on the same machine, CPU and guest memory, without Janus.
+pub fn bare_qemu_command(iso: &Path, log: &Path) -> Command {
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args([
         "-machine",
@@ -416,15 +451,14 @@ pub fn bare_qemu_command(assets: &Assets, log: &Path, cmdline: &str) -> Command 
         "EPYC",
         "-m",
         &GUEST_MEM_MIB.to_string(),
+        "-display",
+        "none",
     ])
-    .arg("-kernel")
-    .arg(&assets.kernel)
-    .arg("-initrd")
-    .arg(&assets.initramfs)
-    .args(["-append", cmdline, "-display", "none"])
     .arg("-serial")
     .arg(format!("file:{}", log.display()))
-    .arg("-no-reboot");
+    .arg("-no-reboot")
+    .arg("-cdrom")
+    .arg(iso);
     cmd
 }
 
@@ -624,5 +658,14 @@ mod tests {
                 "module2 /guests/initramfs.cpio initrd-of=linux",
             ]
         );
+    }
+
+    #[test]
+    fn the_bare_half_boots_the_kernel_with_grub() {
+        let cfg = bare_grub_cfg("console=ttyS0 quiet");
+        assert!(cfg.starts_with(crate::iso::CFG_SERIAL));
+        assert!(cfg.contains("    linux /boot/vmlinuz console=ttyS0 quiet\n"));
+        assert!(cfg.contains("    initrd /boot/initramfs\n"));
+        assert!(!cfg.contains("multiboot"));
     }
 }
