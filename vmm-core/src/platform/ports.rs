@@ -84,14 +84,17 @@ impl Touched {
 }
 
 impl Platform {
-    /// A guest IN of `size` (1, 2 or 4) bytes.
+    /// A guest IN of `size` (1, 2 or 4) bytes. A byte access is decided by the one
+    /// lookup (a byte-wide device takes it as one of its bytes; nothing else takes it), so
+    /// the common case searches the bus once.
     pub fn port_read(&mut self, port: u16, size: u8, now: Now) -> u32 {
         let mut touched = Touched::default();
         let v = match self.ports.find(port as u64, size) {
-            Some(hit) if hit.width != Width::Bytes => {
+            Some(hit) if hit.width != Width::Bytes || size == 1 => {
                 touched.add(hit.id);
                 self.device(hit.id).read(hit.offset, size, now) as u32
             }
+            None if size == 1 => 0xff,
             _ => (0..size).fold(0u32, |v, i| {
                 let b = self.read8(port.wrapping_add(i as u16), now, &mut touched);
                 v | (b as u32) << (8 * i)
@@ -101,14 +104,16 @@ impl Platform {
         v
     }
 
-    /// A guest OUT of `size` bytes; what it did to the whole machine.
+    /// A guest OUT of `size` bytes; what it did to the whole machine. Byte accesses
+    /// search the bus once, as in [`Platform::port_read`].
     pub fn port_write(&mut self, port: u16, size: u8, value: u32, now: Now) -> PlatformEffect {
         let mut touched = Touched::default();
         let effect = match self.ports.find(port as u64, size) {
-            Some(hit) if hit.width != Width::Bytes => {
+            Some(hit) if hit.width != Width::Bytes || size == 1 => {
                 touched.add(hit.id);
                 self.device_write(hit.id, hit.offset, size, value as u64, now)
             }
+            None if size == 1 => PlatformEffect::None,
             _ => (0..size).fold(PlatformEffect::None, |effect, i| {
                 let b = (value >> (8 * i)) as u8;
                 match self.write8(port.wrapping_add(i as u16), b, now, &mut touched) {
