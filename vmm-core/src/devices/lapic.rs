@@ -41,6 +41,7 @@
 //! The version register reports max LVT entry 5 (timer, thermal, performance, LINT0,
 //! LINT1, error); the CMCI LVT register exists anyway for guests that probe it.
 
+use super::vectors::Vectors;
 use crate::platform::bus::{Device, DeviceEffect};
 use crate::platform::Now;
 
@@ -317,9 +318,9 @@ pub struct LocalApic {
     ldr: u32,
     dfr: u32,
     svr: u32,
-    isr: [u32; 8],
-    tmr: [u32; 8],
-    irr: [u32; 8],
+    isr: Vectors,
+    tmr: Vectors,
+    irr: Vectors,
     /// ESR as last latched by a write to it.
     esr: u32,
     /// Errors since the last write to the ESR.
@@ -329,25 +330,6 @@ pub struct LocalApic {
     /// ICR destination: bits 31:24 in xAPIC mode, the whole x2APIC destination in x2APIC.
     icr_high: u32,
     timer: Timer,
-}
-
-fn highest(bits: &[u32; 8]) -> Option<u8> {
-    (0..8)
-        .rev()
-        .find(|&i| bits[i] != 0)
-        .map(|i| (i as u32 * 32 + 31 - bits[i].leading_zeros()) as u8)
-}
-
-fn test(bits: &[u32; 8], v: u8) -> bool {
-    bits[v as usize / 32] & (1 << (v % 32)) != 0
-}
-
-fn set(bits: &mut [u32; 8], v: u8, on: bool) {
-    if on {
-        bits[v as usize / 32] |= 1 << (v % 32);
-    } else {
-        bits[v as usize / 32] &= !(1 << (v % 32));
-    }
 }
 
 impl LocalApic {
@@ -366,9 +348,9 @@ impl LocalApic {
             ldr: 0,
             dfr: 0,
             svr: 0,
-            isr: [0; 8],
-            tmr: [0; 8],
-            irr: [0; 8],
+            isr: Vectors::new(),
+            tmr: Vectors::new(),
+            irr: Vectors::new(),
             esr: 0,
             esr_pending: 0,
             lvt: [0; LVT_COUNT],
@@ -393,9 +375,9 @@ impl LocalApic {
         self.ldr = 0;
         self.dfr = 0xffff_ffff;
         self.svr = 0xff;
-        self.isr = [0; 8];
-        self.tmr = [0; 8];
-        self.irr = [0; 8];
+        self.isr = Vectors::new();
+        self.tmr = Vectors::new();
+        self.irr = Vectors::new();
         self.esr = 0;
         self.esr_pending = 0;
         self.lvt = [LVT_MASKED; LVT_COUNT];
@@ -529,7 +511,7 @@ impl LocalApic {
     /// The processor priority: the TPR, or the class of the highest in-service vector if
     /// that is higher (section 11.8.3.1).
     pub fn ppr(&self) -> u8 {
-        let isrv = highest(&self.isr).unwrap_or(0);
+        let isrv = self.isr.highest().unwrap_or(0);
         if self.tpr >> 4 >= isrv >> 4 {
             self.tpr
         } else {
@@ -549,8 +531,8 @@ impl LocalApic {
             self.error(ESR_RECEIVE_ILLEGAL_VECTOR);
             return;
         }
-        set(&mut self.irr, vector, true);
-        set(&mut self.tmr, vector, level);
+        self.irr.set(vector, true);
+        self.tmr.set(vector, level);
     }
 
     /// The vector the processor would take now: the highest requested vector whose
@@ -559,28 +541,28 @@ impl LocalApic {
         if !self.hw_enabled() || !self.sw_enabled() {
             return None;
         }
-        let v = highest(&self.irr)?;
+        let v = self.irr.highest()?;
         (v >> 4 > self.ppr() >> 4).then_some(v)
     }
 
     /// Whether any vector is requested, whatever the priorities.
     pub fn irr_pending(&self) -> bool {
-        highest(&self.irr).is_some()
+        self.irr.highest().is_some()
     }
 
     /// The processor took `vector` (the platform injected it): IRR to ISR.
     pub fn acknowledge(&mut self, vector: u8) {
-        set(&mut self.irr, vector, false);
-        set(&mut self.isr, vector, true);
+        self.irr.set(vector, false);
+        self.isr.set(vector, true);
     }
 
     fn eoi(&mut self) -> ApicEffect {
-        match highest(&self.isr) {
+        match self.isr.highest() {
             Some(vector) => {
-                set(&mut self.isr, vector, false);
+                self.isr.set(vector, false);
                 ApicEffect::Eoi {
                     vector,
-                    level: test(&self.tmr, vector),
+                    level: self.tmr.test(vector),
                 }
             }
             None => ApicEffect::None,
@@ -592,8 +574,8 @@ impl LocalApic {
         self.esr_pending |= bits;
         let e = self.lvt[LVT_ERROR];
         if e & LVT_MASKED == 0 && e as u8 >= 16 {
-            set(&mut self.irr, e as u8, true);
-            set(&mut self.tmr, e as u8, false);
+            self.irr.set(e as u8, true);
+            self.tmr.set(e as u8, false);
         }
     }
 
@@ -949,9 +931,9 @@ impl LocalApic {
             reg::LDR => self.ldr,
             reg::DFR => self.dfr | DFR_RESERVED_ONES,
             reg::SVR => self.svr,
-            reg::ISR..=0x170 => self.isr[((offset - reg::ISR) >> 4) as usize],
-            reg::TMR..=0x1f0 => self.tmr[((offset - reg::TMR) >> 4) as usize],
-            reg::IRR..=0x270 => self.irr[((offset - reg::IRR) >> 4) as usize],
+            reg::ISR..=0x170 => self.isr.word(((offset - reg::ISR) >> 4) as usize),
+            reg::TMR..=0x1f0 => self.tmr.word(((offset - reg::TMR) >> 4) as usize),
+            reg::IRR..=0x270 => self.irr.word(((offset - reg::IRR) >> 4) as usize),
             reg::ESR => self.esr,
             reg::ICR_LOW => self.icr_low,
             reg::ICR_HIGH => self.icr_high,
@@ -1012,9 +994,9 @@ impl LocalApic {
             reg::PPR => self.ppr() as u32,
             reg::LDR => self.ldr_value(),
             reg::SVR => self.svr,
-            reg::ISR..=0x170 => self.isr[((offset - reg::ISR) >> 4) as usize],
-            reg::TMR..=0x1f0 => self.tmr[((offset - reg::TMR) >> 4) as usize],
-            reg::IRR..=0x270 => self.irr[((offset - reg::IRR) >> 4) as usize],
+            reg::ISR..=0x170 => self.isr.word(((offset - reg::ISR) >> 4) as usize),
+            reg::TMR..=0x1f0 => self.tmr.word(((offset - reg::TMR) >> 4) as usize),
+            reg::IRR..=0x270 => self.irr.word(((offset - reg::IRR) >> 4) as usize),
             reg::ESR => self.esr,
             reg::ICR_LOW => return Some((self.icr_high as u64) << 32 | self.icr_low as u64),
             reg::TIMER_INITIAL => self.timer.initial,

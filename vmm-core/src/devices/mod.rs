@@ -12,3 +12,4 @@ pub mod pic;
 pub mod pit;
 pub mod rtc;
 pub mod uart16550;
+pub mod vectors;
