@@ -260,7 +260,17 @@ impl Vm {
     /// Takes what COM1 transmitted into the console, byte by byte while the host
     /// console has room for this guest's lines (the rest stays in the UART, whose
     /// transmitter then reads busy). Also sends a line that waited.
+    ///
+    /// Inlined up to the check that there is anything to do: it follows every OUT.
+    #[inline(always)]
     pub fn drain_console(&mut self) {
+        if self.line_waits || self.platform.com1.has_output() {
+            self.drain_console_now();
+        }
+    }
+
+    #[inline(never)]
+    fn drain_console_now(&mut self) {
         let mut sent = false;
         while self.send_line() {
             match self.platform.com1.pop_output() {

@@ -225,6 +225,11 @@ impl Uart16550 {
         out
     }
 
+    /// Whether transmitted bytes wait for the console.
+    pub fn has_output(&self) -> bool {
+        !self.tx.is_empty()
+    }
+
     /// The oldest transmitted byte not yet taken by the console.
     pub fn pop_output(&mut self) -> Option<u8> {
         if self.tx.is_empty() {
