@@ -767,6 +767,26 @@ fn a_guest_whose_console_share_is_full_waits_for_itself_and_loses_nothing() {
 }
 
 #[test]
+fn a_waiting_line_goes_out_when_room_comes_with_nothing_new_in_the_uart() {
+    use crate::mock::ROOM;
+    let mut v = MockVcpu::new(&[]);
+    let mut m = vm(ram(1 << 20));
+    ROOM.with(|r| r.set(false));
+    for b in b"ab\n" {
+        v.regs[0] = u64::from(*b);
+        handle_exit(&mut v, &mut m, out(0x3f8, 1));
+    }
+    assert_eq!(take_output(), "", "no room: the line waits");
+    assert!(
+        !m.platform.com1.has_output(),
+        "the UART gave the console all of it"
+    );
+    ROOM.with(|r| r.set(true));
+    m.drain_console();
+    assert_eq!(take_output(), "[t] ab\n");
+}
+
+#[test]
 fn quiet_exits_skip_the_device_work_until_something_is_due() {
     let mut m = vm(ram(1 << 20));
     // Ten CPUIDs of 50 us each, then the slice ends after 1 ms: devices and interrupt
