@@ -164,16 +164,23 @@ fn janus_failure(t: &Timed) -> String {
 
 /// The kernel's uptime when /init printed the marker (its `JANUS-LINUX-UPTIME:` line).
 fn uptime_at_marker(serial: &str) -> Option<f64> {
-    let line = serial.lines().find(|l| l.contains(linux::UPTIME))?;
-    let rest = &line[line.find(linux::UPTIME)? + linux::UPTIME.len()..];
-    rest.split_whitespace().next()?.parse().ok()
+    after(serial, linux::UPTIME)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The clocksource the kernel used at the marker (its `JANUS-LINUX-CLOCK:` line).
 fn clock_at_marker(serial: &str) -> Option<String> {
-    let line = serial.lines().find(|l| l.contains(linux::CLOCK))?;
-    let rest = &line[line.find(linux::CLOCK)? + linux::CLOCK.len()..];
-    Some(rest.trim().to_string()).filter(|c| !c.is_empty())
+    Some(after(serial, linux::CLOCK)?.trim().to_string()).filter(|c| !c.is_empty())
+}
+
+/// What follows `marker` on the first line holding it, in a Janus log (`[linux] ` before
+/// it) or a bare one alike.
+fn after<'a>(serial: &'a str, marker: &str) -> Option<&'a str> {
+    let line = serial.lines().find(|l| l.contains(marker))?;
+    Some(&line[line.find(marker)? + marker.len()..])
 }
 
 /// What one half (Janus or bare) of one configuration measured.

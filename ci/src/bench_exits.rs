@@ -316,23 +316,10 @@ fn measure_model(
     switch_iso: &Path,
     figures: &mut Figures,
 ) -> Vec<String> {
-    let emu = Emulator::for_model(model.cpu);
-    let timeout = Duration::from_secs(emu.default_timeout_secs());
     let name = emulator::sanitize(model.label);
     let mut problems = Vec::new();
 
-    let run = |iso, log| emulator::Boot {
-        emulator: emu,
-        model: model.cpu,
-        memory_mib: emulator::DEFAULT_MEMORY_MIB,
-        cpus: 1,
-        iso,
-        log,
-        timeout,
-        stream: false,
-        icount: model.icount,
-        qemu_args: &[],
-    };
+    let run = |iso, log| bench_boot(model.cpu, model.icount, iso, log);
     let log = root.join(format!("build/logs/bench-exits-{name}.log"));
     match emulator::boot(root, &run(exit_iso, &log)) {
         Err(e) => problems.push(format!("exitcost boot: {e}")),
@@ -389,6 +376,24 @@ fn measure_model(
     problems
 }
 
+/// One boot of the bench on one CPU `cpu` (its emulator's default timeout, one host
+/// CPU, default memory), with or without QEMU's `-icount`.
+fn bench_boot<'a>(cpu: &'a str, icount: bool, iso: &'a Path, log: &'a Path) -> emulator::Boot<'a> {
+    let emulator = Emulator::for_model(cpu);
+    emulator::Boot {
+        emulator,
+        model: cpu,
+        memory_mib: emulator::DEFAULT_MEMORY_MIB,
+        cpus: 1,
+        iso,
+        log,
+        timeout: Duration::from_secs(emulator.default_timeout_secs()),
+        stream: false,
+        icount,
+        qemu_args: &[],
+    }
+}
+
 /// The TSC rate Janus measured at boot (its `janus: info: TSC N MHz` line).
 pub fn parse_tsc_mhz(serial: &str) -> Option<f64> {
     let line = serial
@@ -407,19 +412,7 @@ pub fn parse_tsc_mhz(serial: &str) -> Option<f64> {
 /// build/bench-exits.iso, made by the caller ([`exit_iso`]).
 pub fn real_time_costs(root: &Path, iso: &Path) -> Result<(f64, Vec<(String, u64)>), String> {
     let log = root.join("build/logs/bench-exits-real-time.log");
-    let boot = emulator::Boot {
-        emulator: Emulator::Qemu,
-        model: "EPYC",
-        memory_mib: emulator::DEFAULT_MEMORY_MIB,
-        cpus: 1,
-        iso,
-        log: &log,
-        timeout: Duration::from_secs(Emulator::Qemu.default_timeout_secs()),
-        stream: false,
-        icount: false,
-        qemu_args: &[],
-    };
-    let o = emulator::boot(root, &boot)?;
+    let o = emulator::boot(root, &bench_boot("EPYC", false, iso, &log))?;
     let costs = parse_exit_costs(&o.serial);
     match parse_tsc_mhz(&o.serial) {
         Some(mhz) if !costs.is_empty() => Ok((mhz, costs)),

@@ -207,22 +207,33 @@ pub fn grub_cfg(guests: &[GuestSpec]) -> String {
     cfg
 }
 
-/// Lays out build/iso/ROOT and runs grub-mkrescue into `out`.
-pub fn make(root: &Path, janus: &Path, guests: &[GuestSpec], out: &Path) -> Result<(), String> {
+/// An error of file `p` as one line.
+pub fn io(what: &str, p: &Path, e: std::io::Error) -> String {
+    format!("{what} {}: {e}", p.display())
+}
+
+/// The empty tree build/iso/STEM (STEM: `out`'s file stem) with its boot/grub, for the
+/// ISO `out`: returns the tree.
+pub fn fresh_tree(root: &Path, out: &Path) -> Result<PathBuf, String> {
     let stem = out
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "janus".into());
     let dir = root.join("build/iso").join(stem);
-    let io = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {e}", p.display());
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| io("cannot clear", &dir, e))?;
     }
     let grub = dir.join("boot/grub");
+    std::fs::create_dir_all(&grub).map_err(|e| io("cannot create", &grub, e))?;
+    Ok(dir)
+}
+
+/// Lays out build/iso/ROOT and runs grub-mkrescue into `out`.
+pub fn make(root: &Path, janus: &Path, guests: &[GuestSpec], out: &Path) -> Result<(), String> {
+    let dir = fresh_tree(root, out)?;
+    let grub = dir.join("boot/grub");
     let gdir = dir.join("guests");
-    for d in [&grub, &gdir] {
-        std::fs::create_dir_all(d).map_err(|e| io("cannot create", d, e))?;
-    }
+    std::fs::create_dir_all(&gdir).map_err(|e| io("cannot create", &gdir, e))?;
     std::fs::copy(janus, dir.join("boot/janus.elf")).map_err(|e| io("cannot copy", janus, e))?;
     for (i, g) in guests.iter().enumerate() {
         if let Some(name) = g.name() {

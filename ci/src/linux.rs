@@ -417,23 +417,15 @@ pub fn bare_grub_cfg(cmdline: &str) -> String {
 /// GRUB with `cmdline`, no Janus (issue #9 compares Linux under Janus with the same
 /// kernel, initramfs, CPU and memory booted by GRUB without it).
 pub fn bare_iso(root: &Path, assets: &Assets, cmdline: &str, out: &Path) -> Result<(), String> {
-    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned());
-    let dir = root
-        .join("build/iso")
-        .join(stem.unwrap_or_else(|| "bare".into()));
-    let io = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {e}", p.display());
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| io("cannot clear", &dir, e))?;
-    }
-    let grub = dir.join("boot/grub");
-    std::fs::create_dir_all(&grub).map_err(|e| io("cannot create", &grub, e))?;
+    use crate::iso::io;
+    let dir = crate::iso::fresh_tree(root, out)?;
     for (from, to) in [
         (&assets.kernel, "vmlinuz"),
         (&assets.initramfs, "initramfs"),
     ] {
         std::fs::copy(from, dir.join("boot").join(to)).map_err(|e| io("cannot copy", from, e))?;
     }
-    let cfg = grub.join("grub.cfg");
+    let cfg = dir.join("boot/grub/grub.cfg");
     std::fs::write(&cfg, bare_grub_cfg(cmdline)).map_err(|e| io("cannot write", &cfg, e))?;
     crate::iso::mkrescue(&dir, out)
 }
