@@ -83,6 +83,21 @@ pub struct VmxVcpu<V: VmcsAccess = HwVmcs> {
     pub(crate) access_error: Cell<Option<AccessError>>,
 }
 
+/// The VMX-preemption timer value that makes the guest exit at `deadline` (host TSC),
+/// `now` being the TSC at entry: zero when it is due, the longest wait without one.
+/// It counts down once per 2^`shift` ticks from whatever phase the TSC is in, so a value
+/// v runs out after more than (v - 1) * 2^`shift` ticks and at most v * 2^`shift` (SDM
+/// Vol 3C 26.5.1): rounded up, plus one, it never runs out before the deadline (early,
+/// the guest exits with nothing due and goes round again).
+fn preemption_value(deadline: Option<u64>, now: u64, shift: u8) -> u32 {
+    let left = match deadline.map(|t| t.saturating_sub(now)) {
+        Some(0) => 0,
+        Some(ticks) => (ticks >> shift).saturating_add(2),
+        None => u64::MAX,
+    };
+    left.min(u64::from(u32::MAX)) as u32
+}
+
 fn tsc() -> u64 {
     // SAFETY: RDTSC has no side effects.
     unsafe { core::arch::x86_64::_rdtsc() }
@@ -252,14 +267,8 @@ impl<V: VmcsAccess> VmxVcpu<V> {
         let Some(shift) = self.preemption_timer else {
             return Ok(());
         };
-        let left = match self.exit_deadline {
-            Some(t) => t.saturating_sub(tsc()) >> shift,
-            None => u64::from(u32::MAX),
-        };
-        self.vmcs.write(
-            guest::PREEMPTION_TIMER_VALUE,
-            left.min(u64::from(u32::MAX)) as u32,
-        )
+        let value = preemption_value(self.exit_deadline, tsc(), shift);
+        self.vmcs.write(guest::PREEMPTION_TIMER_VALUE, value)
     }
 
     fn mode(&self) -> Result<ModeInfo, AccessError> {

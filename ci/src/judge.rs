@@ -1513,7 +1513,7 @@ janus: done: 7 guests, 6 failed\n";
         }
         for w in guests {
             log.push_str(&format!(
-                "janus: summary: {} status={} exits=9 (io=5 cpuid=1 msr=0 hypercall=1 hlt=0 cr=1 dr=1 npf=0 exception=0 intr=0 other=0)\n",
+                "janus: summary: {} status={} exits=9 (io=5 cpuid=1 msr=0 hypercall=1 hlt=0 cr=1 dr=1 npf=0 exception=0 intr=0 timer=0 window=0 other=0)\n",
                 w.guest,
                 w.end.summary_status()
             ));

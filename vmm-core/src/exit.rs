@@ -138,12 +138,17 @@ pub enum ExitKind {
     Dr,
     Npf,
     Exception,
+    /// A host interrupt (Janus' timer, a kick) or an NMI made the guest exit.
     Interrupt,
+    /// The vCPU's own exit timer ran out ([`VmExit::DeadlineReached`]).
+    Timer,
+    /// The guest opened its interrupts for one that waited ([`VmExit::InterruptWindow`]).
+    Window,
     Other,
 }
 
 impl ExitKind {
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 13;
     pub const NAMES: [&'static str; Self::COUNT] = [
         "io",
         "cpuid",
@@ -155,6 +160,8 @@ impl ExitKind {
         "npf",
         "exception",
         "intr",
+        "timer",
+        "window",
         "other",
     ];
 }
@@ -175,10 +182,9 @@ impl VmExit {
             }
             VmExit::NestedPageFault { .. } => ExitKind::Npf,
             VmExit::Exception { .. } => ExitKind::Exception,
-            VmExit::ExternalInterrupt
-            | VmExit::DeadlineReached
-            | VmExit::Nmi
-            | VmExit::InterruptWindow => ExitKind::Interrupt,
+            VmExit::ExternalInterrupt | VmExit::Nmi => ExitKind::Interrupt,
+            VmExit::DeadlineReached => ExitKind::Timer,
+            VmExit::InterruptWindow => ExitKind::Window,
             _ => ExitKind::Other,
         }
     }

@@ -46,7 +46,7 @@ mod tests {
         assert_eq!(s.total(), 3);
         assert_eq!(
             format!("{s}"),
-            "exits=3 (io=2 cpuid=0 msr=0 hypercall=1 hlt=0 cr=0 dr=0 npf=0 exception=0 intr=0 other=0)"
+            "exits=3 (io=2 cpuid=0 msr=0 hypercall=1 hlt=0 cr=0 dr=0 npf=0 exception=0 intr=0 timer=0 window=0 other=0)"
         );
     }
 }

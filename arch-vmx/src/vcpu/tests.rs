@@ -479,7 +479,7 @@ fn the_preemption_timer_ends_the_slice_whatever_the_guests_if() {
     assert_eq!(v.run(), Ok(VmExit::DeadlineReached));
     let left = raw(&v, 0x482e);
     assert!(
-        left <= 1_000_000 && left > 900_000,
+        left <= 1_000_002 && left > 900_000,
         "timer loaded with {left}, want what is left of 10^6 units"
     );
     // A deadline already past: zero (the guest exits at once); none: the longest wait.
@@ -489,4 +489,28 @@ fn the_preemption_timer_ends_the_slice_whatever_the_guests_if() {
     v.set_exit_deadline(None);
     assert_eq!(v.run(), Ok(VmExit::DeadlineReached));
     assert_eq!(raw(&v, 0x482e), u64::from(u32::MAX));
+}
+
+#[test]
+fn the_preemption_timer_never_ends_a_slice_before_its_deadline() {
+    // The timer counts once per 2^shift TSC ticks, from whatever phase the TSC is in at
+    // entry: loaded with v it runs out after more than (v - 1) * 2^shift ticks (SDM Vol 3C
+    // 26.5.1). Rounded down, it ran out before the deadline, the dispatcher found nothing
+    // due and the guest went round again (Linux on Bochs corei7_skylake_x: 2.4 timer
+    // exits per timer interrupt).
+    let shift = 5;
+    let now = 1_000_000;
+    for ahead in 1..=200u64 {
+        let v = u64::from(preemption_value(Some(now + ahead), now, shift));
+        assert!(
+            (v - 1) << shift >= ahead,
+            "{ahead} ticks ahead loaded {v}: it may run out {} ticks early",
+            ahead - ((v - 1) << shift)
+        );
+        assert!(v << shift <= ahead + (2 << shift), "{ahead} ticks: {v}, too late");
+    }
+    assert_eq!(preemption_value(Some(now), now, shift), 0, "due: exit at once");
+    assert_eq!(preemption_value(Some(5), now, shift), 0, "past: exit at once");
+    assert_eq!(preemption_value(None, now, shift), u32::MAX);
+    assert_eq!(preemption_value(Some(u64::MAX), 0, 0), u32::MAX);
 }
