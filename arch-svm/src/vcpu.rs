@@ -392,10 +392,11 @@ impl ArchVcpu for SvmVcpu {
         self.dirty(clean::INTERCEPTS);
     }
 
-    fn set_exit_deadline(&mut self, _tsc: Option<u64>) {
+    fn set_exit_deadline(&mut self, _tsc: Option<u64>) -> bool {
         // AMD-V has no timer of its own that makes the guest exit (APM Vol 2 15.21
         // lists none): the intercepted host timer interrupt (INTR, with V_INTR_MASKING so
         // the guest's RFLAGS.IF cannot hold it, 15.21.1) ends the slice.
+        false
     }
 
     fn debug_reg(&self, r: DebugReg) -> u64 {

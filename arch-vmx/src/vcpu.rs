@@ -484,8 +484,9 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
         self.write_field(control::TSC_OFFSET, offset);
     }
 
-    fn set_exit_deadline(&mut self, tsc: Option<u64>) {
+    fn set_exit_deadline(&mut self, tsc: Option<u64>) -> bool {
         self.exit_deadline = tsc;
+        self.preemption_timer.is_some()
     }
 
     fn debug_reg(&self, r: DebugReg) -> u64 {

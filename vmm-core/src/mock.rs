@@ -63,6 +63,8 @@ pub struct MockVcpu {
     pub tsc_offset: u64,
     /// What the core last passed to `set_exit_deadline`.
     pub exit_deadline: Option<u64>,
+    /// Whether it has an exit timer of its own (`set_exit_deadline` returns it).
+    pub exit_timer: bool,
     /// The hardware's copy of CR8 (AMD-V's V_TPR); `None` for a vCPU whose CR8
     /// accesses always exit.
     pub tpr_shadow: Option<u8>,
@@ -109,6 +111,7 @@ impl MockVcpu {
             shadow: false,
             tsc_offset: 0,
             exit_deadline: None,
+            exit_timer: false,
             tpr_shadow: None,
             tpr_at_entry: None,
             guest_cr8: None,
@@ -220,8 +223,9 @@ impl ArchVcpu for MockVcpu {
     fn set_tsc_offset(&mut self, offset: u64) {
         self.tsc_offset = offset
     }
-    fn set_exit_deadline(&mut self, tsc: Option<u64>) {
-        self.exit_deadline = tsc
+    fn set_exit_deadline(&mut self, tsc: Option<u64>) -> bool {
+        self.exit_deadline = tsc;
+        self.exit_timer
     }
     fn debug_reg(&self, r: DebugReg) -> u64 {
         self.dr[dr_slot(r)]

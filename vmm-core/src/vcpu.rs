@@ -321,12 +321,13 @@ pub trait ArchVcpu {
     fn set_tsc_offset(&mut self, offset: u64);
 
     /// The host TSC by which the guest must have exited (the end of its slice or its
-    /// next device event), or `None`. The host timer interrupt is armed for the same
-    /// moment and makes the guest exit on its own; a backend whose CPU has a timer of
-    /// its own for this (VT-x's VMX-preemption timer) arms it too, so the guest exits
-    /// even where an interrupt does not reach it (seen: Bochs holds the host's
-    /// interrupt while the guest runs with RFLAGS.IF=0).
-    fn set_exit_deadline(&mut self, tsc: Option<u64>);
+    /// next device event), or `None`. A backend whose CPU has a timer of its own for this
+    /// (VT-x's VMX-preemption timer) arms it and returns `true`: the guest exits then
+    /// even where an interrupt does not reach it (seen: Bochs holds the host's interrupt
+    /// while the guest runs with RFLAGS.IF=0), and the host timer stays off while it
+    /// runs (armed as well, it made a second exit for every deadline). `false`: the host
+    /// timer interrupt, armed for the same moment, makes the guest exit.
+    fn set_exit_deadline(&mut self, tsc: Option<u64>) -> bool;
 
     /// A debug register as the guest sees it.
     fn debug_reg(&self, r: DebugReg) -> u64;

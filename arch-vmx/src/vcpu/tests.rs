@@ -507,10 +507,21 @@ fn the_preemption_timer_never_ends_a_slice_before_its_deadline() {
             "{ahead} ticks ahead loaded {v}: it may run out {} ticks early",
             ahead - ((v - 1) << shift)
         );
-        assert!(v << shift <= ahead + (2 << shift), "{ahead} ticks: {v}, too late");
+        assert!(
+            v << shift <= ahead + (2 << shift),
+            "{ahead} ticks: {v}, too late"
+        );
     }
-    assert_eq!(preemption_value(Some(now), now, shift), 0, "due: exit at once");
-    assert_eq!(preemption_value(Some(5), now, shift), 0, "past: exit at once");
+    assert_eq!(
+        preemption_value(Some(now), now, shift),
+        0,
+        "due: exit at once"
+    );
+    assert_eq!(
+        preemption_value(Some(5), now, shift),
+        0,
+        "past: exit at once"
+    );
     assert_eq!(preemption_value(None, now, shift), u32::MAX);
     assert_eq!(preemption_value(Some(u64::MAX), 0, 0), u32::MAX);
 }

@@ -64,7 +64,7 @@ fn has_interrupt(vm: &mut Vm, i: usize, interrupts_on: bool) -> bool {
 pub(super) fn wait_for_interrupt(vm: &mut Vm) {
     vm.armed = None;
     while !has_interrupt(vm, vm.platform.current(), true) {
-        let _ = arm_host_timer(vm, u64::MAX);
+        arm_host_timer(vm, u64::MAX);
         (vm.host.idle)();
         vm.armed = None;
     }

@@ -1,5 +1,6 @@
 //! Interrupts for the guest and the host timer that makes a running guest exit.
 
+use crate::platform::Now;
 use crate::vcpu::{ArchVcpu, Event};
 use crate::vm::{GuestEnd, Vm};
 
@@ -38,8 +39,16 @@ fn offer_nmi(vcpu: &mut impl ArchVcpu, vm: &mut Vm) {
 /// slice), whichever is first, so that a guest that never exits on its own still gets its
 /// timer interrupts and gives the CPU back. Returns the new deadline (guest ns) when it
 /// changed.
-pub(super) fn arm_host_timer(vm: &mut Vm, until_ns: u64) -> Option<Option<u64>> {
+pub(super) fn arm_host_timer(vm: &mut Vm, until_ns: u64) {
     let now = vm.now();
+    if let Some(next) = next_deadline(vm, now, until_ns) {
+        (vm.host.arm_timer)(next.map(|t| t.saturating_sub(now.ns)));
+    }
+}
+
+/// The platform's next event or `until_ns`, whichever is first, when it is not the
+/// deadline armed already (`vm.armed`, which it becomes).
+fn next_deadline(vm: &mut Vm, now: Now, until_ns: u64) -> Option<Option<u64>> {
     let slice_end = (until_ns != u64::MAX).then_some(until_ns);
     let next = match (vm.platform.next_event_ns(now), slice_end) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -49,16 +58,17 @@ pub(super) fn arm_host_timer(vm: &mut Vm, until_ns: u64) -> Option<Option<u64>> 
         return None;
     }
     vm.armed = next;
-    (vm.host.arm_timer)(next.map(|t| t.saturating_sub(now.ns)));
     Some(next)
 }
 
-/// [`arm_host_timer`], and the vCPU's own exit timer (where it has one) for the same
-/// moment.
+/// The vCPU's own exit timer for the next deadline where it has one, with the host timer
+/// off; else the host timer ([`arm_host_timer`]).
 pub(super) fn arm_exit_timers(vcpu: &mut impl ArchVcpu, vm: &mut Vm, until_ns: u64) {
-    if let Some(next) = arm_host_timer(vm, until_ns) {
-        let now = vm.now();
-        vcpu.set_exit_deadline(next.map(|t| vm.tsc_at(now, t)));
+    let now = vm.now();
+    if let Some(next) = next_deadline(vm, now, until_ns) {
+        let own = vcpu.set_exit_deadline(next.map(|t| vm.tsc_at(now, t)));
+        let host = if own { None } else { next };
+        (vm.host.arm_timer)(host.map(|t| t.saturating_sub(now.ns)));
     }
 }
 

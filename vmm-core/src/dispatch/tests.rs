@@ -678,6 +678,32 @@ fn a_guest_that_never_exits_on_its_own_is_preempted_at_the_end_of_its_slice() {
 }
 
 #[test]
+fn a_vcpu_with_an_exit_timer_of_its_own_runs_with_the_host_timer_off() {
+    // VT-x's VMX-preemption timer makes the guest exit at the deadline; the host timer,
+    // armed for the same moment, made it exit a second time right after (Linux on Bochs
+    // corei7_skylake_x: 63,444 host timer exits beside 109,116 timer exits).
+    let mut m = vm(ram(1 << 20));
+    let mut v = MockVcpu::new(&[VmExit::DeadlineReached; 16]);
+    v.exit_timer = true;
+    v.ns_per_run = 3_000_000;
+    let now = crate::mock::TSC.with(|t| t.get());
+    let until = now + 10_000_000;
+    crate::mock::ARMED.with(|a| a.borrow_mut().push(Some(1)));
+    assert_eq!(run_slice(&mut v, &mut m, until), Stop::Preempted);
+    assert_eq!(
+        v.exit_deadline,
+        Some(until),
+        "the vCPU's own timer ends the slice"
+    );
+    let armed = crate::mock::ARMED.with(|a| a.borrow().last().copied());
+    assert_eq!(
+        armed,
+        Some(None),
+        "the host timer is off while the guest runs"
+    );
+}
+
+#[test]
 fn a_halted_guest_gives_the_cpu_back_until_its_next_device_event() {
     let mut m = vm(ram(1 << 20));
     let mut v = MockVcpu::new(&[]);
