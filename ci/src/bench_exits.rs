@@ -385,6 +385,7 @@ fn bench_boot<'a>(cpu: &'a str, icount: bool, iso: &'a Path, log: &'a Path) -> e
         model: cpu,
         memory_mib: emulator::DEFAULT_MEMORY_MIB,
         cpus: 1,
+        ips: emulator::BOCHS_IPS,
         iso,
         log,
         timeout: Duration::from_secs(emulator.default_timeout_secs()),

@@ -123,6 +123,9 @@ pub struct Boot<'a> {
     pub memory_mib: u32,
     /// Host CPUs of the emulated machine (QEMU `-smp`, Bochs `cpu: count=`).
     pub cpus: u32,
+    /// Bochs' emulated clock, instructions per emulated second (`cpu: ips=`; usually
+    /// [`BOCHS_IPS`]).
+    pub ips: u64,
     pub iso: &'a Path,
     /// The serial log; its file stem also names the Bochs configuration files, so
     /// parallel runs need distinct logs.
@@ -144,6 +147,7 @@ pub fn boot(root: &Path, b: &Boot<'_>) -> Result<Outcome, String> {
         model,
         memory_mib,
         cpus,
+        ips,
         iso,
         log,
         timeout,
@@ -177,6 +181,7 @@ pub fn boot(root: &Path, b: &Boot<'_>) -> Result<Outcome, String> {
                 model,
                 memory_mib,
                 cpus,
+                ips,
             };
             bochs_command(root, &machine, &iso, &log_abs, timeout)?
         }
@@ -292,24 +297,29 @@ pub fn qemu_smp_args(cpus: u32) -> Vec<String> {
     vec!["-smp".to_string(), cpus.to_string()]
 }
 
-/// The emulated machine of a Bochs run: CPU model, memory, CPU count.
+/// The emulated machine of a Bochs run: CPU model, memory, CPU count, clock.
 pub struct Machine<'a> {
     pub model: &'a str,
     pub memory_mib: u32,
     pub cpus: u32,
+    /// Instructions per emulated second (`cpu: ips=`).
+    pub ips: u64,
 }
 
-/// The Bochs configuration for one run (see /work/shared/testbench.md).
 /// Bochs' emulated clock: instructions per emulated second. 10 M rather than the 4 M that
 /// boots fastest: guests that take a 1 kHz timer interrupt spend three exits per tick
-/// (host timer, interrupt window, EOI), which at today's exit costs (about 900 to 2,500
-/// instructions each, `cargo janus bench`) would fill a whole millisecond at 4 M and leave
-/// the guest no time between ticks.
+/// (host timer, interrupt window, EOI), which at the exit costs of the time (about 900 to
+/// 2,500 instructions each, `cargo janus bench`) would fill a whole millisecond at 4 M and
+/// leave the guest no time between ticks.
+pub const BOCHS_IPS: u64 = 10_000_000;
+
+/// The Bochs configuration for one run (see /work/shared/testbench.md).
 pub fn bxrc(m: &Machine<'_>, iso: &Path, serial: &Path, bochs_log: &Path) -> String {
     let Machine {
         model,
         memory_mib,
         cpus,
+        ips,
     } = *m;
     let cpus = cpus.max(1);
     format!(
@@ -317,7 +327,7 @@ pub fn bxrc(m: &Machine<'_>, iso: &Path, serial: &Path, bochs_log: &Path) -> Str
 memory: guest={memory_mib}, host={memory_mib}
 romimage: file=/usr/share/bochs/BIOS-bochs-latest
 vgaromimage: file=/usr/share/vgabios/vgabios.bin
-cpu: model={model}, count={cpus}, ips=10000000, reset_on_triple_fault=0
+cpu: model={model}, count={cpus}, ips={ips}, reset_on_triple_fault=0
 ata0: enabled=1, ioaddr1=0x1f0, ioaddr2=0x3f0, irq=14
 ata0-master: type=cdrom, path={iso}, status=inserted
 boot: cdrom
@@ -459,6 +469,7 @@ mod tests {
                 model: "ryzen",
                 memory_mib: 256,
                 cpus: 1,
+                ips: BOCHS_IPS,
             },
             Path::new("/b/m.iso"),
             Path::new("/b/logs/ryzen.log"),
@@ -480,6 +491,7 @@ mod tests {
                 model: "corei7_skylake_x",
                 memory_mib: 512,
                 cpus: 2,
+                ips: 20_000_000,
             },
             Path::new("/b/l.iso"),
             Path::new("/b/s.log"),
@@ -489,7 +501,7 @@ mod tests {
         assert!(rc
             .lines()
             .any(|l| l
-                == "cpu: model=corei7_skylake_x, count=2, ips=10000000, reset_on_triple_fault=0"));
+                == "cpu: model=corei7_skylake_x, count=2, ips=20000000, reset_on_triple_fault=0"));
     }
 
     #[test]

@@ -422,6 +422,7 @@ fn cmd_run(
         model: cpu,
         memory_mib: memory,
         cpus,
+        ips: emulator::BOCHS_IPS,
         iso: &iso,
         log: &log,
         timeout,

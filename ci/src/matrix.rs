@@ -639,6 +639,21 @@ impl Row {
         }
     }
 
+    /// Bochs' emulated clock for this row: [`emulator::BOCHS_IPS`] per vCPU of the Linux
+    /// guest that shares a host CPU with others. Linux's 2 vCPUs taking turns on one
+    /// emulated CPU each get a part of it, and Linux's soft-lockup watchdog counts the
+    /// other's turns against a busy one (as on any overcommitted host): at 10 M its W+X
+    /// check, 186 M instructions that never yield, took 26 s on ryzen and tripped the
+    /// 20 s watchdog. So each vCPU gets what the one-vCPU rows' vCPU gets.
+    pub fn bochs_ips(&self) -> u64 {
+        match self.expect {
+            Expectation::Linux { cpus, .. } => {
+                emulator::BOCHS_IPS * u64::from(cpus).div_ceil(u64::from(self.cpus.max(1)))
+            }
+            _ => emulator::BOCHS_IPS,
+        }
+    }
+
     /// Host CPUs Janus must report online ([`smp_verdict`]): none for a bare row, which
     /// runs no Janus.
     pub fn janus_cpus(&self) -> u32 {
@@ -817,6 +832,7 @@ pub fn run_row(root: &Path, isos: &Isos, row: Row) -> RowResult {
         model: row.model,
         memory_mib: row.memory_mib,
         cpus: row.cpus,
+        ips: row.bochs_ips(),
         iso,
         log: &log,
         timeout,
@@ -983,6 +999,26 @@ mod tests {
             "uart",
             "victim",
         ])
+    }
+
+    #[test]
+    fn vcpus_that_share_a_bochs_cpu_get_its_clock_each() {
+        let plan = Plan::new(&all_suites(), None).unwrap();
+        let rows = rows(&plan);
+        let ips = |label: &str| {
+            rows.iter()
+                .find(|r| r.label == label)
+                .unwrap_or_else(|| panic!("no row {label}"))
+                .bochs_ips()
+        };
+        assert_eq!(ips("ryzen (linux)"), emulator::BOCHS_IPS);
+        assert_eq!(ips("ryzen (linux, 2 vCPUs)"), 2 * emulator::BOCHS_IPS);
+        assert_eq!(
+            ips("corei7_skylake_x (linux, 2 vCPUs)"),
+            2 * emulator::BOCHS_IPS
+        );
+        assert_eq!(ips("EPYC (linux, 2 vCPUs on 2 CPUs)"), emulator::BOCHS_IPS);
+        assert_eq!(ips("corei7_skylake_x"), emulator::BOCHS_IPS);
     }
 
     #[test]
