@@ -81,6 +81,9 @@ pub struct MockVcpu {
     pub puts: u32,
     /// Guest time each `run` takes (the mock host's TSC moves on by this much).
     pub ns_per_run: u64,
+    /// Runs so far; at run number `room_at_run` the host console gets room ([`ROOM`]).
+    pub runs: u32,
+    pub room_at_run: Option<u32>,
 }
 
 impl MockVcpu {
@@ -120,6 +123,8 @@ impl MockVcpu {
             loaded: false,
             puts: 0,
             ns_per_run: 0,
+            runs: 0,
+            room_at_run: None,
         }
     }
     fn cr_state(&self) -> CrState {
@@ -140,6 +145,10 @@ impl MockVcpu {
 impl ArchVcpu for MockVcpu {
     fn run(&mut self) -> Result<VmExit, VcpuError> {
         TSC.with(|t| t.set(t.get() + self.ns_per_run));
+        self.runs += 1;
+        if self.room_at_run == Some(self.runs) {
+            ROOM.with(|r| r.set(true));
+        }
         self.tpr_at_entry = self.tpr_shadow;
         if let Some(cr8) = self.guest_cr8.take() {
             self.tpr_shadow = Some(cr8);

@@ -269,6 +269,14 @@ impl Vm {
         }
     }
 
+    /// Whether a line of the guest's waits for room on the host console: the dispatcher
+    /// tries it again after every exit until it goes (the guest polls its UART meanwhile,
+    /// with nothing else due, maybe for ever).
+    #[inline(always)]
+    pub fn console_waits(&self) -> bool {
+        self.line_waits
+    }
+
     #[inline(never)]
     fn drain_console_now(&mut self) {
         let mut sent = false;

@@ -188,7 +188,9 @@ unsafe fn slice(
         if let Some(end) = handle_exit(vcpu, vm, exit) {
             return ended(vm, end);
         }
-        settled = !tpr_moved && (quiet || (devices_only && vm.platform.changes() == changes));
+        settled = !tpr_moved
+            && !vm.console_waits()
+            && (quiet || (devices_only && vm.platform.changes() == changes));
         if core::mem::take(&mut vm.halted) {
             let wake_ns = vm.platform.next_event_ns(vm.now());
             return Stop::Halted { wake_ns };

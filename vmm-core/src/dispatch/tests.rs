@@ -813,6 +813,32 @@ fn a_waiting_line_goes_out_when_room_comes_with_nothing_new_in_the_uart() {
 }
 
 #[test]
+fn a_line_waiting_for_room_goes_out_while_the_guest_polls_with_nothing_due() {
+    // The hostile suite's victim on Bochs corei7_skylake_x, alone on its CPU with its timer
+    // stopped, polled its UART for room for a line that waited for Janus' console: quiet
+    // exits, nothing due, a slice without an end. It polled forever.
+    use crate::mock::ROOM;
+    let mut m = vm(ram(1 << 20));
+    let mut v = MockVcpu::new(&[]);
+    ROOM.with(|r| r.set(false));
+    for b in b"ab\n" {
+        v.regs[0] = u64::from(*b);
+        handle_exit(&mut v, &mut m, out(0x3f8, 1));
+    }
+    assert_eq!(take_output(), "", "no room: the line waits");
+    v.exits = [inp(0x3fd, 1), inp(0x3fd, 1), inp(0x3fd, 1), VmExit::Hlt]
+        .into_iter()
+        .collect();
+    v.rflags |= 1 << 9;
+    v.room_at_run = Some(2);
+    assert_eq!(
+        run_slice(&mut v, &mut m, u64::MAX),
+        Stop::Halted { wake_ns: None }
+    );
+    assert_eq!(take_output(), "[t] ab\n", "it went out once there was room");
+}
+
+#[test]
 fn quiet_exits_skip_the_device_work_until_something_is_due() {
     let mut m = vm(ram(1 << 20));
     // Ten CPUIDs of 50 us each, then the slice ends after 1 ms: devices and interrupt
