@@ -51,6 +51,7 @@ impl<V: VmcsAccess> VmxVcpu<V> {
             cr4_shadow: 0,
             rules,
             proc1: ctl.proc1,
+            pin: ctl.pin,
             pending: None,
             preemption_timer: (ctl.pin & pin::PREEMPTION_TIMER != 0)
                 .then_some(caps.preemption_timer_shift),

@@ -2,7 +2,7 @@
 //! `VmcsAccess` (the hardware VMCS, or a fake one in host tests).
 
 use crate::caps::VmxCaps;
-use crate::controls::entry_ctl;
+use crate::controls::{entry_ctl, pin};
 use crate::exit::{
     db_qual, decode, dr6_after_debug_exception, entry_failure, is_string_io,
     may_interrupt_delivery, needs_qualification, ModeInfo, RawExit,
@@ -69,6 +69,9 @@ pub struct VmxVcpu<V: VmcsAccess = HwVmcs> {
     /// The primary processor-based controls as last written: only Janus changes them,
     /// so the interrupt-window request compares with this copy instead of a VMREAD.
     pub(crate) proc1: u32,
+    /// The pin-based controls as last written (the VMX-preemption timer's goes on and
+    /// off with the exit deadline).
+    pub(crate) pin: u32,
     /// The event to inject at the next entry.
     pub(crate) pending: Option<Injection>,
     /// The VMX-preemption timer's rate shift, when the control is on.
@@ -84,16 +87,14 @@ pub struct VmxVcpu<V: VmcsAccess = HwVmcs> {
 }
 
 /// The VMX-preemption timer value that makes the guest exit at `deadline` (host TSC),
-/// `now` being the TSC at entry: zero when it is due, the longest wait without one.
-/// It counts down once per 2^`shift` ticks from whatever phase the TSC is in, so a value
+/// `now` being the TSC at entry: zero when it is due. It counts down once per 2^`shift` ticks from whatever phase the TSC is in, so a value
 /// v runs out after more than (v - 1) * 2^`shift` ticks and at most v * 2^`shift` (SDM
 /// Vol 3C 26.5.1): rounded up, plus one, it never runs out before the deadline (early,
 /// the guest exits with nothing due and goes round again).
-fn preemption_value(deadline: Option<u64>, now: u64, shift: u8) -> u32 {
-    let left = match deadline.map(|t| t.saturating_sub(now)) {
-        Some(0) => 0,
-        Some(ticks) => (ticks >> shift).saturating_add(2),
-        None => u64::MAX,
+fn preemption_value(deadline: u64, now: u64, shift: u8) -> u32 {
+    let left = match deadline.saturating_sub(now) {
+        0 => 0,
+        ticks => (ticks >> shift).saturating_add(2),
     };
     left.min(u64::from(u32::MAX)) as u32
 }
@@ -260,15 +261,31 @@ impl<V: VmcsAccess> VmxVcpu<V> {
         Ok(())
     }
 
-    /// Loads the VMX-preemption timer with what is left until the exit deadline (the
-    /// whole 32-bit range without one: the host timer covers the rest), just before
-    /// entry: it counts from VM entry on (SDM Vol 3C 26.5.1).
+    /// Loads the VMX-preemption timer with what is left until the exit deadline, just
+    /// before entry: it counts from VM entry on (SDM Vol 3C 26.5.1). Without a deadline
+    /// the timer is off (its control cleared, a VMWRITE only on a change): loaded with its
+    /// largest value, 0xFFFFFFFF, Bochs' ran out at once on every entry.
     fn arm_preemption_timer(&mut self) -> Result<(), AccessError> {
         let Some(shift) = self.preemption_timer else {
             return Ok(());
         };
-        let value = preemption_value(self.exit_deadline, tsc(), shift);
-        self.vmcs.write(guest::PREEMPTION_TIMER_VALUE, value)
+        let on = self.exit_deadline.is_some();
+        let want = if on {
+            self.pin | pin::PREEMPTION_TIMER
+        } else {
+            self.pin & !pin::PREEMPTION_TIMER
+        };
+        if want != self.pin {
+            self.pin = want;
+            self.vmcs.write(control::PIN_BASED, want)?;
+        }
+        match self.exit_deadline {
+            Some(t) => self.vmcs.write(
+                guest::PREEMPTION_TIMER_VALUE,
+                preemption_value(t, tsc(), shift),
+            ),
+            None => Ok(()),
+        }
     }
 
     fn mode(&self) -> Result<ModeInfo, AccessError> {

@@ -482,13 +482,27 @@ fn the_preemption_timer_ends_the_slice_whatever_the_guests_if() {
         left <= 1_000_002 && left > 900_000,
         "timer loaded with {left}, want what is left of 10^6 units"
     );
-    // A deadline already past: zero (the guest exits at once); none: the longest wait.
+    // A deadline already past: zero (the guest exits at once).
     v.set_exit_deadline(Some(0));
     assert_eq!(v.run(), Ok(VmExit::DeadlineReached));
     assert_eq!(raw(&v, 0x482e), 0);
+}
+
+#[test]
+fn without_a_deadline_the_preemption_timer_is_off() {
+    // Loaded with its largest value, 0xFFFFFFFF, Bochs' VMX-preemption timer ran out at
+    // once on every entry: the hostile suite's victim, alone on its CPU with its own timer
+    // stopped (no deadline at all), made two million timer exits without one instruction.
+    let mut v = vcpu(PROT);
+    let timer_on = |v: &VmxVcpu<FakeVmcs>| raw(v, 0x4000) & u64::from(pin::PREEMPTION_TIMER) != 0;
     v.set_exit_deadline(None);
-    assert_eq!(v.run(), Ok(VmExit::DeadlineReached));
-    assert_eq!(raw(&v, 0x482e), u64::from(u32::MAX));
+    exit_with(&mut v, 10, 0, 2);
+    assert_eq!(v.run(), Ok(VmExit::Cpuid));
+    assert!(!timer_on(&v), "no deadline: the timer control is off");
+    v.set_exit_deadline(Some(tsc() + 1_000_000));
+    exit_with(&mut v, 10, 0, 2);
+    assert_eq!(v.run(), Ok(VmExit::Cpuid));
+    assert!(timer_on(&v), "a deadline: on again");
 }
 
 #[test]
@@ -501,7 +515,7 @@ fn the_preemption_timer_never_ends_a_slice_before_its_deadline() {
     let shift = 5;
     let now = 1_000_000;
     for ahead in 1..=200u64 {
-        let v = u64::from(preemption_value(Some(now + ahead), now, shift));
+        let v = u64::from(preemption_value(now + ahead, now, shift));
         assert!(
             (v - 1) << shift >= ahead,
             "{ahead} ticks ahead loaded {v}: it may run out {} ticks early",
@@ -512,16 +526,7 @@ fn the_preemption_timer_never_ends_a_slice_before_its_deadline() {
             "{ahead} ticks: {v}, too late"
         );
     }
-    assert_eq!(
-        preemption_value(Some(now), now, shift),
-        0,
-        "due: exit at once"
-    );
-    assert_eq!(
-        preemption_value(Some(5), now, shift),
-        0,
-        "past: exit at once"
-    );
-    assert_eq!(preemption_value(None, now, shift), u32::MAX);
-    assert_eq!(preemption_value(Some(u64::MAX), 0, 0), u32::MAX);
+    assert_eq!(preemption_value(now, now, shift), 0, "due: exit at once");
+    assert_eq!(preemption_value(5, now, shift), 0, "past: exit at once");
+    assert_eq!(preemption_value(u64::MAX, 0, 0), u32::MAX);
 }
