@@ -120,11 +120,16 @@ pub fn ticks_to_ns(tsc: u64, ns_per_tick: u64) -> u64 {
     ((tsc as u128 * ns_per_tick as u128) >> 32) as u64
 }
 
+/// [`Vm::armed`] for exit timers that are off: no device event and no slice end.
+pub const NEVER_NS: u64 = u64::MAX;
+
 pub struct Vm {
     pub name: Name,
     pub memory: GuestMemory,
     pub platform: Platform,
-    /// The host timer deadline currently armed (guest ns), to avoid re-arming it.
+    /// The deadline the exit timers are armed for (guest ns), to avoid re-arming them:
+    /// `Some(NEVER_NS)` when they are off; `None` when not known (a new slice, a host
+    /// interrupt), which makes the next check arm them whatever is due.
     pub armed: Option<u64>,
     /// The vCPU executed HLT and waits for an interrupt (set by the HLT exit, taken by
     /// [`crate::dispatch::run_slice`]).

@@ -2,7 +2,7 @@
 
 use crate::platform::Now;
 use crate::vcpu::{ArchVcpu, Event};
-use crate::vm::{GuestEnd, Vm};
+use crate::vm::{GuestEnd, Vm, NEVER_NS};
 
 /// Injects the interrupt the platform has for the vCPU if the guest can take it now,
 /// or asks for an exit as soon as it can.
@@ -47,17 +47,21 @@ pub(super) fn arm_host_timer(vm: &mut Vm, until_ns: u64) {
 }
 
 /// The platform's next event or `until_ns`, whichever is first, when it is not the
-/// deadline armed already (`vm.armed`, which it becomes).
+/// deadline armed already (`vm.armed`, which it becomes). No deadline at all is
+/// [`NEVER_NS`], not `None`: `None` says the timers' state is not known, and with no
+/// deadline they must still be turned off (a deadline left from an earlier slice made
+/// the guest exit at once on every entry).
 fn next_deadline(vm: &mut Vm, now: Now, until_ns: u64) -> Option<Option<u64>> {
     let slice_end = (until_ns != u64::MAX).then_some(until_ns);
     let next = match (vm.platform.next_event_ns(now), slice_end) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    if next == vm.armed {
+    let armed = Some(next.unwrap_or(NEVER_NS));
+    if armed == vm.armed {
         return None;
     }
-    vm.armed = next;
+    vm.armed = armed;
     Some(next)
 }
 

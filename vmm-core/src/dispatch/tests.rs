@@ -704,6 +704,25 @@ fn a_vcpu_with_an_exit_timer_of_its_own_runs_with_the_host_timer_off() {
 }
 
 #[test]
+fn a_slice_with_nothing_due_clears_an_exit_deadline_left_from_before() {
+    // A slice without an end and no device event: nothing to arm. The vCPU's exit
+    // timer still held an earlier slice's deadline, long past, and the guest exited at
+    // once on every entry (Linux with 2 vCPUs and the hostile suite's victim on Bochs
+    // corei7_skylake_x: millions of timer exits at one RIP).
+    let mut m = vm(ram(1 << 20));
+    let mut v = MockVcpu::new(&[VmExit::Cpuid, VmExit::Cpuid]);
+    v.exit_timer = true;
+    v.exit_deadline = Some(5);
+    assert!(matches!(
+        run_slice(&mut v, &mut m, u64::MAX),
+        Stop::Ended(_)
+    ));
+    assert_eq!(v.exit_deadline, None, "the stale deadline was cleared");
+    let armed = crate::mock::ARMED.with(|a| a.borrow().last().copied());
+    assert_eq!(armed, Some(None), "and the host timer is off");
+}
+
+#[test]
 fn a_halted_guest_gives_the_cpu_back_until_its_next_device_event() {
     let mut m = vm(ram(1 << 20));
     let mut v = MockVcpu::new(&[]);
