@@ -43,17 +43,11 @@ pub fn wake_ns(turns: &[Turn]) -> Option<u64> {
 }
 
 /// How long the vCPU whose turn it is may run, from `now_ns` within a guest slice that
-/// ends at `until_ns`: the whole slice when it is the only one that can run, but never
-/// more than [`crate::sched::SLICE_NS`] while the guest has other vCPUs here (a slice
-/// without an end, [`crate::sched::RunQueue::next`], is for a guest of one vCPU: Linux
-/// with 2 vCPUs on one VT-x CPU of Bochs hung at its clocksource switch without it).
+/// ends at `until_ns`: the whole slice when it is the only one that can run.
 pub fn turn_end(turns: &[Turn], now_ns: u64, until_ns: u64) -> u64 {
     let runnable = turns.iter().filter(|t| **t == Turn::Runnable).count();
-    let others = turns.iter().filter(|t| **t != Turn::Absent).count() > 1;
     if runnable > 1 {
         until_ns.min(now_ns.saturating_add(VCPU_TURN_NS))
-    } else if others {
-        until_ns.min(now_ns.saturating_add(crate::sched::SLICE_NS))
     } else {
         until_ns
     }
@@ -95,14 +89,4 @@ mod tests {
         assert_eq!(turn_end(&[Runnable, Runnable], 100, 500), 500);
     }
 
-    #[test]
-    fn a_slice_without_an_end_is_for_a_guest_of_one_vcpu() {
-        let t = [Runnable, Halted { wake_ns: None }];
-        assert_eq!(
-            turn_end(&t, 100, u64::MAX),
-            100 + crate::sched::SLICE_NS,
-            "its sibling halted, a vCPU still gives the CPU back now and then"
-        );
-        assert_eq!(turn_end(&[Runnable, Absent], 100, u64::MAX), u64::MAX);
-    }
 }
