@@ -88,5 +88,4 @@ mod tests {
         );
         assert_eq!(turn_end(&[Runnable, Runnable], 100, 500), 500);
     }
-
 }
