@@ -263,8 +263,10 @@ impl<V: VmcsAccess> VmxVcpu<V> {
 
     /// Loads the VMX-preemption timer with what is left until the exit deadline, just
     /// before entry: it counts from VM entry on (SDM Vol 3C 26.5.1). Without a deadline
-    /// the timer is off (its control cleared, a VMWRITE only on a change): loaded with its
-    /// largest value, 0xFFFFFFFF, Bochs' ran out at once on every entry.
+    /// the timer is off (its control cleared, a VMWRITE only on a change), so that no
+    /// value left from an earlier deadline can make the guest exit (a stale deadline,
+    /// long past, made the guest exit at once on every entry: see
+    /// `vmm_core::vm::NEVER_NS`).
     fn arm_preemption_timer(&mut self) -> Result<(), AccessError> {
         let Some(shift) = self.preemption_timer else {
             return Ok(());

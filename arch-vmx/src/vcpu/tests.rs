@@ -490,9 +490,10 @@ fn the_preemption_timer_ends_the_slice_whatever_the_guests_if() {
 
 #[test]
 fn without_a_deadline_the_preemption_timer_is_off() {
-    // Loaded with its largest value, 0xFFFFFFFF, Bochs' VMX-preemption timer ran out at
-    // once on every entry: the hostile suite's victim, alone on its CPU with its own timer
-    // stopped (no deadline at all), made two million timer exits without one instruction.
+    // No deadline, nothing for the timer to do: off, so that nothing left from an earlier
+    // deadline makes the guest exit (the hostile suite's victim, alone on its CPU with
+    // its own timer stopped, made two million timer exits at one RIP on Bochs while a
+    // stale deadline was left armed).
     let mut v = vcpu(PROT);
     let timer_on = |v: &VmxVcpu<FakeVmcs>| raw(v, 0x4000) & u64::from(pin::PREEMPTION_TIMER) != 0;
     v.set_exit_deadline(None);
