@@ -11,6 +11,9 @@ use arrayvec::ArrayVec;
 
 use crate::cpu_rules::{cr0, efer};
 
+mod site;
+use site::Site;
+
 /// The mode that decides how the instruction at CS:RIP decodes.
 pub fn cpu_mode(vcpu: &impl ArchVcpu) -> CpuMode {
     let cs = vcpu.segment(SegReg::Cs);
@@ -34,6 +37,8 @@ pub fn cpu_mode(vcpu: &impl ArchVcpu) -> CpuMode {
 pub struct InsnCache {
     code_pages: Recent<CodePage, CODE_PAGES>,
     pub decoded: DecodeCache,
+    /// The last instruction [`length_at_rip`] found the length of by its opcode.
+    site: Option<Site>,
 }
 
 /// Code pages an [`InsnCache`] keeps: a guest's loop and its interrupt handler usually
@@ -78,6 +83,55 @@ impl InsnCache {
         });
         Ok(gpa)
     }
+
+    /// The walk that found code page `gpa` for `place` (the one `translate_code` just
+    /// used or made).
+    fn trail_of(&self, place: &Place, gpa: GuestPhys) -> Option<&Trail> {
+        let (page, frame) = (place.la >> 12, gpa.0 & !0xfff);
+        let c = self.code_pages.find(|c| {
+            c.page == page && c.frame == frame && c.user == place.user && c.paging == place.paging
+        })?;
+        Some(&c.trail)
+    }
+}
+
+/// Where the instruction at CS:RIP is, and what decides how it is found.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Place {
+    /// Its linear address: CS base plus RIP.
+    la: u64,
+    paging: PagingState,
+    /// Fetched at CPL 3.
+    user: bool,
+    cs_attr: u16,
+}
+
+impl Place {
+    /// The same place: every field equal. One OR of differences rather than `==` on
+    /// each field: LLVM merges a chain of field compares into a `memcmp` call of the
+    /// whole struct (seen on the hypercall's exit path: about 60 instructions).
+    #[inline(always)]
+    fn same(&self, o: &Place) -> bool {
+        let (p, q) = (&self.paging, &o.paging);
+        (self.la ^ o.la)
+            | (p.cr0 ^ q.cr0)
+            | (p.cr3 ^ q.cr3)
+            | (p.cr4 ^ q.cr4)
+            | (p.efer ^ q.efer)
+            | u64::from(self.user ^ o.user)
+            | u64::from(self.cs_attr ^ o.cs_attr)
+            == 0
+    }
+
+    fn of(vcpu: &impl ArchVcpu) -> Place {
+        let cs = vcpu.segment(SegReg::Cs);
+        Place {
+            la: cs.base.wrapping_add(vcpu.rip()),
+            paging: vcpu.paging(),
+            user: vcpu.cpl() == 3,
+            cs_attr: cs.attr,
+        }
+    }
 }
 
 /// Up to 15 bytes at CS:RIP; fewer when the instruction runs into an unmapped page.
@@ -85,20 +139,29 @@ impl InsnCache {
 /// cache), and one fixed-size read when the 15 bytes lie in one page: this is on the
 /// path of every MMIO exit and of every exit on AMD-V without NRIP save.
 pub fn fetch(vcpu: &impl ArchVcpu, mem: &GuestMemory, cache: &mut InsnCache) -> ArrayVec<u8, 15> {
-    let la = vcpu.segment(SegReg::Cs).base.wrapping_add(vcpu.rip());
-    let paging = vcpu.paging();
+    fetch_at(&Place::of(vcpu), mem, cache).0
+}
+
+/// [`fetch`] at `place`, with the guest-physical address of the first byte.
+fn fetch_at(
+    place: &Place,
+    mem: &GuestMemory,
+    cache: &mut InsnCache,
+) -> (ArrayVec<u8, 15>, Option<GuestPhys>) {
+    let (la, paging) = (place.la, place.paging);
     let access = Access {
         write: false,
-        user: vcpu.cpl() == 3,
+        user: place.user,
         fetch: true,
     };
     let mut buf = [0u8; 15];
     let first = (0x1000 - (la & 0xfff)).min(15) as usize;
     let mut n = 0;
-    if let Ok(gpa) = cache.translate_code(mem, &paging, la, access) {
+    let gpa = cache.translate_code(mem, &paging, la, access).ok();
+    if let Some(gpa) = gpa {
         if first == 15 {
             if let Ok(b) = mem.read_array::<15>(gpa) {
-                return ArrayVec::from(b);
+                return (ArrayVec::from(b), Some(gpa));
             }
         } else if mem.read(gpa, &mut buf[..first]).is_ok() {
             n = first;
@@ -111,7 +174,7 @@ pub fn fetch(vcpu: &impl ArchVcpu, mem: &GuestMemory, cache: &mut InsnCache) -> 
     let mut bytes = ArrayVec::new();
     // `n` is at most 15, the capacity.
     let _ = bytes.try_extend_from_slice(&buf[..n]);
-    bytes
+    (bytes, gpa)
 }
 
 /// Decodes the instruction at CS:RIP.
@@ -127,21 +190,49 @@ pub fn decode_at_rip(
 /// The length of the instruction at RIP, when the exit already says which instruction it
 /// is: `opcode` (its bytes without any prefix, e.g. CPUID's 0F A2). An instruction that
 /// is exactly that at RIP has that length and skips the decoder; a prefixed or other one
-/// is decoded. Either way its bytes are fetched through the guest's page tables.
+/// is decoded. Either way its bytes are fetched through the guest's page tables, unless
+/// the last such exit was at the same place and nothing there changed (the site cache).
+#[inline(always)]
 pub fn length_at_rip(
     vcpu: &impl ArchVcpu,
     mem: &GuestMemory,
     cache: &mut InsnCache,
-    opcode: Option<&[u8]>,
+    opcode: Option<&'static [u8]>,
 ) -> Result<usize, DecodeError> {
-    let bytes = fetch(vcpu, mem, cache);
-    match opcode {
-        // Byte by byte: a slice compare is a `memcmp` call, dearer than these two or three.
-        Some(op) if bytes.len() >= op.len() && op.iter().zip(&bytes).all(|(a, b)| a == b) => {
-            Ok(op.len())
-        }
-        _ => cache.decoded.decode(&bytes, cpu_mode(vcpu)).map(|i| i.len),
+    let Some(op) = opcode else {
+        return decode_at_rip(vcpu, mem, cache).map(|i| i.len);
+    };
+    let place = Place::of(vcpu);
+    match cache.site.as_ref().and_then(|s| s.length(mem, &place, op)) {
+        Some(len) => Ok(len),
+        None => length_by_fetch(vcpu, mem, cache, &place, op),
     }
+}
+
+/// [`length_at_rip`] of an instruction the site cache does not know: fetched (and the
+/// decoder asked when it is not exactly `op`), then remembered as the last site. Out of
+/// line: the site's hit is the path of every exit in a guest's loop.
+#[inline(never)]
+fn length_by_fetch(
+    vcpu: &impl ArchVcpu,
+    mem: &GuestMemory,
+    cache: &mut InsnCache,
+    place: &Place,
+    op: &'static [u8],
+) -> Result<usize, DecodeError> {
+    let (bytes, gpa) = fetch_at(place, mem, cache);
+    // Byte by byte: a slice compare is a `memcmp` call, dearer than these two or three.
+    let len = if bytes.len() >= op.len() && op.iter().zip(&bytes).all(|(a, b)| a == b) {
+        op.len()
+    } else {
+        cache.decoded.decode(&bytes, cpu_mode(vcpu))?.len
+    };
+    if let Some(gpa) = gpa {
+        cache.site = cache
+            .trail_of(place, gpa)
+            .and_then(|trail| Site::new(mem, place, op, (gpa, &bytes[..len]), trail));
+    }
+    Ok(len)
 }
 
 #[cfg(test)]
@@ -200,5 +291,73 @@ mod tests {
         let mut v2 = v;
         v2.cr3 = 0x6000;
         assert!(fetch(&v2, &m, &mut c).is_empty(), "nothing mapped there");
+    }
+
+    const CPUID: Option<&[u8]> = Some(&[0x0f, 0xa2]);
+
+    /// `length_at_rip` with the code-page cache emptied first, and whether the site
+    /// cache answered (nothing was fetched, so no code page came back).
+    fn length_and_hit(
+        v: &MockVcpu,
+        m: &GuestMemory,
+        c: &mut InsnCache,
+        op: Option<&'static [u8]>,
+    ) -> (Result<usize, DecodeError>, bool) {
+        c.code_pages = Recent::default();
+        let len = length_at_rip(v, m, c, op);
+        (len, c.code_pages.is_empty())
+    }
+
+    #[test]
+    fn an_exit_at_the_last_site_is_answered_without_a_fetch() {
+        let (m, v) = long_mode(0x9000);
+        let mut c = InsnCache::default();
+        assert_eq!(length_and_hit(&v, &m, &mut c, CPUID), (Ok(2), false));
+        assert_eq!(length_and_hit(&v, &m, &mut c, CPUID), (Ok(2), true));
+        // A prefixed one, found by the decoder, is remembered the same way.
+        let (m, v) = long_mode(0xa000);
+        assert_eq!(length_and_hit(&v, &m, &mut c, CPUID), (Ok(3), false));
+        assert_eq!(length_and_hit(&v, &m, &mut c, CPUID), (Ok(3), true));
+    }
+
+    #[test]
+    fn a_site_answers_only_for_its_place_and_instruction() {
+        let (mut m, v) = long_mode(0x9000);
+        m.write(GuestPhys(0x9010), &[0x0f, 0xa2]).unwrap();
+        let vmmcall = Some(&[0x0f, 0x01, 0xd9][..]);
+        let changes: [fn(&mut MockVcpu); 3] = [
+            |v| v.rip += 0x10,
+            |v| v.cr4 |= cr4::PGE,
+            |v| v.segs[SegReg::Cs as usize].attr = 0xc9b, // 32-bit code
+        ];
+        for change in changes {
+            let (_, mut other) = long_mode(0x9000);
+            change(&mut other);
+            let mut c = InsnCache::default();
+            assert_eq!(length_and_hit(&v, &m, &mut c, CPUID), (Ok(2), false));
+            assert_eq!(length_and_hit(&other, &m, &mut c, CPUID), (Ok(2), false));
+        }
+        let mut c = InsnCache::default();
+        assert!(!length_and_hit(&v, &m, &mut c, CPUID).1);
+        let (len, hit) = length_and_hit(&v, &m, &mut c, vmmcall);
+        assert!(!hit, "another exit: {len:?}");
+    }
+
+    #[test]
+    fn a_site_whose_bytes_or_page_tables_changed_is_not_trusted() {
+        let (mut m, v) = long_mode(0x9000);
+        let mut c = InsnCache::default();
+        assert_eq!(length_and_hit(&v, &m, &mut c, CPUID), (Ok(2), false));
+        // The guest rewrites its code in place: a prefixed CPUID now.
+        m.write(GuestPhys(0x9000), &[0x66, 0x0f, 0xa2]).unwrap();
+        assert_eq!(length_and_hit(&v, &m, &mut c, CPUID), (Ok(3), false));
+        // A byte after the instruction changes: still the same instruction.
+        m.write(GuestPhys(0x9003), &[0x90]).unwrap();
+        assert_eq!(length_and_hit(&v, &m, &mut c, CPUID), (Ok(3), true));
+        // The page-table root points elsewhere (a table mapping the page to 0x9000
+        // through another PDPT): same translation, but the entry it was read from moved.
+        m.write_u64(GuestPhys(0x6000), 0x3000 | PRESENT_RW).unwrap();
+        m.write_u64(GuestPhys(0x1000), 0x6000 | PRESENT_RW).unwrap();
+        assert_eq!(length_and_hit(&v, &m, &mut c, CPUID), (Ok(3), false));
     }
 }

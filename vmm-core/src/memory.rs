@@ -53,11 +53,86 @@ impl fmt::Display for MemError {
 
 pub const MAX_REGIONS: usize = 8;
 
+/// Places in one VM's guest RAM, each expected to hold a value (the low `mask` bits of
+/// the 8 bytes there): the exit path's caches check the same few places on every exit,
+/// and a check is a load and a compare each, without searching the regions again.
+/// Tied to the [`GuestMemory`] that found the places (its `id`): checked against any
+/// other memory, they do not hold.
+#[derive(Clone, Debug)]
+pub struct Watches<const N: usize> {
+    memory: u64,
+    list: ArrayVec<Watch, N>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Watch {
+    host: NonNull<u64>,
+    mask: u64,
+    value: u64,
+}
+
+// SAFETY: a Watch's pointer is only read, through `Watches::hold`, while the memory
+// whose region it points into is borrowed (see there); moving it between CPUs is fine.
+unsafe impl Send for Watch {}
+
+impl<const N: usize> Watches<N> {
+    /// No places yet, in `mem`.
+    pub fn new(mem: &GuestMemory) -> Self {
+        Watches {
+            memory: mem.id,
+            list: ArrayVec::new(),
+        }
+    }
+
+    /// Watches the low `mask` bits of the 8 bytes at `gpa`, which must hold `value`
+    /// now. `None` (and nothing added) when the 8 bytes are not in one region of the
+    /// memory, when they hold something else, or when `N` places are watched already.
+    pub fn add(&mut self, mem: &GuestMemory, gpa: GuestPhys, mask: u64, value: u64) -> Option<()> {
+        if mem.id != self.memory || self.list.is_full() {
+            return None;
+        }
+        let (base, off) = mem.locate(gpa, 8).ok()?;
+        // SAFETY: `locate` found [off, off+8) inside a region.
+        let host = unsafe { base.add(off) }.cast::<u64>();
+        let w = Watch { host, mask, value };
+        w.read().then(|| self.list.push(w))
+    }
+
+    /// Whether every place still holds its value, in `mem`.
+    #[inline(always)]
+    pub fn hold(&self, mem: &GuestMemory) -> bool {
+        // A memory's `id` is new with each region it gets, and regions stay until it
+        // goes: the same `id` means the regions the places were found in, still there.
+        mem.id == self.memory && self.list.iter().all(|w| w.read())
+    }
+}
+
+impl Watch {
+    /// Whether the place holds the value.
+    ///
+    /// Only called for a watch of a memory that is borrowed now (`Watches::add`,
+    /// `Watches::hold`).
+    #[inline(always)]
+    fn read(&self) -> bool {
+        // SAFETY: `host` points at 8 bytes inside a region of the memory the caller
+        // borrows (its `id` matched), valid while it lives (the contract of
+        // `add_region`); the read is unaligned-safe.
+        let now = unsafe { self.host.as_ptr().read_unaligned() };
+        now & self.mask == self.value
+    }
+}
+
 /// The RAM of one VM.
 #[derive(Default)]
 pub struct GuestMemory {
     regions: ArrayVec<RamRegion, MAX_REGIONS>,
+    /// New with every region added (never 0 then): tells [`Watches`] that the regions
+    /// they were found in are these.
+    id: u64,
 }
+
+/// The next [`GuestMemory::id`].
+static NEXT_ID: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
 
 // SAFETY: GuestMemory owns its regions exclusively (see `add_region`); the raw pointers
 // are only dereferenced through &self/&mut self methods, so moving it between CPUs is fine.
@@ -67,6 +142,7 @@ impl GuestMemory {
     pub const fn new() -> Self {
         Self {
             regions: ArrayVec::new_const(),
+            id: 0,
         }
     }
 
@@ -99,7 +175,9 @@ impl GuestMemory {
                 len,
                 host,
             })
-            .map_err(|_| MemError::BadRegion)
+            .map_err(|_| MemError::BadRegion)?;
+        self.id = NEXT_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     pub fn regions(&self) -> &[RamRegion] {
@@ -252,5 +330,52 @@ mod tests {
             )
         };
         assert_eq!(r, Err(MemError::BadRegion));
+    }
+
+    #[test]
+    fn watches_see_a_change_and_hold_only_in_their_memory() {
+        let mut m = ram(0x2000);
+        m.write_u64(GuestPhys(0x100), 0x1122_3344_5566_7788)
+            .unwrap();
+        let mut w: Watches<2> = Watches::new(&m);
+        assert_eq!(
+            w.add(&m, GuestPhys(0x100), 0xffff_ffff, 0),
+            None,
+            "not what it holds"
+        );
+        assert_eq!(
+            w.add(&m, GuestPhys(0x1ffc), 0xffff_ffff, 0),
+            None,
+            "8 bytes past the end"
+        );
+        w.add(&m, GuestPhys(0x100), 0xffff_ffff, 0x5566_7788)
+            .unwrap();
+        w.add(&m, GuestPhys(0x1ff8), u64::MAX, 0).unwrap();
+        assert_eq!(w.add(&m, GuestPhys(0), 0, 0), None, "full");
+        assert!(w.hold(&m));
+        m.write_u32(GuestPhys(0x104), 0).unwrap();
+        assert!(w.hold(&m), "bits outside the mask may change");
+        m.write_u32(GuestPhys(0x100), 0).unwrap();
+        assert!(!w.hold(&m));
+        // Another memory, even one that reads the same: never.
+        let other = ram(0x2000);
+        let empty: Watches<2> = Watches::new(&other);
+        assert!(empty.hold(&other) && !empty.hold(&m));
+        assert!(!Watches::<2>::new(&m).hold(&other));
+        // A region added: the memory's regions changed, its old watches do not hold.
+        let mut b = [0u8; 0x1000];
+        let mut w: Watches<1> = Watches::new(&m);
+        w.add(&m, GuestPhys(0x200), u64::MAX, 0).unwrap();
+        // SAFETY: `b` outlives `m`'s use in this test and is not otherwise used.
+        unsafe {
+            m.add_region(
+                GuestPhys(0x10_0000),
+                HostPhys(0),
+                0x1000,
+                NonNull::new(b.as_mut_ptr()).unwrap(),
+            )
+        }
+        .unwrap();
+        assert!(!w.hold(&m));
     }
 }

@@ -11,7 +11,7 @@
 //! CPU loaded with CR3, protection keys and SMAP/SMEP are not applied.
 
 use crate::addr::{GuestPhys, GuestVirt};
-use crate::memory::{GuestMemory, MemError};
+use crate::memory::{GuestMemory, MemError, Watches};
 use arrayvec::ArrayVec;
 
 use crate::cpu_rules::cr0::{PG as CR0_PG, WP as CR0_WP};
@@ -204,6 +204,16 @@ impl Trail {
             wide,
         });
     }
+    /// Watches each entry for what the walk read (`None` when one cannot be watched:
+    /// a 32-bit entry in the last 4 bytes of a region, or more than `w` takes).
+    pub fn watch<const N: usize>(&self, mem: &GuestMemory, w: &mut Watches<N>) -> Option<()> {
+        for e in &self.entries {
+            let mask = if e.wide { u64::MAX } else { 0xffff_ffff };
+            w.add(mem, e.gpa, mask, e.value)?;
+        }
+        Some(())
+    }
+
     /// Whether every entry still holds what the walk read.
     pub fn holds(&self, mem: &GuestMemory) -> bool {
         self.entries.iter().all(|e| {
