@@ -12,7 +12,7 @@ use arrayvec::ArrayVec;
 use crate::cpu_rules::{cr0, efer};
 
 mod site;
-use site::Site;
+use site::{Known, Site};
 
 /// The mode that decides how the instruction at CS:RIP decodes.
 pub fn cpu_mode(vcpu: &impl ArchVcpu) -> CpuMode {
@@ -37,9 +37,14 @@ pub fn cpu_mode(vcpu: &impl ArchVcpu) -> CpuMode {
 pub struct InsnCache {
     code_pages: Recent<CodePage, CODE_PAGES>,
     pub decoded: DecodeCache,
-    /// The last instruction [`length_at_rip`] found the length of by its opcode.
-    site: Option<Site>,
+    /// The instructions of the last few exits that needed their length
+    /// ([`length_at_rip`]) or the whole instruction ([`decode_at_rip`]).
+    sites: Recent<Site, SITES>,
 }
+
+/// Exit sites an [`InsnCache`] keeps: a guest's loop, or an interrupt handler's EOI and
+/// the timer write that armed it.
+pub const SITES: usize = 4;
 
 /// Code pages an [`InsnCache`] keeps: a guest's loop and its interrupt handler usually
 /// lie in different pages.
@@ -84,6 +89,25 @@ impl InsnCache {
         Ok(gpa)
     }
 
+    /// Keeps what the instruction at `place` is, fetched as `bytes` from `gpa`, as a
+    /// site (when a site can watch it).
+    fn remember(
+        &mut self,
+        mem: &GuestMemory,
+        place: &Place,
+        known: Known,
+        gpa: Option<GuestPhys>,
+        bytes: &[u8],
+    ) {
+        let Some(gpa) = gpa else { return };
+        let site = self
+            .trail_of(place, gpa)
+            .and_then(|trail| Site::new(mem, place, known, (gpa, bytes), trail));
+        if let Some(site) = site {
+            self.sites.insert(site);
+        }
+    }
+
     /// The walk that found code page `gpa` for `place` (the one `translate_code` just
     /// used or made).
     fn trail_of(&self, place: &Place, gpa: GuestPhys) -> Option<&Trail> {
@@ -99,7 +123,7 @@ impl InsnCache {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Place {
     /// Its linear address: CS base plus RIP.
-    la: u64,
+    pub(super) la: u64,
     paging: PagingState,
     /// Fetched at CPL 3.
     user: bool,
@@ -177,14 +201,34 @@ fn fetch_at(
     (bytes, gpa)
 }
 
-/// Decodes the instruction at CS:RIP.
+/// Decodes the instruction at CS:RIP, unless one of the last exits was at the same
+/// place and nothing there changed (the site cache).
 pub fn decode_at_rip(
     vcpu: &impl ArchVcpu,
     mem: &GuestMemory,
     cache: &mut InsnCache,
 ) -> Result<Insn, DecodeError> {
-    let bytes = fetch(vcpu, mem, cache);
-    cache.decoded.decode(&bytes, cpu_mode(vcpu))
+    let place = Place::of(vcpu);
+    let known = cache.sites.find_map_newest(|s| s.decoded(mem, &place));
+    match known {
+        Some(insn) => Ok(insn),
+        None => decode_by_fetch(vcpu, mem, cache, &place),
+    }
+}
+
+/// [`decode_at_rip`] of an instruction the site cache does not know: fetched and
+/// decoded, then remembered as a site. Out of line, as [`length_by_fetch`].
+#[inline(never)]
+fn decode_by_fetch(
+    vcpu: &impl ArchVcpu,
+    mem: &GuestMemory,
+    cache: &mut InsnCache,
+    place: &Place,
+) -> Result<Insn, DecodeError> {
+    let (bytes, gpa) = fetch_at(place, mem, cache);
+    let insn = cache.decoded.decode(&bytes, cpu_mode(vcpu))?;
+    cache.remember(mem, place, Known::Decoded(insn), gpa, &bytes);
+    Ok(insn)
 }
 
 /// The length of the instruction at RIP, when the exit already says which instruction it
@@ -203,7 +247,8 @@ pub fn length_at_rip(
         return decode_at_rip(vcpu, mem, cache).map(|i| i.len);
     };
     let place = Place::of(vcpu);
-    match cache.site.as_ref().and_then(|s| s.length(mem, &place, op)) {
+    let known = cache.sites.find_map_newest(|s| s.length(mem, &place, op));
+    match known {
         Some(len) => Ok(len),
         None => length_by_fetch(vcpu, mem, cache, &place, op),
     }
@@ -227,11 +272,7 @@ fn length_by_fetch(
     } else {
         cache.decoded.decode(&bytes, cpu_mode(vcpu))?.len
     };
-    if let Some(gpa) = gpa {
-        cache.site = cache
-            .trail_of(place, gpa)
-            .and_then(|trail| Site::new(mem, place, op, (gpa, &bytes[..len]), trail));
-    }
+    cache.remember(mem, place, Known::Length { opcode: op, len }, gpa, &bytes);
     Ok(len)
 }
 
@@ -359,5 +400,36 @@ mod tests {
         m.write_u64(GuestPhys(0x6000), 0x3000 | PRESENT_RW).unwrap();
         m.write_u64(GuestPhys(0x1000), 0x6000 | PRESENT_RW).unwrap();
         assert_eq!(length_and_hit(&v, &m, &mut c, CPUID), (Ok(3), false));
+    }
+
+    /// `decode_at_rip` with the code-page cache emptied first, and whether the site
+    /// cache answered.
+    fn decoded_and_hit(v: &MockVcpu, m: &GuestMemory, c: &mut InsnCache) -> (Insn, bool) {
+        c.code_pages = Recent::default();
+        let insn = decode_at_rip(v, m, c).unwrap();
+        (insn, c.code_pages.is_empty())
+    }
+
+    #[test]
+    fn a_device_access_is_decoded_once_per_site_while_its_bytes_hold() {
+        let (mut m, v) = long_mode(0x9000);
+        // MOV QWORD [RAX+0xF0], 0x11223344: 11 bytes, watched as two loads.
+        let mov = [0x48, 0xc7, 0x80, 0xf0, 0, 0, 0, 0x44, 0x33, 0x22, 0x11];
+        m.write(GuestPhys(0x9000), &mov).unwrap();
+        let mut c = InsnCache::default();
+        let (first, hit) = decoded_and_hit(&v, &m, &mut c);
+        assert_eq!((first.len, first.imm, hit), (11, 0x1122_3344, false));
+        let (again, hit) = decoded_and_hit(&v, &m, &mut c);
+        assert_eq!((again.imm, hit), (0x1122_3344, true));
+        // The last byte of the immediate changes (in the second load): decoded again.
+        m.write(GuestPhys(0x900a), &[0x55]).unwrap();
+        let (changed, hit) = decoded_and_hit(&v, &m, &mut c);
+        assert_eq!((changed.imm, hit), (0x5522_3344, false));
+        // What follows the instruction may change.
+        m.write(GuestPhys(0x900b), &[0xcc]).unwrap();
+        assert!(decoded_and_hit(&v, &m, &mut c).1);
+        // A length site and a decoded one at the same place do not answer for each other.
+        let (_, hit) = length_and_hit(&v, &m, &mut c, CPUID);
+        assert!(!hit);
     }
 }

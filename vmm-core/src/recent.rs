@@ -26,6 +26,20 @@ impl<T, const N: usize> Recent<T, N> {
         self.entries.iter().flatten().find(hit)
     }
 
+    /// The first answer `f` gives, asking the newest value first (where a loop's value
+    /// usually is).
+    #[inline(always)]
+    pub fn find_map_newest<R>(&self, mut f: impl FnMut(&T) -> Option<R>) -> Option<R> {
+        let mut i = self.next;
+        for _ in 0..N {
+            i = if i == 0 { N - 1 } else { i - 1 };
+            if let Some(r) = self.entries[i].as_ref().and_then(&mut f) {
+                return Some(r);
+            }
+        }
+        None
+    }
+
     /// Keeps `v`, in place of the oldest value when all `N` slots are taken.
     pub fn insert(&mut self, v: T) {
         self.entries[self.next] = Some(v);
@@ -45,6 +59,28 @@ impl<T, const N: usize> Recent<T, N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists_the_newest_first() {
+        let mut r: Recent<u32, 3> = Recent::default();
+        let order = |r: &Recent<u32, 3>| {
+            let mut seen = std::vec::Vec::new();
+            let none: Option<()> = r.find_map_newest(|v| {
+                seen.push(*v);
+                None
+            });
+            assert_eq!(none, None);
+            seen
+        };
+        assert_eq!(order(&r), []);
+        r.insert(1);
+        r.insert(2);
+        assert_eq!(order(&r), [2, 1]);
+        r.insert(3);
+        r.insert(4);
+        assert_eq!(order(&r), [4, 3, 2]);
+        assert_eq!(r.find_map_newest(|v| (*v < 4).then_some(*v)), Some(3));
+    }
 
     #[test]
     fn keeps_the_last_n_and_replaces_the_oldest() {

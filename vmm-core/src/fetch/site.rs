@@ -1,66 +1,113 @@
-//! The last exit site: where the instruction an exit named (CPUID, a hypercall, an MSR
-//! access...) lay and how long it was, with everything its length was read from, so
-//! that the next exit at the same place (a guest's loop) is answered by a few compares
-//! and a handful of loads instead of a fetch through the code-page cache (on AMD-V
-//! without NRIP save, every such exit needs its length: `cargo janus bench exits`).
+//! Exit sites: where the instructions of the last few exits lay and what they were (the
+//! length of one an exit named, such as CPUID or a hypercall; the decoded instruction
+//! of a device-memory access), with everything that was read from, so that the next
+//! exit at the same place (a guest's loop, its interrupt handler) is answered by a few
+//! compares and a handful of loads instead of a fetch through the code-page cache. On
+//! AMD-V without NRIP save every such exit needs its length, and every MMIO exit needs
+//! its instruction on any CPU (`cargo janus bench exits`).
 //!
 //! Nothing is trusted: a hit needs the same linear address, paging registers,
-//! privilege, CS attributes and instruction, every page-table entry of the walk that
-//! found the code page still as read, and the instruction's bytes still the same.
+//! privilege, CS attributes (and for a length, the same instruction named by the exit),
+//! every page-table entry of the walk that found the code page still as read, and the
+//! instruction's bytes still the same.
 
 use super::Place;
 use crate::addr::GuestPhys;
+use crate::decode::Insn;
 use crate::memory::{GuestMemory, Watches};
 use crate::walk::Trail;
 
-/// The longest instruction a site keeps: its bytes are watched as one 8-byte load.
-const MAX_LEN: usize = 8;
+/// The instruction's bytes are watched as 8-byte loads, two at most: it must not run
+/// past the 16 bytes at its start, all in its page.
+const SPAN: u64 = 16;
+
+/// What a site knows about its instruction.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Known {
+    /// Its length, found for an exit that named it by `opcode` (compared by address:
+    /// each is a `'static` constant).
+    Length { opcode: &'static [u8], len: usize },
+    /// The whole instruction, decoded.
+    Decoded(Insn),
+}
+
+impl Known {
+    fn len(&self) -> usize {
+        match self {
+            Known::Length { len, .. } => *len,
+            Known::Decoded(i) => i.len,
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub(super) struct Site {
     place: Place,
-    /// The opcode the exit named (compared by address: each is a `'static` constant).
-    opcode: &'static [u8],
-    len: usize,
-    /// The entries of the walk to the code page (up to five) and the instruction's bytes.
-    watches: Watches<6>,
+    known: Known,
+    /// The entries of the walk to the code page (up to five) and the instruction's
+    /// bytes (one or two loads).
+    watches: Watches<7>,
 }
 
 impl Site {
-    /// Remembers that the instruction at `place`, named `opcode` by its exit, is
-    /// `code` (its bytes, at `gpa`), found through the walk `trail`. `None` for what a
-    /// site cannot watch with one load (longer than 8 bytes, or the load would leave the
-    /// page) or what changed since it was read.
+    /// Remembers what the instruction at `place` is, whose bytes `code` are at `gpa`,
+    /// found through the walk `trail`. `None` for what a site cannot watch (bytes that
+    /// run past 16 from its start or leave the page) or what changed since it was read.
     pub(super) fn new(
         mem: &GuestMemory,
         place: &Place,
-        opcode: &'static [u8],
+        known: Known,
         (gpa, code): (GuestPhys, &[u8]),
         trail: &Trail,
     ) -> Option<Site> {
-        let len = code.len();
-        if len > MAX_LEN || gpa.0 & 0xfff > 0x1000 - MAX_LEN as u64 {
+        let code = code.get(..known.len())?;
+        if gpa.0 & 0xfff > 0x1000 - SPAN {
             return None;
         }
         let mut watches = Watches::new(mem);
         trail.watch(mem, &mut watches)?;
-        let mut was = [0u8; MAX_LEN];
-        was[..len].copy_from_slice(code);
-        watches.add(mem, gpa, mask(len), u64::from_le_bytes(was))?;
+        for (i, chunk) in code.chunks(8).enumerate() {
+            let mut was = [0u8; 8];
+            was[..chunk.len()].copy_from_slice(chunk);
+            let at = GuestPhys(gpa.0 + 8 * i as u64);
+            watches.add(mem, at, mask(chunk.len()), u64::from_le_bytes(was))?;
+        }
         Some(Site {
             place: *place,
-            opcode,
-            len,
+            known,
             watches,
         })
     }
 
-    /// The length of the instruction at `place` that exited as `opcode`, if it is the
-    /// one this site remembers and nothing it was read from changed.
+    /// The length of the instruction at `place` that exited as `opcode`, if this site
+    /// remembers it and nothing it was read from changed.
     #[inline(always)]
     pub(super) fn length(&self, mem: &GuestMemory, place: &Place, opcode: &[u8]) -> Option<usize> {
-        let same = self.place.same(place) && core::ptr::eq(self.opcode, opcode);
-        (same && self.watches.hold(mem)).then_some(self.len)
+        match self.known {
+            Known::Length { opcode: o, len } if core::ptr::eq(o, opcode) => {
+                (self.here(place) && self.watches.hold(mem)).then_some(len)
+            }
+            _ => None,
+        }
+    }
+
+    /// The instruction at `place`, if this site remembers it decoded and nothing it
+    /// was read from changed.
+    #[inline(always)]
+    pub(super) fn decoded(&self, mem: &GuestMemory, place: &Place) -> Option<Insn> {
+        match self.known {
+            Known::Decoded(i) => (self.here(place) && self.watches.hold(mem)).then_some(i),
+            _ => None,
+        }
+    }
+}
+
+impl Site {
+    /// At `place`: the linear address alone tells most other sites apart in one
+    /// compare, before the whole place is compared.
+    #[inline(always)]
+    fn here(&self, place: &Place) -> bool {
+        self.place.la == place.la && self.place.same(place)
     }
 }
 
