@@ -11,6 +11,8 @@ use arrayvec::ArrayVec;
 
 use crate::cpu_rules::{cr0, efer};
 
+#[cfg(test)]
+mod differential;
 mod site;
 use site::{Known, Site};
 
