@@ -147,6 +147,18 @@ fn lvt_slot(offset: u32) -> Option<usize> {
     }
 }
 
+/// Whether a write of xAPIC register `offset` may change when the timer next fires: its
+/// LVT entry, the initial count, the divide configuration, or the software enable (SVR,
+/// which masks every LVT entry). The platform counts such writes as timer changes
+/// (`Platform::timer_changes`); other registers (the EOI, the TPR, the ICR) change only
+/// which interrupt the vCPU may take.
+pub fn timer_register(offset: u64) -> bool {
+    matches!(
+        offset as u32,
+        reg::LVT_TIMER | reg::TIMER_INITIAL | reg::TIMER_DIVIDE | reg::SVR
+    )
+}
+
 /// What an access did that the platform must act on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ApicEffect {

@@ -142,6 +142,10 @@ unsafe fn slice(
     // change them (`VmExit::is_quiet`) and nothing is due before `due_ns` (the next device
     // event or the end of the slice).
     let (mut settled, mut due_ns) = (false, 0);
+    // `Platform::timer_changes` when the timers were last polled and the exit timers
+    // armed: while it stays so and nothing is due, an exit that changed only interrupt
+    // state (an EOI, a TPR write) needs the interrupt offer but not the timers.
+    let mut timers_seen = None;
     loop {
         if shared.is_some_and(|s| s.ended.load(core::sync::atomic::Ordering::Acquire)) {
             return Stop::Preempted;
@@ -151,7 +155,12 @@ unsafe fn slice(
             let vm = unsafe { &mut *vm };
             let now = vm.now();
             if !settled || now.ns >= due_ns {
-                vm.platform.update(now);
+                let timers_kept = now.ns < due_ns
+                    && vm.armed.is_some()
+                    && timers_seen == Some(vm.platform.timer_changes());
+                if !timers_kept {
+                    vm.platform.update(now);
+                }
                 irq::offer_interrupt(vcpu, vm);
                 // Another vCPU of this guest on this host CPU got an interrupt, an NMI, an
                 // INIT or a SIPI (an IPI from this one, a device, its timer): this one
@@ -161,8 +170,11 @@ unsafe fn slice(
                 if entered && (now.ns >= until_ns || kicked) {
                     return Stop::Preempted;
                 }
-                irq::arm_exit_timers(vcpu, vm, until_ns);
-                due_ns = vm.armed.unwrap_or(u64::MAX);
+                if !timers_kept {
+                    irq::arm_exit_timers(vcpu, vm, until_ns);
+                    due_ns = vm.armed.unwrap_or(u64::MAX);
+                    timers_seen = Some(vm.platform.timer_changes());
+                }
                 tpr::load_shadow(vcpu, &vm.platform);
                 // A console line that waited for room goes out when there is some.
                 vm.drain_console();

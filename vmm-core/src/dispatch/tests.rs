@@ -1080,3 +1080,35 @@ fn pause_completes_and_gives_the_turn_away() {
         Stop::Ended(GuestEnd::Exited(0))
     );
 }
+
+#[test]
+fn a_timer_written_through_device_memory_is_armed_before_the_next_entry() {
+    // The local APIC's SVR, LVT timer and initial count written by `mov [rbx], eax`
+    // with EAX = 0x1ff each time (enabled; vector 0xff, one-shot; 511 at divide 2). An
+    // exit that changes only interrupt state leaves the exit timers as they were
+    // (`Platform::timer_changes`); these three must not.
+    let mut mem = ram(1 << 20);
+    mem.write(GuestPhys(0x8000), &[0x89, 0x03, 0x89, 0x03, 0x89, 0x03])
+        .unwrap();
+    let mut m = vm(mem);
+    let npf = |reg: u64| VmExit::NestedPageFault {
+        gpa: GuestPhys(0xfee0_0000 + reg),
+        access: NestedAccess {
+            write: true,
+            ..Default::default()
+        },
+    };
+    let mut v = MockVcpu::new(&[npf(0x0f0), npf(0x320), npf(0x380)]);
+    v.rip = 0x8000;
+    v.segs[SegReg::Cs as usize].attr = 0xc9b;
+    v.regs[Gpr::Rax as usize] = 0x1ff;
+    v.exit_timer = true;
+    let now = crate::mock::TSC.with(|t| t.get());
+    assert!(matches!(
+        run_slice(&mut v, &mut m, u64::MAX),
+        Stop::Ended(_)
+    ));
+    assert_eq!(v.rip, 0x8006, "three writes emulated");
+    let due = v.exit_deadline.expect("the timer's deadline is armed");
+    assert!(due > now, "{due} after {now}");
+}

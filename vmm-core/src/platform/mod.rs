@@ -149,6 +149,8 @@ pub struct Platform {
     /// Changes to interrupt or timer state so far (wrapping): the dispatcher's test for
     /// "this exit changed nothing it must act on", see [`Platform::changes`].
     changes: u32,
+    /// How often timer state may have changed (wrapping), see [`Platform::timer_changes`].
+    timer_changes: u32,
 }
 
 impl Platform {
@@ -176,6 +178,7 @@ impl Platform {
             lines: 0,
             device_pages: mmio::DevicePages::default(),
             changes: 0,
+            timer_changes: 0,
         }
     }
 
@@ -238,7 +241,11 @@ impl Platform {
         value: u64,
         now: Now,
     ) -> PlatformEffect {
-        if id.drives_interrupts() {
+        if id == DeviceId::Pit
+            || (id == DeviceId::Lapic && crate::devices::lapic::timer_register(offset))
+        {
+            self.timers_changed();
+        } else if id.drives_interrupts() {
             self.changed();
         }
         let e = self.device(id).write(offset, size, value, now);
@@ -247,6 +254,22 @@ impl Platform {
 
     fn changed(&mut self) {
         self.changes = self.changes.wrapping_add(1);
+    }
+
+    /// A change that may move when a timer next fires (a change of any kind too).
+    fn timers_changed(&mut self) {
+        self.changed();
+        self.timer_changes = self.timer_changes.wrapping_add(1);
+    }
+
+    /// How often timer state may have changed (wrapping): a write to the PIT or to a
+    /// local APIC's timer registers ([`crate::devices::lapic::timer_register`]), any platform MSR write
+    /// (the TSC-deadline timer, the APIC base, x2APIC registers), an INIT. While it stays
+    /// as it was and the next timer event is not due, the dispatcher need not poll the
+    /// timers or arm its exit timers again after an exit that changed only interrupt
+    /// state (an EOI, a TPR write).
+    pub fn timer_changes(&self) -> u32 {
+        self.timer_changes
     }
 
     /// How often interrupt or timer state may have changed (wrapping): a write to a timer
@@ -347,6 +370,7 @@ impl Platform {
                 IpiMode::Init => {
                     cpu.lapic.init();
                     cpu.run = cpu.run.init();
+                    self.timer_changes = self.timer_changes.wrapping_add(1);
                 }
                 IpiMode::Startup => cpu.run = cpu.run.sipi(vector),
                 // No SMM in a guest: an SMI has nowhere to go.
@@ -443,7 +467,7 @@ impl Platform {
 
     /// WRMSR of an MSR the platform owns; `None` when it is not one of them.
     pub fn write_msr(&mut self, msr: u32, value: u64, now: Now) -> Option<Result<(), Event>> {
-        self.changed();
+        self.timers_changed();
         Some(match msr {
             MSR_APIC_BASE => self
                 .lapic_mut()
@@ -556,6 +580,45 @@ mod tests {
         }
         p.pic.write(0x21, 0xfe); // only IRQ0
         p.pic.write(0xa1, 0xff);
+    }
+
+    #[test]
+    fn only_what_can_move_a_timer_counts_as_a_timer_change() {
+        use crate::addr::GuestPhys;
+        use crate::mmio::MmioBus;
+        let mut p = Platform::new(16 << 20, 1_000_000_000, 0, 1);
+        let lapic = |p: &mut Platform, reg: u64, v: u32| {
+            let mut m = mmio::DeviceMemory {
+                platform: p,
+                now: T0,
+            };
+            assert!(m.write(GuestPhys(0xfee0_0000 + reg), 4, u64::from(v)));
+        };
+        lapic(&mut p, 0xf0, 0x1ff); // software-enabled
+                                    // (register, value, a timer change)
+        for (reg, v, timer) in [
+            (0x080, 0x20, false),  // TPR
+            (0x0b0, 0, false),     // EOI
+            (0x350, 0x700, false), // LINT0
+            (0x0f0, 0x1ff, true),  // SVR
+            (0x320, 0x40, true),   // LVT timer
+            (0x380, 1000, true),   // initial count
+            (0x3e0, 0xb, true),    // divide configuration
+        ] {
+            let (any, timers) = (p.changes(), p.timer_changes());
+            lapic(&mut p, reg, v);
+            assert_ne!(p.changes(), any, "{reg:#x} is a change");
+            assert_eq!(p.timer_changes() != timers, timer, "{reg:#x}");
+        }
+        let timers = p.timer_changes();
+        p.port_write(0x43, 1, 0x34, T0);
+        assert_ne!(p.timer_changes(), timers, "the PIT");
+        let timers = p.timer_changes();
+        let _ = p.write_msr(0x6e0, 5, T0);
+        assert_ne!(p.timer_changes(), timers, "an MSR (the TSC deadline)");
+        let timers = p.timer_changes();
+        p.signal(1, IpiMode::Init, 0, false);
+        assert_ne!(p.timer_changes(), timers, "an INIT resets the local APIC");
     }
 
     #[test]
