@@ -18,9 +18,16 @@ pub(super) fn hlt(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
     if let Some(end) = advance(vcpu, vm) {
         return Some(end);
     }
+    // An interrupt already waiting wakes it at once (the timer interrupt a guest armed
+    // just before STI;HLT); else a timer may have run out since the devices were last
+    // brought up to date.
+    let me = vm.platform.current();
+    if vm.platform.wakes(me, interrupts_on) {
+        return None;
+    }
     let now = vm.now();
     vm.platform.update(now);
-    if vm.platform.wakes(vm.platform.current(), interrupts_on) {
+    if vm.platform.wakes(me, interrupts_on) {
         return None;
     }
     vm.halted = true;
