@@ -3,7 +3,7 @@
 
 use crate::addr::{GuestPhys, GuestVirt};
 use crate::decode::{CpuMode, DecodeCache, DecodeError, Insn};
-use crate::memory::GuestMemory;
+use crate::memory::{GuestMemory, Watches};
 use crate::recent::Recent;
 use crate::vcpu::{ArchVcpu, ControlReg, SegReg, StateMsr};
 use crate::walk::{read_virt, translate_traced, Access, PagingState, Trail, WalkError};
@@ -59,7 +59,8 @@ struct CodePage {
     /// The linear page number and the guest-physical page it maps to.
     page: u64,
     frame: u64,
-    trail: Trail,
+    /// The entries of the walk that found it, watched for what the walk read.
+    walk: Watches<5>,
 }
 
 impl InsnCache {
@@ -74,20 +75,25 @@ impl InsnCache {
     ) -> Result<GuestPhys, WalkError> {
         let page = la >> 12;
         let hit = self.code_pages.find(|c| {
-            c.page == page && c.user == access.user && c.paging == *paging && c.trail.holds(mem)
+            c.page == page && c.user == access.user && c.paging == *paging && c.walk.hold(mem)
         });
         if let Some(c) = hit {
             return Ok(GuestPhys(c.frame | (la & 0xfff)));
         }
         let mut trail = Trail::default();
         let gpa = translate_traced(mem, paging, GuestVirt(la), access, &mut trail)?;
-        self.code_pages.insert(CodePage {
-            paging: *paging,
-            user: access.user,
-            page,
-            frame: gpa.0 & !0xfff,
-            trail,
-        });
+        // A walk with an entry no watch can hold (a 32-bit entry in a region's last 4
+        // bytes) is not kept: the next fetch walks again.
+        let mut walk = Watches::new(mem);
+        if trail.watch(mem, &mut walk).is_some() {
+            self.code_pages.insert(CodePage {
+                paging: *paging,
+                user: access.user,
+                page,
+                frame: gpa.0 & !0xfff,
+                walk,
+            });
+        }
         Ok(gpa)
     }
 
@@ -103,21 +109,21 @@ impl InsnCache {
     ) {
         let Some(gpa) = gpa else { return };
         let site = self
-            .trail_of(place, gpa)
-            .and_then(|trail| Site::new(mem, place, known, (gpa, bytes), trail));
+            .walk_of(place, gpa)
+            .and_then(|walk| Site::new(mem, place, known, (gpa, bytes), walk));
         if let Some(site) = site {
             self.sites.insert(site);
         }
     }
 
-    /// The walk that found code page `gpa` for `place` (the one `translate_code` just
-    /// used or made).
-    fn trail_of(&self, place: &Place, gpa: GuestPhys) -> Option<&Trail> {
+    /// The watched walk that found code page `gpa` for `place` (the one `translate_code`
+    /// just used or made).
+    fn walk_of(&self, place: &Place, gpa: GuestPhys) -> Option<&Watches<5>> {
         let (page, frame) = (place.la >> 12, gpa.0 & !0xfff);
         let c = self.code_pages.find(|c| {
             c.page == page && c.frame == frame && c.user == place.user && c.paging == place.paging
         })?;
-        Some(&c.trail)
+        Some(&c.walk)
     }
 }
 

@@ -98,6 +98,19 @@ impl<const N: usize> Watches<N> {
         w.read().then(|| self.list.push(w))
     }
 
+    /// The same places, in a list with room for `M` (more places to come); `None`
+    /// when they do not fit.
+    pub fn widened<const M: usize>(&self) -> Option<Watches<M>> {
+        let mut list = ArrayVec::new();
+        for w in &self.list {
+            list.try_push(*w).ok()?;
+        }
+        Some(Watches {
+            memory: self.memory,
+            list,
+        })
+    }
+
     /// Whether every place still holds its value, in `mem`.
     #[inline(always)]
     pub fn hold(&self, mem: &GuestMemory) -> bool {

@@ -170,8 +170,8 @@ pub fn translate(
 }
 
 /// The page-table entries one walk read, where and what: the same paging registers and
-/// the same entries give the same translation, which [`Trail::holds`] checks for a
-/// cached translation at a fraction of a walk's cost.
+/// the same entries give the same translation, which a [`Trail::watch`] on them checks
+/// for a cached translation at a fraction of a walk's cost.
 #[derive(Clone, Debug, Default)]
 pub struct Trail {
     entries: ArrayVec<Entry, 5>,
@@ -212,18 +212,6 @@ impl Trail {
             w.add(mem, e.gpa, mask, e.value)?;
         }
         Some(())
-    }
-
-    /// Whether every entry still holds what the walk read.
-    pub fn holds(&self, mem: &GuestMemory) -> bool {
-        self.entries.iter().all(|e| {
-            let now = if e.wide {
-                mem.read_u64(e.gpa)
-            } else {
-                mem.read_u32(e.gpa).map(u64::from)
-            };
-            now == Ok(e.value)
-        })
     }
 }
 

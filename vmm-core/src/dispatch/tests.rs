@@ -20,6 +20,17 @@ fn out(port: u16, size: u8) -> VmExit {
         string: None,
     })
 }
+/// A nested page fault at `gpa` (device memory), a write or a read.
+fn npf(gpa: u64, write: bool) -> VmExit {
+    VmExit::NestedPageFault {
+        gpa: GuestPhys(gpa),
+        access: NestedAccess {
+            write,
+            ..Default::default()
+        },
+    }
+}
+
 fn inp(port: u16, size: u8) -> VmExit {
     VmExit::Io(IoAccess {
         port,
@@ -311,13 +322,7 @@ fn every_other_end_is_reported_not_hidden() {
         matches!(&raw, Some(GuestEnd::Error(r)) if r.contains("unsupported exit: reason 0x99")),
         "{raw:?}"
     );
-    let npf = VmExit::NestedPageFault {
-        gpa: GuestPhys(0xfee0_0000),
-        access: NestedAccess {
-            write: true,
-            ..Default::default()
-        },
-    };
+    let npf = npf(0xfee0_0000, true);
     // The instruction at RIP lies outside the guest's RAM: it cannot be fetched, which a
     // PC would end in a triple fault.
     take_output();
@@ -390,13 +395,7 @@ fn device_memory_accesses_are_emulated() {
     let mut v = MockVcpu::new(&[]);
     v.rip = 0x10_0000 - 0x1000;
     v.segs[SegReg::Cs as usize].attr = 0xc9b;
-    let npf = VmExit::NestedPageFault {
-        gpa: GuestPhys(0xfee0_00f0),
-        access: NestedAccess {
-            write: true,
-            ..Default::default()
-        },
-    };
+    let npf = npf(0xfee0_00f0, true);
     assert_eq!(handle_exit(&mut v, &mut m, npf), None);
     assert_eq!(v.rip, 0x10_0000 - 0x1000 + 6);
     assert!(
@@ -417,10 +416,7 @@ fn addresses_with_nothing_behind_them_read_all_ones_and_drop_writes() {
     v.segs[SegReg::Cs as usize].attr = 0xc9b;
     let gpa = GuestPhys(0x4000_0000); // far above the guest's 1 MiB
     v.regs[Gpr::Rbx as usize] = gpa.0;
-    let read = VmExit::NestedPageFault {
-        gpa,
-        access: NestedAccess::default(),
-    };
+    let read = npf(gpa.0, false);
     assert_eq!(handle_exit(&mut v, &mut m, read), None, "the guest goes on");
     assert_eq!(v.reg(Gpr::Rax), 0xffff_ffff, "open bus reads all ones");
     assert_eq!(v.rip, 0x8002);
@@ -429,13 +425,7 @@ fn addresses_with_nothing_behind_them_read_all_ones_and_drop_writes() {
         1,
         "one line"
     );
-    let write = VmExit::NestedPageFault {
-        gpa,
-        access: NestedAccess {
-            write: true,
-            ..Default::default()
-        },
-    };
+    let write = npf(gpa.0, true);
     assert_eq!(handle_exit(&mut v, &mut m, write), None);
     assert_eq!(v.rip, 0x8004);
     assert_eq!(take_output(), "", "said once per guest");
@@ -551,10 +541,7 @@ fn a_device_memory_access_completes_and_ends_the_interrupt_shadow() {
     v.rip = 0x8000;
     v.insn_len = 7; // the backend's length is not used for a nested page fault
     v.shadow = true; // the MOV follows an STI
-    let npf = VmExit::NestedPageFault {
-        gpa: GuestPhys(0xfee0_0030),
-        access: NestedAccess::default(),
-    };
+    let npf = npf(0xfee0_0030, false);
     assert_eq!(handle_exit(&mut v, &mut m, npf), None);
     assert_eq!(v.reg(Gpr::Rax) & 0xff, 0x14, "the LAPIC version");
     assert_eq!(v.rip, 0x8002, "past the decoded instruction");
@@ -918,13 +905,7 @@ fn device_memory_reads_are_quiet_and_writes_are_not() {
     mem.write(GuestPhys(0x8000), &[0x8b, 0x03, 0x8b, 0x03, 0x89, 0x03])
         .unwrap();
     let mut m = vm(mem);
-    let npf = |write| VmExit::NestedPageFault {
-        gpa: GuestPhys(0xfee0_0080),
-        access: NestedAccess {
-            write,
-            ..Default::default()
-        },
-    };
+    let npf = |write| npf(0xfee0_0080, write);
     let slice = |m: &mut Vm, exits: &[VmExit]| {
         let mut v = MockVcpu::new(exits);
         v.rip = 0x8000;
@@ -1091,13 +1072,7 @@ fn a_timer_written_through_device_memory_is_armed_before_the_next_entry() {
     mem.write(GuestPhys(0x8000), &[0x89, 0x03, 0x89, 0x03, 0x89, 0x03])
         .unwrap();
     let mut m = vm(mem);
-    let npf = |reg: u64| VmExit::NestedPageFault {
-        gpa: GuestPhys(0xfee0_0000 + reg),
-        access: NestedAccess {
-            write: true,
-            ..Default::default()
-        },
-    };
+    let npf = |reg: u64| npf(0xfee0_0000 + reg, true);
     let mut v = MockVcpu::new(&[npf(0x0f0), npf(0x320), npf(0x380)]);
     v.rip = 0x8000;
     v.segs[SegReg::Cs as usize].attr = 0xc9b;

@@ -15,7 +15,6 @@ use super::Place;
 use crate::addr::GuestPhys;
 use crate::decode::Insn;
 use crate::memory::{GuestMemory, Watches};
-use crate::walk::Trail;
 
 /// The instruction's bytes are watched as 8-byte loads, two at most: it must not run
 /// past the 16 bytes at its start, all in its page.
@@ -44,28 +43,27 @@ impl Known {
 pub(super) struct Site {
     place: Place,
     known: Known,
-    /// The entries of the walk to the code page (up to five) and the instruction's
-    /// bytes (one or two loads).
+    /// The entries of the walk to the code page (up to five), as the code-page cache
+    /// watches them, and the instruction's bytes (one or two loads).
     watches: Watches<7>,
 }
 
 impl Site {
     /// Remembers what the instruction at `place` is, whose bytes `code` are at `gpa`,
-    /// found through the walk `trail`. `None` for what a site cannot watch (bytes that
+    /// found through `walk`. `None` for what a site cannot watch (bytes that
     /// run past 16 from its start or leave the page) or what changed since it was read.
     pub(super) fn new(
         mem: &GuestMemory,
         place: &Place,
         known: Known,
         (gpa, code): (GuestPhys, &[u8]),
-        trail: &Trail,
+        walk: &Watches<5>,
     ) -> Option<Site> {
         let code = code.get(..known.len())?;
         if gpa.0 & 0xfff > 0x1000 - SPAN {
             return None;
         }
-        let mut watches = Watches::new(mem);
-        trail.watch(mem, &mut watches)?;
+        let mut watches = walk.widened()?;
         for (i, chunk) in code.chunks(8).enumerate() {
             let mut was = [0u8; 8];
             was[..chunk.len()].copy_from_slice(chunk);
@@ -85,7 +83,7 @@ impl Site {
     pub(super) fn length(&self, mem: &GuestMemory, place: &Place, opcode: &[u8]) -> Option<usize> {
         match self.known {
             Known::Length { opcode: o, len } if core::ptr::eq(o, opcode) => {
-                (self.here(place) && self.watches.hold(mem)).then_some(len)
+                self.holds_at(mem, place).then_some(len)
             }
             _ => None,
         }
@@ -96,18 +94,18 @@ impl Site {
     #[inline(always)]
     pub(super) fn decoded(&self, mem: &GuestMemory, place: &Place) -> Option<Insn> {
         match self.known {
-            Known::Decoded(i) => (self.here(place) && self.watches.hold(mem)).then_some(i),
+            Known::Decoded(i) => self.holds_at(mem, place).then_some(i),
             _ => None,
         }
     }
 }
 
 impl Site {
-    /// At `place`: the linear address alone tells most other sites apart in one
-    /// compare, before the whole place is compared.
+    /// At `place` (the linear address alone tells most other sites apart in one
+    /// compare, before the whole place is compared), with its walk and bytes as read.
     #[inline(always)]
-    fn here(&self, place: &Place) -> bool {
-        self.place.la == place.la && self.place.same(place)
+    fn holds_at(&self, mem: &GuestMemory, place: &Place) -> bool {
+        self.place.la == place.la && self.place.same(place) && self.watches.hold(mem)
     }
 }
 
