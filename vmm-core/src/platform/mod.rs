@@ -370,15 +370,16 @@ impl Platform {
                 IpiMode::Init => {
                     cpu.lapic.init();
                     cpu.run = cpu.run.init();
-                    self.timer_changes = self.timer_changes.wrapping_add(1);
                 }
                 IpiMode::Startup => cpu.run = cpu.run.sipi(vector),
                 // No SMM in a guest: an SMI has nowhere to go.
                 IpiMode::Smi => {}
             }
         }
-        // An INIT stops its target at once, the sender too when it is one of them.
+        // An INIT stops its target at once, the sender too when it is one of them; it
+        // reset the targets' timers.
         let me = if mode == IpiMode::Init {
+            self.timers_changed();
             0
         } else {
             1 << self.cur
