@@ -21,6 +21,7 @@ use vmm_core::addr::HostPhys;
 use vmm_core::cpu_rules::{cr0, efer, rflags, CpuRules, CrState};
 use vmm_core::exit::VmExit;
 use vmm_core::fetch::{length_at_rip, InsnCache};
+use vmm_core::in_place::InPlace;
 use vmm_core::memory::GuestMemory;
 use vmm_core::msr::tsc_aux::TscAux;
 use vmm_core::nested::{self, FrameAllocator};
@@ -61,6 +62,10 @@ pub struct SvmVcpu {
     /// The clean bits right after an exit: every group where the CPU has them, else none
     /// (worked out once: this is on the path of every exit).
     clean_after_exit: u32,
+    /// This vCPU's CPUID answers, for the exits finished in place ([`vmm_core::in_place`]).
+    in_place: InPlace,
+    /// V_TPR at the last VMRUN.
+    tpr_at_entry: u64,
 }
 
 impl SvmVcpu {
@@ -93,6 +98,8 @@ impl SvmVcpu {
             } else {
                 clean::ALL_DIRTY
             },
+            in_place: InPlace::default(),
+            tpr_at_entry: 0,
         }
     }
 
@@ -106,12 +113,7 @@ impl SvmVcpu {
     /// it. Where the instruction ends is looked up only if it is completed
     /// (`reported_next_rip`).
     fn take_exit(&mut self) -> Result<VmExit, VcpuError> {
-        let clean_after_exit = self.clean_after_exit;
         let c = &mut self.vmcb.control;
-        c.tlb_control = tlb_control::DO_NOTHING;
-        // The CPU's copy of every group is the VMCB's now; the setters below clear the
-        // bit of each group they change before the next VMRUN.
-        c.vmcb_clean = clean_after_exit;
         let (code, info1, info2) = (c.exit_code, c.exit_info1, c.exit_info2);
         if code == exit_code::INVALID {
             return Err(VcpuError {
@@ -124,6 +126,58 @@ impl SvmVcpu {
         Ok(decode(code, info1, info2, self.caps.decode_assists, |r| {
             self.gpr(r)
         }))
+    }
+
+    /// [`ArchVcpu::run`], with `vmrun` for the world switch (host tests pass one that
+    /// plays an exit).
+    #[inline(always)]
+    fn run_with(&mut self, mut vmrun: impl FnMut(&mut Self)) -> Result<VmExit, VcpuError> {
+        // Unloaded, the hardware DR0-DR3 may be another guest's.
+        if !self.loaded {
+            return Err(NOT_LOADED);
+        }
+        self.tpr_at_entry = self.vmcb.control.v_intr & V_TPR;
+        self.enter(&mut vmrun);
+        // Without NRIP save, where CPUID ends takes decoding: the dispatcher's.
+        if self.vmcb.control.exit_code == exit_code::CPUID && self.caps.nrip_save {
+            return self.cpuid_exits(vmrun);
+        }
+        self.take_exit()
+    }
+
+    /// One VMRUN. The CPU's copy of every clean-bit group is the VMCB's after it (the
+    /// setters clear the bit of each group they change before the next VMRUN), and a
+    /// TLB flush asked for was done.
+    #[inline(always)]
+    fn enter(&mut self, vmrun: &mut impl FnMut(&mut Self)) {
+        vmrun(self);
+        let c = &mut self.vmcb.control;
+        c.tlb_control = tlb_control::DO_NOTHING;
+        c.vmcb_clean = self.clean_after_exit;
+    }
+
+    /// After a CPUID exit: each one [`vmm_core::in_place`] can finish is finished here
+    /// and the guest enters again; the first exit it cannot goes to the dispatcher.
+    /// Out of line: inlined into `run`, the loop made every other exit about 15
+    /// instructions longer (registers kept across it).
+    #[inline(never)]
+    fn cpuid_exits(&mut self, mut vmrun: impl FnMut(&mut Self)) -> Result<VmExit, VcpuError> {
+        while self.vmcb.control.exit_code == exit_code::CPUID && self.finished_in_place() {
+            self.enter(&mut vmrun);
+        }
+        self.take_exit()
+    }
+
+    /// Finishes the CPUID exit here when [`vmm_core::in_place`] can: where the CPU said
+    /// where it ends (NRIP save), and with V_TPR as at VMRUN (a MOV to CR8 that did not
+    /// exit is the dispatcher's to take). Returns whether it did.
+    #[inline(always)]
+    fn finished_in_place(&mut self) -> bool {
+        let c = &self.vmcb.control;
+        self.caps.nrip_save
+            && c.next_rip != 0
+            && c.v_intr & V_TPR == self.tpr_at_entry
+            && vmm_core::in_place::cpuid(self, c.next_rip)
     }
 
     /// Where the instruction behind the last exit ends, when the CPU said: IOIO's
@@ -219,14 +273,15 @@ fn address_index(r: DebugReg) -> Option<usize> {
 
 impl ArchVcpu for SvmVcpu {
     fn run(&mut self) -> Result<VmExit, VcpuError> {
-        // Unloaded, the hardware DR0-DR3 may be another guest's.
-        if !self.loaded {
-            return Err(NOT_LOADED);
-        }
-        // SAFETY: this vCPU's VMCB is fully set up, Svm::enable programmed SVME, HSAVE and
-        // the host state page, and `gprs` lives in `self` for the whole call.
-        unsafe { svm_run(&mut self.gprs, self.vmcb.pa().0, self.host_save.0) };
-        self.take_exit()
+        self.run_with(|v| {
+            // SAFETY: this vCPU's VMCB is fully set up, Svm::enable programmed SVME, HSAVE
+            // and the host state page, and `gprs` lives in `self` for the whole call.
+            unsafe { svm_run(&mut v.gprs, v.vmcb.pa().0, v.host_save.0) }
+        })
+    }
+
+    fn in_place(&mut self) -> &mut InPlace {
+        &mut self.in_place
     }
 
     fn gpr(&self, r: Gpr) -> u64 {

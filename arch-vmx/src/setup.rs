@@ -58,6 +58,7 @@ impl<V: VmcsAccess> VmxVcpu<V> {
             exit_deadline: None,
             exit_insn_len: core::cell::Cell::new(None),
             access_error: Cell::new(None),
+            in_place: vmm_core::in_place::InPlace::default(),
             structures: s,
         };
         let written = v

@@ -19,6 +19,7 @@ pub mod firmware;
 pub mod fpu;
 pub mod hostmem;
 pub mod hypercall;
+pub mod in_place;
 pub mod loader;
 pub mod memory;
 pub mod mmio;

@@ -4,6 +4,7 @@ extern crate std;
 use crate::cpu_rules::{dr, CpuRules, CrState};
 use crate::exit::VmExit;
 use crate::fetch::InsnCache;
+use crate::in_place::{self, InPlace};
 use crate::memory::GuestMemory;
 use crate::vcpu::{
     ArchVcpu, ControlReg, DebugReg, Event, Gpr, SegReg, Segment, StateMsr, VcpuError,
@@ -84,6 +85,13 @@ pub struct MockVcpu {
     /// Runs so far; at run number `room_at_run` the host console gets room ([`ROOM`]).
     pub runs: u32,
     pub room_at_run: Option<u32>,
+    /// This vCPU's CPUID answers ([`ArchVcpu::in_place`]).
+    pub in_place: InPlace,
+    /// Finishes CPUID exits it can in place, as a backend with their next RIP does.
+    pub finish_in_place: bool,
+    /// The leaf and subleaf the guest asks at each scripted CPUID (its `mov eax, leaf`
+    /// and `mov ecx, subleaf` before it).
+    pub cpuid_leaf: Option<(u32, u32)>,
 }
 
 impl MockVcpu {
@@ -125,6 +133,9 @@ impl MockVcpu {
             ns_per_run: 0,
             runs: 0,
             room_at_run: None,
+            in_place: InPlace::default(),
+            finish_in_place: false,
+            cpuid_leaf: None,
         }
     }
     fn cr_state(&self) -> CrState {
@@ -153,10 +164,23 @@ impl ArchVcpu for MockVcpu {
         if let Some(cr8) = self.guest_cr8.take() {
             self.tpr_shadow = Some(cr8);
         }
-        self.exits.pop_front().ok_or(VcpuError {
-            what: "script ended",
-            code: 0,
-        })
+        loop {
+            let exit = self.exits.pop_front().ok_or(VcpuError {
+                what: "script ended",
+                code: 0,
+            })?;
+            if let (VmExit::Cpuid, Some((leaf, sub))) = (exit, self.cpuid_leaf) {
+                self.regs[Gpr::Rax as usize] = leaf.into();
+                self.regs[Gpr::Rcx as usize] = sub.into();
+            }
+            let next = self.rip + self.insn_len;
+            if !(exit == VmExit::Cpuid && self.finish_in_place && in_place::cpuid(self, next)) {
+                return Ok(exit);
+            }
+        }
+    }
+    fn in_place(&mut self) -> &mut InPlace {
+        &mut self.in_place
     }
     fn gpr(&self, r: Gpr) -> u64 {
         self.regs[r as usize]

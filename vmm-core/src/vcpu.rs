@@ -258,8 +258,14 @@ pub enum StateMsr {
 
 /// One virtual CPU of a guest, on one vendor's hardware.
 pub trait ArchVcpu {
-    /// Enters the guest and runs it until the next exit.
+    /// Enters the guest and runs it until the next exit the dispatcher has to see: the
+    /// exits [`crate::in_place`] finishes (CPUID answered before) it finishes there and
+    /// enters again.
     fn run(&mut self) -> Result<VmExit, VcpuError>;
+
+    /// This vCPU's CPUID answers, and the exits its backend finished with them
+    /// ([`crate::in_place`]): the backend keeps it; only the core looks inside.
+    fn in_place(&mut self) -> &mut crate::in_place::InPlace;
 
     fn gpr(&self, r: Gpr) -> u64;
     fn set_gpr(&mut self, r: Gpr, v: u64);

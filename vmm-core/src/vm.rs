@@ -1,6 +1,5 @@
 //! A VM: one guest's memory, devices, console and counters.
 
-use crate::cpuid::CpuidCache;
 use crate::fetch::InsnCache;
 use crate::memory::GuestMemory;
 use crate::msr::GuestMsrs;
@@ -146,8 +145,6 @@ pub struct Vm {
     pub steal: Steal,
     /// The guest's MSR values that live in no VMCS/VMCB field.
     pub msrs: GuestMsrs,
-    /// The CPUID answers given so far.
-    pub cpuid: CpuidCache,
     /// The vCPU's last code page and decoded instructions (MMIO, CR and DR moves, next RIP
     /// without NRIP save).
     pub insn: InsnCache,
@@ -200,7 +197,6 @@ impl Vm {
             stats: ExitStats::default(),
             steal: Steal::default(),
             msrs: GuestMsrs::for_guest(host.cpuid),
-            cpuid: CpuidCache::default(),
             insn: InsnCache::default(),
             host,
             console_owner: 0,

@@ -6,6 +6,7 @@ mod clean;
 mod control;
 mod debug;
 mod events;
+mod in_place;
 mod next_rip;
 mod regs;
 mod setup;
@@ -96,4 +97,13 @@ fn vcpu_with(start: StartMode, caps: SvmCaps) -> SvmVcpu {
 
 fn vcpu(start: StartMode) -> SvmVcpu {
     vcpu_with(start, CAPS)
+}
+
+/// What `run` makes of the exit the test wrote into the VMCB, as if a VMRUN had just
+/// ended with it.
+fn exit(v: &mut SvmVcpu) -> Result<vmm_core::exit::VmExit, vmm_core::vcpu::VcpuError> {
+    let loaded = core::mem::replace(&mut v.loaded, true);
+    let exit = v.run_with(|_| {});
+    v.loaded = loaded;
+    exit
 }

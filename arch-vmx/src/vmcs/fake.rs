@@ -5,7 +5,10 @@
 use super::access::{AccessError, VmcsAccess};
 use crate::regs::GuestRegs;
 use crate::resident::fake::FakeCpu;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+
+/// The exit reason field (SDM Vol 3C Appendix B.3.2).
+const EXIT_REASON: u32 = 0x4402;
 use vmm_core::vcpu::VcpuError;
 
 #[derive(Debug, Default)]
@@ -20,6 +23,9 @@ pub struct FakeVmcs {
     pub pinned: bool,
     /// `pin` fails (as VMPTRLD of a bad page would).
     pub pin_fails: bool,
+    /// The exit reasons of the next entries, one per entry (written to the exit reason
+    /// field); with none left the field stays as it is.
+    pub reasons: VecDeque<u32>,
 }
 
 impl VmcsAccess for FakeVmcs {
@@ -43,6 +49,9 @@ impl VmcsAccess for FakeVmcs {
     /// Nothing runs: the exit is whatever the test wrote into the exit-information fields.
     fn enter(&mut self, _regs: &mut GuestRegs, _launched: bool) -> Result<(), VcpuError> {
         self.entries += 1;
+        if let Some(r) = self.reasons.pop_front() {
+            self.fields.insert(EXIT_REASON, r.into());
+        }
         Ok(())
     }
 

@@ -17,6 +17,8 @@ mod hidden;
 mod isa;
 #[path = "cpuid/msrs.rs"]
 mod msrs;
+#[path = "cpuid/repeat.rs"]
+mod repeat;
 #[path = "cpuid/simd.rs"]
 mod simd;
 #[path = "cpuid/system.rs"]
@@ -217,8 +219,9 @@ pub const fn hides(name: &'static str, bit: Bit, exercise: fn() -> Outcome) -> F
 }
 
 /// Every table, in the order they run (the x2APIC switch, in `msrs`, last).
-const TABLES: [&[Feature]; 6] = [
+const TABLES: [&[Feature]; 7] = [
     isa::FEATURES,
+    repeat::FEATURES,
     simd::FEATURES,
     system::FEATURES,
     topology::FEATURES,

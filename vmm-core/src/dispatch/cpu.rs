@@ -3,17 +3,19 @@
 use super::advance;
 use crate::cpuid::{vcpu_cpuid, Topology};
 use crate::exit::ALWAYS_INTERCEPTED_EXCEPTIONS;
+use crate::in_place::write_answer;
 use crate::vcpu::{ArchVcpu, ControlReg, Event, Gpr, SegReg, StateMsr};
 use crate::vm::{GuestEnd, Vm};
 
-/// CPUID: the policy's answer for the leaf in EAX and subleaf in ECX, for this vCPU.
+/// CPUID: the policy's answer for the leaf in EAX and subleaf in ECX, for this vCPU,
+/// remembered in it: the next time its backend answers in place ([`crate::in_place`]).
 pub(super) fn cpuid(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
     let leaf = vcpu.gpr(Gpr::Rax) as u32;
     let sub = vcpu.gpr(Gpr::Rcx) as u32;
     let me = vm.platform.current();
     let vcpus = vm.platform.cpus.len() as u8;
     let (host, tsc_hz) = (vm.host.cpuid, vm.host.tsc_hz);
-    let r = vm.cpuid.get_or(leaf, sub, me as u8, || {
+    let r = vcpu.in_place().answers.get_or(leaf, sub, || {
         // vCPU n has APIC ID n (`platform::cpus`).
         let topo = Topology {
             apic_id: me as u32,
@@ -21,9 +23,7 @@ pub(super) fn cpuid(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
         };
         vcpu_cpuid(topo, leaf, sub, (tsc_hz() / 1000) as u32, host)
     });
-    for (reg, v) in [Gpr::Rax, Gpr::Rbx, Gpr::Rcx, Gpr::Rdx].into_iter().zip(r) {
-        vcpu.set_gpr(reg, v as u64);
-    }
+    write_answer(vcpu, r);
     advance(vcpu, vm)
 }
 

@@ -194,6 +194,7 @@ unsafe fn slice(
             Err(e) => return ended(vm, GuestEnd::error(format_args!("VM entry failed: {e}"))),
         };
         vm.stats.count(exit.kind());
+        vm.stats.add_in_place(vcpu.in_place().take_done());
         let tpr_moved = tpr::store_shadow(vcpu, &mut vm.platform);
         let (quiet, devices_only) = (is_quiet(&exit), touches_only_devices(&exit));
         let changes = vm.platform.changes();

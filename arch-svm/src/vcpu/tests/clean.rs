@@ -58,7 +58,7 @@ fn bytes(v: &SvmVcpu) -> Vec<u8> {
 fn after_exit() -> SvmVcpu {
     let mut v = vcpu_with(PROTECTED, CLEAN_CAPS);
     v.vmcb.control.exit_code = CPUID;
-    v.take_exit().unwrap();
+    super::exit(&mut v).unwrap();
     v
 }
 
@@ -67,7 +67,7 @@ fn an_exit_marks_every_group_clean_where_the_cpu_has_clean_bits() {
     assert_eq!(after_exit().vmcb.control.vmcb_clean, ALL);
     let mut v = vcpu_with(PROTECTED, CAPS);
     v.vmcb.control.exit_code = CPUID;
-    v.take_exit().unwrap();
+    super::exit(&mut v).unwrap();
     assert_eq!(v.vmcb.control.vmcb_clean, 0, "without VmcbClean: all dirty");
 }
 

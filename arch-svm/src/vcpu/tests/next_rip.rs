@@ -36,7 +36,7 @@ fn nrip_save_gives_the_next_rip() {
     let mut v = vcpu_with(PROTECTED, NRIP_CAPS);
     v.vmcb.control.exit_code = CPUID;
     v.vmcb.control.next_rip = 0x1002;
-    assert_eq!(v.take_exit(), Ok(VmExit::Cpuid));
+    assert_eq!(super::exit(&mut v), Ok(VmExit::Cpuid));
     assert_eq!(
         v.next_rip(&GuestMemory::new(), &mut InsnCache::default()),
         Ok(0x1002),
@@ -50,7 +50,7 @@ fn the_reported_next_rip_is_for_one_instruction_only() {
     let mut v = vcpu_with(PROTECTED, NRIP_CAPS);
     v.vmcb.control.exit_code = CPUID;
     v.vmcb.control.next_rip = 0x5555;
-    v.take_exit().unwrap();
+    super::exit(&mut v).unwrap();
     v.retire(u64::from(ENTRY));
     // Completed: the nRIP no longer applies; the instruction at RIP is decoded.
     assert_eq!(
@@ -58,7 +58,7 @@ fn the_reported_next_rip_is_for_one_instruction_only() {
         Ok(u64::from(ENTRY) + 2)
     );
     // The next exit reports again.
-    v.take_exit().unwrap();
+    super::exit(&mut v).unwrap();
     assert_eq!(v.next_rip(&mem, &mut InsnCache::default()), Ok(0x5555));
 }
 
@@ -68,7 +68,7 @@ fn ioio_exits_give_the_next_rip_in_exitinfo2() {
     v.vmcb.control.exit_code = IOIO;
     v.vmcb.control.exit_info1 = 0x80_0000 | (1 << 4);
     v.vmcb.control.exit_info2 = 0x1002;
-    assert!(matches!(v.take_exit(), Ok(VmExit::Io(_))));
+    assert!(matches!(super::exit(&mut v), Ok(VmExit::Io(_))));
     assert_eq!(
         v.next_rip(&GuestMemory::new(), &mut InsnCache::default()),
         Ok(0x1002)
@@ -81,7 +81,7 @@ fn without_nrip_save_the_instruction_is_decoded() {
     let mut v = vcpu_with(PROTECTED, CAPS);
     v.vmcb.control.exit_code = CPUID;
     v.vmcb.control.next_rip = 0x9999;
-    v.take_exit().unwrap();
+    super::exit(&mut v).unwrap();
     assert_eq!(
         v.next_rip(&mem, &mut InsnCache::default()),
         Ok(u64::from(ENTRY) + 2)
@@ -89,7 +89,7 @@ fn without_nrip_save_the_instruction_is_decoded() {
     // With NRIP save but no nRIP (0), too.
     let mut v = vcpu_with(PROTECTED, NRIP_CAPS);
     v.vmcb.control.exit_code = CPUID;
-    v.take_exit().unwrap();
+    super::exit(&mut v).unwrap();
     assert_eq!(
         v.next_rip(&mem, &mut InsnCache::default()),
         Ok(u64::from(ENTRY) + 2)
@@ -107,7 +107,7 @@ fn a_prefixed_instruction_goes_through_the_decoder() {
     let mem = ram_with(&[0x66, 0x0f, 0xa2]);
     let mut v = vcpu_with(PROTECTED, CAPS);
     v.vmcb.control.exit_code = CPUID;
-    v.take_exit().unwrap();
+    super::exit(&mut v).unwrap();
     assert_eq!(
         v.next_rip(&mem, &mut InsnCache::default()),
         Ok(u64::from(ENTRY) + 3)
@@ -123,7 +123,7 @@ fn a_prefixed_instruction_goes_through_the_decoder() {
         let mut v = vcpu_with(PROTECTED, CAPS);
         v.vmcb.control.exit_code = code;
         v.vmcb.control.exit_info1 = info1;
-        v.take_exit().unwrap();
+        super::exit(&mut v).unwrap();
         assert_eq!(
             v.next_rip(&mem, &mut InsnCache::default()),
             Ok(u64::from(ENTRY) + len),
@@ -138,7 +138,7 @@ fn reading_an_exit_resets_tlb_control_and_clean_bits() {
     assert_eq!(v.vmcb.control.tlb_control, 1, "flush at the first VMRUN");
     v.vmcb.control.vmcb_clean = 0xfff;
     v.vmcb.control.exit_code = CPUID;
-    v.take_exit().unwrap();
+    super::exit(&mut v).unwrap();
     assert_eq!(v.vmcb.control.tlb_control, 0);
     assert_eq!(v.vmcb.control.vmcb_clean, 0);
 }
@@ -147,7 +147,7 @@ fn reading_an_exit_resets_tlb_control_and_clean_bits() {
 fn vmexit_invalid_is_an_error() {
     let mut v = vcpu_with(PROTECTED, CAPS);
     v.vmcb.control.exit_code = u64::MAX;
-    assert!(v.take_exit().is_err());
+    assert!(super::exit(&mut v).is_err());
 }
 
 #[test]
@@ -156,10 +156,10 @@ fn an_interrupted_delivery_is_queued_again() {
     let pf = (1u64 << 31) | (1 << 11) | (3 << 8) | 14 | (2 << 32);
     v.vmcb.control.exit_code = 0x400;
     v.vmcb.control.exit_int_info = pf;
-    v.take_exit().unwrap();
+    super::exit(&mut v).unwrap();
     assert_eq!(v.vmcb.control.event_inj, pf);
     // An event queued already wins.
     v.inject(Event::Interrupt(0x40));
-    v.take_exit().unwrap();
+    super::exit(&mut v).unwrap();
     assert_eq!(v.vmcb.control.event_inj, (1 << 31) | 0x40);
 }

@@ -1,0 +1,110 @@
+//! CPUID exits finished without the dispatcher (`vmm_core::in_place`): only with the
+//! next RIP from the CPU (NRIP save, APM Vol 2 15.7.1), and V_TPR as it was at VMRUN.
+
+use super::{vcpu_with, CAPS, NRIP_CAPS, PROTECTED};
+use crate::vcpu::SvmVcpu;
+use vmm_core::exit::VmExit;
+use vmm_core::vcpu::{ArchVcpu, Gpr};
+
+const CPUID: u64 = 0x72;
+const VMMCALL: u64 = 0x81;
+const HLT: u64 = 0x78;
+/// Leaf 6's answer, remembered: its EAX asks leaf 6 again at the next CPUID.
+const ANSWER: [u32; 4] = [6, 0x22, 0, 0x44];
+
+/// A vCPU whose first VMRUN ends in a CPUID exit for leaf 6 (in an STI shadow, nRIP
+/// 0x1002), with the answer for leaf 6 remembered.
+fn after_cpuid() -> SvmVcpu {
+    let mut v = vcpu_with(PROTECTED, NRIP_CAPS);
+    v.in_place().answers.get_or(6, 0, || ANSWER);
+    let c = &mut v.vmcb.control;
+    (c.exit_code, c.next_rip, c.interrupt_shadow) = (CPUID, 0x1002, 1);
+    v.vmcb.save.rip = 0x1000;
+    v.vmcb.save.rax = 6;
+    v.set_gpr(Gpr::Rcx, 0);
+    v
+}
+
+/// EAX to EDX and RIP.
+fn registers(v: &SvmVcpu) -> [u64; 5] {
+    let r = |g| v.gpr(g);
+    [r(Gpr::Rax), r(Gpr::Rbx), r(Gpr::Rcx), r(Gpr::Rdx), v.rip()]
+}
+
+/// Runs `v`: its first VMRUN leaves the exit the test wrote, the ones after it exit with
+/// `codes` in turn (nRIP 2 bytes on). The exit the dispatcher gets, and the VMRUNs.
+fn run_through(v: &mut SvmVcpu, codes: &[u64]) -> (VmExit, usize) {
+    let mut next = codes.iter();
+    let mut vmruns = 0;
+    v.loaded = true;
+    let exit = v.run_with(|v| {
+        vmruns += 1;
+        if vmruns > 1 {
+            let rip = v.vmcb.save.rip;
+            let c = &mut v.vmcb.control;
+            c.exit_code = *next.next().expect("a VMRUN more than scripted");
+            c.next_rip = rip + 2;
+        }
+    });
+    (exit.unwrap(), vmruns)
+}
+
+#[test]
+fn a_cpuid_answered_before_is_finished_without_the_dispatcher() {
+    let mut v = after_cpuid();
+    v.vmcb.control.vmcb_clean = 0;
+    let (exit, vmruns) = run_through(&mut v, &[CPUID, CPUID, HLT]);
+    assert_eq!(
+        (exit, vmruns),
+        (VmExit::Hlt, 4),
+        "entered again after each CPUID"
+    );
+    assert_eq!(registers(&v), [6, 0x22, 0, 0x44, 0x1006]);
+    assert_eq!(
+        v.vmcb.control.interrupt_shadow & 1,
+        0,
+        "the STI shadow ended"
+    );
+    assert_eq!(v.in_place().take_done(), 3, "counted for the dispatcher");
+    assert_eq!(v.vmcb.control.tlb_control, 0, "as after any exit");
+}
+
+/// What a case changes in the vCPU of [`after_cpuid`].
+type Change = fn(&mut SvmVcpu);
+
+#[test]
+fn anything_else_goes_to_the_dispatcher_untouched() {
+    let cases: [(&str, Change); 6] = [
+        ("no NRIP save", |v| v.caps = CAPS),
+        ("no nRIP", |v| v.vmcb.control.next_rip = 0),
+        ("V_TPR moved", |v| v.vmcb.control.v_intr |= 3),
+        ("single-step", |v| v.vmcb.save.rflags |= 1 << 8),
+        ("another leaf", |v| v.vmcb.save.rax = 7),
+        ("another exit", |v| v.vmcb.control.exit_code = VMMCALL),
+    ];
+    for (what, change) in cases {
+        let mut v = after_cpuid();
+        let tpr_moves = what == "V_TPR moved";
+        if !tpr_moves {
+            change(&mut v);
+        }
+        let before = registers(&v);
+        let mut vmruns = 0;
+        v.loaded = true;
+        let exit = v.run_with(|v| {
+            vmruns += 1;
+            assert_eq!(vmruns, 1, "{what}: entered again");
+            if tpr_moves {
+                change(v); // the guest's MOV to CR8, without an exit
+            }
+        });
+        let want = match what {
+            "another exit" => VmExit::Hypercall,
+            _ => VmExit::Cpuid,
+        };
+        assert_eq!((exit, vmruns), (Ok(want), 1), "{what}");
+        assert_eq!(registers(&v), before, "{what}");
+        assert_eq!(v.vmcb.control.interrupt_shadow & 1, 1, "{what}");
+        assert_eq!(v.in_place().take_done(), 0, "{what}");
+    }
+}
