@@ -34,6 +34,7 @@ pub fn handle(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
         EXIT => return Some(GuestEnd::Exited(rbx as u32)),
         CONSOLE_WRITE => console_write(vm, GuestPhys(rbx), rcx),
         EXIT_COUNT => {
+            crate::dispatch::count_in_place(vcpu, vm);
             vcpu.set_gpr(Gpr::Rbx, vm.stats.total());
             0
         }

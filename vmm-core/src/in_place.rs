@@ -24,7 +24,8 @@ use crate::vcpu::{ArchVcpu, Gpr};
 const RFLAGS_TF: u64 = 1 << 8;
 
 /// One vCPU's answers, and how many exits its backend finished with them since the
-/// dispatcher last counted ([`InPlace::take_done`]). Kept in the backend's vCPU
+/// dispatcher last counted ([`InPlace::take_done`]: at the end of each slice, and for
+/// the EXIT_COUNT hypercall). Kept in the backend's vCPU
 /// ([`ArchVcpu::in_place`]): it is used while a shared guest's VM lock is not held.
 #[derive(Clone, Debug, Default)]
 pub struct InPlace {
@@ -34,7 +35,9 @@ pub struct InPlace {
 
 impl InPlace {
     /// The exits finished in place since the last call: the dispatcher counts them as
-    /// CPUID exits ([`crate::stats::ExitStats`]).
+    /// CPUID exits ([`crate::stats::ExitStats`]) when the slice ends, and when the
+    /// guest asks for its count (`hypercall::EXIT_COUNT`; another vCPU's of a shared
+    /// guest then join at the end of that vCPU's slice).
     #[inline(always)]
     pub fn take_done(&mut self) -> u32 {
         core::mem::take(&mut self.done)
@@ -114,6 +117,30 @@ mod tests {
         assert_eq!(v.rip, start + 3 * v.insn_len, "each one completed");
         assert_eq!(v.reg(Gpr::Rbx), u32::from_le_bytes(*b"Janu").into());
         assert_eq!(v.in_place.take_done(), 0, "the dispatcher took the count");
+    }
+
+    #[test]
+    fn the_guest_asking_for_its_exit_count_gets_those_finished_in_place() {
+        let mut m = vm(ram(1 << 20));
+        let mut v = asking(crate::cpuid::HV_BASE, 3);
+        v.exits[3] = VmExit::Hypercall;
+        let first = v.run().unwrap();
+        assert_eq!(crate::dispatch::handle_exit(&mut v, &mut m, first), None);
+        assert_eq!(
+            v.run(),
+            Ok(VmExit::Hypercall),
+            "two CPUIDs in place before it"
+        );
+        v.regs[Gpr::Rax as usize] = crate::hypercall::EXIT_COUNT;
+        assert_eq!(
+            crate::dispatch::handle_exit(&mut v, &mut m, VmExit::Hypercall),
+            None
+        );
+        assert_eq!(
+            v.reg(Gpr::Rbx),
+            2,
+            "the two in place (the dispatcher counted none)"
+        );
     }
 
     #[test]
