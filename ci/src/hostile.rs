@@ -511,6 +511,11 @@ pub const ATTACKS: &[Attack] = &[
         saw: None,
     },
     Attack {
+        cmdline: "attack=cpuid_spin",
+        end: End::TimeLimit,
+        saw: None,
+    },
+    Attack {
         cmdline: "attack=ac_loop",
         end: End::TimeLimit,
         saw: None,

@@ -38,6 +38,24 @@ pub fn spin(_: &Ctx) -> Saw {
     unsafe { asm!("sti", "2: jmp 2b", options(noreturn, nomem, nostack)) }
 }
 
+/// Spins on CPUID with interrupts off. Where the CPU gives the next RIP (VT-x, AMD-V
+/// with NRIP save) Janus answers every one of them in its backend's entry loop
+/// (`vmm_core::in_place`), never in the dispatcher: only the host's timer or the
+/// VMX-preemption timer makes it leave, at the end of its slice and its time limit.
+pub fn cpuid_spin(_: &Ctx) -> Saw {
+    // SAFETY: the attack: spins for good (CPUID's registers are never used again).
+    unsafe {
+        asm!(
+            "cli",
+            "2: xor eax, eax",
+            "xor ecx, ecx",
+            "cpuid",
+            "jmp 2b",
+            options(noreturn, nomem, nostack)
+        )
+    }
+}
+
 #[repr(C, align(16))]
 struct Stack([u8; 16 * 1024]);
 
