@@ -31,6 +31,10 @@ pub unsafe extern "C" fn svm_run(regs: *mut GprFile, vmcb_pa: u64, host_save_pa:
         switch: [
             "vmload rax",
             "vmrun rax",
+            // Where the host resumes after #VMEXIT: named for the host's #DB handler
+            // (`boot/src/idt.rs`, a guest's single-step trap an emulator lets through).
+            ".global janus_svm_after_vmrun",
+            "janus_svm_after_vmrun:",
             "vmsave rax",
             "push rdi",
             "mov rdi, [rsp + 16]",

@@ -17,7 +17,7 @@ use crate::vmcs::{AccessError, HwVmcs, VmcsAccess};
 use core::cell::Cell;
 use vmm_core::cpu_rules::cr0::{PE as CR0_PE, PG as CR0_PG};
 use vmm_core::cpu_rules::efer::LMA as EFER_LMA;
-use vmm_core::cpu_rules::rflags::IF as RFLAGS_IF;
+use vmm_core::cpu_rules::rflags::{IF as RFLAGS_IF, TF as RFLAGS_TF};
 use vmm_core::cpu_rules::{CpuRules, CrState};
 use vmm_core::exit::VmExit;
 use vmm_core::fetch::InsnCache;
@@ -41,8 +41,6 @@ pub mod interruptibility {
 const MAX_INSN_LEN: u64 = 15;
 /// The debug exception's vector.
 const DB_VECTOR: u8 = 1;
-/// RFLAGS.TF, single-step (SDM Vol 1 3.4.3.3).
-const RFLAGS_TF: u64 = 1 << 8;
 
 const NOT_LOADED: VcpuError = VcpuError {
     what: "vCPU not loaded",

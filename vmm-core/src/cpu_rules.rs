@@ -87,6 +87,8 @@ pub mod rflags {
     pub const IF: u64 = 1 << 9;
     pub const DF: u64 = 1 << 10;
     pub const OF: u64 = 1 << 11;
+    /// Single-step: a #DB after each instruction (SDM Vol 1 3.4.3.3).
+    pub const TF: u64 = 1 << 8;
     /// The status flags an arithmetic or logical instruction sets.
     pub const STATUS: u64 = CF | PF | AF | ZF | SF | OF;
 
@@ -310,6 +312,8 @@ pub mod dr {
     pub const DR7_GD: u64 = 1 << 13;
     /// DR6.BD: the #DB came from DR7.GD.
     pub const DR6_BD: u64 = 1 << 13;
+    /// DR6.BS: the #DB is a single-step trap (RFLAGS.TF; SDM Vol 3A 17.2.3).
+    pub const DR6_BS: u64 = 1 << 14;
 }
 
 /// The register a MOV DR names by number `n` (0-7): DR4 and DR5 are DR6 and DR7 while

@@ -13,15 +13,13 @@
 //! answer is the policy's own, remembered by the dispatcher the first time
 //! ([`crate::cpuid::CpuidCache`]; the policy's answers never change while the VM lives);
 //! the instruction completes the one way ([`ArchVcpu::retire`]). Anything else returns to
-//! the dispatcher: every other exit, a leaf not answered yet, a single-step (RFLAGS.TF).
+//! the dispatcher: every other exit, a leaf not answered yet, a single-step (RFLAGS.TF:
+//! its #DB after the instruction is `dispatch::complete`'s).
 //! Time still reaches the guest: the exit timer the dispatcher armed for the next device
 //! event or the end of the slice makes an exit that is not CPUID.
 
 use crate::cpuid::CpuidCache;
 use crate::vcpu::{ArchVcpu, Gpr};
-
-/// RFLAGS.TF, single-step (SDM Vol 1 3.4.3.3).
-const RFLAGS_TF: u64 = 1 << 8;
 
 /// One vCPU's answers, and how many exits its backend finished with them since the
 /// dispatcher last counted ([`InPlace::take_done`]: at the end of each slice, and for
@@ -53,7 +51,7 @@ pub fn cpuid<V: ArchVcpu>(vcpu: &mut V, next_rip: u64) -> bool {
     let Some(answer) = vcpu.in_place().answers.get(leaf, sub) else {
         return false;
     };
-    if vcpu.rflags() & RFLAGS_TF != 0 {
+    if vcpu.rflags() & crate::cpu_rules::rflags::TF != 0 {
         return false;
     }
     write_answer(vcpu, answer);

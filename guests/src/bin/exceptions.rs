@@ -8,7 +8,7 @@
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 use janus_guests::rt::hypercall::{self, Insn};
-use janus_guests::rt::idt::{self, expect_exception, ErrorInfo, Frame};
+use janus_guests::rt::idt::{self, catch_exception, expect_exception, ErrorInfo, Frame};
 use janus_guests::rt::time::{self, Stopwatch};
 use janus_guests::rt::{apic, irq, pc, x86};
 use janus_guests::{entry, println, BootInfo, Suite};
@@ -38,6 +38,7 @@ fn main(_boot: &BootInfo) -> ! {
     virtualization(&mut s);
     software_int(&mut s);
     external_hlt(&mut s);
+    single_step(&mut s);
     s.finish()
 }
 
@@ -439,4 +440,93 @@ fn external_hlt(s: &mut Suite) {
         us < TIMELY_US,
         format_args!("hlt woke after {} us; the PIT was due after 2 ms", us),
     );
+}
+
+/// DR6.BS: the #DB was a single-step (SDM Vol 3A 17.2.3).
+const DR6_BS: u64 = 1 << 14;
+
+/// RFLAGS.TF over an instruction Janus carries out for the guest (one that exits): the
+/// CPU raises a single-step #DB right after it, with DR6.BS set (SDM Vol 3A 17.3.1.4),
+/// and so must Janus. CPUID (which Janus may answer without its dispatcher, but not
+/// under TF) and an OUT to the POST port (an exit that touches no device). TF is set
+/// by the POPF just before the instruction (a POPF that sets TF does not trap itself);
+/// should no #DB come after it, the CPU's own single-step after the next instruction
+/// (PUSHF, which clears TF) is caught at the wrong RIP.
+fn single_step(s: &mut Suite) {
+    // SAFETY: the asm sets TF and the single-step #DB is caught by the runtime, which
+    // clears TF; CPUID's RBX is restored by the catch.
+    let cpuid = || unsafe {
+        asm!(
+            "mov rsi, rbx",
+            "lea rdx, [rip + 2f]",
+            "mov qword ptr [rip + {m}], rdx",
+            "xor eax, eax",
+            "xor ecx, ecx",
+            "pushfq",
+            "or qword ptr [rsp], 0x100",
+            "popfq",
+            "cpuid",
+            "2: pushfq",
+            "and qword ptr [rsp], ~0x100",
+            "popfq",
+            "mov rbx, rsi",
+            m = sym MARK,
+            out("rax") _, out("rcx") _, out("rdx") _, out("rsi") _,
+        )
+    };
+    // SAFETY: as above; the POST port ignores what is written to it.
+    let out_post = || unsafe {
+        asm!(
+            "lea rdx, [rip + 2f]",
+            "mov qword ptr [rip + {m}], rdx",
+            "xor eax, eax",
+            "pushfq",
+            "or qword ptr [rsp], 0x100",
+            "popfq",
+            "out 0x80, al",
+            "2: pushfq",
+            "and qword ptr [rsp], ~0x100",
+            "popfq",
+            m = sym MARK,
+            out("rax") _, out("rdx") _,
+        )
+    };
+    step_over(s, "exceptions.single_step_cpuid", cpuid);
+    step_over(s, "exceptions.single_step_out", out_post);
+}
+
+/// Runs `f` (TF set just before an exiting instruction) and checks the #DB after it.
+fn step_over(s: &mut Suite, name: &str, f: impl FnOnce()) {
+    write_dr6(0);
+    let e = catch_exception(f);
+    let dr6 = read_dr6();
+    let want = mark();
+    match e {
+        Some(e) if e.vector == 1 => s.check(
+            name,
+            e.rip == want && dr6 & DR6_BS != 0,
+            format_args!("#DB at rip {:#x} (want {want:#x}), DR6 {dr6:#x}", e.rip),
+        ),
+        Some(e) => s.check(
+            name,
+            false,
+            format_args!(
+                "vector {} at rip {:#x}, want #DB at {want:#x}",
+                e.vector, e.rip
+            ),
+        ),
+        None => s.check(name, false, format_args!("no #DB at all")),
+    };
+}
+
+fn read_dr6() -> u64 {
+    let v: u64;
+    // SAFETY: reading DR6 at CPL 0 has no side effects.
+    unsafe { asm!("mov {}, dr6", out(reg) v) };
+    v
+}
+
+fn write_dr6(v: u64) {
+    // SAFETY: DR6 only reports; its reserved bits read back as the CPU fixes them.
+    unsafe { asm!("mov dr6, {}", in(reg) v) };
 }

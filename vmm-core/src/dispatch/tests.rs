@@ -1087,3 +1087,35 @@ fn a_timer_written_through_device_memory_is_armed_before_the_next_entry() {
     let due = v.exit_deadline.expect("the timer's deadline is armed");
     assert!(due > now, "{due} after {now}");
 }
+
+#[test]
+fn an_instruction_completed_under_tf_ends_in_a_single_step_trap() {
+    // The CPU would have raised #DB after it, DR6.BS set (SDM Vol 3A 17.3.1.4); the exit
+    // kept it from doing so.
+    let mut m = vm(ram(1 << 20));
+    for (exit, what) in [(VmExit::Cpuid, "CPUID"), (out(0x80, 1), "OUT")] {
+        let mut v = MockVcpu::new(&[]);
+        v.rflags |= crate::cpu_rules::rflags::TF;
+        let rip = v.rip;
+        assert_eq!(handle_exit(&mut v, &mut m, exit), None);
+        assert_eq!(v.rip, rip + v.insn_len, "{what} completed");
+        assert_eq!(
+            v.injected,
+            vec![Event::Exception {
+                vector: 1,
+                error_code: None
+            }],
+            "{what}"
+        );
+        let dr6 = v.debug_reg(crate::vcpu::DebugReg::Dr6);
+        assert_ne!(dr6 & crate::cpu_rules::dr::DR6_BS, 0, "{what}");
+        // Without TF, nothing.
+        let mut v = MockVcpu::new(&[]);
+        assert_eq!(handle_exit(&mut v, &mut m, exit), None);
+        assert!(v.injected.is_empty(), "{what}");
+        assert_eq!(
+            v.debug_reg(crate::vcpu::DebugReg::Dr6) & crate::cpu_rules::dr::DR6_BS,
+            0
+        );
+    }
+}
