@@ -169,13 +169,13 @@ impl SvmVcpu {
     }
 
     /// Finishes the CPUID exit here when [`vmm_core::in_place`] can: where the CPU said
-    /// where it ends (NRIP save), and with V_TPR as at VMRUN (a MOV to CR8 that did not
-    /// exit is the dispatcher's to take). Returns whether it did.
+    /// where it ends (nRIP; `run_with` comes here only with NRIP save), and with V_TPR
+    /// as at VMRUN (a MOV to CR8 that did not exit is the dispatcher's to take).
+    /// Returns whether it did.
     #[inline(always)]
     fn finished_in_place(&mut self) -> bool {
         let c = &self.vmcb.control;
-        self.caps.nrip_save
-            && c.next_rip != 0
+        c.next_rip != 0
             && c.v_intr & V_TPR == self.tpr_at_entry
             && vmm_core::in_place::cpuid(self, c.next_rip)
     }

@@ -296,6 +296,15 @@ impl<V: VmcsAccess> VmxVcpu<V> {
         }
     }
 
+    /// One entry, the VMX-preemption timer loaded for it: `run`'s and the CPUID loop's.
+    #[inline(always)]
+    fn enter(&mut self) -> Result<(), VcpuError> {
+        self.arm_preemption_timer()?;
+        self.vmcs.enter(&mut self.regs, self.launched)?;
+        self.launched = true;
+        Ok(())
+    }
+
     /// After a CPUID exit: each one [`vmm_core::in_place`] can finish is finished here
     /// and the guest enters again (an exit finished in place queues no event to inject);
     /// the first exit it cannot finish, for the dispatcher. Out of line: with the loop
@@ -303,8 +312,7 @@ impl<V: VmcsAccess> VmxVcpu<V> {
     #[inline(never)]
     fn cpuid_exits(&mut self) -> Result<RawExit, VcpuError> {
         while self.finished_in_place()? {
-            self.arm_preemption_timer()?;
-            self.vmcs.enter(&mut self.regs, self.launched)?;
+            self.enter()?;
             let raw = self.raw_exit()?;
             if raw.reason != crate::exit::reason::CPUID {
                 return Ok(raw);
@@ -350,9 +358,7 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
             self.vmcs
                 .write(control::ENTRY_EXCEPTION_ERROR_CODE, inj.error_code)?;
         }
-        self.arm_preemption_timer()?;
-        self.vmcs.enter(&mut self.regs, self.launched)?;
-        self.launched = true;
+        self.enter()?;
         let mut raw = self.raw_exit()?;
         if raw.reason == crate::exit::reason::CPUID {
             raw = self.cpuid_exits()?;

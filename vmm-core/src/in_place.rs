@@ -160,7 +160,7 @@ mod tests {
         assert_eq!(v.run().unwrap(), VmExit::Cpuid);
         // RFLAGS.TF: the instruction ends with a single-step trap, not in place.
         let mut v = asking(crate::cpuid::HV_BASE, 3);
-        v.rflags |= 1 << 8;
+        v.rflags |= crate::cpu_rules::rflags::TF;
         let now = crate::mock::TSC.with(|t| t.get());
         assert!(matches!(
             run_slice(&mut v, &mut m, now + 1_000_000_000),

@@ -102,8 +102,8 @@ pub fn run_slice(vcpu: &mut impl ArchVcpu, vm: &mut Vm, until_ns: u64) -> Stop {
 }
 
 /// The CPUID exits the backend finished in place ([`crate::in_place`]) join the VM's
-/// counters when the slice ends (and when the guest asks, `hypercall::EXIT_COUNT`): after
-/// every exit, the look cost about 4 instructions of every exit the dispatcher sees.
+/// counters when the slice ends (and when the guest asks, `hypercall::EXIT_COUNT`):
+/// taken after every exit instead, they cost about 4 instructions of each.
 pub(crate) fn count_in_place(vcpu: &mut impl ArchVcpu, vm: &mut Vm) {
     vm.stats.add_in_place(vcpu.in_place().take_done());
 }
