@@ -21,7 +21,7 @@ use vmm_core::addr::HostPhys;
 use vmm_core::cpu_rules::{cr0, efer, rflags, CpuRules, CrState};
 use vmm_core::exit::VmExit;
 use vmm_core::fetch::{length_at_rip, InsnCache};
-use vmm_core::in_place::InPlace;
+use vmm_core::in_place::{self, InPlace};
 use vmm_core::memory::GuestMemory;
 use vmm_core::msr::tsc_aux::TscAux;
 use vmm_core::nested::{self, FrameAllocator};
@@ -111,7 +111,9 @@ impl SvmVcpu {
 
     /// Reads the exit VMRUN left in the VMCB: re-queues an interrupted event and decodes
     /// it. Where the instruction ends is looked up only if it is completed
-    /// (`reported_next_rip`).
+    /// (`reported_next_rip`). Always inlined: it is on the path of every exit, and as a
+    /// call (from `run` and each CPUID loop) it cost about 10 instructions of each.
+    #[inline(always)]
     fn take_exit(&mut self) -> Result<VmExit, VcpuError> {
         let c = &mut self.vmcb.control;
         let (code, info1, info2) = (c.exit_code, c.exit_info1, c.exit_info2);
@@ -138,9 +140,14 @@ impl SvmVcpu {
         }
         self.tpr_at_entry = self.vmcb.control.v_intr & V_TPR;
         self.enter(&mut vmrun);
-        // Without NRIP save, where CPUID ends takes decoding: the dispatcher's.
-        if self.vmcb.control.exit_code == exit_code::CPUID && self.caps.nrip_save {
-            return self.cpuid_exits(vmrun);
+        if self.vmcb.control.exit_code == exit_code::CPUID {
+            // Where CPUID ends: nRIP with NRIP save; without, the exit site the
+            // dispatcher kept from the last one it completed.
+            return if self.caps.nrip_save {
+                self.cpuid_exits(vmrun, |v| v.vmcb.control.next_rip)
+            } else {
+                self.cpuid_exits(vmrun, |v| in_place::end_by_site(v).unwrap_or(0))
+            };
         }
         self.take_exit()
     }
@@ -158,26 +165,31 @@ impl SvmVcpu {
 
     /// After a CPUID exit: each one [`vmm_core::in_place`] can finish is finished here
     /// and the guest enters again; the first exit it cannot goes to the dispatcher.
-    /// Out of line: inlined into `run`, the loop made every other exit about 15
-    /// instructions longer (registers kept across it).
+    /// `end` says where the CPUID at RIP ends (0: not known). Out of line: inlined into
+    /// `run`, the loop made every other exit about 15 instructions longer (registers
+    /// kept across it).
     #[inline(never)]
-    fn cpuid_exits(&mut self, mut vmrun: impl FnMut(&mut Self)) -> Result<VmExit, VcpuError> {
-        while self.vmcb.control.exit_code == exit_code::CPUID && self.finished_in_place() {
+    fn cpuid_exits(
+        &mut self,
+        mut vmrun: impl FnMut(&mut Self),
+        end: impl Fn(&mut Self) -> u64,
+    ) -> Result<VmExit, VcpuError> {
+        while self.vmcb.control.exit_code == exit_code::CPUID && self.finished_in_place(&end) {
             self.enter(&mut vmrun);
         }
         self.take_exit()
     }
 
-    /// Finishes the CPUID exit here when [`vmm_core::in_place`] can: where the CPU said
-    /// where it ends (nRIP; `run_with` comes here only with NRIP save), and with V_TPR
-    /// as at VMRUN (a MOV to CR8 that did not exit is the dispatcher's to take).
-    /// Returns whether it did.
+    /// Finishes the CPUID exit here when [`vmm_core::in_place`] can: where `end` says it
+    /// ends, and with V_TPR as at VMRUN (a MOV to CR8 that did not exit is the
+    /// dispatcher's to take). Returns whether it did.
     #[inline(always)]
-    fn finished_in_place(&mut self) -> bool {
-        let c = &self.vmcb.control;
-        c.next_rip != 0
-            && c.v_intr & V_TPR == self.tpr_at_entry
-            && vmm_core::in_place::cpuid(self, c.next_rip)
+    fn finished_in_place(&mut self, end: &impl Fn(&mut Self) -> u64) -> bool {
+        if self.vmcb.control.v_intr & V_TPR != self.tpr_at_entry {
+            return false;
+        }
+        let next_rip = end(self);
+        next_rip != 0 && in_place::cpuid(self, next_rip)
     }
 
     /// Where the instruction behind the last exit ends, when the CPU said: IOIO's

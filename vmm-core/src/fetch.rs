@@ -14,7 +14,8 @@ use crate::cpu_rules::{cr0, efer};
 #[cfg(test)]
 mod differential;
 mod site;
-use site::{Known, Site};
+use site::Known;
+pub(crate) use site::Site;
 
 /// The mode that decides how the instruction at CS:RIP decodes.
 pub fn cpu_mode(vcpu: &impl ArchVcpu) -> CpuMode {
@@ -116,6 +117,14 @@ impl InsnCache {
         }
     }
 
+    /// A copy of the site that knows the length of the instruction at `place` as it is
+    /// now in `mem`: the one the last [`length_at_rip`] there found or made, if a site
+    /// could watch it.
+    pub(crate) fn length_site(&self, mem: &GuestMemory, place: &Place) -> Option<Site> {
+        self.sites
+            .find_map_newest(|s| s.knows_length_at(mem, place).then(|| s.clone()))
+    }
+
     /// The watched walk that found code page `gpa` for `place` (the one `translate_code`
     /// just used or made).
     fn walk_of(&self, place: &Place, gpa: GuestPhys) -> Option<&Watches<5>> {
@@ -155,7 +164,8 @@ impl Place {
             == 0
     }
 
-    fn of(vcpu: &impl ArchVcpu) -> Place {
+    #[inline(always)]
+    pub(crate) fn of(vcpu: &impl ArchVcpu) -> Place {
         let cs = vcpu.segment(SegReg::Cs);
         Place {
             la: cs.base.wrapping_add(vcpu.rip()),

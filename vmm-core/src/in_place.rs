@@ -17,8 +17,17 @@
 //! its #DB after the instruction is `dispatch::complete`'s).
 //! Time still reaches the guest: the exit timer the dispatcher armed for the next device
 //! event or the end of the slice makes an exit that is not CPUID.
+//!
+//! Where the instruction ends, a CPU without the means to say (AMD-V without NRIP save)
+//! leaves to a fetch through the guest's page tables, the dispatcher's. The dispatcher
+//! then keeps the exit site it read (its place, the page-table entries of the walk and
+//! the instruction's bytes, [`crate::fetch`]) in the vCPU ([`keep_site`]), and the next
+//! CPUID there ends where that site says ([`end_by_site`]) while all of it still holds:
+//! a guest's loop asking CPUID.
 
 use crate::cpuid::CpuidCache;
+use crate::fetch::{InsnCache, Place, Site};
+use crate::memory::GuestMemory;
 use crate::vcpu::{ArchVcpu, Gpr};
 
 /// One vCPU's answers, and how many exits its backend finished with them since the
@@ -29,6 +38,9 @@ use crate::vcpu::{ArchVcpu, Gpr};
 pub struct InPlace {
     pub answers: CpuidCache,
     done: u32,
+    /// The last CPUID the dispatcher completed, where the backend's CPU does not say
+    /// where it ends ([`keep_site`]).
+    site: Option<Site>,
 }
 
 impl InPlace {
@@ -61,6 +73,30 @@ pub fn cpuid<V: ArchVcpu>(vcpu: &mut V, next_rip: u64) -> bool {
     true
 }
 
+/// Keeps, for [`end_by_site`], the exit site of the CPUID at RIP of `vcpu` that the
+/// dispatcher completes now: the one `cache` found or made when the backend asked for
+/// its length, if it did (none when the CPU said where it ends). Called by the
+/// dispatcher, with the VM's memory `mem` (the one `vcpu` runs in) and its `cache`.
+pub fn keep_site(vcpu: &mut impl ArchVcpu, mem: &GuestMemory, cache: &InsnCache) {
+    let site = cache.length_site(mem, &Place::of(vcpu));
+    vcpu.in_place().site = site;
+}
+
+/// Where the CPUID at RIP of `vcpu` ends, when it is the one whose site the dispatcher
+/// kept ([`keep_site`]) and nothing it was read from changed: the same place (linear
+/// address, paging registers, privilege, CS), every page-table entry of the walk to it
+/// and its bytes as they were. For a backend whose CPU does not say.
+#[inline(always)]
+pub fn end_by_site<V: ArchVcpu>(vcpu: &mut V) -> Option<u64> {
+    let (place, rip) = (Place::of(vcpu), vcpu.rip());
+    let site = vcpu.in_place().site.as_ref()?;
+    // SAFETY: the dispatcher kept the site from the VM `vcpu` runs in (`keep_site`),
+    // and a vCPU runs only while its VM lives: Janus gives a guest's RAM back only after
+    // the guest ended, and never runs an ended guest's vCPUs (boot's scheduler).
+    let len = unsafe { site.length_in_live_memory(&place) }?;
+    Some(rip.wrapping_add(len as u64))
+}
+
 /// CPUID's results: EAX, EBX, ECX and EDX, zero-extended to 64 bits (SDM Vol 2A, CPUID).
 /// The one place a CPUID answer reaches the guest, in place or through the dispatcher.
 #[inline(always)]
@@ -75,6 +111,7 @@ pub fn write_answer(vcpu: &mut impl ArchVcpu, answer: [u32; 4]) {
 
 #[cfg(test)]
 mod tests {
+    use crate::addr::GuestPhys;
     use crate::dispatch::{run, run_slice, Stop};
     use crate::exit::{ExitKind, IoAccess, IoDir, VmExit};
     use crate::memory::testing::ram;
@@ -139,6 +176,85 @@ mod tests {
             2,
             "the two in place (the dispatcher counted none)"
         );
+    }
+
+    /// Where the guest's CPUID loop lies (2 MiB of RAM: the mock starts at 1 MiB).
+    const LOOP: u64 = 0x10_0000;
+
+    /// A vCPU whose CPU does not say where CPUID ends, asking the hypervisor leaf `n`
+    /// times at `LOOP`, where `code` is; its VM.
+    fn looping(code: &[u8], n: usize) -> (MockVcpu, crate::vm::Vm) {
+        let mut m = vm(ram(2 << 20));
+        m.memory.write(GuestPhys(LOOP), code).unwrap();
+        let mut v = asking(crate::cpuid::HV_BASE, n);
+        v.cpuid_loop_at = Some(LOOP);
+        (v, m)
+    }
+
+    #[test]
+    fn without_the_cpus_length_a_cpuid_at_the_same_site_is_answered_in_place() {
+        let (mut v, mut m) = looping(&[0x0f, 0xa2], 4);
+        assert!(matches!(run(&mut v, &mut m), GuestEnd::Exited(_)));
+        assert_eq!(v.runs, 2, "the dispatcher saw the first CPUID and the end");
+        assert_eq!(m.stats.get(ExitKind::Cpuid), 4);
+        assert_eq!(v.rip, LOOP + 2, "each one completed after its 2 bytes");
+        assert_eq!(v.reg(Gpr::Rbx), u32::from_le_bytes(*b"Janu").into());
+    }
+
+    #[test]
+    fn a_cpuid_site_whose_bytes_changed_goes_to_the_dispatcher() {
+        let (mut v, mut m) = looping(&[0x0f, 0xa2], 3);
+        let first = v.run().unwrap();
+        assert_eq!(crate::dispatch::handle_exit(&mut v, &mut m, first), None);
+        assert_eq!(v.rip, LOOP + 2);
+        // The guest rewrites its loop: a CPUID with a DS prefix, 3 bytes.
+        m.memory
+            .write(GuestPhys(LOOP), &[0x3e, 0x0f, 0xa2])
+            .unwrap();
+        let exit = v.run().unwrap();
+        assert_eq!(
+            exit,
+            VmExit::Cpuid,
+            "not answered in place: the site changed"
+        );
+        assert_eq!(crate::dispatch::handle_exit(&mut v, &mut m, exit), None);
+        assert_eq!(v.rip, LOOP + 3, "completed after its 3 bytes");
+        // Kept again, with its new length.
+        assert_eq!(v.run(), Ok(END));
+        assert_eq!(v.in_place.take_done(), 1);
+    }
+
+    #[test]
+    fn a_cpuid_site_mapped_to_another_frame_goes_to_the_dispatcher() {
+        use crate::cpu_rules::{cr0, cr4, efer};
+        use crate::vcpu::SegReg;
+        // Long mode: tables at 0x1000-0x4000 map LOOP (PT entry 256) to the frame of a
+        // CPUID at 0x9000; a CPUID with an operand-size prefix waits at 0xa000.
+        let (mut v, mut m) = looping(&[], 3);
+        let mem = &mut m.memory;
+        for (table, entry) in [(0x1000, 0x2000), (0x2000, 0x3000), (0x3000, 0x4000)] {
+            mem.write_u64(GuestPhys(table), entry | 3).unwrap();
+        }
+        let pte = GuestPhys(0x4000 + 256 * 8);
+        mem.write_u64(pte, 0x9000 | 3).unwrap();
+        mem.write(GuestPhys(0x9000), &[0x0f, 0xa2]).unwrap();
+        mem.write(GuestPhys(0xa000), &[0x66, 0x0f, 0xa2]).unwrap();
+        (v.cr0, v.cr3, v.cr4) = (cr0::PG | cr0::PE, 0x1000, cr4::PAE);
+        v.efer = efer::LME | efer::LMA;
+        v.segs[SegReg::Cs as usize].attr = 0xa9b; // 64-bit code
+        let first = v.run().unwrap();
+        assert_eq!(crate::dispatch::handle_exit(&mut v, &mut m, first), None);
+        assert_eq!(v.rip, LOOP + 2);
+        // The guest maps another frame at LOOP, CR3 unchanged.
+        m.memory.write_u64(pte, 0xa000 | 3).unwrap();
+        let exit = v.run().unwrap();
+        assert_eq!(
+            exit,
+            VmExit::Cpuid,
+            "not answered in place: the walk changed"
+        );
+        assert_eq!(crate::dispatch::handle_exit(&mut v, &mut m, exit), None);
+        assert_eq!(v.rip, LOOP + 3, "completed after its 3 bytes");
     }
 
     #[test]

@@ -71,8 +71,9 @@ struct Watch {
     value: u64,
 }
 
-// SAFETY: a Watch's pointer is only read, through `Watches::hold`, while the memory
-// whose region it points into is borrowed (see there); moving it between CPUs is fine.
+// SAFETY: a Watch's pointer is only read, through `Watches::hold` and
+// `Watches::hold_in_live_memory`, while the memory whose region it points into is
+// borrowed or known to live (see there); moving it between CPUs is fine.
 unsafe impl Send for Watch {}
 
 impl<const N: usize> Watches<N> {
@@ -118,17 +119,28 @@ impl<const N: usize> Watches<N> {
         // goes: the same `id` means the regions the places were found in, still there.
         mem.id == self.memory && self.list.iter().all(|w| w.read())
     }
+
+    /// [`Watches::hold`] without the memory at hand: for a copy kept where the VM is
+    /// not (a vCPU's CPUID site, [`crate::in_place`]), checked while the VM runs it.
+    ///
+    /// # Safety
+    /// The memory the places were found in must still live (its regions are then where
+    /// they were: a memory's regions stay until it goes).
+    #[inline(always)]
+    pub unsafe fn hold_in_live_memory(&self) -> bool {
+        self.list.iter().all(|w| w.read())
+    }
 }
 
 impl Watch {
     /// Whether the place holds the value.
     ///
     /// Only called for a watch of a memory that is borrowed now (`Watches::add`,
-    /// `Watches::hold`).
+    /// `Watches::hold`) or known to live (`Watches::hold_in_live_memory`).
     #[inline(always)]
     fn read(&self) -> bool {
         // SAFETY: `host` points at 8 bytes inside a region of the memory the caller
-        // borrows (its `id` matched), valid while it lives (the contract of
+        // borrows (its `id` matched) or knows to live, valid while it lives (the contract of
         // `add_region`); the read is unaligned-safe.
         let now = unsafe { self.host.as_ptr().read_unaligned() };
         now & self.mask == self.value

@@ -92,6 +92,11 @@ pub struct MockVcpu {
     /// The leaf and subleaf the guest asks at each scripted CPUID (its `mov eax, leaf`
     /// and `mov ecx, subleaf` before it).
     pub cpuid_leaf: Option<(u32, u32)>,
+    /// The CPU does not say where an instruction ends, as AMD-V without NRIP save: its
+    /// length is read from guest memory (`next_rip`), and a CPUID finished in place ends
+    /// where the kept exit site says (`in_place::end_by_site`). Each scripted CPUID
+    /// exits at this RIP (the guest's loop around it).
+    pub cpuid_loop_at: Option<u64>,
 }
 
 impl MockVcpu {
@@ -136,6 +141,7 @@ impl MockVcpu {
             in_place: InPlace::default(),
             finish_in_place: false,
             cpuid_leaf: None,
+            cpuid_loop_at: None,
         }
     }
     fn cr_state(&self) -> CrState {
@@ -173,8 +179,16 @@ impl ArchVcpu for MockVcpu {
                 self.regs[Gpr::Rax as usize] = leaf.into();
                 self.regs[Gpr::Rcx as usize] = sub.into();
             }
-            let next = self.rip + self.insn_len;
-            if !(exit == VmExit::Cpuid && self.finish_in_place && in_place::cpuid(self, next)) {
+            let mut next = self.rip + self.insn_len;
+            if let (VmExit::Cpuid, Some(at)) = (exit, self.cpuid_loop_at) {
+                self.rip = at;
+                next = in_place::end_by_site(self).unwrap_or(0);
+            }
+            let finished = exit == VmExit::Cpuid
+                && self.finish_in_place
+                && next != 0
+                && in_place::cpuid(self, next);
+            if !finished {
                 return Ok(exit);
             }
         }
@@ -274,8 +288,18 @@ impl ArchVcpu for MockVcpu {
         self.loaded = true
     }
     fn release<A: crate::nested::FrameAllocator>(self, _frames: &mut A) {}
-    fn next_rip(&self, _mem: &GuestMemory, _cache: &mut InsnCache) -> Result<u64, VcpuError> {
-        Ok(self.rip + self.insn_len)
+    fn next_rip(&self, mem: &GuestMemory, cache: &mut InsnCache) -> Result<u64, VcpuError> {
+        if self.cpuid_loop_at.is_none() {
+            return Ok(self.rip + self.insn_len);
+        }
+        let len =
+            crate::fetch::length_at_rip(self, mem, cache, Some(&[0x0f, 0xa2])).map_err(|_| {
+                VcpuError {
+                    what: "cannot decode",
+                    code: self.rip,
+                }
+            })?;
+        Ok(self.rip + len as u64)
     }
     fn tpr_shadow(&self) -> Option<u8> {
         self.tpr_shadow

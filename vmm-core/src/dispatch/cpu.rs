@@ -1,9 +1,9 @@
 //! CPUID, and the exits that end the guest or report what Janus does not handle.
 
-use super::advance;
+use super::complete;
 use crate::cpuid::{vcpu_cpuid, Topology};
 use crate::exit::ALWAYS_INTERCEPTED_EXCEPTIONS;
-use crate::in_place::write_answer;
+use crate::in_place::{keep_site, write_answer};
 use crate::vcpu::{ArchVcpu, ControlReg, Event, Gpr, SegReg, StateMsr};
 use crate::vm::{GuestEnd, Vm};
 
@@ -24,7 +24,11 @@ pub(super) fn cpuid(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
         vcpu_cpuid(topo, leaf, sub, (tsc_hz() / 1000) as u32, host)
     });
     write_answer(vcpu, r);
-    advance(vcpu, vm)
+    let next = vcpu.next_rip(&vm.memory, &mut vm.insn);
+    // Where the backend's CPU does not say where CPUID ends, its length was read at an
+    // exit site: kept, the next CPUID there can be answered in place too.
+    keep_site(vcpu, &vm.memory, &vm.insn);
+    complete(vcpu, next)
 }
 
 /// A triple fault ends the guest, with what an OS developer needs to find the fault:

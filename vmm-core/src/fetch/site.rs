@@ -40,7 +40,7 @@ impl Known {
 }
 
 #[derive(Clone, Debug)]
-pub(super) struct Site {
+pub(crate) struct Site {
     place: Place,
     known: Known,
     /// The entries of the walk to the code page (up to five), as the code-page cache
@@ -101,6 +101,29 @@ impl Site {
 }
 
 impl Site {
+    /// Whether this site knows the length of the instruction at `place` and nothing
+    /// it was read from changed.
+    pub(super) fn knows_length_at(&self, mem: &GuestMemory, place: &Place) -> bool {
+        matches!(self.known, Known::Length { .. }) && self.holds_at(mem, place)
+    }
+
+    /// The length of the instruction at `place`, if this site knows it and nothing it
+    /// was read from changed; checked without the memory at hand (a copy kept in a
+    /// vCPU, [`crate::in_place`]), whatever exit named the instruction when it was kept.
+    ///
+    /// # Safety
+    /// The memory the site was read from must still live
+    /// ([`crate::memory::Watches::hold_in_live_memory`]).
+    #[inline(always)]
+    pub(crate) unsafe fn length_in_live_memory(&self, place: &Place) -> Option<usize> {
+        let Known::Length { len, .. } = self.known else {
+            return None;
+        };
+        // SAFETY: the caller's contract.
+        let held = self.place.same(place) && unsafe { self.watches.hold_in_live_memory() };
+        held.then_some(len)
+    }
+
     /// At `place` (the linear address alone tells most other sites apart in one
     /// compare, before the whole place is compared), with its walk and bytes as read.
     #[inline(always)]

@@ -1,9 +1,12 @@
-//! CPUID exits finished without the dispatcher (`vmm_core::in_place`): only with the
-//! next RIP from the CPU (NRIP save, APM Vol 2 15.7.1), and V_TPR as it was at VMRUN.
+//! CPUID exits finished without the dispatcher (`vmm_core::in_place`): where the CPU
+//! says the instruction ends (NRIP save, APM Vol 2 15.7.1) or, without NRIP save, where
+//! the exit site the dispatcher kept says; and with V_TPR as it was at VMRUN.
 
-use super::{vcpu_with, CAPS, NRIP_CAPS, PROTECTED};
+use super::next_rip::ram_with;
+use super::{vcpu_with, CAPS, ENTRY, NRIP_CAPS, PROTECTED};
 use crate::vcpu::SvmVcpu;
 use vmm_core::exit::VmExit;
+use vmm_core::fetch::InsnCache;
 use vmm_core::vcpu::{ArchVcpu, Gpr};
 
 const CPUID: u64 = 0x72;
@@ -107,4 +110,38 @@ fn anything_else_goes_to_the_dispatcher_untouched() {
         assert_eq!(v.vmcb.control.interrupt_shadow & 1, 1, "{what}");
         assert_eq!(v.in_place().take_done(), 0, "{what}");
     }
+}
+
+#[test]
+fn without_nrip_save_a_cpuid_at_the_kept_site_is_finished_without_the_dispatcher() {
+    let mem = ram_with(&[0x0f, 0xa2]); // CPUID at ENTRY
+    let entry = u64::from(ENTRY);
+    let mut v = vcpu_with(PROTECTED, CAPS);
+    v.in_place().answers.get_or(6, 0, || ANSWER);
+    v.vmcb.control.exit_code = CPUID;
+    v.vmcb.save.rax = 6;
+    v.set_gpr(Gpr::Rcx, 0);
+    // The dispatcher's first CPUID there: its length read, the site kept.
+    super::exit(&mut v).unwrap();
+    let mut cache = InsnCache::default();
+    assert_eq!(v.next_rip(&mem, &mut cache), Ok(entry + 2));
+    vmm_core::in_place::keep_site(&mut v, &mem, &cache);
+    // The guest loops back to it: two CPUIDs there in place, then HLT.
+    let mut codes = [CPUID, CPUID, HLT].into_iter();
+    let mut vmruns = 0;
+    v.loaded = true;
+    let exit = v.run_with(|v| {
+        vmruns += 1;
+        v.vmcb.save.rip = entry;
+        v.vmcb.control.exit_code = codes.next().expect("a VMRUN more than scripted");
+    });
+    assert_eq!((exit, vmruns), (Ok(VmExit::Hlt), 3));
+    assert_eq!(v.in_place().take_done(), 2);
+    // Elsewhere, the site says nothing: the dispatcher's.
+    let mut codes = [CPUID].into_iter();
+    let exit = v.run_with(|v| {
+        v.vmcb.save.rip = entry + 0x10;
+        v.vmcb.control.exit_code = codes.next().expect("entered again");
+    });
+    assert_eq!(exit, Ok(VmExit::Cpuid));
 }

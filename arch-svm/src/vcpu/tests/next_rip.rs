@@ -14,7 +14,7 @@ const CPUID: u64 = 0x72;
 const IOIO: u64 = 0x7b;
 
 /// 64 KiB of guest RAM at 0 holding `insn` at `ENTRY`.
-fn ram_with(insn: &[u8]) -> GuestMemory {
+pub(super) fn ram_with(insn: &[u8]) -> GuestMemory {
     let buf = vec![0u8; 0x1_0000].leak();
     buf[ENTRY as usize..][..insn.len()].copy_from_slice(insn);
     let mut m = GuestMemory::new();

@@ -1,6 +1,7 @@
 //! The same question gets the same answer, and another subleaf another one: Janus
-//! answers a CPUID it has answered before without its dispatcher (`vmm_core::in_place`,
-//! where the CPU gives the next RIP), from a table keyed by leaf and subleaf. Each key
+//! answers a CPUID it has answered before without its dispatcher (`vmm_core::in_place`:
+//! where the CPU gives the next RIP, or at the exit site the dispatcher kept), from a
+//! table keyed by leaf and subleaf. Each key
 //! is asked in three rounds, in changing order, and the answers checked against what
 //! they must say (SDM Vol 2A, CPUID: leaf 7 subleaf 1 and the topology leaf's levels;
 //! docs/hypercalls.md: the hypervisor leaves).

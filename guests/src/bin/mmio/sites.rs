@@ -49,8 +49,9 @@ fn write_code(at: u64, code: &[u8]) {
     }
 }
 
-/// Calls the CPUID-and-RET at `at` with leaf 0; what it returned in EAX, or the
-/// exception it raised.
+/// Calls the CPUID-and-RET at `at` with leaf 0 (subleaf 0: the same question each time,
+/// which Janus answers in place from the second time on, `vmm_core::in_place`); what it
+/// returned in EAX, or the exception it raised.
 fn call_cpuid(at: u64) -> Result<u32, u8> {
     let mut eax = 0;
     let caught = catch_exception(|| {
@@ -58,7 +59,7 @@ fn call_cpuid(at: u64) -> Result<u32, u8> {
         // writes and LLVM reserves, is saved around the call.
         unsafe {
             asm!("push rbx", "call {f}", "pop rbx", f = in(reg) at, inout("eax") 0u32 => eax,
-                 out("ecx") _, out("edx") _)
+                 inout("ecx") 0u32 => _, out("edx") _)
         };
     });
     caught.map_or(Ok(eax), |e| Err(e.vector))
