@@ -265,20 +265,17 @@ impl<V: VmcsAccess> VmxVcpu<V> {
         Ok(())
     }
 
-    /// Loads the VMX-preemption timer with what is left until the exit deadline, just
-    /// before entry: it counts from VM entry on (SDM Vol 3C 26.5.1). Without a deadline
-    /// the timer is off (its control cleared, a VMWRITE only on a change), so that no
-    /// value left from an earlier deadline can make the guest exit (a stale deadline,
-    /// long past, made the guest exit at once on every entry: see
-    /// `vmm_core::vm::NEVER_NS`).
+    /// Turns the VMX-preemption timer on when there is an exit deadline, off when there
+    /// is none (its control cleared, a VMWRITE only on a change), so that no value left
+    /// from an earlier deadline can make the guest exit (a stale deadline, long past,
+    /// made the guest exit at once on every entry: see `vmm_core::vm::NEVER_NS`).
     /// Always inlined, as [`VmxVcpu::raw_exit`] (as a call: about 14 instructions).
     #[inline(always)]
-    fn arm_preemption_timer(&mut self) -> Result<(), AccessError> {
-        let Some(shift) = self.preemption_timer else {
+    fn switch_preemption_timer(&mut self) -> Result<(), AccessError> {
+        if self.preemption_timer.is_none() {
             return Ok(());
-        };
-        let on = self.exit_deadline.is_some();
-        let want = if on {
+        }
+        let want = if self.exit_deadline.is_some() {
             self.pin | pin::PREEMPTION_TIMER
         } else {
             self.pin & !pin::PREEMPTION_TIMER
@@ -287,19 +284,36 @@ impl<V: VmcsAccess> VmxVcpu<V> {
             self.pin = want;
             self.vmcs.write(control::PIN_BASED, want)?;
         }
-        match self.exit_deadline {
-            Some(t) => self.vmcs.write(
+        Ok(())
+    }
+
+    /// Loads the VMX-preemption timer, when on, with what is left until the exit
+    /// deadline, just before entry: it counts from VM entry on (SDM Vol 3C 26.5.1).
+    #[inline(always)]
+    fn load_preemption_timer(&mut self) -> Result<(), AccessError> {
+        match (self.preemption_timer, self.exit_deadline) {
+            (Some(shift), Some(t)) => self.vmcs.write(
                 guest::PREEMPTION_TIMER_VALUE,
                 preemption_value(t, tsc(), shift),
             ),
-            None => Ok(()),
+            _ => Ok(()),
         }
     }
 
-    /// One entry, the VMX-preemption timer loaded for it: `run`'s and the CPUID loop's.
+    /// One entry from `run`: the VMX-preemption timer switched for the exit deadline
+    /// the dispatcher set, then [`VmxVcpu::enter_armed`].
     #[inline(always)]
     fn enter(&mut self) -> Result<(), VcpuError> {
-        self.arm_preemption_timer()?;
+        self.switch_preemption_timer()?;
+        self.enter_armed()
+    }
+
+    /// One entry with the VMX-preemption timer switched as the deadline wants (by
+    /// `enter`; the CPUID loop's entries follow one and the deadline stays): its value
+    /// loaded, VMLAUNCH or VMRESUME.
+    #[inline(always)]
+    fn enter_armed(&mut self) -> Result<(), VcpuError> {
+        self.load_preemption_timer()?;
         self.vmcs.enter(&mut self.regs, self.launched)?;
         self.launched = true;
         Ok(())
@@ -307,15 +321,15 @@ impl<V: VmcsAccess> VmxVcpu<V> {
 
     /// After a CPUID exit: each one [`vmm_core::in_place`] can finish is finished here
     /// and the guest enters again (an exit finished in place queues no event to inject);
-    /// the first exit it cannot finish, for the dispatcher. Out of line: with the loop
-    /// in `run`, every other exit was 10 to 15 instructions longer.
+    /// the first exit it cannot finish, for the dispatcher. Only the exit reason is read
+    /// until then. Out of line: with the loop in `run`, every other exit was 10 to 15
+    /// instructions longer.
     #[inline(never)]
     fn cpuid_exits(&mut self) -> Result<RawExit, VcpuError> {
         while self.finished_in_place()? {
-            self.enter()?;
-            let raw = self.raw_exit()?;
-            if raw.reason != crate::exit::reason::CPUID {
-                return Ok(raw);
+            self.enter_armed()?;
+            if self.vmcs.read(exit_info::EXIT_REASON)? != crate::exit::reason::CPUID {
+                break;
             }
         }
         Ok(self.raw_exit()?)
@@ -616,6 +630,7 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
         Ok(self.vmcs.read(guest::RIP)?.wrapping_add(len))
     }
 
+    #[inline(always)]
     fn retire(&mut self, next_rip: u64) {
         self.write_field(guest::RIP, next_rip);
         // Completing the instruction ends any STI or MOV-SS interrupt shadow (SDM Vol 3C
