@@ -339,6 +339,11 @@ impl<V: VmcsAccess> VmxVcpu<V> {
     /// instruction length says it ends (SDM Vol 3C 28.2.5). Returns whether it did.
     #[inline(always)]
     fn finished_in_place(&mut self) -> Result<bool, VcpuError> {
+        // Pinned, as entry needs: checked once here, the check in each access below is
+        // dropped by the compiler (about 10 instructions per CPUID).
+        if !self.vmcs.pinned() {
+            return Ok(false);
+        }
         let len = u64::from(self.vmcs.read(exit_info::INSTRUCTION_LENGTH)?);
         if len == 0 || len > MAX_INSN_LEN {
             return Ok(false);

@@ -57,6 +57,12 @@ pub trait VmcsAccess {
     /// The vCPU is put: other VMCSs may be made current on this CPU.
     fn unpin(&mut self);
 
+    /// Pinned current (`pin`): accesses need no VMPTRLD. Checked once where many accesses
+    /// follow (the CPUID loop), it lets the compiler drop each access's own check.
+    fn pinned(&self) -> bool {
+        true
+    }
+
     /// VMCLEAR: the CPU writes back whatever of this VMCS it caches and forgets it, so that
     /// its page can be freed (SDM Vol 3C 25.11.1, 25.11.3).
     fn clear(&mut self) -> Result<(), VcpuError>;
