@@ -201,24 +201,33 @@ mod tests {
         assert_eq!(v.reg(Gpr::Rbx), u32::from_le_bytes(*b"Janu").into());
     }
 
-    #[test]
-    fn a_cpuid_site_whose_bytes_changed_goes_to_the_dispatcher() {
-        let (mut v, mut m) = looping(&[0x0f, 0xa2], 3);
+    /// The first CPUID at LOOP (2 bytes) goes to the dispatcher, which keeps its site;
+    /// `change` then puts a 3-byte CPUID at LOOP: the next CPUID there must go to the
+    /// dispatcher too and complete after 3 bytes.
+    fn after_a_change_the_dispatcher_completes(
+        (mut v, mut m): (MockVcpu, crate::vm::Vm),
+        change: impl FnOnce(&mut crate::memory::GuestMemory),
+        what: &str,
+    ) -> MockVcpu {
         let first = v.run().unwrap();
         assert_eq!(crate::dispatch::handle_exit(&mut v, &mut m, first), None);
         assert_eq!(v.rip, LOOP + 2);
-        // The guest rewrites its loop: a CPUID with a DS prefix, 3 bytes.
-        m.memory
-            .write(GuestPhys(LOOP), &[0x3e, 0x0f, 0xa2])
-            .unwrap();
+        change(&mut m.memory);
         let exit = v.run().unwrap();
-        assert_eq!(
-            exit,
-            VmExit::Cpuid,
-            "not answered in place: the site changed"
-        );
+        assert_eq!(exit, VmExit::Cpuid, "not answered in place: {what}");
         assert_eq!(crate::dispatch::handle_exit(&mut v, &mut m, exit), None);
-        assert_eq!(v.rip, LOOP + 3, "completed after its 3 bytes");
+        assert_eq!(v.rip, LOOP + 3, "completed after its 3 bytes: {what}");
+        v
+    }
+
+    #[test]
+    fn a_cpuid_site_whose_bytes_changed_goes_to_the_dispatcher() {
+        // The guest rewrites its loop: a CPUID with a DS prefix, 3 bytes.
+        let rewrite = |mem: &mut crate::memory::GuestMemory| {
+            mem.write(GuestPhys(LOOP), &[0x3e, 0x0f, 0xa2]).unwrap()
+        };
+        let looping = looping(&[0x0f, 0xa2], 3);
+        let mut v = after_a_change_the_dispatcher_completes(looping, rewrite, "bytes");
         // Kept again, with its new length.
         assert_eq!(v.run(), Ok(END));
         assert_eq!(v.in_place.take_done(), 1);
@@ -242,19 +251,9 @@ mod tests {
         (v.cr0, v.cr3, v.cr4) = (cr0::PG | cr0::PE, 0x1000, cr4::PAE);
         v.efer = efer::LME | efer::LMA;
         v.segs[SegReg::Cs as usize].attr = 0xa9b; // 64-bit code
-        let first = v.run().unwrap();
-        assert_eq!(crate::dispatch::handle_exit(&mut v, &mut m, first), None);
-        assert_eq!(v.rip, LOOP + 2);
-        // The guest maps another frame at LOOP, CR3 unchanged.
-        m.memory.write_u64(pte, 0xa000 | 3).unwrap();
-        let exit = v.run().unwrap();
-        assert_eq!(
-            exit,
-            VmExit::Cpuid,
-            "not answered in place: the walk changed"
-        );
-        assert_eq!(crate::dispatch::handle_exit(&mut v, &mut m, exit), None);
-        assert_eq!(v.rip, LOOP + 3, "completed after its 3 bytes");
+                                                  // The guest maps another frame at LOOP, CR3 unchanged.
+        let remap = |mem: &mut crate::memory::GuestMemory| mem.write_u64(pte, 0xa000 | 3).unwrap();
+        after_a_change_the_dispatcher_completes((v, m), remap, "the walk");
     }
 
     #[test]

@@ -70,6 +70,10 @@ fn a_cpuid_answered_before_is_finished_without_the_dispatcher() {
     );
     assert_eq!(v.in_place().take_done(), 3, "counted for the dispatcher");
     assert_eq!(v.vmcb.control.tlb_control, 0, "as after any exit");
+    assert_eq!(
+        v.vmcb.control.vmcb_clean, v.clean_after_exit,
+        "as after any exit"
+    );
 }
 
 /// What a case changes in the vCPU of [`after_cpuid`].
