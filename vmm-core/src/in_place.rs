@@ -77,7 +77,11 @@ pub fn cpuid<V: ArchVcpu>(vcpu: &mut V, next_rip: u64) -> bool {
 /// dispatcher completes now: the one `cache` found or made when the backend asked for
 /// its length, if it did (none when the CPU said where it ends). Called by the
 /// dispatcher, with the VM's memory `mem` (the one `vcpu` runs in) and its `cache`.
-pub fn keep_site(vcpu: &mut impl ArchVcpu, mem: &GuestMemory, cache: &InsnCache) {
+///
+/// # Safety
+/// `mem` must live as long as `vcpu` runs: [`end_by_site`] reads the kept site's places
+/// in it without it at hand.
+pub unsafe fn keep_site(vcpu: &mut impl ArchVcpu, mem: &GuestMemory, cache: &InsnCache) {
     let site = cache.length_site(mem, &Place::of(vcpu));
     vcpu.in_place().site = site;
 }
@@ -90,9 +94,8 @@ pub fn keep_site(vcpu: &mut impl ArchVcpu, mem: &GuestMemory, cache: &InsnCache)
 pub fn end_by_site<V: ArchVcpu>(vcpu: &mut V) -> Option<u64> {
     let (place, rip) = (Place::of(vcpu), vcpu.rip());
     let site = vcpu.in_place().site.as_ref()?;
-    // SAFETY: the dispatcher kept the site from the VM `vcpu` runs in (`keep_site`),
-    // and a vCPU runs only while its VM lives: Janus gives a guest's RAM back only after
-    // the guest ended, and never runs an ended guest's vCPUs (boot's scheduler).
+    // SAFETY: the site was kept from a memory that lives while `vcpu` runs (the
+    // contract of `keep_site`).
     let len = unsafe { site.length_in_live_memory(&place) }?;
     Some(rip.wrapping_add(len as u64))
 }

@@ -27,7 +27,11 @@ pub(super) fn cpuid(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
     let next = vcpu.next_rip(&vm.memory, &mut vm.insn);
     // Where the backend's CPU does not say where CPUID ends, its length was read at an
     // exit site: kept, the next CPUID there can be answered in place too.
-    keep_site(vcpu, &vm.memory, &vm.insn);
+    // SAFETY: `vm.memory` is the memory `vcpu` runs in, which lives while it runs: a
+    // vCPU runs only while its VM lives, Janus gives a guest's RAM back only after the
+    // guest ended and never runs an ended guest's vCPUs (boot's scheduler; a shared
+    // guest's RAM goes back when its last part is done).
+    unsafe { keep_site(vcpu, &vm.memory, &vm.insn) };
     complete(vcpu, next)
 }
 

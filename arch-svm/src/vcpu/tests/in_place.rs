@@ -129,7 +129,8 @@ fn without_nrip_save_a_cpuid_at_the_kept_site_is_finished_without_the_dispatcher
     super::exit(&mut v).unwrap();
     let mut cache = InsnCache::default();
     assert_eq!(v.next_rip(&mem, &mut cache), Ok(entry + 2));
-    vmm_core::in_place::keep_site(&mut v, &mem, &cache);
+    // SAFETY: `ram_with` leaks its buffer: the memory lives for good.
+    unsafe { vmm_core::in_place::keep_site(&mut v, &mem, &cache) };
     // The guest loops back to it: two CPUIDs there in place, then HLT.
     let mut codes = [CPUID, CPUID, HLT].into_iter();
     let mut vmruns = 0;
