@@ -5,7 +5,7 @@
 use crate::asid::AsidPool;
 use crate::caps::SvmCaps;
 use crate::debug_regs;
-use crate::entry::svm_run;
+use crate::entry::{svm_run, RunState};
 use crate::exit::decode;
 use crate::inject;
 use crate::npt::Npt;
@@ -26,8 +26,7 @@ use vmm_core::memory::GuestMemory;
 use vmm_core::msr::tsc_aux::TscAux;
 use vmm_core::nested::{self, FrameAllocator};
 use vmm_core::vcpu::{
-    ArchVcpu, ControlReg, DebugReg, Event, Gpr, GprFile, InitialState, SegReg, Segment, StateMsr,
-    VcpuError,
+    ArchVcpu, ControlReg, DebugReg, Event, Gpr, InitialState, SegReg, Segment, StateMsr, VcpuError,
 };
 
 /// The pending virtual interrupt's fields: a window request sets V_IRQ and V_IGN_TPR at
@@ -42,9 +41,9 @@ const NOT_LOADED: VcpuError = VcpuError {
 /// One guest CPU on AMD-V.
 pub struct SvmVcpu {
     pub(crate) vmcb: VmcbPage,
-    host_save: HostPhys,
-    /// Every GPR but RAX and RSP, which live in the VMCB's save area.
-    gprs: GprFile,
+    /// Every GPR but RAX and RSP, which live in the VMCB's save area, and the VMCB's
+    /// and Janus' VMSAVE page's addresses, for `svm_run`.
+    run: RunState,
     caps: SvmCaps,
     /// The instruction behind the last exit was completed (`retire`): what the CPU said
     /// about where it ends no longer applies.
@@ -83,9 +82,12 @@ impl SvmVcpu {
     ) -> SvmVcpu {
         setup::fill(&mut vmcb, tables, &caps, st);
         SvmVcpu {
+            run: RunState {
+                gprs: st.gprs,
+                vmcb_pa: vmcb.pa().0,
+                host_save_pa: host_save.0,
+            },
             vmcb,
-            host_save,
-            gprs: st.gprs,
             caps,
             retired: false,
             rules,
@@ -290,8 +292,8 @@ impl ArchVcpu for SvmVcpu {
     fn run(&mut self) -> Result<VmExit, VcpuError> {
         self.run_with(|v| {
             // SAFETY: this vCPU's VMCB is fully set up, Svm::enable programmed SVME, HSAVE
-            // and the host state page, and `gprs` lives in `self` for the whole call.
-            unsafe { svm_run(&mut v.gprs, v.vmcb.pa().0, v.host_save.0) }
+            // and the host state page, and `run` lives in `self` for the whole call.
+            unsafe { svm_run(&mut v.run) }
         })
     }
 
@@ -303,7 +305,7 @@ impl ArchVcpu for SvmVcpu {
         match r {
             Gpr::Rax => self.vmcb.save.rax,
             Gpr::Rsp => self.vmcb.save.rsp,
-            _ => self.gprs.r[r as usize],
+            _ => self.run.gprs.r[r as usize],
         }
     }
 
@@ -311,7 +313,7 @@ impl ArchVcpu for SvmVcpu {
         match r {
             Gpr::Rax => self.vmcb.save.rax = v,
             Gpr::Rsp => self.vmcb.save.rsp = v,
-            _ => self.gprs.r[r as usize] = v,
+            _ => self.run.gprs.r[r as usize] = v,
         }
     }
 

@@ -18,15 +18,23 @@ fn rax_and_rsp_live_in_the_save_area_the_rest_in_the_gpr_file() {
     assert_eq!(v.vmcb.save.rsp, 0x1004, "RSP is the VMCB's");
     for r in Gpr::ALL {
         if !matches!(r, Gpr::Rax | Gpr::Rsp) {
-            assert_eq!(v.gprs.r[r as usize], 0x1000 + r as u64, "{r:?} in the file");
+            assert_eq!(
+                v.run.gprs.r[r as usize],
+                0x1000 + r as u64,
+                "{r:?} in the file"
+            );
         }
     }
     assert_eq!(
-        v.gprs.r[Gpr::Rax as usize],
+        v.run.gprs.r[Gpr::Rax as usize],
         0x2bad_b002,
         "the file's RAX slot unused"
     );
-    assert_eq!(v.gprs.r[Gpr::Rsp as usize], 0, "the file's RSP slot unused");
+    assert_eq!(
+        v.run.gprs.r[Gpr::Rsp as usize],
+        0,
+        "the file's RSP slot unused"
+    );
 }
 
 #[test]
