@@ -12,18 +12,31 @@ const ENTRIES: usize = 32;
 /// One answer: the key is the leaf in the low half, the subleaf in the high one. 32
 /// bytes, so that an index is a shift (a CPUID exit finished in place looks one up,
 /// `crate::in_place`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, align(32))]
 struct Entry {
     key: u64,
     value: [u32; 4],
-    used: bool,
 }
 const _: () = assert!(core::mem::size_of::<Entry>() == 32);
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct CpuidCache {
     entries: [Entry; ENTRIES],
+}
+
+impl Default for CpuidCache {
+    /// Empty: each entry holds a key that indexes another entry (leaf `i + 1` in entry
+    /// `i`), which a look-up there can never ask. So a look-up compares the key alone,
+    /// without a flag for "used" (2 instructions fewer on each CPUID in place).
+    fn default() -> Self {
+        CpuidCache {
+            entries: core::array::from_fn(|i| Entry {
+                key: key(i as u32 + 1, 0),
+                value: [0; 4],
+            }),
+        }
+    }
 }
 
 impl CpuidCache {
@@ -37,7 +50,6 @@ impl CpuidCache {
         self.entries[index(leaf, sub)] = Entry {
             key: key(leaf, sub),
             value,
-            used: true,
         };
         value
     }
@@ -46,7 +58,7 @@ impl CpuidCache {
     #[inline(always)]
     pub fn get(&self, leaf: u32, sub: u32) -> Option<[u32; 4]> {
         let e = &self.entries[index(leaf, sub)];
-        (e.used && e.key == key(leaf, sub)).then_some(e.value)
+        (e.key == key(leaf, sub)).then_some(e.value)
     }
 }
 
@@ -68,6 +80,26 @@ fn index(leaf: u32, sub: u32) -> usize {
 mod tests {
     use super::*;
     use core::cell::Cell;
+
+    #[test]
+    fn an_empty_cache_answers_nothing() {
+        let c = CpuidCache::default();
+        for (i, e) in c.entries.iter().enumerate() {
+            let (leaf, sub) = (e.key as u32, (e.key >> 32) as u32);
+            assert_ne!(index(leaf, sub), i, "entry {i}'s key indexes it");
+        }
+        let bases = [0, 0x4000_0000, 0x8000_0000, 0xc000_0000];
+        for (base, leaf, sub) in keys(bases) {
+            assert_eq!(c.get(base + leaf, sub), None, "{:#x}.{sub}", base + leaf);
+        }
+    }
+
+    /// Every leaf 0-63 above each base, with subleaves 0-3.
+    fn keys(bases: [u32; 4]) -> impl Iterator<Item = (u32, u32, u32)> {
+        bases
+            .into_iter()
+            .flat_map(|b| (0..64).flat_map(move |l| (0..4).map(move |s| (b, l, s))))
+    }
 
     #[test]
     fn each_answer_is_worked_out_once_per_leaf_and_subleaf() {
