@@ -63,8 +63,8 @@ pub struct SvmVcpu {
     clean_after_exit: u32,
     /// This vCPU's CPUID answers, for the exits finished in place ([`vmm_core::in_place`]).
     in_place: InPlace,
-    /// V_TPR at the last VMRUN.
-    tpr_at_entry: u64,
+    /// The VMCB's virtual-interrupt fields (V_TPR, V_IRQ...) at the last VMRUN.
+    v_intr_at_entry: u64,
 }
 
 impl SvmVcpu {
@@ -101,7 +101,7 @@ impl SvmVcpu {
                 clean::ALL_DIRTY
             },
             in_place: InPlace::default(),
-            tpr_at_entry: 0,
+            v_intr_at_entry: 0,
         }
     }
 
@@ -140,7 +140,7 @@ impl SvmVcpu {
         if !self.loaded {
             return Err(NOT_LOADED);
         }
-        self.tpr_at_entry = self.vmcb.control.v_intr & V_TPR;
+        self.v_intr_at_entry = self.vmcb.control.v_intr;
         self.enter(&mut vmrun);
         if self.vmcb.control.exit_code == exit_code::CPUID {
             // Where CPUID ends: nRIP with NRIP save; without, the exit site the
@@ -186,11 +186,13 @@ impl SvmVcpu {
     }
 
     /// Finishes the CPUID exit here when [`vmm_core::in_place`] can: where `end` says it
-    /// ends, and with V_TPR as at VMRUN (a MOV to CR8 that did not exit is the
-    /// dispatcher's to take). Returns whether it did.
+    /// ends, and with the virtual-interrupt fields as at VMRUN (a MOV to CR8 that did
+    /// not exit, V_TPR, is the dispatcher's to take; so is a virtual interrupt the guest
+    /// took, V_IRQ; the whole field is compared, one instruction fewer than V_TPR alone).
+    /// Returns whether it did.
     #[inline(always)]
     fn finished_in_place(&mut self, end: &impl Fn(&mut Self) -> u64) -> bool {
-        if self.vmcb.control.v_intr & V_TPR != self.tpr_at_entry {
+        if self.vmcb.control.v_intr != self.v_intr_at_entry {
             return false;
         }
         let next_rip = end(self);

@@ -57,8 +57,9 @@ impl CpuidCache {
     /// The answer remembered for `(leaf, sub)`, if any.
     #[inline(always)]
     pub fn get(&self, leaf: u32, sub: u32) -> Option<[u32; 4]> {
-        let e = &self.entries[index(leaf, sub)];
-        (e.key == key(leaf, sub)).then_some(e.value)
+        let k = key(leaf, sub);
+        let e = &self.entries[index_of(k)];
+        (e.key == k).then_some(e.value)
     }
 }
 
@@ -68,12 +69,16 @@ fn key(leaf: u32, sub: u32) -> u64 {
 }
 
 /// The table index of a key: the leaf's low bits (basic leaves, and the extended and
-/// hypervisor ones by their low bits too, their top bits folded in), mixed with the
-/// subleaf.
+/// hypervisor ones by their low bits too, their top three bits folded in), mixed with
+/// the subleaf: one shift of the key does both (the subleaf's low bits land at bit 3).
+#[inline(always)]
+fn index_of(key: u64) -> usize {
+    (key ^ (key >> 29)) as usize % ENTRIES
+}
+
 #[inline(always)]
 fn index(leaf: u32, sub: u32) -> usize {
-    let h = leaf ^ (leaf >> 27) ^ (sub << 3);
-    h as usize % ENTRIES
+    index_of(key(leaf, sub))
 }
 
 #[cfg(test)]
