@@ -81,18 +81,24 @@ type Change = fn(&mut SvmVcpu);
 
 #[test]
 fn anything_else_goes_to_the_dispatcher_untouched() {
-    let cases: [(&str, Change); 6] = [
+    let cases: [(&str, Change); 7] = [
         ("no NRIP save", |v| v.caps = CAPS),
         ("no nRIP", |v| v.vmcb.control.next_rip = 0),
         ("V_TPR moved", |v| v.vmcb.control.v_intr |= 3),
+        // A window request (V_IRQ, bit 8: APM Vol 2 15.21.4) the guest took.
+        ("V_IRQ taken", |v| v.vmcb.control.v_intr &= !(1 << 8)),
         ("single-step", |v| v.vmcb.save.rflags |= 1 << 8),
         ("another leaf", |v| v.vmcb.save.rax = 7),
         ("another exit", |v| v.vmcb.control.exit_code = VMMCALL),
     ];
     for (what, change) in cases {
         let mut v = after_cpuid();
-        let tpr_moves = what == "V_TPR moved";
-        if !tpr_moves {
+        // The guest's own doing while it runs: a MOV to CR8, a virtual interrupt taken.
+        let during_run = what == "V_TPR moved" || what == "V_IRQ taken";
+        if what == "V_IRQ taken" {
+            v.vmcb.control.v_intr |= 1 << 8;
+        }
+        if !during_run {
             change(&mut v);
         }
         let before = registers(&v);
@@ -101,7 +107,7 @@ fn anything_else_goes_to_the_dispatcher_untouched() {
         let exit = v.run_with(|v| {
             vmruns += 1;
             assert_eq!(vmruns, 1, "{what}: entered again");
-            if tpr_moves {
+            if during_run {
                 change(v); // the guest's MOV to CR8, without an exit
             }
         });
