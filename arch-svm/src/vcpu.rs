@@ -42,7 +42,8 @@ const NOT_LOADED: VcpuError = VcpuError {
 pub struct SvmVcpu {
     pub(crate) vmcb: VmcbPage,
     /// Every GPR but RAX and RSP, which live in the VMCB's save area, and the VMCB's
-    /// and Janus' VMSAVE page's addresses, for `svm_run`.
+    /// and Janus' VMSAVE page's addresses, for `svm_run` (`vmcb_pa` a copy of
+    /// `vmcb.pa()`, which never changes, read there without a second load).
     run: RunState,
     caps: SvmCaps,
     /// The instruction behind the last exit was completed (`retire`): what the CPU said
@@ -146,9 +147,10 @@ impl SvmVcpu {
             // Where CPUID ends: nRIP with NRIP save; without, the exit site the
             // dispatcher kept from the last one it completed.
             return if self.caps.nrip_save {
-                self.cpuid_exits(vmrun, |v| v.vmcb.control.next_rip)
+                // nRIP 0: none given (APM Vol 2 15.7.1), as `reported_next_rip` reads it.
+                self.cpuid_exits(vmrun, |v| Some(v.vmcb.control.next_rip).filter(|&r| r != 0))
             } else {
-                self.cpuid_exits(vmrun, |v| in_place::end_by_site(v).unwrap_or(0))
+                self.cpuid_exits(vmrun, in_place::end_by_site)
             };
         }
         self.take_exit()
@@ -167,14 +169,14 @@ impl SvmVcpu {
 
     /// After a CPUID exit: each one [`vmm_core::in_place`] can finish is finished here
     /// and the guest enters again; the first exit it cannot goes to the dispatcher.
-    /// `end` says where the CPUID at RIP ends (0: not known). Out of line: inlined into
+    /// `end` says where the CPUID at RIP ends, if it is known. Out of line: inlined into
     /// `run`, the loop made every other exit about 15 instructions longer (registers
     /// kept across it).
     #[inline(never)]
     fn cpuid_exits(
         &mut self,
         mut vmrun: impl FnMut(&mut Self),
-        end: impl Fn(&mut Self) -> u64,
+        end: impl Fn(&mut Self) -> Option<u64>,
     ) -> Result<VmExit, VcpuError> {
         while self.vmcb.control.exit_code == exit_code::CPUID && self.finished_in_place(&end) {
             // The clean bits and the TLB control are as `enter` left them: a CPUID
@@ -191,12 +193,11 @@ impl SvmVcpu {
     /// took, V_IRQ; the whole field is compared, one instruction fewer than V_TPR alone).
     /// Returns whether it did.
     #[inline(always)]
-    fn finished_in_place(&mut self, end: &impl Fn(&mut Self) -> u64) -> bool {
+    fn finished_in_place(&mut self, end: &impl Fn(&mut Self) -> Option<u64>) -> bool {
         if self.vmcb.control.v_intr != self.v_intr_at_entry {
             return false;
         }
-        let next_rip = end(self);
-        next_rip != 0 && in_place::cpuid(self, next_rip)
+        end(self).is_some_and(|next_rip| in_place::cpuid(self, next_rip))
     }
 
     /// Where the instruction behind the last exit ends, when the CPU said: IOIO's

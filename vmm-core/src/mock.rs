@@ -179,15 +179,14 @@ impl ArchVcpu for MockVcpu {
                 self.regs[Gpr::Rax as usize] = leaf.into();
                 self.regs[Gpr::Rcx as usize] = sub.into();
             }
-            let mut next = self.rip + self.insn_len;
+            let mut next = Some(self.rip + self.insn_len);
             if let (VmExit::Cpuid, Some(at)) = (exit, self.cpuid_loop_at) {
                 self.rip = at;
-                next = in_place::end_by_site(self).unwrap_or(0);
+                next = in_place::end_by_site(self);
             }
             let finished = exit == VmExit::Cpuid
                 && self.finish_in_place
-                && next != 0
-                && in_place::cpuid(self, next);
+                && next.is_some_and(|next| in_place::cpuid(self, next));
             if !finished {
                 return Ok(exit);
             }
