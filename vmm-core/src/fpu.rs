@@ -162,27 +162,36 @@ mod tests {
     }
 
     /// Loads `state`, reads XMM0 and MXCSR back, puts a pattern in XMM0, saves into
-    /// `out`: all in one asm block, so no compiler-generated SSE code runs in between.
+    /// `out`. Nothing between `restore` and `save` may leave compiler-generated SSE
+    /// code: XMM0 comes back in two general registers and MXCSR into memory not
+    /// initialised first (a zeroed `[u64; 2]` read back through memory was zeroed with
+    /// XORPS XMM0 right after `restore`, by rustc 1.95 on an AMD EPYC host, and the test
+    /// failed for the compiler's sake).
     fn round_trip(mode: SaveMode, state: &FpuState, out: &mut FpuState) -> ([u64; 2], u32) {
+        let mut mxcsr = core::mem::MaybeUninit::<u32>::uninit();
+        let (lo, hi): (u64, u64);
         state.restore(mode);
-        let mut xmm0 = [0u64; 2];
-        let mut mxcsr = 0u32;
-        // SAFETY: stores to two locals we own; XMM0 is declared clobbered.
+        // SAFETY: writes MXCSR to a local we own and reads XMM0 into general registers;
+        // XMM0 is declared clobbered.
         unsafe {
             core::arch::asm!(
-                "movdqu [{x}], xmm0",
+                "movq {lo}, xmm0",
+                "movhlps xmm0, xmm0",
+                "movq {hi}, xmm0",
                 "stmxcsr [{m}]",
                 "mov {t}, 0x1122334455667788",
                 "movq xmm0, {t}",
-                x = in(reg) xmm0.as_mut_ptr(),
-                m = in(reg) &mut mxcsr,
+                lo = out(reg) lo,
+                hi = out(reg) hi,
+                m = in(reg) mxcsr.as_mut_ptr(),
                 t = out(reg) _,
                 out("xmm0") _,
                 options(nostack),
             );
         }
         out.save(mode);
-        (xmm0, mxcsr)
+        // SAFETY: STMXCSR above wrote it.
+        ([lo, hi], unsafe { mxcsr.assume_init() })
     }
 
     fn modes() -> [SaveMode; 2] {
