@@ -133,7 +133,7 @@ fn mov_gpr(info1: u64) -> Option<Gpr> {
 }
 
 /// An IOIO exit's EXITINFO1 (APM Vol 2 15.10.2, Figure 15-2).
-fn io_access(info1: u64, decode_assists: bool) -> IoAccess {
+pub(crate) fn io_access(info1: u64, decode_assists: bool) -> IoAccess {
     let size = if info1 & ioio::SZ8 != 0 {
         1
     } else if info1 & ioio::SZ16 != 0 {

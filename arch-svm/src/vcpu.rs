@@ -6,7 +6,7 @@ use crate::asid::AsidPool;
 use crate::caps::SvmCaps;
 use crate::debug_regs;
 use crate::entry::{svm_run, RunState};
-use crate::exit::decode;
+use crate::exit::{decode, io_access};
 use crate::inject;
 use crate::npt::Npt;
 use crate::setup::{self, Tables, IOPM_PAGES, MSRPM_PAGES};
@@ -143,14 +143,15 @@ impl SvmVcpu {
         }
         self.v_intr_at_entry = self.vmcb.control.v_intr;
         self.enter(&mut vmrun);
-        if self.vmcb.control.exit_code == exit_code::CPUID {
+        let code = self.vmcb.control.exit_code;
+        if code == exit_code::CPUID || code == exit_code::IOIO {
             // Where CPUID ends: nRIP with NRIP save; without, the exit site the
             // dispatcher kept from the last one it completed.
             return if self.caps.nrip_save {
                 // nRIP 0: none given (APM Vol 2 15.7.1), as `reported_next_rip` reads it.
-                self.cpuid_exits(vmrun, |v| Some(v.vmcb.control.next_rip).filter(|&r| r != 0))
+                self.in_place_exits(vmrun, |v| Some(v.vmcb.control.next_rip).filter(|&r| r != 0))
             } else {
-                self.cpuid_exits(vmrun, in_place::end_by_site)
+                self.in_place_exits(vmrun, in_place::end_by_site)
             };
         }
         self.take_exit()
@@ -167,37 +168,49 @@ impl SvmVcpu {
         c.vmcb_clean = self.clean_after_exit;
     }
 
-    /// After a CPUID exit: each one [`vmm_core::in_place`] can finish is finished here
-    /// and the guest enters again; the first exit it cannot goes to the dispatcher.
-    /// `end` says where the CPUID at RIP ends, if it is known. Out of line: inlined into
+    /// After a CPUID or IOIO exit: each one [`vmm_core::in_place`] can finish is
+    /// finished here and the guest enters again; the first exit it cannot (or a port
+    /// access it made that the dispatcher must follow up) goes to the dispatcher. `end`
+    /// says where the CPUID at RIP ends, if it is known. Out of line: inlined into
     /// `run`, the loop made every other exit about 15 instructions longer (registers
     /// kept across it).
     #[inline(never)]
-    fn cpuid_exits(
+    fn in_place_exits(
         &mut self,
         mut vmrun: impl FnMut(&mut Self),
         end: impl Fn(&mut Self) -> Option<u64>,
     ) -> Result<VmExit, VcpuError> {
-        while self.vmcb.control.exit_code == exit_code::CPUID && self.finished_in_place(&end) {
-            // The clean bits and the TLB control are as `enter` left them: a CPUID
-            // finished in place changes RAX and RIP, which VMRUN always loads, and the
-            // interrupt shadow, in no clean-bit group (APM Vol 2 15.15.3).
+        while self.finished_in_place(&end) {
+            // The clean bits and the TLB control are as `enter` left them: an exit
+            // finished in place changes RAX (and the other registers outside the VMCB)
+            // and RIP, which VMRUN always loads, and the interrupt shadow, in no
+            // clean-bit group (APM Vol 2 15.15.3).
             vmrun(self);
         }
         self.take_exit()
     }
 
-    /// Finishes the CPUID exit here when [`vmm_core::in_place`] can: where `end` says it
-    /// ends, and with the virtual-interrupt fields as at VMRUN (a MOV to CR8 that did
-    /// not exit, V_TPR, is the dispatcher's to take; so is a virtual interrupt the guest
-    /// took, V_IRQ; the whole field is compared, one instruction fewer than V_TPR alone).
-    /// Returns whether it did.
+    /// Finishes the exit here when [`vmm_core::in_place`] can, with the virtual-interrupt
+    /// fields as at VMRUN (a MOV to CR8 that did not exit, V_TPR, is the dispatcher's to
+    /// take; so is a virtual interrupt the guest took, V_IRQ; the whole field is
+    /// compared, one instruction fewer than V_TPR alone): a CPUID where `end` says it
+    /// ends; an IN or OUT where IOIO's EXITINFO2 says (APM Vol 2 15.10.2). Returns whether
+    /// the guest enters again.
     #[inline(always)]
     fn finished_in_place(&mut self, end: &impl Fn(&mut Self) -> Option<u64>) -> bool {
-        if self.vmcb.control.v_intr != self.v_intr_at_entry {
+        let c = &self.vmcb.control;
+        if c.v_intr != self.v_intr_at_entry {
             return false;
         }
-        end(self).is_some_and(|next_rip| in_place::cpuid(self, next_rip))
+        match c.exit_code {
+            exit_code::CPUID => end(self).is_some_and(|next_rip| in_place::cpuid(self, next_rip)),
+            exit_code::IOIO => {
+                let io = io_access(c.exit_info1, self.caps.decode_assists);
+                let next_rip = c.exit_info2;
+                in_place::port_io(self, io, next_rip) == in_place::Finished::Resume
+            }
+            _ => false,
+        }
     }
 
     /// Where the instruction behind the last exit ends, when the CPU said: IOIO's

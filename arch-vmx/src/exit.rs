@@ -312,7 +312,7 @@ fn dr_access(q: u64, gpr: impl Fn(Gpr) -> u64) -> Option<VmExit> {
 
 /// I/O instruction; string I/O's address size and segment come from the instruction
 /// information (SDM Vol 3C Table 28-8) where the CPU reports it, else from the mode.
-fn io(raw: &RawExit, mode: ModeInfo) -> IoAccess {
+pub(crate) fn io(raw: &RawExit, mode: ModeInfo) -> IoAccess {
     let q = raw.qualification;
     let string = (q & io_qual::STRING != 0).then(|| {
         let i = raw.instruction_info;

@@ -319,29 +319,31 @@ impl<V: VmcsAccess> VmxVcpu<V> {
         Ok(())
     }
 
-    /// After a CPUID exit: each one [`vmm_core::in_place`] can finish is finished here
-    /// and the guest enters again (an exit finished in place queues no event to inject);
-    /// the first exit it cannot finish, for the dispatcher. Only the exit reason is read
-    /// until then. Out of line: with the loop in `run`, every other exit was 10 to 15
-    /// instructions longer.
+    /// After a CPUID or I/O exit: each one [`vmm_core::in_place`] can finish is
+    /// finished here and the guest enters again (an exit finished in place queues no
+    /// event to inject); the first exit it cannot finish (or a port access it made that
+    /// the dispatcher must follow up), for the dispatcher. Only the exit reason and what
+    /// these two exits use are read until then. Out of line: with the loop in `run`,
+    /// every other exit was 10 to 15 instructions longer.
     #[inline(never)]
-    fn cpuid_exits(&mut self) -> Result<RawExit, VcpuError> {
-        while self.finished_in_place()? {
+    fn in_place_exits(&mut self, mut reason: u32) -> Result<RawExit, VcpuError> {
+        while self.finished_in_place(reason)? {
             self.enter_armed()?;
-            if self.vmcs.read(exit_info::EXIT_REASON)? != crate::exit::reason::CPUID {
-                break;
-            }
+            reason = self.vmcs.read(exit_info::EXIT_REASON)?;
         }
         Ok(self.raw_exit()?)
     }
 
-    /// Finishes the CPUID exit here when [`vmm_core::in_place`] can, where the exit's
-    /// instruction length says it ends (SDM Vol 3C 28.2.5). Returns whether it did.
+    /// Finishes the exit of `reason` here when [`vmm_core::in_place`] can: a CPUID, or
+    /// an IN or OUT (not a string form, SDM Vol 3C Table 28-5), where the exit's
+    /// instruction length says it ends (SDM Vol 3C 28.2.5). Returns whether the guest
+    /// enters again.
     #[inline(always)]
-    fn finished_in_place(&mut self) -> Result<bool, VcpuError> {
+    fn finished_in_place(&mut self, reason: u32) -> Result<bool, VcpuError> {
+        use crate::exit::reason::{CPUID, IO};
         // Pinned, as entry needs: checked once here, the check in each access below is
         // dropped by the compiler (about 10 instructions per CPUID).
-        if !self.vmcs.pinned() {
+        if !(reason == CPUID || reason == IO) || !self.vmcs.pinned() {
             return Ok(false);
         }
         let len = u64::from(self.vmcs.read(exit_info::INSTRUCTION_LENGTH)?);
@@ -349,9 +351,32 @@ impl<V: VmcsAccess> VmxVcpu<V> {
             return Ok(false);
         }
         let next = self.vmcs.read(guest::RIP)?.wrapping_add(len);
-        let done = vmm_core::in_place::cpuid(self, next);
+        let done = if reason == CPUID {
+            vmm_core::in_place::cpuid(self, next)
+        } else {
+            let raw = RawExit {
+                reason,
+                qualification: self.vmcs.read(exit_info::QUALIFICATION)?,
+                ..RawExit::default()
+            };
+            // A string form needs its instruction information: the dispatcher's.
+            !is_string_io(&raw) && {
+                let io = crate::exit::io(&raw, self.string_mode_unused());
+                vmm_core::in_place::port_io(self, io, next) == vmm_core::in_place::Finished::Resume
+            }
+        };
         self.access_result()?;
         Ok(done)
+    }
+
+    /// The [`ModeInfo`] of an exit that is not string I/O: only string I/O reads it.
+    #[inline(always)]
+    fn string_mode_unused(&self) -> ModeInfo {
+        ModeInfo {
+            long64: false,
+            cs_big: false,
+            ins_outs_info: self.caps.ins_outs_info,
+        }
     }
 
     fn mode(&self) -> Result<ModeInfo, AccessError> {
@@ -379,8 +404,8 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
         }
         self.enter()?;
         let mut raw = self.raw_exit()?;
-        if raw.reason == crate::exit::reason::CPUID {
-            raw = self.cpuid_exits()?;
+        if raw.reason == crate::exit::reason::CPUID || raw.reason == crate::exit::reason::IO {
+            raw = self.in_place_exits(raw.reason)?;
         }
         if let Some(e) = entry_failure(&raw) {
             return Err(e);
@@ -394,11 +419,7 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
         let mode = if is_string_io(&raw) {
             self.mode()?
         } else {
-            ModeInfo {
-                long64: false,
-                cs_big: false,
-                ins_outs_info: self.caps.ins_outs_info,
-            }
+            self.string_mode_unused()
         };
         let cr0 = if basic == crate::exit::reason::CR_ACCESS {
             self.cr(ControlReg::Cr0)

@@ -183,6 +183,13 @@ pub fn pump() {
     }
 }
 
+/// Sends queued output the UART can take now, without waiting; whether some is left
+/// ([`vmm_core::vm::HostHooks::service`]).
+pub fn service() -> bool {
+    pump();
+    pending()
+}
+
 /// Whether output is still queued.
 pub fn pending() -> bool {
     PENDING.load(Ordering::Relaxed)

@@ -60,7 +60,7 @@ const HOOKS: HostHooks = HostHooks {
     arm_timer: crate::hosttimer::arm,
     take_interrupts: crate::hosttimer::take_interrupts,
     idle: crate::hosttimer::idle,
-    service: crate::console::pump,
+    service: crate::console::service,
 };
 
 pub fn run(boot: &BootInfo, frames: &mut HostFrames, fpu: SaveMode) -> EndCode {

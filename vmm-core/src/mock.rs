@@ -87,7 +87,8 @@ pub struct MockVcpu {
     pub room_at_run: Option<u32>,
     /// This vCPU's CPUID answers ([`ArchVcpu::in_place`]).
     pub in_place: InPlace,
-    /// Finishes CPUID exits it can in place, as a backend with their next RIP does.
+    /// Finishes CPUID exits and port accesses it can in place, as a backend with their
+    /// next RIP does.
     pub finish_in_place: bool,
     /// The leaf and subleaf the guest asks at each scripted CPUID (its `mov eax, leaf`
     /// and `mov ecx, subleaf` before it).
@@ -184,9 +185,16 @@ impl ArchVcpu for MockVcpu {
                 self.rip = at;
                 next = in_place::end_by_site(self);
             }
-            let finished = exit == VmExit::Cpuid
-                && self.finish_in_place
-                && next.is_some_and(|next| in_place::cpuid(self, next));
+            let finished = match exit {
+                _ if !self.finish_in_place => false,
+                VmExit::Cpuid => next.is_some_and(|next| in_place::cpuid(self, next)),
+                VmExit::Io(io) => match in_place::port_io(self, io, self.rip + self.insn_len) {
+                    in_place::Finished::No => false,
+                    in_place::Finished::Resume => true,
+                    in_place::Finished::Leave => return Ok(exit),
+                },
+                _ => false,
+            };
             if !finished {
                 return Ok(exit);
             }
@@ -325,6 +333,8 @@ fn capture(args: fmt::Arguments<'_>) {
 std::thread_local! {
     /// Whether the mock host console has room for guest lines.
     pub static ROOM: core::cell::Cell<bool> = const { core::cell::Cell::new(true) };
+    /// Whether the mock host has housekeeping left after each `service`.
+    pub static HOST_WAITS: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
 }
 
 fn capture_line(_owner: u8, name: &str, text: &str) -> bool {
@@ -386,7 +396,7 @@ pub const HOOKS: HostHooks = HostHooks {
     arm_timer: |d| ARMED.with(|a| a.borrow_mut().push(d)),
     take_interrupts: || {},
     idle: mock_idle,
-    service: || {},
+    service: || HOST_WAITS.with(|w| w.get()),
 };
 
 /// A VM named `t` with `mem` of RAM at 0.
@@ -398,5 +408,6 @@ pub fn vm(mem: GuestMemory) -> Vm {
 pub fn vm_smp(mem: GuestMemory, vcpus: u8) -> Vm {
     take_output();
     ROOM.with(|r| r.set(true));
+    HOST_WAITS.with(|w| w.set(false));
     Vm::new("t", mem, HOOKS, vcpus)
 }

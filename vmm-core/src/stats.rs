@@ -12,10 +12,11 @@ impl ExitStats {
     pub fn count(&mut self, k: ExitKind) {
         self.by_kind[k as usize] += 1;
     }
-    /// CPUID exits the backend finished without the dispatcher ([`crate::in_place`]).
+    /// Exits the backend finished without the dispatcher ([`crate::in_place`]).
     #[inline(always)]
-    pub fn add_in_place(&mut self, n: u32) {
-        self.by_kind[ExitKind::Cpuid as usize] += u64::from(n);
+    pub fn add_in_place(&mut self, done: crate::in_place::Done) {
+        self.by_kind[ExitKind::Cpuid as usize] += u64::from(done.cpuid);
+        self.by_kind[ExitKind::Io as usize] += u64::from(done.io);
     }
     pub fn total(&self) -> u64 {
         self.by_kind.iter().sum()

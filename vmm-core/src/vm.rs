@@ -38,8 +38,28 @@ pub struct HostHooks {
     /// Waits for the next host interrupt (the armed timer), or does other host work and
     /// returns early; the caller checks its guest's devices and calls again.
     pub idle: fn(),
-    /// Host housekeeping between two entries (Janus sends queued console output).
-    pub service: fn(),
+    /// Host housekeeping between two entries (Janus sends queued console output);
+    /// whether some is left: the guest's next exit then comes back to the dispatcher
+    /// rather than being finished in place ([`crate::in_place`]), so that the rest goes
+    /// out between the next two entries.
+    pub service: fn() -> bool,
+}
+
+impl HostHooks {
+    /// A host that prints nothing, takes every console line, shows no CPUID leaf, keeps
+    /// its TSC at 0 (1 GHz) and has no timer: for backends' host tests that lend their
+    /// vCPU a VM ([`crate::in_place::lend`]).
+    pub const NONE: HostHooks = HostHooks {
+        printer: |_| {},
+        guest_line: |_, _, _| true,
+        cpuid: |_, _| [0; 4],
+        tsc: || 0,
+        tsc_hz: || 1_000_000_000,
+        arm_timer: |_| {},
+        take_interrupts: || {},
+        idle: || {},
+        service: || false,
+    };
 }
 
 /// The RTC's wall-clock time when a guest starts: 2026-01-01 00:00:00 UTC. Fixed, so
@@ -155,6 +175,8 @@ pub struct Vm {
     /// `line` is a whole line the host console had no room for yet: the guest's UART
     /// holds what follows (its transmitter reads busy) until it goes out.
     line_waits: bool,
+    /// Lines handed to the host console so far (wrapping): [`Vm::lines_sent`].
+    lines_sent: u32,
 }
 
 /// Steal time: how long, and how often, a vCPU that was ready to run waited while the
@@ -202,6 +224,7 @@ impl Vm {
             console_owner: 0,
             line: ArrayVec::new(),
             line_waits: false,
+            lines_sent: 0,
         }
     }
 
@@ -278,6 +301,15 @@ impl Vm {
         self.line_waits
     }
 
+    /// How many lines this guest has handed to the host console (wrapping): one handed
+    /// over goes out when the host's housekeeping runs ([`HostHooks::service`], between
+    /// the dispatcher's entries), so a port access made in place that sent one returns
+    /// to the dispatcher ([`crate::in_place::port_io`]).
+    #[inline(always)]
+    pub fn lines_sent(&self) -> u32 {
+        self.lines_sent
+    }
+
     #[inline(never)]
     fn drain_console_now(&mut self) {
         let mut sent = false;
@@ -307,6 +339,7 @@ impl Vm {
             if !(self.host.guest_line)(self.console_owner, &self.name, text) {
                 return false;
             }
+            self.lines_sent = self.lines_sent.wrapping_add(1);
         }
         self.line.clear();
         self.line_waits = false;

@@ -19,17 +19,32 @@ use core::ops::ControlFlow;
 /// took 0.4 s of emulated time under Bochs).
 const MAX_STRING_ITERATIONS: u64 = 128;
 
-/// A port I/O exit, plain or string form.
+/// A port I/O exit, plain or string form; or one the backend already made and
+/// completed in place ([`crate::in_place::port_io`]) that changed what the dispatcher
+/// follows: not made again, its change noted (the exit is not settled) and its effect
+/// on the whole VM taken.
 pub(super) fn io(vcpu: &mut impl ArchVcpu, vm: &mut Vm, io: IoAccess) -> Option<GuestEnd> {
+    if let Some(effect) = vcpu.in_place().take_left() {
+        vm.platform.changed();
+        return effect_end(effect);
+    }
     match io.string {
         None => port_io(vcpu, vm, io),
         Some(s) => string_io(vcpu, vm, io, s),
     }
 }
 
-/// IN/OUT with AL/AX/EAX. A 32-bit IN zero-extends into RAX; 8- and 16-bit INs keep the
-/// upper bits (SDM Vol 1 3.4.1.1).
+/// IN/OUT with AL/AX/EAX, completed unless it ended the guest.
 fn port_io(vcpu: &mut impl ArchVcpu, vm: &mut Vm, io: IoAccess) -> Option<GuestEnd> {
+    effect_end(port_access(vcpu, vm, io)).or_else(|| advance(vcpu, vm))
+}
+
+/// The access of an IN or OUT with AL/AX/EAX, not its completion: the one way a port
+/// access reaches the platform, through the dispatcher or in place
+/// ([`crate::in_place::port_io`]). A 32-bit IN zero-extends into RAX; 8- and 16-bit INs
+/// keep the upper bits (SDM Vol 1 3.4.1.1). Returns what the OUT did to the whole VM.
+#[inline(always)]
+pub(crate) fn port_access(vcpu: &mut impl ArchVcpu, vm: &mut Vm, io: IoAccess) -> PlatformEffect {
     let mask = size_mask(io.size);
     match io.dir {
         IoDir::In => {
@@ -41,15 +56,10 @@ fn port_io(vcpu: &mut impl ArchVcpu, vm: &mut Vm, io: IoAccess) -> Option<GuestE
                 (rax & !mask) | (v & mask)
             };
             vcpu.set_gpr(Gpr::Rax, new);
+            PlatformEffect::None
         }
-        IoDir::Out => {
-            let v = (vcpu.gpr(Gpr::Rax) & mask) as u32;
-            if let Some(end) = port_write(vm, io, v) {
-                return Some(end);
-            }
-        }
+        IoDir::Out => port_write_effect(vm, io, (vcpu.gpr(Gpr::Rax) & mask) as u32),
     }
-    advance(vcpu, vm)
 }
 
 fn port_read(vm: &mut Vm, io: IoAccess) -> u32 {
@@ -60,9 +70,20 @@ fn port_read(vm: &mut Vm, io: IoAccess) -> u32 {
 /// One OUT; what COM1 transmitted goes to the console, and what the OUT did to the
 /// whole VM ends the guest or not.
 fn port_write(vm: &mut Vm, io: IoAccess, v: u32) -> Option<GuestEnd> {
+    effect_end(port_write_effect(vm, io, v))
+}
+
+/// One OUT; what COM1 transmitted goes to the console. What it did to the whole VM.
+#[inline(always)]
+fn port_write_effect(vm: &mut Vm, io: IoAccess, v: u32) -> PlatformEffect {
     let now = vm.now();
     let effect = vm.platform.port_write(io.port, io.size, v, now);
     vm.drain_console();
+    effect
+}
+
+/// How a device's effect on the whole VM ends the guest, if it does.
+fn effect_end(effect: PlatformEffect) -> Option<GuestEnd> {
     match effect {
         PlatformEffect::Exit(status) => Some(GuestEnd::Exited(status)),
         PlatformEffect::Reset => Some(GuestEnd::Reset),

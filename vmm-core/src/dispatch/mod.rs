@@ -23,6 +23,7 @@ mod tests;
 mod tpr;
 
 pub use halt::{refresh, sleeps_forever};
+pub(crate) use io::port_access;
 
 use crate::exit::{IoDir, VmExit};
 use crate::hypercall;
@@ -94,14 +95,22 @@ impl SharedVm<'_> {
 
 /// Runs the vCPU until its guest ends, halts, or reaches `until_ns` of guest time (the
 /// end of its time slice: the host timer makes a guest that never exits leave then).
+/// The VM is lent to the vCPU for its port accesses in place ([`crate::in_place::lend`]).
 pub fn run_slice(vcpu: &mut impl ArchVcpu, vm: &mut Vm, until_ns: u64) -> Stop {
-    // SAFETY: `vm` is this call's alone for all of it, and so the pointer made from it.
-    let stop = unsafe { slice(vcpu, vm, None, until_ns) };
-    count_in_place(vcpu, vm);
+    let vm: *mut Vm = vm;
+    // SAFETY: `vm` is this call's alone for all of it, and so the pointer made from it;
+    // `slice` makes no reference to it while the vCPU runs, and it is taken back below.
+    let stop = unsafe {
+        crate::in_place::lend(vcpu, vm);
+        slice(vcpu, vm, None, until_ns)
+    };
+    crate::in_place::unlend(vcpu);
+    // SAFETY: as above; nothing else holds it now.
+    count_in_place(vcpu, unsafe { &mut *vm });
     stop
 }
 
-/// The CPUID exits the backend finished in place ([`crate::in_place`]) join the VM's
+/// The exits the backend finished in place ([`crate::in_place`]) join the VM's
 /// counters when the slice ends (and when the guest asks, `hypercall::EXIT_COUNT`):
 /// taken after every exit instead, they cost about 4 instructions of each.
 pub(crate) fn count_in_place(vcpu: &mut impl ArchVcpu, vm: &mut Vm) {
@@ -193,7 +202,8 @@ unsafe fn slice(
         }
         let armed = shared.map(|s| s.give());
         entered = true;
-        service();
+        let host_waits = service();
+        vcpu.in_place().set_host_waits(host_waits);
         let exit = vcpu.run();
         if let (Some(s), Some(armed)) = (shared, armed) {
             s.take(armed);

@@ -252,7 +252,10 @@ impl Platform {
         self.apply(e)
     }
 
-    fn changed(&mut self) {
+    /// Something changed that the dispatcher must follow ([`Platform::changes`]); also
+    /// said by the dispatcher for a port access made in place, whose change it takes
+    /// after the access ([`crate::in_place::port_io`]).
+    pub(crate) fn changed(&mut self) {
         self.changes = self.changes.wrapping_add(1);
     }
 

@@ -1,6 +1,7 @@
 //! CPUID exits finished without the dispatcher (`vmm_core::in_place`): where the CPU
 //! says the instruction ends (NRIP save, APM Vol 2 15.7.1) or, without NRIP save, where
-//! the exit site the dispatcher kept says; and with V_TPR as it was at VMRUN.
+//! the exit site the dispatcher kept says; and with V_TPR as it was at VMRUN. Port
+//! accesses too, with the VM the dispatcher lent, ending where IOIO says.
 
 use super::next_rip::ram_with;
 use super::{vcpu_with, CAPS, ENTRY, NRIP_CAPS, PROTECTED};
@@ -68,7 +69,11 @@ fn a_cpuid_answered_before_is_finished_without_the_dispatcher() {
         0,
         "the STI shadow ended"
     );
-    assert_eq!(v.in_place().take_done(), 3, "counted for the dispatcher");
+    assert_eq!(
+        v.in_place().take_done().cpuid,
+        3,
+        "counted for the dispatcher"
+    );
     assert_eq!(v.vmcb.control.tlb_control, 0, "as after any exit");
     assert_eq!(
         v.vmcb.control.vmcb_clean, v.clean_after_exit,
@@ -118,7 +123,7 @@ fn anything_else_goes_to_the_dispatcher_untouched() {
         assert_eq!((exit, vmruns), (Ok(want), 1), "{what}");
         assert_eq!(registers(&v), before, "{what}");
         assert_eq!(v.vmcb.control.interrupt_shadow & 1, 1, "{what}");
-        assert_eq!(v.in_place().take_done(), 0, "{what}");
+        assert_eq!(v.in_place().take_done().cpuid, 0, "{what}");
     }
 }
 
@@ -147,7 +152,7 @@ fn without_nrip_save_a_cpuid_at_the_kept_site_is_finished_without_the_dispatcher
         v.vmcb.control.exit_code = codes.next().expect("a VMRUN more than scripted");
     });
     assert_eq!((exit, vmruns), (Ok(VmExit::Hlt), 3));
-    assert_eq!(v.in_place().take_done(), 2);
+    assert_eq!(v.in_place().take_done().cpuid, 2);
     // Elsewhere, the site says nothing: the dispatcher's.
     let mut codes = [CPUID].into_iter();
     let exit = v.run_with(|v| {
@@ -155,4 +160,80 @@ fn without_nrip_save_a_cpuid_at_the_kept_site_is_finished_without_the_dispatcher
         v.vmcb.control.exit_code = codes.next().expect("entered again");
     });
     assert_eq!(exit, Ok(VmExit::Cpuid));
+}
+
+const IOIO: u64 = 0x7b;
+/// COM1's scratch register, and QEMU's debug-exit port (a write ends the guest).
+const SCR: u64 = 0x3ff;
+const DEBUG_EXIT: u64 = 0xf4;
+
+/// EXITINFO1 of a byte IN or OUT at `port` (APM Vol 2 15.10.2).
+fn ioio_byte(port: u64, input: bool) -> u64 {
+    use crate::vmcb::exit_code::ioio;
+    port << ioio::PORT_SHIFT | ioio::SZ8 | if input { ioio::TYPE_IN } else { 0 }
+}
+
+/// A VM with 64 KiB of RAM on a host that does nothing.
+fn quiet_vm() -> vmm_core::vm::Vm {
+    vmm_core::vm::Vm::new("t", ram_with(&[]), vmm_core::vm::HostHooks::NONE, 1)
+}
+
+/// A vCPU without NRIP save (IOIO says where the instruction ends all the same) whose
+/// first VMRUN ends in an OUT of AL (0x5a) at `port`, 1 byte, at 0x1000.
+fn after_out(port: u64) -> SvmVcpu {
+    let mut v = vcpu_with(PROTECTED, CAPS);
+    let c = &mut v.vmcb.control;
+    (c.exit_code, c.exit_info1, c.exit_info2) = (IOIO, ioio_byte(port, false), 0x1001);
+    v.vmcb.save.rip = 0x1000;
+    v.vmcb.save.rax = 0x5a;
+    v.loaded = true;
+    v
+}
+
+#[test]
+fn port_accesses_are_finished_without_the_dispatcher_while_a_vm_is_lent() {
+    let mut vm = quiet_vm();
+    let mut v = after_out(SCR);
+    // SAFETY: `vm` outlives the runs below and nothing else uses it meanwhile.
+    unsafe { vmm_core::in_place::lend(&mut v, &mut vm) };
+    // The OUT, then an IN from the scratch register, then HLT.
+    let mut vmruns = 0;
+    let exit = v.run_with(|v| {
+        vmruns += 1;
+        let rip = v.vmcb.save.rip;
+        let c = &mut v.vmcb.control;
+        match vmruns {
+            1 => {}
+            2 => {
+                (c.exit_code, c.exit_info1, c.exit_info2) = (IOIO, ioio_byte(SCR, true), rip + 1);
+                v.vmcb.save.rax = 0x1100;
+            }
+            _ => c.exit_code = HLT,
+        }
+    });
+    assert_eq!((exit, vmruns), (Ok(VmExit::Hlt), 3), "entered after each");
+    assert_eq!(
+        v.vmcb.save.rax, 0x115a,
+        "the IN read what the OUT wrote, into AL"
+    );
+    assert_eq!(v.rip(), 0x1002, "each completed where IOIO said");
+    assert_eq!(v.in_place().take_done().io, 2, "counted for the dispatcher");
+    // The debug-exit port ends the guest: made, not completed, and left to the
+    // dispatcher with its effect.
+    let mut v = after_out(DEBUG_EXIT);
+    // SAFETY: as above.
+    unsafe { vmm_core::in_place::lend(&mut v, &mut vm) };
+    let exit = v.run_with(|_| {});
+    assert!(matches!(exit, Ok(VmExit::Io(_))), "{exit:?}");
+    assert_eq!(v.rip(), 0x1000, "not completed");
+    assert_eq!(
+        v.in_place().take_left(),
+        Some(vmm_core::platform::PlatformEffect::Exit(0x5a))
+    );
+    // Without a VM lent: the dispatcher's, untouched.
+    let mut v = after_out(SCR);
+    let exit = v.run_with(|_| {});
+    assert!(matches!(exit, Ok(VmExit::Io(_))), "{exit:?}");
+    assert_eq!((v.rip(), v.in_place().take_done().io), (0x1000, 0));
+    assert_eq!(v.in_place().take_left(), None);
 }
