@@ -143,18 +143,22 @@ impl SvmVcpu {
         }
         self.v_intr_at_entry = self.vmcb.control.v_intr;
         self.enter(&mut vmrun);
-        let code = self.vmcb.control.exit_code;
-        if code == exit_code::CPUID || code == exit_code::IOIO {
+        match self.vmcb.control.exit_code {
             // Where CPUID ends: nRIP with NRIP save; without, the exit site the
             // dispatcher kept from the last one it completed.
-            return if self.caps.nrip_save {
+            exit_code::CPUID if self.caps.nrip_save => {
                 // nRIP 0: none given (APM Vol 2 15.7.1), as `reported_next_rip` reads it.
-                self.in_place_exits(vmrun, |v| Some(v.vmcb.control.next_rip).filter(|&r| r != 0))
-            } else {
-                self.in_place_exits(vmrun, in_place::end_by_site)
-            };
+                self.in_place_exits::<{ exit_code::CPUID }>(vmrun, |v| {
+                    Some(v.vmcb.control.next_rip).filter(|&r| r != 0)
+                })
+            }
+            exit_code::CPUID => {
+                self.in_place_exits::<{ exit_code::CPUID }>(vmrun, in_place::end_by_site)
+            }
+            // IOIO says where the instruction ends (EXITINFO2), NRIP save or not.
+            exit_code::IOIO => self.in_place_exits::<{ exit_code::IOIO }>(vmrun, |_| None),
+            _ => self.take_exit(),
         }
-        self.take_exit()
     }
 
     /// One VMRUN. The CPU's copy of every clean-bit group is the VMCB's after it (the
@@ -168,19 +172,20 @@ impl SvmVcpu {
         c.vmcb_clean = self.clean_after_exit;
     }
 
-    /// After a CPUID or IOIO exit: each one [`vmm_core::in_place`] can finish is
-    /// finished here and the guest enters again; the first exit it cannot (or a port
-    /// access it made that the dispatcher must follow up) goes to the dispatcher. `end`
-    /// says where the CPUID at RIP ends, if it is known. Out of line: inlined into
-    /// `run`, the loop made every other exit about 15 instructions longer (registers
-    /// kept across it).
+    /// After an exit of code `CODE` (CPUID or IOIO): each one [`vmm_core::in_place`] can
+    /// finish is finished here and the guest enters again; the first exit it cannot, of
+    /// this code or another (or a port access it made that the dispatcher must follow
+    /// up), goes to the dispatcher. `end` says where the CPUID at RIP ends, if it is
+    /// known. One loop per code (the other's branch folded away): one for both made
+    /// CPUID 4 longer. Out of line: inlined into `run`, the loop made every other exit
+    /// about 15 instructions longer (registers kept across it).
     #[inline(never)]
-    fn in_place_exits(
+    fn in_place_exits<const CODE: u64>(
         &mut self,
         mut vmrun: impl FnMut(&mut Self),
         end: impl Fn(&mut Self) -> Option<u64>,
     ) -> Result<VmExit, VcpuError> {
-        while self.finished_in_place(&end) {
+        while self.vmcb.control.exit_code == CODE && self.finished_in_place::<CODE>(&end) {
             // The clean bits and the TLB control are as `enter` left them: an exit
             // finished in place changes RAX (and the other registers outside the VMCB)
             // and RIP, which VMRUN always loads, and the interrupt shadow, in no
@@ -197,12 +202,15 @@ impl SvmVcpu {
     /// ends; an IN or OUT where IOIO's EXITINFO2 says (APM Vol 2 15.10.2). Returns whether
     /// the guest enters again.
     #[inline(always)]
-    fn finished_in_place(&mut self, end: &impl Fn(&mut Self) -> Option<u64>) -> bool {
+    fn finished_in_place<const CODE: u64>(
+        &mut self,
+        end: &impl Fn(&mut Self) -> Option<u64>,
+    ) -> bool {
         let c = &self.vmcb.control;
         if c.v_intr != self.v_intr_at_entry {
             return false;
         }
-        match c.exit_code {
+        match CODE {
             exit_code::CPUID => end(self).is_some_and(|next_rip| in_place::cpuid(self, next_rip)),
             exit_code::IOIO => {
                 let io = io_access(c.exit_info1, self.caps.decode_assists);

@@ -55,7 +55,7 @@ const SLEEP_VEC: u8 = 0x42;
 /// 29 ms at 38,400 baud, the host UART's rate under `uart_16550`.
 const CONSOLE_OUT_NS: u32 = 100_000_000;
 
-/// Sleeps in HLT before a loop is timed, so that Janus' console has sent what is queued
+/// Sleeps in HLT before a loop is timed (and before the timer is set up for one), so that Janus' console has sent what is queued
 /// (the previous figure's lines) meanwhile: while output is queued, one exit in 65 that
 /// Janus could finish in place goes through its dispatcher to send some
 /// (`vmm_core::in_place::WHILE_HOST_WAITS`), and each exit there sends what the UART
@@ -77,7 +77,6 @@ fn console_out() {
 /// Times N iterations of `op` ATTEMPTS times (each after one untimed warm-up call) and
 /// keeps the attempt with the fewest exits, then the fewest ticks.
 fn sample(mut op: impl FnMut()) -> Sample {
-    console_out();
     let mut best: Option<Sample> = None;
     for _ in 0..ATTEMPTS {
         op(); // warm up
@@ -109,6 +108,7 @@ fn print(name: &str, s: Sample) {
 
 /// Times `op` and checks that every iteration exited.
 fn measure(s: &mut Suite, name: &str, op: impl FnMut()) {
+    console_out();
     let m = sample(op);
     print(name, m);
     s.check(
@@ -165,6 +165,8 @@ fn nop() {
 /// round trip is: the MMIO write of the initial count (an exit), HLT (an exit), the
 /// interrupt's injection, the handler with its EOI (an MMIO write: an exit), IRET.
 fn interrupt(s: &mut Suite) {
+    // Before the timer is set up for the loop: the sleep uses it too.
+    console_out();
     timer_setup();
     // First one interrupt waited for with a bounded poll: a timer that never fires must
     // fail the check, not leave the guest in HLT for good.
