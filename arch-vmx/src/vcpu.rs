@@ -338,16 +338,16 @@ impl<V: VmcsAccess> VmxVcpu<V> {
         Ok(self.raw_exit()?)
     }
 
-    /// Finishes the exit of `reason` here when [`vmm_core::in_place`] can: a CPUID, or
-    /// an IN or OUT (not a string form, SDM Vol 3C Table 28-5), where the exit's
-    /// instruction length says it ends (SDM Vol 3C 28.2.5). Returns whether the guest
-    /// enters again.
+    /// Finishes the exit of `reason` (CPUID or I/O: the loops `run` enters) here when
+    /// [`vmm_core::in_place`] can: a CPUID, or an IN or OUT (not a string form, SDM Vol 3C
+    /// Table 28-5), where the exit's instruction length says it ends (SDM Vol 3C 28.2.5).
+    /// Returns whether the guest enters again.
     #[inline(always)]
     fn finished_in_place(&mut self, reason: u32) -> Result<bool, VcpuError> {
-        use crate::exit::reason::{CPUID, IO};
+        use crate::exit::reason::CPUID;
         // Pinned, as entry needs: checked once here, the check in each access below is
         // dropped by the compiler (about 10 instructions per CPUID).
-        if !(reason == CPUID || reason == IO) || !self.vmcs.pinned() {
+        if !self.vmcs.pinned() {
             return Ok(false);
         }
         let len = u64::from(self.vmcs.read(exit_info::INSTRUCTION_LENGTH)?);
