@@ -74,9 +74,8 @@ pub struct InPlace {
 /// While the host has housekeeping left, at most this many exits are finished in place
 /// between two of the dispatcher's passes: Janus' 16-byte UART FIFO lasts 1.4 ms at
 /// 115,200 baud (4.2 ms at the 38,400 `uart_16550` sets), and 64 port accesses in place
-/// take about 17,000 instructions, 1.7 ms at Bochs' 10 MIPS. A count, not a time: Bochs'
-/// AMD-V does not deliver the host timer to a guest looping on exits finished in place
-/// (as it does not for `pause; jmp`, docs/testing.md), so an exit timer would not do.
+/// take about 17,000 instructions, 1.7 ms at Bochs' 10 MIPS. A count, not a time: a 1 ms
+/// exit timer instead ended the stall on QEMU but not on Bochs ryzen (not traced why).
 pub const WHILE_HOST_WAITS: u32 = 64;
 
 impl Default for InPlace {
