@@ -5,7 +5,7 @@
 use crate::asid::AsidPool;
 use crate::caps::SvmCaps;
 use crate::debug_regs;
-use crate::entry::{svm_run, RunState};
+use crate::entry::{leave, svm_run, svm_run_again, RunState};
 use crate::exit::{decode, io_access};
 use crate::inject;
 use crate::npt::Npt;
@@ -32,6 +32,18 @@ use vmm_core::vcpu::{
 /// The pending virtual interrupt's fields: a window request sets V_IRQ and V_IGN_TPR at
 /// priority 0 (APM Vol 2 15.21.4).
 const WINDOW_REQUEST: u64 = V_IRQ | V_INTR_PRIO | V_IGN_TPR;
+
+/// Which part of the world switch `run_with` asks for ([`crate::entry`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Switch {
+    /// The first VMRUN of `run`, with the guest's VMLOAD state loaded.
+    Enter,
+    /// VMRUN again after an exit finished in place, still in the switch.
+    Again,
+    /// Out of the switch, before the exit goes to the dispatcher: Janus' own VMLOAD
+    /// state loaded again, GIF set.
+    Leave,
+}
 
 const NOT_LOADED: VcpuError = VcpuError {
     what: "vCPU not loaded",
@@ -133,66 +145,68 @@ impl SvmVcpu {
         }))
     }
 
-    /// [`ArchVcpu::run`], with `vmrun` for the world switch (host tests pass one that
-    /// plays an exit).
+    /// [`ArchVcpu::run`], with `switch` for the world switch's parts (host tests pass one
+    /// that plays an exit at each VMRUN).
     #[inline(always)]
-    fn run_with(&mut self, mut vmrun: impl FnMut(&mut Self)) -> Result<VmExit, VcpuError> {
+    fn run_with(&mut self, mut switch: impl FnMut(&mut Self, Switch)) -> Result<VmExit, VcpuError> {
         // Unloaded, the hardware DR0-DR3 may be another guest's.
         if !self.loaded {
             return Err(NOT_LOADED);
         }
         self.v_intr_at_entry = self.vmcb.control.v_intr;
-        self.enter(&mut vmrun);
+        self.enter(&mut switch);
         match self.vmcb.control.exit_code {
             // Where CPUID ends: nRIP with NRIP save; without, the exit site the
             // dispatcher kept from the last one it completed.
             exit_code::CPUID if self.caps.nrip_save => {
                 // nRIP 0: none given (APM Vol 2 15.7.1), as `reported_next_rip` reads it.
-                self.in_place_exits::<{ exit_code::CPUID }>(vmrun, |v| {
+                self.in_place_exits::<{ exit_code::CPUID }>(&mut switch, |v| {
                     Some(v.vmcb.control.next_rip).filter(|&r| r != 0)
                 })
             }
             exit_code::CPUID => {
-                self.in_place_exits::<{ exit_code::CPUID }>(vmrun, in_place::end_by_site)
+                self.in_place_exits::<{ exit_code::CPUID }>(&mut switch, in_place::end_by_site)
             }
             // IOIO says where the instruction ends (EXITINFO2), NRIP save or not.
-            exit_code::IOIO => self.in_place_exits::<{ exit_code::IOIO }>(vmrun, |_| None),
-            _ => self.take_exit(),
+            exit_code::IOIO => self.in_place_exits::<{ exit_code::IOIO }>(&mut switch, |_| None),
+            _ => {}
         }
+        switch(self, Switch::Leave);
+        self.take_exit()
     }
 
-    /// One VMRUN. The CPU's copy of every clean-bit group is the VMCB's after it (the
-    /// setters clear the bit of each group they change before the next VMRUN), and a
-    /// TLB flush asked for was done.
+    /// The first VMRUN of `run`. The CPU's copy of every clean-bit group is the VMCB's
+    /// after it (the setters clear the bit of each group they change before the next
+    /// VMRUN), and a TLB flush asked for was done.
     #[inline(always)]
-    fn enter(&mut self, vmrun: &mut impl FnMut(&mut Self)) {
-        vmrun(self);
+    fn enter(&mut self, switch: &mut impl FnMut(&mut Self, Switch)) {
+        switch(self, Switch::Enter);
         let c = &mut self.vmcb.control;
         c.tlb_control = tlb_control::DO_NOTHING;
         c.vmcb_clean = self.clean_after_exit;
     }
 
     /// After an exit of code `CODE` (CPUID or IOIO): each one [`vmm_core::in_place`] can
-    /// finish is finished here and the guest enters again; the first exit it cannot, of
-    /// this code or another (or a port access it made that the dispatcher must follow
-    /// up), goes to the dispatcher. `end` says where the CPUID at RIP ends, if it is
-    /// known. One loop per code (the other's branch folded away): one for both made
-    /// CPUID 4 longer. Out of line: inlined into `run`, the loop made every other exit
-    /// about 15 instructions longer (registers kept across it).
+    /// finish is finished here and the guest enters again, still in the world switch
+    /// ([`Switch::Again`]); the first exit it cannot, of this code or another (or a port
+    /// access it made that the dispatcher must follow up), goes to the dispatcher. `end`
+    /// says where the CPUID at RIP ends, if it is known. One loop per code (the other's
+    /// branch folded away): one for both made CPUID 4 longer. Out of line: inlined into
+    /// `run`, the loop made every other exit about 15 instructions longer (registers
+    /// kept across it).
     #[inline(never)]
     fn in_place_exits<const CODE: u64>(
         &mut self,
-        mut vmrun: impl FnMut(&mut Self),
+        switch: &mut impl FnMut(&mut Self, Switch),
         end: impl Fn(&mut Self) -> Option<u64>,
-    ) -> Result<VmExit, VcpuError> {
+    ) {
         while self.vmcb.control.exit_code == CODE && self.finished_in_place::<CODE>(&end) {
             // The clean bits and the TLB control are as `enter` left them: an exit
             // finished in place changes RAX (and the other registers outside the VMCB)
             // and RIP, which VMRUN always loads, and the interrupt shadow, in no
             // clean-bit group (APM Vol 2 15.15.3).
-            vmrun(self);
+            switch(self, Switch::Again);
         }
-        self.take_exit()
     }
 
     /// Finishes the exit here when [`vmm_core::in_place`] can, with the virtual-interrupt
@@ -314,10 +328,18 @@ fn address_index(r: DebugReg) -> Option<usize> {
 
 impl ArchVcpu for SvmVcpu {
     fn run(&mut self) -> Result<VmExit, VcpuError> {
-        self.run_with(|v| {
+        self.run_with(|v, switch| {
             // SAFETY: this vCPU's VMCB is fully set up, Svm::enable programmed SVME, HSAVE
-            // and the host state page, and `run` lives in `self` for the whole call.
-            unsafe { svm_run(&mut v.run) }
+            // and the host state page, and `run` lives in `self` for the whole call;
+            // `run_with` makes the parts in their order (Enter, Again while it finishes
+            // exits in place, then Leave), all on this CPU.
+            unsafe {
+                match switch {
+                    Switch::Enter => svm_run(&mut v.run),
+                    Switch::Again => svm_run_again(&mut v.run),
+                    Switch::Leave => leave(&v.run),
+                }
+            }
         })
     }
 

@@ -44,6 +44,8 @@ pub unsafe extern "C" fn vmx_run(regs: *mut Gprs, launched: u64) -> u64 {
             "mov [rdi + {rax}], rax",
         ],
         leave: [
+            "pop rax",
+            "mov [rdi + {rdi}], rax",
             "xor eax, eax",
             "4:",
         ],

@@ -215,13 +215,16 @@ pub fn init() {
 /// instruction (`vmm_core::dispatch::complete`). Dropped here so that a guest cannot stop
 /// Janus with it.
 fn guest_single_step_leaked(rip: u64) -> bool {
-    // Only the symbol's address is taken: a label in `svm_run`'s code.
+    // Only the symbols' addresses are taken: labels in the world switch's code.
     rip == addr_of!(janus_svm_after_vmrun) as u64
+        || rip == addr_of!(janus_svm_after_vmrun_again) as u64
 }
 
 unsafe extern "C" {
     /// The instruction after VMRUN in `arch_svm::entry::svm_run`.
     static janus_svm_after_vmrun: u8;
+    /// The instruction after VMRUN in `arch_svm::entry::svm_run_again`.
+    static janus_svm_after_vmrun_again: u8;
 }
 
 const NAMES: [&str; 32] = [

@@ -17,7 +17,9 @@ pub const EINVAL: u64 = -4i64 as u64;
 
 pub const CONSOLE_WRITE_MAX: u64 = 4096;
 
-/// Carries out the hypercall in the guest's registers. `Some` ends the guest.
+/// Carries out the hypercall in the guest's registers. `Some` ends the guest. Inlined
+/// into the dispatcher's loop: as a call, 16 instructions more per hypercall on ryzen.
+#[inline(always)]
 pub fn handle(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
     let nr = vcpu.gpr(Gpr::Rax);
     if vcpu.cpl() != 0 {
@@ -49,6 +51,9 @@ pub fn handle(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
     None
 }
 
+/// Out of line: its buffer (a page, probed on the stack) stays out of the frame of the
+/// hypercall handler, which the dispatcher's loop can then inline.
+#[inline(never)]
 fn console_write(vm: &mut Vm, gpa: GuestPhys, len: u64) -> u64 {
     if len > CONSOLE_WRITE_MAX {
         return EINVAL;

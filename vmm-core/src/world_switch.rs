@@ -11,8 +11,9 @@
 /// the callee-saved registers and `regs` (so `[rsp]` holds `regs` until `leave`), runs
 /// `enter`, loads the guest's RCX-R15 and then RDI from the `GprFile` at RDI, runs
 /// `switch` (which enters the guest, comes back on its exit and points RDI at the
-/// `GprFile` again with the guest's RDI pushed), stores the guest's RCX-R15 there, runs
-/// `leave`, and restores the callee-saved registers and returns. `leave` must leave the
+/// `GprFile` again, keeping the guest's RDI: stored there, or pushed for `leave` to
+/// store), stores the guest's RCX-R15 there, runs `leave`, and restores the
+/// callee-saved registers and returns. `leave` must leave the
 /// stack as `enter` found it; a path that bails out early jumps to its own label at the
 /// end of `leave`. `operands` are the backend's own extra operands.
 #[macro_export]
@@ -60,8 +61,6 @@ macro_rules! world_switch_asm {
             "mov [rdi + {r13}], r13",
             "mov [rdi + {r14}], r14",
             "mov [rdi + {r15}], r15",
-            "pop rax",
-            "mov [rdi + {rdi}], rax",
             $($leave,)*
             "add rsp, 8",
             "pop r15",

@@ -11,7 +11,7 @@ mod next_rip;
 mod regs;
 mod setup;
 
-use super::SvmVcpu;
+use super::{SvmVcpu, Switch};
 use crate::asid::AsidPool;
 use crate::caps::SvmCaps;
 use crate::setup::Tables;
@@ -99,11 +99,21 @@ fn vcpu(start: StartMode) -> SvmVcpu {
     vcpu_with(start, CAPS)
 }
 
+/// The world switch `run_with` gets in a host test: `play` at each VMRUN (the first,
+/// and each after an exit finished in place), nothing when the switch is left.
+fn playing(mut play: impl FnMut(&mut SvmVcpu)) -> impl FnMut(&mut SvmVcpu, Switch) {
+    move |v, part| {
+        if part != Switch::Leave {
+            play(v)
+        }
+    }
+}
+
 /// What `run` makes of the exit the test wrote into the VMCB, as if a VMRUN had just
 /// ended with it.
 fn exit(v: &mut SvmVcpu) -> Result<vmm_core::exit::VmExit, vmm_core::vcpu::VcpuError> {
     let loaded = core::mem::replace(&mut v.loaded, true);
-    let exit = v.run_with(|_| {});
+    let exit = v.run_with(playing(|_| {}));
     v.loaded = loaded;
     exit
 }

@@ -4,8 +4,9 @@
 //! accesses too, with the VM the dispatcher lent, ending where IOIO says.
 
 use super::next_rip::ram_with;
-use super::{vcpu_with, CAPS, ENTRY, NRIP_CAPS, PROTECTED};
+use super::{playing, vcpu_with, CAPS, ENTRY, NRIP_CAPS, PROTECTED};
 use crate::vcpu::SvmVcpu;
+use crate::vcpu::Switch;
 use vmm_core::exit::VmExit;
 use vmm_core::fetch::InsnCache;
 use vmm_core::vcpu::{ArchVcpu, Gpr};
@@ -41,7 +42,7 @@ fn run_through(v: &mut SvmVcpu, codes: &[u64]) -> (VmExit, usize) {
     let mut next = codes.iter();
     let mut vmruns = 0;
     v.loaded = true;
-    let exit = v.run_with(|v| {
+    let exit = v.run_with(playing(|v| {
         vmruns += 1;
         if vmruns > 1 {
             let rip = v.vmcb.save.rip;
@@ -49,7 +50,7 @@ fn run_through(v: &mut SvmVcpu, codes: &[u64]) -> (VmExit, usize) {
             c.exit_code = *next.next().expect("a VMRUN more than scripted");
             c.next_rip = rip + 2;
         }
-    });
+    }));
     (exit.unwrap(), vmruns)
 }
 
@@ -81,6 +82,35 @@ fn a_cpuid_answered_before_is_finished_without_the_dispatcher() {
     );
 }
 
+#[test]
+fn exits_finished_in_place_stay_inside_the_world_switch_and_each_run_leaves_it_once() {
+    // CPUID, CPUID in place, then HLT for the dispatcher: the guest's VMLOAD state is
+    // not saved and loaded again around the exits finished in place (crate::entry).
+    let mut v = after_cpuid();
+    let mut parts = Vec::new();
+    let mut codes = [CPUID, HLT].into_iter();
+    v.loaded = true;
+    let exit = v.run_with(|v, part| {
+        parts.push(part);
+        if part != Switch::Leave && parts.len() > 1 {
+            let rip = v.vmcb.save.rip;
+            let c = &mut v.vmcb.control;
+            c.exit_code = codes.next().expect("a VMRUN more than scripted");
+            c.next_rip = rip + 2;
+        }
+    });
+    assert_eq!(exit, Ok(VmExit::Hlt));
+    use Switch::{Again, Enter, Leave};
+    assert_eq!(parts, [Enter, Again, Again, Leave]);
+    // An exit for the dispatcher at once: in and out.
+    let mut v = after_cpuid();
+    v.vmcb.control.exit_code = HLT;
+    v.loaded = true;
+    let mut parts = Vec::new();
+    let exit = v.run_with(|_, part| parts.push(part));
+    assert_eq!((exit, parts), (Ok(VmExit::Hlt), vec![Enter, Leave]));
+}
+
 /// What a case changes in the vCPU of [`after_cpuid`].
 type Change = fn(&mut SvmVcpu);
 
@@ -109,13 +139,13 @@ fn anything_else_goes_to_the_dispatcher_untouched() {
         let before = registers(&v);
         let mut vmruns = 0;
         v.loaded = true;
-        let exit = v.run_with(|v| {
+        let exit = v.run_with(playing(|v| {
             vmruns += 1;
             assert_eq!(vmruns, 1, "{what}: entered again");
             if during_run {
                 change(v); // the guest's MOV to CR8, without an exit
             }
-        });
+        }));
         let want = match what {
             "another exit" => VmExit::Hypercall,
             _ => VmExit::Cpuid,
@@ -146,19 +176,19 @@ fn without_nrip_save_a_cpuid_at_the_kept_site_is_finished_without_the_dispatcher
     let mut codes = [CPUID, CPUID, HLT].into_iter();
     let mut vmruns = 0;
     v.loaded = true;
-    let exit = v.run_with(|v| {
+    let exit = v.run_with(playing(|v| {
         vmruns += 1;
         v.vmcb.save.rip = entry;
         v.vmcb.control.exit_code = codes.next().expect("a VMRUN more than scripted");
-    });
+    }));
     assert_eq!((exit, vmruns), (Ok(VmExit::Hlt), 3));
     assert_eq!(v.in_place().take_done().cpuid, 2);
     // Elsewhere, the site says nothing: the dispatcher's.
     let mut codes = [CPUID].into_iter();
-    let exit = v.run_with(|v| {
+    let exit = v.run_with(playing(|v| {
         v.vmcb.save.rip = entry + 0x10;
         v.vmcb.control.exit_code = codes.next().expect("entered again");
-    });
+    }));
     assert_eq!(exit, Ok(VmExit::Cpuid));
 }
 
@@ -198,7 +228,7 @@ fn port_accesses_are_finished_without_the_dispatcher_while_a_vm_is_lent() {
     unsafe { vmm_core::in_place::lend(&mut v, &mut vm) };
     // The OUT, then an IN from the scratch register, then HLT.
     let mut vmruns = 0;
-    let exit = v.run_with(|v| {
+    let exit = v.run_with(playing(|v| {
         vmruns += 1;
         let rip = v.vmcb.save.rip;
         let c = &mut v.vmcb.control;
@@ -210,7 +240,7 @@ fn port_accesses_are_finished_without_the_dispatcher_while_a_vm_is_lent() {
             }
             _ => c.exit_code = HLT,
         }
-    });
+    }));
     assert_eq!((exit, vmruns), (Ok(VmExit::Hlt), 3), "entered after each");
     assert_eq!(
         v.vmcb.save.rax, 0x115a,
@@ -223,7 +253,7 @@ fn port_accesses_are_finished_without_the_dispatcher_while_a_vm_is_lent() {
     let mut v = after_out(DEBUG_EXIT);
     // SAFETY: as above.
     unsafe { vmm_core::in_place::lend(&mut v, &mut vm) };
-    let exit = v.run_with(|_| {});
+    let exit = v.run_with(playing(|_| {}));
     assert!(matches!(exit, Ok(VmExit::Io(_))), "{exit:?}");
     assert_eq!(v.rip(), 0x1000, "not completed");
     assert_eq!(
@@ -232,7 +262,7 @@ fn port_accesses_are_finished_without_the_dispatcher_while_a_vm_is_lent() {
     );
     // Without a VM lent: the dispatcher's, untouched.
     let mut v = after_out(SCR);
-    let exit = v.run_with(|_| {});
+    let exit = v.run_with(playing(|_| {}));
     assert!(matches!(exit, Ok(VmExit::Io(_))), "{exit:?}");
     assert_eq!((v.rip(), v.in_place().take_done().io), (0x1000, 0));
     assert_eq!(v.in_place().take_left(), None);
