@@ -689,18 +689,33 @@ impl LocalApic {
 
     /// Timer ticks (after the divider) counted since the initial count was written.
     fn elapsed_ticks(&self, now_ns: u64) -> u64 {
-        let dt = now_ns.saturating_sub(self.timer.epoch_ns) as u128;
-        let t = dt * self.timer_hz as u128 / (self.timer_divisor() as u128 * NS_PER_SEC);
-        self.timer
-            .epoch_ticks
-            .saturating_add(t.min(u64::MAX as u128) as u64)
+        let dt = now_ns.saturating_sub(self.timer.epoch_ns);
+        let shift = self.timer_divisor().trailing_zeros();
+        let t = if self.timer_hz == NS_PER_SEC as u64 {
+            // One tick of the undivided clock per nanosecond (Janus' own clock,
+            // `platform::APIC_TIMER_HZ`), the divisor a power of two: a shift, where the
+            // general case is a 128-bit division (a call of about 100 instructions, on
+            // every timer poll and every exit that arms the exit timers: issue #9).
+            dt >> shift
+        } else {
+            let t = dt as u128 * self.timer_hz as u128 / (NS_PER_SEC << shift);
+            t.min(u64::MAX as u128) as u64
+        };
+        self.timer.epoch_ticks.saturating_add(t)
     }
 
     /// The guest time at which `ticks` ticks have been counted since the initial count
     /// was written.
     fn ticks_deadline_ns(&self, ticks: u64) -> u64 {
         let left = ticks.saturating_sub(self.timer.epoch_ticks) as u128;
-        let ns = (left * self.timer_divisor() as u128 * NS_PER_SEC).div_ceil(self.timer_hz as u128);
+        let divided = left << self.timer_divisor().trailing_zeros();
+        // At Janus' 1 GHz clock a tick of the undivided clock is a nanosecond (as in
+        // `elapsed_ticks`): no division.
+        let ns = if self.timer_hz == NS_PER_SEC as u64 {
+            divided
+        } else {
+            (divided * NS_PER_SEC).div_ceil(self.timer_hz as u128)
+        };
         self.timer
             .epoch_ns
             .saturating_add(ns.min(u64::MAX as u128) as u64)
@@ -759,7 +774,14 @@ impl LocalApic {
 
     /// Settles the timer at `now_ns` before a register write changes how it runs.
     fn settle(&mut self, now_ns: u64) {
-        let _ = self.poll_timer(now_ns, self.ns_to_tsc(now_ns));
+        // The guest TSC only matters in TSC-deadline mode (a 128-bit division otherwise
+        // spent on every timer register write).
+        let tsc = if self.timer_mode() == TimerMode::TscDeadline {
+            self.ns_to_tsc(now_ns)
+        } else {
+            0
+        };
+        let _ = self.poll_timer(now_ns, tsc);
     }
 
     /// Guest time of the next timer interrupt, if one is due (armed and unmasked); never
@@ -1195,6 +1217,46 @@ mod tests {
         a.write_mmio(reg::ICR_LOW, 0x4_4000 | 3, 0);
         a.write_mmio(reg::ESR, 0, 0);
         assert_eq!(a.read_mmio(reg::ESR, 0), ESR_SEND_ILLEGAL_VECTOR);
+    }
+
+    /// Every divide configuration on clocks of `hz`, at a spread of elapsed times: the
+    /// ticks counted and the deadline of a count agree with the 128-bit formulas of the
+    /// SDM's timer (Vol 3A 11.5.4), whichever way they are computed.
+    fn timer_arithmetic_matches_the_formulas(hz: u64) {
+        for divide in [0x0, 0x1, 0x2, 0x3, 0x8, 0x9, 0xa, 0xb] {
+            let mut a = LocalApic::new(0, true, GHZ, hz);
+            a.write_mmio(reg::SVR, SVR_ENABLE | 0xff, 0);
+            a.write_mmio(reg::TIMER_DIVIDE, divide, 0);
+            a.write_mmio(reg::LVT_TIMER, 0x40, 0);
+            a.write_mmio(reg::TIMER_INITIAL, u32::MAX, 7);
+            let div = u128::from(a.timer_divisor());
+            for dt in [0u64, 1, 2, 127, 128, 999, 1_000_003, 1 << 40, u64::MAX - 7] {
+                let want = u128::from(dt) * u128::from(hz) / (div * NS_PER_SEC);
+                let want = want.min(u128::from(u64::MAX)) as u64;
+                assert_eq!(
+                    a.elapsed_ticks(7 + dt.min(u64::MAX - 7)),
+                    want,
+                    "hz {hz} div {div} dt {dt}"
+                );
+            }
+            for ticks in [0u64, 1, 3, 1000, 1 << 33] {
+                let ns = (u128::from(ticks) * div * NS_PER_SEC).div_ceil(u128::from(hz));
+                let want = 7u64.saturating_add(ns.min(u128::from(u64::MAX)) as u64);
+                assert_eq!(
+                    a.ticks_deadline_ns(ticks),
+                    want,
+                    "hz {hz} div {div} ticks {ticks}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_timer_counts_as_the_formulas_say_on_janus_clock_and_on_others() {
+        // Janus' own 1 GHz clock takes the shift; the others the division.
+        timer_arithmetic_matches_the_formulas(GHZ);
+        timer_arithmetic_matches_the_formulas(100_000_000);
+        timer_arithmetic_matches_the_formulas(3 * GHZ);
     }
 
     #[test]

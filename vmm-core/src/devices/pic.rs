@@ -122,11 +122,14 @@ impl Chip {
         irq.wrapping_sub(self.lowest).wrapping_sub(1) & 7
     }
 
-    /// The highest-priority IR among the bits of `mask`.
+    /// The highest-priority IR among the bits of `mask`: `mask` rotated so that bit
+    /// `rank(i)` holds IR `i`, its lowest set bit. A few instructions where a scan of the
+    /// eight IRs took about 30, on every interrupt offer of a guest whose PIC is wired
+    /// (issue #9).
     fn highest(&self, mask: u8) -> Option<u8> {
-        (0..8u8)
-            .filter(|i| mask & (1 << i) != 0)
-            .min_by_key(|&i| self.rank(i))
+        let shift = u32::from(self.lowest.wrapping_add(1) & 7);
+        let by_rank = mask.rotate_right(shift);
+        (by_rank != 0).then(|| (by_rank.trailing_zeros() as u8 + shift as u8) & 7)
     }
 
     fn set_line(&mut self, irq: u8, level: bool) {
@@ -631,5 +634,19 @@ mod tests {
         pulse(&mut p, 1);
         pulse(&mut p, 5);
         assert_eq!(p.acknowledge(), Some(0x35));
+    }
+
+    #[test]
+    fn the_highest_request_is_the_one_of_best_rank_for_every_mask_and_rotation() {
+        for lowest in 0..8u8 {
+            let mut c = Chip::new(0x20, 0xff);
+            c.lowest = lowest;
+            for mask in 0..=255u8 {
+                let scan = (0..8u8)
+                    .filter(|i| mask & (1 << i) != 0)
+                    .min_by_key(|&i| c.rank(i));
+                assert_eq!(c.highest(mask), scan, "mask {mask:#010b}, lowest {lowest}");
+            }
+        }
     }
 }
