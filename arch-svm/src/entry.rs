@@ -37,6 +37,36 @@ pub struct RunState {
 // The registers are where `world_switch_asm!` looks for them: at the pointer it gets.
 const _: () = assert!(core::mem::offset_of!(RunState, gprs) == 0);
 
+/// The body of [`svm_run`] and [`svm_run_again`]: `$enter` (after RAX is loaded with the
+/// VMCB's address), VMRUN, and after #VMEXIT the label `$after` (declared global by
+/// `$global`: the host's #DB handler, `boot/src/idt.rs`, knows the instruction after
+/// each VMRUN, where an emulator may deliver a guest's single-step trap), VMSAVE, and the
+/// guest's registers back into the `GprFile`.
+#[cfg(not(test))]
+macro_rules! svm_world_switch {
+    ([$($enter:literal),* $(,)?], $global:literal, $after:literal) => {
+        vmm_core::world_switch_asm!(
+            enter: ["mov rax, [rdi + {vmcb}]", $($enter),*],
+            switch: [
+                "vmrun rax",
+                $global,
+                $after,
+                "vmsave rax",
+                // RAX is free (the guest's lives in the VMCB): it carries the GprFile's
+                // address while the guest's RDI is stored (one instruction fewer than a
+                // push and a pop of RDI).
+                "mov rax, [rsp]",
+                "mov [rax + {rdi}], rdi",
+                "mov rdi, rax",
+            ],
+            leave: [],
+            operands: [
+                vmcb = const core::mem::offset_of!(RunState, vmcb_pa),
+            ],
+        )
+    };
+}
+
 /// Runs the guest of the VMCB at `state.vmcb_pa` until its next #VMEXIT, and returns
 /// with GIF clear and the guest's VMLOAD state still in the CPU (the module's doc):
 /// [`svm_run_again`] or [`leave`] comes next.
@@ -48,35 +78,14 @@ const _: () = assert!(core::mem::offset_of!(RunState, gprs) == 0);
 #[cfg(not(test))]
 #[unsafe(naked)]
 pub unsafe extern "C" fn svm_run(state: *mut RunState) {
-    vmm_core::world_switch_asm!(
-        enter: [
-            // GIF=0 holds host interrupts off until STGI (in `leave`); RFLAGS.IF=1 at
-            // VMRUN is what lets a physical interrupt reach the INTR intercept while the
-            // guest runs (V_INTR_MASKING, APM Vol 2 15.21.1). CLI before STGI keeps it
-            // pending for the dispatcher.
-            "clgi",
-            "sti",
-            "mov rax, [rdi + {vmcb}]",
-            "vmload rax",
-        ],
-        switch: [
-            "vmrun rax",
-            // Where the host resumes after #VMEXIT: named for the host's #DB handler
-            // (`boot/src/idt.rs`, a guest's single-step trap an emulator lets through).
-            ".global janus_svm_after_vmrun",
-            "janus_svm_after_vmrun:",
-            "vmsave rax",
-            // RAX is free (the guest's lives in the VMCB): it carries the GprFile's
-            // address while the guest's RDI is stored (one instruction fewer than a push
-            // and a pop of RDI).
-            "mov rax, [rsp]",
-            "mov [rax + {rdi}], rdi",
-            "mov rdi, rax",
-        ],
-        leave: [],
-        operands: [
-            vmcb = const core::mem::offset_of!(RunState, vmcb_pa),
-        ],
+    // GIF=0 holds host interrupts off until STGI (in `leave`); RFLAGS.IF=1 at VMRUN is
+    // what lets a physical interrupt reach the INTR intercept while the guest runs
+    // (V_INTR_MASKING, APM Vol 2 15.21.1). CLI before STGI keeps it pending for the
+    // dispatcher.
+    svm_world_switch!(
+        ["clgi", "sti", "vmload rax"],
+        ".global janus_svm_after_vmrun",
+        "janus_svm_after_vmrun:"
     )
 }
 
@@ -90,24 +99,10 @@ pub unsafe extern "C" fn svm_run(state: *mut RunState) {
 #[cfg(not(test))]
 #[unsafe(naked)]
 pub unsafe extern "C" fn svm_run_again(state: *mut RunState) {
-    vmm_core::world_switch_asm!(
-        enter: [
-            "mov rax, [rdi + {vmcb}]",
-        ],
-        switch: [
-            "vmrun rax",
-            // As in `svm_run`.
-            ".global janus_svm_after_vmrun_again",
-            "janus_svm_after_vmrun_again:",
-            "vmsave rax",
-            "mov rax, [rsp]",
-            "mov [rax + {rdi}], rdi",
-            "mov rdi, rax",
-        ],
-        leave: [],
-        operands: [
-            vmcb = const core::mem::offset_of!(RunState, vmcb_pa),
-        ],
+    svm_world_switch!(
+        [],
+        ".global janus_svm_after_vmrun_again",
+        "janus_svm_after_vmrun_again:"
     )
 }
 

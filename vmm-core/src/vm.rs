@@ -39,8 +39,8 @@ pub struct HostHooks {
     /// returns early; the caller checks its guest's devices and calls again.
     pub idle: fn(),
     /// Host housekeeping between two entries (Janus sends queued console output);
-    /// whether some is left: then at most [`crate::in_place::WHILE_HOST_WAITS`] exits are
-    /// finished in place ([`crate::in_place`]) before one comes back to the dispatcher,
+    /// whether some is left: then at most [`crate::in_place::WHILE_HOST_WAITS`] exits of
+    /// each kind are finished in place ([`crate::in_place`]) before one comes back to the dispatcher,
     /// so that the rest goes out between two entries.
     pub service: fn() -> bool,
 }

@@ -55,9 +55,10 @@ const SLEEP_VEC: u8 = 0x42;
 /// 29 ms at 38,400 baud, the host UART's rate under `uart_16550`.
 const CONSOLE_OUT_NS: u32 = 100_000_000;
 
-/// Sleeps in HLT before a loop is timed (and before the timer is set up for one), so that Janus' console has sent what is queued
-/// (the previous figure's lines) meanwhile: while output is queued, one exit in 65 that
-/// Janus could finish in place goes through its dispatcher to send some
+/// Sleeps in HLT before a loop is timed (and before the timer is set up for one), so
+/// that Janus' console has sent what is queued (the previous figure's lines) meanwhile:
+/// while output is queued, one exit in 65 of a kind that Janus could finish in place
+/// goes through its dispatcher to send some
 /// (`vmm_core::in_place::WHILE_HOST_WAITS`), and each exit there sends what the UART
 /// takes; that would count in the figure. The LAPIC's one-shot timer at divide 1 counts
 /// Janus' 1 GHz APIC clock.
