@@ -516,6 +516,11 @@ pub const ATTACKS: &[Attack] = &[
         saw: None,
     },
     Attack {
+        cmdline: "attack=port_spin",
+        end: End::TimeLimit,
+        saw: None,
+    },
+    Attack {
         cmdline: "attack=ac_loop",
         end: End::TimeLimit,
         saw: None,

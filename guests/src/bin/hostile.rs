@@ -160,6 +160,7 @@ const ATTACKS: &[Attack] = &[
     ("cli_spin", loops::cli_spin),
     ("spin", loops::spin),
     ("cpuid_spin", loops::cpuid_spin),
+    ("port_spin", loops::port_spin),
     ("ac_loop", loops::ac_loop),
     ("db_loop", loops::db_loop),
     ("rep_outsb_com1", loops::rep_outsb_com1),

@@ -56,6 +56,28 @@ pub fn cpuid_spin(_: &Ctx) -> Saw {
     }
 }
 
+/// COM1's scratch register: a device register whose accesses change nothing Janus follows.
+const COM1_SCR: u16 = COM1 + 7;
+
+/// Spins on OUT and IN of COM1's scratch register with interrupts off. Janus makes every
+/// one of them in its backend's entry loop (`vmm_core::in_place::port_io`; on AMD-V
+/// without leaving the world switch, GIF clear between them): only the host's timer or
+/// the VMX-preemption timer makes it leave, at the end of its slice and its time limit.
+pub fn port_spin(_: &Ctx) -> Saw {
+    // SAFETY: the attack: spins for good on a register nothing else uses.
+    unsafe {
+        asm!(
+            "cli",
+            "2: mov al, 0x5a",
+            "out dx, al",
+            "in al, dx",
+            "jmp 2b",
+            in("dx") COM1_SCR,
+            options(noreturn, nomem, nostack)
+        )
+    }
+}
+
 #[repr(C, align(16))]
 struct Stack([u8; 16 * 1024]);
 
