@@ -1598,8 +1598,8 @@ janus: done: 7 guests, 6 failed\n";
         assert_eq!(judge(&many(), &r), Ok(()), "{log}");
         assert_eq!(r.restarts.len(), 3);
         assert_eq!(r.summary("cf9").unwrap().reasons[6], ("dr".to_string(), 1));
-        assert!(log.contains("janus: done: 8 guests, 3 failed"), "{log}");
-        assert_eq!(attacks_ok(&many(), &r), Some((4, 4)));
+        assert!(log.contains("janus: done: 10 guests, 5 failed"), "{log}");
+        assert_eq!(attacks_ok(&many(), &r), Some((6, 6)));
         assert_eq!(
             suite_status(&many(), &r),
             vec![
@@ -1671,10 +1671,19 @@ janus: done: 7 guests, 6 failed\n";
         // Everything ended, but Janus never said done; or counted wrong.
         let log = good.split("janus: done").next().unwrap();
         assert!(fails(log).starts_with("no done line"), "{}", fails(log));
-        let log = good.replace("8 guests, 3 failed", "8 guests, 4 failed");
+        let log = good.replace("10 guests, 5 failed", "10 guests, 6 failed");
         assert_eq!(
             fails(&log),
-            "last Janus line: done: 8 guests, 4 failed, want 8 guests, 3 failed"
+            "last Janus line: done: 10 guests, 6 failed, want 10 guests, 5 failed"
+        );
+        // A spinner on exits finished in place that its time limit did not stop.
+        let log = good.replace(
+            "port_spin ended: time limit reached",
+            "port_spin ended: exit status 0",
+        );
+        assert_eq!(
+            fails(&log),
+            "guest port_spin ended: exit status 0, want time limit"
         );
         // The summary says another end than the ended line.
         let log = good.replace(

@@ -1303,6 +1303,8 @@ mod tests {
                 "module2 /guests/victim name=victim mem=16M",
                 "module2 /guests/hello name=hello mem=8M",
                 "module2 /guests/hostile name=cli_spin mem=16M limit=2s cmdline=attack=cli_spin",
+                "module2 /guests/hostile name=cpuid_spin mem=16M limit=2s cmdline=attack=cpuid_spin",
+                "module2 /guests/hostile name=port_spin mem=16M limit=2s cmdline=attack=port_spin",
                 "module2 /guests/hostile name=plant mem=16M limit=3s cmdline=attack=plant",
                 "module2 /guests/hostile name=snoop mem=16M cmdline=attack=snoop",
                 "module2 /guests/hostile name=cf9 mem=16M on-reset=restart cmdline=attack=cf9",
@@ -1462,11 +1464,11 @@ mod tests {
             e => panic!("{e:?}"),
         }
         let many = together::many_specs(&plan.suites, Spinner::InterruptsOff);
-        assert_eq!(many.len(), 7 + 1 + 4);
+        assert_eq!(many.len(), 7 + 1 + 6);
         assert!(many[3].module_line().ends_with("module-of=mb2 index=1"));
         assert_eq!(
             together::guest_mib(&many),
-            3 * 16 + 8 + 4 * 16,
+            3 * 16 + 8 + 6 * 16,
             "modules take no guest memory"
         );
     }

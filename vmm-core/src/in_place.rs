@@ -61,8 +61,8 @@ pub struct InPlace {
     /// How many more exits of each kind may be finished in place before one goes to
     /// the dispatcher ([`InPlace::set_host_waits`]): each exit finished in place takes
     /// one, and is counted by it (what was granted less what is left, [`InPlace::tally`]).
-    /// One decrement where a budget and a count took 6 instructions. Below 0 when the
-    /// exit that found none left went to the dispatcher.
+    /// One decrement where a budget and a count took 6 instructions. -1 when the exit
+    /// that found none left went to the dispatcher.
     allowance: Allowance,
     /// The allowance as last set.
     granted: Allowance,
@@ -91,9 +91,16 @@ impl Allowance {
     }
 }
 
-/// The allowance while the host has nothing left to do: for good, in effect (the
-/// dispatcher sets it again at its next pass).
-const UNBOUNDED: i32 = i32::MAX;
+/// While the host has nothing left to do, at most this many exits of each kind are
+/// finished in place between two of the dispatcher's passes, so that a guest whose exits
+/// all are (a loop of CPUID or of port accesses) still comes back to it now and then: the
+/// dispatcher ends its slice and its time limit. Where the host's timer does not take the
+/// CPU back from such a guest, these passes are the only way: Bochs' AMD-V holds the
+/// host's timer interrupt while the guest runs with IF clear (seen: `port_spin` alone on
+/// ryzen ran for good, Janus never ran again). 1,024 CPUIDs in place take about 100,000
+/// instructions (10 ms at Bochs' 10 MIPS); the pass costs about 250, a quarter of an
+/// instruction per exit.
+pub const WHILE_HOST_IDLE: u32 = 1024;
 
 /// While the host has housekeeping left, at most this many exits of each kind (CPUID, port
 /// access) are finished in place between two of the dispatcher's passes: Janus' 16-byte
@@ -111,8 +118,8 @@ impl Default for InPlace {
             site: None,
             vm: None,
             left: None,
-            allowance: Allowance::of(UNBOUNDED),
-            granted: Allowance::of(UNBOUNDED),
+            allowance: Allowance::of(WHILE_HOST_IDLE as i32),
+            granted: Allowance::of(WHILE_HOST_IDLE as i32),
         }
     }
 }
@@ -154,21 +161,22 @@ impl InPlace {
     }
 
     /// Whether the host has housekeeping left after the dispatcher's last call
-    /// ([`crate::vm::HostHooks::service`]): then only [`WHILE_HOST_WAITS`] exits are
-    /// finished in place before one goes to the dispatcher, whose loop does it between
-    /// entries. Else a guest whose exits are all finished in place (a loop of CPUID or
-    /// of port accesses) would keep the host's console output from going out for as
-    /// long as it ran.
+    /// ([`crate::vm::HostHooks::service`]): then only [`WHILE_HOST_WAITS`] exits of each
+    /// kind are finished in place before one goes to the dispatcher, whose loop does it
+    /// between entries (else a guest whose exits are all finished in place would keep the
+    /// host's console output from going out for as long as it ran); else
+    /// [`WHILE_HOST_IDLE`].
     #[inline(always)]
     pub fn set_host_waits(&mut self, waits: bool) {
-        // While nothing waits, the unbounded allowance granted at an earlier pass stays
-        // (the dispatcher's every exit pays only this check).
-        if waits || self.granted != Allowance::of(UNBOUNDED) {
+        // While nothing waits, the idle allowance granted at an earlier pass stays until
+        // one kind's runs out (the dispatcher's every exit pays only these checks).
+        let a = self.allowance;
+        if waits || self.granted != Allowance::of(WHILE_HOST_IDLE as i32) || (a.cpuid | a.io) < 0 {
             self.grant(if waits {
-                WHILE_HOST_WAITS as i32
+                WHILE_HOST_WAITS
             } else {
-                UNBOUNDED
-            });
+                WHILE_HOST_IDLE
+            } as i32);
         }
     }
 
@@ -226,13 +234,12 @@ fn leave(vcpu: &mut impl ArchVcpu, effect: PlatformEffect) -> Finished {
 }
 
 /// Takes one exit from `allowance` (of one kind); whether there was one. The exit that
-/// finds none takes one all the same (below 0: [`InPlace::tally`] counts none for it),
-/// so that one decrement and one branch are all an exit finished in place pays.
+/// finds none takes one all the same (below 0: [`InPlace::tally`] counts none for it,
+/// and the dispatcher's next pass grants again), so that one decrement and one branch
+/// are all an exit finished in place pays.
 #[inline(always)]
 fn spend(allowance: &mut i32) -> bool {
-    // Wrapping: below 0 only until the dispatcher's next pass or the slice's end grants
-    // again, 2^31 exits away.
-    *allowance = allowance.wrapping_sub(1);
+    *allowance -= 1;
     *allowance >= 0
 }
 
@@ -654,5 +661,19 @@ mod tests {
             n as u64 + 2
         );
         crate::mock::HOST_WAITS.with(|w| w.set(false));
+    }
+
+    #[test]
+    fn while_the_host_is_idle_the_dispatcher_still_sees_an_exit_after_1024_of_a_kind() {
+        // A guest spinning on CPUID with the host's console quiet: where the host's timer
+        // does not take the CPU back from it (Bochs' AMD-V with the guest's IF clear),
+        // these passes are how the dispatcher ends its slice and its time limit.
+        let mut m = vm(ram(1 << 20));
+        let n = 2 * crate::in_place::WHILE_HOST_IDLE as usize + 4;
+        let mut v = asking(crate::cpuid::HV_BASE, n);
+        assert!(matches!(run(&mut v, &mut m), GuestEnd::Exited(_)));
+        // The first CPUID; 1,024 in place then one, twice; 2 in place; the end.
+        assert_eq!(v.runs, 4, "the dispatcher saw the 1,025th exit, twice");
+        assert_eq!(m.stats.get(ExitKind::Cpuid), n as u64);
     }
 }
