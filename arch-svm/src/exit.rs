@@ -9,9 +9,8 @@ use vmm_core::vcpu::{CrTarget, Gpr, SegReg};
 /// registers (for CR and DR writes reported with decode assists).
 /// `decode_assists`: the CPU has them (CPUID 0x8000_000A EDX bit 7), so EXITINFO1 names
 /// the segment of a string I/O instruction. Out of line: inlined into `run` (and the
-/// dispatcher's loop with it), the exit it builds was copied about the stack, and the
-/// loop's other handlers were no longer inlined: 22 instructions more per hypercall on
-/// ryzen.
+/// dispatcher's loop with it), the exit it builds was copied about the stack: 3
+/// instructions more per hypercall on ryzen.
 #[inline(never)]
 pub fn decode(
     exit: u64,

@@ -18,7 +18,7 @@ pub const EINVAL: u64 = -4i64 as u64;
 pub const CONSOLE_WRITE_MAX: u64 = 4096;
 
 /// Carries out the hypercall in the guest's registers. `Some` ends the guest. Inlined
-/// into the dispatcher's loop: as a call, 16 instructions more per hypercall on ryzen.
+/// into the dispatcher's loop: as a call, 13 instructions more per hypercall on ryzen.
 #[inline(always)]
 pub fn handle(vcpu: &mut impl ArchVcpu, vm: &mut Vm) -> Option<GuestEnd> {
     let nr = vcpu.gpr(Gpr::Rax);

@@ -144,9 +144,7 @@ impl InPlace {
 
     /// Counts into `done` the exits finished in place since the allowance was granted
     /// (or last tallied), and grants what is left. Out of line: it is rare (a slice's
-    /// end, a count asked, a grant), and inlined it kept the hypercall handler, which
-    /// counts, from being inlined into the dispatcher's (32 instructions more on each
-    /// hypercall on ryzen).
+    /// end, a count asked, a grant) and stays off the paths it sits beside.
     #[inline(never)]
     fn tally(&mut self) {
         let used = |granted: i32, left: i32| granted.wrapping_sub(left.max(0)) as u32;

@@ -452,14 +452,15 @@ const DR6_BS: u64 = 1 << 14;
 /// by the POPF just before the instruction (a POPF that sets TF does not trap itself);
 /// should no #DB come after it, the CPU's own single-step after the next instruction
 /// (PUSHF, which clears TF) is caught at the wrong RIP.
-fn single_step(s: &mut Suite) {
-    // SAFETY: the asm sets TF and the single-step #DB is caught by the runtime, which
-    // clears TF; CPUID's RBX is restored by the catch.
-    let cpuid = || unsafe {
+/// A single-stepped CPUID of leaf 0 after `$before` (the mark set at the instruction
+/// after it, TF cleared again there; RBX kept in RSI).
+macro_rules! single_stepped_cpuid {
+    ($($before:literal),*) => {
         asm!(
             "mov rsi, rbx",
             "lea rdx, [rip + 2f]",
             "mov qword ptr [rip + {m}], rdx",
+            $($before,)*
             "xor eax, eax",
             "xor ecx, ecx",
             "pushfq",
@@ -474,6 +475,12 @@ fn single_step(s: &mut Suite) {
             out("rax") _, out("rcx") _, out("rdx") _, out("rsi") _,
         )
     };
+}
+
+fn single_step(s: &mut Suite) {
+    // SAFETY: the asm sets TF and the single-step #DB is caught by the runtime, which
+    // clears TF; CPUID's RBX is restored by the catch.
+    let cpuid = || unsafe { single_stepped_cpuid!() };
     // SAFETY: as above; the POST port ignores what is written to it.
     let out_post = || unsafe {
         asm!(
@@ -497,28 +504,8 @@ fn single_step(s: &mut Suite) {
     // and the single-stepped CPUID exits from that entry. Bochs' AMD-V then delivers the
     // pending single-step trap to Janus at the instruction after that VMRUN, which Janus
     // must know as well as the first entry's.
-    let cpuid_after_cpuid = || unsafe {
-        asm!(
-            "mov rsi, rbx",
-            "lea rdx, [rip + 2f]",
-            "mov qword ptr [rip + {m}], rdx",
-            "xor eax, eax",
-            "xor ecx, ecx",
-            "cpuid",
-            "xor eax, eax",
-            "xor ecx, ecx",
-            "pushfq",
-            "or qword ptr [rsp], 0x100",
-            "popfq",
-            "cpuid",
-            "2: pushfq",
-            "and qword ptr [rsp], ~0x100",
-            "popfq",
-            "mov rbx, rsi",
-            m = sym MARK,
-            out("rax") _, out("rcx") _, out("rdx") _, out("rsi") _,
-        )
-    };
+    let cpuid_after_cpuid =
+        || unsafe { single_stepped_cpuid!("xor eax, eax", "xor ecx, ecx", "cpuid") };
     step_over(s, "exceptions.single_step_cpuid", cpuid);
     step_over(s, "exceptions.single_step_out", out_post);
     step_over(
