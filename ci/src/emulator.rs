@@ -283,10 +283,55 @@ pub fn qemu_command(model: &str, memory_mib: u32, iso: &Path, log: &Path) -> Com
         "-no-reboot",
         "-device",
         "isa-debug-exit,iobase=0xf4,iosize=0x04",
-        "-cdrom",
+        // CPU resets and a triple fault, which ends the run under `-no-reboot` without a
+        // word on the serial line: `Ending::read` names it.
+        "-d",
+        "cpu_reset",
+        "-D",
     ])
+    .arg(qemu_debug_log(log))
+    .arg("-cdrom")
     .arg(iso);
     cmd
+}
+
+/// Where QEMU's `-d cpu_reset` log of a run with serial log `log` goes.
+pub fn qemu_debug_log(log: &Path) -> PathBuf {
+    log.with_extension("qemu")
+}
+
+/// How an emulator run that ended on its own came to its end, in words for a failed row
+/// whose serial log stopped early.
+pub fn ending(emulator: Emulator, exit_code: Option<i32>, log: &Path, output: &Path) -> String {
+    let name = emulator.name();
+    let Some(code) = exit_code else {
+        return format!("{name} was killed by a signal");
+    };
+    if emulator == Emulator::Bochs {
+        return format!("{name} exited {code}, see {}", output.display());
+    }
+    let debug = std::fs::read_to_string(qemu_debug_log(log)).unwrap_or_default();
+    let stderr = std::fs::read_to_string(output).unwrap_or_default();
+    qemu_ending(code, &debug, &stderr)
+}
+
+/// [`ending`] for QEMU from its exit code, its `-d cpu_reset` log and its stderr.
+fn qemu_ending(code: i32, debug: &str, stderr: &str) -> String {
+    // Janus' end codes (boot/src/machine.rs), which QEMU's debug-exit turns into 2c+1.
+    const JANUS_ENDS: [&str; 5] = ["all passed", "some failed", "refused", "fatal", "no guests"];
+    if debug.lines().any(|l| l.trim() == "Triple fault") {
+        return "QEMU: triple fault (a CPU of Janus; no exception line can reach the log)".into();
+    }
+    if code % 2 == 1 {
+        if let Some(what) = JANUS_ENDS.get((code >> 1) as usize) {
+            return format!("Janus ended the machine: {what} (QEMU exited {code})");
+        }
+    }
+    let last = stderr
+        .lines()
+        .rfind(|l| !l.trim().is_empty() && !l.contains("TCG doesn't support"))
+        .unwrap_or("no message");
+    format!("QEMU exited {code}: {last}")
 }
 
 /// QEMU's arguments for `cpus` host CPUs: none for one (QEMU's default), `-smp N` else.
@@ -427,6 +472,45 @@ impl Tail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_that_stopped_early_says_how_qemu_ended() {
+        let warn = "qemu-system-x86_64: warning: TCG doesn't support requested feature: x\n";
+        let reset = "CPU Reset (CPU 0)\nEAX=00000000\n";
+        assert_eq!(
+            qemu_ending(0, &format!("{reset}Triple fault\n"), warn),
+            "QEMU: triple fault (a CPU of Janus; no exception line can reach the log)"
+        );
+        assert_eq!(
+            qemu_ending(7, reset, warn),
+            "Janus ended the machine: fatal (QEMU exited 7)"
+        );
+        assert_eq!(
+            qemu_ending(1, reset, ""),
+            "Janus ended the machine: all passed (QEMU exited 1)"
+        );
+        let crash = format!("{warn}qemu: fatal: Trying to execute code outside RAM\n{warn}");
+        assert_eq!(
+            qemu_ending(134, reset, &crash),
+            "QEMU exited 134: qemu: fatal: Trying to execute code outside RAM"
+        );
+        assert_eq!(qemu_ending(0, reset, warn), "QEMU exited 0: no message");
+    }
+
+    #[test]
+    fn qemu_logs_resets_beside_the_serial_log() {
+        let cmd = qemu_command(
+            "EPYC",
+            256,
+            Path::new("/b/j.iso"),
+            Path::new("/b/logs/EPYC.log"),
+        );
+        let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into()).collect();
+        let d = args.iter().position(|a| a == "-d").expect("-d");
+        assert_eq!(args[d + 1], "cpu_reset");
+        assert_eq!(args[d + 2..d + 4], ["-D", "/b/logs/EPYC.qemu"]);
+        assert_eq!(args[args.len() - 2..], ["-cdrom", "/b/j.iso"]);
+    }
 
     #[test]
     fn models_choose_emulators() {

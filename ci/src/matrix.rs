@@ -849,18 +849,16 @@ pub fn run_row(root: &Path, isos: &Isos, row: Row) -> RowResult {
                 .map_err(|reason| {
                     if outcome.timed_out {
                         format!("timeout ({} s): {reason}", timeout.as_secs())
-                    } else if report.last_janus_line.is_none() {
-                        // Nothing from Janus: the emulator itself is the likely culprit.
-                        let code = outcome
-                            .exit_code
-                            .map_or("signal".to_string(), |c| c.to_string());
-                        format!(
-                            "{reason}; {} exited {code}, see {}",
-                            emulator.name(),
-                            outcome.output_file.display()
-                        )
                     } else {
-                        reason
+                        // The emulator ended on its own: how (a triple fault, Janus' end
+                        // code, a crash of the emulator) is what the serial log cannot say.
+                        let how = emulator::ending(
+                            emulator,
+                            outcome.exit_code,
+                            &log,
+                            &outcome.output_file,
+                        );
+                        format!("{reason}; {how}")
                     }
                 });
             RowResult {
