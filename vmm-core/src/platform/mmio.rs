@@ -67,7 +67,7 @@ impl DeviceMemory<'_> {
             return false;
         };
         self.platform
-            .device_write(id, offset, 4, v as u64, self.now);
+            .device_write_call(id, offset, 4, v as u64, self.now);
         true
     }
 }
