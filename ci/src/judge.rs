@@ -1711,7 +1711,7 @@ janus: done: 7 guests, 6 failed\n";
 
     #[test]
     fn attack_rows() {
-        let want = crate::together::attack_expectation(3, false);
+        let want = crate::together::attack_expectation(3, crate::together::AttackSet::All, false);
         let good = together_log(&want);
         let r = parse(&good);
         assert_eq!(judge(&want, &r), Ok(()), "{good}");

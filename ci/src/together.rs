@@ -60,6 +60,40 @@ impl Spinner {
     }
 }
 
+/// Which attacks of a group an attack row boots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttackSet {
+    /// Every attack of the table.
+    All,
+    /// All but [`BOCHS_AMD_LEFT_OUT`], for Bochs' AMD models.
+    BochsAmd,
+}
+
+/// The attacks Bochs' AMD-V cannot take, each for a fault of the emulator and not of
+/// Janus (QEMU's AMD-V and Bochs' VT-x take them in the EPYC and corei7_skylake_x rows):
+/// `triple_fault`, because Bochs ends itself on a guest's third exception ("3rd (13)
+/// exception with no resolution", its panic) before it looks at the SHUTDOWN intercept,
+/// which its VT-x checks first (seen on ryzen: the whole machine stopped); `cli_spin`,
+/// because its SVM holds the host's timer interrupt while the guest's IF is clear
+/// ([`Spinner::InterruptsOn`]).
+pub const BOCHS_AMD_LEFT_OUT: [&str; 2] = ["triple_fault", "cli_spin"];
+
+impl AttackSet {
+    pub fn for_model(model: &str) -> AttackSet {
+        match Spinner::for_model(model) {
+            Spinner::InterruptsOn => AttackSet::BochsAmd,
+            Spinner::InterruptsOff => AttackSet::All,
+        }
+    }
+
+    /// The attacks of group `group` ([`hostile::groups`]) in this set.
+    pub fn attacks(self, group: usize) -> impl Iterator<Item = &'static hostile::Attack> {
+        hostile::groups()[group]
+            .iter()
+            .filter(move |a| self == AttackSet::All || !BOCHS_AMD_LEFT_OUT.contains(&a.name()))
+    }
+}
+
 /// Bochs' CPU models with AMD-V.
 pub const BOCHS_AMD_MODELS: [&str; 4] = ["ryzen", "zambezi", "trinity_apu", "phenom_8650_toliman"];
 
@@ -148,18 +182,18 @@ pub fn many_expectation(suites: &[String], spinner: Spinner) -> Expectation {
 
 /// The ISO of attack group `group` (0-based, of [`hostile::groups`]): the victim first,
 /// then each attacker with its time limit when it never ends on its own.
-pub fn attack_specs(group: usize) -> Vec<GuestSpec> {
+pub fn attack_specs(group: usize, set: AttackSet) -> Vec<GuestSpec> {
     let mut v = vec![victim_spec(&format!("janus-attacks-{}", group + 1))];
-    for a in hostile::groups()[group] {
+    for a in set.attacks(group) {
         v.push(attacker_spec(a, hostile::limit_of(a), None));
     }
     v
 }
 
 /// The victim passes; every attacker ends as the table says.
-pub fn attack_expectation(group: usize, qemu: bool) -> Expectation {
+pub fn attack_expectation(group: usize, set: AttackSet, qemu: bool) -> Expectation {
     let mut guests = vec![GuestWant::suite(VICTIM)];
-    guests.extend(hostile::groups()[group].iter().map(|a| GuestWant {
+    guests.extend(set.attacks(group).map(|a| GuestWant {
         end: hostile::end_on(a, qemu),
         ..GuestWant::attacker(a)
     }));
