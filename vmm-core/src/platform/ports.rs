@@ -275,10 +275,10 @@ mod tests {
         assert_eq!(p.port_read(0x608, 4, t), 3579);
     }
 
-    #[test]
-    fn the_uart_interrupt_reaches_the_cpu_through_port_writes() {
+    /// A PC whose PIC has vectors 0x30/0x38 and only IRQ4 (COM1) unmasked; the APIC
+    /// passes the PIC through.
+    fn pc_with_irq4() -> Platform {
         let mut p = pc();
-        // PIC: vectors 0x30/0x38, only IRQ4 unmasked; the APIC passes the PIC through.
         for (port, v) in [
             (0x20, 0x11),
             (0x21, 0x30),
@@ -288,6 +288,12 @@ mod tests {
         ] {
             p.port_write(port, 1, v, NOW);
         }
+        p
+    }
+
+    #[test]
+    fn the_uart_interrupt_reaches_the_cpu_through_port_writes() {
+        let mut p = pc_with_irq4();
         p.port_write(COM1 + 4, 1, 0x08, NOW); // MCR: OUT2 gates the line
         assert_eq!(p.acknowledge_interrupt(), None);
         p.port_write(COM1 + 1, 1, 0x02, NOW); // IER: THRE, the transmitter is empty
@@ -296,16 +302,7 @@ mod tests {
 
     #[test]
     fn a_wide_access_to_the_uart_reaches_its_bytes_and_moves_its_line() {
-        let mut p = pc();
-        for (port, v) in [
-            (0x20, 0x11),
-            (0x21, 0x30),
-            (0x21, 4),
-            (0x21, 1),
-            (0x21, 0xef),
-        ] {
-            p.port_write(port, 1, v, NOW);
-        }
+        let mut p = pc_with_irq4();
         // MCR: OUT2 gates the line.
         p.port_write(COM1 + 4, 1, 0x08, NOW);
         // One word: 'J' to DATA, THRE to IER (the byte above), as the ISA bus splits it.
