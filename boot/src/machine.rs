@@ -1,15 +1,6 @@
 //! Ending the machine with a code a test harness can read (docs/console.md).
 
-/// Why Janus ends the machine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum EndCode {
-    AllPassed = 0,
-    SomeFailed = 1,
-    Refused = 2,
-    Fatal = 3,
-    NoGuests = 4,
-}
+pub use vmm_core::machine_end::EndCode;
 
 /// Writes the code to QEMU's debug-exit port 0xf4 (QEMU exits with `code << 1 | 1`),
 /// then "Shutdown" to Bochs' port 0x8900, then halts for good (real hardware).

@@ -8,6 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::setup::Need;
+use vmm_core::machine_end::EndCode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Emulator {
@@ -284,7 +285,7 @@ pub fn qemu_command(model: &str, memory_mib: u32, iso: &Path, log: &Path) -> Com
         "-device",
         "isa-debug-exit,iobase=0xf4,iosize=0x04",
         // CPU resets and a triple fault, which ends the run under `-no-reboot` without a
-        // word on the serial line: `Ending::read` names it.
+        // word on the serial line: `ending` names it.
         "-d",
         "cpu_reset",
         "-D",
@@ -317,15 +318,16 @@ pub fn ending(emulator: Emulator, exit_code: Option<i32>, log: &Path, output: &P
 
 /// [`ending`] for QEMU from its exit code, its `-d cpu_reset` log and its stderr.
 fn qemu_ending(code: i32, debug: &str, stderr: &str) -> String {
-    // Janus' end codes (boot/src/machine.rs), which QEMU's debug-exit turns into 2c+1.
-    const JANUS_ENDS: [&str; 5] = ["all passed", "some failed", "refused", "fatal", "no guests"];
     if debug.lines().any(|l| l.trim() == "Triple fault") {
         return "QEMU: triple fault (a CPU of Janus; no exception line can reach the log)".into();
     }
-    if code % 2 == 1 {
-        if let Some(what) = JANUS_ENDS.get((code >> 1) as usize) {
-            return format!("Janus ended the machine: {what} (QEMU exited {code})");
-        }
+    // Janus' end code, which QEMU's debug-exit turns into 2c+1.
+    let janus = u8::try_from(code >> 1).ok().filter(|_| code % 2 == 1);
+    if let Some(end) = janus.and_then(EndCode::from_code) {
+        return format!(
+            "Janus ended the machine: {} (QEMU exited {code})",
+            end.words()
+        );
     }
     let last = stderr
         .lines()

@@ -21,6 +21,7 @@ pub mod hostmem;
 pub mod hypercall;
 pub mod in_place;
 pub mod loader;
+pub mod machine_end;
 pub mod memory;
 pub mod mmio;
 pub mod msr;
