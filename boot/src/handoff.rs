@@ -173,8 +173,8 @@ pub fn report<B: ArchBackend>(sched: &Scheduler<'_, B>) {
     for s in sched.slots.iter().filter_map(|slot| slot.summary()) {
         let _ = all.try_push(s);
     }
-    SWITCHES.fetch_add(sched.switches, Ordering::Relaxed);
-    SWITCH_TICKS.fetch_add(sched.switch_ticks, Ordering::Relaxed);
+    SWITCHES.fetch_add(sched.switches.count, Ordering::Relaxed);
+    SWITCH_TICKS.fetch_add(sched.switches.ticks, Ordering::Relaxed);
 }
 
 /// Every CPU's summaries in module order, and the guest switches and their ticks in all.

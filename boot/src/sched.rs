@@ -27,7 +27,7 @@ use vmm_core::loader::cmdline::OnReset;
 use vmm_core::loader::modules::GuestPlan;
 use vmm_core::platform::cpus::CpuMask;
 use vmm_core::platform::cpus::RunState;
-use vmm_core::sched::{Next, RunQueue, MAX_VCPUS};
+use vmm_core::sched::{Next, RunQueue, Switches, MAX_VCPUS};
 use vmm_core::turns::{self, Turn};
 use vmm_core::vcpu::{ArchBackend, ArchVcpu, StartMode, VcpuError};
 use vmm_core::vm::{GuestEnd, Name, Vm, MAX_GUEST_VCPUS};
@@ -283,13 +283,8 @@ pub struct Scheduler<'a, B: ArchBackend> {
     queue: RunQueue,
     /// The slot and vCPU whose state is in the CPU.
     current: Option<(usize, usize)>,
-    /// The last slice: whose, and the TSC when it ended.
-    last_slice: Option<(usize, u64)>,
-    /// Switches from one guest to another, and the TSC ticks they took in all: from the
-    /// end of one guest's slice to the start of the next guest's (the scheduler's choice,
-    /// `put`/`load`, the x87/SSE state and the IBPB). Ticks are instructions under Bochs.
-    pub switches: u64,
-    pub switch_ticks: u64,
+    /// Switches from one live guest to another and the TSC ticks they took.
+    pub switches: Switches,
 }
 
 impl<'a, B: ArchBackend> Scheduler<'a, B> {
@@ -301,9 +296,7 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
             slots: ArrayVec::new(),
             queue: RunQueue::new(),
             current: None,
-            last_slice: None,
-            switches: 0,
-            switch_ticks: 0,
+            switches: Switches::default(),
         }
     }
 
@@ -386,13 +379,7 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
             .others_next_event(id)
             .map(|t| t.max(now + MIN_SLICE_NS));
         let until = early.map_or(until_ns, |t| t.min(until_ns));
-        if let Some((prev, ended_tsc)) = self.last_slice {
-            if prev != id {
-                self.switches += 1;
-                self.switch_ticks += crate::time::tsc().saturating_sub(ended_tsc);
-            }
-        }
-        let others_ran = self.last_slice.is_some_and(|(prev, _)| prev != id);
+        let others_ran = self.switches.slice_starts(id, crate::time::tsc());
         let slot = &mut self.slots[id];
         if let Some(since) = slot.ready_since.take().filter(|_| others_ran) {
             slot.part
@@ -404,7 +391,7 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
         }
         let until = slot.deadline.map_or(until, |d| d.min(until));
         let stop = self.run_turns(id, until);
-        self.last_slice = Some((id, crate::time::tsc()));
+        self.switches.slice_ended(id, crate::time::tsc());
         let ended = crate::time::now_ns();
         let ran = ended.saturating_sub(now);
         let slot = &mut self.slots[id];
@@ -656,6 +643,7 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
     /// A guest ended: it restarts (`on-reset=restart`, a few times) or is gone; its
     /// vCPU's frames go back either way, and its RAM when it is gone.
     fn finish(&mut self, id: usize, end: GuestEnd) {
+        self.switches.guest_ended(id);
         if self.current.is_some_and(|(g, _)| g == id) {
             self.put_current();
         }

@@ -20,6 +20,10 @@
 //! [`RunQueue::next`]). So a guest that waits for its timer gets it about on time even
 //! beside guests that never stop computing, and those still get their share.
 
+mod switches;
+
+pub use switches::Switches;
+
 use arrayvec::ArrayVec;
 
 /// Most vCPUs one run queue holds.
