@@ -316,9 +316,20 @@ pub fn ending(emulator: Emulator, exit_code: Option<i32>, log: &Path, output: &P
     qemu_ending(code, &debug, &stderr)
 }
 
+/// Whether QEMU's `-d cpu_reset` log of the run with serial log `log` records a triple
+/// fault.
+pub fn qemu_triple_fault(log: &Path) -> bool {
+    let debug = std::fs::read_to_string(qemu_debug_log(log)).unwrap_or_default();
+    says_triple_fault(&debug)
+}
+
+fn says_triple_fault(debug: &str) -> bool {
+    debug.lines().any(|l| l.trim() == "Triple fault")
+}
+
 /// [`ending`] for QEMU from its exit code, its `-d cpu_reset` log and its stderr.
 fn qemu_ending(code: i32, debug: &str, stderr: &str) -> String {
-    if debug.lines().any(|l| l.trim() == "Triple fault") {
+    if says_triple_fault(debug) {
         return "QEMU: triple fault (a CPU of Janus; no exception line can reach the log)".into();
     }
     // Janus' end code, which QEMU's debug-exit turns into 2c+1.

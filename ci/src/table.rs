@@ -10,7 +10,8 @@ const HEADERS: [&str; 8] = [
 /// `pass`, `refused (expected)`, `pass (ended: reset)` for Linux, `pass (rejected 32)`
 /// for bad modules, `pass (attacks 22/22 ok)` for rows with attackers, or `FAIL: reason`
 /// (`FAIL (not required): reason` for a row that does not count; the counts too:
-/// `FAIL (attacks 21/22 ok): reason`).
+/// `FAIL (attacks 21/22 ok): reason`); a row booted twice says why its first boot failed
+/// (`pass (2nd boot, the 1st: ...)`, [`crate::matrix::boots_again`]).
 pub fn result_text(r: &RowResult) -> String {
     let counts = judge::attacks_ok(&r.row.expect, &r.report)
         .map(|(ok, n)| format!("attacks {ok}/{n} ok"))
@@ -20,8 +21,16 @@ pub fn result_text(r: &RowResult) -> String {
                 Err(_) => format!("rejected {ok}/{n}"),
             })
         });
+    let second = r
+        .first_boot
+        .as_ref()
+        .map(|why| format!("2nd boot, the 1st: {why}"));
     let note = |extra: Option<&str>| {
-        let parts: Vec<&str> = extra.into_iter().chain(counts.as_deref()).collect();
+        let parts: Vec<&str> = extra
+            .into_iter()
+            .chain(second.as_deref())
+            .chain(counts.as_deref())
+            .collect();
         if parts.is_empty() {
             String::new()
         } else {
@@ -191,7 +200,20 @@ mod tests {
             seconds: 1.25,
             verdict,
             log: PathBuf::from("x.log"),
+            first_boot: None,
         }
+    }
+
+    #[test]
+    fn a_row_booted_twice_says_why_its_first_boot_failed() {
+        let mut r = result("EPYC", "", Ok(()));
+        r.first_boot = Some("guest smoke did not end; QEMU: triple fault".into());
+        assert_eq!(
+            result_text(&r),
+            "pass (2nd boot, the 1st: guest smoke did not end; QEMU: triple fault)"
+        );
+        r.verdict = Err("guest smoke did not end".into());
+        assert!(result_text(&r).starts_with("FAIL (2nd boot, the 1st: "));
     }
 
     #[test]
@@ -320,6 +342,7 @@ mod tests {
             seconds: 3.0,
             verdict: Ok(()),
             log: PathBuf::from("x.log"),
+            first_boot: None,
         };
         assert_eq!(result_text(&r), format!("pass (attacks {n}/{n} ok)"));
         // One attacker ends another way; another leaks.
