@@ -1,7 +1,7 @@
 //! What this CPU's VMX offers, read from CPUID and the capability MSRs (SDM Vol 3C
 //! Appendix A), and whether it is enough for Janus.
 
-use crate::controls::{entry_ctl, exit_ctl, proc1, proc2};
+use crate::controls::{entry_ctl, exit_ctl, pin, proc1, proc2};
 use core::fmt;
 use x86::msr::{self, rdmsr};
 
@@ -82,6 +82,16 @@ impl VmxCaps {
     pub fn vpid(&self) -> bool {
         self.proc2.allows(proc2::VPID)
     }
+    /// Virtual-interrupt delivery with the controls it needs: the TPR shadow, virtualized
+    /// APIC accesses and external-interrupt exiting (SDM Vol 3C 26.2.1.1, 30.1).
+    pub fn virtual_interrupts(&self) -> bool {
+        self.proc1.allows(proc1::USE_TPR_SHADOW | proc1::SECONDARY)
+            && self
+                .proc2
+                .allows(proc2::VIRTUALIZE_APIC_ACCESSES | proc2::VIRTUAL_INTERRUPT_DELIVERY)
+            && self.pin.allows(pin::EXT_INT_EXITING)
+    }
+
     /// INVEPT all-context is there (SDM Vol 3C A.10).
     pub fn invept_all(&self) -> bool {
         let all = ept_cap::INVEPT | ept_cap::INVEPT_ALL;

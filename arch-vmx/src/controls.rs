@@ -27,6 +27,8 @@ pub mod proc1 {
     pub const CR3_STORE_EXITING: u32 = 1 << 16;
     pub const CR8_LOAD_EXITING: u32 = 1 << 19;
     pub const CR8_STORE_EXITING: u32 = 1 << 20;
+    /// TPR accesses use the virtual-APIC page (SDM Vol 3C 30.1.1).
+    pub const USE_TPR_SHADOW: u32 = 1 << 21;
     pub const MOV_DR_EXITING: u32 = 1 << 23;
     pub const UNCOND_IO_EXITING: u32 = 1 << 24;
     pub const USE_MSR_BITMAPS: u32 = 1 << 28;
@@ -37,10 +39,15 @@ pub mod proc1 {
 
 /// Secondary processor-based VM-execution controls (SDM Vol 3C Table 25-7).
 pub mod proc2 {
+    /// Accesses to the APIC-access page are virtualized or exit (SDM Vol 3C 30.4).
+    pub const VIRTUALIZE_APIC_ACCESSES: u32 = 1 << 0;
     pub const EPT: u32 = 1 << 1;
     pub const RDTSCP: u32 = 1 << 3;
     pub const VPID: u32 = 1 << 5;
     pub const UNRESTRICTED: u32 = 1 << 7;
+    /// The CPU delivers the virtual-APIC page's requested interrupts and virtualizes EOI
+    /// (SDM Vol 3C 30.1.2, 30.2).
+    pub const VIRTUAL_INTERRUPT_DELIVERY: u32 = 1 << 9;
 }
 
 /// Primary VM-exit controls (SDM Vol 3C Table 25-13).

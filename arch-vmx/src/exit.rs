@@ -2,6 +2,7 @@
 //! VM entries turned into errors.
 
 use crate::inject::info;
+use crate::structures::APIC_ACCESS_GPA;
 use vmm_core::addr::GuestPhys;
 use vmm_core::exit::{IoAccess, IoDir, NestedAccess, StringIo, VmExit};
 use vmm_core::vcpu::{ControlReg, CrTarget, Gpr, SegReg, VcpuError};
@@ -32,6 +33,8 @@ pub mod reason {
     pub const MONITOR: u32 = 39;
     pub const PAUSE: u32 = 40;
     pub const ENTRY_MACHINE_CHECK: u32 = 41;
+    pub const APIC_ACCESS: u32 = 44;
+    pub const VIRTUALIZED_EOI: u32 = 45;
     pub const EPT_VIOLATION: u32 = 48;
     pub const INVEPT: u32 = 50;
     pub const RDTSCP: u32 = 51;
@@ -39,6 +42,7 @@ pub mod reason {
     pub const INVVPID: u32 = 53;
     pub const WBINVD: u32 = 54;
     pub const XSETBV: u32 = 55;
+    pub const APIC_WRITE: u32 = 56;
     pub const VMFUNC: u32 = 59;
     /// Bits 15:0 of the exit-reason field (SDM Vol 3C 25.9.1, Table 25-18).
     pub const BASIC: u32 = 0xffff;
@@ -96,6 +100,16 @@ mod ept_qual {
     pub const READ: u64 = 1 << 0;
     pub const WRITE: u64 = 1 << 1;
     pub const FETCH: u64 = 1 << 2;
+}
+
+/// Exit qualification for APIC-access exits (SDM Vol 3C Table 28-6): the offset in the
+/// APIC-access page and how it was reached.
+mod apic_qual {
+    pub const OFFSET: u64 = 0xfff;
+    pub const TYPE_SHIFT: u64 = 12;
+    pub const TYPE_MASK: u64 = 0xf;
+    pub const LINEAR_READ: u64 = 0;
+    pub const LINEAR_WRITE: u64 = 1;
 }
 
 /// What a VM exit left in the VMCS's read-only fields (SDM Vol 3C 25.9).
@@ -252,8 +266,35 @@ pub fn decode(raw: &RawExit, mode: ModeInfo, gpr: impl Fn(Gpr) -> u64, cr0: u64)
         },
         reason::WBINVD => VmExit::Wbinvd,
         reason::XSETBV => VmExit::Xsetbv,
+        reason::APIC_ACCESS => apic_access(q).unwrap_or(raw_exit(raw)),
+        // Trap-like: the EOI or the write has been done in the virtual-APIC page (SDM Vol
+        // 3C 30.1.4, 30.5); the qualification is the vector or the page offset.
+        reason::VIRTUALIZED_EOI => VmExit::ApicEoi { vector: q as u8 },
+        reason::APIC_WRITE => VmExit::ApicWrite {
+            offset: (q & apic_qual::OFFSET) as u32,
+        },
         _ => raw_exit(raw),
     }
+}
+
+/// An APIC-access exit (fault-like: the instruction has not run) of a guest's read or
+/// write, as the nested page fault it replaces at the APIC-access page's guest-physical
+/// address, which only the local APIC's default page maps ([`APIC_ACCESS_GPA`]); `None`
+/// for a fetch or an access during event delivery (left raw).
+fn apic_access(q: u64) -> Option<VmExit> {
+    let write = match (q >> apic_qual::TYPE_SHIFT) & apic_qual::TYPE_MASK {
+        apic_qual::LINEAR_READ => false,
+        apic_qual::LINEAR_WRITE => true,
+        _ => return None,
+    };
+    Some(VmExit::NestedPageFault {
+        gpa: GuestPhys(APIC_ACCESS_GPA + (q & apic_qual::OFFSET)),
+        access: NestedAccess {
+            read: !write,
+            write,
+            fetch: false,
+        },
+    })
 }
 
 fn raw_exit(raw: &RawExit) -> VmExit {

@@ -59,6 +59,7 @@ impl<V: VmcsAccess> VmxVcpu<V> {
             exit_insn_len: core::cell::Cell::new(None),
             access_error: Cell::new(None),
             in_place: vmm_core::in_place::InPlace::default(),
+            virtual_apic: None,
             structures: s,
         };
         let written = v

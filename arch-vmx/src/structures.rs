@@ -17,7 +17,22 @@ pub struct Structures {
     pub ept_root: HostPhys,
     pub msr_bitmap: HostPhys,
     pub vpid: Option<Vpid>,
+    /// The pages of virtual-interrupt delivery, where the CPU has it.
+    pub apic: Option<ApicFrames>,
 }
+
+/// The virtual-APIC page (the local APIC's IRR, ISR, TMR and TPR while the guest runs,
+/// SDM Vol 3C 30.1) and the APIC-access page, which the EPT maps at the local APIC's
+/// default address so that the guest's accesses there are virtualized or exit as
+/// APIC-access exits (SDM Vol 3C 30.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApicFrames {
+    pub virtual_apic: HostPhys,
+    pub access: HostPhys,
+}
+
+/// Where the EPT maps the APIC-access page: the xAPIC page after reset.
+pub const APIC_ACCESS_GPA: u64 = vmm_core::devices::lapic::DEFAULT_BASE;
 
 const OOM: VcpuError = VcpuError {
     what: "out of memory for the VMCS",
@@ -26,7 +41,8 @@ const OOM: VcpuError = VcpuError {
 
 impl Structures {
     /// Takes the frames for a vCPU over `mem`: a VMCS page with `revision`, the EPT, and
-    /// the MSR bitmap. On failure every frame taken is given back.
+    /// the MSR bitmap (the pages of virtual-interrupt delivery come later, when the vCPU
+    /// uses it: [`ApicFrames::allocate`]). On failure every frame taken is given back.
     pub fn allocate<A: FrameAllocator>(
         mem: &GuestMemory,
         revision: u32,
@@ -56,6 +72,7 @@ impl Structures {
             ept_root,
             msr_bitmap,
             vpid,
+            apic: None,
         })
     }
 
@@ -67,11 +84,38 @@ impl Structures {
     /// Gives every frame back, and the VPID; the VMCS page only if `vmcs_cleared` (a VMCS
     /// the CPU may still write back to must not be reused, SDM Vol 3C 25.11.1).
     pub fn free<A: FrameAllocator>(self, vmcs_cleared: bool, frames: &mut A) {
+        if let Some(a) = self.apic {
+            frames.free(a.virtual_apic, 1);
+            frames.free(a.access, 1);
+        }
         frames.free(self.msr_bitmap, 1);
         nested::free_tables(self.ept_root, &Ept, frames);
         if vmcs_cleared {
             frames.free(self.vmcs, 1);
         }
+    }
+}
+
+impl ApicFrames {
+    /// Two zeroed pages, the APIC-access page mapped in the EPT at `root` (before the
+    /// vCPU's first entry: no translation of it can be cached yet); `None` (with nothing
+    /// kept) when memory runs out.
+    pub fn allocate<A: FrameAllocator>(root: HostPhys, frames: &mut A) -> Option<ApicFrames> {
+        let virtual_apic = frames.alloc_table()?;
+        let Some(access) = frames.alloc_table() else {
+            frames.free(virtual_apic, 1);
+            return None;
+        };
+        let gpa = vmm_core::addr::GuestPhys(APIC_ACCESS_GPA);
+        if nested::map_page(root, gpa, access, &Ept, frames).is_err() {
+            frames.free(virtual_apic, 1);
+            frames.free(access, 1);
+            return None;
+        }
+        Some(ApicFrames {
+            virtual_apic,
+            access,
+        })
     }
 }
 
@@ -86,6 +130,21 @@ mod tests {
         let s = Structures::allocate(&memory(), 0x2b, None, &mut frames).unwrap();
         assert_eq!(frames.table(s.vmcs)[0], 0x2b, "revision ID");
         assert!(frames.live() > 3, "VMCS, MSR bitmap and EPT tables");
+        s.free(true, &mut frames);
+        assert_eq!(frames.live(), 0);
+    }
+
+    #[test]
+    fn the_apic_access_page_is_mapped_at_the_apic_and_given_back_with_the_rest() {
+        let mut frames = Frames::new(64);
+        let mut s = Structures::allocate(&memory(), 0x2b, None, &mut frames).unwrap();
+        let before = frames.live();
+        let a = ApicFrames::allocate(s.ept_root, &mut frames).unwrap();
+        s.apic = Some(a);
+        let gpa = vmm_core::addr::GuestPhys(APIC_ACCESS_GPA + 0xb0);
+        let hpa = nested::translate(s.ept_root, gpa, &Ept, &mut frames);
+        assert_eq!(hpa, Some(HostPhys(a.access.0 + 0xb0)));
+        assert!(frames.live() >= before + 2);
         s.free(true, &mut frames);
         assert_eq!(frames.live(), 0);
     }

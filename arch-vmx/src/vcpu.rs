@@ -85,6 +85,8 @@ pub struct VmxVcpu<V: VmcsAccess = HwVmcs> {
     pub(crate) access_error: Cell<Option<AccessError>>,
     /// This vCPU's CPUID answers, for the exits finished in place ([`vmm_core::in_place`]).
     pub(crate) in_place: InPlace,
+    /// Virtual-interrupt delivery, once turned on ([`virtual_apic`]).
+    pub(crate) virtual_apic: Option<virtual_apic::VirtualApic>,
 }
 
 /// The VMX-preemption timer value that makes the guest exit at `deadline` (host TSC),
@@ -310,6 +312,7 @@ impl<V: VmcsAccess> VmxVcpu<V> {
     #[inline(always)]
     fn enter(&mut self) -> Result<(), VcpuError> {
         self.switch_preemption_timer()?;
+        self.sync_virtual_apic()?;
         self.enter_armed()
     }
 
@@ -648,6 +651,17 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
         self.resident.load();
     }
 
+    fn virtual_interrupts<A: FrameAllocator>(
+        &mut self,
+        frames: &mut A,
+    ) -> Option<vmm_core::devices::apic_page::PagePtr> {
+        self.turn_on_virtual_apic(frames)
+    }
+
+    fn virtual_apic_changed(&mut self) {
+        self.note_virtual_apic_change();
+    }
+
     fn release<A: FrameAllocator>(mut self, frames: &mut A) {
         let cleared = match self.vmcs.clear() {
             Ok(()) => true,
@@ -689,6 +703,8 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
         }
     }
 }
+
+mod virtual_apic;
 
 #[cfg(test)]
 mod tests;

@@ -235,6 +235,16 @@ fn start_vcpu<B: ArchBackend>(
     create(backend, frames, slot, 0, start)
 }
 
+/// Gives vCPU `i` of `slot`'s guest back, its local APIC's state first taken out of the
+/// vCPU's register page (`ArchVcpu::virtual_interrupts`) into the model.
+fn release_vcpu<V: ArchVcpu>(slot: &mut Slot<V>, i: usize, frames: &mut HostFrames) {
+    if slot.vcpus[i].vcpu.is_some() {
+        slot.part
+            .with_vm(|vm| vm.platform.cpus.get_mut(i).lapic.detach_page());
+    }
+    slot.vcpus[i].release(frames);
+}
+
 /// Creates vCPU `i` of `slot`'s guest at `start`, with reset x87/SSE.
 fn create<B: ArchBackend>(
     backend: &mut B,
@@ -265,6 +275,17 @@ fn create<B: ArchBackend>(
     // the host timer does not interrupt a PAUSE loop (Bochs with AMD-V), and a vCPU of
     // several gives its turn to the one it waits for (`dispatch::halt::pause`).
     vcpu.set_pause_exits(true);
+    // Virtual-interrupt delivery where the CPU has it, for a guest this CPU runs alone:
+    // another CPU's IPI must not write a register page while its guest runs.
+    if slot.part.shared().is_none() {
+        if let Some(page) = vcpu.virtual_interrupts(frames) {
+            slot.part.with_vm(|vm| {
+                // SAFETY: the page is the vCPU's until it is released, and
+                // `release_vcpu` detaches it first; only this CPU runs the guest.
+                unsafe { vm.platform.cpus.get_mut(i).lapic.attach_page(page) }
+            });
+        }
+    }
     slot.vcpus[i] = VcpuSlot {
         vcpu: Some(vcpu),
         fpu: Some(fpu),
@@ -619,7 +640,7 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
             if self.current == Some((id, i)) {
                 self.put_current();
             }
-            self.slots[id].vcpus[i].release(self.frames);
+            release_vcpu(&mut self.slots[id], i, self.frames);
             let next = match run {
                 RunState::Startup(vector) => {
                     let start = StartMode::Startup { vector };
@@ -649,8 +670,8 @@ impl<'a, B: ArchBackend> Scheduler<'a, B> {
         }
         let frames = &mut *self.frames;
         let slot = &mut self.slots[id];
-        for v in slot.vcpus.iter_mut() {
-            v.release(frames);
+        for i in 0..slot.vcpus.len() {
+            release_vcpu(slot, i, frames);
         }
         // A shared guest is not restarted: its parts end together.
         let restart = end == GuestEnd::Reset

@@ -79,8 +79,14 @@ pub const EXITS: &[(&str, &str)] = &[
     ("rdmsr_apic_base", "RDMSR IA32_APIC_BASE (emulated by the platform's LAPIC)"),
     ("wrmsr_apic_base", "WRMSR IA32_APIC_BASE, the same value"),
     ("hypercall", "the VERSION hypercall (VMCALL/VMMCALL)"),
-    ("mmio_apic_read", "MMIO read of the LAPIC's TPR"),
-    ("mmio_apic_write", "MMIO write of the LAPIC's TPR"),
+    (
+        "mmio_apic_read",
+        "MMIO read of the LAPIC's timer current count (0x390)",
+    ),
+    (
+        "mmio_apic_write",
+        "MMIO write of the LAPIC's error LVT entry (0x370), masked",
+    ),
     (
         "irq_oneshot_hlt",
         "LAPIC one-shot timer (count 1 = 1 ns) armed by MMIO, sti;hlt, injection, handler with MMIO EOI, IRET: 3 exits",

@@ -89,6 +89,18 @@ pub enum VmExit {
         gpa: GuestPhys,
         access: NestedAccess,
     },
+    /// The guest's EOI, which the CPU carried out in the local APIC's register page
+    /// (virtual-interrupt delivery: `vector` left the ISR) for a vector the APIC marked
+    /// level-triggered: the platform tells the IOAPIC. The instruction has completed.
+    ApicEoi {
+        vector: u8,
+    },
+    /// A write to the local APIC register at `offset` that the CPU stored in the register
+    /// page and left to Janus (VT-x's APIC-write exit, SDM Vol 3C 30.5: an ICR write that is
+    /// not a self-IPI): the value is in the page. The instruction has completed.
+    ApicWrite {
+        offset: u32,
+    },
     /// An exception the backend intercepted.
     Exception {
         vector: u8,
@@ -180,7 +192,10 @@ impl VmExit {
             VmExit::DrRead { .. } | VmExit::DrWrite { .. } | VmExit::DrAccessUndecoded { .. } => {
                 ExitKind::Dr
             }
-            VmExit::NestedPageFault { .. } => ExitKind::Npf,
+            // Device memory: the local APIC's page, virtualized or not.
+            VmExit::NestedPageFault { .. } | VmExit::ApicEoi { .. } | VmExit::ApicWrite { .. } => {
+                ExitKind::Npf
+            }
             VmExit::Exception { .. } => ExitKind::Exception,
             VmExit::ExternalInterrupt | VmExit::Nmi => ExitKind::Interrupt,
             VmExit::DeadlineReached => ExitKind::Timer,

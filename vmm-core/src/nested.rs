@@ -105,6 +105,19 @@ pub fn build(
     Ok((root, stats))
 }
 
+/// Maps the one 4 KiB page at `gpa` to the frame `hpa` in the tree at `root` (built by
+/// [`build`]), with the tables it needs (given back with the tree by [`free_tables`]): a
+/// page the backend's CPU handles itself, such as VT-x's APIC-access page.
+pub fn map_page(
+    root: HostPhys,
+    gpa: GuestPhys,
+    hpa: HostPhys,
+    fmt: &impl EntryFormat,
+    alloc: &mut impl FrameAllocator,
+) -> Result<(), NestedError> {
+    map_one(root, gpa, hpa, false, fmt, alloc, &mut MapStats::default())
+}
+
 fn map_one(
     root: HostPhys,
     gpa: GuestPhys,

@@ -367,6 +367,29 @@ pub trait ArchVcpu {
     /// Loads the hardware's copy of CR8 (0-15) from the local APIC before an entry.
     fn set_tpr_shadow(&mut self, _cr8: u8) {}
 
+    /// The local APIC's model wrote the register page since the last entry (an interrupt
+    /// requested or taken, an EOI, the TPR): the CPU's copies of its highest requested
+    /// and in-service vectors are brought up to date before the next entry. Called only
+    /// then: the CPU keeps them itself for what it does in the page.
+    fn virtual_apic_changed(&mut self) {}
+
+    /// Turns on virtual-interrupt delivery where the CPU has it (VT-x's, SDM Vol 3C 30):
+    /// the vCPU's register page, where its local APIC keeps IRR, ISR, TMR and TPR from
+    /// then on ([`crate::devices::lapic::LocalApic::attach_page`]). The CPU takes the
+    /// APIC's interrupts from it when the guest can (no injection, no interrupt window)
+    /// and completes the guest's EOIs there without an exit but for the vectors the APIC
+    /// marks level-triggered (TMR), whose EOI comes back as [`crate::exit::VmExit::ApicEoi`].
+    /// `None` where the CPU has none (or memory ran out): interrupts are injected. Called
+    /// before the vCPU's first entry, for a vCPU whose guest runs on this host CPU alone
+    /// (another CPU's IPI must not write the page while the guest runs); the page is the
+    /// vCPU's until [`ArchVcpu::release`].
+    fn virtual_interrupts<A: crate::nested::FrameAllocator>(
+        &mut self,
+        _frames: &mut A,
+    ) -> Option<crate::devices::apic_page::PagePtr> {
+        None
+    }
+
     /// The guest's paging registers, for walking its page tables.
     fn paging(&self) -> PagingState {
         PagingState {

@@ -366,3 +366,29 @@ fn the_exits_read_without_qualification_are_decoded_without_it() {
     assert!([10, 31, 32].iter().all(|&r| !needs_qualification(r)));
     assert!([0, 28, 29, 30, 48].iter().all(|&r| needs_qualification(r)));
 }
+
+#[test]
+fn apic_exits_of_virtual_interrupt_delivery() {
+    // APIC access (44): offset in bits 11:0, type in 15:12 (0 read, 1 write), at the
+    // APIC-access page, which the EPT maps at 0xFEE00000 only.
+    let npf = |gpa: u64, write: bool| VmExit::NestedPageFault {
+        gpa: GuestPhys(gpa),
+        access: NestedAccess {
+            read: !write,
+            write,
+            fetch: false,
+        },
+    };
+    assert_eq!(d(exit(44, 0x0390)), npf(0xfee0_0390, false));
+    assert_eq!(d(exit(44, 0x1380)), npf(0xfee0_0380, true));
+    // A fetch (2) or an access during event delivery (3) stays raw.
+    for q in [0x2000, 0x3000] {
+        assert!(
+            matches!(d(exit(44, q)), VmExit::Raw { reason: 44, .. }),
+            "{q:#x}"
+        );
+    }
+    // EOI-induced (45): the vector; APIC write (56): the offset.
+    assert_eq!(d(exit(45, 0x39)), VmExit::ApicEoi { vector: 0x39 });
+    assert_eq!(d(exit(56, 0x300)), VmExit::ApicWrite { offset: 0x300 });
+}

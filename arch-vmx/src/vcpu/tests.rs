@@ -15,7 +15,7 @@ use vmm_core::cpu_rules::{cr0, cr4, efer};
 use vmm_core::vcpu::StartMode;
 
 /// A CPU with everything: every CR4 and EFER feature (the `CpuRules` tests' `full`).
-fn full(leaf: u32, _sub: u32) -> [u32; 4] {
+pub(super) fn full(leaf: u32, _sub: u32) -> [u32; 4] {
     match leaf {
         0 => [0xd, 0, 0, 0],
         1 => [0, 0, u32::MAX, u32::MAX],
@@ -66,6 +66,7 @@ pub(super) fn vcpu_from(
                 ept_root: HostPhys(0x7000),
                 msr_bitmap: HostPhys(0x9000),
                 vpid: vpids.take(),
+                apic: None,
             };
             (s, &mut none)
         }

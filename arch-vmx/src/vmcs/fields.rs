@@ -121,7 +121,22 @@ pub mod control {
         CR4_GUEST_HOST_MASK: Natural = c::CR4_GUEST_HOST_MASK;
         CR0_READ_SHADOW: Natural = c::CR0_READ_SHADOW;
         CR4_READ_SHADOW: Natural = c::CR4_READ_SHADOW;
+        VIRTUAL_APIC_ADDR: W64 = c::VIRT_APIC_ADDR_FULL;
+        APIC_ACCESS_ADDR: W64 = c::APIC_ACCESS_ADDR_FULL;
+        EOI_EXIT_BITMAP0: W64 = c::EOI_EXIT0_FULL;
+        EOI_EXIT_BITMAP1: W64 = c::EOI_EXIT1_FULL;
+        EOI_EXIT_BITMAP2: W64 = c::EOI_EXIT2_FULL;
+        EOI_EXIT_BITMAP3: W64 = c::EOI_EXIT3_FULL;
+        TPR_THRESHOLD: W32 = c::TPR_THRESHOLD;
     });
+
+    /// The four EOI-exit bitmap fields, vectors 0-63 first (SDM Vol 3C 25.6.8).
+    pub const EOI_EXIT_BITMAPS: [Field<W64>; 4] = [
+        EOI_EXIT_BITMAP0,
+        EOI_EXIT_BITMAP1,
+        EOI_EXIT_BITMAP2,
+        EOI_EXIT_BITMAP3,
+    ];
 }
 
 /// Read-only data fields: what a VM exit (or a failed VMX instruction) reports
@@ -157,6 +172,7 @@ pub mod guest {
         INTERRUPTIBILITY: W32 = g::INTERRUPTIBILITY_STATE;
         ACTIVITY_STATE: W32 = g::ACTIVITY_STATE;
         IA32_SYSENTER_CS: W32 = g::IA32_SYSENTER_CS;
+        INTERRUPT_STATUS: W16 = g::INTERRUPT_STATUS;
         PREEMPTION_TIMER_VALUE: W32 = g::VMX_PREEMPTION_TIMER_VALUE;
         CR0: Natural = g::CR0;
         CR3: Natural = g::CR3;

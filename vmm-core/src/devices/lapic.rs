@@ -41,7 +41,7 @@
 //! The version register reports max LVT entry 5 (timer, thermal, performance, LINT0,
 //! LINT1, error); the CMCI LVT register exists anyway for guests that probe it.
 
-use super::vectors::Vectors;
+use super::apic_page::{IrqState, PagePtr, VecReg};
 use crate::platform::bus::{Device, DeviceEffect};
 use crate::platform::Now;
 
@@ -326,19 +326,17 @@ pub struct LocalApic {
     base: u64,
     tsc_hz: u64,
     timer_hz: u64,
-    tpr: u8,
+    /// IRR, ISR, TMR and TPR: in the model, or in a register page the backend attached
+    /// ([`LocalApic::attach_page`]).
+    irq: IrqState,
     ldr: u32,
     dfr: u32,
     svr: u32,
-    isr: Vectors,
-    tmr: Vectors,
-    irr: Vectors,
     /// ESR as last latched by a write to it.
     esr: u32,
     /// Errors since the last write to the ESR.
     esr_pending: u32,
     lvt: [u32; LVT_COUNT],
-    icr_low: u32,
     /// ICR destination: bits 31:24 in xAPIC mode, the whole x2APIC destination in x2APIC.
     icr_high: u32,
     timer: Timer,
@@ -356,17 +354,13 @@ impl LocalApic {
             base: DEFAULT_BASE | BASE_ENABLE,
             tsc_hz: tsc_hz.max(1),
             timer_hz: timer_hz.max(1),
-            tpr: 0,
+            irq: IrqState::default(),
             ldr: 0,
             dfr: 0,
             svr: 0,
-            isr: Vectors::new(),
-            tmr: Vectors::new(),
-            irr: Vectors::new(),
             esr: 0,
             esr_pending: 0,
             lvt: [0; LVT_COUNT],
-            icr_low: 0,
             icr_high: 0,
             timer: Timer::default(),
         };
@@ -383,17 +377,13 @@ impl LocalApic {
     /// The register state after RESET or INIT (section 11.4.7.1): everything but the
     /// ID and IA32_APIC_BASE.
     fn reset_registers(&mut self) {
-        self.tpr = 0;
+        self.irq.clear();
         self.ldr = 0;
         self.dfr = 0xffff_ffff;
         self.svr = 0xff;
-        self.isr = Vectors::new();
-        self.tmr = Vectors::new();
-        self.irr = Vectors::new();
         self.esr = 0;
         self.esr_pending = 0;
         self.lvt = [LVT_MASKED; LVT_COUNT];
-        self.icr_low = 0;
         self.icr_high = 0;
         self.timer = Timer::default();
     }
@@ -510,22 +500,59 @@ impl LocalApic {
 
     // ---- priorities and the interrupt flow ----
 
+    /// From now on IRR, ISR, TMR and TPR live in `page`, a backend's register page that
+    /// its CPU updates itself while the guest runs (virtual-interrupt delivery:
+    /// [`super::apic_page`]); they are copied there first.
+    ///
+    /// # Safety
+    /// As [`IrqState::attach`]: `page` stays valid, touched only by this APIC and the CPU
+    /// running its vCPU on this host CPU, until [`LocalApic::detach_page`].
+    pub unsafe fn attach_page(&mut self, page: PagePtr) {
+        // SAFETY: the caller's contract.
+        unsafe { self.irq.attach(page) }
+    }
+
+    /// IRR, ISR, TMR and TPR come back from the attached page, if any.
+    pub fn detach_page(&mut self) {
+        self.irq.detach();
+    }
+
+    /// Whether a register page is attached ([`LocalApic::attach_page`]).
+    pub fn page_attached(&self) -> bool {
+        self.irq.attached()
+    }
+
+    /// Whether the model changed the attached page since the last call (its CPU then
+    /// reads its highest requested and in-service vectors anew before the next entry:
+    /// [`crate::vcpu::ArchVcpu::virtual_apic_changed`]).
+    #[inline]
+    pub fn take_page_changes(&mut self) -> bool {
+        self.irq.take_changes()
+    }
+
+    /// The register at `offset` of the attached page, where the CPU stored a guest's
+    /// write it left to Janus; `None` with no page attached.
+    pub fn page_reg(&self, offset: u32) -> Option<u32> {
+        self.irq.page_reg(offset)
+    }
+
     /// The task priority register (bits 7:0). CR8 is `tpr() >> 4`.
     pub fn tpr(&self) -> u8 {
-        self.tpr
+        self.irq.tpr()
     }
 
     /// Writes the TPR (a MOV to CR8 writes `value << 4`).
     pub fn set_tpr(&mut self, value: u8) {
-        self.tpr = value;
+        self.irq.set_tpr(value);
     }
 
     /// The processor priority: the TPR, or the class of the highest in-service vector if
     /// that is higher (section 11.8.3.1).
     pub fn ppr(&self) -> u8 {
-        let isrv = self.isr.highest().unwrap_or(0);
-        if self.tpr >> 4 >= isrv >> 4 {
-            self.tpr
+        let isrv = self.irq.highest(VecReg::Isr).unwrap_or(0);
+        let tpr = self.irq.tpr();
+        if tpr >> 4 >= isrv >> 4 {
+            tpr
         } else {
             isrv & 0xf0
         }
@@ -543,8 +570,8 @@ impl LocalApic {
             self.error(ESR_RECEIVE_ILLEGAL_VECTOR);
             return;
         }
-        self.irr.set(vector, true);
-        self.tmr.set(vector, level);
+        self.irq.set(VecReg::Irr, vector, true);
+        self.irq.set(VecReg::Tmr, vector, level);
     }
 
     /// The vector the processor would take now: the highest requested vector whose
@@ -553,28 +580,28 @@ impl LocalApic {
         if !self.hw_enabled() || !self.sw_enabled() {
             return None;
         }
-        let v = self.irr.highest()?;
+        let v = self.irq.highest(VecReg::Irr)?;
         (v >> 4 > self.ppr() >> 4).then_some(v)
     }
 
     /// Whether any vector is requested, whatever the priorities.
     pub fn irr_pending(&self) -> bool {
-        self.irr.highest().is_some()
+        self.irq.highest(VecReg::Irr).is_some()
     }
 
     /// The processor took `vector` (the platform injected it): IRR to ISR.
     pub fn acknowledge(&mut self, vector: u8) {
-        self.irr.set(vector, false);
-        self.isr.set(vector, true);
+        self.irq.set(VecReg::Irr, vector, false);
+        self.irq.set(VecReg::Isr, vector, true);
     }
 
     fn eoi(&mut self) -> ApicEffect {
-        match self.isr.highest() {
+        match self.irq.highest(VecReg::Isr) {
             Some(vector) => {
-                self.isr.set(vector, false);
+                self.irq.set(VecReg::Isr, vector, false);
                 ApicEffect::Eoi {
                     vector,
-                    level: self.tmr.test(vector),
+                    level: self.irq.test(VecReg::Tmr, vector),
                 }
             }
             None => ApicEffect::None,
@@ -586,8 +613,8 @@ impl LocalApic {
         self.esr_pending |= bits;
         let e = self.lvt[LVT_ERROR];
         if e & LVT_MASKED == 0 && e as u8 >= 16 {
-            self.irr.set(e as u8, true);
-            self.tmr.set(e as u8, false);
+            self.irq.set(VecReg::Irr, e as u8, true);
+            self.irq.set(VecReg::Tmr, e as u8, false);
         }
     }
 
@@ -960,16 +987,22 @@ impl LocalApic {
         match offset {
             reg::ID => (self.id & 0xff) << 24,
             reg::VERSION => VERSION,
-            reg::TPR => self.tpr as u32,
+            reg::TPR => self.irq.tpr() as u32,
             reg::PPR => self.ppr() as u32,
             reg::LDR => self.ldr,
             reg::DFR => self.dfr | DFR_RESERVED_ONES,
             reg::SVR => self.svr,
-            reg::ISR..=0x170 => self.isr.word(((offset - reg::ISR) >> 4) as usize),
-            reg::TMR..=0x1f0 => self.tmr.word(((offset - reg::TMR) >> 4) as usize),
-            reg::IRR..=0x270 => self.irr.word(((offset - reg::IRR) >> 4) as usize),
+            reg::ISR..=0x170 => self
+                .irq
+                .word(VecReg::Isr, ((offset - reg::ISR) >> 4) as usize),
+            reg::TMR..=0x1f0 => self
+                .irq
+                .word(VecReg::Tmr, ((offset - reg::TMR) >> 4) as usize),
+            reg::IRR..=0x270 => self
+                .irq
+                .word(VecReg::Irr, ((offset - reg::IRR) >> 4) as usize),
             reg::ESR => self.esr,
-            reg::ICR_LOW => self.icr_low,
+            reg::ICR_LOW => self.irq.icr_low(),
             reg::ICR_HIGH => self.icr_high,
             reg::TIMER_INITIAL => self.timer.initial,
             reg::TIMER_CURRENT => self.current_count(now_ns),
@@ -998,8 +1031,8 @@ impl LocalApic {
             reg::SVR => self.write_svr(value, now_ns),
             reg::ESR => self.write_esr(),
             reg::ICR_LOW => {
-                self.icr_low = value & ICR_LOW_MASK;
-                return self.send_ipi(self.icr_low, self.icr_high >> 24, false);
+                self.irq.set_icr_low(value & ICR_LOW_MASK);
+                return self.send_ipi(value & ICR_LOW_MASK, self.icr_high >> 24, false);
             }
             reg::ICR_HIGH => self.icr_high = value & 0xff00_0000,
             reg::TIMER_INITIAL => self.write_initial_count(value, now_ns),
@@ -1024,15 +1057,21 @@ impl LocalApic {
         let v = match offset {
             reg::ID => self.id,
             reg::VERSION => VERSION,
-            reg::TPR => self.tpr as u32,
+            reg::TPR => self.irq.tpr() as u32,
             reg::PPR => self.ppr() as u32,
             reg::LDR => self.ldr_value(),
             reg::SVR => self.svr,
-            reg::ISR..=0x170 => self.isr.word(((offset - reg::ISR) >> 4) as usize),
-            reg::TMR..=0x1f0 => self.tmr.word(((offset - reg::TMR) >> 4) as usize),
-            reg::IRR..=0x270 => self.irr.word(((offset - reg::IRR) >> 4) as usize),
+            reg::ISR..=0x170 => self
+                .irq
+                .word(VecReg::Isr, ((offset - reg::ISR) >> 4) as usize),
+            reg::TMR..=0x1f0 => self
+                .irq
+                .word(VecReg::Tmr, ((offset - reg::TMR) >> 4) as usize),
+            reg::IRR..=0x270 => self
+                .irq
+                .word(VecReg::Irr, ((offset - reg::IRR) >> 4) as usize),
             reg::ESR => self.esr,
-            reg::ICR_LOW => return Some((self.icr_high as u64) << 32 | self.icr_low as u64),
+            reg::ICR_LOW => return Some((self.icr_high as u64) << 32 | self.irq.icr_low() as u64),
             reg::TIMER_INITIAL => self.timer.initial,
             reg::TIMER_CURRENT => self.current_count(now_ns),
             reg::TIMER_DIVIDE => self.timer.divide,
@@ -1054,9 +1093,9 @@ impl LocalApic {
             if value & !(0xffff_ffff_0000_0000 | ICR_LOW_MASK as u64) != 0 {
                 return Err(());
             }
-            self.icr_low = value as u32;
+            self.irq.set_icr_low(value as u32);
             self.icr_high = (value >> 32) as u32;
-            return Ok(self.send_ipi(self.icr_low, self.icr_high, true));
+            return Ok(self.send_ipi(value as u32, self.icr_high, true));
         }
         if value >> 32 != 0 {
             return Err(());

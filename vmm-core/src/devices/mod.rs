@@ -3,6 +3,7 @@
 //! host. The rust-vmm device crates need std, which a bare-metal VMM does not have, so
 //! these are our own.
 pub mod acpi_pm;
+pub mod apic_page;
 pub mod fw_cfg;
 pub mod ioapic;
 pub mod lapic;

@@ -51,6 +51,16 @@ impl Vectors {
     pub fn word(&self, i: usize) -> u32 {
         self.words[i]
     }
+
+    /// Sets register `i` whole.
+    pub fn set_word(&mut self, i: usize, w: u32) {
+        self.words[i] = w;
+        if w != 0 {
+            self.summary |= 1 << i;
+        } else {
+            self.summary &= !(1 << i);
+        }
+    }
 }
 
 #[cfg(test)]

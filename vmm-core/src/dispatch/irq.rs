@@ -11,12 +11,12 @@ pub(super) fn offer_interrupt(vcpu: &mut impl ArchVcpu, vm: &mut Vm) {
         offer_nmi(vcpu, vm);
         return;
     }
-    if !vm.platform.interrupt_pending() {
+    let Some(next) = vm.platform.next_interrupt() else {
         vcpu.request_interrupt_window(false);
         return;
-    }
+    };
     if vcpu.interrupts_open() {
-        if let Some(v) = vm.platform.acknowledge_interrupt() {
+        if let Some(v) = vm.platform.acknowledge(next) {
             vcpu.inject(Event::Interrupt(v));
         }
         vcpu.request_interrupt_window(false);

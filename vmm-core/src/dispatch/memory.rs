@@ -77,6 +77,27 @@ pub(super) fn nested_page_fault(
     }
 }
 
+/// A write the CPU stored in the local APIC's register page and left to Janus (VT-x's
+/// APIC-write exit): made to the APIC as the guest's MMIO write of that value, the one
+/// way a device write reaches the platform. The instruction has completed.
+pub(super) fn apic_write(vcpu: &mut impl ArchVcpu, vm: &mut Vm, offset: u32) -> Option<GuestEnd> {
+    let lapic = vm.platform.lapic();
+    let Some(value) = lapic.page_reg(offset) else {
+        return Some(GuestEnd::error(format_args!(
+            "an APIC write at offset {offset:#x} (rip {:#x}) with no register page attached",
+            vcpu.rip()
+        )));
+    };
+    let gpa = GuestPhys(lapic.base_address() + u64::from(offset & 0xff0));
+    let now = vm.now();
+    let mut apic = DeviceMemory {
+        platform: &mut vm.platform,
+        now,
+    };
+    apic.write(gpa, 4, u64::from(value));
+    None
+}
+
 /// The platform's device memory, and nothing (open bus) everywhere else.
 struct OpenBus<'a> {
     devices: DeviceMemory<'a>,

@@ -196,6 +196,12 @@ unsafe fn slice(
                     timers_seen = Some(vm.platform.timer_changes());
                 }
                 tpr::load_shadow(vcpu, &vm.platform);
+                // The CPU learns what the model did in the local APIC's register page
+                // (here only: every exit that can make the model write it changes what
+                // the dispatcher follows, so the loop comes here before the next entry).
+                if vm.platform.lapic_mut().take_page_changes() {
+                    vcpu.virtual_apic_changed();
+                }
                 // A console line that waited for room goes out when there is some.
                 vm.drain_console();
             }
@@ -318,6 +324,11 @@ pub fn handle_exit(vcpu: &mut impl ArchVcpu, vm: &mut Vm, exit: VmExit) -> Optio
             None
         }
         VmExit::NestedPageFault { gpa, access } => memory::nested_page_fault(vcpu, vm, gpa, access),
+        VmExit::ApicWrite { offset } => memory::apic_write(vcpu, vm, offset),
+        VmExit::ApicEoi { vector } => {
+            vm.platform.virtual_eoi(vector);
+            None
+        }
         VmExit::Exception { vector, error_code } => cpu::exception(vcpu, vector, error_code),
         VmExit::Raw {
             reason,

@@ -117,6 +117,15 @@ impl DeviceId {
     ];
 }
 
+/// Where the current vCPU's next injected interrupt comes from ([`Platform::next_interrupt`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pending {
+    /// The local APIC's highest deliverable vector.
+    Apic(u8),
+    /// The PIC, through the local APIC's LINT0 in ExtINT mode.
+    Pic,
+}
+
 pub struct Platform {
     pub com1: Uart16550,
     pub pic: PicPair,
@@ -374,6 +383,18 @@ impl Platform {
         }
     }
 
+    /// The current vCPU's EOI of level-triggered `vector`, which its CPU carried out in
+    /// the local APIC's register page (virtual-interrupt delivery, [`VmExit::ApicEoi`]):
+    /// the IOAPIC hears of it as of any EOI of a level-triggered vector.
+    ///
+    /// [`VmExit::ApicEoi`]: crate::exit::VmExit::ApicEoi
+    pub fn virtual_eoi(&mut self, vector: u8) {
+        self.apic_effect(ApicEffect::Eoi {
+            vector,
+            level: true,
+        });
+    }
+
     /// An IPI from the current vCPU (SDM Vol 3A 11.6.1, the ICR).
     fn ipi(&mut self, ipi: Ipi) {
         let to = self
@@ -551,9 +572,35 @@ impl Platform {
         }
     }
 
-    /// Whether an external interrupt is waiting for the current vCPU.
+    /// Whether an external interrupt is waiting for the current vCPU that Janus must
+    /// inject: the local APIC's, unless a register page is attached (its CPU then takes
+    /// them itself, [`LocalApic::attach_page`]), or the PIC's through LINT0.
     pub fn interrupt_pending(&self) -> bool {
-        self.interrupt_pending_on(self.cur)
+        self.next_interrupt().is_some()
+    }
+
+    /// The current vCPU's next interrupt for Janus to inject ([`Platform::interrupt_pending`]),
+    /// for [`Platform::acknowledge`]: found once where an offer needs it twice.
+    #[inline]
+    pub fn next_interrupt(&self) -> Option<Pending> {
+        let lapic = self.lapic();
+        if !lapic.page_attached() {
+            if let Some(v) = lapic.pending_vector() {
+                return Some(Pending::Apic(v));
+            }
+        }
+        (lapic.pic_passthrough() && self.pic.pending()).then_some(Pending::Pic)
+    }
+
+    /// Takes `p` ([`Platform::next_interrupt`]) for delivery (the INTA cycle): its vector.
+    pub fn acknowledge(&mut self, p: Pending) -> Option<u8> {
+        match p {
+            Pending::Apic(v) => {
+                self.lapic_mut().acknowledge(v);
+                Some(v)
+            }
+            Pending::Pic => self.pic.acknowledge(),
+        }
     }
 
     /// Whether vCPU `i`, halted, wakes: an NMI waits for it, or an external interrupt
@@ -568,18 +615,11 @@ impl Platform {
         lapic.pending_vector().is_some() || (lapic.pic_passthrough() && self.pic.pending())
     }
 
-    /// Takes the current vCPU's next external interrupt for delivery (the INTA cycle):
-    /// its vector.
+    /// Takes the current vCPU's next external interrupt for Janus to inject (the INTA
+    /// cycle; not the local APIC's while a register page is attached): its vector.
     pub fn acknowledge_interrupt(&mut self) -> Option<u8> {
-        let lapic = &mut self.cpus.get_mut(self.cur).lapic;
-        if let Some(v) = lapic.pending_vector() {
-            lapic.acknowledge(v);
-            return Some(v);
-        }
-        if lapic.pic_passthrough() && self.pic.pending() {
-            return self.pic.acknowledge();
-        }
-        None
+        let p = self.next_interrupt()?;
+        self.acknowledge(p)
     }
 }
 
@@ -691,6 +731,53 @@ mod tests {
         let e = p.lapic_mut().write_mmio(0xb0, 0, T0.ns);
         p.apic_effect(e);
         assert!(!p.interrupt_pending());
+    }
+
+    #[test]
+    fn with_a_register_page_attached_the_cpu_takes_the_apics_interrupts_and_its_eoi_reaches_the_ioapic(
+    ) {
+        use crate::devices::apic_page::{ApicPage, PagePtr, IRR, ISR};
+        let mut p = Platform::new(16 << 20, 1_000_000_000, 0, 1);
+        p.lapic_mut().write_mmio(0xf0, 0x1ff, T0.ns);
+        p.lapic_mut().write_mmio(0x350, 1 << 16, T0.ns);
+        // IOAPIC pin 9 -> vector 0x39, level-triggered, active high, unmasked.
+        p.ioapic.write_mmio(0x00, 0x10 + 2 * 9);
+        p.ioapic.write_mmio(0x10, 0x39 | 1 << 15);
+        p.ioapic.write_mmio(0x00, 0x10 + 2 * 9 + 1);
+        p.ioapic.write_mmio(0x10, 0);
+        // SAFETY: zeroed memory is a valid page; it outlives its attachment (detached at
+        // the end).
+        let mut page: std::boxed::Box<ApicPage> =
+            unsafe { std::boxed::Box::new_zeroed().assume_init() };
+        // SAFETY: as above.
+        let at = unsafe { PagePtr::new(core::ptr::NonNull::from(&mut *page)) };
+        // SAFETY: as above; nothing else uses the page but the test's CPU below.
+        unsafe { p.lapic_mut().attach_page(at) };
+        p.set_isa_irq(9, true);
+        // SAFETY: the guest is out: the model and the test's CPU take turns.
+        let cpu = unsafe { at.get_mut() };
+        assert_eq!(cpu.highest(IRR), Some(0x39), "requested in the page");
+        assert!(
+            !p.interrupt_pending(),
+            "the CPU takes it: nothing to inject"
+        );
+        assert_eq!(p.acknowledge_interrupt(), None);
+        assert!(p.wakes(0, true), "a halted vCPU wakes for it");
+        // The CPU delivers it and the guest's EOI is carried out in the page.
+        cpu.set_reg(IRR + 16, 0);
+        cpu.set_reg(ISR + 16, 1 << (0x39 - 32));
+        assert_eq!(p.lapic().ppr(), 0x30, "in service: the model sees the page");
+        cpu.set_reg(ISR + 16, 0);
+        let remote_irr = |p: &mut Platform| {
+            p.ioapic.write_mmio(0x00, 0x10 + 2 * 9);
+            u64::from(p.ioapic.read_mmio(0x10)) & crate::devices::ioapic::ENTRY_REMOTE_IRR != 0
+        };
+        assert!(remote_irr(&mut p), "the IOAPIC waits for the EOI");
+        p.set_isa_irq(9, false);
+        p.virtual_eoi(0x39);
+        assert!(!remote_irr(&mut p), "the EOI reached it");
+        p.lapic_mut().detach_page();
+        assert_eq!(p.lapic().ppr(), 0, "the page's state came back");
     }
 
     #[test]
