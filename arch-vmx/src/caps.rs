@@ -143,16 +143,18 @@ impl VmxCaps {
     }
 }
 
-/// `ept=yes unrestricted=yes vpid=yes`, the features part of the `janus: cpu:` line.
+/// `ept=yes unrestricted=yes vpid=yes vid=yes ...`, the features part of the `janus: cpu:`
+/// line (`vid`: virtual-interrupt delivery, which guests on one host CPU then use).
 impl fmt::Display for VmxCaps {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let yn = |b: bool| if b { "yes" } else { "no" };
         write!(
             f,
-            "ept={} unrestricted={} vpid={} ept-2m={} vmcs-revision={:#x}",
+            "ept={} unrestricted={} vpid={} vid={} ept-2m={} vmcs-revision={:#x}",
             yn(self.ept()),
             yn(self.unrestricted()),
             yn(self.vpid()),
+            yn(self.virtual_interrupts()),
             yn(self.ept_vpid & ept_cap::PDE_2M != 0),
             self.revision
         )
@@ -274,6 +276,18 @@ pub mod tests {
         let a = Allowed::from_msr(0x0000_00ff_0000_0016);
         assert_eq!(a.adjust(0x1), 0x17);
         assert_eq!(a.adjust(0x100), 0x16, "bit 8 is not allowed to be 1");
+    }
+
+    #[test]
+    fn the_cpu_line_says_whether_interrupts_are_delivered_virtually() {
+        let line = |proc2: u32| std::format!("{}", bochs_like(proc2));
+        assert!(line(0xff).contains(" vid=no "), "{}", line(0xff));
+        // Virtualize APIC accesses (bit 0) and virtual-interrupt delivery (bit 9).
+        assert!(line(0xff | 1 << 9).contains(" vid=yes "));
+        assert!(
+            line(0xfe | 1 << 9).contains(" vid=no "),
+            "without APIC accesses"
+        );
     }
 
     #[test]

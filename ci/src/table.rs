@@ -95,9 +95,12 @@ pub fn features_text(report: &Report) -> String {
         return "-".into();
     };
     let mut parts = Vec::new();
-    for key in ["npt", "ept", "nrip", "unrestricted"] {
+    for key in ["npt", "ept", "nrip", "unrestricted", "vid"] {
         match cpu.feature(key) {
-            Some("yes") if key == "npt" || key == "ept" => parts.push(key.to_uppercase()),
+            Some("yes") if key == "npt" || key == "ept" || key == "vid" => {
+                parts.push(key.to_uppercase())
+            }
+            Some("no") if key == "vid" => {}
             Some("yes") => parts.push(key.to_string()),
             Some(v) => parts.push(format!("{key}={v}")),
             None => {}
