@@ -651,6 +651,8 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
         self.resident.load();
     }
 
+    const VIRTUAL_INTERRUPTS: bool = true;
+
     fn virtual_interrupts<A: FrameAllocator>(
         &mut self,
         frames: &mut A,

@@ -367,6 +367,10 @@ pub trait ArchVcpu {
     /// Loads the hardware's copy of CR8 (0-15) from the local APIC before an entry.
     fn set_tpr_shadow(&mut self, _cr8: u8) {}
 
+    /// Whether this backend can deliver interrupts itself ([`ArchVcpu::virtual_interrupts`]):
+    /// where it cannot, the dispatcher's look at the register page is compiled out.
+    const VIRTUAL_INTERRUPTS: bool = false;
+
     /// The local APIC's model wrote the register page since the last entry (an interrupt
     /// requested or taken, an EOI, the TPR): the CPU's copies of its highest requested
     /// and in-service vectors are brought up to date before the next entry. Called only

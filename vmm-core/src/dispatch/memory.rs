@@ -88,13 +88,13 @@ pub(super) fn apic_write(vcpu: &mut impl ArchVcpu, vm: &mut Vm, offset: u32) -> 
             vcpu.rip()
         )));
     };
-    let gpa = GuestPhys(lapic.base_address() + u64::from(offset & 0xff0));
+    let gpa = lapic.base_address() + u64::from(offset & 0xff0);
     let now = vm.now();
     let mut apic = DeviceMemory {
         platform: &mut vm.platform,
         now,
     };
-    apic.write(gpa, 4, u64::from(value));
+    apic.write32(gpa, value);
     None
 }
 

@@ -139,8 +139,8 @@ pub fn run_slice_shared(vcpu: &mut impl ArchVcpu, shared: &SharedVm<'_>, until_n
 /// # Safety
 /// `vm` must be valid and this call's alone; with `shared`, its lock held on entry.
 #[inline(never)]
-unsafe fn slice(
-    vcpu: &mut impl ArchVcpu,
+unsafe fn slice<V: ArchVcpu>(
+    vcpu: &mut V,
     vm: *mut Vm,
     shared: Option<&SharedVm<'_>>,
     until_ns: u64,
@@ -199,7 +199,7 @@ unsafe fn slice(
                 // The CPU learns what the model did in the local APIC's register page
                 // (here only: every exit that can make the model write it changes what
                 // the dispatcher follows, so the loop comes here before the next entry).
-                if vm.platform.lapic_mut().take_page_changes() {
+                if V::VIRTUAL_INTERRUPTS && vm.platform.lapic_mut().take_page_changes() {
                     vcpu.virtual_apic_changed();
                 }
                 // A console line that waited for room goes out when there is some.

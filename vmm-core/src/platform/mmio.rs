@@ -62,7 +62,8 @@ impl DeviceMemory<'_> {
         Some(self.platform.device(id).read(offset, 4, self.now) as u32)
     }
 
-    fn write32(&mut self, gpa: u64, v: u32) -> bool {
+    /// The dword at `gpa` written whole: whether a device took it.
+    pub(crate) fn write32(&mut self, gpa: u64, v: u32) -> bool {
         let Some((id, offset)) = self.register(gpa) else {
             return false;
         };
