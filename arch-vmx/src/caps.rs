@@ -92,6 +92,13 @@ impl VmxCaps {
             && self.pin.allows(pin::EXT_INT_EXITING)
     }
 
+    /// APIC-register virtualization, with virtual-interrupt delivery: the page mirrors
+    /// what the guest reads (`LocalApic`'s register page), and register writes exit
+    /// trap-like, with nothing to decode.
+    pub fn apic_register_virtualization(&self) -> bool {
+        self.virtual_interrupts() && self.proc2.allows(proc2::APIC_REGISTER_VIRTUALIZATION)
+    }
+
     /// INVEPT all-context is there (SDM Vol 3C A.10).
     pub fn invept_all(&self) -> bool {
         let all = ept_cap::INVEPT | ept_cap::INVEPT_ALL;

@@ -45,6 +45,9 @@ pub mod proc2 {
     pub const RDTSCP: u32 = 1 << 3;
     pub const VPID: u32 = 1 << 5;
     pub const UNRESTRICTED: u32 = 1 << 7;
+    /// Reads of the APIC-access page come from the virtual-APIC page, and writes to the
+    /// registers of SDM Vol 3C 30.4.3.1 land there and exit trap-like (APIC write).
+    pub const APIC_REGISTER_VIRTUALIZATION: u32 = 1 << 8;
     /// The CPU delivers the virtual-APIC page's requested interrupts and virtualizes EOI
     /// (SDM Vol 3C 30.1.2, 30.2).
     pub const VIRTUAL_INTERRUPT_DELIVERY: u32 = 1 << 9;

@@ -10,7 +10,11 @@
 //! (the EPT maps the APIC-access page there, `structures::ApicFrames`), which the exit
 //! decoder turns back into the nested page faults they replace; an ICR write that is not
 //! a self-IPI comes as an APIC-write exit (30.5) with the value in the page.
-//! APIC-register virtualization is not used: reads other than the TPR still exit.
+//! Where the CPU has APIC-register virtualization too (SDM Vol 3C 30.4.2, 30.4.3), the
+//! guest's reads of the APIC page come from the page (the local APIC keeps there a copy
+//! of what the guest reads, `LocalApic::attach_page`) and its register writes land there
+//! and exit trap-like (`VmExit::ApicWrite`): nothing to decode. Only the timer's current
+//! count, the PPR and the CMCI entry are read through an APIC-access exit.
 //!
 //! Before each entry from the dispatcher, RVI and SVI (the guest interrupt status, SDM
 //! Vol 3C 25.4.2) are set from the page (the highest vector of IRR and ISR: the model may
@@ -84,9 +88,16 @@ impl<V: VmcsAccess> VmxVcpu<V> {
             m.write(f, 0)?;
         }
         m.write(guest::INTERRUPT_STATUS, 0)?;
+        let registers = if self.caps.apic_register_virtualization() {
+            proc2::APIC_REGISTER_VIRTUALIZATION
+        } else {
+            0
+        };
+        let m = &mut self.vmcs;
         let proc2 = m.read(control::SECONDARY_PROC_BASED)?
             | proc2::VIRTUALIZE_APIC_ACCESSES
-            | proc2::VIRTUAL_INTERRUPT_DELIVERY;
+            | proc2::VIRTUAL_INTERRUPT_DELIVERY
+            | registers;
         m.write(control::SECONDARY_PROC_BASED, proc2)?;
         self.set_proc1(proc1::USE_TPR_SHADOW, true);
         Ok(())
@@ -199,6 +210,19 @@ mod tests {
         assert_eq!(v.access_result(), Ok(()));
         v.release(&mut frames);
         assert_eq!(frames.live(), 0, "every frame given back");
+    }
+
+    #[test]
+    fn apic_register_virtualization_goes_on_with_it_where_the_cpu_has_it() {
+        let mut frames = Frames::new(64);
+        let mut v = vcpu(0xff | 1 << 9, &mut frames);
+        v.virtual_interrupts(&mut frames).unwrap();
+        assert_eq!(raw(&v, SECONDARY_PROC_BASED) & 1 << 8, 0, "not offered");
+        v.release(&mut frames);
+        let mut v = vcpu(0x3ff, &mut frames);
+        v.virtual_interrupts(&mut frames).unwrap();
+        assert_ne!(raw(&v, SECONDARY_PROC_BASED) & 1 << 8, 0);
+        v.release(&mut frames);
     }
 
     #[test]

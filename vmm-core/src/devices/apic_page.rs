@@ -1,6 +1,7 @@
 //! Where a local APIC keeps the state the CPU may handle itself: the interrupt request,
 //! in-service and trigger-mode registers (IRR, ISR, TMR), the task priority (TPR) and
-//! the ICR's low half (where VT-x stores a self-IPI it carries out, SDM Vol 3C 30.5).
+//! the ICR (where VT-x stores a self-IPI it carries out, SDM Vol 3C 30.5, and the
+//! destination the guest writes before it).
 //! In the model ([`Vectors`]), or in a register page in the architectural layout (Intel
 //! SDM Vol 3A 11.4.1 Table 11-1, revision 084: each 32-bit register at a 16-byte-aligned
 //! offset of a 4 KiB page) that a backend attached ([`IrqState::attach`]): VT-x's
@@ -32,6 +33,7 @@ pub const ISR: u32 = 0x100;
 pub const TMR: u32 = 0x180;
 pub const IRR: u32 = 0x200;
 pub const ICR_LOW: u32 = 0x300;
+pub const ICR_HIGH: u32 = 0x310;
 
 impl ApicPage {
     /// The 32-bit register at `offset` (its low 4 bits are ignored).
@@ -133,6 +135,7 @@ pub struct IrqState {
     isr: Vectors,
     tmr: Vectors,
     icr_low: u32,
+    icr_high: u32,
     page: Option<PagePtr>,
     /// The model wrote the attached page since [`IrqState::take_changes`].
     changed: bool,
@@ -195,6 +198,22 @@ impl IrqState {
         }
     }
 
+    #[inline]
+    pub fn icr_high(&self) -> u32 {
+        match self.page() {
+            Some(p) => p.reg(ICR_HIGH),
+            None => self.icr_high,
+        }
+    }
+
+    #[inline]
+    pub fn set_icr_high(&mut self, v: u32) {
+        match self.page_mut() {
+            Some(p) => p.set_reg(ICR_HIGH, v),
+            None => self.icr_high = v,
+        }
+    }
+
     /// The highest vector set in `r`.
     #[inline]
     pub fn highest(&self, r: VecReg) -> Option<u8> {
@@ -246,6 +265,7 @@ impl IrqState {
     pub fn clear(&mut self) {
         self.set_tpr(0);
         self.set_icr_low(0);
+        self.set_icr_high(0);
         let none = Vectors::new();
         match self.page_mut() {
             Some(p) => [IRR, ISR, TMR].map(|b| p.set_vectors(b, &none)),
@@ -265,6 +285,7 @@ impl IrqState {
         let p = unsafe { page.get_mut() };
         p.set_reg(TPR, self.tpr as u32);
         p.set_reg(ICR_LOW, self.icr_low);
+        p.set_reg(ICR_HIGH, self.icr_high);
         p.set_vectors(IRR, &self.irr);
         p.set_vectors(ISR, &self.isr);
         p.set_vectors(TMR, &self.tmr);
@@ -275,17 +296,26 @@ impl IrqState {
     /// The state comes back from the attached page, if any, which is no longer used.
     pub fn detach(&mut self) {
         let Some(p) = self.page() else { return };
-        let (tpr, icr_low, irr, isr, tmr) = (
+        let (tpr, icr, irr, isr, tmr) = (
             p.reg(TPR) as u8,
-            p.reg(ICR_LOW),
+            (p.reg(ICR_LOW), p.reg(ICR_HIGH)),
             p.vectors(IRR),
             p.vectors(ISR),
             p.vectors(TMR),
         );
-        (self.tpr, self.icr_low) = (tpr, icr_low);
+        (self.tpr, (self.icr_low, self.icr_high)) = (tpr, icr);
         (self.irr, self.isr, self.tmr) = (irr, isr, tmr);
         self.page = None;
         self.changed = false;
+    }
+
+    /// Writes register `offset` of the attached page, if any, without noting a change:
+    /// for registers the CPU only reads (the page's copy of the model's others).
+    pub fn mirror_reg(&mut self, offset: u32, v: u32) {
+        if let Some(p) = &self.page {
+            // SAFETY: as in `page_mut`.
+            unsafe { p.get_mut() }.set_reg(offset, v);
+        }
     }
 
     /// Whether a page is attached.

@@ -137,6 +137,28 @@ const LVT_WRITABLE: [u32; LVT_COUNT] = [
 
 const NS_PER_SEC: u128 = 1_000_000_000;
 
+/// The registers a CPU reads from an attached register page when it virtualizes the APIC
+/// page's reads (VT-x's APIC-register virtualization, SDM Vol 3C 30.4.2, revision 084:
+/// ID, version, TPR, EOI, LDR, DFR, SVR, ISR, TMR, IRR, ESR, ICR, the LVT entries of
+/// 320H-370H, initial count, divide configuration), but for those the page holds anyway.
+const MIRRORED: [u32; 15] = [
+    reg::ID,
+    reg::VERSION,
+    reg::EOI,
+    reg::LDR,
+    reg::DFR,
+    reg::SVR,
+    reg::ESR,
+    reg::LVT_TIMER,
+    reg::LVT_THERMAL,
+    reg::LVT_PERF,
+    reg::LVT_LINT0,
+    reg::LVT_LINT1,
+    reg::LVT_ERROR,
+    reg::TIMER_INITIAL,
+    reg::TIMER_DIVIDE,
+];
+
 fn lvt_slot(offset: u32) -> Option<usize> {
     match offset {
         reg::LVT_CMCI => Some(LVT_CMCI),
@@ -338,7 +360,6 @@ pub struct LocalApic {
     esr_pending: u32,
     lvt: [u32; LVT_COUNT],
     /// ICR destination: bits 31:24 in xAPIC mode, the whole x2APIC destination in x2APIC.
-    icr_high: u32,
     timer: Timer,
 }
 
@@ -361,7 +382,6 @@ impl LocalApic {
             esr: 0,
             esr_pending: 0,
             lvt: [0; LVT_COUNT],
-            icr_high: 0,
             timer: Timer::default(),
         };
         a.reset_registers();
@@ -372,6 +392,7 @@ impl LocalApic {
     /// RESET, but for the ID and IA32_APIC_BASE (its mode stays), section 11.4.7.3.
     pub fn init(&mut self) {
         self.reset_registers();
+        self.mirror();
     }
 
     /// The register state after RESET or INIT (section 11.4.7.1): everything but the
@@ -384,7 +405,6 @@ impl LocalApic {
         self.esr = 0;
         self.esr_pending = 0;
         self.lvt = [LVT_MASKED; LVT_COUNT];
-        self.icr_high = 0;
         self.timer = Timer::default();
     }
 
@@ -429,6 +449,12 @@ impl LocalApic {
     /// the disabled state resets the APIC registers (section 11.4.3).
     #[allow(clippy::result_unit_err)] // Err is #GP(0): nothing more to say.
     pub fn set_apic_base(&mut self, value: u64) -> Result<(), ()> {
+        let r = self.set_base(value);
+        self.mirror();
+        r
+    }
+
+    fn set_base(&mut self, value: u64) -> Result<(), ()> {
         if value & !(BASE_ADDR_MASK | BASE_ENABLE | BASE_EXTD | BASE_BSP) != 0 {
             return Err(());
         }
@@ -446,7 +472,7 @@ impl LocalApic {
             (ApicMode::XApic | ApicMode::X2Apic, ApicMode::Disabled) => self.reset_registers(),
             (ApicMode::XApic, ApicMode::X2Apic) => {
                 // The ICR destination changes format (8 bits at 31:24 to 32 bits).
-                self.icr_high = 0;
+                self.irq.set_icr_high(0);
             }
             _ => {}
         }
@@ -509,7 +535,22 @@ impl LocalApic {
     /// running its vCPU on this host CPU, until [`LocalApic::detach_page`].
     pub unsafe fn attach_page(&mut self, page: PagePtr) {
         // SAFETY: the caller's contract.
-        unsafe { self.irq.attach(page) }
+        unsafe { self.irq.attach(page) };
+        self.mirror();
+    }
+
+    /// With a page attached: the registers a CPU that virtualizes the APIC page's reads
+    /// serves from it ([`MIRRORED`]) as the guest would read them (0 outside xAPIC mode,
+    /// as `read_mmio`); after a register write, the one written (`write_mmio`). The
+    /// others it reads from the page are the page's own (TPR, ISR, TMR, IRR, ICR).
+    fn mirror(&mut self) {
+        if !self.irq.attached() {
+            return;
+        }
+        for offset in MIRRORED {
+            let v = self.read_mmio(offset, 0);
+            self.irq.mirror_reg(offset, v);
+        }
     }
 
     /// IRR, ISR, TMR and TPR come back from the attached page, if any.
@@ -1003,7 +1044,7 @@ impl LocalApic {
                 .word(VecReg::Irr, ((offset - reg::IRR) >> 4) as usize),
             reg::ESR => self.esr,
             reg::ICR_LOW => self.irq.icr_low(),
-            reg::ICR_HIGH => self.icr_high,
+            reg::ICR_HIGH => self.irq.icr_high(),
             reg::TIMER_INITIAL => self.timer.initial,
             reg::TIMER_CURRENT => self.current_count(now_ns),
             reg::TIMER_DIVIDE => self.timer.divide,
@@ -1015,6 +1056,20 @@ impl LocalApic {
     /// A 32-bit write at `offset` in the APIC page. Ignored unless in xAPIC mode, and
     /// for read-only, reserved or misaligned offsets.
     pub fn write_mmio(&mut self, offset: u32, value: u32, now_ns: u64) -> ApicEffect {
+        let e = self.write_register(offset, value, now_ns);
+        if self.irq.attached() {
+            // The SVR's software disable masks every LVT entry.
+            if offset & 0xff0 == reg::SVR {
+                self.mirror();
+            } else if MIRRORED.contains(&(offset & 0xff0)) {
+                let v = self.read_mmio(offset & 0xff0, 0);
+                self.irq.mirror_reg(offset, v);
+            }
+        }
+        e
+    }
+
+    fn write_register(&mut self, offset: u32, value: u32, now_ns: u64) -> ApicEffect {
         let offset = offset & 0xfff;
         if self.mode() != ApicMode::XApic || offset & 0xf != 0 {
             return ApicEffect::None;
@@ -1032,9 +1087,10 @@ impl LocalApic {
             reg::ESR => self.write_esr(),
             reg::ICR_LOW => {
                 self.irq.set_icr_low(value & ICR_LOW_MASK);
-                return self.send_ipi(value & ICR_LOW_MASK, self.icr_high >> 24, false);
+                let dest = self.irq.icr_high() >> 24;
+                return self.send_ipi(value & ICR_LOW_MASK, dest, false);
             }
-            reg::ICR_HIGH => self.icr_high = value & 0xff00_0000,
+            reg::ICR_HIGH => self.irq.set_icr_high(value & 0xff00_0000),
             reg::TIMER_INITIAL => self.write_initial_count(value, now_ns),
             reg::TIMER_DIVIDE => self.write_divide(value, now_ns),
             _ => {}
@@ -1071,7 +1127,9 @@ impl LocalApic {
                 .irq
                 .word(VecReg::Irr, ((offset - reg::IRR) >> 4) as usize),
             reg::ESR => self.esr,
-            reg::ICR_LOW => return Some((self.icr_high as u64) << 32 | self.irq.icr_low() as u64),
+            reg::ICR_LOW => {
+                return Some((self.irq.icr_high() as u64) << 32 | self.irq.icr_low() as u64)
+            }
             reg::TIMER_INITIAL => self.timer.initial,
             reg::TIMER_CURRENT => self.current_count(now_ns),
             reg::TIMER_DIVIDE => self.timer.divide,
@@ -1094,8 +1152,8 @@ impl LocalApic {
                 return Err(());
             }
             self.irq.set_icr_low(value as u32);
-            self.icr_high = (value >> 32) as u32;
-            return Ok(self.send_ipi(value as u32, self.icr_high, true));
+            self.irq.set_icr_high((value >> 32) as u32);
+            return Ok(self.send_ipi(value as u32, (value >> 32) as u32, true));
         }
         if value >> 32 != 0 {
             return Err(());
@@ -1148,6 +1206,82 @@ mod tests {
             .unwrap();
         a.write_msr(0x80f, 0x1ff, 0).unwrap();
         a
+    }
+
+    #[test]
+    fn an_attached_page_holds_what_the_guest_reads_at_the_architectural_offsets() {
+        use crate::devices::apic_page::{ApicPage, PagePtr};
+        let mut a = apic();
+        // SAFETY: zeroed memory is a valid page, alive until the end of the test.
+        let mut page: std::boxed::Box<ApicPage> =
+            unsafe { std::boxed::Box::new_zeroed().assume_init() };
+        // SAFETY: as above; detached before it goes.
+        let at = unsafe { PagePtr::new(core::ptr::NonNull::from(&mut *page)) };
+        // SAFETY: as above.
+        unsafe { a.attach_page(at) };
+        a.write_mmio(reg::SVR, 0x1ff, 0);
+        a.write_mmio(reg::LVT_TIMER, 0x0002_0041 | 0xff00_0000, 0);
+        a.write_mmio(reg::TIMER_INITIAL, 1234, 0);
+        a.write_mmio(reg::TIMER_DIVIDE, 0xb, 0);
+        a.write_mmio(reg::ICR_HIGH, 0x0300_0000, 0);
+        let read = |a: &mut LocalApic, off: u32| a.read_mmio(off, 0);
+        for off in MIRRORED.into_iter().chain([reg::ICR_HIGH, reg::TPR]) {
+            // SAFETY: nothing runs; the model is done with the page meanwhile.
+            let in_page = unsafe { at.get() }.reg(off);
+            assert_eq!(in_page, read(&mut a, off), "offset {off:#x}");
+        }
+        // SAFETY: as above.
+        let p = unsafe { at.get() };
+        assert_eq!(
+            p.reg(reg::LVT_TIMER),
+            0x0002_0041,
+            "as read: reserved bits dropped"
+        );
+        assert_eq!(
+            (p.reg(reg::TIMER_INITIAL), p.reg(reg::VERSION)),
+            (1234, VERSION)
+        );
+        // The SVR's software disable masks every LVT entry, in the page too.
+        a.write_mmio(reg::SVR, 0xff, 0);
+        // SAFETY: as above.
+        assert_ne!(unsafe { at.get() }.reg(reg::LVT_TIMER) & LVT_MASKED, 0);
+        // x2APIC mode: the xAPIC page reads 0.
+        a.set_apic_base(DEFAULT_BASE | BASE_ENABLE | BASE_EXTD)
+            .unwrap();
+        // SAFETY: as above.
+        let p = unsafe { at.get() };
+        assert_eq!((p.reg(reg::SVR), p.reg(reg::VERSION)), (0, 0));
+        a.detach_page();
+    }
+
+    #[test]
+    fn an_icr_destination_the_cpu_stored_in_the_page_is_the_one_the_ipi_goes_to() {
+        // VT-x stores a guest's ICR-high write in the virtual-APIC page without an exit
+        // (Bochs' Skylake: the smp suite's logical-destination IPIs went to the old
+        // destination while the model kept its own copy).
+        use crate::devices::apic_page::{ApicPage, PagePtr};
+        let mut a = apic();
+        a.write_mmio(reg::SVR, 0x1ff, 0);
+        // SAFETY: zeroed memory is a valid page, alive until the end of the test.
+        let mut page: std::boxed::Box<ApicPage> =
+            unsafe { std::boxed::Box::new_zeroed().assume_init() };
+        // SAFETY: as above; detached before it goes.
+        let at = unsafe { PagePtr::new(core::ptr::NonNull::from(&mut *page)) };
+        // SAFETY: as above.
+        unsafe { a.attach_page(at) };
+        // SAFETY: the CPU's write, in a test; the model is not using the page.
+        unsafe { at.get_mut() }.set_reg(reg::ICR_HIGH, 0x0200_0000);
+        match a.write_mmio(reg::ICR_LOW, 0x40, 0) {
+            ApicEffect::Ipi(ipi) => assert_eq!((ipi.vector, ipi.dest), (0x40, 2)),
+            e => panic!("want an IPI, got {e:?}"),
+        }
+        assert_eq!(a.read_mmio(reg::ICR_HIGH, 0), 0x0200_0000);
+        a.detach_page();
+        assert_eq!(
+            a.read_mmio(reg::ICR_HIGH, 0),
+            0x0200_0000,
+            "kept when detached"
+        );
     }
 
     #[test]
