@@ -449,8 +449,12 @@ impl LocalApic {
     /// the disabled state resets the APIC registers (section 11.4.3).
     #[allow(clippy::result_unit_err)] // Err is #GP(0): nothing more to say.
     pub fn set_apic_base(&mut self, value: u64) -> Result<(), ()> {
+        let was = self.base;
         let r = self.set_base(value);
-        self.mirror();
+        // A new mode or a reset changes what the guest reads from the page.
+        if self.base != was {
+            self.mirror();
+        }
         r
     }
 
