@@ -245,6 +245,17 @@ impl IrqState {
         }
     }
 
+    /// The ISR, TMR or IRR word at page offset `offset` (100H to 270H), as the guest
+    /// reads it.
+    pub fn vector_word(&self, offset: u32) -> u32 {
+        let (r, base) = match offset {
+            ISR..=0x170 => (VecReg::Isr, ISR),
+            TMR..=0x1f0 => (VecReg::Tmr, TMR),
+            _ => (VecReg::Irr, IRR),
+        };
+        self.word(r, ((offset - base) >> 4) as usize)
+    }
+
     #[inline]
     pub fn tpr(&self) -> u8 {
         match self.page() {

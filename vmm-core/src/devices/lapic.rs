@@ -1037,15 +1037,7 @@ impl LocalApic {
             reg::LDR => self.ldr,
             reg::DFR => self.dfr | DFR_RESERVED_ONES,
             reg::SVR => self.svr,
-            reg::ISR..=0x170 => self
-                .irq
-                .word(VecReg::Isr, ((offset - reg::ISR) >> 4) as usize),
-            reg::TMR..=0x1f0 => self
-                .irq
-                .word(VecReg::Tmr, ((offset - reg::TMR) >> 4) as usize),
-            reg::IRR..=0x270 => self
-                .irq
-                .word(VecReg::Irr, ((offset - reg::IRR) >> 4) as usize),
+            reg::ISR..=0x270 => self.irq.vector_word(offset),
             reg::ESR => self.esr,
             reg::ICR_LOW => self.irq.icr_low(),
             reg::ICR_HIGH => self.irq.icr_high(),
@@ -1121,15 +1113,7 @@ impl LocalApic {
             reg::PPR => self.ppr() as u32,
             reg::LDR => self.ldr_value(),
             reg::SVR => self.svr,
-            reg::ISR..=0x170 => self
-                .irq
-                .word(VecReg::Isr, ((offset - reg::ISR) >> 4) as usize),
-            reg::TMR..=0x1f0 => self
-                .irq
-                .word(VecReg::Tmr, ((offset - reg::TMR) >> 4) as usize),
-            reg::IRR..=0x270 => self
-                .irq
-                .word(VecReg::Irr, ((offset - reg::IRR) >> 4) as usize),
+            reg::ISR..=0x270 => self.irq.vector_word(offset),
             reg::ESR => self.esr,
             reg::ICR_LOW => {
                 return Some((self.irq.icr_high() as u64) << 32 | self.irq.icr_low() as u64)
