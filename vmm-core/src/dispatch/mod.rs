@@ -223,13 +223,17 @@ unsafe fn slice<V: ArchVcpu>(
         vm.stats.count(exit.kind());
         let tpr_moved = tpr::store_shadow(vcpu, &mut vm.platform);
         let (quiet, devices_only) = (is_quiet(&exit), touches_only_devices(&exit));
+        let hlt = matches!(exit, VmExit::Hlt);
         let changes = vm.platform.changes();
         if let Some(end) = handle_exit(vcpu, vm, exit) {
             return ended(vm, end);
         }
+        let unchanged = vm.platform.changes() == changes;
         settled = !tpr_moved
             && !vm.console_waits()
-            && (quiet || (devices_only && vm.platform.changes() == changes));
+            && (quiet
+                || (devices_only && unchanged)
+                || (hlt && unchanged && the_cpu_delivers_what_woke_it(vm)));
         if core::mem::take(&mut vm.halted) {
             let wake_ns = vm.platform.next_event_ns(vm.now());
             return Stop::Halted { wake_ns };
@@ -271,6 +275,15 @@ fn touches_only_devices(exit: &VmExit) -> bool {
         exit,
         VmExit::Io(_) | VmExit::NestedPageFault { .. } | VmExit::RdMsr
     )
+}
+
+/// After a HLT that did not halt and changed nothing ([`halt::hlt`] woke at once, the
+/// devices as they were): whether what woke it is the CPU's to deliver (an interrupt
+/// requested in the local APIC's register page: [`ArchVcpu::VIRTUAL_INTERRUPTS`]), with
+/// nothing for Janus to inject, so that the offer would change nothing. The timer
+/// interrupt a guest armed before STI;HLT is such a wake.
+fn the_cpu_delivers_what_woke_it(vm: &Vm) -> bool {
+    !vm.halted && !vm.platform.nmi_pending() && vm.platform.next_interrupt().is_none()
 }
 
 fn ended(vm: &mut Vm, end: GuestEnd) -> Stop {

@@ -874,6 +874,43 @@ fn quiet_exits_skip_the_device_work_until_something_is_due() {
 }
 
 #[test]
+fn a_hlt_woken_by_an_interrupt_the_cpu_delivers_itself_is_quiet() {
+    use crate::devices::apic_page::{ApicPage, PagePtr};
+    // The timer interrupt a guest armed before STI;HLT is requested already when HLT
+    // exits. Offers: at the first entry, after each HLT that leaves something to do, at
+    // the slice end.
+    let slice = |attach: bool| {
+        let mut m = vm(ram(1 << 20));
+        let now = m.now();
+        m.platform.lapic_mut().write_mmio(0xf0, 0x1ff, now.ns);
+        // SAFETY: zeroed memory is a valid page; it outlives its attachment (detached
+        // below).
+        let mut page: std::boxed::Box<ApicPage> =
+            unsafe { std::boxed::Box::new_zeroed().assume_init() };
+        if attach {
+            // SAFETY: as above; nothing else touches the page.
+            let at = unsafe { PagePtr::new(core::ptr::NonNull::from(&mut *page)) };
+            // SAFETY: as above.
+            unsafe { m.platform.lapic_mut().attach_page(at) };
+        }
+        m.platform.lapic_mut().accept(0x40, false);
+        let mut v = MockVcpu::new(&[VmExit::Hlt, VmExit::Cpuid, VmExit::Cpuid, VmExit::Cpuid]);
+        v.rflags |= 1 << 9;
+        // Held off at the first entry (an STI's shadow): not injected then.
+        v.shadow = true;
+        v.ns_per_run = 50_000;
+        let now = crate::mock::TSC.with(|t| t.get());
+        assert_eq!(run_slice(&mut v, &mut m, now + 175_000), Stop::Preempted);
+        m.platform.lapic_mut().detach_page();
+        v.offers
+    };
+    // The CPU takes it from the register page: HLT wakes at once, nothing to offer.
+    assert_eq!(slice(true), 2, "first entry and the slice end");
+    // Janus injects it: the HLT that woke for it is followed by an offer.
+    assert_eq!(slice(false), 3, "and after the HLT");
+}
+
+#[test]
 fn uart_bytes_are_quiet_while_its_interrupt_line_stays_put() {
     let slice = |m: &mut Vm, exits: &[VmExit]| {
         let mut v = MockVcpu::new(exits);
