@@ -429,13 +429,18 @@ pub fn real_time_costs(root: &Path, iso: &Path) -> Result<(f64, Vec<(String, u64
 
 /// Builds build/bench-exits.iso: Janus with the exitcost suite alone.
 pub fn exit_iso(root: &Path) -> Result<PathBuf, String> {
-    let exit_iso = root.join("build/bench-exits.iso");
-    let exit_spec = GuestSpec::with_keys(
-        PathBuf::from(SUITE),
-        &[("name", SUITE), ("mem", crate::matrix::SUITE_MEM)],
-    );
-    crate::prepare(root, &[exit_spec], &exit_iso, &[])?;
-    Ok(exit_iso)
+    exitcost_iso(root, &root.join("build/bench-exits.iso"), None)
+}
+
+/// Builds `iso`: Janus (release) with the exitcost suite (release) alone, its command
+/// line `cmdline` when there is one (`profile=NAME` for `cargo janus profile`).
+pub fn exitcost_iso(root: &Path, iso: &Path, cmdline: Option<&str>) -> Result<PathBuf, String> {
+    let mut keys = vec![("name", SUITE), ("mem", crate::matrix::SUITE_MEM)];
+    if let Some(c) = cmdline {
+        keys.push(("cmdline", c));
+    }
+    let spec = GuestSpec::with_keys(PathBuf::from(SUITE), &keys);
+    crate::prepare(root, &[spec], iso, &[])
 }
 
 /// The guests of the guest-switch boot: two `hostile attack=spin` guests with a time

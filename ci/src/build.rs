@@ -34,13 +34,18 @@ fn release_dir(root: &Path) -> PathBuf {
     root.join("target").join(TARGET).join("release")
 }
 
+/// Where the release build puts Janus' ELF (its symbols name the addresses of a trace).
+pub fn janus_elf(root: &Path) -> PathBuf {
+    release_dir(root).join("janus")
+}
+
 /// `cargo build --release -p janus-boot --target x86_64-unknown-none`; returns the ELF.
 pub fn janus(root: &Path) -> Result<PathBuf, String> {
     let mut cmd = cargo();
     cmd.current_dir(root)
         .args(["build", "--release", "-p", "janus-boot", "--target", TARGET]);
     run(cmd, "building Janus (cargo build --release -p janus-boot)")?;
-    let elf = release_dir(root).join("janus");
+    let elf = janus_elf(root);
     if !elf.is_file() {
         return Err(format!("the Janus build did not produce {}", elf.display()));
     }

@@ -407,6 +407,40 @@ mouse: enabled=0
     )
 }
 
+/// Where a Bochs run keeps its files: build/bochs/NAME.EXT, NAME the serial log's stem
+/// (unique per run: two rows may share a model).
+pub fn bochs_file(root: &Path, log: &Path, ext: &str) -> PathBuf {
+    let name = log
+        .file_stem()
+        .map(|s| sanitize(&s.to_string_lossy()))
+        .unwrap_or_else(|| "bochs".into());
+    root.join("build/bochs").join(format!("{name}.{ext}"))
+}
+
+/// Writes `text` to `path`, creating its directory.
+pub fn write_file(path: &Path, text: &str) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Writes the bxrc of a run ([`bxrc`], then the lines `more`) to build/bochs; returns its
+/// path.
+pub fn write_bxrc(
+    root: &Path,
+    machine: &Machine<'_>,
+    iso: &Path,
+    log: &Path,
+    more: &str,
+) -> Result<PathBuf, String> {
+    let rc = bochs_file(root, log, "bxrc");
+    let bochs_log = absolute(&bochs_file(root, log, "bochs.log"));
+    write_file(&rc, &(bxrc(machine, iso, log, &bochs_log) + more))?;
+    Ok(rc)
+}
+
 fn bochs_command(
     root: &Path,
     machine: &Machine<'_>,
@@ -414,20 +448,10 @@ fn bochs_command(
     log: &Path,
     timeout: Duration,
 ) -> Result<Command, String> {
-    let dir = root.join("build/bochs");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    // Named after the log, which is unique per run (two rows may share a model).
-    let name = log
-        .file_stem()
-        .map(|s| sanitize(&s.to_string_lossy()))
-        .unwrap_or_else(|| sanitize(machine.model));
-    let rc = dir.join(format!("{name}.bxrc"));
-    let bochs_log = absolute(&dir.join(format!("{name}.bochs.log")));
-    std::fs::write(&rc, bxrc(machine, iso, log, &bochs_log))
-        .map_err(|e| format!("cannot write {}: {e}", rc.display()))?;
+    let rc = write_bxrc(root, machine, iso, log, "")?;
     // One per run: parallel runs must not rewrite a file another Bochs is reading.
-    let cont = dir.join(format!("{name}.cont.rc"));
-    std::fs::write(&cont, "c\n").map_err(|e| format!("cannot write {}: {e}", cont.display()))?;
+    let cont = bochs_file(root, log, "cont.rc");
+    write_file(&cont, "c\n")?;
     let mut cmd = Command::new("timeout");
     cmd.arg("-k")
         .arg("10")
@@ -442,17 +466,21 @@ fn bochs_command(
 
 /// SIGKILLs the child's whole process group (it was started as the group's leader).
 pub fn kill_group(child: &mut Child) {
-    let pgid = child.id();
-    let killed = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pgid}")])
+    if !signal(&format!("-{}", child.id()), "KILL") {
+        let _ = child.kill();
+    }
+}
+
+/// `kill -SIG -- TARGET` (a pid, or `-PGID` for a process group); whether it was sent.
+/// std has no kill(2) but SIGKILL, and the crate takes no libc for it.
+pub fn signal(target: &str, sig: &str) -> bool {
+    Command::new("kill")
+        .args([&format!("-{sig}"), "--", target])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .map(|s| s.success())
-        .unwrap_or(false);
-    if !killed {
-        let _ = child.kill();
-    }
+        .unwrap_or(false)
 }
 
 /// Reads what was appended to a file since the last call.

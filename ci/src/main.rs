@@ -2,7 +2,7 @@
 //! serial console (see docs/console.md).
 //!
 //! This file holds the command line (hand-parsed) and the commands `run`, `iso` and
-//! `test`; `bench` lives in bench.rs. The work itself lives in the modules below.
+//! `test`; `bench` lives in bench.rs, `profile` in profile.rs. The work itself lives in the modules below.
 
 mod bad_modules;
 mod bare;
@@ -19,6 +19,7 @@ mod judge;
 mod layout;
 mod linux;
 mod matrix;
+mod profile;
 mod setup;
 mod svg;
 mod table;
@@ -39,6 +40,7 @@ USAGE:
     cargo janus iso  [--guests LIST] [--guest FILE[:KEY=VALUE,...]]... -o FILE.iso
     cargo janus test [--guests LIST] [--only SUBSTRING] [--jobs N]
     cargo janus bench [exits | linux]
+    cargo janus profile --cpu MODEL LOOP [--steps N]
     cargo janus fuzz [--execs N | --seconds S] [--seed S]
     cargo janus help
 
@@ -65,6 +67,15 @@ COMMANDS:
             (build/bench/exits.tsv; charts build/bench/exits-MODEL.svg).
             `bench exits`: only the exit-cost table; `bench linux`: only Linux.
             See docs/testing.md.
+    profile Where one exit's instructions go: boot the exitcost guest looping LOOP (a row
+            of the exit-cost table: cpuid, out_com1_scr, in_com1_scr, in_unclaimed,
+            rdmsr_apic_base, wrmsr_apic_base, hypercall, mmio_apic_read,
+            mmio_apic_write, irq_oneshot_hlt) on Bochs model MODEL under Bochs'
+            debugger, trace N instructions, cut the trace into exits at the world switch
+            and print the complete exits, host instructions per exit (min/avg/max) and
+            the instructions per exit in each of Janus' functions; also written to
+            build/profile/MODEL-LOOP.txt (the trace: build/profile/MODEL-LOOP.trace).
+            See docs/testing.md, \"Profiling an exit\".
     fuzz    Fuzz the instruction decoder, the multiboot1, multiboot2 and Linux loaders
             and the module command lines on the host, built with overflow checks (in
             target/fuzz): N
@@ -72,7 +83,7 @@ COMMANDS:
             run. Prints executions per target and `fuzz: N passed, N failed`.
 
 OPTIONS:
-    --cpu MODEL        CPU model. QEMU names (EPYC, EPYC-Rome, Opteron_G5, phenom, qemu64,
+    --cpu MODEL        CPU model (`profile`: a Bochs one). QEMU names (EPYC, EPYC-Rome, Opteron_G5, phenom, qemu64,
                        max, 'qemu64,-svm', ...) run in QEMU; Bochs names (corei7_skylake_x,
                        tigerlake, ryzen, zambezi, trinity_apu, phenom_8650_toliman, ...) in
                        Bochs.
@@ -94,6 +105,7 @@ OPTIONS:
                        (`--only linux`: the Linux rows; `--only bad`: the bad-modules rows;
                        `--only EPYC`: EPYC, EPYC-Rome, EPYC (linux) and EPYC (bad modules)).
     --jobs N           `test`: emulator runs in parallel (default: number of CPUs).
+    --steps N          `profile`: instructions to trace (default 4000).
 ";
 
 /// What the command line asked for.
@@ -119,6 +131,13 @@ enum Command {
         named: Option<Vec<String>>,
     },
     Bench(bench::Part),
+    Profile {
+        cpu: String,
+        /// The exitcost guest's loop (`profile=NAME`).
+        name: String,
+        /// Instructions to trace.
+        steps: u64,
+    },
     Fuzz {
         execs: Option<u64>,
         seconds: Option<u64>,
@@ -148,6 +167,9 @@ fn main() -> ExitCode {
             Ok(0)
         }
         Command::Bench(part) => bench::cmd_bench(&workspace_root(), part),
+        Command::Profile { cpu, name, steps } => {
+            profile::run(&workspace_root(), &cpu, &name, steps)
+        }
         Command::Fuzz {
             execs,
             seconds,
@@ -187,6 +209,8 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
     let mut named: Option<Vec<String>> = None;
     let (mut execs, mut seconds, mut seed) = (None, None, None);
     let mut bench_part = None;
+    let mut profile_loop: Option<String> = None;
+    let mut steps = profile::DEFAULT_STEPS;
     let mut i = 0;
     // Options take their value as the next argument or after `=`.
     while i < rest.len() {
@@ -208,7 +232,23 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
                 .ok_or_else(|| format!("{name} needs a value"))
         };
         match (first.as_str(), name.as_str()) {
-            ("run", "--cpu") => cpu = Some(value()?),
+            ("run" | "profile", "--cpu") => cpu = Some(value()?),
+            ("profile", "--steps") => {
+                let v = value()?;
+                steps = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=profile::MAX_STEPS).contains(n))
+                    .ok_or_else(|| {
+                        format!(
+                            "--steps: `{v}` is not a count from 1 to {}",
+                            profile::MAX_STEPS
+                        )
+                    })?;
+            }
+            ("profile", word) if profile_loop.is_none() && !word.starts_with('-') => {
+                profile_loop = Some(word.to_string())
+            }
             ("run" | "iso", "--guest") => guests.push(GuestSpec::parse(&value()?)?),
             ("run" | "iso" | "test", "--guests") => {
                 let list: Vec<String> = value()?
@@ -286,8 +326,33 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             Ok(Command::Iso { guests, named, out })
         }
         "test" => Ok(Command::Test { only, jobs, named }),
+        "profile" => profile_command(cpu, profile_loop, steps),
         other => Err(format!("unknown command `{other}`")),
     }
+}
+
+/// `profile`'s command: a Bochs model (the trace comes from Bochs' debugger) and a loop
+/// the exitcost guest knows.
+fn profile_command(
+    cpu: Option<String>,
+    name: Option<String>,
+    steps: u64,
+) -> Result<Command, String> {
+    let loops = || profile::loops().collect::<Vec<_>>().join(", ");
+    let cpu = cpu.ok_or("profile needs --cpu MODEL (a Bochs model)")?;
+    if Emulator::for_model(&cpu) != Emulator::Bochs {
+        return Err(format!(
+            "profile: `{cpu}` is not a Bochs model (the trace comes from Bochs' debugger)"
+        ));
+    }
+    let name = name.ok_or_else(|| format!("profile needs LOOP, one of: {}", loops()))?;
+    if !profile::is_loop(&name) {
+        return Err(format!(
+            "profile: no loop `{name}`; the loops are: {}",
+            loops()
+        ));
+    }
+    Ok(Command::Profile { cpu, name, steps })
 }
 
 /// The workspace root: the parent of this crate's directory.
@@ -665,6 +730,44 @@ mod tests {
         );
         assert!(parse_args(&args(&["bench", "exits", "linux"])).is_err());
         assert!(parse_args(&args(&["bench", "frobs"])).is_err());
+    }
+
+    #[test]
+    fn profile_options() {
+        assert_eq!(
+            parse_args(&args(&["profile", "--cpu", "ryzen", "out_com1_scr"])).unwrap(),
+            Command::Profile {
+                cpu: "ryzen".into(),
+                name: "out_com1_scr".into(),
+                steps: profile::DEFAULT_STEPS
+            }
+        );
+        assert_eq!(
+            parse_args(&args(&[
+                "profile",
+                "irq_oneshot_hlt",
+                "--steps=9000",
+                "--cpu=corei7_skylake_x"
+            ]))
+            .unwrap(),
+            Command::Profile {
+                cpu: "corei7_skylake_x".into(),
+                name: "irq_oneshot_hlt".into(),
+                steps: 9000
+            }
+        );
+        for bad in [
+            &["profile", "cpuid"][..],
+            &["profile", "--cpu", "ryzen"],
+            &["profile", "--cpu", "EPYC", "cpuid"],
+            &["profile", "--cpu", "ryzen", "guest_switch"],
+            &["profile", "--cpu", "ryzen", "cpuid", "hypercall"],
+            &["profile", "--cpu", "ryzen", "cpuid", "--steps", "0"],
+            &["profile", "--cpu", "ryzen", "cpuid", "--steps", "many"],
+            &["profile", "--cpu", "ryzen", "cpuid", "--only", "x"],
+        ] {
+            assert!(parse_args(&args(bad)).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
