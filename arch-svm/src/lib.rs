@@ -8,7 +8,7 @@
 //!
 //! Where to look: `caps.rs` decides whether this CPU can run Janus; `svm.rs` enables SVM
 //! and allocates a vCPU's frames; `asid.rs` hands out ASIDs; `debug_regs.rs` loads the
-//! guest's DR0-DR3; `vmcb/` is the layout (`layout.rs`), the control-field
+//! guest's DR0-DR3; `cr2.rs` its CR2 (which Bochs' VMRUN does not); `vmcb/` is the layout (`layout.rs`), the control-field
 //! values (`bits.rs`), the intercept vectors (`intercept.rs`), the exit codes
 //! (`exit_code.rs`) and the page a VMCB lives in (`page.rs`); `setup.rs` fills a new
 //! VMCB; `vcpu.rs` is the `ArchVcpu`; `inject.rs` encodes events; `entry.rs` is the
@@ -18,6 +18,7 @@
 
 mod asid;
 mod caps;
+mod cr2;
 mod debug_regs;
 mod entry;
 mod exit;

@@ -4,6 +4,7 @@
 
 use crate::asid::AsidPool;
 use crate::caps::SvmCaps;
+use crate::cr2;
 use crate::debug_regs;
 use crate::entry::{leave, svm_run, svm_run_again, RunState};
 use crate::exit::{decode, io_access};
@@ -420,6 +421,9 @@ impl ArchVcpu for SvmVcpu {
             ControlReg::Cr2 => {
                 self.vmcb.save.cr2 = v;
                 self.dirty(clean::CR2);
+                if self.loaded {
+                    cr2::write(v);
+                }
                 return Ok(());
             }
         };
@@ -560,6 +564,7 @@ impl ArchVcpu for SvmVcpu {
     fn load(&mut self) {
         self.vmcb.control.vmcb_clean = clean::ALL_DIRTY;
         debug_regs::load_addresses(&self.dr);
+        cr2::write(self.vmcb.save.cr2);
         self.tsc_aux.load(tsc_aux::write);
         // Another guest may have run with this ASID since (more guests than ASIDs).
         if self.asids.shared(self.vmcb.control.guest_asid) {

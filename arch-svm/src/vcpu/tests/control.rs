@@ -59,6 +59,30 @@ fn cr2_and_cr3_are_written_as_given() {
     assert_eq!(v.cr(ControlReg::Cr2), 0xdead_b000);
 }
 
+/// Bochs' VMRUN does not load CR2 from the VMCB (`crate::cr2`): the loaded vCPU's CR2 is
+/// in the CPU too, written at `load` and when set while loaded.
+#[test]
+fn cr2_is_in_the_cpu_while_loaded() {
+    use crate::cr2::fake::hardware;
+    let mut a = vcpu(LONG);
+    let mut b = vcpu(LONG);
+    a.set_cr(ControlReg::Cr2, 0xa000).unwrap();
+    assert_eq!(hardware(), None, "not loaded: the CPU is left alone");
+    a.load();
+    assert_eq!(hardware(), Some(0xa000), "load puts it in");
+    a.set_cr(ControlReg::Cr2, 0xa100).unwrap();
+    assert_eq!(hardware(), Some(0xa100), "loaded: written through");
+    a.put();
+    // The guest faulted on b at 0xb000 (VMRUN's exit saved it); a loaded after it gets
+    // its own back.
+    b.vmcb.save.cr2 = 0xb000;
+    b.load();
+    assert_eq!(hardware(), Some(0xb000));
+    b.put();
+    a.load();
+    assert_eq!(hardware(), Some(0xa100), "a's own, not b's");
+}
+
 #[test]
 fn efer_keeps_svme_underneath_and_hides_it() {
     let mut v = vcpu(PROTECTED);
