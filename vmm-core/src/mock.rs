@@ -98,6 +98,9 @@ pub struct MockVcpu {
     /// where the kept exit site says (`in_place::end_by_site`). Each scripted CPUID
     /// exits at this RIP (the guest's loop around it).
     pub cpuid_loop_at: Option<u64>,
+    /// The CPU delivers an interrupt itself at the next entry (VT-x's pending virtual
+    /// interrupt): a HLT is finished in place when it can be.
+    pub cpu_delivers: bool,
 }
 
 impl MockVcpu {
@@ -143,6 +146,7 @@ impl MockVcpu {
             finish_in_place: false,
             cpuid_leaf: None,
             cpuid_loop_at: None,
+            cpu_delivers: false,
         }
     }
     fn cr_state(&self) -> CrState {
@@ -188,6 +192,7 @@ impl ArchVcpu for MockVcpu {
             let finished = match exit {
                 _ if !self.finish_in_place => false,
                 VmExit::Cpuid => next.is_some_and(|next| in_place::cpuid(self, next)),
+                VmExit::Hlt => in_place::hlt(self, self.rip + self.insn_len, self.cpu_delivers),
                 VmExit::Io(io) => match in_place::port_io(self, io, self.rip + self.insn_len) {
                     in_place::Finished::No => false,
                     in_place::Finished::Resume => true,
@@ -274,6 +279,10 @@ impl ArchVcpu for MockVcpu {
         self.window = on;
         self.offers += 1;
     }
+    /// So that the dispatcher's look at a register page is compiled in: a test that
+    /// wants one attaches it to the platform's local APIC itself (a constant, it cannot
+    /// differ between mock vCPUs; without a page it finds nothing).
+    const VIRTUAL_INTERRUPTS: bool = true;
     fn set_tsc_offset(&mut self, offset: u64) {
         self.tsc_offset = offset
     }
