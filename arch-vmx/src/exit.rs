@@ -178,8 +178,11 @@ pub fn is_string_io(raw: &RawExit) -> bool {
 /// executing an instruction cannot: SDM Vol 3C 28.2.4 lists the exits that occur during
 /// event delivery (a fault in the exception bitmap, a task switch through a task gate,
 /// an APIC access, an EPT violation or misconfiguration, ...), and each instruction exit
-/// happens at an instruction boundary. Skipping the IDT-vectoring VMREAD for these saves
-/// it on the commonest exits.
+/// happens at an instruction boundary. Nor can the trap-like exits of virtual-interrupt
+/// delivery, which follow an instruction that completed: an EOI-induced exit (30.1.4)
+/// and an APIC-write exit (30.4.3.3; an APIC-page access by event delivery itself is an
+/// APIC-access exit, 30.4). Skipping the IDT-vectoring VMREAD for these saves it on the
+/// commonest exits.
 pub fn may_interrupt_delivery(basic: u32) -> bool {
     use reason as r;
     !matches!(
@@ -206,6 +209,8 @@ pub fn may_interrupt_delivery(basic: u32) -> bool {
                 | r::INVVPID
                 | r::WBINVD
                 | r::XSETBV
+                | r::VIRTUALIZED_EOI
+                | r::APIC_WRITE
     )
 }
 

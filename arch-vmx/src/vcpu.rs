@@ -335,7 +335,7 @@ impl<V: VmcsAccess> VmxVcpu<V> {
         self.vmcs.enter(&mut self.regs, true)
     }
 
-    /// After an exit of reason `REASON` (CPUID or I/O): each one [`vmm_core::in_place`]
+    /// After an exit of reason `REASON` (CPUID, I/O or HLT): each one [`vmm_core::in_place`]
     /// can finish is finished here and the guest enters again (an exit finished in place
     /// queues no event to inject); the first exit it cannot finish, of this reason or
     /// another (or a port access it made that the dispatcher must follow up), for the
@@ -354,13 +354,14 @@ impl<V: VmcsAccess> VmxVcpu<V> {
         Ok(self.raw_exit()?)
     }
 
-    /// Finishes the exit of `reason` (CPUID or I/O: the loops `run` enters) here when
-    /// [`vmm_core::in_place`] can: a CPUID, or an IN or OUT (not a string form, SDM Vol 3C
-    /// Table 28-5), where the exit's instruction length says it ends (SDM Vol 3C 28.2.5).
-    /// Returns whether the guest enters again.
+    /// Finishes the exit of `reason` (CPUID, I/O or HLT: the loops `run` enters) here
+    /// when [`vmm_core::in_place`] can: a CPUID, an IN or OUT (not a string form, SDM Vol
+    /// 3C Table 28-5), or a HLT the CPU's pending virtual interrupt wakes at once
+    /// (`virtual_interrupt_pending`), where the exit's instruction length says it ends
+    /// (SDM Vol 3C 28.2.5). Returns whether the guest enters again.
     #[inline(always)]
     fn finished_in_place(&mut self, reason: u32) -> Result<bool, VcpuError> {
-        use crate::exit::reason::CPUID;
+        use crate::exit::reason::{CPUID, HLT};
         // Pinned, as entry needs: checked once here, the check in each access below is
         // dropped by the compiler (about 10 instructions per CPUID).
         if !self.vmcs.pinned() {
@@ -373,6 +374,9 @@ impl<V: VmcsAccess> VmxVcpu<V> {
         let next = self.vmcs.read(guest::RIP)?.wrapping_add(len);
         let done = if reason == CPUID {
             vmm_core::in_place::cpuid(self, next)
+        } else if reason == HLT {
+            let delivers = self.virtual_interrupt_pending()?;
+            vmm_core::in_place::hlt(self, next, delivers)
         } else {
             let raw = RawExit {
                 reason,
@@ -425,11 +429,13 @@ impl<V: VmcsAccess> ArchVcpu for VmxVcpu<V> {
         self.enter()?;
         let mut raw = self.raw_exit()?;
         {
-            use crate::exit::reason::{CPUID, IO};
+            use crate::exit::reason::{CPUID, HLT, IO};
             if raw.reason == CPUID {
                 raw = self.in_place_exits::<CPUID>()?;
             } else if raw.reason == IO {
                 raw = self.in_place_exits::<IO>()?;
+            } else if raw.reason == HLT {
+                raw = self.in_place_exits::<HLT>()?;
             }
         }
         if let Some(e) = entry_failure(&raw) {

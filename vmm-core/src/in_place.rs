@@ -82,12 +82,17 @@ pub struct InPlace {
 struct Allowance {
     cpuid: i32,
     io: i32,
+    hlt: i32,
 }
 
 impl Allowance {
     /// `n` of each kind.
     const fn of(n: i32) -> Self {
-        Allowance { cpuid: n, io: n }
+        Allowance {
+            cpuid: n,
+            io: n,
+            hlt: n,
+        }
     }
 }
 
@@ -129,6 +134,7 @@ impl Default for InPlace {
 pub struct Done {
     pub cpuid: u32,
     pub io: u32,
+    pub hlt: u32,
 }
 
 impl InPlace {
@@ -151,9 +157,11 @@ impl InPlace {
         let (g, a) = (self.granted, self.allowance);
         self.done.cpuid = self.done.cpuid.wrapping_add(used(g.cpuid, a.cpuid));
         self.done.io = self.done.io.wrapping_add(used(g.io, a.io));
+        self.done.hlt = self.done.hlt.wrapping_add(used(g.hlt, a.hlt));
         self.allowance = Allowance {
             cpuid: a.cpuid.max(0),
             io: a.io.max(0),
+            hlt: a.hlt.max(0),
         };
         self.granted = self.allowance;
     }
@@ -169,7 +177,10 @@ impl InPlace {
         // While nothing waits, the idle allowance granted at an earlier pass stays until
         // one kind's runs out (the dispatcher's every exit pays only these checks).
         let a = self.allowance;
-        if waits || self.granted != Allowance::of(WHILE_HOST_IDLE as i32) || (a.cpuid | a.io) < 0 {
+        if waits
+            || self.granted != Allowance::of(WHILE_HOST_IDLE as i32)
+            || (a.cpuid | a.io | a.hlt) < 0
+        {
             self.grant(if waits {
                 WHILE_HOST_WAITS
             } else {
@@ -256,6 +267,29 @@ pub fn cpuid<V: ArchVcpu>(vcpu: &mut V, next_rip: u64) -> bool {
         return false;
     }
     write_answer(vcpu, answer);
+    vcpu.retire(next_rip);
+    true
+}
+
+/// Finishes the HLT exit of `vcpu`, whose instruction ends at `next_rip`, when its CPU
+/// delivers an interrupt to it at the next entry itself (`cpu_delivers`: the backend
+/// read it from the hardware, VT-x's pending virtual interrupt) and the guest takes
+/// interrupts (RFLAGS.IF; not single-stepping): the HLT wakes at once, as
+/// the dispatcher's HLT would, and the guest enters again to take it. Returns
+/// whether it did (if not, nothing changed and the exit goes to the dispatcher).
+/// Anything Janus has to inject instead was offered before this entry: injected, or an
+/// interrupt or NMI window asked for, which makes the guest exit at once now that the
+/// HLT is done.
+#[inline(always)]
+pub fn hlt<V: ArchVcpu>(vcpu: &mut V, next_rip: u64, cpu_delivers: bool) -> bool {
+    let rflags = vcpu.rflags();
+    if !cpu_delivers
+        || !crate::cpu_rules::rflags::interrupts_on(rflags)
+        || rflags & crate::cpu_rules::rflags::TF != 0
+        || !spend(&mut vcpu.in_place().allowance.hlt)
+    {
+        return false;
+    }
     vcpu.retire(next_rip);
     true
 }
@@ -380,6 +414,38 @@ mod tests {
             0,
             "the dispatcher took the count"
         );
+    }
+
+    #[test]
+    fn a_hlt_the_cpu_wakes_from_itself_is_finished_in_place_and_counted() {
+        let script = [VmExit::Hlt, VmExit::Hlt, END];
+        let guest = |delivers: bool, interrupts_on: bool| {
+            let mut m = vm(ram(1 << 20));
+            let mut v = MockVcpu::new(&script);
+            v.finish_in_place = true;
+            v.cpu_delivers = delivers;
+            if interrupts_on {
+                v.rflags |= crate::cpu_rules::rflags::IF;
+            }
+            let start = v.rip;
+            let end = run(&mut v, &mut m);
+            (end, v.runs, m.stats.get(ExitKind::Hlt), v.rip - start)
+        };
+        let (end, runs, hlts, moved) = guest(true, true);
+        assert!(matches!(end, GuestEnd::Exited(_)), "{end:?}");
+        assert_eq!(
+            runs, 1,
+            "both HLTs in place, the end through the dispatcher"
+        );
+        assert_eq!(hlts, 2, "counted");
+        assert_eq!(moved, 2 * MockVcpu::new(&[]).insn_len, "each one completed");
+        // Interrupts off: the dispatcher's (the guest's only vCPU halts for good).
+        let (end, runs, hlts, _) = guest(true, false);
+        assert_eq!((end, runs, hlts), (GuestEnd::Halted, 1, 1));
+        // Nothing the CPU delivers: the dispatcher's, which finds nothing to wake it.
+        let (end, runs, _, _) = guest(false, true);
+        assert!(matches!(end, GuestEnd::Error(_)), "{end:?}");
+        assert_eq!(runs, 1);
     }
 
     #[test]

@@ -17,6 +17,7 @@ impl ExitStats {
     pub fn add_in_place(&mut self, done: crate::in_place::Done) {
         self.by_kind[ExitKind::Cpuid as usize] += u64::from(done.cpuid);
         self.by_kind[ExitKind::Io as usize] += u64::from(done.io);
+        self.by_kind[ExitKind::Hlt as usize] += u64::from(done.hlt);
     }
     pub fn total(&self) -> u64 {
         self.by_kind.iter().sum()

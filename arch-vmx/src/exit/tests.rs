@@ -392,3 +392,33 @@ fn apic_exits_of_virtual_interrupt_delivery() {
     assert_eq!(d(exit(45, 0x39)), VmExit::ApicEoi { vector: 0x39 });
     assert_eq!(d(exit(56, 0x300)), VmExit::ApicWrite { offset: 0x300 });
 }
+
+#[test]
+fn only_exits_that_can_interrupt_an_events_delivery_read_its_vectoring_information() {
+    use super::may_interrupt_delivery;
+    use super::reason as r;
+    for basic in [
+        r::CPUID,
+        r::HLT,
+        r::IO,
+        r::RDMSR,
+        r::VIRTUALIZED_EOI,
+        r::APIC_WRITE,
+    ] {
+        assert!(
+            !may_interrupt_delivery(basic),
+            "{basic}: after an instruction"
+        );
+    }
+    for basic in [
+        r::EXCEPTION_OR_NMI,
+        r::EPT_VIOLATION,
+        r::APIC_ACCESS,
+        r::TRIPLE_FAULT,
+    ] {
+        assert!(
+            may_interrupt_delivery(basic),
+            "{basic}: during delivery too"
+        );
+    }
+}
