@@ -88,13 +88,12 @@ pub(super) fn apic_write(vcpu: &mut impl ArchVcpu, vm: &mut Vm, offset: u32) -> 
             vcpu.rip()
         )));
     };
-    let gpa = lapic.base_address() + u64::from(offset & 0xff0);
     let now = vm.now();
     let mut apic = DeviceMemory {
         platform: &mut vm.platform,
         now,
     };
-    apic.write32(gpa, value);
+    apic.write_apic32(offset & 0xff0, value);
     None
 }
 
