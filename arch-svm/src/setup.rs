@@ -131,7 +131,12 @@ fn table(t: DescTable) -> VmcbSegment {
 
 /// Clears the intercept bits of the core's pass-through MSRs in the MSR permission map
 /// (APM Vol 2 15.11): two bits per MSR (read, then write); MSRs 0-0x1FFF at byte 0 and
-/// 0xC0000000-0xC0001FFF at byte 0x800, both in the first page.
+/// 0xC0000000-0xC0001FFF at byte 0x800, both in the first page. IA32_PAT is left
+/// intercepted: with nested paging VMRUN loads the guest's from G_PAT and #VMEXIT keeps it
+/// there (APM Vol 2 15.25.8), but QEMU 7.2's do not, so a guest's WRMSR of PAT went to
+/// the CPU's own, Janus' and the next guest's (the hostile `snoop` attack read `plant`'s).
+/// Intercepted, the guest reads and writes G_PAT through the core (`StateMsr::Pat`);
+/// Linux writes it once per CPU at boot.
 pub fn msrpm_allow(page: &mut [u64; 512]) {
     let mut clear = |msr: u32, write: bool| {
         let (base, index) = match msr {
@@ -143,7 +148,9 @@ pub fn msrpm_allow(page: &mut [u64; 512]) {
         page[bit / 64] &= !(1 << (bit % 64));
     };
     for &m in vmm_core::msr::PASSTHROUGH {
-        clear(m, false);
-        clear(m, true);
+        if m != vmm_core::msr::IA32_PAT {
+            clear(m, false);
+            clear(m, true);
+        }
     }
 }

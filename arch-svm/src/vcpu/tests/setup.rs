@@ -110,5 +110,9 @@ fn only_the_pass_through_msrs_skip_the_exit() {
         "EFER exits"
     );
     assert!(exits(&page, 0x1b, true), "APIC base exits");
+    assert!(
+        exits(&page, 0x277, false) && exits(&page, 0x277, true),
+        "PAT exits: QEMU's VMRUN does not switch G_PAT"
+    );
     assert!(exits(&page, 0x1a0, false), "MISC_ENABLE exits");
 }
