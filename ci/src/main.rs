@@ -2,7 +2,8 @@
 //! serial console (see docs/console.md).
 //!
 //! This file holds the command line (hand-parsed) and the commands `run`, `iso` and
-//! `test`; `bench` lives in bench.rs, `profile` in profile.rs. The work itself lives in the modules below.
+//! `test`; `bench` lives in bench.rs, `profile` in profile/ (reading the trace in
+//! profile/trace.rs). The work itself lives in the modules below.
 
 mod bad_modules;
 mod bare;
