@@ -2,15 +2,14 @@
 //! go, function by function (docs/testing.md, "Profiling an exit").
 //!
 //! The exitcost guest, given `profile=LOOP`, runs one of the exit-cost table's loops for
-//! good. Bochs' debugger (`bochs-bin`) boots it; once the guest's `exitcost: profiling
-//! LOOP` line is on the serial log, a SIGINT stops the simulation and the debugger traces
-//! N instructions (`trace on`, `s N`), each with its address, into a file
+//! good: after a warm-up it executes Bochs' magic breakpoint (`xchg bx, bx`), where
+//! Bochs' debugger (`bochs-bin`, `magic_break: enabled=1`) stops and traces N
+//! instructions (`trace on`, `s N`), each with its address, into a file
 //! (`debugger_log:`). The trace is cut at the world switch into exits (VT-x: from
 //! `janus_vmx_exit` to VMRESUME/VMLAUNCH; AMD-V: from the instruction after VMRUN to the
 //! next VMRUN), and each host address is given the function of Janus' ELF that holds it
 //! (one `nm` call). Counts are instructions, as in the exit-cost table, so an exit costs
-//! the same in every trace of the same build (which exits a trace holds whole depends on
-//! where the SIGINT lands).
+//! the same in every trace of the same build.
 
 use std::fmt::Write as _;
 use std::os::unix::process::CommandExt;
@@ -35,10 +34,6 @@ pub const MAX_STEPS: u64 = 10_000_000;
 const TIMEOUT: Duration = Duration::from_secs(300);
 /// How often the serial log and Bochs are looked at.
 const POLL: Duration = Duration::from_millis(100);
-/// How long a SIGINT has to stop Bochs before it is sent again (it stops in
-/// milliseconds).
-const RESEND: Duration = Duration::from_secs(2);
-
 /// The loops the exitcost guest's `profile=` runs: the rows of the exit-cost table but the
 /// timing loop alone (no exit) and Janus' guest switch (no loop of the guest).
 pub fn loops() -> impl Iterator<Item = &'static str> {
@@ -87,10 +82,11 @@ pub fn profiling_started(serial: &str, name: &str) -> Result<bool, String> {
     Ok(false)
 }
 
-/// The debugger's commands, read from a `-rc` file: run; once stopped (by the SIGINT),
-/// trace `steps` instructions and quit. A file (as the matrix gives Bochs its `c`) rather
-/// than lines written to its stdin: once stopped, the debugger reads the next command
-/// itself, so none has to be written at the right moment.
+/// The debugger's commands, read from a `-rc` file: run; once stopped (at the guest's
+/// magic breakpoint, after its loop's warm-up), trace `steps` instructions and quit. A
+/// file (as the matrix gives Bochs its `c`) rather than lines written to its stdin: once
+/// stopped, the debugger reads the next command itself, so none has to be written at the
+/// right moment.
 pub fn debugger_commands(steps: u64) -> String {
     format!("c\ntrace on\ns {steps}\nq\n")
 }
@@ -183,7 +179,13 @@ fn start_bochs(root: &Path, model: &str, steps: u64, files: &Files) -> Result<Gr
         cpus: 1,
         ips: emulator::BOCHS_IPS,
     };
-    let debugger_log = format!("debugger_log: {}\n", files.trace.display());
+    // The guest stops the simulation itself (`x86::magic_break` after its warm-up): a
+    // SIGINT sent once its profiling line showed was lost again and again in loops of
+    // exits finished in place (ryzen's port I/O, corei7_skylake_x's CPUID).
+    let debugger_log = format!(
+        "debugger_log: {}\nmagic_break: enabled=1\n",
+        files.trace.display()
+    );
     let rc = emulator::write_bxrc(root, &machine, &files.iso, &files.serial, &debugger_log)?;
     let commands = emulator::bochs_file(root, &files.serial, "profile.rc");
     emulator::write_file(&commands, &debugger_commands(steps))?;
@@ -206,39 +208,9 @@ fn start_bochs(root: &Path, model: &str, steps: u64, files: &Files) -> Result<Gr
     Group::start(cmd)
 }
 
-/// Stops the simulation with SIGINT (the debugger's Ctrl-C), which the debugger follows
-/// with the rest of its commands. Now and then Bochs loses one (seen on ryzen: it ran on,
-/// its log showing no stop), so it is sent again every [`RESEND`] until the debugger's
-/// log shows the stop.
-fn interrupt(bochs: &mut Group, deadline: Instant, files: &Files) -> Result<(), String> {
-    let pid = bochs.0.id().to_string();
-    let mut sent: Option<Instant> = None;
-    let stopped = || {
-        if debugger_stopped(&std::fs::read_to_string(&files.trace).unwrap_or_default()) {
-            return Ok(true);
-        }
-        if sent.is_none_or(|t| t.elapsed() >= RESEND) {
-            if sent.is_some() {
-                eprintln!("cargo janus: Bochs did not stop at the SIGINT; sending it again");
-            }
-            if !emulator::signal(&pid, "INT") {
-                return Err("cannot send SIGINT to Bochs".to_string());
-            }
-            sent = Some(Instant::now());
-        }
-        Ok(false)
-    };
-    match bochs.wait_for(deadline, "Bochs' debugger to stop at a SIGINT", stopped)? {
-        None => Ok(()),
-        Some(status) => Err(format!(
-            "Bochs ended ({status}) instead of stopping at a SIGINT (output {})",
-            files.output.display()
-        )),
-    }
-}
-
-/// Boots `files.iso` on Bochs model `model` under the debugger, waits for the guest to
-/// profile `name`, stops it and traces `steps` instructions. Returns the debugger's log.
+/// Boots `files.iso` on Bochs model `model` under the debugger, which stops where the
+/// guest profiling `name` breaks and traces `steps` instructions. Returns the debugger's
+/// log.
 fn trace(
     root: &Path,
     model: &str,
@@ -248,17 +220,23 @@ fn trace(
 ) -> Result<String, String> {
     let deadline = Instant::now() + TIMEOUT;
     let mut bochs = start_bochs(root, model, steps, files)?;
-    let line = format!("the `exitcost: profiling {name}` line");
-    let serial = &files.serial;
-    let started = || profiling_started(&std::fs::read_to_string(serial).unwrap_or_default(), name);
-    if let Some(status) = bochs.wait_for(deadline, &line, started)? {
+    let what = format!("the guest profiling {name} to stop at its breakpoint");
+    let (serial, trace) = (&files.serial, &files.trace);
+    let stopped = || {
+        let log = std::fs::read_to_string(trace).unwrap_or_default();
+        if debugger_stopped(&log) {
+            return Ok(true);
+        }
+        // Not there yet, or never: Janus refused or failed, the guest ended.
+        profiling_started(&std::fs::read_to_string(serial).unwrap_or_default(), name).map(|_| false)
+    };
+    if let Some(status) = bochs.wait_for(deadline, &what, stopped)? {
         return Err(format!(
-            "Bochs ended ({status}) before {line} (serial log {}, output {})",
+            "Bochs ended ({status}) before {what} (serial log {}, output {})",
             serial.display(),
             files.output.display()
         ));
     }
-    interrupt(&mut bochs, deadline, files)?;
     let what = format!("Bochs to trace {steps} instructions and quit");
     bochs.wait_for(deadline, &what, || Ok(false))?;
     std::fs::read_to_string(&files.trace)

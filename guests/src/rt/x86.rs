@@ -11,6 +11,15 @@ pub fn wrmsr(msr: u32, v: u64) {
     };
 }
 
+/// Bochs' magic breakpoint, `xchg bx, bx`: with `magic_break: enabled=1` Bochs' debugger
+/// stops there (`cargo janus profile` starts its trace); everywhere else an exchange of
+/// BX with itself, which changes nothing.
+#[inline(always)]
+pub fn magic_break() {
+    // SAFETY: exchanging BX with itself changes no register, flag or memory.
+    unsafe { asm!("xchg bx, bx", options(nostack, nomem, preserves_flags)) };
+}
+
 /// Reads the time-stamp counter.
 #[inline(always)]
 pub fn rdtsc() -> u64 {
