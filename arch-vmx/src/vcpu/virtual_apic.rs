@@ -28,6 +28,7 @@ use crate::vmcs::fields::{control, guest};
 use crate::vmcs::{AccessError, VmcsAccess};
 use core::ptr::NonNull;
 use vmm_core::devices::apic_page::{self, ApicPage, PagePtr};
+use vmm_core::devices::lapic;
 use vmm_core::nested::FrameAllocator;
 
 /// A vCPU's virtual-interrupt delivery, once on.
@@ -135,15 +136,13 @@ impl<V: VmcsAccess> VmxVcpu<V> {
             return Ok(false);
         }
         let status = self.vmcs.read(guest::INTERRUPT_STATUS)?;
-        let (rvi, svi) = (status & 0xff, status >> 8 & 0xff);
+        let (rvi, svi) = (status as u8, (status >> 8) as u8);
         // SAFETY: this vCPU's own page (`turn_on_virtual_apic`); the guest is out.
-        let vtpr = (unsafe { v.page.get() }.reg(apic_page::TPR) & 0xff) as u16;
-        let vppr = if vtpr >> 4 >= svi >> 4 {
-            vtpr
-        } else {
-            svi & 0xf0
-        };
-        Ok(rvi >> 4 > vppr >> 4)
+        let vtpr = unsafe { v.page.get() }.reg(apic_page::TPR) as u8;
+        Ok(lapic::above_priority(
+            rvi,
+            lapic::processor_priority(vtpr, svi),
+        ))
     }
 
     #[inline(never)]

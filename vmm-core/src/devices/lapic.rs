@@ -594,13 +594,7 @@ impl LocalApic {
     /// The processor priority: the TPR, or the class of the highest in-service vector if
     /// that is higher (section 11.8.3.1).
     pub fn ppr(&self) -> u8 {
-        let isrv = self.irq.highest(VecReg::Isr).unwrap_or(0);
-        let tpr = self.irq.tpr();
-        if tpr >> 4 >= isrv >> 4 {
-            tpr
-        } else {
-            isrv & 0xf0
-        }
+        processor_priority(self.irq.tpr(), self.irq.highest(VecReg::Isr).unwrap_or(0))
     }
 
     /// Accepts a fixed interrupt (from the IOAPIC, an IPI, an MSI): sets its IRR bit, and
@@ -626,7 +620,7 @@ impl LocalApic {
             return None;
         }
         let v = self.irq.highest(VecReg::Irr)?;
-        (v >> 4 > self.ppr() >> 4).then_some(v)
+        above_priority(v, self.ppr()).then_some(v)
     }
 
     /// Whether any vector is requested, whatever the priorities.
@@ -1173,6 +1167,24 @@ impl Device for LocalApic {
     fn write(&mut self, offset: u64, _size: u8, value: u64, now: Now) -> DeviceEffect {
         DeviceEffect::Apic(self.write_mmio(offset as u32, value as u32, now.ns))
     }
+}
+
+/// The processor priority from the task priority and the highest in-service vector (0
+/// for none): the TPR, or the in-service vector's class if that is higher (SDM Vol 3A
+/// 11.8.3.1). A virtual APIC's VPPR is the same function of VTPR and SVI (SDM Vol 3C
+/// 30.1.3): the one rule for both.
+pub fn processor_priority(tpr: u8, isrv: u8) -> u8 {
+    if tpr >> 4 >= isrv >> 4 {
+        tpr
+    } else {
+        isrv & 0xf0
+    }
+}
+
+/// Whether `vector` is taken at priority `ppr`: its class above the PPR's (SDM Vol 3A
+/// 11.8.3.1; a virtual interrupt's RVI against VPPR the same way, Vol 3C 30.2.1).
+pub fn above_priority(vector: u8, ppr: u8) -> bool {
+    vector >> 4 > ppr >> 4
 }
 
 #[cfg(test)]

@@ -46,8 +46,8 @@ pub fn plant(_: &Ctx) -> Saw {
         (PATTERN | 0x40 | i as u64) as i64
     }));
     // Canonical addresses; DR7 keeps the breakpoints disabled.
-    dr::write_addr_regs(&core::array::from_fn(|i| (PATTERN >> 16) | i as u64));
-    x86::write_cr2((PATTERN >> 16) | 0x2);
+    dr::write_addr_regs(&core::array::from_fn(|i| ADDR | i as u64));
+    x86::write_cr2(ADDR | 0x2);
     for (msr, _, v) in MSRS {
         x86::wrmsr(msr, v);
     }
